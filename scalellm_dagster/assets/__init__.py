@@ -1,0 +1,1 @@
+"""Dagster assets: thin wiring of resources to the engine, with metadata for the UI."""

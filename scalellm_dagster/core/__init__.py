@@ -1,0 +1,1 @@
+"""The ScaleLLM engine: sampling, students, selection, learning curves. No Dagster imports here."""

@@ -1,0 +1,50 @@
+"""Accuracy vs number of teacher labels: a saturating power law, fitted to forecast larger budgets."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+
+
+@dataclass(frozen=True)
+class LearningCurve:
+    """err(n) = a * n^(-alpha) + c; `c` is the error the student would keep with unlimited labels."""
+
+    a: float
+    alpha: float
+    c: float
+    r2: float
+    points: int
+
+    def accuracy_at(self, n: float | np.ndarray) -> float | np.ndarray:
+        return 1.0 - (self.a * np.power(n, -self.alpha) + self.c)
+
+
+def _err(n, a, alpha, c):
+    return a * np.power(n, -alpha) + c
+
+
+def fit_learning_curve(sizes, accuracies) -> LearningCurve | None:
+    """Least-squares fit; None when there are fewer than three distinct sizes or the fit does not converge."""
+    n = np.asarray(sizes, dtype=float)
+    err = 1.0 - np.asarray(accuracies, dtype=float)
+    keep = np.isfinite(err)
+    n, err = n[keep], err[keep]
+    if len(np.unique(n)) < 3:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, _ = curve_fit(
+                _err, n, err, p0=(1.0, 0.5, max(err.min() / 2, 0.0)),
+                bounds=([0.0, 0.0, 0.0], [np.inf, 3.0, 1.0]), maxfev=20000,
+            )
+    except (RuntimeError, ValueError):
+        return None
+    residual = err - _err(n, *params)
+    total = ((err - err.mean()) ** 2).sum()
+    r2 = 1.0 - (residual**2).sum() / total if total > 0 else 1.0
+    return LearningCurve(a=float(params[0]), alpha=float(params[1]), c=float(params[2]), r2=float(r2), points=len(n))

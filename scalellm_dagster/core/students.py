@@ -1,0 +1,142 @@
+"""Student candidates: cheap scikit-learn classifiers trained on embeddings -> teacher labels."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import ClassifierMixin, clone
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.model_selection import KFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.svm import SVC, LinearSVC
+
+_FACTORIES: dict[str, Callable[[int], ClassifierMixin]] = {
+    "logistic_regression": lambda seed: LogisticRegression(C=10.0, max_iter=2000),
+    "linear_svm": lambda seed: LinearSVC(C=1.0, random_state=seed),
+    "rbf_svm": lambda seed: SVC(kernel="rbf", C=10.0, gamma="scale", random_state=seed),
+    "ridge": lambda seed: RidgeClassifier(alpha=1.0),
+    "random_forest": lambda seed: RandomForestClassifier(n_estimators=150, random_state=seed, n_jobs=-1),
+    "knn": lambda seed: KNeighborsClassifier(n_neighbors=10, weights="distance", metric="cosine"),
+}
+KNOWN_CANDIDATES = frozenset(_FACTORIES)
+DEFAULT_CANDIDATES = ("logistic_regression", "linear_svm", "rbf_svm", "ridge", "random_forest")
+THROUGHPUT_ROWS = 5000
+
+
+def make_student(name: str, seed: int = 0) -> ClassifierMixin:
+    try:
+        return _FACTORIES[name](seed)
+    except KeyError:
+        raise ValueError(f"unknown student {name!r}; choose from {sorted(KNOWN_CANDIDATES)}") from None
+
+
+def default_sample_sizes(n_labels: int, steps: int = 4, smallest: int = 20) -> list[int]:
+    """Geometric sizes ending at the labels in hand (halving), as the paper's accuracy-vs-budget curve."""
+    sizes = {n_labels}
+    size = n_labels
+    for _ in range(steps - 1):
+        size //= 2
+        if size < smallest:
+            break
+        sizes.add(size)
+    return sorted(sizes)
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray
+    confidence: np.ndarray
+    method: str
+
+
+def predict_with_confidence(model: ClassifierMixin, X: np.ndarray) -> Prediction:
+    """Labels plus a confidence in [0, 1] for every row.
+
+    Models with `predict_proba` give its maximum; margin models (SVMs, ridge) give the maximum of a softmax over
+    their decision scores, which ranks rows by certainty but is not a calibrated probability.
+    """
+    classes = np.asarray(model.classes_)
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(X)
+        best = proba.argmax(axis=1)
+        return Prediction(classes[best], proba[np.arange(len(best)), best].astype(np.float32), "predict_proba")
+    scores = np.asarray(model.decision_function(X), dtype=np.float64)
+    if scores.ndim == 1:
+        scores = np.column_stack([-scores, scores])
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    best = scores.argmax(axis=1)
+    return Prediction(classes[best], scores[np.arange(len(best)), best].astype(np.float32), "softmax(decision)")
+
+
+def evaluate_candidates(
+    X: np.ndarray,
+    y: np.ndarray,
+    candidates: Sequence[str],
+    sample_sizes: Sequence[int],
+    cv_folds: int = 5,
+    seed: int = 0,
+    throughput_X: np.ndarray | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Cross-validated accuracy against the teacher's labels, train time and inference throughput.
+
+    `X, y` are in sampling order, so the first `n` rows are the sample a budget of `n` would have bought.
+    A candidate that fails at a size (e.g. one class only) is recorded with its reason, not dropped.
+    """
+    throughput_X = X if throughput_X is None else throughput_X
+    throughput_X = np.ascontiguousarray(throughput_X[:THROUGHPUT_ROWS])
+    rows = []
+    for size in sample_sizes:
+        Xs, ys = X[:size], y[:size]
+        n_classes = len(np.unique(ys))
+        for name in candidates:
+            row = {"candidate": name, "sample_size": int(size), "classes_seen": int(n_classes)}
+            try:
+                row.update(_score_one(make_student(name, seed), Xs, ys, cv_folds, seed, throughput_X))
+                row["status"], row["error"] = "ok", None
+            except Exception as exc:  # noqa: BLE001 - any estimator failure is recorded, the others go on
+                row.update(cv_accuracy=np.nan, cv_std=np.nan, train_seconds=np.nan, predict_rows_per_second=np.nan)
+                row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"[:500]
+            rows.append(row)
+            if progress:
+                progress(f"{name} @ {size} labels: {row['status']} acc={row['cv_accuracy']:.3f}")
+    return pd.DataFrame(rows)
+
+
+def _score_one(model, Xs, ys, cv_folds, seed, throughput_X) -> dict:
+    if len(np.unique(ys)) < 2:
+        raise ValueError(f"only one class among {len(ys)} teacher labels; a classifier needs at least two")
+    folds = min(cv_folds, len(ys))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="The least populated class")
+        scores = cross_val_score(
+            clone(model), Xs, ys, cv=KFold(folds, shuffle=True, random_state=seed), error_score="raise"
+        )
+        start = time.perf_counter()
+        fitted = clone(model).fit(Xs, ys)
+        train_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    fitted.predict(throughput_X)
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    return {
+        "cv_accuracy": float(scores.mean()),
+        "cv_std": float(scores.std()),
+        "train_seconds": float(train_seconds),
+        "predict_rows_per_second": float(len(throughput_X) / elapsed),
+    }
+
+
+def fit_student(name: str, X: np.ndarray, y: np.ndarray, seed: int = 0) -> ClassifierMixin:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return make_student(name, seed).fit(X, y)

@@ -1,0 +1,109 @@
+"""The code location: one `Definitions`, resources chosen from environment variables.
+
+With nothing set, everything is local and offline: the bundled banking77 demo, LSA embeddings, the `simulated`
+teacher, and a DuckDB file under data/. See README.md for the variables that switch on real providers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import (
+    AssetSelection,
+    Definitions,
+    EnvVar,
+    JobDefinition,
+    define_asset_job,
+    multiprocess_executor,
+)
+
+from scalellm_dagster.assets.shared import corpus, embeddings
+from scalellm_dagster.assets.tasks import build_task_assets
+from scalellm_dagster.checks import build_checks
+from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
+from scalellm_dagster.schedules import build_schedules
+from scalellm_dagster.settings import Settings
+from scalellm_dagster.tasks_config import load_tasks
+
+ALL_JOB = "scalellm_all"
+
+
+class SettingError(ValueError):
+    pass
+
+
+def _env(name: str, default, cast=str):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise SettingError(f"environment variable {name}={raw!r}: expected a {cast.__name__}") from None
+
+
+def build_resources(settings: Settings) -> dict:
+    if settings.embedder not in ("lsa", "openai"):
+        raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'lsa' (offline) or 'openai'")
+    if settings.teacher not in ("simulated", "openai"):
+        raise SettingError(f"SCALELLM_TEACHER={settings.teacher!r}: expected 'simulated' (offline) or 'openai'")
+    # The key is passed as an EnvVar so Dagster shows its name, never its value, in the UI and run config.
+    api_key = EnvVar("OPENAI_API_KEY") if os.environ.get("OPENAI_API_KEY") else None
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    return {
+        "warehouse": Warehouse(database=settings.duckdb_path),
+        "source": CorpusSource(
+            path=settings.corpus, id_column=settings.id_column, text_column=settings.text_column,
+            max_text_chars=_env("SCALELLM_MAX_TEXT_CHARS", 20_000, int),
+        ),
+        "embedder": EmbedderResource(
+            kind=settings.embedder,
+            dim=_env("SCALELLM_EMBEDDING_DIM", 384, int),
+            model=_env("SCALELLM_EMBEDDING_MODEL", "text-embedding-3-small"),
+            base_url=base_url,
+            api_key=api_key,
+            batch_size=_env("SCALELLM_EMBEDDING_BATCH_SIZE", 256, int),
+        ),
+        "teacher": TeacherResource(
+            kind=settings.teacher,
+            model=_env("SCALELLM_TEACHER_MODEL", "gpt-4o-mini"),
+            base_url=base_url,
+            api_key=api_key,
+            batch_size=_env("SCALELLM_TEACHER_BATCH_SIZE", 10, int),
+            concurrency=_env("SCALELLM_TEACHER_CONCURRENCY", 8, int),
+            max_retries=_env("SCALELLM_TEACHER_MAX_RETRIES", 4, int),
+            timeout_seconds=_env("SCALELLM_TEACHER_TIMEOUT_SECONDS", 60.0, float),
+            price_in_per_mtok=_env("SCALELLM_PRICE_IN_PER_MTOK", 0.15, float),
+            price_out_per_mtok=_env("SCALELLM_PRICE_OUT_PER_MTOK", 0.60, float),
+            simulated_accuracy=_env("SCALELLM_SIMULATED_ACCURACY", 0.9, float),
+            simulated_latency_ms=_env("SCALELLM_SIMULATED_LATENCY_MS", 20.0, float),
+        ),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> Definitions:
+    settings = settings or Settings.from_env()
+    tasks = load_tasks(settings.tasks)
+    task_assets = [a for task in tasks for a in build_task_assets(task)]
+    all_job = define_asset_job(
+        ALL_JOB,
+        selection=AssetSelection.all(),
+        description="Materialize the corpus, its embeddings and every task's branch, with all checks.",
+    )
+    return Definitions(
+        assets=[corpus, embeddings, *task_assets],
+        asset_checks=build_checks(tasks),
+        jobs=[all_job],
+        schedules=build_schedules(all_job),
+        resources=build_resources(settings),
+        # Two cores here; each step opens the DuckDB file only briefly and waits for the lock if it must.
+        executor=multiprocess_executor.configured({"max_concurrent": 2}),
+    )
+
+
+defs = build_definitions()
+
+
+def all_job() -> JobDefinition:
+    """Module-level handle so `reconstructable` can rebuild the job in step subprocesses."""
+    return defs.get_job_def(ALL_JOB)

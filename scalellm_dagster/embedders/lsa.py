@@ -1,0 +1,42 @@
+"""Offline default: LSA (TF-IDF + truncated SVD), fitted on the corpus itself. No download, no torch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+
+class LsaEmbedder:
+    """Word and character n-gram TF-IDF reduced to `dim` dimensions.
+
+    Character n-grams make it tolerant of typos and inflections, which is most of what a small neural encoder
+    adds on short texts. On tiny corpora the dimension shrinks to what the data allows (recorded in `dim`).
+    """
+
+    def __init__(self, dim: int = 384, seed: int = 0, max_features: int = 200_000):
+        self.requested_dim = dim
+        self.dim = dim
+        self.seed = seed
+        self.max_features = max_features
+
+    @property
+    def name(self) -> str:
+        return f"lsa-tfidf-svd{self.requested_dim}"
+
+    def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+        if len(texts) < 3:
+            raise ValueError(f"LSA needs at least 3 texts to fit, got {len(texts)}")
+        vectorizer = TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2 if len(texts) > 50 else 1,
+            max_features=self.max_features, dtype=np.float32,
+        )
+        tfidf = vectorizer.fit_transform(texts)
+        log(f"TF-IDF: {tfidf.shape[0]:,} rows x {tfidf.shape[1]:,} n-grams; reducing to {self.requested_dim} dims")
+        self.dim = min(self.requested_dim, tfidf.shape[1] - 1, len(texts) - 1)
+        svd = TruncatedSVD(n_components=self.dim, random_state=self.seed, algorithm="randomized", n_iter=5)
+        vectors = svd.fit_transform(tfidf).astype(np.float32)
+        return normalize(vectors).astype(np.float32, copy=False)

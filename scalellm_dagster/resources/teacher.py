@@ -1,0 +1,58 @@
+"""The teacher resource: `openai` (any OpenAI-compatible endpoint) or `simulated` (offline default, not an LLM)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from scalellm_dagster.resources.openai_client import make_client
+from scalellm_dagster.tasks_config import TaskSpec
+from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+from scalellm_dagster.teachers.simulated import SimulatedTeacher
+
+
+class TeacherNotConfigured(RuntimeError):
+    pass
+
+
+class TeacherResource(ConfigurableResource):
+    kind: Literal["simulated", "openai"] = "simulated"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: str | None = None
+    batch_size: int = Field(default=10, description="Rows per request.")
+    concurrency: int = Field(default=8, description="Requests in flight at once.")
+    timeout_seconds: float = 60.0
+    max_retries: int = 4
+    price_in_per_mtok: float = Field(default=0.15, description="USD per million prompt tokens (gpt-4o-mini).")
+    price_out_per_mtok: float = Field(default=0.60, description="USD per million completion tokens (gpt-4o-mini).")
+    simulated_accuracy: float = Field(default=0.9, description="How often the simulation gives the gold label.")
+    simulated_latency_ms: float = Field(default=20.0, description="Simulated seconds per request, in ms.")
+    seed: int = 0
+
+    def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings: np.ndarray | None):
+        """A teacher for `task`; `corpus` and `embeddings` (row-aligned) feed the simulation only."""
+        prices = {"price_in_per_mtok": self.price_in_per_mtok, "price_out_per_mtok": self.price_out_per_mtok}
+        if self.kind == "openai":
+            client = make_client(self.base_url, self.api_key, self.timeout_seconds, self.max_retries)
+            return OpenAIChatTeacher(task, client, self.model, **prices)
+        if not task.gold_column:
+            raise TeacherNotConfigured(
+                f"task {task.name!r} has no gold_column, and the only teacher configured is the offline "
+                "simulation, which answers from gold labels. Either set SCALELLM_TEACHER=openai with "
+                "OPENAI_BASE_URL (and OPENAI_API_KEY, SCALELLM_TEACHER_MODEL) to use a real LLM, or add "
+                "gold_column to the task."
+            )
+        if task.gold_column not in corpus.columns:
+            raise TeacherNotConfigured(
+                f"task {task.name!r}: gold_column {task.gold_column!r} is not a corpus column "
+                f"(columns: {list(corpus.columns)})"
+            )
+        return SimulatedTeacher.from_corpus(
+            task, corpus["id"], corpus[task.gold_column], embeddings,
+            accuracy=self.simulated_accuracy, latency_ms=self.simulated_latency_ms, seed=self.seed, **prices,
+        )

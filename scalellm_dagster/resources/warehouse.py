@@ -1,0 +1,197 @@
+"""The DuckDB warehouse: atomic table swaps, embeddings as FLOAT[d] arrays, the teacher's cache and ledger.
+
+DuckDB lets one process hold a database file at a time, and Dagster runs each step in its own process. So every
+method opens a connection, does its I/O and closes it at once (heavy compute happens outside), and opening waits
+with jittered backoff while another step holds the file instead of failing.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from scalellm_dagster.teachers.base import Answer
+
+CACHE_SCHEMA = "scalellm_cache"
+
+
+class WarehouseLockTimeout(RuntimeError):
+    pass
+
+
+class Warehouse(DuckDBResource):
+    """`DuckDBResource` with the project's table conventions."""
+
+    lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another process's lock.")
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.database != ":memory:":
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect_waiting_for_lock()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _connect_waiting_for_lock(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(self.database, config={"custom_user_agent": "scalellm", **self.connection_config})
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() > deadline:
+                    raise WarehouseLockTimeout(
+                        f"could not open {self.database}: another process has held its lock for more than "
+                        f"{self.lock_timeout_seconds:.0f}s ({exc})"
+                    ) from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    # ---- generic tables -------------------------------------------------------------------------------------
+
+    def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader) -> int:
+        """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
+
+        Readers see the old table or the new one, never a part: a failure or a kill mid-write rolls back.
+        """
+        if isinstance(data, pd.DataFrame):
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        schema = table.split(".")[0] if "." in table else None
+        with self.get_connection() as conn:
+            conn.register("_incoming", data)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                if schema:
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                conn.execute(f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM _incoming")
+                rows = conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                conn.unregister("_incoming")
+        return int(rows)
+
+    def read_df(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        with self.get_connection() as conn:
+            return conn.execute(sql, params or []).df()
+
+    def table_exists(self, table: str) -> bool:
+        schema, name = table.split(".") if "." in table else ("main", table)
+        with self.get_connection() as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [schema, name],
+            ).fetchone()[0]
+        return bool(found)
+
+    def row_count(self, table: str) -> int:
+        with self.get_connection() as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0])
+
+    # ---- embeddings -----------------------------------------------------------------------------------------
+
+    def write_embeddings(self, table: str, ids: np.ndarray | pd.Series, matrix: np.ndarray) -> int:
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+        return self.write_table(table, pa.table({"id": pa.array(np.asarray(ids)), "vector": vectors}))
+
+    def read_embeddings(self, table: str = "embeddings", ids=None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given."""
+        with self.get_connection() as conn:
+            if ids is None:
+                result = conn.sql(f"SELECT id, vector FROM {_quote(table)}").to_arrow_table()
+            else:
+                wanted = pa.table({"id": pa.array(np.asarray(ids)), "_pos": pa.array(np.arange(len(ids)))})
+                conn.register("_wanted", wanted)
+                result = conn.sql(
+                    f"SELECT e.id, e.vector FROM _wanted w JOIN {_quote(table)} e ON e.id = w.id ORDER BY w._pos"
+                ).to_arrow_table()
+        return _ids_and_matrix(result)
+
+    # ---- teacher cache and ledger --------------------------------------------------------------------------
+
+    def ensure_cache_tables(self) -> None:
+        with self.get_connection() as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
+            conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.teacher_answers (
+                    provider VARCHAR, model VARCHAR, prompt_version VARCHAR, text_hash VARCHAR,
+                    label VARCHAR, raw_answer VARCHAR, answered_at TIMESTAMP,
+                    PRIMARY KEY (provider, model, prompt_version, text_hash))"""
+            )
+            conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.teacher_ledger (
+                    task VARCHAR, run_id VARCHAR, provider VARCHAR, model VARCHAR, prompt_version VARCHAR,
+                    rows_asked INTEGER, rows_answered INTEGER, prompt_tokens BIGINT, completion_tokens BIGINT,
+                    cost_usd DOUBLE, seconds DOUBLE, tokens_estimated BOOLEAN, requested_at TIMESTAMP)"""
+            )
+
+    def cached_answers(self, provider: str, model: str, prompt_version: str, hashes: list[str]) -> dict[str, Answer]:
+        if not hashes:
+            return {}
+        with self.get_connection() as conn:
+            conn.register("_hashes", pa.table({"text_hash": pa.array(hashes, pa.string())}))
+            found = conn.execute(
+                f"""SELECT a.text_hash, a.label, a.raw_answer FROM {CACHE_SCHEMA}.teacher_answers a
+                    SEMI JOIN _hashes h ON a.text_hash = h.text_hash
+                    WHERE a.provider = ? AND a.model = ? AND a.prompt_version = ?""",
+                [provider, model, prompt_version],
+            ).fetchall()
+        return {h: Answer(label=label, raw=raw) for h, label, raw in found}
+
+    def store_answers(self, key: dict, answers: list[dict], ledger: dict) -> None:
+        """One request's answers and its ledger line, together: a request is never billed without its answers."""
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
+        with self.get_connection() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                if len(answers_df):
+                    conn.register("_answers", answers_df)
+                    conn.execute(
+                        f"""INSERT OR REPLACE INTO {CACHE_SCHEMA}.teacher_answers
+                            SELECT ?, ?, ?, text_hash, label, raw_answer, ? FROM _answers""",
+                        [key["provider"], key["model"], key["prompt_version"], now],
+                    )
+                conn.execute(
+                    f"INSERT INTO {CACHE_SCHEMA}.teacher_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"],
+                     ledger["rows_asked"], ledger["rows_answered"], ledger["prompt_tokens"],
+                     ledger["completion_tokens"], ledger["cost_usd"], ledger["seconds"],
+                     ledger["tokens_estimated"], now],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+
+def _quote(table: str) -> str:
+    return ".".join(f'"{part}"' for part in table.split("."))
+
+
+def _ids_and_matrix(result: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    ids = result.column("id").to_numpy()
+    column = result.column("vector").combine_chunks()
+    if len(column) == 0:
+        return ids, np.zeros((0, 0), dtype=np.float32)
+    dim = column.type.list_size
+    matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return ids, matrix

@@ -1,0 +1,41 @@
+"""Where things are, read from environment variables once, with defaults that need nothing installed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_CORPUS = PACKAGE_DIR / "demo" / "banking77.parquet"
+DEMO_TASKS = PACKAGE_DIR / "demo" / "tasks.yaml"
+
+
+def default_data_dir() -> Path:
+    # In a checkout the warehouse lives in the repo's ignored data/ folder; installed elsewhere, under the cwd.
+    repo = PACKAGE_DIR.parent
+    return (repo if (repo / "pyproject.toml").is_file() else Path.cwd()) / "data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: str
+    tasks: str
+    duckdb_path: str
+    id_column: str
+    text_column: str
+    embedder: str
+    teacher: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            corpus=env("SCALELLM_CORPUS") or str(DEMO_CORPUS),
+            tasks=env("SCALELLM_TASKS") or str(DEMO_TASKS),
+            duckdb_path=env("SCALELLM_DUCKDB_PATH") or str(default_data_dir() / "scalellm.duckdb"),
+            id_column=env("SCALELLM_ID_COLUMN") or "id",
+            text_column=env("SCALELLM_TEXT_COLUMN") or "text",
+            embedder=(env("SCALELLM_EMBEDDER") or "lsa").lower(),
+            teacher=(env("SCALELLM_TEACHER") or "simulated").lower(),
+        )

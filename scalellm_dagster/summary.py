@@ -1,0 +1,42 @@
+"""The end-of-run summary printed by the CLI: per task, what the teacher labelled and how good the student is."""
+
+from __future__ import annotations
+
+import duckdb
+
+from scalellm_dagster.settings import Settings
+from scalellm_dagster.tasks_config import load_tasks
+
+
+def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
+    sample = conn.execute(
+        f"SELECT count(*) FILTER (WHERE valid), count(*) FROM {task.name}.labeled_sample"
+    ).fetchone()
+    chosen = conn.execute(
+        f"SELECT candidate, cv_accuracy FROM {task.name}.model_selection_report WHERE chosen"
+    ).fetchone()
+    preds = conn.execute(f"SELECT count(*) FROM {task.name}.predictions").fetchone()[0]
+    out = {"task": task.name, "teacher_labels": sample[0], "sampled": sample[1], "chosen": chosen[0],
+           "cv_accuracy_vs_teacher": chosen[1], "predictions": preds, "accuracy_vs_gold_unseen": None}
+    if task.gold_column:
+        out["accuracy_vs_gold_unseen"] = conn.execute(
+            f"""SELECT avg(CASE WHEN p.label = c."{task.gold_column}" THEN 1.0 ELSE 0.0 END)
+                FROM {task.name}.predictions p JOIN corpus c USING (id) WHERE p.source = 'student'"""
+        ).fetchone()[0]
+    return out
+
+
+def print_summary(settings: Settings, run_id: str, seconds: float) -> None:
+    tasks = load_tasks(settings.tasks)
+    with duckdb.connect(settings.duckdb_path, read_only=True) as conn:
+        corpus_rows = conn.execute("SELECT count(*) FROM corpus").fetchone()[0]
+        print(f"\nscalellm: run {run_id} succeeded in {seconds:.0f}s; {corpus_rows:,} corpus rows.")
+        print(f"results in {settings.duckdb_path} (tables: corpus, embeddings, <task>.predictions, ...)\n")
+        print(f"{'task':<12} {'teacher labels':>15} {'chosen student':<22} {'acc vs teacher (CV)':>20} "
+              f"{'acc vs gold (unseen rows)':>26} {'predictions':>12}")
+        for task in tasks:
+            s = task_summary(conn, task)
+            gold = f"{s['accuracy_vs_gold_unseen']:.3f}" if s["accuracy_vs_gold_unseen"] is not None else "n/a"
+            print(f"{s['task']:<12} {s['teacher_labels']:>15,} {s['chosen']:<22} {s['cv_accuracy_vs_teacher']:>20.3f} "
+                  f"{gold:>26} {s['predictions']:>12,}")
+    print("\nBrowse: DAGSTER_HOME=$PWD/data/dagster_home .venv/bin/dagster dev   (then open http://127.0.0.1:3000)")

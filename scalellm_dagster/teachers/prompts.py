@@ -1,0 +1,109 @@
+"""The labelling prompt, its version, the JSON schema of the answer, and a tolerant parser for it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from scalellm_dagster.tasks_config import TaskSpec
+from scalellm_dagster.teachers.base import Answer
+
+# Bump when the wording below changes: it is part of every cache key, so old answers are not reused.
+PROMPT_TEMPLATE_VERSION = "v1"
+
+
+def system_prompt(task: TaskSpec) -> str:
+    lines = [
+        "You are a careful data labeller.",
+        task.instruction,
+        "",
+        "Allowed labels (answer with the label name exactly as written):",
+        *[f"- {name}: {desc}" for name, desc in task.labels.items()],
+    ]
+    if task.few_shot:
+        lines += ["", "Examples:"]
+        lines += [f"- text: {json.dumps(ex.text)} -> label: {ex.label}" for ex in task.few_shot]
+    lines += [
+        "",
+        'Reply with JSON only: {"answers": [{"id": "<row id>", "label": "<label>"}, ...]}, '
+        "one entry for every row, with each row's id exactly as given.",
+    ]
+    return "\n".join(lines)
+
+
+def user_prompt(rows: list[tuple[str, str]]) -> str:
+    body = "\n".join(json.dumps({"id": key, "text": text}, ensure_ascii=False) for key, text in rows)
+    return f"Label these rows:\n{body}"
+
+
+def prompt_version(task: TaskSpec) -> str:
+    return hashlib.sha256(f"{PROMPT_TEMPLATE_VERSION}\n{system_prompt(task)}".encode()).hexdigest()[:12]
+
+
+def answer_schema(task: TaskSpec) -> dict:
+    return {
+        "name": "labels",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {
+                "answers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "label": {"type": "string", "enum": task.label_names},
+                        },
+                        "required": ["id", "label"],
+                        "additionalProperties": False,
+                    },
+                }
+            },
+            "required": ["answers"],
+            "additionalProperties": False,
+        },
+    }
+
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_LINE = re.compile(r'^\s*"?(?P<id>[^":\s]+)"?\s*[:=\-]+>?\s*"?(?P<label>[^"\n]+?)"?\s*,?\s*$')
+
+
+def parse_answers(content: str | None, keys: list[str], labels: list[str]) -> dict[str, Answer]:
+    """Answers for the rows named in `content`; rows it does not mention are left out (to be asked again).
+
+    A label outside the task's set is kept as an invalid answer with its raw text: it is never mapped to a
+    near label, because that would hide the teacher's mistakes from the checks.
+    """
+    content = content or ""
+    wanted = set(keys)
+    allowed = set(labels)
+    pairs = _json_pairs(content)
+    if pairs is None:
+        pairs = [(m.group("id"), m.group("label")) for m in map(_LINE.match, content.splitlines()) if m]
+    answers: dict[str, Answer] = {}
+    for key, label in pairs:
+        key = str(key).strip()
+        if key not in wanted or key in answers:
+            continue
+        label_text = str(label).strip().strip('"').strip()
+        answers[key] = Answer(label=label_text if label_text in allowed else None, raw=str(label))
+    return answers
+
+
+def _json_pairs(content: str) -> list[tuple[str, str]] | None:
+    match = _JSON_OBJECT.search(content)
+    if not match:
+        return None
+    try:
+        doc = json.loads(match.group(0))
+    except json.JSONDecodeError:
+        return None
+    items = doc.get("answers") if isinstance(doc, dict) else None
+    if isinstance(items, list):
+        return [(str(i.get("id")), i.get("label")) for i in items if isinstance(i, dict) and "id" in i]
+    if isinstance(doc, dict):  # {"<id>": "<label>", ...} is a common shape from servers without schema support
+        return [(str(k), v) for k, v in doc.items() if isinstance(v, str)]
+    return None

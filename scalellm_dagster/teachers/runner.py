@@ -1,0 +1,163 @@
+"""Labelling a sample: answers from the cache first, the rest asked in batches with bounded concurrency.
+
+Each request's answers are handed to `store` as soon as they arrive, so a crash, a failed request or a rerun
+never pays twice for a row that was already answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from scalellm_dagster.teachers.base import Answer, Teacher, TeacherError
+
+# lookup(text_hashes) -> {text_hash: Answer}; store(answer rows, ledger row) persists both together.
+Lookup = Callable[[list[str]], dict[str, Answer]]
+Store = Callable[[list[dict], dict], None]
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class LabelingStats:
+    rows: int = 0
+    unique_texts: int = 0
+    cache_hits: int = 0
+    asked: int = 0
+    requests: int = 0
+    unanswered: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    request_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    tokens_estimated: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def label_with_cache(
+    teacher: Teacher,
+    rows: pd.DataFrame,
+    lookup: Lookup,
+    store: Store,
+    batch_size: int = 10,
+    concurrency: int = 4,
+    max_rounds: int = 2,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> tuple[pd.DataFrame, LabelingStats]:
+    """Answers for `rows` (`id`, `text`), in their order: id, teacher_label, raw_answer, valid, from_cache.
+
+    Rows a request left out of its answer are asked again in a further round (up to `max_rounds`); rows still
+    unanswered come back with valid=False and raw_answer=None, and are not cached, so a rerun asks for them.
+    """
+    started = time.perf_counter()
+    stats = LabelingStats(rows=len(rows))
+    hashes = rows["text"].map(text_hash)
+    first = rows.assign(text_hash=hashes).drop_duplicates("text_hash")
+    stats.unique_texts = len(first)
+    known = lookup(first["text_hash"].tolist())
+    cached = set(known)
+    stats.cache_hits = len(cached)
+    pending = [(str(r.id), r.text, r.text_hash) for r in first.itertuples() if r.text_hash not in known]
+    stats.asked = len(pending)
+    log(f"teacher {teacher.provider}/{teacher.model}: {len(rows):,} rows, {stats.cache_hits:,} answered from "
+        f"cache, {len(pending):,} to ask in batches of {batch_size} with concurrency {concurrency}")
+
+    for round_no in range(1, max_rounds + 1):
+        if not pending:
+            break
+        batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+        missing = _run_round(teacher, batches, known, store, concurrency, stats, log, round_no, started)
+        if missing:
+            log(f"round {round_no}: {len(missing):,} rows were missing from the teacher's answers; asking again")
+        pending = missing
+    stats.unanswered = len(pending)
+    stats.wall_seconds = time.perf_counter() - started
+
+    answers = [known.get(h) for h in hashes]
+    out = pd.DataFrame(
+        {
+            "id": rows["id"].to_numpy(),
+            "teacher_label": [a.label if a else None for a in answers],
+            "raw_answer": [a.raw if a else None for a in answers],
+            "valid": [bool(a and a.valid) for a in answers],
+        }
+    )
+    out["from_cache"] = hashes.isin(cached).to_numpy()
+    return out, stats
+
+
+def _run_round(teacher, batches, known, store, concurrency, stats, log, round_no, started) -> list:
+    missing: list = []
+    errors: list[str] = []
+    answered_now = 0
+    done_rows = 0
+    total_rows = sum(len(b) for b in batches)
+    next_log = 0.0
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        queue = iter(batches)
+        running = {}
+        for batch in _take(queue, concurrency):
+            running[pool.submit(teacher.label_batch, [(k, t) for k, t, _ in batch])] = batch
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                batch = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 - reported below with what was saved
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                answered = []
+                for key, text, h in batch:
+                    answer = result.answers.get(key)
+                    if answer is None:
+                        missing.append((key, text, h))
+                        continue
+                    known[h] = answer
+                    answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
+                cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
+                answered_now += len(answered)
+                store(answered, {
+                    "rows_asked": len(batch), "rows_answered": len(answered),
+                    "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+                    "cost_usd": cost, "seconds": result.seconds, "tokens_estimated": result.tokens_estimated,
+                })
+                stats.requests += 1
+                stats.prompt_tokens += result.prompt_tokens
+                stats.completion_tokens += result.completion_tokens
+                stats.cost_usd += cost
+                stats.request_seconds += result.seconds
+                stats.tokens_estimated |= result.tokens_estimated
+                stats.notes.extend(n for n in result.notes if n not in stats.notes)
+                done_rows += len(batch)
+                if done_rows / total_rows >= next_log or done_rows == total_rows:
+                    elapsed = time.perf_counter() - started
+                    log(f"teacher round {round_no}: {done_rows:,}/{total_rows:,} rows "
+                        f"({done_rows / max(elapsed, 1e-9):,.0f} rows/s)")
+                    next_log += 0.1
+            if errors:
+                continue  # stop feeding new requests once one has failed after the client's retries
+            for batch in _take(queue, len(finished)):
+                running[pool.submit(teacher.label_batch, [(k, t) for k, t, _ in batch])] = batch
+    if errors:
+        raise TeacherError(
+            f"{len(errors)} teacher request(s) failed after retries (first: {errors[0]}); "
+            f"{answered_now:,} answers from this round are cached, so a rerun asks only for the rest"
+        )
+    return missing
+
+
+def _take(iterator, n):
+    for _ in range(n):
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return

@@ -1,0 +1,61 @@
+"""The whole graph in-process on a small corpus: tables, row counts, and the shared embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import AssetKey, AssetSelection, DagsterInstance
+
+from tests.conftest import SECOND_TASK
+from tests.pipeline_helpers import query, run_pipeline
+
+
+def test_full_graph_materializes_every_table(pipeline_env):
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        result = run_pipeline(instance)
+        assert result.success
+    assert query(db, "SELECT count(*) FROM corpus")[0][0] == 400
+    assert query(db, "SELECT count(*), min(len(vector)), max(len(vector)) FROM embeddings")[0] == (400, 64, 64)
+    sampled, valid = query(db, "SELECT count(*), count(*) FILTER (WHERE valid) FROM topic.labeled_sample")[0]
+    assert sampled == 120 and valid == 120
+    # every candidate at every default size (15, 30, 60, 120 halvings stop at 20 -> 30, 60, 120)
+    assert query(db, "SELECT count(DISTINCT candidate), count(DISTINCT sample_size) FROM topic.student_candidates")[0] \
+        == (3, 3)
+    assert query(db, "SELECT count(*) FROM topic.model_selection_report WHERE chosen")[0][0] == 1
+    # one prediction per corpus row, teacher rows keep the teacher's label
+    assert query(db, "SELECT count(*), count(DISTINCT id) FROM topic.predictions")[0] == (400, 400)
+    mismatched = query(
+        db,
+        """SELECT count(*) FROM topic.predictions p JOIN topic.labeled_sample s USING (id)
+           WHERE p.source <> 'teacher' OR p.label <> s.teacher_label""",
+    )[0][0]
+    assert mismatched == 0
+    labels = {r[0] for r in query(db, "SELECT DISTINCT label FROM topic.predictions")}
+    assert labels <= {"cards", "payments_and_cash", "transfers", "top_ups", "fees_and_exchange",
+                      "account_and_security"}
+    gold_acc = query(
+        db,
+        """SELECT avg(CASE WHEN p.label = c.topic THEN 1 ELSE 0 END) FROM topic.predictions p
+           JOIN corpus c USING (id) WHERE p.source = 'student'""",
+    )[0][0]
+    assert gold_acc > 0.4  # six classes: chance is ~0.17-0.26 on this slice
+
+
+def test_new_task_reuses_embeddings(pipeline_env, tasks_file: Path):
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        first = instance.fetch_materializations(AssetKey("embeddings"), limit=10).records
+        vectors_before = query(db, "SELECT sum(list_sum(vector::FLOAT[])) FROM embeddings")[0][0]
+
+        tasks_file.write_text(tasks_file.read_text() + SECOND_TASK)
+        result = run_pipeline(instance, selection=AssetSelection.groups("is_card"))
+        assert result.success
+        materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+        assert materialized == {AssetKey(["is_card", n]) for n in
+                                ("labeled_sample", "student_candidates", "model_selection_report", "predictions")}
+        after = instance.fetch_materializations(AssetKey("embeddings"), limit=10).records
+        assert len(first) == 1 and [r.storage_id for r in after] == [r.storage_id for r in first]
+    assert query(db, "SELECT sum(list_sum(vector::FLOAT[])) FROM embeddings")[0][0] == vectors_before
+    assert query(db, "SELECT count(*) FROM is_card.predictions")[0][0] == 400
