@@ -20,3 +20,15 @@ def run_pipeline(instance: DagsterInstance, selection: AssetSelection | None = N
 def query(db_path: str, sql: str):
     with duckdb.connect(db_path, read_only=True) as conn:
         return conn.execute(sql).fetchall()
+
+
+
+def run_checks(instance: DagsterInstance, asset_keys: list[str]):
+    """Run only the checks of the given assets, against what the warehouse holds now."""
+    from dagster import AssetKey, Definitions, define_asset_job
+
+    defs = build_definitions(Settings.from_env())
+    keys = [AssetKey.from_user_string(k) for k in asset_keys]
+    checks_job = define_asset_job("checks_only", selection=AssetSelection.checks_for_assets(*keys))
+    defs = Definitions.merge(defs, Definitions(jobs=[checks_job]))
+    return defs.resolve_job_def("checks_only").execute_in_process(instance=instance, raise_on_error=False)

@@ -15,6 +15,11 @@ def test_full_graph_materializes_every_table(pipeline_env):
     with DagsterInstance.ephemeral() as instance:
         result = run_pipeline(instance)
         assert result.success
+        evaluations = result.get_asset_check_evaluations()
+        failed = [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed]
+        assert failed == []
+        # corpus (2: rows, topic gold), embeddings (1), topic branch (6)
+        assert len(evaluations) == 9
     assert query(db, "SELECT count(*) FROM corpus")[0][0] == 400
     assert query(db, "SELECT count(*), min(len(vector)), max(len(vector)) FROM embeddings")[0] == (400, 64, 64)
     sampled, valid = query(db, "SELECT count(*), count(*) FILTER (WHERE valid) FROM topic.labeled_sample")[0]

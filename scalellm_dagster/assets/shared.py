@@ -60,7 +60,7 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
         metadata={
             "dagster/row_count": written,
             "embedder": model.name,
-            "dim": int(matrix.shape[1]),
+            "dim": int(model.dim),  # declared by the embedder; the embeddings check compares the table to it
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
             "rows_per_second": MetadataValue.float(round(written / max(seconds, 1e-9), 1)),
             "table": f"{warehouse.database}::{EMBEDDINGS_TABLE}",

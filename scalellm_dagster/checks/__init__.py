@@ -1,7 +1,16 @@
-"""Asset checks backed by Great Expectations."""
+"""Asset checks backed by Great Expectations, one module per part of the graph."""
 
-from __future__ import annotations
+from dagster import AssetChecksDefinition
+
+from scalellm_dagster.checks.shared_checks import corpus_rows_valid, embeddings_match_corpus, gold_label_check
+from scalellm_dagster.checks.task_checks import build_task_checks
+from scalellm_dagster.tasks_config import TaskSpec
 
 
-def build_checks(tasks) -> list:
-    return []
+def build_checks(tasks: list[TaskSpec]) -> list[AssetChecksDefinition]:
+    checks = [corpus_rows_valid, embeddings_match_corpus]
+    for task in tasks:
+        if task.gold_column:
+            checks.append(gold_label_check(task))
+        checks.extend(build_task_checks(task))
+    return checks

@@ -10,7 +10,7 @@ class CorpusError(ValueError):
 
 
 def _few(values, n: int = 5) -> str:
-    values = list(values)
+    values = pd.Series(list(values)).tolist()  # plain Python values: 2, not np.int64(2)
     shown = ", ".join(repr(v) for v in values[:n])
     return shown + (f" and {len(values) - n:,} more" if len(values) > n else "")
 

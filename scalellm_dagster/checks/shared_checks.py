@@ -1,0 +1,91 @@
+"""Checks on the shared foundation: `corpus` and `embeddings`."""
+
+import great_expectations.expectations as gxe
+import numpy as np
+import pandas as pd
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
+
+from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, corpus, embeddings
+from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.resources import CorpusSource, Warehouse
+
+NORM_RANGE = (0.5, 1.5)  # vectors are L2-normalised; far outside means a zero or broken vector
+
+
+def corpus_expectations(max_text_chars: int) -> list:
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToNotBeNull(column="id"),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToNotBeNull(column="text"),
+        gxe.ExpectColumnValuesToMatchRegex(column="text", regex=r"\S"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1, max_value=max_text_chars),
+    ]
+
+
+def embeddings_expectations(declared_dim: int, corpus_rows: int) -> list:
+    return [
+        gxe.ExpectTableRowCountToEqual(value=corpus_rows),
+        gxe.ExpectColumnValuesToBeInSet(column="in", value_set=["both"]),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToBeBetween(column="dim", min_value=declared_dim, max_value=declared_dim),
+        gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+        gxe.ExpectColumnValuesToBeBetween(column="norm", min_value=NORM_RANGE[0], max_value=NORM_RANGE[1]),
+    ]
+
+
+def gold_expectations(gold_column: str, labels: list[str]) -> list:
+    return [gxe.ExpectColumnValuesToBeInSet(column=gold_column, value_set=labels)]
+
+
+@asset_check(asset=corpus, name="corpus_rows_valid", blocking=True,
+             description="Ids unique and not null; text present, not blank, within the length bound; rows > 0.")
+def corpus_rows_valid(warehouse: Warehouse, source: CorpusSource) -> AssetCheckResult:
+    df = warehouse.read_df(f"SELECT id, text FROM {CORPUS_TABLE}")
+    outcome = validate(df, corpus_expectations(source.max_text_chars), "corpus")
+    return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
+
+
+def gold_label_check(task):
+    @asset_check(asset=corpus, name=f"{task.name}_gold_labels_in_label_set", blocking=True,
+                 description=f"Gold column {task.gold_column!r} of task {task.name!r} holds only the task's labels "
+                 "(nulls allowed: those rows are simply not evaluated).")
+    def _check(warehouse: Warehouse) -> AssetCheckResult:
+        columns = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE} LIMIT 0").columns
+        if task.gold_column not in columns:
+            return AssetCheckResult(passed=False, metadata={
+                "error": f"gold_column {task.gold_column!r} is not a corpus column; columns: {list(columns)}"})
+        df = warehouse.read_df(f'SELECT id, "{task.gold_column}" FROM {CORPUS_TABLE}')
+        outcome = validate(df, gold_expectations(task.gold_column, task.label_names), f"{task.name}_gold")
+        return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
+
+    return _check
+
+
+@asset_check(asset=embeddings, name="embeddings_match_corpus", blocking=True,
+             description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
+             f"with L2 norm in {list(NORM_RANGE)}.")
+def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+    ids, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE)
+    corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
+    declared = _declared_dim(context, matrix.shape[1] if matrix.size else 0)
+    frame = pd.DataFrame({
+        "id": ids,
+        "dim": np.full(len(ids), matrix.shape[1] if matrix.ndim == 2 else 0),
+        "finite": np.isfinite(matrix).all(axis=1) if len(ids) else np.zeros(0, bool),
+        "norm": np.linalg.norm(np.nan_to_num(matrix, nan=0.0, posinf=0.0, neginf=0.0), axis=1) if len(ids)
+        else np.zeros(0),
+    })
+    frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="in")
+    frame["in"] = frame["in"].astype(str).replace({"left_only": "extra (not in corpus)",
+                                                  "right_only": "missing (no vector)"})
+    outcome = validate(frame, embeddings_expectations(declared, len(corpus_ids)), "embeddings")
+    return AssetCheckResult(passed=outcome.passed, metadata={"declared_dim": declared, **outcome.metadata()})
+
+
+def _declared_dim(context: AssetCheckExecutionContext, fallback: int) -> int:
+    event = context.instance.get_latest_materialization_event(AssetKey("embeddings"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return int(meta["dim"].value) if "dim" in meta else fallback
+
+

@@ -1,0 +1,147 @@
+"""Checks on each task's branch: labeled_sample, student_candidates, model_selection_report, predictions."""
+
+import great_expectations as gx  # noqa: F401 - imported for its side effect of registering expectations
+import great_expectations.expectations as gxe
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
+
+from scalellm_dagster.assets.shared import CORPUS_TABLE
+from scalellm_dagster.assets.tasks import task_asset_key, task_table
+from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.resources import Warehouse
+from scalellm_dagster.tasks_config import TaskSpec
+
+MAX_INVALID_ANSWER_FRACTION = 0.2
+
+
+def labeled_sample_expectations(task: TaskSpec) -> list:
+    return [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=task.budget),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToBeInSet(column="in_corpus", value_set=[True]),
+        gxe.ExpectColumnValuesToBeInSet(column="teacher_label", value_set=task.label_names),  # nulls = invalid
+        gxe.ExpectColumnValuesToBeInSet(column="label_matches_valid", value_set=[True]),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(column="teacher_label", min_value=2),
+    ]
+
+
+def invalid_answer_expectations() -> list:
+    return [gxe.ExpectColumnValuesToBeInSet(column="valid", value_set=[True], mostly=1 - MAX_INVALID_ANSWER_FRACTION)]
+
+
+def candidates_expectations(task: TaskSpec, sizes: int) -> list:
+    return [
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="candidate", value_set=list(task.candidates)),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["candidate", "sample_size"]),
+        gxe.ExpectTableRowCountToEqual(value=len(task.candidates) * sizes),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
+        gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=0.0, max_value=1.0),  # nulls = failed
+        gxe.ExpectColumnValuesToBeInSet(column="failure_explained", value_set=[True]),
+    ]
+
+
+def chosen_expectations(task: TaskSpec) -> list:
+    return [
+        gxe.ExpectColumnValuesToBeInSet(column="candidate", value_set=list(task.candidates)),
+        gxe.ExpectColumnSumToBeBetween(column="chosen_int", min_value=1, max_value=1),
+    ]
+
+
+def floor_expectations(task: TaskSpec) -> list:
+    return [gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=task.accuracy_floor, max_value=1.0)]
+
+
+def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
+    return [
+        gxe.ExpectTableRowCountToEqual(value=corpus_rows),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToBeInSet(column="in", value_set=["both"]),
+        gxe.ExpectColumnValuesToNotBeNull(column="label"),
+        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=task.label_names),
+        gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=["teacher", "student"]),
+        gxe.ExpectColumnValuesToBeInSet(column="keeps_teacher_label", value_set=[True]),
+    ]
+
+
+def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
+    sample_key = task_asset_key(task, "labeled_sample")
+
+    @asset_check(asset=sample_key, name="sample_labels_valid", blocking=True,
+                 description=f"At most {task.budget:,} rows, all in the corpus; every accepted label in the task's "
+                 "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.")
+    def sample_labels_valid(warehouse: Warehouse) -> AssetCheckResult:
+        df = warehouse.read_df(
+            f"""SELECT s.id, s.teacher_label, s.valid, c.id IS NOT NULL AS in_corpus,
+                       (s.valid = (s.teacher_label IS NOT NULL)) AS label_matches_valid
+                FROM {task_table(task, 'labeled_sample')} s LEFT JOIN {CORPUS_TABLE} c USING (id)""")
+        outcome = validate(df, labeled_sample_expectations(task), f"{task.name}_sample")
+        covered = df.loc[df["valid"], "teacher_label"].nunique()
+        return AssetCheckResult(passed=outcome.passed, metadata={
+            "classes_covered": f"{covered} of {len(task.labels)}",
+            "invalid_answers": int((~df["valid"]).sum()), **outcome.metadata()})
+
+    @asset_check(asset=sample_key, name="sample_invalid_answers_rare",
+                 description=f"At most {MAX_INVALID_ANSWER_FRACTION:.0%} of teacher answers are unparseable or "
+                 "outside the label set (a warning: the prompt or model may need attention).")
+    def sample_invalid_answers_rare(warehouse: Warehouse) -> AssetCheckResult:
+        df = warehouse.read_df(f"SELECT id, valid, raw_answer FROM {task_table(task, 'labeled_sample')}")
+        outcome = validate(df, invalid_answer_expectations(), f"{task.name}_invalid")
+        examples = df.loc[~df["valid"], ["id", "raw_answer"]].head(10)
+        return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.WARN, metadata={
+            "invalid_examples": examples.to_markdown(index=False) if len(examples) else "none",
+            **outcome.metadata()})
+
+    @asset_check(asset=task_asset_key(task, "student_candidates"), name="every_candidate_evaluated", blocking=True,
+                 description="Every configured candidate at every sample size, or its failure recorded with the "
+                 "reason; accuracies in [0, 1].")
+    def every_candidate_evaluated(warehouse: Warehouse) -> AssetCheckResult:
+        df = warehouse.read_df(f"SELECT * FROM {task_table(task, 'student_candidates')}")
+        df["failure_explained"] = (df["status"] == "ok") | df["error"].fillna("").str.len().gt(0)
+        sizes = df["sample_size"].nunique()
+        outcome = validate(df, candidates_expectations(task, sizes), f"{task.name}_candidates", id_column=None)
+        return AssetCheckResult(passed=outcome.passed, metadata={"sample_sizes": sizes, **outcome.metadata()})
+
+    report_key = task_asset_key(task, "model_selection_report")
+
+    @asset_check(asset=report_key, name="student_chosen", blocking=True,
+                 description="Exactly one configured candidate is marked as the chosen student.")
+    def student_chosen(warehouse: Warehouse) -> AssetCheckResult:
+        df = warehouse.read_df(f"SELECT candidate, chosen::INT AS chosen_int FROM {task_table(task, 'model_selection_report')}")
+        outcome = validate(df, chosen_expectations(task), f"{task.name}_chosen", id_column=None)
+        return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
+
+    severity = AssetCheckSeverity.ERROR if task.accuracy_floor_is_hard else AssetCheckSeverity.WARN
+
+    @asset_check(asset=report_key, name="chosen_student_above_floor", blocking=task.accuracy_floor_is_hard,
+                 description=f"The chosen student's cross-validated accuracy vs the teacher is at least "
+                 f"{task.accuracy_floor:.2f} ({'hard floor: blocks predictions' if task.accuracy_floor_is_hard else 'warning'};"
+                 " set accuracy_floor / accuracy_floor_is_hard in the task).")
+    def chosen_student_above_floor(warehouse: Warehouse) -> AssetCheckResult:
+        df = warehouse.read_df(
+            f"SELECT candidate, cv_accuracy FROM {task_table(task, 'model_selection_report')} WHERE chosen")
+        outcome = validate(df, floor_expectations(task), f"{task.name}_floor", id_column=None)
+        return AssetCheckResult(passed=outcome.passed, severity=severity, metadata={
+            "floor": task.accuracy_floor, **outcome.metadata()})
+
+    @asset_check(asset=task_asset_key(task, "predictions"), name="predictions_cover_corpus", blocking=True,
+                 description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
+                 "teacher labelled keep the teacher's label.")
+    def predictions_cover_corpus(warehouse: Warehouse) -> AssetCheckResult:
+        df = warehouse.read_df(
+            f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
+                       CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
+                            WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'both' END AS "in",
+                       (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher')
+                           AS keeps_teacher_label
+                FROM {task_table(task, 'predictions')} p
+                FULL OUTER JOIN {CORPUS_TABLE} c ON p.id = c.id
+                LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid) s
+                    ON s.id = p.id""")
+        df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
+        corpus_rows = warehouse.row_count(CORPUS_TABLE)
+        outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
+        return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
+
+    return [sample_labels_valid, sample_invalid_answers_rare, every_candidate_evaluated, student_chosen,
+            chosen_student_above_floor, predictions_cover_corpus]
