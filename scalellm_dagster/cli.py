@@ -38,7 +38,7 @@ def run_all(in_process: bool = False) -> int:
     start = time.perf_counter()
     instance = DagsterInstance.get()
     if in_process:
-        result = definitions.defs.get_job_def(definitions.ALL_JOB).execute_in_process(instance=instance)
+        result = definitions.all_job().execute_in_process(instance=instance)
     else:
         with execute_job(reconstructable(definitions.all_job), instance=instance) as result:
             pass

@@ -106,4 +106,4 @@ defs = build_definitions()
 
 def all_job() -> JobDefinition:
     """Module-level handle so `reconstructable` can rebuild the job in step subprocesses."""
-    return defs.get_job_def(ALL_JOB)
+    return defs.resolve_job_def(ALL_JOB)

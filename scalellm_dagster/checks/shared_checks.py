@@ -1,6 +1,5 @@
 """Checks on the shared foundation: `corpus` and `embeddings`."""
 
-import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
@@ -13,6 +12,8 @@ NORM_RANGE = (0.5, 1.5)  # vectors are L2-normalised; far outside means a zero o
 
 
 def corpus_expectations(max_text_chars: int) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="id"),
@@ -24,6 +25,8 @@ def corpus_expectations(max_text_chars: int) -> list:
 
 
 def embeddings_expectations(declared_dim: int, corpus_rows: int) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [
         gxe.ExpectTableRowCountToEqual(value=corpus_rows),
         gxe.ExpectColumnValuesToBeInSet(column="in", value_set=["both"]),
@@ -35,6 +38,8 @@ def embeddings_expectations(declared_dim: int, corpus_rows: int) -> list:
 
 
 def gold_expectations(gold_column: str, labels: list[str]) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [gxe.ExpectColumnValuesToBeInSet(column=gold_column, value_set=labels)]
 
 

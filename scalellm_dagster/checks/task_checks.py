@@ -1,7 +1,5 @@
 """Checks on each task's branch: labeled_sample, student_candidates, model_selection_report, predictions."""
 
-import great_expectations as gx  # noqa: F401 - imported for its side effect of registering expectations
-import great_expectations.expectations as gxe
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
@@ -15,6 +13,8 @@ MAX_INVALID_ANSWER_FRACTION = 0.2
 
 
 def labeled_sample_expectations(task: TaskSpec) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=task.budget),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
@@ -26,10 +26,14 @@ def labeled_sample_expectations(task: TaskSpec) -> list:
 
 
 def invalid_answer_expectations() -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [gxe.ExpectColumnValuesToBeInSet(column="valid", value_set=[True], mostly=1 - MAX_INVALID_ANSWER_FRACTION)]
 
 
 def candidates_expectations(task: TaskSpec, sizes: int) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [
         gxe.ExpectColumnDistinctValuesToEqualSet(column="candidate", value_set=list(task.candidates)),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["candidate", "sample_size"]),
@@ -41,6 +45,8 @@ def candidates_expectations(task: TaskSpec, sizes: int) -> list:
 
 
 def chosen_expectations(task: TaskSpec) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [
         gxe.ExpectColumnValuesToBeInSet(column="candidate", value_set=list(task.candidates)),
         gxe.ExpectColumnSumToBeBetween(column="chosen_int", min_value=1, max_value=1),
@@ -48,10 +54,14 @@ def chosen_expectations(task: TaskSpec) -> list:
 
 
 def floor_expectations(task: TaskSpec) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=task.accuracy_floor, max_value=1.0)]
 
 
 def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
+    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+
     return [
         gxe.ExpectTableRowCountToEqual(value=corpus_rows),
         gxe.ExpectColumnValuesToBeUnique(column="id"),

@@ -1,0 +1,114 @@
+"""The framework-free engine: sampling, students, selection, learning curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+
+from scalellm_dagster.core.learning_curve import fit_learning_curve
+from scalellm_dagster.core.sampling import random_sample
+from scalellm_dagster.core.selection import NoViableStudentError, choose_student
+from scalellm_dagster.core.students import (
+    default_sample_sizes,
+    evaluate_candidates,
+    fit_student,
+    predict_with_confidence,
+)
+
+
+def test_random_sample_is_deterministic_nested_and_stable_when_rows_are_added():
+    ids = np.arange(10_000)
+    small = random_sample(ids, 100, seed=1)
+    assert len(set(small)) == 100 and set(small) <= set(ids)
+    assert list(random_sample(ids, 100, seed=1)) == list(small)
+    assert list(random_sample(ids, 300, seed=1)[:100]) == list(small)  # a bigger budget tops up
+    assert set(random_sample(ids, 100, seed=2)) != set(small)
+    grown = np.arange(12_000)
+    kept = set(random_sample(grown, 120, seed=1)) & set(small)
+    assert len(kept) >= 80  # new rows take their fair share; most chosen rows stay chosen
+    assert len(random_sample(ids[:50], 100)) == 50
+
+
+def test_random_sample_accepts_string_ids():
+    ids = np.array([f"row-{i}" for i in range(500)], dtype=object)
+    assert len(set(random_sample(ids, 40, seed=0))) == 40
+
+
+def test_default_sample_sizes_are_geometric_up_to_the_labels_in_hand():
+    assert default_sample_sizes(1500) == [187, 375, 750, 1500]
+    assert default_sample_sizes(60) == [30, 60]
+    assert default_sample_sizes(15) == [15]
+
+
+@pytest.fixture(scope="module")
+def toy():
+    X, y = make_classification(n_samples=600, n_features=20, n_informative=8, n_classes=3, random_state=0)
+    return X.astype(np.float32), np.array(["a", "b", "c"])[y]
+
+
+def test_every_candidate_is_scored_at_every_size(toy):
+    X, y = toy
+    names = ["logistic_regression", "linear_svm", "rbf_svm", "ridge", "random_forest"]
+    scores = evaluate_candidates(X, y, names, [100, 300, 600], cv_folds=3)
+    assert len(scores) == 15 and (scores["status"] == "ok").all()
+    assert scores["cv_accuracy"].between(0, 1).all()
+    assert (scores["predict_rows_per_second"] > 0).all() and (scores["train_seconds"] > 0).all()
+    by_size = scores.groupby("sample_size")["cv_accuracy"].mean()
+    assert by_size[600] > by_size[100]  # more teacher labels help on average
+    assert scores.loc[scores.sample_size == 600, "cv_accuracy"].max() > 0.7  # well above chance (0.33)
+
+
+def test_a_failing_candidate_is_recorded_with_its_reason(toy):
+    X, y = toy
+    y_one = np.where(np.arange(len(y)) < 50, "a", y)
+    scores = evaluate_candidates(X, y_one, ["logistic_regression"], [40, 200], cv_folds=3)
+    failed = scores[scores["status"] == "failed"]
+    assert list(failed["sample_size"]) == [40]
+    assert "only one class" in failed["error"].iloc[0]
+
+
+def test_confidence_is_a_probability_for_every_student(toy):
+    X, y = toy
+    for name in ["logistic_regression", "linear_svm", "rbf_svm", "ridge", "random_forest", "knn"]:
+        pred = predict_with_confidence(fit_student(name, X[:300], y[:300]), X[300:])
+        assert pred.labels.shape == (300,) and set(pred.labels) <= {"a", "b", "c"}
+        assert ((pred.confidence >= 0) & (pred.confidence <= 1)).all(), name
+        assert pred.confidence.min() >= 1 / 3 - 1e-6  # the top class of three
+
+
+def _scores(rows):
+    return pd.DataFrame(rows, columns=["candidate", "sample_size", "cv_accuracy", "predict_rows_per_second",
+                                       "status", "error"])
+
+
+def test_selection_prefers_accuracy_then_speed_among_ties():
+    scores = _scores([
+        ("slow_best", 100, 0.900, 1_000, "ok", None),
+        ("fast_tied", 100, 0.897, 500_000, "ok", None),
+        ("worse", 100, 0.800, 900_000, "ok", None),
+        ("slow_best", 50, 0.990, 1_000, "ok", None),  # smaller sizes do not count
+    ])
+    assert choose_student(scores).candidate == "fast_tied"
+    assert choose_student(scores, tie_tolerance=0.0).candidate == "slow_best"
+    latency = choose_student(scores, "accuracy_under_latency", min_rows_per_second=600_000, tie_tolerance=0)
+    assert latency.candidate == "worse"
+    with pytest.raises(NoViableStudentError, match="no candidate predicts at least 1,000,000 rows/s"):
+        choose_student(scores, "accuracy_under_latency", min_rows_per_second=1e6)
+
+
+def test_selection_fails_clearly_when_every_candidate_failed():
+    scores = _scores([("a", 10, np.nan, np.nan, "failed", "ValueError: only one class")])
+    with pytest.raises(NoViableStudentError, match="every student candidate failed: a@10: ValueError"):
+        choose_student(scores)
+
+
+def test_learning_curve_recovers_a_power_law_and_forecasts():
+    sizes = np.array([50, 100, 200, 400, 800])
+    acc = 1 - (2.0 * sizes ** -0.5 + 0.1)
+    curve = fit_learning_curve(sizes, acc)
+    assert curve is not None and curve.r2 > 0.99
+    assert curve.alpha == pytest.approx(0.5, abs=0.05) and curve.c == pytest.approx(0.1, abs=0.02)
+    assert curve.accuracy_at(3200) == pytest.approx(1 - (2.0 * 3200 ** -0.5 + 0.1), abs=0.01)
+    assert fit_learning_curve([10, 20], [0.5, 0.6]) is None
