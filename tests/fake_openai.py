@@ -62,7 +62,7 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake.lock:
                     fake.requests.append(body)
-                    fake.headers.append(dict(self.headers))
+                    fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if self.path.endswith("/embeddings"):
                     return self._json(200, fake._embeddings(body))
                 if not self.path.endswith("/chat/completions"):

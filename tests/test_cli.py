@@ -1,0 +1,23 @@
+"""The CLI end to end with Dagster's multiprocess executor: steps in separate processes share one DuckDB file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.pipeline_helpers import query
+
+
+def test_cli_run_multiprocess_succeeds_and_summarises(pipeline_env, tmp_path):
+    env = {**os.environ, **pipeline_env, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    proc = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run", "--multiprocess"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "teacher simulated (simulation of an LLM from gold labels)" in out
+    assert "succeeded" in out and "400 corpus rows" in out
+    topic_line = next(line for line in out.splitlines() if line.startswith("topic "))
+    assert "120" in topic_line and topic_line.rstrip().endswith("400")
+    assert "Could not set lock" not in proc.stderr
+    assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 400
