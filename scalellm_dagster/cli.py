@@ -18,7 +18,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--multiprocess", action="store_true",
                        help="run each step in its own process, as `dagster dev` does (slower to start)")
         p.add_argument("--verbose", action="store_true", help="print Dagster's DEBUG events too")
+    est = sub.add_parser("estimate", help="dry run: teacher tokens, cost and time per task vs the row-by-row "
+                         "baseline, before any request (reads the corpus source; writes nothing)")
+    est.add_argument("--budget", type=int, help="override every task's budget")
     args = parser.parse_args(argv)
+    if args.command == "estimate":
+        return estimate(args.budget)
     return run_all(multiprocess=args.multiprocess, verbose=args.verbose)
 
 
@@ -56,6 +61,29 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
     from scalellm_dagster.summary import print_summary
 
     print_summary(settings, run_id=run_id, seconds=seconds)
+    return 0
+
+
+def estimate(budget: int | None) -> int:
+    import dataclasses
+
+    from scalellm_dagster.definitions import build_resources
+    from scalellm_dagster.settings import Settings
+    from scalellm_dagster.tasks_config import load_tasks
+
+    settings = Settings.from_env()
+    resources = build_resources(settings)
+    corpus = resources["source"].load()
+    teacher = resources["teacher"]
+    print(f"scalellm estimate: {len(corpus):,} rows in {settings.corpus}; teacher {teacher.kind}:{teacher.model}, "
+          f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
+          f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)")
+    for task in load_tasks(settings.tasks):
+        if budget:
+            task = dataclasses.replace(task, budget=budget)
+        table = teacher.estimate(task, corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist(),
+                                 len(corpus))
+        print(f"\n{task.name} (budget {task.budget:,})\n" + table.to_markdown(index=False, floatfmt=",.4f"))
     return 0
 
 

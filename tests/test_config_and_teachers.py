@@ -86,3 +86,17 @@ def test_simulated_teacher_errs_towards_the_nearest_other_class_deterministicall
     wrong_a = [first[str(i)].label for i in range(200) if first[str(i)].label != "a"]
     assert wrong_a and all(label == "b" for label in wrong_a)
     assert teacher.provider == "simulated" and teacher.model.startswith("simulated-acc0.800")
+
+
+def test_dry_run_estimate_scales_with_rows_and_requests():
+    from scalellm_dagster.core.estimate import estimate_vs_baseline
+
+    task = parse_task({**BASE, "budget": 100})
+    texts = ["a short message about my card"] * 50
+    ours, baseline = estimate_vs_baseline(task, texts, corpus_rows=10_000, batch_size=10, concurrency=4,
+                                          seconds_per_request=1.0, price_in=0.15, price_out=0.6)
+    assert (ours.rows, ours.requests, ours.seconds) == (100, 10, 3.0)  # ceil(10 / 4) rounds of 1 s
+    assert (baseline.rows, baseline.requests, baseline.seconds) == (10_000, 10_000, 2500.0)
+    # the system prompt is paid once per request: batching makes each row cheaper
+    assert baseline.prompt_tokens / baseline.rows > ours.prompt_tokens / ours.rows
+    assert baseline.cost_usd > 100 * ours.cost_usd

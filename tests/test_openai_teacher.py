@@ -37,7 +37,7 @@ class MemoryCache:
 
         for a in answered:
             self.answers[a["text_hash"]] = Answer(a["label"], a["raw_answer"])
-        self.ledger.append(ledger)
+        self.ledger.extend(ledger)
 
 
 def teacher_for(server: FakeOpenAI, timeout=5.0, retries=3) -> OpenAIChatTeacher:
@@ -110,6 +110,17 @@ def test_labels_outside_the_set_are_kept_as_invalid_not_coerced():
     invalid = out[~out["valid"]]
     assert list(invalid["id"]) == [1, 2]
     assert invalid["teacher_label"].isna().all() and (invalid["raw_answer"] == "neutral-ish").all()
+
+
+def test_retry_after_is_honoured():
+    import time
+
+    with FakeOpenAI(rule) as server:
+        server.faults = ["429"]  # Retry-After: 0.2
+        start = time.perf_counter()
+        out, _ = run(server, MemoryCache(), rows=ROWS.head(8), concurrency=1)
+        assert time.perf_counter() - start >= 0.2
+    assert out["valid"].all()
 
 
 def test_persistent_failure_raises_clearly_and_keeps_what_was_paid_for():

@@ -65,6 +65,9 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         key = {"provider": model.provider, "model": model.model, "prompt_version": model.prompt_version,
                "task": task.name, "run_id": context.run.run_id}
         rows = corpus_df.set_index("id").loc[chosen_ids, ["text"]].reset_index()
+        estimate = teacher.estimate(task, rows["text"].tolist(), len(corpus_df))
+        context.log.info("dry-run estimate before any request (tokens ~4 chars each):\n"
+                         + estimate.to_string(index=False))
         answers, stats = label_with_cache(
             model, rows,
             lookup=lambda hashes: warehouse.cached_answers(key["provider"], key["model"], key["prompt_version"], hashes),
@@ -97,6 +100,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
                 "classes_covered": f"{len(coverage)} of {len(task.labels)}",
                 "label_counts": md_table(coverage.rename_axis("label").reset_index(name="rows"), max_rows=15),
                 "preview": preview(sample[["id", "text", "teacher_label", "raw_answer", "valid", "from_cache"]]),
+                "estimate_before_calls": md_table(estimate, floatfmt=".4f"),
                 "notes": "; ".join(stats.notes) or "none",
             }
         )

@@ -9,6 +9,7 @@ import pandas as pd
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from scalellm_dagster.core.estimate import estimate_vs_baseline
 from scalellm_dagster.resources.openai_client import make_client
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
@@ -30,9 +31,18 @@ class TeacherResource(ConfigurableResource):
     max_retries: int = 4
     price_in_per_mtok: float = Field(default=0.15, description="USD per million prompt tokens (gpt-4o-mini).")
     price_out_per_mtok: float = Field(default=0.60, description="USD per million completion tokens (gpt-4o-mini).")
+    expected_seconds_per_request: float = Field(
+        default=1.5, description="Assumed request latency for dry-run time estimates of a real LLM.")
     simulated_accuracy: float = Field(default=0.9, description="How often the simulation gives the gold label.")
     simulated_latency_ms: float = Field(default=20.0, description="Simulated seconds per request, in ms.")
     seed: int = 0
+
+    def estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
+        """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
+        latency = self.simulated_latency_ms / 1000 if self.kind == "simulated" else self.expected_seconds_per_request
+        rows = estimate_vs_baseline(task, texts, corpus_rows, self.batch_size, self.concurrency, latency,
+                                    self.price_in_per_mtok, self.price_out_per_mtok)
+        return pd.DataFrame([r.as_row() for r in rows])
 
     def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings: np.ndarray | None):
         """A teacher for `task`; `corpus` and `embeddings` (row-aligned) feed the simulation only."""

@@ -156,10 +156,11 @@ class Warehouse(DuckDBResource):
             ).fetchall()
         return {h: Answer(label=label, raw=raw) for h, label, raw in found}
 
-    def store_answers(self, key: dict, answers: list[dict], ledger: dict) -> None:
-        """One request's answers and its ledger line, together: a request is never billed without its answers."""
+    def store_answers(self, key: dict, answers: list[dict], ledger: list[dict]) -> None:
+        """Answers and the ledger lines of the requests that paid for them, in one transaction."""
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
+        ledger_df = pd.DataFrame(ledger, columns=list(LEDGER_COLUMNS))
         with self.get_connection() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
@@ -170,17 +171,20 @@ class Warehouse(DuckDBResource):
                             SELECT ?, ?, ?, text_hash, label, raw_answer, ? FROM _answers""",
                         [key["provider"], key["model"], key["prompt_version"], now],
                     )
+                conn.register("_ledger", ledger_df)
                 conn.execute(
-                    f"INSERT INTO {CACHE_SCHEMA}.teacher_ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"],
-                     ledger["rows_asked"], ledger["rows_answered"], ledger["prompt_tokens"],
-                     ledger["completion_tokens"], ledger["cost_usd"], ledger["seconds"],
-                     ledger["tokens_estimated"], now],
+                    f"""INSERT INTO {CACHE_SCHEMA}.teacher_ledger
+                        SELECT ?, ?, ?, ?, ?, {", ".join(LEDGER_COLUMNS)}, ? FROM _ledger""",
+                    [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"], now],
                 )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+
+LEDGER_COLUMNS = ("rows_asked", "rows_answered", "prompt_tokens", "completion_tokens", "cost_usd", "seconds",
+                  "tokens_estimated")
 
 
 def _quote(table: str) -> str:

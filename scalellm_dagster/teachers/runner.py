@@ -1,7 +1,9 @@
 """Labelling a sample: answers from the cache first, the rest asked in batches with bounded concurrency.
 
-Each request's answers are handed to `store` as soon as they arrive, so a crash, a failed request or a rerun
-never pays twice for a row that was already answered.
+Answers are handed to `store` as they arrive, in groups (every `flush_rows` answers or `flush_seconds`, and
+always before returning or raising), so a failed request or a rerun never pays twice for a row already answered,
+and a killed process loses at most the last second's answers. Grouping matters: one warehouse write costs about
+as much as a fast LLM request.
 """
 
 from __future__ import annotations
@@ -16,9 +18,29 @@ import pandas as pd
 
 from scalellm_dagster.teachers.base import Answer, Teacher, TeacherError
 
-# lookup(text_hashes) -> {text_hash: Answer}; store(answer rows, ledger row) persists both together.
+# lookup(text_hashes) -> {text_hash: Answer}; store(answer rows, ledger rows) persists both together.
 Lookup = Callable[[list[str]], dict[str, Answer]]
-Store = Callable[[list[dict], dict], None]
+Store = Callable[[list[dict], list[dict]], None]
+
+
+class _StoreBuffer:
+    def __init__(self, store: Store, flush_rows: int, flush_seconds: float):
+        self.store, self.flush_rows, self.flush_seconds = store, flush_rows, flush_seconds
+        self.answers: list[dict] = []
+        self.ledger: list[dict] = []
+        self.last = time.monotonic()
+
+    def add(self, answers: list[dict], ledger: dict) -> None:
+        self.answers.extend(answers)
+        self.ledger.append(ledger)
+        if len(self.answers) >= self.flush_rows or time.monotonic() - self.last >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.ledger:
+            self.store(self.answers, self.ledger)
+            self.answers, self.ledger = [], []
+        self.last = time.monotonic()
 
 
 def text_hash(text: str) -> str:
@@ -51,6 +73,8 @@ def label_with_cache(
     concurrency: int = 4,
     max_rounds: int = 2,
     log: Callable[[str], None] = lambda _msg: None,
+    flush_rows: int = 200,
+    flush_seconds: float = 1.0,
 ) -> tuple[pd.DataFrame, LabelingStats]:
     """Answers for `rows` (`id`, `text`), in their order: id, teacher_label, raw_answer, valid, from_cache.
 
@@ -70,14 +94,18 @@ def label_with_cache(
     log(f"teacher {teacher.provider}/{teacher.model}: {len(rows):,} rows, {stats.cache_hits:,} answered from "
         f"cache, {len(pending):,} to ask in batches of {batch_size} with concurrency {concurrency}")
 
-    for round_no in range(1, max_rounds + 1):
-        if not pending:
-            break
-        batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
-        missing = _run_round(teacher, batches, known, store, concurrency, stats, log, round_no, started)
-        if missing:
-            log(f"round {round_no}: {len(missing):,} rows were missing from the teacher's answers; asking again")
-        pending = missing
+    buffer = _StoreBuffer(store, flush_rows, flush_seconds)
+    try:
+        for round_no in range(1, max_rounds + 1):
+            if not pending:
+                break
+            batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+            missing = _run_round(teacher, batches, known, buffer, concurrency, stats, log, round_no, started)
+            if missing:
+                log(f"round {round_no}: {len(missing):,} rows were missing from the teacher's answers; asking again")
+            pending = missing
+    finally:
+        buffer.flush()
     stats.unanswered = len(pending)
     stats.wall_seconds = time.perf_counter() - started
 
@@ -94,7 +122,7 @@ def label_with_cache(
     return out, stats
 
 
-def _run_round(teacher, batches, known, store, concurrency, stats, log, round_no, started) -> list:
+def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats, log, round_no, started) -> list:
     missing: list = []
     errors: list[str] = []
     answered_now = 0
@@ -125,7 +153,7 @@ def _run_round(teacher, batches, known, store, concurrency, stats, log, round_no
                     answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
                 cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
                 answered_now += len(answered)
-                store(answered, {
+                buffer.add(answered, {
                     "rows_asked": len(batch), "rows_answered": len(answered),
                     "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                     "cost_usd": cost, "seconds": result.seconds, "tokens_estimated": result.tokens_estimated,
