@@ -52,14 +52,18 @@ def test_rerun_pays_nothing_for_answers_already_cached(pipeline_env, monkeypatch
     gold = dict(zip(demo_slice(400)["text"], demo_slice(400)["topic"]))
     with FakeOpenAI(lambda text: gold[text]) as server:
         monkeypatch.setenv("SCALELLM_TEACHER", "openai")
+        monkeypatch.setenv("SCALELLM_EMBEDDER", "openai")
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         with DagsterInstance.ephemeral() as instance:
             assert run_pipeline(instance).success
-            first = len(server.chat_requests())
+            first = len(server.requests)
             second = run_pipeline(instance)
             assert second.success
-        assert len(server.chat_requests()) == first  # not one more request
+        assert len(server.requests) == first  # not one more request: chat answers and vectors are cached
     meta = [e for e in second.get_asset_materialization_events()
             if e.asset_key.to_user_string() == "topic/labeled_sample"][0].materialization.metadata
     assert meta["cache_hits"].value == 120 and meta["cache_misses"].value == 0
     assert meta["cost_usd"].value == 0.0
+    embed_meta = [e for e in second.get_asset_materialization_events()
+                  if e.asset_key.to_user_string() == "embeddings"][0].materialization.metadata
+    assert embed_meta["embedding_cache_hits"].value == 400 and embed_meta["embedding_cache_misses"].value == 0

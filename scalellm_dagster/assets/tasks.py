@@ -164,6 +164,12 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         plot_path.parent.mkdir(parents=True, exist_ok=True)
         plot_path.write_bytes(png)
         base = spend.baseline(corpus_rows)
+        per_run = warehouse.read_df(
+            f"""SELECT run_id, min(requested_at) AS started, count(*) AS requests, sum(rows_answered) AS rows,
+                       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+                       sum(cost_usd) AS cost_usd, sum(seconds) AS request_seconds
+                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ? GROUP BY run_id ORDER BY started""",
+            [task.name])
         context.log.info(f"chosen student for {task.name}: {choice.candidate} ({choice.cv_accuracy:.3f})")
         return MaterializeResult(
             metadata={
@@ -177,6 +183,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
                 "baseline_requests": base["teacher_calls"],
                 "baseline_cost_usd_extrapolated": MetadataValue.float(round(base["cost_usd"], 6)),
                 "summary": MetadataValue.md(summary),
+                "teacher_cost_by_run": md_table(per_run, floatfmt=".4f"),
                 "candidates": md_table(table),
                 "learning_curves": png_markdown(png, f"{task.name}: accuracy vs teacher labels"),
                 "learning_curves_png": MetadataValue.path(str(plot_path)),

@@ -30,6 +30,7 @@ class OpenAIEmbedder:
                 if i % 10 == 0 or i == len(batches):
                     log(f"embedded {min(i * self.batch_size, len(texts)):,}/{len(texts):,} rows")
         matrix = np.concatenate(out) if out else np.zeros((0, self.dim or 0), np.float32)
+        # OpenAI's vectors are unit length already; others' may not be, and the checks expect unit norms.
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         return (matrix / np.where(norms == 0, 1, norms)).astype(np.float32)
 

@@ -7,6 +7,7 @@ with jittered backoff while another step holds the file instead of failing.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Iterator
@@ -143,6 +144,33 @@ class Warehouse(DuckDBResource):
                     cost_usd DOUBLE, seconds DOUBLE, tokens_estimated BOOLEAN, requested_at TIMESTAMP)"""
             )
 
+    def cached_vectors(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Vectors already paid for from `model`, by text hash (OpenAI-compatible embedders only)."""
+        table = _vector_cache_table(model)
+        if not hashes or not self.table_exists(table):
+            return {}
+        with self.get_connection() as conn:
+            conn.register("_hashes", pa.table({"text_hash": pa.array(hashes, pa.string())}))
+            found = conn.sql(
+                f"SELECT c.text_hash AS id, c.vector FROM {table} c SEMI JOIN _hashes h ON c.text_hash = h.text_hash"
+            ).to_arrow_table()
+        ids, matrix = _ids_and_matrix(found)
+        return dict(zip(ids.tolist(), matrix))
+
+    def store_vectors(self, model: str, hashes: list[str], matrix: np.ndarray) -> None:
+        table = _vector_cache_table(model)
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        incoming = pa.table({
+            "text_hash": pa.array(hashes, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]),
+        })
+        with self.get_connection() as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} "
+                         f"(text_hash VARCHAR PRIMARY KEY, vector FLOAT[{matrix.shape[1]}])")
+            conn.register("_vectors", incoming)
+            conn.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM _vectors")
+
     def cached_answers(self, provider: str, model: str, prompt_version: str, hashes: list[str]) -> dict[str, Answer]:
         if not hashes:
             return {}
@@ -185,6 +213,10 @@ class Warehouse(DuckDBResource):
 
 LEDGER_COLUMNS = ("rows_asked", "rows_answered", "prompt_tokens", "completion_tokens", "cost_usd", "seconds",
                   "tokens_estimated")
+
+
+def _vector_cache_table(model: str) -> str:
+    return f"{CACHE_SCHEMA}.vectors_{hashlib.sha256(model.encode()).hexdigest()[:12]}"
 
 
 def _quote(table: str) -> str:
