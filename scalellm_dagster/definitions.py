@@ -63,6 +63,7 @@ def build_resources(settings: Settings) -> dict:
             base_url=base_url,
             api_key=api_key,
             batch_size=_env("SCALELLM_EMBEDDING_BATCH_SIZE", 256, int),
+            refit=_env("SCALELLM_EMBEDDING_REFIT", "false").lower() in ("1", "true", "yes"),
         ),
         "teacher": TeacherResource(
             kind=settings.teacher,

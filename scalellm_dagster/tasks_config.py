@@ -15,7 +15,7 @@ import yaml
 
 from scalellm_dagster.core.students import DEFAULT_CANDIDATES, KNOWN_CANDIDATES
 
-SAMPLING_STRATEGIES = ("random",)
+SAMPLING_STRATEGIES = ("random", "stratified-by-cluster", "uncertainty")
 SELECTION_CRITERIA = ("accuracy", "accuracy_under_latency")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _RESERVED_NAMES = {"main", "scalellm_cache", "information_schema", "pg_catalog", "temp"}
@@ -51,6 +51,13 @@ class TaskSpec:
     accuracy_floor: float = 0.5
     accuracy_floor_is_hard: bool = False
     few_shot: tuple[FewShotExample, ...] = field(default_factory=tuple)
+    uncertainty_rounds: int = 4
+    target_accuracy: float | None = None
+    max_teacher_cost_usd: float | None = None
+    follow_budget_advice: bool = False
+    max_budget: int | None = None
+    cascade_budget: int = 0
+    cascade_target_agreement: float = 0.95
 
     @property
     def label_names(self) -> list[str]:
@@ -104,7 +111,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     if gold is not None and (not isinstance(gold, str) or not gold):
         raise TaskConfigError(f"{where}: 'gold_column' must be a column name of the corpus, got {gold!r}")
 
-    sampling = entry.get("sampling", "random")
+    sampling = str(entry.get("sampling", "random")).replace("_", "-")
     if sampling not in SAMPLING_STRATEGIES:
         raise TaskConfigError(f"{where}: 'sampling' must be one of {list(SAMPLING_STRATEGIES)}, got {sampling!r}")
     selection = entry.get("selection", "accuracy")
@@ -134,6 +141,17 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
             )
         few_shot.append(FewShotExample(text=ex["text"], label=ex["label"]))
 
+    target = _optional_fraction(entry, "target_accuracy", where)
+    max_cost = entry.get("max_teacher_cost_usd")
+    if max_cost is not None and (not isinstance(max_cost, (int, float)) or max_cost <= 0):
+        raise TaskConfigError(f"{where}: 'max_teacher_cost_usd' must be a positive number, got {max_cost!r}")
+    follow = bool(entry.get("follow_budget_advice", False))
+    if follow and target is None and max_cost is None:
+        raise TaskConfigError(f"{where}: 'follow_budget_advice' needs 'target_accuracy' or 'max_teacher_cost_usd'")
+    max_budget = entry.get("max_budget")
+    if max_budget is not None:
+        max_budget = _int_field(entry, "max_budget", where, minimum=budget)
+
     return TaskSpec(
         name=name,
         instruction=instruction.strip(),
@@ -151,7 +169,23 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         accuracy_floor=float(floor),
         accuracy_floor_is_hard=bool(entry.get("accuracy_floor_is_hard", False)),
         few_shot=tuple(few_shot),
+        uncertainty_rounds=_int_field(entry, "uncertainty_rounds", where, default=4, minimum=1),
+        target_accuracy=target,
+        max_teacher_cost_usd=float(max_cost) if max_cost is not None else None,
+        follow_budget_advice=follow,
+        max_budget=max_budget,
+        cascade_budget=_int_field(entry, "cascade_budget", where, default=0, minimum=0),
+        cascade_target_agreement=_optional_fraction(entry, "cascade_target_agreement", where) or 0.95,
     )
+
+
+def _optional_fraction(entry: dict, key: str, where: str) -> float | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise TaskConfigError(f"{where}: '{key}' must be a number in (0, 1], got {value!r}")
+    return float(value)
 
 
 def _parse_labels(raw: Any, where: str) -> dict[str, str]:

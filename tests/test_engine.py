@@ -38,7 +38,7 @@ def test_random_sample_accepts_string_ids():
 
 def test_default_sample_sizes_are_geometric_up_to_the_labels_in_hand():
     assert default_sample_sizes(1500) == [187, 375, 750, 1500]
-    assert default_sample_sizes(60) == [30, 60]
+    assert default_sample_sizes(60) == [15, 30, 60]
     assert default_sample_sizes(15) == [15]
 
 

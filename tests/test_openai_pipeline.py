@@ -66,4 +66,4 @@ def test_rerun_pays_nothing_for_answers_already_cached(pipeline_env, monkeypatch
     assert meta["cost_usd"].value == 0.0
     embed_meta = [e for e in second.get_asset_materialization_events()
                   if e.asset_key.to_user_string() == "embeddings"][0].materialization.metadata
-    assert embed_meta["embedding_cache_hits"].value == 400 and embed_meta["embedding_cache_misses"].value == 0
+    assert embed_meta["rows_reused"].value == 400 and embed_meta["rows_computed"].value == 0

@@ -33,7 +33,7 @@ def test_full_graph_materializes_every_table(pipeline_env):
     mismatched = query(
         db,
         """SELECT count(*) FROM topic.predictions p JOIN topic.labeled_sample s USING (id)
-           WHERE p.source <> 'teacher' OR p.label <> s.teacher_label""",
+           WHERE p.source <> 'teacher-sample' OR p.label <> s.teacher_label""",
     )[0][0]
     assert mismatched == 0
     labels = {r[0] for r in query(db, "SELECT DISTINCT label FROM topic.predictions")}

@@ -1,6 +1,8 @@
 """The shared foundation: the corpus and its embeddings, built once and used by every task."""
 
 
+import hashlib
+import pickle
 import time
 
 import numpy as np
@@ -8,6 +10,7 @@ import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, TableSchema, asset
 
 from scalellm_dagster.assets.metadata import preview
+from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.teachers.runner import text_hash
 
@@ -46,36 +49,65 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
     owners=["team:scalellm"],
     tags={"layer": "foundation"},
     description=(
-        "One L2-normalised float32 vector per corpus row, stored as a FLOAT[d] array column. Built once and "
-        "shared: every task depends on it, and adding a task never recomputes it."
+        "One L2-normalised float32 vector per corpus row, stored as a FLOAT[d] array column with the hash of the "
+        "text it came from. Built once and shared: every task depends on it, adding a task never recomputes it, "
+        "and a refresh embeds only new or changed rows (LSA keeps its fitted model in the warehouse)."
     ),
 )
 def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse) -> MaterializeResult:
     rows = warehouse.read_df(f"SELECT id, text FROM {CORPUS_TABLE}")
+    rows["text_hash"] = rows["text"].map(text_hash)
     model = embedder.build()
-    context.log.info(f"embedding {len(rows):,} rows with {model.name}")
+    if embedder.kind == "lsa" and not embedder.refit:
+        blob = warehouse.load_model(model.name)
+        model = pickle.loads(blob) if blob else model  # noqa: S301 - our own pickle, from our own warehouse
+    # Rows whose id and text are unchanged keep their vector; an unfitted LSA must see the whole corpus.
+    stored = warehouse.embedding_state(EMBEDDINGS_TABLE) if model.fitted and not embedder.refit else None
+    plan = plan_refresh(rows, stored)
+    context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
+                     f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
     start = time.perf_counter()
     cache_note = {}
+    todo = rows.iloc[plan.compute]
     if embedder.kind == "openai":
-        matrix, cache_note = _embed_with_cache(model, rows["text"], warehouse, context.log.info)
-    else:  # LSA is fitted on the whole corpus, so its vectors are not cacheable row by row
-        matrix = model.fit_embed(rows["text"].tolist(), log=context.log.info)
+        fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
+    elif len(todo):
+        fresh = model.embed(todo["text"].tolist(), log=context.log.info)
+    else:
+        fresh = np.zeros((0, model.dim), np.float32)
     seconds = time.perf_counter() - start
-    written = warehouse.write_embeddings(EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix)
-    context.log.info(f"embedded {written:,} rows in {seconds:.1f}s ({written / max(seconds, 1e-9):,.0f} rows/s)")
+    if len(plan.reuse):
+        _, kept = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=rows["id"].to_numpy()[plan.reuse])
+        matrix = np.empty((len(rows), kept.shape[1]), dtype=np.float32)
+        matrix[plan.reuse] = kept
+        if len(plan.compute):
+            matrix[plan.compute] = fresh
+    else:
+        matrix = fresh
+    blob = pickle.dumps(model) if embedder.kind == "lsa" else None
+    # Vectors from one fitted model share a version; predictions made on other vectors are not reused.
+    version = hashlib.sha256(blob).hexdigest()[:12] if blob else model.name
+    written = warehouse.write_embeddings(
+        EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix, rows["text_hash"].tolist(),
+        model=(model.name, blob) if blob else None, version=version)
+    rate = len(plan.compute) / max(seconds, 1e-9)
+    context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
     return MaterializeResult(
         metadata={
             "dagster/row_count": written,
+            **plan.summary,
             **cache_note,
             "embedder": model.name,
+            "embedding_version": version,
             # declared by the embedder (an all-cached openai run declares the cached vectors' size); checked later
             "dim": int(model.dim or matrix.shape[1]),
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
-            "rows_per_second": MetadataValue.float(round(written / max(seconds, 1e-9), 1)),
+            "rows_per_second": MetadataValue.float(round(rate, 1)),
             "table": f"{warehouse.database}::{EMBEDDINGS_TABLE}",
             "dagster/column_schema": TableSchema(
                 columns=[
                     TableColumn(name="id", type=str(rows["id"].dtype)),
+                    TableColumn(name="text_hash", type="VARCHAR"),
                     TableColumn(name="vector", type=f"FLOAT[{matrix.shape[1]}]"),
                 ]
             ),
@@ -95,7 +127,7 @@ def _embed_with_cache(model, texts, warehouse: Warehouse, log):
         fresh = model.fit_embed([first_text[h] for h in missing], log=log)
         warehouse.store_vectors(model.name, missing, fresh)
         known.update(zip(missing, fresh))
-    if not known:
-        raise ValueError("the corpus has no text to embed")
+    if not hashes.size:
+        return np.zeros((0, model.dim or 0), np.float32), {"embedding_cache_hits": 0, "embedding_cache_misses": 0}
     matrix = np.stack([known[h] for h in hashes]).astype(np.float32)
     return matrix, {"embedding_cache_hits": len(unique) - len(missing), "embedding_cache_misses": len(missing)}

@@ -1,6 +1,7 @@
 """The asset factory: one branch of four assets per task in the tasks file, all hanging off `embeddings`."""
 
 
+import hashlib
 import time
 
 import numpy as np
@@ -17,16 +18,24 @@ from dagster import (
 from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown, preview
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, embeddings
 from scalellm_dagster.core import plots
+from scalellm_dagster.core.budget import advise_budget
+from scalellm_dagster.core.cascade import Calibrator, cascade_tradeoff, plan_cascade
+from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.report import TeacherSpend, candidate_table, summary_markdown
-from scalellm_dagster.core.sampling import random_sample
+from scalellm_dagster.assets.teaching import TeacherSession
+from scalellm_dagster.core.sampling import cluster_stratified_sample, random_sample, uncertainty_sample
 from scalellm_dagster.core.selection import choose_student
-from scalellm_dagster.core.students import default_sample_sizes, evaluate_candidates, fit_student, \
-    predict_with_confidence
+from scalellm_dagster.core.students import (
+    default_sample_sizes,
+    evaluate_candidates,
+    fit_student,
+    out_of_fold_confidence,
+    predict_with_confidence,
+)
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.resources.warehouse import CACHE_SCHEMA
 from scalellm_dagster.settings import default_data_dir
 from scalellm_dagster.tasks_config import TaskSpec
-from scalellm_dagster.teachers.runner import label_with_cache
 
 PREDICT_CHUNK = 200_000
 
@@ -56,37 +65,45 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
     )
     def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
-        chosen_ids = random_sample(corpus_df["id"], task.budget, seed=task.seed)
+        budget, budget_note = _effective_budget(warehouse, task)
         matrix = None
-        if teacher.kind == "simulated":  # the simulation errs towards nearby classes, so it needs the vectors
+        if teacher.kind == "simulated" or task.sampling != "random":
             _, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=corpus_df["id"].to_numpy())
-        model = teacher.build(task, corpus_df, matrix)
-        warehouse.ensure_cache_tables()
-        key = {"provider": model.provider, "model": model.model, "prompt_version": model.prompt_version,
-               "task": task.name, "run_id": context.run.run_id}
-        rows = corpus_df.set_index("id").loc[chosen_ids, ["text"]].reset_index()
-        estimate = teacher.estimate(task, rows["text"].tolist(), len(corpus_df))
-        context.log.info("dry-run estimate before any request (tokens ~4 chars each):\n"
-                         + estimate.to_string(index=False))
-        answers, stats = label_with_cache(
-            model, rows,
-            lookup=lambda hashes: warehouse.cached_answers(key["provider"], key["model"], key["prompt_version"], hashes),
-            store=lambda answered, ledger: warehouse.store_answers(key, answered, ledger),
-            batch_size=teacher.batch_size, concurrency=teacher.concurrency, log=context.log.info,
-        )
-        sample = rows.merge(answers, on="id", how="left", validate="one_to_one")
+        session = TeacherSession(task, teacher, warehouse, corpus_df, matrix, context.run.run_id, context.log.info)
+        ids = corpus_df["id"].to_numpy()
+        if task.sampling == "uncertainty":
+            first = random_sample(ids, budget, seed=task.seed)
+        else:
+            first = (cluster_stratified_sample(ids, matrix, budget, seed=task.seed)
+                     if task.sampling == "stratified-by-cluster" else random_sample(ids, budget, seed=task.seed))
+        estimate = teacher.estimate(task, corpus_df.set_index("id").loc[first, "text"].tolist(), len(corpus_df))
+        context.log.info(f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
+                         "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False))
+        if task.sampling == "uncertainty":
+            chosen = uncertainty_sample(ids, matrix, budget, session.ask_labels, seed=task.seed,
+                                        rounds=task.uncertainty_rounds, log=context.log.info)
+        else:
+            chosen = first
+            session.ask(chosen)
+        answers = pd.concat(session.answers).drop_duplicates("id").set_index("id").loc[chosen].reset_index()
+        stats = session.stats
+        sample = corpus_df.set_index("id").loc[chosen, ["text"]].reset_index().merge(
+            answers, on="id", how="left", validate="one_to_one")
         sample.insert(0, "sample_rank", np.arange(len(sample)))
-        sample["teacher"] = f"{model.provider}:{model.model}"
-        sample["prompt_version"] = model.prompt_version
+        sample["teacher"] = session.name
+        sample["prompt_version"] = session.key["prompt_version"]
+        sample["sampling"] = task.sampling
         written = warehouse.write_table(task_table(task, "labeled_sample"), sample)
         valid = sample[sample["valid"]]
         coverage = valid["teacher_label"].value_counts()
         return MaterializeResult(
             metadata={
                 "dagster/row_count": written,
-                "teacher": f"{model.provider}:{model.model}" + (" (simulation, not an LLM)"
-                                                                if model.provider == "simulated" else ""),
-                "prompt_version": model.prompt_version,
+                "teacher": session.name + (" (simulation, not an LLM)" if teacher.kind == "simulated" else ""),
+                "sampling": task.sampling,
+                "budget": budget,
+                "budget_source": budget_note,
+                "prompt_version": session.key["prompt_version"],
                 "valid_labels": int(len(valid)),
                 "invalid_answers": int(len(sample) - len(valid)),
                 "cache_hits": stats.cache_hits,
@@ -107,7 +124,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
 
     @asset(
         name="student_candidates",
-        deps=[labeled_sample],
+        deps=[labeled_sample, embeddings],  # reads the vectors directly: refreshes must order after them
         kinds={"duckdb", "sklearn"},
         tags={**task_tags, "layer": "students"},
         description="Every candidate student at several sample sizes: cross-validated accuracy against the "
@@ -140,7 +157,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
 
     @asset(
         name="model_selection_report",
-        deps=[student_candidates],
+        deps=[student_candidates, embeddings],
         kinds={"duckdb", "sklearn"},
         tags={**task_tags, "layer": "selection"},
         description="The cost / accuracy / latency trade-off: accuracy vs teacher labels per candidate with a "
@@ -153,17 +170,46 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         table = candidate_table(scores, choice, task.budget)
         spend = _teacher_spend(warehouse, task, teacher.concurrency)
         corpus_rows = warehouse.row_count(CORPUS_TABLE)
+        sample = _valid_sample(warehouse, task)
+        _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=sample["id"].to_numpy())
+        y = sample["teacher_label"].to_numpy()
+        oof_conf, oof_correct = out_of_fold_confidence(choice.candidate, X, y, task.cv_folds, task.seed)
+        calibrated = Calibrator(oof_conf, oof_correct)(oof_conf)
+        cascade = pd.DataFrame(cascade_tradeoff(calibrated, len(sample), corpus_rows))
+        chosen_scores = scores[(scores["candidate"] == choice.candidate) & (scores["status"] == "ok")]
+        advice = advise_budget(
+            fit_learning_curve(chosen_scores["sample_size"], chosen_scores["cv_accuracy"]), len(sample),
+            corpus_rows, cost_per_row=spend.cost_usd / max(spend.rows_answered, 1),
+            seconds_per_row=spend.request_seconds / max(spend.rows_answered, 1) / max(teacher.concurrency, 1),
+            target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
         teacher_label = _teacher_label(warehouse, task)
         summary = summary_markdown(task.name, choice, table, spend, corpus_rows, teacher_label)
-        written = warehouse.write_table(task_table(task, "model_selection_report"),
-                                        table.assign(criterion=choice.criterion, reason=choice.reason))
-        fig = plots.learning_curves_figure(scores, choice.candidate, f"{task.name}: accuracy vs teacher labels")
-        png = figure_png(fig)
-        plots.close(fig)
-        plot_path = default_data_dir() / "reports" / f"{task.name}_learning_curves.png"
-        plot_path.parent.mkdir(parents=True, exist_ok=True)
-        plot_path.write_bytes(png)
+        if advice:
+            summary += (f"\n**Budget advice** ({advice.reason}): **{advice.recommended_budget:,}** teacher labels, "
+                        f"forecast accuracy vs teacher {advice.forecast_accuracy:.3f}, teacher cost "
+                        f"${advice.teacher_cost_usd:,.4f}, teacher time {advice.teacher_seconds:,.1f} s"
+                        + (" — the next materialization tops the sample up to it (cached answers reused)."
+                           if task.follow_budget_advice else " — set it as the task's budget, or follow_budget_advice: true."))
+        written = warehouse.write_table(
+            task_table(task, "model_selection_report"),
+            table.assign(criterion=choice.criterion, reason=choice.reason,
+                         recommended_budget=advice.recommended_budget if advice else None))
         base = spend.baseline(corpus_rows)
+        plots_md, plot_paths = {}, {}
+        for key, fig in (
+            ("learning_curves", plots.learning_curves_figure(scores, choice.candidate,
+                                                             f"{task.name}: accuracy vs teacher labels")),
+            ("accuracy_vs_time", plots.tradeoff_figure(table, spend.request_seconds / max(teacher.concurrency, 1),
+                                                        corpus_rows, base["seconds"],
+                                                        f"{task.name}: accuracy vs time to label every row")),
+        ):
+            png = figure_png(fig)
+            plots.close(fig)
+            path = default_data_dir() / "reports" / f"{task.name}_{key}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+            plots_md[key] = png_markdown(png, key.replace("_", " "))
+            plot_paths[f"{key}_png"] = MetadataValue.path(str(path))
         per_run = warehouse.read_df(
             f"""SELECT run_id, min(requested_at) AS started, count(*) AS requests, sum(rows_answered) AS rows,
                        sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
@@ -182,60 +228,84 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
                 "teacher_cost_usd": MetadataValue.float(round(spend.cost_usd, 6)),
                 "baseline_requests": base["teacher_calls"],
                 "baseline_cost_usd_extrapolated": MetadataValue.float(round(base["cost_usd"], 6)),
+                "recommended_budget": advice.recommended_budget if advice else "no target set",
                 "summary": MetadataValue.md(summary),
-                "teacher_cost_by_run": md_table(per_run, floatfmt=".4f"),
                 "candidates": md_table(table),
-                "learning_curves": png_markdown(png, f"{task.name}: accuracy vs teacher labels"),
-                "learning_curves_png": MetadataValue.path(str(plot_path)),
+                "cascade_tradeoff": md_table(cascade, floatfmt=".4f"),
+                "teacher_cost_by_run": md_table(per_run, floatfmt=".4f"),
+                **plots_md,
+                **plot_paths,
             }
         )
 
     @asset(
         name="predictions",
-        deps=[model_selection_report],
+        deps=[model_selection_report, embeddings],
         kinds={"duckdb", "sklearn"},
         tags={**task_tags, "layer": "predictions"},
-        description="Every corpus row with its label, the student's confidence, and where the label came from "
-        "(`teacher` for sampled rows, which keep the teacher's label, `student` otherwise).",
+        description="Every corpus row with its label, the student's confidence, and where the label came from: "
+        "`teacher-sample` (sampled rows keep the teacher's label), `teacher-cascade` (rows the student was least "
+        "sure of, sent back to the teacher when the task sets cascade_budget) or `student`.",
         **common,
     )
-    def predictions(context: AssetExecutionContext, warehouse: Warehouse):
+    def predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         chosen = warehouse.read_df(
             f"SELECT candidate FROM {task_table(task, 'model_selection_report')} WHERE chosen"
         )["candidate"].iloc[0]
         sample = _valid_sample(warehouse, task)
         _, X_train = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=sample["id"].to_numpy())
+        y_train = sample["teacher_label"].to_numpy()
         start = time.perf_counter()
-        model = fit_student(chosen, X_train, sample["teacher_label"].to_numpy(), seed=task.seed)
+        model = fit_student(chosen, X_train, y_train, seed=task.seed)
         train_seconds = time.perf_counter() - start
-        ids, X = warehouse.read_embeddings(EMBEDDINGS_TABLE)
-        labels, confidence = [], []
+        current = warehouse.read_df(f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS_TABLE}")
+        version = _model_version(chosen, sample, task)
+        reuse, compute = _reusable_predictions(warehouse, task, current, version)
+        context.log.info(f"predicting {len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
+        out = current.assign(model_version=version, student_label=None, confidence=np.float32(np.nan))
+        if len(reuse):
+            out = out.set_index("id")
+            out.loc[reuse.index, ["student_label", "confidence"]] = reuse[["student_label", "confidence"]]
+            out = out.reset_index()
+        todo_ids = out["id"].to_numpy()[compute]
         start = time.perf_counter()
-        for begin in range(0, len(ids), PREDICT_CHUNK):
-            pred = predict_with_confidence(model, X[begin : begin + PREDICT_CHUNK])
-            labels.append(pred.labels)
-            confidence.append(pred.confidence)
-            context.log.info(f"predicted {min(begin + PREDICT_CHUNK, len(ids)):,}/{len(ids):,} rows")
+        method = "predict_proba"
+        for begin in range(0, len(todo_ids), PREDICT_CHUNK):
+            chunk_ids = todo_ids[begin : begin + PREDICT_CHUNK]
+            _, X_chunk = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=chunk_ids)
+            pred = predict_with_confidence(model, X_chunk)
+            method = pred.method
+            out.loc[compute[begin : begin + PREDICT_CHUNK], "student_label"] = pred.labels.astype(str)
+            out.loc[compute[begin : begin + PREDICT_CHUNK], "confidence"] = pred.confidence
+            context.log.info(f"predicted {min(begin + PREDICT_CHUNK, len(todo_ids)):,}/{len(todo_ids):,} rows "
+                             f"({(begin + len(chunk_ids)) / max(time.perf_counter() - start, 1e-9):,.0f} rows/s)")
         predict_seconds = time.perf_counter() - start
-        out = pd.DataFrame({"id": ids, "student_label": np.concatenate(labels).astype(str),
-                            "confidence": np.concatenate(confidence)})
+        out["confidence"] = out["confidence"].astype(np.float32)
         teacher_labels = sample.set_index("id")["teacher_label"]
-        from_teacher = out["id"].isin(teacher_labels.index)
+        from_teacher = out["id"].isin(teacher_labels.index).to_numpy()
         out["label"] = out["student_label"]
         out.loc[from_teacher, "label"] = out.loc[from_teacher, "id"].map(teacher_labels)
-        out["source"] = np.where(from_teacher, "teacher", "student")
+        out["source"] = np.where(from_teacher, "teacher-sample", "student")
+        cascade_meta = {}
+        if task.cascade_budget > 0:
+            cascade_meta = _cascade(context, task, warehouse, teacher, out, chosen, X_train, y_train)
         out["model"] = chosen
-        out = out[["id", "label", "source", "confidence", "student_label", "model"]]
+        out = out[["id", "label", "source", "confidence", "student_label", "model", "text_hash",
+                   "embedding_version", "model_version"]]
         written = warehouse.write_table(task_table(task, "predictions"), out)
         metadata = {
             "dagster/row_count": written,
             "model": chosen,
-            "confidence_method": pred.method,
-            "rows_from_teacher": int(from_teacher.sum()),
-            "rows_from_student": int((~from_teacher).sum()),
+            "confidence_method": method,
+            "rows_predicted": int(len(compute)),
+            "rows_reused": int(len(reuse)),
+            "rows_from_teacher_sample": int((out["source"] == "teacher-sample").sum()),
+            "rows_from_teacher_cascade": int((out["source"] == "teacher-cascade").sum()),
+            "rows_from_student": int((out["source"] == "student").sum()),
             "train_seconds": MetadataValue.float(round(train_seconds, 3)),
-            "predict_rows_per_second": MetadataValue.float(round(len(ids) / max(predict_seconds, 1e-9), 1)),
+            "predict_rows_per_second": MetadataValue.float(round(len(compute) / max(predict_seconds, 1e-9), 1)),
             "mean_confidence": MetadataValue.float(round(float(out["confidence"].mean()), 4)),
+            **cascade_meta,
             "label_counts": md_table(out["label"].value_counts().rename_axis("label").reset_index(name="rows"),
                                      max_rows=15),
             "preview": preview(out),
@@ -244,6 +314,80 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         return MaterializeResult(metadata=metadata)
 
     return [labeled_sample, student_candidates, model_selection_report, predictions]
+
+
+def _effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
+    """The task's budget, or the last report's advice when the task follows it (capped by max_budget)."""
+    if not task.follow_budget_advice:
+        return task.budget, "task budget"
+    table = task_table(task, "model_selection_report")
+    if not warehouse.table_exists(table):
+        return task.budget, "task budget (no report yet to take advice from)"
+    advice = warehouse.read_df(f"SELECT max(recommended_budget) AS n FROM {table}")["n"].iloc[0]
+    if pd.isna(advice):
+        return task.budget, "task budget (the last report gave no advice)"
+    cap = task.max_budget or task.budget
+    return int(min(max(advice, 2), cap)), f"advice of the last report ({int(advice):,}), capped at {cap:,}"
+
+
+def _cascade(context, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource, out: pd.DataFrame,
+             chosen: str, X_train, y_train) -> dict:
+    """Send the rows the student is least sure of back to the teacher, as far as the target needs and the
+    cascade budget allows; updates `out` in place and returns metadata."""
+    oof_conf, oof_correct = out_of_fold_confidence(chosen, X_train, y_train, task.cv_folds, task.seed)
+    agreement = Calibrator(oof_conf, oof_correct)(out["confidence"].to_numpy())
+    student = (out["source"] == "student").to_numpy()
+    plan = plan_cascade(agreement[student], task.cascade_target_agreement,
+                        max_fraction=task.cascade_budget / max(int(student.sum()), 1))
+    pick = np.flatnonzero(student & (agreement <= plan.threshold))
+    pick = pick[np.argsort(agreement[pick], kind="stable")[: task.cascade_budget]]
+    context.log.info(f"cascade: {len(pick):,} least confident rows to the teacher (threshold {plan.threshold:.3f}, "
+                     f"expected agreement {plan.expected_agreement_without:.3f} -> {plan.expected_agreement_with:.3f})")
+    asked = 0
+    if len(pick):
+        corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
+        matrix = None
+        if teacher.kind == "simulated":
+            _, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=corpus_df["id"].to_numpy())
+        session = TeacherSession(task, teacher, warehouse, corpus_df, matrix, context.run.run_id, context.log.info)
+        answers = session.ask(out["id"].to_numpy()[pick])
+        ok = answers["valid"].to_numpy()
+        rows = pick[ok]
+        out.loc[out.index[rows], "label"] = answers["teacher_label"].to_numpy()[ok]
+        out.loc[out.index[rows], "source"] = "teacher-cascade"
+        asked = session.stats.requests
+    sample_calls = int((out["source"] == "teacher-sample").sum())
+    return {
+        "cascade_threshold": MetadataValue.float(round(plan.threshold, 4)),
+        "cascade_target_agreement": task.cascade_target_agreement,
+        "cascade_target_reached": plan.reached,
+        "expected_agreement_without_cascade": MetadataValue.float(round(plan.expected_agreement_without, 4)),
+        "expected_agreement_with_cascade": MetadataValue.float(round(plan.expected_agreement_with, 4)),
+        "teacher_rows_without_cascade": sample_calls,
+        "teacher_rows_with_cascade": sample_calls + int((out["source"] == "teacher-cascade").sum()),
+        "cascade_requests": asked,
+    }
+
+
+def _model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
+    """The student is a function of its kind, its seed and the teacher's labels: same inputs, same predictions."""
+    labels = pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy()
+    return hashlib.sha256(f"{chosen}|{task.seed}|".encode() + labels.tobytes()).hexdigest()[:12]
+
+
+def _reusable_predictions(warehouse: Warehouse, task: TaskSpec, current: pd.DataFrame, version: str):
+    """Stored student predictions still valid (same text, vectors and student), and positions to predict."""
+    table = task_table(task, "predictions")
+    empty = pd.DataFrame(columns=["student_label", "confidence"])
+    if not warehouse.table_exists(table) or "model_version" not in warehouse.read_df(
+            f"SELECT * FROM {table} LIMIT 0").columns:
+        return empty, np.arange(len(current))
+    stored = warehouse.read_df(
+        f"""SELECT p.id, p.student_label, p.confidence FROM {table} p JOIN {EMBEDDINGS_TABLE} e
+            ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version
+            WHERE p.model_version = ?""", [version]).set_index("id")
+    known = current["id"].isin(stored.index).to_numpy()
+    return stored, np.flatnonzero(~known)
 
 
 def _valid_sample(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
@@ -271,16 +415,18 @@ def _teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> Te
                         int(row.ct), bool(row.est), concurrency)
 
 
-def _gold_metrics(warehouse: Warehouse, task: TaskSpec, out: pd.DataFrame, from_teacher: pd.Series) -> dict:
+def _gold_metrics(warehouse: Warehouse, task: TaskSpec, out: pd.DataFrame, from_teacher: np.ndarray) -> dict:
     """Accuracy against the gold column, when the task has one, on rows the teacher never saw."""
     if not task.gold_column:
         return {}
     gold = warehouse.read_df(f'SELECT id, "{task.gold_column}" AS gold FROM {CORPUS_TABLE}')
     merged = out.merge(gold, on="id", how="left")
-    unseen = merged[~from_teacher.to_numpy()]
-    seen = merged[from_teacher.to_numpy()]
+    unseen = merged[~from_teacher]
+    seen = merged[from_teacher]
     return {
-        "accuracy_vs_gold_student_rows": MetadataValue.float(round(float((unseen["label"] == unseen["gold"]).mean()), 4)),
+        "accuracy_vs_gold_student_only_unseen_rows": MetadataValue.float(
+            round(float((unseen["student_label"] == unseen["gold"]).mean()), 4)),
+        "accuracy_vs_gold_unseen_rows": MetadataValue.float(round(float((unseen["label"] == unseen["gold"]).mean()), 4)),
         "accuracy_vs_gold_teacher_rows": MetadataValue.float(round(float((seen["label"] == seen["gold"]).mean()), 4)),
         "accuracy_vs_gold_all_rows": MetadataValue.float(round(float((merged["label"] == merged["gold"]).mean()), 4)),
     }

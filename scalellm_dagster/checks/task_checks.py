@@ -12,11 +12,15 @@ from scalellm_dagster.tasks_config import TaskSpec
 MAX_INVALID_ANSWER_FRACTION = 0.2
 
 
+def max_sample_size(task: TaskSpec) -> int:
+    return max(task.budget, task.max_budget or 0) if task.follow_budget_advice else task.budget
+
+
 def labeled_sample_expectations(task: TaskSpec) -> list:
     import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
 
     return [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=task.budget),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=max_sample_size(task)),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
         gxe.ExpectColumnValuesToBeInSet(column="in_corpus", value_set=[True]),
         gxe.ExpectColumnValuesToBeInSet(column="teacher_label", value_set=task.label_names),  # nulls = invalid
@@ -69,7 +73,7 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
         gxe.ExpectColumnValuesToNotBeNull(column="label"),
         gxe.ExpectColumnValuesToBeInSet(column="label", value_set=task.label_names),
         gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=["teacher", "student"]),
+        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=["teacher-sample", "teacher-cascade", "student"]),
         gxe.ExpectColumnValuesToBeInSet(column="keeps_teacher_label", value_set=[True]),
     ]
 
@@ -78,7 +82,7 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
     sample_key = task_asset_key(task, "labeled_sample")
 
     @asset_check(asset=sample_key, name="sample_labels_valid", blocking=True,
-                 description=f"At most {task.budget:,} rows, all in the corpus; every accepted label in the task's "
+                 description=f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
                  "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.")
     def sample_labels_valid(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(
@@ -142,7 +146,7 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
             f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
                        CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
                             WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'both' END AS "in",
-                       (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher')
+                       (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher-sample')
                            AS keeps_teacher_label
                 FROM {task_table(task, 'predictions')} p
                 FULL OUTER JOIN {CORPUS_TABLE} c ON p.id = c.id

@@ -28,7 +28,11 @@ def _err(n, a, alpha, c):
 
 
 def fit_learning_curve(sizes, accuracies) -> LearningCurve | None:
-    """Least-squares fit; None when there are fewer than three distinct sizes or the fit does not converge."""
+    """Weighted least squares; None when there are fewer than three distinct sizes or the fit does not converge.
+
+    Each point is weighted by its binomial standard error, sqrt(err (1 - err) / n): accuracy measured on few labels
+    is noisy, and letting it pull as hard as the largest sizes makes forecasts level off too early.
+    """
     n = np.asarray(sizes, dtype=float)
     err = 1.0 - np.asarray(accuracies, dtype=float)
     keep = np.isfinite(err)
@@ -40,7 +44,8 @@ def fit_learning_curve(sizes, accuracies) -> LearningCurve | None:
             warnings.simplefilter("ignore", OptimizeWarning)
             params, _ = curve_fit(
                 _err, n, err, p0=(1.0, 0.5, max(err.min() / 2, 0.0)),
-                bounds=([0.0, 0.0, 0.0], [np.inf, 3.0, 1.0]), maxfev=20000,
+                sigma=np.sqrt(np.clip(err * (1 - err), 1e-3, None) / n),
+                bounds=([0.0, 0.0, 0.0], [np.inf, 2.0, 1.0]), maxfev=20000,
             )
     except (RuntimeError, ValueError):
         return None

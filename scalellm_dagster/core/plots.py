@@ -37,3 +37,25 @@ def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, foreca
 
 def close(fig) -> None:
     plt.close(fig)
+
+
+def tradeoff_figure(table: pd.DataFrame, teacher_seconds: float, corpus_rows: int, baseline_seconds: float,
+                    title: str):
+    """Accuracy vs time to label the whole corpus, per candidate, with the row-by-row teacher as a point."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for row in table.itertuples():
+        if not np.isfinite(row.predict_rows_per_second) or row.predict_rows_per_second <= 0:
+            continue
+        seconds = teacher_seconds + corpus_rows / row.predict_rows_per_second
+        ax.scatter(seconds, row.cv_accuracy, s=80 if row.chosen else 40, marker="*" if row.chosen else "o")
+        ax.annotate(row.candidate, (seconds, row.cv_accuracy), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+    ax.scatter(baseline_seconds, 1.0, marker="s", color="black")
+    ax.annotate("teacher on every row\n(extrapolated)", (baseline_seconds, 1.0), fontsize=8, xytext=(-90, -24),
+                textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds to label the corpus (teacher sample + student inference; log)")
+    ax.set_ylabel("accuracy vs teacher (CV)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig

@@ -38,7 +38,11 @@ def make_student(name: str, seed: int = 0) -> ClassifierMixin:
 
 
 def default_sample_sizes(n_labels: int, steps: int = 4, smallest: int = 20) -> list[int]:
-    """Geometric sizes ending at the labels in hand (halving), as the paper's accuracy-vs-budget curve."""
+    """Geometric sizes ending at the labels in hand (halving), as the paper's accuracy-vs-budget curve.
+
+    Small budgets go below `smallest` (down to 8) so that a learning curve still gets three points.
+    """
+    smallest = max(8, min(smallest, n_labels // 4))
     sizes = {n_labels}
     size = n_labels
     for _ in range(steps - 1):
@@ -119,6 +123,7 @@ def _score_one(model, Xs, ys, cv_folds, seed, throughput_X) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message="The least populated class")
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
         scores = cross_val_score(
             clone(model), Xs, ys, cv=KFold(folds, shuffle=True, random_state=seed), error_score="raise"
         )
@@ -139,4 +144,19 @@ def _score_one(model, Xs, ys, cv_folds, seed, throughput_X) -> dict:
 def fit_student(name: str, X: np.ndarray, y: np.ndarray, seed: int = 0) -> ClassifierMixin:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        # many classes and few labels is this technique's normal case, not a sign of a regression target
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
         return make_student(name, seed).fit(X, y)
+
+
+def out_of_fold_confidence(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0):
+    """Held-out (confidence, agrees-with-teacher) for every labelled row: the material for calibration."""
+    confidence = np.zeros(len(y), dtype=np.float32)
+    correct = np.zeros(len(y), dtype=bool)
+    for train, test in KFold(min(folds, len(y)), shuffle=True, random_state=seed).split(X):
+        if len(np.unique(y[train])) < 2:
+            continue
+        pred = predict_with_confidence(fit_student(name, X[train], y[train], seed), X[test])
+        confidence[test] = pred.confidence
+        correct[test] = pred.labels == y[test]
+    return confidence, correct

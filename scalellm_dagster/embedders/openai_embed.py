@@ -21,6 +21,11 @@ class OpenAIEmbedder:
     def name(self) -> str:
         return f"openai:{self.model}"
 
+    fitted = True  # nothing to fit: `embed` and `fit_embed` are the same
+
+    def embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+        return self.fit_embed(texts, log)
+
     def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
         batches = [list(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         out: list[np.ndarray] = []

@@ -23,6 +23,7 @@ class EmbedderResource(ConfigurableResource):
     timeout_seconds: float = 60.0
     max_retries: int = 4
     seed: int = 0
+    refit: bool = Field(default=False, description="Refit LSA on the whole corpus and re-embed every row.")
 
     def build(self) -> LsaEmbedder | OpenAIEmbedder:
         if self.kind == "lsa":

@@ -65,10 +65,12 @@ class Warehouse(DuckDBResource):
 
     # ---- generic tables -------------------------------------------------------------------------------------
 
-    def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader) -> int:
+    def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
+                    also: list[tuple[str, list]] | None = None) -> int:
         """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
 
         Readers see the old table or the new one, never a part: a failure or a kill mid-write rolls back.
+        `also` are further (sql, params) statements committed in the same transaction.
         """
         if isinstance(data, pd.DataFrame):
             data = pa.Table.from_pandas(data, preserve_index=False)
@@ -81,6 +83,8 @@ class Warehouse(DuckDBResource):
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 conn.execute(f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM _incoming")
                 rows = conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
+                for sql, params in also or []:
+                    conn.execute(sql, params)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -108,10 +112,41 @@ class Warehouse(DuckDBResource):
 
     # ---- embeddings -----------------------------------------------------------------------------------------
 
-    def write_embeddings(self, table: str, ids: np.ndarray | pd.Series, matrix: np.ndarray) -> int:
+    def write_embeddings(self, table: str, ids: np.ndarray | pd.Series, matrix: np.ndarray,
+                         text_hashes: list[str] | None = None, model: tuple[str, bytes] | None = None,
+                         version: str | None = None) -> int:
+        """The vectors (and the text hash each was computed from); `model` = (name, pickled embedder) is saved in
+        the same transaction, so stored vectors and the model that made them never disagree."""
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        vectors = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
-        return self.write_table(table, pa.table({"id": pa.array(np.asarray(ids)), "vector": vectors}))
+        columns = {"id": pa.array(np.asarray(ids))}
+        if text_hashes is not None:
+            columns["text_hash"] = pa.array(text_hashes, pa.string())
+        if version is not None:
+            columns["embedding_version"] = pa.array([version] * len(matrix), pa.dictionary(pa.int32(), pa.string()))
+        columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+        also = []
+        if model is not None:
+            also = [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
+                    (f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
+                     "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
+                    (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
+        return self.write_table(table, pa.table(columns), also=also)
+
+    def load_model(self, name: str) -> bytes | None:
+        if not self.table_exists(f"{CACHE_SCHEMA}.models"):
+            return None
+        with self.get_connection() as conn:
+            found = conn.execute(f"SELECT blob FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]).fetchone()
+        return bytes(found[0]) if found else None
+
+    def embedding_state(self, table: str) -> pd.DataFrame | None:
+        """(id, text_hash) of the stored vectors, or None when there are none or no hashes were kept."""
+        if not self.table_exists(table):
+            return None
+        columns = self.read_df(f"SELECT * FROM {_quote(table)} LIMIT 0").columns
+        if "text_hash" not in columns:
+            return None
+        return self.read_df(f"SELECT id, text_hash FROM {_quote(table)}")
 
     def read_embeddings(self, table: str = "embeddings", ids=None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given."""

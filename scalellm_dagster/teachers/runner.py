@@ -63,6 +63,14 @@ class LabelingStats:
     tokens_estimated: bool = False
     notes: list[str] = field(default_factory=list)
 
+    def add(self, other: "LabelingStats") -> None:
+        """Accumulate another call's figures (a sample asked in several rounds)."""
+        for name in ("rows", "unique_texts", "cache_hits", "asked", "requests", "unanswered", "prompt_tokens",
+                     "completion_tokens", "cost_usd", "request_seconds", "wall_seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.tokens_estimated |= other.tokens_estimated
+        self.notes.extend(n for n in other.notes if n not in self.notes)
+
 
 def label_with_cache(
     teacher: Teacher,
