@@ -21,7 +21,7 @@ from scalellm_dagster.assets.shared import corpus, embeddings
 from scalellm_dagster.assets.tasks import build_task_assets
 from scalellm_dagster.checks import build_checks
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
-from scalellm_dagster.schedules import build_schedules
+from scalellm_dagster.automation import build_schedules, build_sensors
 from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import load_tasks
 
@@ -96,6 +96,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         asset_checks=build_checks(tasks),
         jobs=[all_job],
         schedules=build_schedules(all_job),
+        sensors=build_sensors(settings.corpus, settings.tasks, tasks, all_job),
         resources=build_resources(settings),
         # Two cores here; each step opens the DuckDB file only briefly and waits for the lock if it must.
         executor=multiprocess_executor.configured({"max_concurrent": 2}),

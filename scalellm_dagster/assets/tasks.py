@@ -23,6 +23,7 @@ from scalellm_dagster.core.cascade import Calibrator, cascade_tradeoff, plan_cas
 from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.report import TeacherSpend, candidate_table, summary_markdown
 from scalellm_dagster.assets.teaching import TeacherSession
+from scalellm_dagster.automation import task_fingerprint
 from scalellm_dagster.core.sampling import cluster_stratified_sample, random_sample, uncertainty_sample
 from scalellm_dagster.core.selection import choose_student
 from scalellm_dagster.core.students import (
@@ -49,7 +50,9 @@ def task_asset_key(task: TaskSpec, name: str) -> AssetKey:
 
 
 def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
-    common = {"key_prefix": [task.name], "group_name": task.name, "owners": ["team:scalellm"]}
+    # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
+    common = {"key_prefix": [task.name], "group_name": task.name, "owners": ["team:scalellm"],
+              "code_version": task_fingerprint(task)}
     task_tags = {"task": task.name}
 
     @asset(

@@ -12,10 +12,13 @@ from pydantic import Field
 from scalellm_dagster.core.corpus import CorpusError, normalise_corpus
 
 
-class CorpusSource(ConfigurableResource):
-    """`path` is `data.parquet`, `data.csv`, or `warehouse.duckdb::schema.table`."""
+CORPUS_FILE_SUFFIXES = (".parquet", ".csv", ".tsv")
 
-    path: str = Field(description="Parquet/CSV file, or 'file.duckdb::table'.")
+
+class CorpusSource(ConfigurableResource):
+    """`path` is `data.parquet`, `data.csv`, a folder of such files (read as one table), or `file.duckdb::table`."""
+
+    path: str = Field(description="Parquet/CSV file, a folder of them, or 'file.duckdb::table'.")
     id_column: str = "id"
     text_column: str = "text"
     max_text_chars: int = Field(default=20_000, description="Longest text the corpus checks accept.")
@@ -31,11 +34,21 @@ class CorpusSource(ConfigurableResource):
             with duckdb.connect(db, read_only=True) as conn:
                 return conn.sql(f"SELECT * FROM {table}").df()
         path = Path(self.path)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in CORPUS_FILE_SUFFIXES and p.is_file())
+            if not files:
+                raise CorpusError(f"corpus folder {path} holds no .parquet, .csv or .tsv file")
+            return pd.concat([_read_file(p) for p in files], ignore_index=True)
         if not path.is_file():
             raise CorpusError(f"corpus source {path} does not exist (set SCALELLM_CORPUS to a Parquet or CSV file)")
-        suffix = path.suffix.lower()
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-        raise CorpusError(f"corpus source {path}: expected a .parquet, .csv or .tsv file, or 'file.duckdb::table'")
+        return _read_file(path)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".tsv"):
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    raise CorpusError(f"corpus source {path}: expected a .parquet, .csv or .tsv file, a folder of them, "
+                      "or 'file.duckdb::table'")

@@ -1,0 +1,102 @@
+"""Schedules and sensors: a nightly refresh, new files in the corpus folder, and changed task definitions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from scalellm_dagster.resources.source import CORPUS_FILE_SUFFIXES
+from scalellm_dagster.tasks_config import TaskConfigError, TaskSpec, load_tasks
+
+TASK_ASSETS = ("labeled_sample", "student_candidates", "model_selection_report", "predictions")
+
+
+def task_fingerprint(task: TaskSpec) -> str:
+    """Changes whenever anything the teacher or the students see changes (labels, instruction, budget, ...)."""
+    return hashlib.sha256(repr(task).encode()).hexdigest()[:12]
+
+
+def build_schedules(all_job) -> list[ScheduleDefinition]:
+    return [
+        ScheduleDefinition(
+            name="nightly_refresh",
+            job=all_job,
+            cron_schedule=os.environ.get("SCALELLM_REFRESH_CRON", "0 2 * * *"),
+            default_status=DefaultScheduleStatus.STOPPED,
+            description="Reload the corpus and refresh everything downstream: unchanged rows are not re-embedded "
+            "or re-predicted, cached teacher answers are not paid for again (cron: SCALELLM_REFRESH_CRON).",
+        )
+    ]
+
+
+def _corpus_files(folder: Path) -> dict[str, str]:
+    return {p.name: f"{p.stat().st_size}:{p.stat().st_mtime_ns}"
+            for p in sorted(folder.iterdir()) if p.suffix.lower() in CORPUS_FILE_SUFFIXES and p.is_file()}
+
+
+def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_job) -> list:
+    refresh_keys = [AssetKey("corpus"), AssetKey("embeddings"), *[AssetKey([t.name, "predictions"]) for t in tasks]]
+
+    @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=60,
+            default_status=DefaultSensorStatus.STOPPED,
+            description="When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
+            "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
+            "The cursor remembers each file's size and mtime, so no file is processed twice.")
+    def corpus_folder_sensor(context: SensorEvaluationContext):
+        folder = Path(corpus_path)
+        if not folder.is_dir():
+            return SkipReason(f"SCALELLM_CORPUS={corpus_path} is a file, not a folder to watch")
+        seen = json.loads(context.cursor) if context.cursor else {}
+        files = _corpus_files(folder)
+        new = {name: stamp for name, stamp in files.items() if seen.get(name) != stamp}
+        if not new:
+            return SkipReason(f"no new or changed file among {len(files)} in {folder}")
+        run_key = hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:16]
+        return SensorResult(
+            run_requests=[RunRequest(run_key=run_key, asset_selection=refresh_keys,
+                                     tags={"scalellm/new_files": ",".join(sorted(new))[:200]})],
+            cursor=json.dumps(files, sort_keys=True),
+        )
+
+    @sensor(name="task_config_sensor", job=all_job, minimum_interval_seconds=60,
+            default_status=DefaultSensorStatus.STOPPED,
+            description="Reruns a task's four assets when its definition in the tasks file changes (after the code "
+            "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "
+            "changed prompt re-asks the teacher because the prompt version is part of every cache key.")
+    def task_config_sensor(context: SensorEvaluationContext):
+        try:
+            current = {t.name: task_fingerprint(t) for t in load_tasks(tasks_path)}
+        except TaskConfigError as exc:
+            return SkipReason(f"tasks file does not load: {exc}")
+        loaded = {t.name for t in tasks}
+        if context.cursor is None:
+            return SensorResult(skip_reason=SkipReason(f"recorded {len(current)} task definitions"),
+                                cursor=json.dumps(current, sort_keys=True))
+        seen = json.loads(context.cursor)
+        changed = sorted(name for name, fp in current.items() if seen.get(name) != fp and name in loaded)
+        pending = sorted(name for name, fp in current.items() if seen.get(name) != fp and name not in loaded)
+        if not changed:
+            reason = "no task changed" + (f"; reload the code location to pick up {pending}" if pending else "")
+            return SkipReason(reason)
+        requests = [RunRequest(run_key=f"{name}-{current[name]}",
+                               asset_selection=[AssetKey([name, a]) for a in TASK_ASSETS],
+                               tags={"scalellm/task": name}) for name in changed]
+        kept = {name: fp for name, fp in current.items() if name not in pending}
+        kept.update({name: seen[name] for name in pending if name in seen})
+        return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))
+
+    return [corpus_folder_sensor, task_config_sensor]

@@ -1,0 +1,91 @@
+"""Sensors and the schedule, evaluated with Dagster's testing utilities against a real instance."""
+
+from __future__ import annotations
+
+import json
+
+from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sensor_context
+
+from scalellm_dagster.definitions import build_definitions
+from scalellm_dagster.settings import Settings
+from tests.conftest import SECOND_TASK, demo_slice
+from tests.pipeline_helpers import query, run_pipeline
+
+
+def _tick(defs, name, instance, cursor=None):
+    return defs.resolve_sensor_def(name).evaluate_tick(build_sensor_context(instance=instance, cursor=cursor,
+                                                                        definitions=defs))
+
+
+def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pipeline_env, tmp_path, monkeypatch):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    rows = demo_slice(460)
+    rows.iloc[:400].to_parquet(folder / "part-000.parquet", index=False)
+    monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
+    with DagsterInstance.ephemeral() as instance:
+        defs = build_definitions(Settings.from_env())
+        first = _tick(defs, "corpus_folder_sensor", instance)
+        assert len(first.run_requests) == 1  # the folder's first file
+        assert run_pipeline(instance).success
+
+        nothing = _tick(defs, "corpus_folder_sensor", instance, cursor=first.cursor)
+        assert nothing.run_requests == [] and "no new or changed file" in nothing.skip_message
+
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
+        new = _tick(defs, "corpus_folder_sensor", instance, cursor=first.cursor)
+        assert len(new.run_requests) == 1
+        request = new.run_requests[0]
+        assert set(request.asset_selection) == {AssetKey("corpus"), AssetKey("embeddings"),
+                                                AssetKey(["topic", "predictions"])}
+        assert request.tags["scalellm/new_files"] == "part-001.parquet"
+        again = _tick(defs, "corpus_folder_sensor", instance, cursor=new.cursor)
+        assert again.run_requests == []  # the same file is not processed twice
+
+        from dagster import AssetSelection
+
+        result = run_pipeline(instance, selection=AssetSelection.assets(*request.asset_selection))
+        assert result.success
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    assert meta["embeddings"]["rows_computed"].value == 60 and meta["embeddings"]["rows_reused"].value == 400
+    assert meta["topic/predictions"]["rows_predicted"].value == 60
+    assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 460
+
+
+def test_corpus_folder_sensor_skips_when_the_corpus_is_a_file(pipeline_env):
+    with DagsterInstance.ephemeral() as instance:
+        defs = build_definitions(Settings.from_env())
+        tick = _tick(defs, "corpus_folder_sensor", instance)
+    assert tick.run_requests == [] and "is a file, not a folder" in tick.skip_message
+
+
+def test_task_config_sensor_reruns_only_the_changed_or_added_task(pipeline_env, tasks_file):
+    with DagsterInstance.ephemeral() as instance:
+        defs = build_definitions(Settings.from_env())
+        baseline = _tick(defs, "task_config_sensor", instance)
+        assert baseline.run_requests == [] and json.loads(baseline.cursor).keys() == {"topic"}
+        assert _tick(defs, "task_config_sensor", instance, cursor=baseline.cursor).run_requests == []
+
+        tasks_file.write_text(tasks_file.read_text().replace("budget: 120", "budget: 150") + SECOND_TASK)
+        stale = _tick(defs, "task_config_sensor", instance, cursor=baseline.cursor)  # before the reload
+        assert [r.tags["scalellm/task"] for r in stale.run_requests] == ["topic"]
+
+        reloaded = build_definitions(Settings.from_env())
+        tick = _tick(reloaded, "task_config_sensor", instance, cursor=baseline.cursor)
+        assert sorted(r.tags["scalellm/task"] for r in tick.run_requests) == ["is_card", "topic"]
+        is_card = next(r for r in tick.run_requests if r.tags["scalellm/task"] == "is_card")
+        assert set(is_card.asset_selection) == {AssetKey(["is_card", n]) for n in
+                                                ("labeled_sample", "student_candidates", "model_selection_report",
+                                                 "predictions")}
+        assert _tick(reloaded, "task_config_sensor", instance, cursor=tick.cursor).run_requests == []
+
+
+def test_nightly_schedule_requests_the_whole_graph(pipeline_env, monkeypatch):
+    monkeypatch.setenv("SCALELLM_REFRESH_CRON", "30 3 * * *")
+    defs = build_definitions(Settings.from_env())
+    schedule = defs.resolve_schedule_def("nightly_refresh")
+    assert schedule.cron_schedule == "30 3 * * *"
+    with DagsterInstance.ephemeral() as instance:
+        data = schedule.evaluate_tick(build_schedule_context(instance=instance))
+    assert len(data.run_requests) == 1 and data.run_requests[0].job_name in (None, "scalellm_all")
