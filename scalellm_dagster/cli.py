@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
-    from scalellm_dagster.settings import default_data_dir
+    from scalellm_dagster.settings import default_data_dir, ensure_dagster_home
 
     os.environ.setdefault("DAGSTER_HOME", str(default_data_dir() / "dagster_home"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    ensure_dagster_home(Path(os.environ["DAGSTER_HOME"]))
     os.environ.setdefault("TQDM_DISABLE", "1")
 
     from dagster import DagsterInstance, execute_job, reconstructable

@@ -39,3 +39,12 @@ class Settings:
             embedder=(env("SCALELLM_EMBEDDER") or "lsa").lower(),
             teacher=(env("SCALELLM_TEACHER") or "simulated").lower(),
         )
+
+
+def ensure_dagster_home(path: Path) -> Path:
+    """A persistent Dagster instance folder; offline by design, so telemetry and the sign-up prompt are off."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = path / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    return path

@@ -6,7 +6,7 @@ import base64
 import io
 
 import pandas as pd
-from dagster import MetadataValue
+from dagster import MetadataValue, TableColumn, TableSchema
 
 
 def md_table(df: pd.DataFrame, floatfmt: str = ".3f", max_rows: int = 25) -> MetadataValue:
@@ -35,3 +35,8 @@ def figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return buf.getvalue()
+
+
+def column_schema(df: pd.DataFrame) -> TableSchema:
+    """The table's columns for the UI's schema view (what was written, as pandas saw it)."""
+    return TableSchema(columns=[TableColumn(name=str(c), type=str(t)) for c, t in df.dtypes.items()])

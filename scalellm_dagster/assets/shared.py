@@ -9,7 +9,7 @@ import numpy as np
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, TableSchema, asset
 
-from scalellm_dagster.assets.metadata import preview
+from scalellm_dagster.assets.metadata import column_schema, preview
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.teachers.runner import text_hash
@@ -34,9 +34,7 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
             "dagster/row_count": rows,
             "source": source.path,
             "table": f"{warehouse.database}::{CORPUS_TABLE}",
-            "dagster/column_schema": TableSchema(
-                columns=[TableColumn(name=c, type=str(t)) for c, t in df.dtypes.items()]
-            ),
+            "dagster/column_schema": column_schema(df),
             "preview": preview(df),
         }
     )

@@ -15,7 +15,7 @@ from dagster import (
     asset,
 )
 
-from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown, preview
+from scalellm_dagster.assets.metadata import column_schema, figure_png, md_table, png_markdown, preview
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, embeddings
 from scalellm_dagster.core import plots
 from scalellm_dagster.core.budget import advise_budget
@@ -102,6 +102,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         return MaterializeResult(
             metadata={
                 "dagster/row_count": written,
+                "dagster/column_schema": column_schema(sample),
                 "teacher": session.name + (" (simulation, not an LLM)" if teacher.kind == "simulated" else ""),
                 "sampling": task.sampling,
                 "budget": budget,
@@ -150,6 +151,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         return MaterializeResult(
             metadata={
                 "dagster/row_count": written,
+                "dagster/column_schema": column_schema(scores),
                 "sample_sizes": str(sizes),
                 "failed": int((scores["status"] != "ok").sum()),
                 "seconds": MetadataValue.float(round(time.perf_counter() - start, 2)),
@@ -193,10 +195,9 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
                         f"${advice.teacher_cost_usd:,.4f}, teacher time {advice.teacher_seconds:,.1f} s"
                         + (" — the next materialization tops the sample up to it (cached answers reused)."
                            if task.follow_budget_advice else " — set it as the task's budget, or follow_budget_advice: true."))
-        written = warehouse.write_table(
-            task_table(task, "model_selection_report"),
-            table.assign(criterion=choice.criterion, reason=choice.reason,
-                         recommended_budget=advice.recommended_budget if advice else None))
+        report_table = table.assign(criterion=choice.criterion, reason=choice.reason,
+                                    recommended_budget=advice.recommended_budget if advice else None)
+        written = warehouse.write_table(task_table(task, "model_selection_report"), report_table)
         base = spend.baseline(corpus_rows)
         plots_md, plot_paths = {}, {}
         for key, fig in (
@@ -223,6 +224,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         return MaterializeResult(
             metadata={
                 "dagster/row_count": written,
+                "dagster/column_schema": column_schema(report_table),
                 "chosen_model": choice.candidate,
                 "chosen_cv_accuracy_vs_teacher": MetadataValue.float(round(choice.cv_accuracy, 4)),
                 "selection_criterion": choice.criterion,
@@ -298,6 +300,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         written = warehouse.write_table(task_table(task, "predictions"), out)
         metadata = {
             "dagster/row_count": written,
+            "dagster/column_schema": column_schema(out),
             "model": chosen,
             "confidence_method": method,
             "rows_predicted": int(len(compute)),
