@@ -21,7 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     est = sub.add_parser("estimate", help="dry run: teacher tokens, cost and time per task vs the row-by-row "
                          "baseline, before any request (reads the corpus source; writes nothing)")
     est.add_argument("--budget", type=int, help="override every task's budget")
+    bench = sub.add_parser("bench", help="benchmark the engine on your own labelled file against asking the "
+                           "(simulated) teacher about every row; writes a JSON report")
+    from scalellm_dagster.bench import add_arguments
+
+    add_arguments(bench)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        from scalellm_dagster.bench import run
+
+        report = run(args)
+        print(f"wrote {args.out}: {report['rows']:,} rows, baseline {report['baseline']['seconds']:,.1f}s "
+              f"({report['baseline']['seconds_measured_or_extrapolated']}), inference "
+              f"{report['inference_rows_per_second']:,} rows/s, peak RSS {report['peak_rss_mb']:,.0f} MB")
+        return 0
     if args.command == "estimate":
         return estimate(args.budget)
     return run_all(multiprocess=args.multiprocess, verbose=args.verbose)

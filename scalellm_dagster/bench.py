@@ -1,0 +1,320 @@
+"""`scalellm bench`: the ScaleLLM engine end to end on a labelled file, timed against asking the teacher about
+every row. Framework-free: the same engine functions the Dagster assets call, without Dagster around them.
+
+The teacher is the `simulated` one (a stand-in for an LLM with a given accuracy and latency, answering from the
+label column). Accuracy is measured on evaluation rows the teacher never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scalellm_dagster.core.cascade import Calibrator, plan_cascade
+from scalellm_dagster.core.sampling import cluster_stratified_sample, random_sample, uncertainty_sample
+from scalellm_dagster.core.selection import choose_student
+from scalellm_dagster.core.students import (
+    DEFAULT_CANDIDATES,
+    default_sample_sizes,
+    evaluate_candidates,
+    fit_student,
+    out_of_fold_confidence,
+    predict_with_confidence,
+)
+from scalellm_dagster.tasks_config import parse_task
+from scalellm_dagster.teachers.base import Answer
+from scalellm_dagster.teachers.runner import label_with_cache
+from scalellm_dagster.teachers.simulated import SimulatedTeacher
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="labelled .parquet or .csv")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--id-column", default="id", help="unique row ids (row numbers when the column is absent)")
+    p.add_argument("--split-column", help="column naming each row's split")
+    p.add_argument("--eval-split", help="rows of this split are only evaluated, never sent to the teacher")
+    p.add_argument("--max-rows", type=int, help="random subsample of the file (seeded)")
+    p.add_argument("--teacher", default="simulated", choices=["simulated"])
+    p.add_argument("--teacher-accuracy", type=float, default=0.9)
+    p.add_argument("--teacher-latency-ms", type=float, default=30.0, help="per request")
+    p.add_argument("--teacher-concurrency", type=int, default=8)
+    p.add_argument("--teacher-batch-size", type=int, default=1,
+                   help="rows per request (1 = the paper's one call per row, like the baseline)")
+    p.add_argument("--baseline-sample", type=int, default=400,
+                   help="row-by-row calls actually made to time the baseline; 0 = ask about every row")
+    p.add_argument("--budgets", default="250,500,1000,2000", help="teacher labels per run, comma-separated")
+    p.add_argument("--sampling", default="random", choices=["random", "stratified-by-cluster", "uncertainty"])
+    p.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES))
+    p.add_argument("--cascade-budget", type=int, default=0)
+    p.add_argument("--cascade-target", type=float, default=0.95)
+    p.add_argument("--embedder", default="lsa", choices=["lsa"])
+    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probe-rows", type=int, default=1_000_000,
+                   help="rows tiled for the inference and DuckDB read probes")
+    p.add_argument("--out", default="report.json")
+    p.add_argument("--plot", action="store_true", help="also write <out>_budget.png and <out>_latency.png")
+
+
+def run(args: argparse.Namespace) -> dict:
+    from scalellm_dagster.embedders.lsa import LsaEmbedder
+
+    df = _load(args)
+    labels = sorted(df["label"].unique())
+    task = parse_task({"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10,
+                       "gold_column": "label"})
+    is_eval = (df["split"] == args.eval_split).to_numpy() if args.eval_split else np.zeros(len(df), bool)
+    gold = df["label"].to_numpy()
+
+    start = time.perf_counter()
+    embedder = LsaEmbedder(dim=args.dim, seed=args.seed)
+    X = embedder.fit_embed(df["text"].tolist())
+    embed_seconds = time.perf_counter() - start
+
+    def teacher(latency_ms: float) -> SimulatedTeacher:
+        return SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, accuracy=args.teacher_accuracy,
+                                            latency_ms=latency_ms, seed=args.seed)
+
+    keys = df["id"].astype(str).tolist()
+    instant = teacher(0.0).label_batch(list(zip(keys, df["text"]))).answers  # what the teacher would say, for free
+    teacher_says = np.array([instant[k].label for k in keys], dtype=object)
+    baseline = _baseline(args, df, teacher(args.teacher_latency_ms), teacher_says, gold, is_eval)
+
+    runs = []
+    for budget in [int(b) for b in args.budgets.split(",") if b]:
+        runs.append(_one_run(args, budget, df, X, gold, is_eval, teacher(args.teacher_latency_ms), teacher_says,
+                             embed_seconds, baseline["seconds"]))
+        print(f"budget {budget}: {runs[-1]['chosen_model']} acc vs gold {runs[-1]['accuracy_vs_gold']:.4f}, "
+              f"speedup {runs[-1]['speedup_vs_baseline']:.1f}x", flush=True)
+
+    peak_pipeline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the 1M-row probes below
+    inference = _inference_rate(X, gold, runs, args.seed, teacher_says, rows=args.probe_rows)
+    report = {
+        "data": args.data,
+        "rows": len(df),
+        "classes": len(labels),
+        "eval_rows": int(is_eval.sum()) if args.eval_split else "rows the teacher never saw, per run",
+        "embedder": embedder.name,
+        "embed_seconds": round(embed_seconds, 3),
+        "teacher": {"name": "simulated", "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
+                    "configured_accuracy": args.teacher_accuracy, "latency_ms": args.teacher_latency_ms,
+                    "concurrency": args.teacher_concurrency, "rows_per_request": args.teacher_batch_size},
+        "baseline": baseline,
+        "runs": runs,
+        **inference,
+        **_embedding_io(X, rows=args.probe_rows),
+        "peak_rss_mb": round(peak_pipeline, 1),
+        "peak_rss_mb_with_1m_row_probes": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    if args.plot:
+        _plots(report, Path(args.out))
+    return report
+
+
+def _load(args) -> pd.DataFrame:
+    path = Path(args.data)
+    raw = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    for col in (args.text_column, args.label_column, *( [args.split_column] if args.split_column else [])):
+        if col not in raw.columns:
+            raise SystemExit(f"scalellm bench: column {col!r} not in {path} (columns: {list(raw.columns)})")
+    if args.eval_split and not args.split_column:
+        raise SystemExit("scalellm bench: --eval-split needs --split-column")
+    df = pd.DataFrame({
+        "id": raw[args.id_column] if args.id_column in raw.columns else np.arange(len(raw)),
+        "text": raw[args.text_column].astype(str),
+        "label": raw[args.label_column].astype(str),
+        "split": raw[args.split_column].astype(str) if args.split_column else "all",
+    })
+    if args.max_rows and args.max_rows < len(df):
+        df = df.sample(n=args.max_rows, random_state=args.seed)
+    return df.reset_index(drop=True)
+
+
+def _memory_cache():
+    store: dict[str, Answer] = {}
+
+    def lookup(hashes):
+        return {h: store[h] for h in hashes if h in store}
+
+    def save(answered, _ledger):
+        store.update({a["text_hash"]: Answer(a["label"], a["raw_answer"]) for a in answered})
+
+    return lookup, save
+
+
+def _baseline(args, df, teacher, teacher_says, gold, is_eval) -> dict:
+    """The same teacher asked about every row, one row per request, at the same latency and concurrency."""
+    measured = len(df) if args.baseline_sample <= 0 else min(args.baseline_sample, len(df))
+    rows = df.iloc[:measured][["id", "text"]]
+    lookup, save = _memory_cache()
+    start = time.perf_counter()
+    label_with_cache(teacher, rows, lookup, save, batch_size=1, concurrency=args.teacher_concurrency)
+    seconds = time.perf_counter() - start
+    scope = is_eval if is_eval.any() else np.ones(len(df), bool)
+    return {
+        "teacher_calls": len(df),
+        "seconds": round(seconds * len(df) / measured, 3),
+        "seconds_measured_or_extrapolated": "measured" if measured == len(df)
+        else f"extrapolated from {measured:,} row-by-row calls measured ({seconds:.2f}s)",
+        "accuracy_vs_gold": round(float((teacher_says[scope] == gold[scope]).mean()), 4),
+    }
+
+
+def _one_run(args, budget, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds) -> dict:
+    pool = np.flatnonzero(~is_eval)
+    ids = df["id"].to_numpy()
+    lookup, save = _memory_cache()
+    answers: dict = {}
+
+    def ask(chosen_ids):
+        rows = df.set_index("id").loc[chosen_ids, ["text"]].reset_index()
+        out, stats = label_with_cache(teacher, rows, lookup, save, batch_size=args.teacher_batch_size,
+                                      concurrency=args.teacher_concurrency)
+        answers.update(zip(out["id"], out["teacher_label"]))
+        return out["teacher_label"].tolist()
+
+    start = time.perf_counter()
+    if args.sampling == "uncertainty":
+        chosen = uncertainty_sample(ids[pool], X[pool], budget, ask, seed=args.seed)
+    else:
+        chosen = (cluster_stratified_sample(ids[pool], X[pool], budget, args.seed)
+                  if args.sampling == "stratified-by-cluster" else random_sample(ids[pool], budget, args.seed))
+        ask(chosen)
+    seconds_teacher = time.perf_counter() - start
+
+    position = pd.Series(np.arange(len(df)), index=ids)
+    chosen_pos = position[chosen].to_numpy()
+    y = np.array([answers[i] for i in chosen], dtype=object)
+    ok = np.array([v is not None for v in y])
+    start = time.perf_counter()
+    scores = evaluate_candidates(X[chosen_pos][ok], y[ok], args.candidates.split(","),
+                                 default_sample_sizes(int(ok.sum())), cv_folds=5, seed=args.seed)
+    choice = choose_student(scores)
+    model = fit_student(choice.candidate, X[chosen_pos][ok], y[ok], args.seed)
+    seconds_train = time.perf_counter() - start
+
+    start = time.perf_counter()
+    pred = predict_with_confidence(model, X)
+    seconds_predict = time.perf_counter() - start
+    final = pred.labels.astype(object)
+    final[chosen_pos[ok]] = y[ok]
+    cascade_calls = 0
+    if args.cascade_budget:
+        oof_conf, oof_correct = out_of_fold_confidence(choice.candidate, X[chosen_pos][ok], y[ok], 5, args.seed)
+        agreement = Calibrator(oof_conf, oof_correct)(pred.confidence)
+        student = np.ones(len(df), bool)
+        student[chosen_pos] = False
+        plan = plan_cascade(agreement[student], args.cascade_target, args.cascade_budget / max(student.sum(), 1))
+        pick = np.flatnonzero(student & (agreement <= plan.threshold))
+        pick = pick[np.argsort(agreement[pick], kind="stable")][: args.cascade_budget]
+        start = time.perf_counter()
+        final[pick] = ask(ids[pick])
+        seconds_teacher += time.perf_counter() - start
+        cascade_calls = len(pick)
+    # accuracy on rows the teacher never saw: the eval split, or every row outside the sample
+    unseen = is_eval.copy() if is_eval.any() else np.ones(len(df), bool)
+    unseen[chosen_pos] = False
+    total = embed_seconds + seconds_teacher + seconds_train + seconds_predict
+    return {
+        "budget": budget,
+        "teacher_calls": len(chosen) + cascade_calls,
+        "teacher_calls_fraction": round((len(chosen) + cascade_calls) / len(df), 4),
+        "chosen_model": choice.candidate,
+        "accuracy_vs_gold": round(float((final[unseen] == gold[unseen]).mean()), 4),
+        "agreement_with_teacher": round(float((final[unseen] == teacher_says[unseen]).mean()), 4),
+        "seconds_total": round(total, 3),
+        "seconds_teacher": round(seconds_teacher, 3),
+        "seconds_train": round(seconds_train, 3),
+        "seconds_predict": round(seconds_predict, 3),
+        "speedup_vs_baseline": round(baseline_seconds / total, 2),
+        "speedup_excluding_embedding": round(baseline_seconds / (total - embed_seconds), 2),
+    }
+
+
+def _inference_rate(X, gold, runs, seed, teacher_says, rows: int = 1_000_000) -> dict:
+    """Students predicting `rows` d-dim float32 rows (tiled from the corpus), trained on 2,000 teacher labels.
+
+    Slow students (RBF SVM, random forest) are timed on 20,000 rows and reported per second; the 1M-row figure is
+    measured only for students fast enough to finish it in seconds.
+    """
+    take = random_sample(np.arange(len(X)), min(2000, len(X)), seed)
+    chosen = runs[-1]["chosen_model"] if runs else "logistic_regression"
+    names = list(dict.fromkeys([chosen, "logistic_regression", "linear_svm", "ridge"]))
+    big = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
+    rates = {}
+    for name in names:
+        model = fit_student(name, X[take], teacher_says[take], seed)
+        start = time.perf_counter()
+        probe = min(20_000, rows)
+        predict_with_confidence(model, big[:probe])
+        rate = probe / (time.perf_counter() - start)
+        if rows / rate < 20:
+            start = time.perf_counter()
+            predict_with_confidence(model, big)
+            rate = rows / (time.perf_counter() - start)
+            rates[name] = {"rows": rows, "rows_per_second": round(rate)}
+        else:
+            rates[name] = {"rows": probe, "rows_per_second": round(rate)}
+    return {"inference_model": chosen, "inference_rows_per_second": rates[chosen]["rows_per_second"],
+            "inference_by_model": rates}
+
+
+def _embedding_io(X: np.ndarray, rows: int = 1_000_000) -> dict:
+    """Writing 1M x d float32 vectors to DuckDB and reading them back into numpy, against a plain memory copy."""
+    from scalellm_dagster.resources.warehouse import Warehouse
+
+    big = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
+    with tempfile.TemporaryDirectory() as tmp:
+        wh = Warehouse(database=f"{tmp}/bench.duckdb")
+        wh.write_embeddings("embeddings", np.arange(rows), big)
+        start = time.perf_counter()
+        _, back = wh.read_embeddings("embeddings")
+        read = time.perf_counter() - start
+    assert back.shape == big.shape
+    start = time.perf_counter()
+    big.copy()
+    copy = time.perf_counter() - start
+    return {"embeddings_read_rows": rows, "embeddings_read_seconds": round(read, 3),
+            "memory_copy_seconds": round(copy, 3)}
+
+
+def _plots(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["runs"]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([r["teacher_calls"] for r in runs], [r["accuracy_vs_gold"] for r in runs], "o-", label="ScaleLLM")
+    ax.axhline(report["baseline"]["accuracy_vs_gold"], color="black", ls="--", label="teacher on every row")
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher calls")
+    ax.set_ylabel("accuracy vs gold (unseen rows)")
+    ax.set_title(Path(report["data"]).parent.name or report["data"])
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.savefig(out.with_name(out.stem + "_budget.png"), dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.scatter([r["seconds_total"] for r in runs], [r["accuracy_vs_gold"] for r in runs], label="ScaleLLM")
+    for r in runs:
+        ax.annotate(f"{r['budget']}", (r["seconds_total"], r["accuracy_vs_gold"]), fontsize=8)
+    ax.scatter([report["baseline"]["seconds"]], [report["baseline"]["accuracy_vs_gold"]], marker="s", color="black",
+               label="teacher on every row")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds to label every row (log)")
+    ax.set_ylabel("accuracy vs gold")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.savefig(out.with_name(out.stem + "_latency.png"), dpi=90, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,40 @@
+"""`scalellm bench` on a small slice of the bundled demo: the report has every field, and they add up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scalellm_dagster.cli import main
+from scalellm_dagster.settings import DEMO_CORPUS
+
+
+def test_bench_writes_a_complete_report(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--split-column", "split",
+                 "--eval-split", "test", "--max-rows", "900", "--budgets", "60,120", "--teacher-accuracy", "0.8",
+                 "--teacher-latency-ms", "5", "--baseline-sample", "40", "--candidates",
+                 "logistic_regression,ridge", "--dim", "64", "--probe-rows", "5000", "--out", str(out),
+                 "--plot"]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == 900 and report["classes"] == 6 and report["embedder"] == "lsa-tfidf-svd64"
+    assert report["teacher"]["name"] == "simulated" and 0.7 < report["teacher"]["accuracy_vs_gold"] < 0.9
+    base = report["baseline"]
+    assert base["teacher_calls"] == 900 and "extrapolated from 40" in base["seconds_measured_or_extrapolated"]
+    assert base["seconds"] >= 900 * 0.005 / 8  # at least the latency floor
+    assert [r["budget"] for r in report["runs"]] == [60, 120]
+    for run in report["runs"]:
+        assert run["teacher_calls"] == run["budget"]
+        assert run["seconds_total"] == pytest.approx(report["embed_seconds"] + run["seconds_teacher"]
+                                                     + run["seconds_train"] + run["seconds_predict"], abs=0.01)
+        assert run["speedup_vs_baseline"] == pytest.approx(base["seconds"] / run["seconds_total"], rel=0.02)
+        assert 0.3 < run["accuracy_vs_gold"] <= 1 and 0.3 < run["agreement_with_teacher"] <= 1
+    assert report["inference_rows_per_second"] > 0 and report["peak_rss_mb"] > 0
+    assert (tmp_path / "report_budget.png").stat().st_size > 1000
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_bench_names_a_missing_column(tmp_path):
+    with pytest.raises(SystemExit, match="column 'gold' not in"):
+        main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "gold", "--out", str(tmp_path / "r.json")])
