@@ -89,28 +89,23 @@ def _broken_embedder(monkeypatch, breaker):
     monkeypatch.setattr(LsaEmbedder, "fit_embed", fit_embed)
 
 
-def test_wrong_embedding_dimension_blocks_training(pipeline_env, monkeypatch):
-    _broken_embedder(monkeypatch, lambda m: np.ascontiguousarray(m[:, :-1]))  # declared 64, writes 63
+def _with_nan(m):
+    m = m.copy()
+    m[3, 5] = np.nan
+    return m
+
+
+@pytest.mark.parametrize("breaker, failure", [
+    (lambda m: np.ascontiguousarray(m[:, :-1]), "expect_column_values_to_be_between(dim)"),  # declared 64, writes 63
+    (_with_nan, "expect_column_values_to_be_in_set(finite)"),
+], ids=["wrong_dimension", "nan_vector"])
+def test_broken_embeddings_block_training(pipeline_env, monkeypatch, breaker, failure):
+    _broken_embedder(monkeypatch, breaker)
     with DagsterInstance.ephemeral() as instance:
         result = run_pipeline(instance)
     failed = failed_checks(result)
     assert set(failed) == {"embeddings_match_corpus"}
-    assert "expect_column_values_to_be_between(dim)" in failed["embeddings_match_corpus"]["failures"].value
-    assert materialized(result) & DOWNSTREAM_OF_EMBEDDINGS == set()
-
-
-def test_nan_vector_blocks_training(pipeline_env, monkeypatch):
-    def add_nan(m):
-        m = m.copy()
-        m[3, 5] = np.nan
-        return m
-
-    _broken_embedder(monkeypatch, add_nan)
-    with DagsterInstance.ephemeral() as instance:
-        result = run_pipeline(instance)
-    failed = failed_checks(result)
-    assert set(failed) == {"embeddings_match_corpus"}
-    assert "finite" in failed["embeddings_match_corpus"]["failures"].value
+    assert failure in failed["embeddings_match_corpus"]["failures"].value
     assert materialized(result) & DOWNSTREAM_OF_EMBEDDINGS == set()
 
 

@@ -19,11 +19,14 @@ class LsaEmbedder:
     places new texts in the same space, so a grown corpus need not be re-embedded.
     """
 
-    def __init__(self, dim: int = 384, seed: int = 0, max_features: int = 200_000):
+    def __init__(self, dim: int = 384, seed: int = 0, max_features: int = 200_000, fit_rows: int = 100_000,
+                 chunk_rows: int = 50_000):
         self.requested_dim = dim
         self.dim = dim
         self.seed = seed
         self.max_features = max_features
+        self.fit_rows = fit_rows        # the model is fitted on at most this many texts (a seeded sample) ...
+        self.chunk_rows = chunk_rows    # ... and every text is embedded in chunks, so memory stays flat
         self.vectorizer: TfidfVectorizer | None = None
         self.svd: TruncatedSVD | None = None
 
@@ -38,13 +41,18 @@ class LsaEmbedder:
             analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2 if len(texts) > 50 else 1,
             max_features=self.max_features, dtype=np.float32,
         )
-        tfidf = vectorizer.fit_transform(texts)
-        log(f"TF-IDF: {tfidf.shape[0]:,} rows x {tfidf.shape[1]:,} n-grams; reducing to {self.requested_dim} dims")
-        self.dim = min(self.requested_dim, tfidf.shape[1] - 1, len(texts) - 1)
+        fit_texts = texts
+        if len(texts) > self.fit_rows:
+            pick = np.random.default_rng(self.seed).choice(len(texts), self.fit_rows, replace=False)
+            fit_texts = [texts[i] for i in np.sort(pick)]
+        tfidf = vectorizer.fit_transform(fit_texts)
+        log(f"TF-IDF fitted on {tfidf.shape[0]:,} of {len(texts):,} rows: {tfidf.shape[1]:,} n-grams; "
+            f"reducing to {self.requested_dim} dims")
+        self.dim = min(self.requested_dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
         svd = TruncatedSVD(n_components=self.dim, random_state=self.seed, algorithm="randomized", n_iter=5)
-        vectors = svd.fit_transform(tfidf).astype(np.float32)
+        svd.fit(tfidf)
         self.vectorizer, self.svd = vectorizer, svd
-        return normalize(vectors).astype(np.float32, copy=False)
+        return self.embed(texts, log)
 
     @property
     def fitted(self) -> bool:
@@ -54,5 +62,10 @@ class LsaEmbedder:
         """Texts in the space fitted by `fit_embed` (an unfitted embedder fits on these texts instead)."""
         if not self.fitted:
             return self.fit_embed(texts, log)
-        vectors = self.svd.transform(self.vectorizer.transform(texts)).astype(np.float32)
-        return normalize(vectors).astype(np.float32, copy=False)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.chunk_rows):
+            chunk = self.vectorizer.transform(texts[start : start + self.chunk_rows])
+            out[start : start + self.chunk_rows] = normalize(self.svd.transform(chunk))
+            if len(texts) > self.chunk_rows:
+                log(f"embedded {min(start + self.chunk_rows, len(texts)):,}/{len(texts):,} rows")
+        return out

@@ -1,0 +1,41 @@
+"""Markdown tables for BENCHMARKS.md from the JSON reports of `scalellm bench`.
+
+    .venv/bin/python benchmarks/report_tables.py benchmarks/results/*.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(paths: list[str]) -> None:
+    for path in paths:
+        r = json.loads(Path(path).read_text())
+        t, b = r["teacher"], r["baseline"]
+        print(f"### {Path(path).stem}: {r['rows']:,} rows, {r['classes']} classes, eval rows: {r['eval_rows']}\n")
+        print(f"Embedder {r['embedder']} ({r['embed_seconds']:.1f} s). Teacher `simulated`: accuracy vs gold "
+              f"{t['accuracy_vs_gold']:.3f}, {t['latency_ms']:.0f} ms per request, concurrency {t['concurrency']}. "
+              f"Baseline (the teacher on every row, one row per request): {b['teacher_calls']:,} calls, "
+              f"{b['seconds']:,.1f} s ({b['seconds_measured_or_extrapolated']}), accuracy vs gold "
+              f"{b['accuracy_vs_gold']:.3f}.\n")
+        print("| budget | teacher calls (% rows) | chosen | acc. vs gold | vs teacher's | agreement w/ teacher "
+              "| s total | s teacher | s train+select | s predict | speedup | speedup excl. embedding |")
+        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for run in r["runs"]:
+            gap = run["accuracy_vs_gold"] - b["accuracy_vs_gold"]
+            print(f"| {run['budget']:,} | {run['teacher_calls']:,} ({run['teacher_calls_fraction']:.1%}) | "
+                  f"{run['chosen_model']} | {run['accuracy_vs_gold']:.3f} | {gap:+.3f} | "
+                  f"{run['agreement_with_teacher']:.3f} | {run['seconds_total']:.1f} | {run['seconds_teacher']:.1f} | "
+                  f"{run['seconds_train']:.1f} | {run['seconds_predict']:.2f} | {run['speedup_vs_baseline']:.1f}× | "
+                  f"{run['speedup_excluding_embedding']:.1f}× |")
+        inf = ", ".join(f"{k} {v['rows_per_second']:,}/s ({v['rows']:,} rows)" for k, v in r["inference_by_model"].items())
+        print(f"\nInference: {inf}. DuckDB → numpy, {r['embeddings_read_rows']:,} × 384 float32: "
+              f"{r['embeddings_read_seconds']:.2f} s (memory copy {r['memory_copy_seconds']:.2f} s). "
+              f"Peak RSS {r['peak_rss_mb']:,.0f} MB ({r['peak_rss_mb_with_1m_row_probes']:,.0f} MB with the 1M-row "
+              "probes).\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
