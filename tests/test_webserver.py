@@ -55,7 +55,7 @@ def webserver(pipeline_env, tmp_path):
                 break
             except OSError:
                 if proc.poll() is not None:
-                    raise RuntimeError(proc.stdout.read())
+                    raise RuntimeError(proc.stdout.read()) from None
                 time.sleep(1)
         else:
             raise TimeoutError("dagster-webserver did not answer within 120 s")

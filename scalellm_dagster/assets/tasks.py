@@ -34,7 +34,6 @@ from scalellm_dagster.core.students import (
     predict_with_confidence,
 )
 from scalellm_dagster.resources import TeacherResource, Warehouse
-from scalellm_dagster.resources.warehouse import CACHE_SCHEMA
 from scalellm_dagster.settings import default_data_dir
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -188,7 +187,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
             seconds_per_row=spend.request_seconds / max(spend.rows_answered, 1) / max(teacher.concurrency, 1),
             target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
         teacher_label = _teacher_label(warehouse, task)
-        summary = summary_markdown(task.name, choice, table, spend, corpus_rows, teacher_label)
+        summary = summary_markdown(task.name, choice, spend, corpus_rows, teacher_label)
         if advice:
             summary += (f"\n**Budget advice** ({advice.reason}): **{advice.recommended_budget:,}** teacher labels, "
                         f"forecast accuracy vs teacher {advice.forecast_accuracy:.3f}, teacher cost "
@@ -214,12 +213,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
             path.write_bytes(png)
             plots_md[key] = png_markdown(png, key.replace("_", " "))
             plot_paths[f"{key}_png"] = MetadataValue.path(str(path))
-        per_run = warehouse.read_df(
-            f"""SELECT run_id, min(requested_at) AS started, count(*) AS requests, sum(rows_answered) AS rows,
-                       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-                       sum(cost_usd) AS cost_usd, sum(seconds) AS request_seconds
-                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ? GROUP BY run_id ORDER BY started""",
-            [task.name])
+        per_run = warehouse.ledger_by_run(task.name)
         context.log.info(f"chosen student for {task.name}: {choice.candidate} ({choice.cv_accuracy:.3f})")
         return MaterializeResult(
             metadata={
@@ -409,16 +403,10 @@ def _teacher_label(warehouse: Warehouse, task: TaskSpec) -> str:
 
 
 def _teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> TeacherSpend:
-    row = warehouse.read_df(
-        f"""SELECT coalesce(sum(rows_answered), 0) AS rows, count(*) AS requests,
-                   coalesce(sum(seconds), 0) AS seconds, coalesce(sum(cost_usd), 0) AS cost,
-                   coalesce(sum(prompt_tokens), 0) AS pt, coalesce(sum(completion_tokens), 0) AS ct,
-                   coalesce(bool_or(tokens_estimated), false) AS est
-            FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ?""",
-        [task.name],
-    ).iloc[0]
-    return TeacherSpend(int(row.rows), int(row.requests), float(row.seconds), float(row.cost), int(row.pt),
-                        int(row.ct), bool(row.est), concurrency)
+    t = warehouse.ledger_totals(task.name)
+    return TeacherSpend(int(t["rows_answered"]), int(t["requests"]), float(t["request_seconds"]),
+                        float(t["cost_usd"]), int(t["prompt_tokens"]), int(t["completion_tokens"]),
+                        bool(t["tokens_estimated"]), concurrency)
 
 
 def _gold_metrics(warehouse: Warehouse, task: TaskSpec, out: pd.DataFrame, from_teacher: np.ndarray) -> dict:

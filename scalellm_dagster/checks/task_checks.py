@@ -1,6 +1,5 @@
 """Checks on each task's branch: labeled_sample, student_candidates, model_selection_report, predictions."""
 
-import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
 from scalellm_dagster.assets.shared import CORPUS_TABLE

@@ -69,8 +69,8 @@ def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int) -> pd.Dat
     return pd.DataFrame(rows).sort_values(["chosen", "cv_accuracy"], ascending=False).reset_index(drop=True)
 
 
-def summary_markdown(task_name: str, choice: Choice, table: pd.DataFrame, spend: TeacherSpend,
-                     corpus_rows: int, teacher_label: str) -> str:
+def summary_markdown(task_name: str, choice: Choice, spend: TeacherSpend, corpus_rows: int,
+                     teacher_label: str) -> str:
     base = spend.baseline(corpus_rows)
     ours_calls = spend.requests
     lines = [

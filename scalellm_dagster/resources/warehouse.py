@@ -246,6 +246,25 @@ class Warehouse(DuckDBResource):
                 raise
 
 
+    def ledger_totals(self, task: str) -> dict:
+        """Everything the teacher was paid for this task, across runs."""
+        row = self.read_df(
+            f"""SELECT coalesce(sum(rows_answered), 0) AS rows_answered, count(*) AS requests,
+                       coalesce(sum(seconds), 0) AS request_seconds, coalesce(sum(cost_usd), 0) AS cost_usd,
+                       coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+                       coalesce(sum(completion_tokens), 0) AS completion_tokens,
+                       coalesce(bool_or(tokens_estimated), false) AS tokens_estimated
+                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ?""", [task]).iloc[0]
+        return row.to_dict()
+
+    def ledger_by_run(self, task: str) -> pd.DataFrame:
+        return self.read_df(
+            f"""SELECT run_id, min(requested_at) AS started, count(*) AS requests, sum(rows_answered) AS rows,
+                       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+                       sum(cost_usd) AS cost_usd, sum(seconds) AS request_seconds
+                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ? GROUP BY run_id ORDER BY started""", [task])
+
+
 LEDGER_COLUMNS = ("rows_asked", "rows_answered", "prompt_tokens", "completion_tokens", "cost_usd", "seconds",
                   "tokens_estimated")
 
