@@ -102,3 +102,14 @@ def test_dry_run_estimate_scales_with_rows_and_requests():
     # the system prompt is paid once per request: batching makes each row cheaper
     assert baseline.prompt_tokens / baseline.rows > ours.prompt_tokens / ours.rows
     assert baseline.cost_usd > 100 * ours.cost_usd
+
+
+def test_few_shot_examples_go_into_the_prompt_and_its_version():
+    from scalellm_dagster.teachers.prompts import system_prompt
+
+    plain = parse_task(BASE)
+    shots = parse_task({**BASE, "few_shot": [{"text": "my card never came", "label": "a"}]})
+    assert '"my card never came" -> label: a' in system_prompt(shots)
+    assert prompt_version(shots) != prompt_version(plain)
+    with pytest.raises(TaskConfigError, match=r"few_shot\[0\] must be a mapping with 'text' and a 'label'"):
+        parse_task({**BASE, "few_shot": [{"text": "x", "label": "zzz"}]})
