@@ -51,7 +51,8 @@ def build_resources(settings: Settings) -> dict:
     api_key = EnvVar("OPENAI_API_KEY") if os.environ.get("OPENAI_API_KEY") else None
     base_url = os.environ.get("OPENAI_BASE_URL") or None
     return {
-        "warehouse": Warehouse(database=settings.duckdb_path),
+        "warehouse": Warehouse(database=settings.duckdb_path,
+                               memory_limit=_env("SCALELLM_DUCKDB_MEMORY_LIMIT", "2GB")),
         "source": CorpusSource(
             path=settings.corpus, id_column=settings.id_column, text_column=settings.text_column,
             max_text_chars=_env("SCALELLM_MAX_TEXT_CHARS", 20_000, int),

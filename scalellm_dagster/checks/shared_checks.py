@@ -1,6 +1,5 @@
 """Checks on the shared foundation: `corpus` and `embeddings`."""
 
-import numpy as np
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
 
@@ -71,16 +70,10 @@ def gold_label_check(task):
              description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
              f"with L2 norm in {list(NORM_RANGE)}.")
 def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-    ids, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE)
+    frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
     corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
-    declared = _declared_dim(context, matrix.shape[1] if matrix.size else 0)
-    frame = pd.DataFrame({
-        "id": ids,
-        "dim": np.full(len(ids), matrix.shape[1] if matrix.ndim == 2 else 0),
-        "finite": np.isfinite(matrix).all(axis=1) if len(ids) else np.zeros(0, bool),
-        "norm": np.linalg.norm(np.nan_to_num(matrix, nan=0.0, posinf=0.0, neginf=0.0), axis=1) if len(ids)
-        else np.zeros(0),
-    })
+    declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
+    frame["finite"] = frame["finite"].fillna(False).astype(bool)
     frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="in")
     frame["in"] = frame["in"].astype(str).replace({"left_only": "extra (not in corpus)",
                                                   "right_only": "missing (no vector)"})

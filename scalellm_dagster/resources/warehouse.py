@@ -35,6 +35,7 @@ class Warehouse(DuckDBResource):
     """`DuckDBResource` with the project's table conventions."""
 
     lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another process's lock.")
+    memory_limit: str = Field(default="2GB", description="DuckDB's buffer memory per connection; it spills beyond.")
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -51,7 +52,9 @@ class Warehouse(DuckDBResource):
         delay = 0.05
         while True:
             try:
-                return duckdb.connect(self.database, config={"custom_user_agent": "scalellm", **self.connection_config})
+                return duckdb.connect(self.database, config={"custom_user_agent": "scalellm",
+                                                             "memory_limit": self.memory_limit,
+                                                             **self.connection_config})
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
@@ -131,6 +134,15 @@ class Warehouse(DuckDBResource):
                      "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
                     (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
         return self.write_table(table, pa.table(columns), also=also)
+
+    def vector_stats(self, table: str = "embeddings") -> pd.DataFrame:
+        """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory)."""
+        return self.read_df(
+            f"""SELECT id, array_length(vector) AS dim,
+                       list_bool_and(list_transform(vector::FLOAT[], lambda x: isfinite(x))) AS finite,
+                       sqrt(list_sum(list_transform(vector::FLOAT[],
+                                                    lambda x: CASE WHEN isfinite(x) THEN x * x ELSE 0 END))) AS norm
+                FROM {_quote(table)}""")
 
     def load_model(self, name: str) -> bytes | None:
         if not self.table_exists(f"{CACHE_SCHEMA}.models"):
