@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
+from scalellm_dagster.settings import ensure_dagster_home
 from tests.pipeline_helpers import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +40,7 @@ def _graphql(port: int, query: str) -> dict:
 
 @pytest.fixture
 def webserver(pipeline_env, tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+    home = ensure_dagster_home(tmp_path / "dagster_home")  # telemetry off: this machine is offline
     os.environ["DAGSTER_HOME"] = str(home)  # the in-process run below records into the same instance
     port = _free_port()
     env = {**os.environ, **pipeline_env, "DAGSTER_HOME": str(home)}
