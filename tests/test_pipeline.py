@@ -45,6 +45,8 @@ def test_full_graph_materializes_every_table(pipeline_env):
            JOIN corpus c USING (id) WHERE p.source = 'student'""",
     )[0][0]
     assert gold_acc > 0.4  # six classes: chance is ~0.17-0.26 on this slice
+    for plot in ("learning_curves", "accuracy_vs_time"):  # the report's figures, beside the warehouse file
+        assert (Path(db).parent / "reports" / f"topic_{plot}.png").stat().st_size > 5000
 
 
 def test_new_task_reuses_embeddings(pipeline_env, tasks_file: Path):

@@ -3,6 +3,7 @@
 
 import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -208,7 +209,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         ):
             png = figure_png(fig)
             plots.close(fig)
-            path = default_data_dir() / "reports" / f"{task.name}_{key}.png"
+            path = _reports_dir(warehouse) / f"{task.name}_{key}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(png)
             plots_md[key] = png_markdown(png, key.replace("_", " "))
@@ -314,6 +315,12 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         return MaterializeResult(metadata=metadata)
 
     return [labeled_sample, student_candidates, model_selection_report, predictions]
+
+
+def _reports_dir(warehouse: Warehouse) -> Path:
+    """Plots go beside the warehouse file, so each warehouse (a test's, a user's) keeps its own."""
+    base = default_data_dir() if warehouse.database == ":memory:" else Path(warehouse.database).parent
+    return base / "reports"
 
 
 def _effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
