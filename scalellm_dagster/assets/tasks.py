@@ -74,11 +74,10 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
             _, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=corpus_df["id"].to_numpy())
         session = TeacherSession(task, teacher, warehouse, corpus_df, matrix, context.run.run_id, context.log.info)
         ids = corpus_df["id"].to_numpy()
-        if task.sampling == "uncertainty":
+        if task.sampling == "stratified-by-cluster":
+            first = cluster_stratified_sample(ids, matrix, budget, seed=task.seed)
+        else:  # uncertainty sampling's rows are not known yet: its estimate uses a random sample of the budget
             first = random_sample(ids, budget, seed=task.seed)
-        else:
-            first = (cluster_stratified_sample(ids, matrix, budget, seed=task.seed)
-                     if task.sampling == "stratified-by-cluster" else random_sample(ids, budget, seed=task.seed))
         estimate = teacher.estimate(task, corpus_df.set_index("id").loc[first, "text"].tolist(), len(corpus_df))
         context.log.info(f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
                          "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False))
