@@ -81,12 +81,12 @@ def test_gold_labels_outside_label_set_block_the_task(pipeline_env, small_corpus
 
 
 def _broken_embedder(monkeypatch, breaker):
-    original = LsaEmbedder.fit_embed
+    original = LsaEmbedder.embed
 
-    def fit_embed(self, texts, log=lambda _m: None):
+    def embed(self, texts, log=lambda _m: None):
         return breaker(original(self, texts, log))
 
-    monkeypatch.setattr(LsaEmbedder, "fit_embed", fit_embed)
+    monkeypatch.setattr(LsaEmbedder, "embed", embed)
 
 
 def _with_nan(m):
@@ -95,17 +95,41 @@ def _with_nan(m):
     return m
 
 
-@pytest.mark.parametrize("breaker, failure", [
-    (lambda m: np.ascontiguousarray(m[:, :-1]), "expect_column_values_to_be_between(dim)"),  # declared 64, writes 63
-    (_with_nan, "expect_column_values_to_be_in_set(finite)"),
-], ids=["wrong_dimension", "nan_vector"])
-def test_broken_embeddings_block_training(pipeline_env, monkeypatch, breaker, failure):
-    _broken_embedder(monkeypatch, breaker)
+def test_wrong_embedding_dimension_fails_the_step_before_anything_is_written(pipeline_env, monkeypatch):
+    _broken_embedder(monkeypatch, lambda m: np.ascontiguousarray(m[:, :-1]))  # declared 64, returns 63
+    with DagsterInstance.ephemeral() as instance:
+        result = run_pipeline(instance)
+    assert "returned vectors of shape (400, 63)" in step_error(result)
+    assert "expected (400, 64), its declared dimension" in step_error(result)
+    assert materialized(result) == {AssetKey("corpus")}
+
+
+def test_wrong_dimension_in_a_stored_table_fails_the_check(pipeline_env):
+    """A table written by another process with vectors of the wrong size: the blocking check catches it."""
+    from scalellm_dagster.resources.warehouse import Warehouse
+    from tests.pipeline_helpers import run_checks
+
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        ids = [r[0] for r in query(db, "SELECT id FROM corpus")]
+        Warehouse(database=db).write_embeddings("embeddings", np.array(ids), np.ones((len(ids), 63)) / np.sqrt(63))
+        failed = failed_checks(run_checks(instance, ["embeddings"]))
+    assert "expect_column_values_to_be_between(dim)" in failed["embeddings_match_corpus"]["failures"].value
+
+
+def test_nan_vector_blocks_training(pipeline_env, monkeypatch):
+    def add_nan(m):
+        m = m.copy()
+        m[3, 5] = np.nan
+        return m
+
+    _broken_embedder(monkeypatch, add_nan)
     with DagsterInstance.ephemeral() as instance:
         result = run_pipeline(instance)
     failed = failed_checks(result)
     assert set(failed) == {"embeddings_match_corpus"}
-    assert failure in failed["embeddings_match_corpus"]["failures"].value
+    assert "expect_column_values_to_be_in_set(finite)" in failed["embeddings_match_corpus"]["failures"].value
     assert materialized(result) & DOWNSTREAM_OF_EMBEDDINGS == set()
 
 

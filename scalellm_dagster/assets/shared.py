@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Tab
 from scalellm_dagster.assets.metadata import column_schema, preview
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
+from scalellm_dagster.resources.warehouse import embedding_batch
 from scalellm_dagster.teachers.runner import text_hash
 
 CORPUS_TABLE = "corpus"
@@ -66,28 +67,41 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
                      f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
     start = time.perf_counter()
     cache_note = {}
-    todo = rows.iloc[plan.compute]
-    if embedder.kind == "openai":
-        fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
-    elif len(todo):
-        fresh = model.embed(todo["text"].tolist(), log=context.log.info)
+    if embedder.kind == "lsa" and not len(plan.reuse):
+        # Everything to embed: fit (on a sample), then embed and write chunk by chunk, never the whole matrix.
+        if not model.fitted:
+            model.fit(rows["text"].tolist(), log=context.log.info)
+        blob = pickle.dumps(model)
+        version = hashlib.sha256(blob).hexdigest()[:12]
+        dim = model.dim
+        written = warehouse.write_embedding_batches(
+            EMBEDDINGS_TABLE, embedding_batch(rows["id"].iloc[:1], np.zeros((1, dim)), ["x"], version).schema,
+            _lsa_batches(model, rows, version, context.log.info), model=(model.name, blob))
+        seconds = time.perf_counter() - start
     else:
-        fresh = np.zeros((0, model.dim), np.float32)
-    seconds = time.perf_counter() - start
-    if len(plan.reuse):
-        _, kept = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=rows["id"].to_numpy()[plan.reuse])
-        matrix = np.empty((len(rows), kept.shape[1]), dtype=np.float32)
-        matrix[plan.reuse] = kept
-        if len(plan.compute):
-            matrix[plan.compute] = fresh
-    else:
-        matrix = fresh
-    blob = pickle.dumps(model) if embedder.kind == "lsa" else None
-    # Vectors from one fitted model share a version; predictions made on other vectors are not reused.
-    version = hashlib.sha256(blob).hexdigest()[:12] if blob else model.name
-    written = warehouse.write_embeddings(
-        EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix, rows["text_hash"].tolist(),
-        model=(model.name, blob) if blob else None, version=version)
+        todo = rows.iloc[plan.compute]
+        if embedder.kind == "openai":
+            fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
+        elif len(todo):
+            fresh = model.embed(todo["text"].tolist(), log=context.log.info)
+        else:
+            fresh = np.zeros((0, model.dim), np.float32)
+        seconds = time.perf_counter() - start
+        if len(plan.reuse):
+            _, kept = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=rows["id"].to_numpy()[plan.reuse])
+            matrix = np.empty((len(rows), kept.shape[1]), dtype=np.float32)
+            matrix[plan.reuse] = kept
+            if len(plan.compute):
+                matrix[plan.compute] = fresh
+        else:
+            matrix = fresh
+        blob = pickle.dumps(model) if embedder.kind == "lsa" else None
+        # Vectors from one fitted model share a version; predictions made on other vectors are not reused.
+        version = hashlib.sha256(blob).hexdigest()[:12] if blob else model.name
+        dim = int(model.dim or matrix.shape[1])  # an all-cached openai run declares the cached vectors' size
+        written = warehouse.write_embeddings(
+            EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix, rows["text_hash"].tolist(),
+            model=(model.name, blob) if blob else None, version=version)
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
     return MaterializeResult(
@@ -97,8 +111,7 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
             **cache_note,
             "embedder": model.name,
             "embedding_version": version,
-            # declared by the embedder (an all-cached openai run declares the cached vectors' size); checked later
-            "dim": int(model.dim or matrix.shape[1]),
+            "dim": int(dim),  # declared by the embedder; the embeddings check compares the table to it
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
             "rows_per_second": MetadataValue.float(round(rate, 1)),
             "table": f"{warehouse.database}::{EMBEDDINGS_TABLE}",
@@ -106,11 +119,23 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
                 columns=[
                     TableColumn(name="id", type=str(rows["id"].dtype)),
                     TableColumn(name="text_hash", type="VARCHAR"),
-                    TableColumn(name="vector", type=f"FLOAT[{matrix.shape[1]}]"),
+                    TableColumn(name="vector", type=f"FLOAT[{dim}]"),
                 ]
             ),
         }
     )
+
+
+def _lsa_batches(model, rows, version: str, log, chunk: int = 50_000):
+    for begin in range(0, len(rows), chunk):
+        part = rows.iloc[begin : begin + chunk]
+        vectors = model.embed(part["text"].tolist())
+        if vectors.shape != (len(part), model.dim):
+            raise ValueError(f"embedder {model.name} returned vectors of shape {vectors.shape} for rows "
+                             f"{begin:,}..{begin + len(part) - 1:,}; expected ({len(part)}, {model.dim}), its "
+                             "declared dimension")
+        yield embedding_batch(part["id"], vectors, part["text_hash"].tolist(), version)
+        log(f"embedded {begin + len(part):,}/{len(rows):,} rows")
 
 
 def _embed_with_cache(model, texts, warehouse: Warehouse, log):

@@ -35,6 +35,10 @@ class LsaEmbedder:
         return f"lsa-tfidf-svd{self.requested_dim}" + (f"-seed{self.seed}" if self.seed else "")
 
     def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+        self.fit(texts, log)
+        return self.embed(texts, log)
+
+    def fit(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> LsaEmbedder:
         if len(texts) < 3:
             raise ValueError(f"LSA needs at least 3 texts to fit, got {len(texts)}")
         vectorizer = TfidfVectorizer(
@@ -52,7 +56,7 @@ class LsaEmbedder:
         svd = TruncatedSVD(n_components=self.dim, random_state=self.seed, algorithm="randomized", n_iter=5)
         svd.fit(tfidf)
         self.vectorizer, self.svd = vectorizer, svd
-        return self.embed(texts, log)
+        return self
 
     @property
     def fitted(self) -> bool:

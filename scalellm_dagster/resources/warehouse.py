@@ -120,20 +120,20 @@ class Warehouse(DuckDBResource):
                          version: str | None = None) -> int:
         """The vectors (and the text hash each was computed from); `model` = (name, pickled embedder) is saved in
         the same transaction, so stored vectors and the model that made them never disagree."""
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        columns = {"id": pa.array(np.asarray(ids))}
-        if text_hashes is not None:
-            columns["text_hash"] = pa.array(text_hashes, pa.string())
-        if version is not None:
-            columns["embedding_version"] = pa.array([version] * len(matrix), pa.dictionary(pa.int32(), pa.string()))
-        columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+        batch = embedding_batch(ids, matrix, text_hashes, version)
+        return self.write_embedding_batches(table, batch.schema, [batch], model)
+
+    def write_embedding_batches(self, table: str, schema: pa.Schema, batches, model: tuple[str, bytes] | None = None
+                                ) -> int:
+        """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
+        never need to be in memory at once."""
         also = []
         if model is not None:
             also = [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
                     (f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
                      "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
                     (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
-        return self.write_table(table, pa.table(columns), also=also)
+        return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), also=also)
 
     def vector_stats(self, table: str = "embeddings") -> pd.DataFrame:
         """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory)."""
@@ -279,6 +279,18 @@ class Warehouse(DuckDBResource):
 
 LEDGER_COLUMNS = ("rows_asked", "rows_answered", "prompt_tokens", "completion_tokens", "cost_usd", "seconds",
                   "tokens_estimated")
+
+
+def embedding_batch(ids, matrix: np.ndarray, text_hashes: list[str] | None = None,
+                    version: str | None = None) -> pa.RecordBatch:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    columns = {"id": pa.array(np.asarray(ids))}
+    if text_hashes is not None:
+        columns["text_hash"] = pa.array(text_hashes, pa.string())
+    if version is not None:
+        columns["embedding_version"] = pa.array([version] * len(matrix), pa.dictionary(pa.int32(), pa.string()))
+    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+    return pa.RecordBatch.from_pydict(columns)
 
 
 def _vector_cache_table(model: str) -> str:
