@@ -1,20 +1,26 @@
 """Time and peak memory of the whole Dagster graph at growing corpus sizes (one task, offline defaults).
 
     .venv/bin/python benchmarks/scaling.py 10000 100000 [1000000]
+    .venv/bin/python benchmarks/scaling.py --shards 8 --workers 2 1000000
+
 
 Each size runs in a fresh subprocess: a corpus made by resampling the bundled banking77 demo (with replacement, ids
 renumbered), the `topic` task (budget 1,000, simulated teacher at 0 ms latency, logistic regression and ridge
-students), in-process executor, every asset check included. Peak RSS is the child's maximum resident set.
+students), in-process executor, every asset check included. Peak RSS is the child's maximum resident set; with
+--shards, the graph runs as shard runs in worker processes (`scalellm run` with SCALELLM_SHARDS) and the report adds
+the peak of the whole process tree's summed RSS, sampled every 0.2 s.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,10 +51,36 @@ print(json.dumps({"seconds": round(time.perf_counter() - start, 1), "ok": result
 """
 
 
-def main(sizes: list[int]) -> None:
+SHARDED_CHILD = """
+import json, sys, time
+from scalellm_dagster.shard_runs import run_sharded
+start = time.perf_counter()
+phases = run_sharded(workers=int(sys.argv[1]), log_level="WARNING", log=lambda _m: None)
+print(json.dumps({"seconds": round(time.perf_counter() - start, 1), "ok": all(p.success for p in phases) and len(phases) == 4,
+                  "phases": {p.job: round(p.seconds, 1) for p in phases}}))
+"""
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Summed RSS of a process and all its descendants, from /proc (Linux)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/status") as fh:
+                total += next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except (OSError, StopIteration):
+            continue
+    return total / 1024
+
+
+def main(sizes: list[int], shards: int = 0, workers: int = 2) -> None:
     import pandas as pd
 
-    from scalellm_dagster.settings import DEMO_CORPUS
+    from scalellm_dagster.settings import DEMO_CORPUS, ensure_dagster_home
 
     demo = pd.read_parquet(DEMO_CORPUS)
     for n in sizes:
@@ -59,10 +91,21 @@ def main(sizes: list[int]) -> None:
             Path(f"{tmp}/tasks.yaml").write_text(TASKS)
             env = {**os.environ, "SCALELLM_CORPUS": f"{tmp}/corpus.parquet", "SCALELLM_TASKS": f"{tmp}/tasks.yaml",
                    "SCALELLM_DUCKDB_PATH": f"{tmp}/wh.duckdb", "SCALELLM_SIMULATED_LATENCY_MS": "0",
-                   "TQDM_DISABLE": "1"}
+                   "TQDM_DISABLE": "1", "SCALELLM_SHARDS": str(shards)}
+            if shards:
+                env["DAGSTER_HOME"] = str(ensure_dagster_home(Path(tmp) / "dagster_home"))
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=ROOT, capture_output=True, text=True)
+            args = [sys.executable, "-c", SHARDED_CHILD, str(workers)] if shards else [sys.executable, "-c", CHILD]
+            child = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+            peaks: list[float] = []
+            sampler = threading.Thread(target=_sample, args=(child, peaks), daemon=True)
+            sampler.start()
+            stdout, stderr = child.communicate()
+            sampler.join()
+            tree_peak = max(peaks, default=0.0)
+            proc = subprocess.CompletedProcess(args, child.returncode, stdout, stderr)
             wall = time.perf_counter() - start
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             if proc.returncode != 0:
@@ -70,10 +113,22 @@ def main(sizes: list[int]) -> None:
                 continue
             out = json.loads(proc.stdout.strip().splitlines()[-1])
             db_mb = Path(f"{tmp}/wh.duckdb").stat().st_size / 2**20
-            print(json.dumps({"rows": n, "wall_seconds": round(wall, 1), **out,
-                              "peak_rss_mb": round(max(peak, before) / 1024), "warehouse_mb": round(db_mb)}),
-                  flush=True)
+            extra = {"shards": shards, "workers": workers} if shards else {}
+            print(json.dumps({"rows": n, **extra, "wall_seconds": round(wall, 1), **out,
+                              "peak_rss_mb": round(max(peak, before) / 1024),
+                              "peak_tree_rss_mb": round(tree_peak), "warehouse_mb": round(db_mb)}), flush=True)
+
+
+def _sample(child: subprocess.Popen, peaks: list[float]) -> None:
+    while child.poll() is None:
+        peaks.append(tree_rss_mb(child.pid))
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [10_000, 100_000])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--shards", type=int, default=0, help="run sharded (SCALELLM_SHARDS); 0: one table")
+    parser.add_argument("--workers", type=int, default=2, help="shard runs at once (with --shards)")
+    a = parser.parse_args()
+    main(a.sizes, a.shards, a.workers)

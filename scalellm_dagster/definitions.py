@@ -18,18 +18,16 @@ from dagster import (
 )
 
 from scalellm_dagster.assets.shared import corpus, embeddings
-from scalellm_dagster.assets.tasks import build_task_assets
+from scalellm_dagster.assets.sharded import build_sharded_foundation
+from scalellm_dagster.assets.tasks import build_task_assets, task_asset_key
 from scalellm_dagster.checks import build_checks
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
-from scalellm_dagster.automation import build_schedules, build_sensors
-from scalellm_dagster.settings import Settings
+from scalellm_dagster.automation import TASK_ASSETS, build_schedules, build_sensors
+from scalellm_dagster.settings import SettingError, Settings
 from scalellm_dagster.tasks_config import load_tasks
 
 ALL_JOB = "scalellm_all"
-
-
-class SettingError(ValueError):
-    pass
+SHARD_JOBS = ("scalellm_prepare", "scalellm_embed_shard", "scalellm_teach", "scalellm_predict_shard")
 
 
 def _env(name: str, default, cast=str):
@@ -86,6 +84,8 @@ def build_resources(settings: Settings) -> dict:
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     tasks = load_tasks(settings.tasks)
+    if settings.shards:
+        return _sharded_definitions(settings, tasks)
     task_assets = [a for task in tasks for a in build_task_assets(task)]
     all_job = define_asset_job(
         ALL_JOB,
@@ -100,6 +100,32 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         sensors=build_sensors(settings.corpus, settings.tasks, tasks, all_job),
         resources=build_resources(settings),
         # Two cores here; each step opens the DuckDB file only briefly and waits for the lock if it must.
+        executor=multiprocess_executor.configured({"max_concurrent": 2}),
+    )
+
+
+def _sharded_definitions(settings: Settings, tasks) -> Definitions:
+    """The same graph with `embeddings` and every `predictions` in shards; four jobs, run in order by
+    `scalellm run` (or a backfill of all assets in the UI), the shard jobs one run per shard."""
+    embedding_model, sharded_embeddings = build_sharded_foundation(settings.shards)
+    task_assets = [a for task in tasks for a in build_task_assets(task, settings.shards, sharded_embeddings)]
+    predictions = [task_asset_key(t, "predictions") for t in tasks]
+    teaching = [key for t in tasks for key in (task_asset_key(t, n) for n in TASK_ASSETS) if key not in predictions]
+    jobs = [
+        define_asset_job(SHARD_JOBS[0], selection=AssetSelection.assets(corpus, embedding_model),
+                         description="Load the corpus and fit the embedder every shard shares."),
+        define_asset_job(SHARD_JOBS[1], selection=AssetSelection.assets(sharded_embeddings),
+                         description="Embed one shard (run once per partition; shards run in parallel)."),
+        define_asset_job(SHARD_JOBS[2], selection=AssetSelection.assets(*teaching),
+                         description="Every task's teacher sample, student candidates and selection report."),
+        define_asset_job(SHARD_JOBS[3], selection=AssetSelection.assets(*predictions),
+                         description="Predict one shard for every task (run once per partition)."),
+    ]
+    return Definitions(
+        assets=[corpus, embedding_model, sharded_embeddings, *task_assets],
+        asset_checks=build_checks(tasks, settings.shards),
+        jobs=jobs,
+        resources=build_resources(settings),
         executor=multiprocess_executor.configured({"max_concurrent": 2}),
     )
 

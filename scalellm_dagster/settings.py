@@ -26,6 +26,7 @@ class Settings:
     text_column: str
     embedder: str
     teacher: str
+    shards: int = 0  # 0: one embeddings table; N: embeddings and predictions in N partitions run in parallel
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,7 +39,19 @@ class Settings:
             text_column=env("SCALELLM_TEXT_COLUMN") or "text",
             embedder=(env("SCALELLM_EMBEDDER") or "lsa").lower(),
             teacher=(env("SCALELLM_TEACHER") or "simulated").lower(),
+            shards=_shards(env("SCALELLM_SHARDS") or "0"),
         )
+
+
+class SettingError(ValueError):
+    """A configuration value (an environment variable) that cannot be used; the message says which and why."""
+
+
+def _shards(raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise SettingError(f"environment variable SCALELLM_SHARDS={raw!r}: expected a whole number of shards "
+                         "(0 = no sharding)")
+    return int(raw)
 
 
 def ensure_dagster_home(path: Path) -> Path:

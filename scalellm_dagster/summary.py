@@ -26,11 +26,12 @@ def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
     return out
 
 
-def print_summary(settings: Settings, run_id: str, seconds: float) -> None:
+def print_summary(settings: Settings, what: str, seconds: float) -> None:
+    """`what` names the run(s), e.g. "run 1a2b3c" or "18 shard runs"."""
     tasks = load_tasks(settings.tasks)
     with duckdb.connect(settings.duckdb_path, read_only=True) as conn:
         corpus_rows = conn.execute("SELECT count(*) FROM corpus").fetchone()[0]
-        print(f"\nscalellm: run {run_id} succeeded in {seconds:.0f}s; {corpus_rows:,} corpus rows.")
+        print(f"\nscalellm: {what} succeeded in {seconds:.0f}s; {corpus_rows:,} corpus rows.")
         print(f"results in {settings.duckdb_path} (tables: corpus, embeddings, <task>.predictions, ...)\n")
         print(f"{'task':<12} {'teacher labels':>15} {'chosen student':<22} {'acc vs teacher (CV)':>20} "
               f"{'acc vs gold (unseen rows)':>26} {'predictions':>12}")

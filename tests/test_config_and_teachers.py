@@ -89,6 +89,12 @@ def test_simulated_teacher_errs_towards_the_nearest_other_class_deterministicall
     assert wrong_a and all(label == "b" for label in wrong_a)
     assert teacher.provider == "simulated" and teacher.model.startswith("simulated-acc0.800")
 
+    # Streamed from the warehouse in blocks of any order, it gives the same answers without the whole matrix.
+    order = rng.permutation(600)
+    blocks = lambda: ((ids.to_numpy()[order[s : s + 128]], X[order[s : s + 128]]) for s in range(0, 600, 128))
+    streamed = SimulatedTeacher.from_corpus(task, ids, pd.Series(gold), blocks, accuracy=0.8, seed=3)
+    assert {k: a.label for k, a in streamed.label_batch(rows).answers.items()} == {k: a.label for k, a in first.items()}
+
 
 def test_dry_run_estimate_scales_with_rows_and_requests():
     from scalellm_dagster.core.estimate import estimate_vs_baseline

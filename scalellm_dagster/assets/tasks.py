@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -23,10 +24,12 @@ from scalellm_dagster.core.budget import advise_budget
 from scalellm_dagster.core.cascade import Calibrator, cascade_tradeoff, plan_cascade
 from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.report import TeacherSpend, candidate_table, summary_markdown
+from scalellm_dagster.assets.sharded import embedding_casts, shard_partitions
 from scalellm_dagster.assets.teaching import TeacherSession
 from scalellm_dagster.automation import task_fingerprint
 from scalellm_dagster.core.sampling import cluster_stratified_sample, random_sample, uncertainty_sample
 from scalellm_dagster.core.selection import choose_student
+from scalellm_dagster.core.sharding import share_of_budget
 from scalellm_dagster.core.students import (
     default_sample_sizes,
     evaluate_candidates,
@@ -49,7 +52,9 @@ def task_asset_key(task: TaskSpec, name: str) -> AssetKey:
     return AssetKey([task.name, name])
 
 
-def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
+def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsDefinition = embeddings
+                      ) -> list[AssetsDefinition]:
+    """The task's four assets; with `shards`, `predictions` is partitioned like the sharded `embeddings`."""
     # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
     common = {"key_prefix": [task.name], "group_name": task.name, "owners": ["team:scalellm"],
               "code_version": task_fingerprint(task)}
@@ -57,7 +62,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
 
     @asset(
         name="labeled_sample",
-        deps=[embeddings],
+        deps=[embeddings_asset],
         kinds={"duckdb", "openai"},
         tags={**task_tags, "layer": "teacher"},
         description=(
@@ -70,9 +75,10 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
         budget, budget_note = _effective_budget(warehouse, task)
         matrix = None
-        if teacher.kind == "simulated" or task.sampling != "random":
+        if task.sampling != "random":  # clustering and the student's uncertainty need every vector at once
             _, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=corpus_df["id"].to_numpy())
-        session = TeacherSession(task, teacher, warehouse, corpus_df, matrix, context.run.run_id, context.log.info)
+        session = TeacherSession(task, teacher, warehouse, corpus_df, _for_simulation(warehouse, teacher, matrix),
+                                 context.run.run_id, context.log.info)
         ids = corpus_df["id"].to_numpy()
         if task.sampling == "stratified-by-cluster":
             first = cluster_stratified_sample(ids, matrix, budget, seed=task.seed)
@@ -239,12 +245,14 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
 
     @asset(
         name="predictions",
-        deps=[model_selection_report, embeddings],
+        deps=[model_selection_report, embeddings_asset],
+        partitions_def=shard_partitions(shards) if shards else None,
         kinds={"duckdb", "sklearn"},
         tags={**task_tags, "layer": "predictions"},
         description="Every corpus row with its label, the student's confidence, and where the label came from: "
         "`teacher-sample` (sampled rows keep the teacher's label), `teacher-cascade` (rows the student was least "
-        "sure of, sent back to the teacher when the task sets cascade_budget) or `student`.",
+        "sure of, sent back to the teacher when the task sets cascade_budget) or `student`."
+        + (f" In {shards} shards, one Parquet file each, read as one view." if shards else ""),
         **common,
     )
     def predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
@@ -257,9 +265,21 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         start = time.perf_counter()
         model = fit_student(chosen, X_train, y_train, seed=task.seed)
         train_seconds = time.perf_counter() - start
-        current = warehouse.read_df(f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS_TABLE}")
+        shard = int(context.partition_key) if shards else None
+        # A shard's run reads only its own files: the shard's vectors and its previous predictions.
+        vectors = embedding_source = predictions_source = None
+        if shard is not None:
+            dim = int(warehouse.read_df(f"SELECT array_length(vector) AS d FROM {EMBEDDINGS_TABLE} LIMIT 1")["d"][0])
+            vectors = warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards, embedding_casts(dim))
+            embedding_source = vectors
+            if warehouse.shard_path(task_table(task, "predictions"), shard, shards).exists():
+                predictions_source = warehouse.shard_relation(task_table(task, "predictions"), shard, shards)
+        current = warehouse.read_df(f"SELECT id, text_hash, embedding_version FROM {embedding_source or EMBEDDINGS_TABLE}")
+        if shard is not None:
+            context.log.info(f"shard {shard + 1}/{shards}: {len(current):,} rows")
         version = _model_version(chosen, sample, task)
-        reuse, compute = _reusable_predictions(warehouse, task, current, version)
+        reuse, compute = _reusable_predictions(warehouse, task, current, version, embedding_source,
+                                               predictions_source, sharded=shard is not None)
         context.log.info(f"predicting {len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
         out = current.assign(model_version=version, student_label=None, confidence=np.float32(np.nan))
         if len(reuse):
@@ -271,7 +291,7 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         method = "predict_proba"
         for begin in range(0, len(todo_ids), PREDICT_CHUNK):
             chunk_ids = todo_ids[begin : begin + PREDICT_CHUNK]
-            _, X_chunk = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=chunk_ids)
+            _, X_chunk = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=chunk_ids, relation_sql=vectors)
             pred = predict_with_confidence(model, X_chunk)
             method = pred.method
             out.loc[compute[begin : begin + PREDICT_CHUNK], "student_label"] = pred.labels.astype(str)
@@ -286,13 +306,24 @@ def build_task_assets(task: TaskSpec) -> list[AssetsDefinition]:
         out.loc[from_teacher, "label"] = out.loc[from_teacher, "id"].map(teacher_labels)
         out["source"] = np.where(from_teacher, "teacher-sample", "student")
         cascade_meta = {}
-        if task.cascade_budget > 0:
-            cascade_meta = _cascade(context, task, warehouse, teacher, out, chosen, X_train, y_train)
+        cascade_budget = task.cascade_budget if shard is None else share_of_budget(task.cascade_budget, shard, shards)
+        if cascade_budget > 0:
+            cascade_meta = _cascade(context, task, warehouse, teacher, out, chosen, X_train, y_train, cascade_budget)
         out["model"] = chosen
         out = out[["id", "label", "source", "confidence", "student_label", "model", "text_hash",
                    "embedding_version", "model_version"]]
-        written = warehouse.write_table(task_table(task, "predictions"), out)
+        table = task_table(task, "predictions")
+        if shard is None:
+            written = warehouse.write_table(table, out)
+            shard_meta = {}
+        else:
+            data = pa.Table.from_pandas(out, preserve_index=False)
+            written = warehouse.write_shard(table, shard, shards, data.schema, data.to_batches())
+            published = warehouse.publish_shards(table, shards)
+            shard_meta = {"shard": f"{shard + 1} of {shards}", "view_published": published,
+                          "file": str(warehouse.shard_path(table, shard, shards))}
         metadata = {
+            **shard_meta,
             "dagster/row_count": written,
             "dagster/column_schema": column_schema(out),
             "model": chosen,
@@ -337,25 +368,23 @@ def _effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
 
 
 def _cascade(context, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource, out: pd.DataFrame,
-             chosen: str, X_train, y_train) -> dict:
+             chosen: str, X_train, y_train, budget: int) -> dict:
     """Send the rows the student is least sure of back to the teacher, as far as the target needs and the
     cascade budget allows; updates `out` in place and returns metadata."""
     oof_conf, oof_correct = out_of_fold_confidence(chosen, X_train, y_train, task.cv_folds, task.seed)
     agreement = Calibrator(oof_conf, oof_correct)(out["confidence"].to_numpy())
     student = (out["source"] == "student").to_numpy()
     plan = plan_cascade(agreement[student], task.cascade_target_agreement,
-                        max_fraction=task.cascade_budget / max(int(student.sum()), 1))
+                        max_fraction=budget / max(int(student.sum()), 1))
     pick = np.flatnonzero(student & (agreement <= plan.threshold))
-    pick = pick[np.argsort(agreement[pick], kind="stable")[: task.cascade_budget]]
+    pick = pick[np.argsort(agreement[pick], kind="stable")[:budget]]
     context.log.info(f"cascade: {len(pick):,} least confident rows to the teacher (threshold {plan.threshold:.3f}, "
                      f"expected agreement {plan.expected_agreement_without:.3f} -> {plan.expected_agreement_with:.3f})")
     asked = 0
     if len(pick):
         corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
-        matrix = None
-        if teacher.kind == "simulated":
-            _, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=corpus_df["id"].to_numpy())
-        session = TeacherSession(task, teacher, warehouse, corpus_df, matrix, context.run.run_id, context.log.info)
+        session = TeacherSession(task, teacher, warehouse, corpus_df, _for_simulation(warehouse, teacher, None),
+                                 context.run.run_id, context.log.info)
         answers = session.ask(out["id"].to_numpy()[pick])
         ok = answers["valid"].to_numpy()
         rows = pick[ok]
@@ -375,23 +404,41 @@ def _cascade(context, task: TaskSpec, warehouse: Warehouse, teacher: TeacherReso
     }
 
 
+def _for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix):
+    """What the simulated teacher needs to err plausibly: the row-aligned matrix when one is in memory anyway,
+    otherwise blocks streamed from the warehouse (a million vectors never need to be loaded at once)."""
+    if teacher.kind != "simulated" or matrix is not None:
+        return matrix
+    return lambda: warehouse.iter_embeddings(EMBEDDINGS_TABLE)
+
+
 def _model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
     """The student is a function of its kind, its seed and the teacher's labels: same inputs, same predictions."""
     labels = pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy()
     return hashlib.sha256(f"{chosen}|{task.seed}|".encode() + labels.tobytes()).hexdigest()[:12]
 
 
-def _reusable_predictions(warehouse: Warehouse, task: TaskSpec, current: pd.DataFrame, version: str):
-    """Stored student predictions still valid (same text, vectors and student), and positions to predict."""
+def _reusable_predictions(warehouse: Warehouse, task: TaskSpec, current: pd.DataFrame, version: str,
+                          embedding_source: str | None = None, predictions_source: str | None = None,
+                          sharded: bool = False):
+    """Stored student predictions still valid (same text, vectors and student), and positions to predict.
+    The sources default to the warehouse's tables; a shard passes its own files (none yet: nothing to reuse)."""
     table = task_table(task, "predictions")
     empty = pd.DataFrame(columns=["student_label", "confidence"])
-    if not warehouse.table_exists(table) or "model_version" not in warehouse.read_df(
-            f"SELECT * FROM {table} LIMIT 0").columns:
+    if sharded and predictions_source is None:
+        return empty, np.arange(len(current))
+    if predictions_source is None:
+        if not warehouse.table_exists(table):
+            return empty, np.arange(len(current))
+        predictions_source = table
+    if "model_version" not in warehouse.read_df(f"SELECT * FROM {predictions_source} LIMIT 0").columns:
         return empty, np.arange(len(current))
     stored = warehouse.read_df(
-        f"""SELECT p.id, p.student_label, p.confidence FROM {table} p JOIN {EMBEDDINGS_TABLE} e
+        f"""SELECT p.id, p.student_label, p.confidence FROM {predictions_source} p
+            JOIN {embedding_source or EMBEDDINGS_TABLE} e
             ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version
             WHERE p.model_version = ?""", [version]).set_index("id")
+    stored = stored[stored.index.isin(current["id"])]  # rows that left the corpus (or the shard) are not reused
     known = current["id"].isin(stored.index).to_numpy()
     return stored, np.flatnonzero(~known)
 

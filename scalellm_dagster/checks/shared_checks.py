@@ -3,8 +3,9 @@
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
 
-from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, corpus, embeddings
+from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, corpus
 from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.core.sharding import shard_positions
 from scalellm_dagster.resources import CorpusSource, Warehouse
 
 NORM_RANGE = (0.5, 1.5)  # vectors are L2-normalised; far outside means a zero or broken vector
@@ -66,19 +67,35 @@ def gold_label_check(task):
     return _check
 
 
-@asset_check(asset=embeddings, name="embeddings_match_corpus", blocking=True,
-             description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
-             f"with L2 norm in {list(NORM_RANGE)}.")
-def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-    frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
-    corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
-    declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
-    frame["finite"] = frame["finite"].fillna(False).astype(bool)
-    frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="in")
-    frame["in"] = frame["in"].astype(str).replace({"left_only": "extra (not in corpus)",
-                                                  "right_only": "missing (no vector)"})
-    outcome = validate(frame, embeddings_expectations(declared, len(corpus_ids)), "embeddings")
-    return AssetCheckResult(passed=outcome.passed, metadata={"declared_dim": declared, **outcome.metadata()})
+def build_embeddings_check(shards: int = 0):
+    @asset_check(asset=AssetKey("embeddings"), name="embeddings_match_corpus", blocking=True,
+                 description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
+                 f"with L2 norm in {list(NORM_RANGE)}." + (" In a shard's run: that shard's file against the corpus "
+                                                           "rows of that shard." if shards else ""))
+    def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+        corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
+        scope = {}
+        if shards and context.op_execution_context.has_partition_key:
+            shard = int(context.op_execution_context.partition_key)
+            # The raw file, not the typed view: a vector of the wrong size must fail here, not in a cast.
+            frame = warehouse.vector_stats(relation_sql=warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards))
+            corpus_ids = corpus_ids.iloc[shard_positions(corpus_ids, shard, shards)]
+            scope = {"shard": f"{shard + 1} of {shards}"}
+        else:
+            frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
+        declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
+        frame["finite"] = frame["finite"].fillna(False).astype(bool)
+        frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="in")
+        frame["in"] = frame["in"].astype(str).replace({"left_only": "extra (not in corpus)",
+                                                      "right_only": "missing (no vector)"})
+        outcome = validate(frame, embeddings_expectations(declared, len(corpus_ids)), "embeddings")
+        return AssetCheckResult(passed=outcome.passed,
+                                metadata={**scope, "declared_dim": declared, **outcome.metadata()})
+
+    return embeddings_match_corpus
+
+
+embeddings_match_corpus = build_embeddings_check()
 
 
 def _declared_dim(context: AssetCheckExecutionContext, fallback: int) -> int:

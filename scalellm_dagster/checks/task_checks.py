@@ -1,10 +1,11 @@
 """Checks on each task's branch: labeled_sample, student_candidates, model_selection_report, predictions."""
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
 from scalellm_dagster.assets.shared import CORPUS_TABLE
 from scalellm_dagster.assets.tasks import task_asset_key, task_table
 from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.core.sharding import shard_positions
 from scalellm_dagster.resources import Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -77,7 +78,7 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
     ]
 
 
-def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
+def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefinition]:
     sample_key = task_asset_key(task, "labeled_sample")
 
     @asset_check(asset=sample_key, name="sample_labels_valid", blocking=True,
@@ -139,22 +140,35 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
 
     @asset_check(asset=task_asset_key(task, "predictions"), name="predictions_cover_corpus", blocking=True,
                  description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
-                 "teacher labelled keep the teacher's label.")
-    def predictions_cover_corpus(warehouse: Warehouse) -> AssetCheckResult:
+                 "teacher labelled keep the teacher's label."
+                 + (" In a shard's run: that shard's file against the corpus rows of that shard." if shards else ""))
+    def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+        table = task_table(task, "predictions")
+        relation, shard = table, None
+        if shards and context.op_execution_context.has_partition_key:
+            shard = int(context.op_execution_context.partition_key)
+            relation = warehouse.shard_relation(table, shard, shards)
         df = warehouse.read_df(
             f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
                        CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
                             WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'both' END AS "in",
                        (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher-sample')
                            AS keeps_teacher_label
-                FROM {task_table(task, 'predictions')} p
+                FROM {relation} p
                 FULL OUTER JOIN {CORPUS_TABLE} c ON p.id = c.id
                 LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid) s
                     ON s.id = p.id""")
         df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
-        corpus_rows = warehouse.row_count(CORPUS_TABLE)
+        scope = {}
+        if shard is None:
+            corpus_rows = warehouse.row_count(CORPUS_TABLE)
+        else:  # corpus rows of other shards are theirs to cover
+            df = df.iloc[shard_positions(df["id"], shard, shards)]
+            corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
+            corpus_rows = len(shard_positions(corpus_ids, shard, shards))
+            scope = {"shard": f"{shard + 1} of {shards}"}
         outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
-        return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
+        return AssetCheckResult(passed=outcome.passed, metadata={**scope, **outcome.metadata()})
 
     return [sample_labels_valid, sample_invalid_answers_rare, every_candidate_evaluated, student_chosen,
             chosen_student_above_floor, predictions_cover_corpus]

@@ -44,8 +44,9 @@ class TeacherResource(ConfigurableResource):
                                     self.price_in_per_mtok, self.price_out_per_mtok)
         return pd.DataFrame([r.as_row() for r in rows])
 
-    def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings: np.ndarray | None):
-        """A teacher for `task`; `corpus` and `embeddings` (row-aligned) feed the simulation only."""
+    def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings):
+        """A teacher for `task`; `corpus` and `embeddings` (a row-aligned matrix, or a callable streaming
+        (ids, vectors) blocks) feed the simulation only."""
         prices = {"price_in_per_mtok": self.price_in_per_mtok, "price_out_per_mtok": self.price_out_per_mtok}
         if self.kind == "openai":
             client = make_client(self.base_url, self.api_key, self.timeout_seconds, self.max_retries)

@@ -8,6 +8,7 @@ with jittered backoff while another step holds the file instead of failing.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
@@ -84,6 +86,8 @@ class Warehouse(DuckDBResource):
             try:
                 if schema:
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                if _kind(conn, table) == "VIEW":  # it was published from shards; an unsharded run replaces it
+                    conn.execute(f"DROP VIEW {_quote(table)}")
                 conn.execute(f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM _incoming")
                 rows = conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
                 for sql, params in also or []:
@@ -96,8 +100,11 @@ class Warehouse(DuckDBResource):
                 conn.unregister("_incoming")
         return int(rows)
 
-    def read_df(self, sql: str, params: list | None = None) -> pd.DataFrame:
+    def read_df(self, sql: str, params: list | None = None, ids=None) -> pd.DataFrame:
+        """`ids`, when given, is readable in the query as the one-column table `_ids` (id)."""
         with self.get_connection() as conn:
+            if ids is not None:
+                conn.register("_ids", pa.table({"id": pa.array(np.asarray(ids))}))
             return conn.execute(sql, params or []).df()
 
     def table_exists(self, table: str) -> bool:
@@ -135,14 +142,23 @@ class Warehouse(DuckDBResource):
                     (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
         return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), also=also)
 
-    def vector_stats(self, table: str = "embeddings") -> pd.DataFrame:
-        """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory)."""
+    def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
+        """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory).
+        `relation_sql` reads another relation instead, e.g. one shard's file."""
+        relation = relation_sql or _quote(table)
         return self.read_df(
             f"""SELECT id, array_length(vector) AS dim,
                        list_bool_and(list_transform(vector::FLOAT[], lambda x: isfinite(x))) AS finite,
                        sqrt(list_sum(list_transform(vector::FLOAT[],
                                                     lambda x: CASE WHEN isfinite(x) THEN x * x ELSE 0 END))) AS norm
-                FROM {_quote(table)}""")
+                FROM {relation}""")
+
+    def save_model(self, name: str, blob: bytes) -> None:
+        with self.get_connection() as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
+                         "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)")
+            conn.execute(f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [name, blob])
 
     def load_model(self, name: str) -> bytes | None:
         if not self.table_exists(f"{CACHE_SCHEMA}.models"):
@@ -160,18 +176,85 @@ class Warehouse(DuckDBResource):
             return None
         return self.read_df(f"SELECT id, text_hash FROM {_quote(table)}")
 
-    def read_embeddings(self, table: str = "embeddings", ids=None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given."""
+    def read_embeddings(self, table: str = "embeddings", ids=None, relation_sql: str | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given.
+        `relation_sql` reads another relation instead, e.g. one shard's file."""
+        relation = relation_sql or _quote(table)
         with self.get_connection() as conn:
             if ids is None:
-                result = conn.sql(f"SELECT id, vector FROM {_quote(table)}").to_arrow_table()
+                result = conn.sql(f"SELECT id, vector FROM {relation}").to_arrow_table()
             else:
                 wanted = pa.table({"id": pa.array(np.asarray(ids)), "_pos": pa.array(np.arange(len(ids)))})
                 conn.register("_wanted", wanted)
                 result = conn.sql(
-                    f"SELECT e.id, e.vector FROM _wanted w JOIN {_quote(table)} e ON e.id = w.id ORDER BY w._pos"
+                    f"SELECT e.id, e.vector FROM _wanted w JOIN {relation} e ON e.id = w.id ORDER BY w._pos"
                 ).to_arrow_table()
         return _ids_and_matrix(result)
+
+    def iter_embeddings(self, table: str = "embeddings", batch_rows: int = 131_072):
+        """(ids, float32 matrix) blocks in table order, streamed: only one block is in memory at a time.
+        The connection (and the file's lock) is held while the caller iterates."""
+        with self.get_connection() as conn:
+            reader = conn.sql(f"SELECT id, vector FROM {_quote(table)}").fetch_arrow_reader(batch_rows)
+            for batch in reader:
+                yield _ids_and_matrix(pa.Table.from_batches([batch]))
+
+    # ---- shards: one Parquet file per shard, published as one view -----------------------------------------
+    # Parallel shard runs cannot all write the DuckDB file (one writer per file), so each writes its own file and
+    # the warehouse only holds a view over them; the view is redefined, briefly, once every shard has a file.
+
+    def shard_path(self, relation: str, shard: int, shards: int) -> Path:
+        if self.database == ":memory:":
+            raise ValueError("sharded tables need a warehouse file: set SCALELLM_DUCKDB_PATH (not :memory:)")
+        db = Path(self.database)
+        return db.parent / f"{db.stem}.shards" / Path(*relation.split(".")) / f"part-{shard:03d}-of-{shards:03d}.parquet"
+
+    def write_shard(self, relation: str, shard: int, shards: int, schema: pa.Schema, batches) -> int:
+        """Write one shard's file from an iterable of record batches; readers see the old file or the new one."""
+        path = self.shard_path(relation, shard, shards)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+        rows = 0
+        try:
+            with pq.ParquetWriter(partial, schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return rows
+
+    def read_shard(self, relation: str, shard: int, shards: int, columns: list[str] | None = None) -> pa.Table | None:
+        path = self.shard_path(relation, shard, shards)
+        return pq.read_table(path, columns=columns) if path.exists() else None
+
+    def shard_relation(self, relation: str, shard: int, shards: int, casts: dict[str, str] | None = None) -> str:
+        """SQL reading one shard's file, with the same column types as the published view."""
+        return f"(SELECT {_select(casts)} FROM read_parquet({_sql_str(self.shard_path(relation, shard, shards))}))"
+
+    def publish_shards(self, relation: str, shards: int, casts: dict[str, str] | None = None) -> bool:
+        """Define `relation` as a view over its shard files once every shard has one; returns whether it did."""
+        paths = [self.shard_path(relation, k, shards) for k in range(shards)]
+        if not all(p.exists() for p in paths):
+            return False
+        files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+        schema = relation.split(".")[0] if "." in relation else None
+        with self.get_connection() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                if schema:
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                if _kind(conn, relation) == "BASE TABLE":  # left by an unsharded run
+                    conn.execute(f"DROP TABLE {_quote(relation)}")
+                conn.execute(f"CREATE OR REPLACE VIEW {_quote(relation)} AS "
+                             f"SELECT {_select(casts)} FROM read_parquet({files})")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return True
 
     # ---- teacher cache and ledger --------------------------------------------------------------------------
 
@@ -295,6 +378,25 @@ def embedding_batch(ids, matrix: np.ndarray, text_hashes: list[str] | None = Non
 
 def _vector_cache_table(model: str) -> str:
     return f"{CACHE_SCHEMA}.vectors_{hashlib.sha256(model.encode()).hexdigest()[:12]}"
+
+
+def _kind(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
+    """'BASE TABLE', 'VIEW' or None."""
+    schema, name = table.split(".") if "." in table else ("main", table)
+    found = conn.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                         [schema, name]).fetchone()
+    return found[0] if found else None
+
+
+def _select(casts: dict[str, str] | None) -> str:
+    # Parquet keeps FLOAT[d] arrays as lists; the cast gives readers the fixed-size array type back.
+    if not casts:
+        return "*"
+    return "* REPLACE (" + ", ".join(f'"{c}"::{t} AS "{c}"' for c, t in casts.items()) + ")"
+
+
+def _sql_str(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _quote(table: str) -> str:

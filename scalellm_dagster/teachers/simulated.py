@@ -10,31 +10,58 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Answer, BatchResult
 from scalellm_dagster.teachers.prompts import prompt_version, system_prompt, user_prompt
 
+CHUNK = 65_536
+
+
+Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]  # a fresh iterator of (ids, vectors) per call
+
 
 def nearest_other_class(embeddings: np.ndarray, gold: np.ndarray, labels: list[str]) -> np.ndarray:
     """For each row, the label (other than its gold one) whose class centroid is most similar to the row."""
-    present = [lab for lab in labels if (gold == lab).any()]
+    positions = np.arange(len(gold))
+    blocks = lambda: ((positions[s : s + CHUNK], embeddings[s : s + CHUNK]) for s in range(0, len(gold), CHUNK))
+    return nearest_other_class_streamed(blocks, pd.Series(gold, index=positions), labels).to_numpy(dtype=object)
+
+
+def nearest_other_class_streamed(blocks: Blocks, gold_by_id: pd.Series, labels: list[str]) -> pd.Series:
+    """The same, reading the vectors block by block twice (class centroids, then nearest other class), so a
+    corpus of any size needs only one block in memory. Returns the label by id."""
+    gold_by_id = gold_by_id.astype(object)
+    present = [lab for lab in labels if (gold_by_id == lab).any()]
     if len(present) < 2:
-        return np.array(gold, dtype=object)
-    centroids = np.stack([embeddings[gold == lab].mean(axis=0) for lab in present]).astype(np.float32)
+        return gold_by_id.copy()
+    code_by_id = pd.Series(pd.Categorical(gold_by_id, categories=present).codes, index=gold_by_id.index)
+    sums, counts = None, np.zeros(len(present))
+    for ids, vectors in blocks():
+        codes = code_by_id.reindex(ids).fillna(-1).to_numpy(dtype=np.int64)
+        known = codes >= 0
+        if sums is None:
+            sums = np.zeros((len(present), vectors.shape[1]))
+        members = sparse.csr_matrix((np.ones(int(known.sum())), (codes[known], np.flatnonzero(known))),
+                                    shape=(len(present), len(vectors)))
+        sums += members @ vectors
+        counts += np.bincount(codes[known], minlength=len(present))
+    centroids = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12
-    index = {lab: i for i, lab in enumerate(present)}
-    out = np.empty(len(gold), dtype=object)
-    for start in range(0, len(gold), 65536):  # chunked: n x classes similarities stay small
-        sims = embeddings[start : start + 65536] @ centroids.T
-        own = np.array([index.get(g, -1) for g in gold[start : start + 65536]])
+    names = np.asarray(present, dtype=object)
+    out = []
+    for ids, vectors in blocks():
+        sims = vectors @ centroids.T
+        own = code_by_id.reindex(ids).fillna(-1).to_numpy(dtype=np.int64)
         has_own = own >= 0
         sims[np.flatnonzero(has_own), own[has_own]] = -np.inf
-        out[start : start + 65536] = np.asarray(present, dtype=object)[sims.argmax(axis=1)]
-    return out
+        out.append(pd.Series(names[sims.argmax(axis=1)], index=ids))
+    return pd.concat(out) if out else pd.Series(dtype=object)
 
 
 def error_draw(text: str, seed: int) -> float:
@@ -70,11 +97,17 @@ class SimulatedTeacher:
 
     @classmethod
     def from_corpus(
-        cls, task: TaskSpec, ids: pd.Series, gold: pd.Series, embeddings: np.ndarray, **kwargs
+        cls, task: TaskSpec, ids: pd.Series, gold: pd.Series, embeddings: np.ndarray | Blocks, **kwargs
     ) -> SimulatedTeacher:
+        """`embeddings`: row-aligned with `ids`, or a callable giving (ids, vectors) blocks (any order)."""
         keys = ids.astype(str).to_numpy()
         gold_arr = gold.astype(object).to_numpy()
-        confusion = nearest_other_class(embeddings, gold_arr, task.label_names)
+        if callable(embeddings):
+            by_id = nearest_other_class_streamed(embeddings, pd.Series(gold_arr, index=ids.to_numpy()),
+                                                 task.label_names)
+            confusion = by_id.reindex(ids.to_numpy()).to_numpy(dtype=object)
+        else:
+            confusion = nearest_other_class(embeddings, gold_arr, task.label_names)
         return cls(task, dict(zip(keys, gold_arr)), dict(zip(keys, confusion)), **kwargs)
 
     @property

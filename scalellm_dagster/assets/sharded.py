@@ -1,0 +1,167 @@
+"""The foundation split into shards (Dagster partitions), for corpora too big for one step.
+
+With `SCALELLM_SHARDS=N`, the embedder is fitted once (`embedding_model`), then each shard of `embeddings` is its
+own partition, so shards run as separate runs, in parallel, on one machine or a cluster. Each shard writes its own
+Parquet file (DuckDB allows one writing process per file); the warehouse exposes them as one `embeddings` view,
+which every task reads exactly as it reads the unsharded table.
+"""
+
+import hashlib
+import pickle
+import time
+
+import numpy as np
+from dagster import (
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    StaticPartitionsDefinition,
+    TableColumn,
+    TableSchema,
+    asset,
+)
+
+from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, _embed_with_cache, corpus
+from scalellm_dagster.core.incremental import plan_refresh
+from scalellm_dagster.core.sharding import shard_keys, shard_positions
+from scalellm_dagster.resources import EmbedderResource, Warehouse
+from scalellm_dagster.resources.warehouse import _ids_and_matrix, embedding_batch
+from scalellm_dagster.teachers.runner import text_hash
+
+WRITE_CHUNK = 50_000
+
+
+def shard_partitions(shards: int) -> StaticPartitionsDefinition:
+    return StaticPartitionsDefinition(shard_keys(shards))
+
+
+def embedding_casts(dim: int) -> dict[str, str]:
+    return {"vector": f"FLOAT[{dim}]"}
+
+
+def build_sharded_foundation(shards: int) -> list:
+    partitions = shard_partitions(shards)
+
+    @asset(
+        group_name="shared",
+        deps=[corpus],
+        kinds={"duckdb", "sklearn"},
+        owners=["team:scalellm"],
+        tags={"layer": "foundation"},
+        description="The embedder every shard uses: LSA fitted once on (a sample of) the corpus and kept in the "
+        "warehouse, so shards embed into one shared space; an OpenAI-compatible embedder has nothing to fit.",
+    )
+    def embedding_model(context: AssetExecutionContext, embedder: EmbedderResource,
+                        warehouse: Warehouse) -> MaterializeResult:
+        model = embedder.build()
+        reused = False
+        if embedder.kind == "lsa":
+            blob = None if embedder.refit else warehouse.load_model(model.name)
+            if blob:
+                reused = True
+                model = pickle.loads(blob)  # noqa: S301 - our own pickle, from our own warehouse
+            else:
+                model.fit(warehouse.read_df(f"SELECT text FROM {CORPUS_TABLE}")["text"].tolist(),
+                          log=context.log.info)
+                blob = pickle.dumps(model)
+                warehouse.save_model(model.name, blob)
+        context.log.info(f"embedder {model.name}: {'reused the fitted model' if reused else 'ready'}")
+        return MaterializeResult(metadata={
+            "embedder": model.name,
+            "embedding_version": _version(blob) if embedder.kind == "lsa" else model.name,
+            "dim": int(model.dim) if model.dim else "taken from the first answer",
+            "reused_fitted_model": reused,
+            "shards": shards,
+        })
+
+    @asset(
+        name="embeddings",
+        partitions_def=partitions,
+        deps=[embedding_model],
+        group_name="shared",
+        kinds={"duckdb", "parquet", "sklearn"},
+        owners=["team:scalellm"],
+        tags={"layer": "foundation"},
+        description=(
+            f"One L2-normalised float32 vector per corpus row, in {shards} shards (a row's shard is a hash of its "
+            "id). Each shard is a partition written to its own Parquet file; the warehouse's `embeddings` view "
+            "reads them as one FLOAT[d] table. A refresh of a shard embeds only its new or changed rows."
+        ),
+    )
+    def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse):
+        shard = int(context.partition_key)
+        ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
+        ids = ids.iloc[shard_positions(ids, shard, shards)]
+        rows = warehouse.read_df(f"SELECT c.id, c.text FROM {CORPUS_TABLE} c SEMI JOIN _ids USING (id) ORDER BY c.id",
+                                 ids=ids.to_numpy())
+        rows["text_hash"] = rows["text"].map(text_hash)
+        model, version = _fitted_embedder(embedder, warehouse)
+        stored = warehouse.read_shard(EMBEDDINGS_TABLE, shard, shards)
+        if stored is not None and not (len(stored) and set(stored.column("embedding_version").to_pylist()) == {version}):
+            stored = None  # vectors from another model are not comparable: the whole shard is recomputed
+        plan = plan_refresh(rows, stored.select(["id", "text_hash"]).to_pandas() if stored is not None else None)
+        context.log.info(f"shard {shard + 1}/{shards}: embedding {len(plan.compute):,} of {len(rows):,} rows with "
+                         f"{model.name} ({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
+        start = time.perf_counter()
+        todo = rows.iloc[plan.compute]
+        if embedder.kind == "openai":
+            fresh, _ = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
+        else:
+            fresh = model.embed(todo["text"].tolist(), log=context.log.info) if len(todo) else None
+        seconds = time.perf_counter() - start
+        dim = int(model.dim or (fresh.shape[1] if fresh is not None and fresh.size else 0))
+        matrix = np.empty((len(rows), dim), dtype=np.float32)
+        if len(plan.reuse):
+            kept_ids, kept = _ids_and_matrix(stored.select(["id", "vector"]))
+            position = {i: p for p, i in enumerate(kept_ids.tolist())}
+            matrix[plan.reuse] = kept[[position[i] for i in rows["id"].to_numpy()[plan.reuse].tolist()]]
+        if len(plan.compute):
+            if fresh.shape != (len(plan.compute), dim):
+                raise ValueError(f"embedder {model.name} returned vectors of shape {fresh.shape} for shard {shard}; "
+                                 f"expected ({len(plan.compute)}, {dim})")
+            matrix[plan.compute] = fresh
+        batches = (embedding_batch(rows["id"].iloc[b : b + WRITE_CHUNK], matrix[b : b + WRITE_CHUNK],
+                                   rows["text_hash"].iloc[b : b + WRITE_CHUNK].tolist(), version)
+                   for b in range(0, len(rows), WRITE_CHUNK))
+        schema = embedding_batch(rows["id"].iloc[:0], np.zeros((0, dim)), [], version).schema
+        written = warehouse.write_shard(EMBEDDINGS_TABLE, shard, shards, schema, batches)
+        published = warehouse.publish_shards(EMBEDDINGS_TABLE, shards, embedding_casts(dim))
+        rate = len(plan.compute) / max(seconds, 1e-9)
+        context.log.info(f"shard {shard + 1}/{shards}: embedded {len(plan.compute):,} rows in {seconds:.1f}s "
+                         f"({rate:,.0f} rows/s); view {'published over all shards' if published else 'waits for the other shards'}")
+        return MaterializeResult(metadata={
+            "dagster/row_count": written,
+            **plan.summary,
+            "shard": f"{shard + 1} of {shards}",
+            "file": str(warehouse.shard_path(EMBEDDINGS_TABLE, shard, shards)),
+            "view_published": published,
+            "embedder": model.name,
+            "embedding_version": version,
+            "dim": dim,
+            "embed_seconds": MetadataValue.float(round(seconds, 3)),
+            "rows_per_second": MetadataValue.float(round(rate, 1)),
+            "dagster/column_schema": TableSchema(columns=[
+                TableColumn(name="id", type=str(rows["id"].dtype)),
+                TableColumn(name="text_hash", type="VARCHAR"),
+                TableColumn(name="embedding_version", type="VARCHAR"),
+                TableColumn(name="vector", type=f"FLOAT[{dim}]"),
+            ]),
+        })
+
+    return [embedding_model, embeddings]
+
+
+def _fitted_embedder(embedder: EmbedderResource, warehouse: Warehouse):
+    """(model, version): the LSA fitted by `embedding_model`, or the OpenAI-compatible client."""
+    model = embedder.build()
+    if embedder.kind != "lsa":
+        return model, model.name
+    blob = warehouse.load_model(model.name)
+    if blob is None:
+        raise RuntimeError(f"no fitted {model.name} embedder in {warehouse.database}: materialize `embedding_model` "
+                           "before the `embeddings` shards")
+    return pickle.loads(blob), _version(blob)  # noqa: S301 - our own pickle, from our own warehouse
+
+
+def _version(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()[:12]
