@@ -106,6 +106,9 @@ def _return_free_memory() -> None:
     """Give memory freed by the run back to the OS (glibc keeps it otherwise), so a process that ran a
     corpus-wide step does not sit on its peak while the shard workers run beside it."""
     gc.collect()
+    import pyarrow
+
+    pyarrow.default_memory_pool().release_unused()  # Arrow's jemalloc/mimalloc pool keeps freed pages too
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do

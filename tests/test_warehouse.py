@@ -73,6 +73,12 @@ def test_embeddings_round_trip_as_float32_matrix(tmp_path):
     np.testing.assert_array_equal(sub_ids, some)
     np.testing.assert_array_equal(sub, matrix[[list(ids).index(i) for i in some]])
 
+    blocks = list(wh.iter_embeddings("embeddings", batch_rows=300))
+    assert [len(b_ids) for b_ids, _ in blocks] == [300, 300, 300, 100]
+    streamed_ids = np.concatenate([b_ids for b_ids, _ in blocks])
+    streamed = np.concatenate([b for _, b in blocks])
+    np.testing.assert_array_equal(streamed[np.argsort(streamed_ids)], matrix[np.argsort(ids)])
+
 
 def _hold_lock(db, seconds: float) -> subprocess.Popen:
     script = f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep({seconds})"

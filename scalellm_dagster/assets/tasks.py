@@ -77,7 +77,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         matrix = None
         if task.sampling != "random":  # clustering and the student's uncertainty need every vector at once
             _, matrix = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=corpus_df["id"].to_numpy())
-        session = TeacherSession(task, teacher, warehouse, corpus_df, _for_simulation(warehouse, teacher, matrix),
+        session = TeacherSession(task, teacher, warehouse, corpus_df, _for_simulation(warehouse, teacher, matrix, shards),
                                  context.run.run_id, context.log.info)
         ids = corpus_df["id"].to_numpy()
         if task.sampling == "stratified-by-cluster":
@@ -308,7 +308,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         cascade_meta = {}
         cascade_budget = task.cascade_budget if shard is None else share_of_budget(task.cascade_budget, shard, shards)
         if cascade_budget > 0:
-            cascade_meta = _cascade(context, task, warehouse, teacher, out, chosen, X_train, y_train, cascade_budget)
+            cascade_meta = _cascade(context, task, warehouse, teacher, out, chosen, X_train, y_train, cascade_budget,
+                                   shards)
         out["model"] = chosen
         out = out[["id", "label", "source", "confidence", "student_label", "model", "text_hash",
                    "embedding_version", "model_version"]]
@@ -368,7 +369,7 @@ def _effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
 
 
 def _cascade(context, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource, out: pd.DataFrame,
-             chosen: str, X_train, y_train, budget: int) -> dict:
+             chosen: str, X_train, y_train, budget: int, shards: int = 0) -> dict:
     """Send the rows the student is least sure of back to the teacher, as far as the target needs and the
     cascade budget allows; updates `out` in place and returns metadata."""
     oof_conf, oof_correct = out_of_fold_confidence(chosen, X_train, y_train, task.cv_folds, task.seed)
@@ -383,7 +384,7 @@ def _cascade(context, task: TaskSpec, warehouse: Warehouse, teacher: TeacherReso
     asked = 0
     if len(pick):
         corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
-        session = TeacherSession(task, teacher, warehouse, corpus_df, _for_simulation(warehouse, teacher, None),
+        session = TeacherSession(task, teacher, warehouse, corpus_df, _for_simulation(warehouse, teacher, None, shards),
                                  context.run.run_id, context.log.info)
         answers = session.ask(out["id"].to_numpy()[pick])
         ok = answers["valid"].to_numpy()
@@ -404,11 +405,13 @@ def _cascade(context, task: TaskSpec, warehouse: Warehouse, teacher: TeacherReso
     }
 
 
-def _for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix):
+def _for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix, shards: int):
     """What the simulated teacher needs to err plausibly: the row-aligned matrix when one is in memory anyway,
-    otherwise blocks streamed from the warehouse (a million vectors never need to be loaded at once)."""
+    otherwise blocks streamed from the warehouse or the shard files (a million vectors are never loaded at once)."""
     if teacher.kind != "simulated" or matrix is not None:
         return matrix
+    if shards:
+        return lambda: warehouse.iter_shard_embeddings(EMBEDDINGS_TABLE, shards)
     return lambda: warehouse.iter_embeddings(EMBEDDINGS_TABLE)
 
 

@@ -192,13 +192,24 @@ class Warehouse(DuckDBResource):
                 ).to_arrow_table()
         return _ids_and_matrix(result)
 
-    def iter_embeddings(self, table: str = "embeddings", batch_rows: int = 131_072):
-        """(ids, float32 matrix) blocks in table order, streamed: only one block is in memory at a time.
-        The connection (and the file's lock) is held while the caller iterates."""
+    def iter_embeddings(self, table: str = "embeddings", batch_rows: int = 131_072, scan_memory: str = "512MB"):
+        """(ids, float32 matrix) blocks of a stored table, one rowid range at a time, so only a block (and at most
+        `scan_memory` of DuckDB's buffers) is in memory. The connection and its lock are held while iterating."""
         with self.get_connection() as conn:
-            reader = conn.sql(f"SELECT id, vector FROM {_quote(table)}").fetch_arrow_reader(batch_rows)
-            for batch in reader:
-                yield _ids_and_matrix(pa.Table.from_batches([batch]))
+            # A plain streaming scan keeps every block it read in DuckDB's buffer cache (up to memory_limit).
+            conn.execute(f"SET memory_limit = '{scan_memory}'")
+            end = conn.sql(f"SELECT coalesce(max(rowid) + 1, 0) FROM {_quote(table)}").fetchall()[0][0]
+            for start in range(0, end, batch_rows):
+                yield _ids_and_matrix(conn.sql(
+                    f"SELECT id, vector FROM {_quote(table)} WHERE rowid >= {start} AND rowid < {start + batch_rows}"
+                ).to_arrow_table())
+
+    def iter_shard_embeddings(self, table: str, shards: int):
+        """(ids, float32 matrix) per shard file, read without DuckDB (no lock held)."""
+        for shard in range(shards):
+            found = self.read_shard(table, shard, shards, columns=["id", "vector"])
+            if found is not None:
+                yield _ids_and_matrix(found)
 
     # ---- shards: one Parquet file per shard, published as one view -----------------------------------------
     # Parallel shard runs cannot all write the DuckDB file (one writer per file), so each writes its own file and
