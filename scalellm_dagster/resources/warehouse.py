@@ -82,20 +82,16 @@ class Warehouse(DuckDBResource):
         schema = table.split(".")[0] if "." in table else None
         with self.get_connection() as conn:
             conn.register("_incoming", data)
-            conn.execute("BEGIN TRANSACTION")
             try:
-                if schema:
-                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                if _kind(conn, table) == "VIEW":  # it was published from shards; an unsharded run replaces it
-                    conn.execute(f"DROP VIEW {_quote(table)}")
-                conn.execute(f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM _incoming")
-                rows = conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
-                for sql, params in also or []:
-                    conn.execute(sql, params)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                with _transaction(conn):
+                    if schema:
+                        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    if _kind(conn, table) == "VIEW":  # it was published from shards; an unsharded run replaces it
+                        conn.execute(f"DROP VIEW {_quote(table)}")
+                    conn.execute(f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM _incoming")
+                    rows = conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
+                    for sql, params in also or []:
+                        conn.execute(sql, params)
             finally:
                 conn.unregister("_incoming")
         return int(rows)
@@ -108,13 +104,8 @@ class Warehouse(DuckDBResource):
             return conn.execute(sql, params or []).df()
 
     def table_exists(self, table: str) -> bool:
-        schema, name = table.split(".") if "." in table else ("main", table)
         with self.get_connection() as conn:
-            found = conn.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                [schema, name],
-            ).fetchone()[0]
-        return bool(found)
+            return _kind(conn, table) is not None
 
     def row_count(self, table: str) -> int:
         with self.get_connection() as conn:
@@ -253,18 +244,13 @@ class Warehouse(DuckDBResource):
         files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
         schema = relation.split(".")[0] if "." in relation else None
         with self.get_connection() as conn:
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with _transaction(conn):
                 if schema:
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 if _kind(conn, relation) == "BASE TABLE":  # left by an unsharded run
                     conn.execute(f"DROP TABLE {_quote(relation)}")
                 conn.execute(f"CREATE OR REPLACE VIEW {_quote(relation)} AS "
                              f"SELECT {_select(casts)} FROM read_parquet({files})")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         return True
 
     # ---- teacher cache and ledger --------------------------------------------------------------------------
@@ -331,8 +317,7 @@ class Warehouse(DuckDBResource):
         answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
         ledger_df = pd.DataFrame(ledger, columns=list(LEDGER_COLUMNS))
         with self.get_connection() as conn:
-            conn.execute("BEGIN TRANSACTION")
-            try:
+            with _transaction(conn):
                 if len(answers_df):
                     conn.register("_answers", answers_df)
                     conn.execute(
@@ -346,11 +331,6 @@ class Warehouse(DuckDBResource):
                         SELECT ?, ?, ?, ?, ?, {", ".join(LEDGER_COLUMNS)}, ? FROM _ledger""",
                     [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"], now],
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
 
     def ledger_totals(self, task: str) -> dict:
         """Everything the teacher was paid for this task, across runs."""
@@ -389,6 +369,18 @@ def embedding_batch(ids, matrix: np.ndarray, text_hashes: list[str] | None = Non
 
 def _vector_cache_table(model: str) -> str:
     return f"{CACHE_SCHEMA}.vectors_{hashlib.sha256(model.encode()).hexdigest()[:12]}"
+
+
+@contextmanager
+def _transaction(conn: duckdb.DuckDBPyConnection):
+    """Everything in the block commits together or not at all (a failure or a kill rolls it back)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _kind(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
