@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 from dagster import (
+    AssetCheckExecutionContext,
     AssetExecutionContext,
     MaterializeResult,
     MetadataValue,
@@ -21,7 +22,7 @@ from dagster import (
     asset,
 )
 
-from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, _embed_with_cache, corpus
+from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, FOUNDATION, _embed_with_cache, corpus
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.core.sharding import shard_keys, shard_positions
 from scalellm_dagster.resources import EmbedderResource, Warehouse
@@ -35,6 +36,13 @@ def shard_partitions(shards: int) -> StaticPartitionsDefinition:
     return StaticPartitionsDefinition(shard_keys(shards))
 
 
+def shard_of_check_run(context: AssetCheckExecutionContext, shards: int) -> int | None:
+    """The shard a check's run materialized, or None: not sharded, or the check run on its own (whole relation)."""
+    if shards and context.op_execution_context.has_partition_key:
+        return int(context.op_execution_context.partition_key)
+    return None
+
+
 def embedding_casts(dim: int) -> dict[str, str]:
     return {"vector": f"FLOAT[{dim}]"}
 
@@ -43,11 +51,9 @@ def build_sharded_foundation(shards: int) -> list:
     partitions = shard_partitions(shards)
 
     @asset(
-        group_name="shared",
         deps=[corpus],
         kinds={"duckdb", "sklearn"},
-        owners=["team:scalellm"],
-        tags={"layer": "foundation"},
+        **FOUNDATION,
         description="The embedder every shard uses: LSA fitted once on (a sample of) the corpus and kept in the "
         "warehouse, so shards embed into one shared space; an OpenAI-compatible embedder has nothing to fit.",
     )
@@ -78,10 +84,8 @@ def build_sharded_foundation(shards: int) -> list:
         name="embeddings",
         partitions_def=partitions,
         deps=[embedding_model],
-        group_name="shared",
         kinds={"duckdb", "parquet", "sklearn"},
-        owners=["team:scalellm"],
-        tags={"layer": "foundation"},
+        **FOUNDATION,
         description=(
             f"One L2-normalised float32 vector per corpus row, in {shards} shards (a row's shard is a hash of its "
             "id). Each shard is a partition written to its own Parquet file; the warehouse's `embeddings` view "

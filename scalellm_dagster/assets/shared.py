@@ -41,12 +41,14 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
     )
 
 
+# What every asset of the shared foundation declares (the unsharded and the sharded embeddings alike).
+FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"layer": "foundation"}}
+
+
 @asset(
-    group_name="shared",
     deps=[corpus],
     kinds={"duckdb", "sklearn"},
-    owners=["team:scalellm"],
-    tags={"layer": "foundation"},
+    **FOUNDATION,
     description=(
         "One L2-normalised float32 vector per corpus row, stored as a FLOAT[d] array column with the hash of the "
         "text it came from. Built once and shared: every task depends on it, adding a task never recomputes it, "

@@ -266,20 +266,21 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         model = fit_student(chosen, X_train, y_train, seed=task.seed)
         train_seconds = time.perf_counter() - start
         shard = int(context.partition_key) if shards else None
+        table = task_table(task, "predictions")
         # A shard's run reads only its own files: the shard's vectors and its previous predictions.
-        vectors = embedding_source = predictions_source = None
-        if shard is not None:
+        if shard is None:
+            embedding_source = EMBEDDINGS_TABLE
+            predictions_source = table if warehouse.table_exists(table) else None
+        else:
             dim = int(warehouse.read_df(f"SELECT array_length(vector) AS d FROM {EMBEDDINGS_TABLE} LIMIT 1")["d"][0])
-            vectors = warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards, embedding_casts(dim))
-            embedding_source = vectors
-            if warehouse.shard_path(task_table(task, "predictions"), shard, shards).exists():
-                predictions_source = warehouse.shard_relation(task_table(task, "predictions"), shard, shards)
-        current = warehouse.read_df(f"SELECT id, text_hash, embedding_version FROM {embedding_source or EMBEDDINGS_TABLE}")
+            embedding_source = warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards, embedding_casts(dim))
+            predictions_source = (warehouse.shard_relation(table, shard, shards)
+                                  if warehouse.shard_path(table, shard, shards).exists() else None)
+        current = warehouse.read_df(f"SELECT id, text_hash, embedding_version FROM {embedding_source}")
         if shard is not None:
             context.log.info(f"shard {shard + 1}/{shards}: {len(current):,} rows")
         version = _model_version(chosen, sample, task)
-        reuse, compute = _reusable_predictions(warehouse, task, current, version, embedding_source,
-                                               predictions_source, sharded=shard is not None)
+        reuse, compute = _reusable_predictions(warehouse, current, version, embedding_source, predictions_source)
         context.log.info(f"predicting {len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
         out = current.assign(model_version=version, student_label=None, confidence=np.float32(np.nan))
         if len(reuse):
@@ -291,7 +292,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         method = "predict_proba"
         for begin in range(0, len(todo_ids), PREDICT_CHUNK):
             chunk_ids = todo_ids[begin : begin + PREDICT_CHUNK]
-            _, X_chunk = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=chunk_ids, relation_sql=vectors)
+            _, X_chunk = warehouse.read_embeddings(ids=chunk_ids, relation_sql=embedding_source)
             pred = predict_with_confidence(model, X_chunk)
             method = pred.method
             out.loc[compute[begin : begin + PREDICT_CHUNK], "student_label"] = pred.labels.astype(str)
@@ -313,7 +314,6 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         out["model"] = chosen
         out = out[["id", "label", "source", "confidence", "student_label", "model", "text_hash",
                    "embedding_version", "model_version"]]
-        table = task_table(task, "predictions")
         if shard is None:
             written = warehouse.write_table(table, out)
             shard_meta = {}
@@ -421,24 +421,17 @@ def _model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
     return hashlib.sha256(f"{chosen}|{task.seed}|".encode() + labels.tobytes()).hexdigest()[:12]
 
 
-def _reusable_predictions(warehouse: Warehouse, task: TaskSpec, current: pd.DataFrame, version: str,
-                          embedding_source: str | None = None, predictions_source: str | None = None,
-                          sharded: bool = False):
+def _reusable_predictions(warehouse: Warehouse, current: pd.DataFrame, version: str, embedding_source: str,
+                          predictions_source: str | None):
     """Stored student predictions still valid (same text, vectors and student), and positions to predict.
-    The sources default to the warehouse's tables; a shard passes its own files (none yet: nothing to reuse)."""
-    table = task_table(task, "predictions")
+    The sources are the warehouse's relations, or a shard's own files; no stored predictions: nothing to reuse."""
     empty = pd.DataFrame(columns=["student_label", "confidence"])
-    if sharded and predictions_source is None:
-        return empty, np.arange(len(current))
-    if predictions_source is None:
-        if not warehouse.table_exists(table):
-            return empty, np.arange(len(current))
-        predictions_source = table
-    if "model_version" not in warehouse.read_df(f"SELECT * FROM {predictions_source} LIMIT 0").columns:
+    if predictions_source is None or "model_version" not in warehouse.read_df(
+            f"SELECT * FROM {predictions_source} LIMIT 0").columns:
         return empty, np.arange(len(current))
     stored = warehouse.read_df(
         f"""SELECT p.id, p.student_label, p.confidence FROM {predictions_source} p
-            JOIN {embedding_source or EMBEDDINGS_TABLE} e
+            JOIN {embedding_source} e
             ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version
             WHERE p.model_version = ?""", [version]).set_index("id")
     stored = stored[stored.index.isin(current["id"])]  # rows that left the corpus (or the shard) are not reused

@@ -3,6 +3,7 @@
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
 
+from scalellm_dagster.assets.sharded import shard_of_check_run
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, corpus
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.core.sharding import shard_positions
@@ -75,8 +76,8 @@ def build_embeddings_check(shards: int = 0):
     def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
         scope = {}
-        if shards and context.op_execution_context.has_partition_key:
-            shard = int(context.op_execution_context.partition_key)
+        shard = shard_of_check_run(context, shards)
+        if shard is not None:
             # The raw file, not the typed view: a vector of the wrong size must fail here, not in a cast.
             frame = warehouse.vector_stats(relation_sql=warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards))
             corpus_ids = corpus_ids.iloc[shard_positions(corpus_ids, shard, shards)]

@@ -3,6 +3,7 @@
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
 from scalellm_dagster.assets.shared import CORPUS_TABLE
+from scalellm_dagster.assets.sharded import shard_of_check_run
 from scalellm_dagster.assets.tasks import task_asset_key, task_table
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.core.sharding import shard_positions
@@ -144,10 +145,8 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
                  + (" In a shard's run: that shard's file against the corpus rows of that shard." if shards else ""))
     def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         table = task_table(task, "predictions")
-        relation, shard = table, None
-        if shards and context.op_execution_context.has_partition_key:
-            shard = int(context.op_execution_context.partition_key)
-            relation = warehouse.shard_relation(table, shard, shards)
+        shard = shard_of_check_run(context, shards)
+        relation = table if shard is None else warehouse.shard_relation(table, shard, shards)
         df = warehouse.read_df(
             f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
                        CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
