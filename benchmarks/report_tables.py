@@ -1,6 +1,8 @@
 """Markdown tables for BENCHMARKS.md from the JSON reports of `scalellm bench`.
 
     .venv/bin/python benchmarks/report_tables.py benchmarks/results/*.json
+    .venv/bin/python benchmarks/report_tables.py --embedders benchmarks/results/{tweet_eval_offensive,banking77,ag_news}.json
+        (each LSA report beside its `_minilm` twin: accuracy by budget, embedding time)
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ def main(paths: list[str]) -> None:
     for path in paths:
         r = json.loads(Path(path).read_text())
         t, b = r["teacher"], r["baseline"]
-        print(f"### {Path(path).stem}: {r['rows']:,} rows, {r['classes']} classes, eval rows: {r['eval_rows']}\n")
+        grown = (f" (its {r['resampled_from_rows']:,} rows drawn again with replacement, copies made distinct)"
+                 if r.get("resampled_from_rows") else "")
+        print(f"### {Path(path).stem}: {r['rows']:,} rows{grown}, {r['classes']} classes, "
+              f"eval rows: {r['eval_rows']}\n")
         print(f"Embedder {r['embedder']} ({r['embed_seconds']:.1f} s). Teacher `simulated`: accuracy vs gold "
               f"{t['accuracy_vs_gold']:.3f}, {t['latency_ms']:.0f} ms per request, concurrency {t['concurrency']}. "
               f"Baseline (the teacher on every row, one row per request): {b['teacher_calls']:,} calls, "
@@ -37,5 +42,22 @@ def main(paths: list[str]) -> None:
               "probes).\n")
 
 
+def embedders(paths: list[str]) -> None:
+    print("| dataset | embedder | embed s | texts/s | " + " | ".join(f"acc. vs gold @ budget {i}" for i in range(1, 5))
+          + " | teacher on every row |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for path in paths:
+        lsa = Path(path)
+        for report_path in (lsa, lsa.with_name(f"{lsa.stem}_minilm.json")):
+            r = json.loads(report_path.read_text())
+            runs = " | ".join(f"{run['accuracy_vs_gold']:.3f} @ {run['budget']:,} ({run['teacher_calls_fraction']:.0%})"
+                              for run in r["runs"])
+            print(f"| {lsa.stem} | {r['embedder']} | {r['embed_seconds']:.1f} | {r['rows'] / r['embed_seconds']:,.0f} "
+                  f"| {runs} | {r['baseline']['accuracy_vs_gold']:.3f} |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--embedders"]:
+        embedders(sys.argv[2:])
+    else:
+        main(sys.argv[1:])

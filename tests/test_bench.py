@@ -38,3 +38,28 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
 def test_bench_names_a_missing_column(tmp_path):
     with pytest.raises(SystemExit, match="column 'gold' not in"):
         main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "gold", "--out", str(tmp_path / "r.json")])
+
+
+def test_resampling_grows_the_corpus_with_distinct_texts_and_keeps_eval_rows_unseen(tmp_path):
+    from scalellm_dagster.bench import resample
+    import pandas as pd
+
+    df = pd.DataFrame({"id": [10, 11, 12], "text": ["a", "b", "c"], "label": ["x", "y", "x"],
+                       "split": ["train", "train", "test"]})
+    big = resample(df, 1000, seed=0)
+    assert len(big) == 1000 and big["id"].is_unique and big["text"].is_unique
+    assert big.iloc[:3]["text"].tolist() == ["a", "b", "c"]  # every original once, unchanged
+    origin = big["text"].str.split(" ").str[0]
+    assert (big["label"] == origin.map({"a": "x", "b": "y", "c": "x"})).all()
+    assert (big["split"] == origin.map({"a": "train", "b": "train", "c": "test"})).all()
+    assert 250 < (big["split"] == "test").sum() < 420
+
+
+def test_bench_at_a_resampled_scale_reports_the_source_rows(tmp_path):
+    out = tmp_path / "report.json"
+    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "500",
+                 "--resample-to", "3000", "--budgets", "60", "--teacher-latency-ms", "0", "--baseline-sample", "40",
+                 "--candidates", "ridge", "--dim", "32", "--probe-rows", "3000", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == 3000 and report["resampled_from_rows"] == 500
+    assert report["baseline"]["teacher_calls"] == 3000 and report["runs"][0]["teacher_calls"] == 60

@@ -98,6 +98,20 @@ def test_selection_prefers_accuracy_then_speed_among_ties():
         choose_student(scores, "accuracy_under_latency", min_rows_per_second=1e6)
 
 
+def test_selection_ignores_timing_jitter_between_equally_fast_ties():
+    # ridge and logistic regression tie on accuracy and predict at similar speeds; which one measured faster
+    # changes from run to run, the pick must not.
+    for ridge_speed, logreg_speed in [(900_000, 700_000), (700_000, 900_000)]:
+        scores = _scores([
+            ("ridge", 400, 0.715, ridge_speed, "ok", None),
+            ("logistic_regression", 400, 0.710, logreg_speed, "ok", None),
+            ("random_forest", 400, 0.712, 60_000, "ok", None),
+        ])
+        choice = choose_student(scores)
+        assert choice.candidate == "ridge"
+        assert "within 10x of the fastest" in choice.reason
+
+
 def test_selection_fails_clearly_when_every_candidate_failed():
     scores = _scores([("a", 10, np.nan, np.nan, "failed", "ValueError: only one class")])
     with pytest.raises(NoViableStudentError, match="every student candidate failed: a@10: ValueError"):

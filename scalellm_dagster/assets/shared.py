@@ -59,11 +59,13 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
     rows = warehouse.read_df(f"SELECT id, text FROM {CORPUS_TABLE}")
     rows["text_hash"] = rows["text"].map(text_hash)
     model = embedder.build()
-    if embedder.kind == "lsa" and not embedder.refit:
-        blob = warehouse.load_model(model.name)
+    current = model.name  # the version of the vectors this model makes; a fitted LSA's is its pickle's hash
+    if embedder.kind == "lsa":
+        blob = None if embedder.refit else warehouse.load_model(model.name)
         model = pickle.loads(blob) if blob else model  # noqa: S301 - our own pickle, from our own warehouse
-    # Rows whose id and text are unchanged keep their vector; an unfitted LSA must see the whole corpus.
-    stored = warehouse.embedding_state(EMBEDDINGS_TABLE) if model.fitted and not embedder.refit else None
+        current = hashlib.sha256(blob).hexdigest()[:12] if blob else None
+    # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
+    stored = warehouse.embedding_state(EMBEDDINGS_TABLE, current) if current and not embedder.refit else None
     plan = plan_refresh(rows, stored)
     context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
                      f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")

