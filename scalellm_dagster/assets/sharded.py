@@ -6,7 +6,6 @@ Parquet file (DuckDB allows one writing process per file); the warehouse exposes
 which every task reads exactly as it reads the unsharded table.
 """
 
-import hashlib
 import pickle
 import time
 
@@ -22,7 +21,15 @@ from dagster import (
     asset,
 )
 
-from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, FOUNDATION, _embed_with_cache, corpus
+from scalellm_dagster.assets.shared import (
+    CORPUS_TABLE,
+    EMBEDDINGS_TABLE,
+    FOUNDATION,
+    _embed_with_cache,
+    corpus,
+    embedding_version,
+    stored_embedder,
+)
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.core.sharding import shard_keys, shard_positions
 from scalellm_dagster.resources import EmbedderResource, Warehouse
@@ -55,26 +62,22 @@ def build_sharded_foundation(shards: int) -> list:
         kinds={"duckdb", "sklearn"},
         **FOUNDATION,
         description="The embedder every shard uses: LSA fitted once on (a sample of) the corpus and kept in the "
-        "warehouse, so shards embed into one shared space; an OpenAI-compatible embedder has nothing to fit.",
+        "warehouse, so shards embed into one shared space; a fit-free embedder (minilm, openai) has nothing to fit.",
     )
     def embedding_model(context: AssetExecutionContext, embedder: EmbedderResource,
                         warehouse: Warehouse) -> MaterializeResult:
-        model = embedder.build()
-        reused = False
-        if embedder.kind == "lsa":
-            blob = None if embedder.refit else warehouse.load_model(model.name)
-            if blob:
-                reused = True
-                model = pickle.loads(blob)  # noqa: S301 - our own pickle, from our own warehouse
-            else:
-                model.fit(warehouse.read_df(f"SELECT text FROM {CORPUS_TABLE}")["text"].tolist(),
-                          log=context.log.info)
-                blob = pickle.dumps(model)
-                warehouse.save_model(model.name, blob)
+        refit = embedder.refit and embedder.kind == "lsa"  # only LSA has a fit; the others have nothing to redo
+        model, version = (embedder.build(), None) if refit else stored_embedder(embedder, warehouse)
+        reused = embedder.kind == "lsa" and version is not None
+        if version is None:  # an LSA to fit
+            model.fit(warehouse.read_df(f"SELECT text FROM {CORPUS_TABLE}")["text"].tolist(), log=context.log.info)
+            blob = pickle.dumps(model)
+            warehouse.save_model(model.name, blob)
+            version = embedding_version(blob)
         context.log.info(f"embedder {model.name}: {'reused the fitted model' if reused else 'ready'}")
         return MaterializeResult(metadata={
             "embedder": model.name,
-            "embedding_version": _version(blob) if embedder.kind == "lsa" else model.name,
+            "embedding_version": version,
             "dim": int(model.dim) if model.dim else "taken from the first answer",
             "reused_fitted_model": reused,
             "shards": shards,
@@ -99,7 +102,10 @@ def build_sharded_foundation(shards: int) -> list:
         rows = warehouse.read_df(f"SELECT c.id, c.text FROM {CORPUS_TABLE} c SEMI JOIN _ids USING (id) ORDER BY c.id",
                                  ids=ids.to_numpy())
         rows["text_hash"] = rows["text"].map(text_hash)
-        model, version = _fitted_embedder(embedder, warehouse)
+        model, version = stored_embedder(embedder, warehouse)
+        if version is None:
+            raise RuntimeError(f"no fitted {model.name} embedder in {warehouse.database}: materialize "
+                               "`embedding_model` before the `embeddings` shards")
         stored = warehouse.read_shard(EMBEDDINGS_TABLE, shard, shards)
         if stored is not None and not (len(stored) and set(stored.column("embedding_version").to_pylist()) == {version}):
             stored = None  # vectors from another model are not comparable: the whole shard is recomputed
@@ -154,18 +160,3 @@ def build_sharded_foundation(shards: int) -> list:
 
     return [embedding_model, embeddings]
 
-
-def _fitted_embedder(embedder: EmbedderResource, warehouse: Warehouse):
-    """(model, version): the LSA fitted by `embedding_model`, or the OpenAI-compatible client."""
-    model = embedder.build()
-    if embedder.kind != "lsa":
-        return model, model.name
-    blob = warehouse.load_model(model.name)
-    if blob is None:
-        raise RuntimeError(f"no fitted {model.name} embedder in {warehouse.database}: materialize `embedding_model` "
-                           "before the `embeddings` shards")
-    return pickle.loads(blob), _version(blob)  # noqa: S301 - our own pickle, from our own warehouse
-
-
-def _version(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()[:12]

@@ -58,14 +58,9 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
 def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse) -> MaterializeResult:
     rows = warehouse.read_df(f"SELECT id, text FROM {CORPUS_TABLE}")
     rows["text_hash"] = rows["text"].map(text_hash)
-    model = embedder.build()
-    current = model.name  # the version of the vectors this model makes; a fitted LSA's is its pickle's hash
-    if embedder.kind == "lsa":
-        blob = None if embedder.refit else warehouse.load_model(model.name)
-        model = pickle.loads(blob) if blob else model  # noqa: S301 - our own pickle, from our own warehouse
-        current = hashlib.sha256(blob).hexdigest()[:12] if blob else None
+    model, current = (embedder.build(), None) if embedder.refit else stored_embedder(embedder, warehouse)
     # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
-    stored = warehouse.embedding_state(EMBEDDINGS_TABLE, current) if current and not embedder.refit else None
+    stored = warehouse.embedding_state(EMBEDDINGS_TABLE, current) if current else None
     plan = plan_refresh(rows, stored)
     context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
                      f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
@@ -76,7 +71,7 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
         if not model.fitted:
             model.fit(rows["text"].tolist(), log=context.log.info)
         blob = pickle.dumps(model)
-        version = hashlib.sha256(blob).hexdigest()[:12]
+        version = embedding_version(blob)
         dim = model.dim
         written = warehouse.write_embedding_batches(
             EMBEDDINGS_TABLE, embedding_batch(rows["id"].iloc[:1], np.zeros((1, dim)), ["x"], version).schema,
@@ -101,7 +96,7 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
             matrix = fresh
         blob = pickle.dumps(model) if embedder.kind == "lsa" else None
         # Vectors from one fitted model share a version; predictions made on other vectors are not reused.
-        version = hashlib.sha256(blob).hexdigest()[:12] if blob else model.name
+        version = embedding_version(blob) if blob else model.name
         dim = int(model.dim or matrix.shape[1])  # an all-cached openai run declares the cached vectors' size
         written = warehouse.write_embeddings(
             EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix, rows["text_hash"].tolist(),
@@ -128,6 +123,23 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
             ),
         }
     )
+
+
+def embedding_version(blob: bytes) -> str:
+    """The version of the vectors a fitted LSA makes: the hash of its pickle (a fit-free model's is its name)."""
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def stored_embedder(embedder: EmbedderResource, warehouse: Warehouse):
+    """(model, version of the vectors it makes): LSA as fitted and kept in the warehouse, or unfitted with version
+    None when none is kept; a fit-free model (minilm, openai) with its name as version."""
+    model = embedder.build()
+    if embedder.kind != "lsa":
+        return model, model.name
+    blob = warehouse.load_model(model.name)
+    if blob is None:
+        return model, None
+    return pickle.loads(blob), embedding_version(blob)  # noqa: S301 - our own pickle, from our own warehouse
 
 
 def _lsa_batches(model, rows, version: str, log, chunk: int = 50_000):
