@@ -34,13 +34,12 @@ def job(server, warehouse, rows, concurrency, batch_size):
     teacher = OpenAIChatTeacher(task, make_client(server.base_url, "bench", 30, 4), "bench-model", 0.15, 0.60)
     key = {"provider": teacher.provider, "model": teacher.model, "prompt_version": teacher.prompt_version,
            "task": task.name, "run_id": f"bench-c{concurrency}"}
-    warehouse.ensure_cache_tables()
+    cache = warehouse.answer_cache(key)
     before = len(server.chat_requests())
     start = time.perf_counter()
     out, stats = label_with_cache(
         teacher, rows,
-        lookup=lambda h: warehouse.cached_answers(key["provider"], key["model"], key["prompt_version"], h),
-        store=lambda a, ledger: warehouse.store_answers(key, a, ledger),
+        lookup=cache.lookup, store=cache.store,
         batch_size=batch_size, concurrency=concurrency)
     wall = time.perf_counter() - start
     requests = len(server.chat_requests()) - before

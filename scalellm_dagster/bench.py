@@ -1,5 +1,6 @@
-"""`scalellm bench`: the ScaleLLM engine end to end on a labelled file, timed against asking the teacher about
-every row. Framework-free: the same engine functions the Dagster assets call, without Dagster around them.
+"""`scalellm bench`: the ScaleLLM flow end to end on a labelled file, timed against asking the teacher about
+every row. Framework-free: the same flow steps the Dagster assets call (`scalellm_dagster.flow`), with an
+in-memory answer cache instead of the warehouse and timing around each step.
 
 The teacher is the `simulated` one (a stand-in for an LLM with a given accuracy and latency, answering from the
 label column). Accuracy is measured on evaluation rows the teacher never saw.
@@ -12,25 +13,28 @@ import json
 import resource
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scalellm_dagster.core.cascade import Calibrator, plan_cascade
-from scalellm_dagster.core.sampling import cluster_stratified_sample, random_sample, uncertainty_sample
-from scalellm_dagster.core.selection import choose_student
-from scalellm_dagster.core.students import (
-    DEFAULT_CANDIDATES,
-    default_sample_sizes,
-    evaluate_candidates,
-    fit_student,
-    out_of_fold_confidence,
-    predict_with_confidence,
+from scalellm_dagster.core.report import TeacherSpend
+from scalellm_dagster.core.sampling import random_sample
+from scalellm_dagster.core.students import DEFAULT_CANDIDATES, fit_student, predict_with_confidence
+from scalellm_dagster.flow import (
+    LabelledSample,
+    MemoryCache,
+    TeacherSession,
+    evaluate_students,
+    final_labels,
+    label_sample,
+    predict_rows,
+    run_cascade,
+    select_student,
+    train_student,
 )
-from scalellm_dagster.tasks_config import parse_task
-from scalellm_dagster.teachers.base import Answer
-from scalellm_dagster.teachers.runner import label_with_cache
+from scalellm_dagster.tasks_config import TaskSpec, parse_task
 from scalellm_dagster.teachers.simulated import SimulatedTeacher
 
 
@@ -71,8 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     df = _load(args)
     labels = sorted(df["label"].unique())
-    task = parse_task({"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10,
-                       "gold_column": "label"})
+    task = bench_task(args, labels)
     is_eval = (df["split"] == args.eval_split).to_numpy() if args.eval_split else np.zeros(len(df), bool)
     gold = df["label"].to_numpy()
 
@@ -92,8 +95,8 @@ def run(args: argparse.Namespace) -> dict:
 
     runs = []
     for budget in [int(b) for b in args.budgets.split(",") if b]:
-        runs.append(_one_run(args, budget, df, X, gold, is_eval, teacher(args.teacher_latency_ms), teacher_says,
-                             embed_seconds, baseline["seconds"]))
+        runs.append(_one_run(args, replace(task, budget=budget), df, X, gold, is_eval,
+                             teacher(args.teacher_latency_ms), teacher_says, embed_seconds, baseline["seconds"]).summary)
         print(f"budget {budget}: {runs[-1]['chosen_model']} acc vs gold {runs[-1]['accuracy_vs_gold']:.4f}, "
               f"speedup {runs[-1]['speedup_vs_baseline']:.1f}x", flush=True)
 
@@ -121,6 +124,15 @@ def run(args: argparse.Namespace) -> dict:
     if args.plot:
         _plots(report, Path(args.out))
     return report
+
+
+def bench_task(args, labels: list[str]) -> TaskSpec:
+    """The task the benchmark runs the flow with: the file's labels, the command's sampling, candidates and
+    cascade settings, everything else at the tasks file's defaults (as a task in tasks.yaml would have)."""
+    return parse_task({"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10,
+                       "gold_column": "label", "sampling": args.sampling, "seed": args.seed,
+                       "candidates": args.candidates.split(","), "cascade_budget": args.cascade_budget,
+                       "cascade_target_agreement": args.cascade_target})
 
 
 def _embedder(args):
@@ -174,25 +186,13 @@ def resample(df: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return out
 
 
-def _memory_cache():
-    store: dict[str, Answer] = {}
-
-    def lookup(hashes):
-        return {h: store[h] for h in hashes if h in store}
-
-    def save(answered, _ledger):
-        store.update({a["text_hash"]: Answer(a["label"], a["raw_answer"]) for a in answered})
-
-    return lookup, save
-
-
 def _baseline(args, df, teacher, teacher_says, gold, is_eval) -> dict:
     """The same teacher asked about every row, one row per request, at the same latency and concurrency."""
     measured = len(df) if args.baseline_sample <= 0 else min(args.baseline_sample, len(df))
-    rows = df.iloc[:measured][["id", "text"]]
-    lookup, save = _memory_cache()
+    session = TeacherSession(teacher, MemoryCache(), df.set_index("id")["text"], batch_size=1,
+                             concurrency=args.teacher_concurrency)
     start = time.perf_counter()
-    label_with_cache(teacher, rows, lookup, save, batch_size=1, concurrency=args.teacher_concurrency)
+    session.ask(df["id"].to_numpy()[:measured])
     seconds = time.perf_counter() - start
     scope = is_eval if is_eval.any() else np.ones(len(df), bool)
     return {
@@ -204,75 +204,79 @@ def _baseline(args, df, teacher, teacher_says, gold, is_eval) -> dict:
     }
 
 
-def _one_run(args, budget, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds) -> dict:
-    pool = np.flatnonzero(~is_eval)
+@dataclass
+class BenchRun:
+    """One budget's run of the flow: the summary the report keeps, and what the flow produced."""
+
+    summary: dict
+    sample: LabelledSample
+    choice: str
+    labels: np.ndarray  # final label per row (teacher's where it answered, the student's elsewhere)
+    student_labels: np.ndarray
+
+
+def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: np.ndarray, batch_size: int,
+             concurrency: int) -> tuple[BenchRun, dict]:
+    """The assets' steps, in memory: sample and label, evaluate candidates, select, predict, cascade.
+    Returns the run and its step timings (seconds)."""
     ids = df["id"].to_numpy()
-    lookup, save = _memory_cache()
-    answers: dict = {}
-
-    def ask(chosen_ids):
-        rows = df.set_index("id").loc[chosen_ids, ["text"]].reset_index()
-        out, stats = label_with_cache(teacher, rows, lookup, save, batch_size=args.teacher_batch_size,
-                                      concurrency=args.teacher_concurrency)
-        answers.update(zip(out["id"], out["teacher_label"]))
-        return out["teacher_label"].tolist()
-
+    pool = np.flatnonzero(~is_eval)
+    session = TeacherSession(teacher, MemoryCache(), df.set_index("id")["text"], batch_size, concurrency)
     start = time.perf_counter()
-    if args.sampling == "uncertainty":
-        chosen = uncertainty_sample(ids[pool], X[pool], budget, ask, seed=args.seed)
-    else:
-        chosen = (cluster_stratified_sample(ids[pool], X[pool], budget, args.seed)
-                  if args.sampling == "stratified-by-cluster" else random_sample(ids[pool], budget, args.seed))
-        ask(chosen)
+    labelled = label_sample(ids[pool], None if task.sampling == "random" else X[pool], task, task.budget, session)
     seconds_teacher = time.perf_counter() - start
 
     position = pd.Series(np.arange(len(df)), index=ids)
-    chosen_pos = position[chosen].to_numpy()
-    y = np.array([answers[i] for i in chosen], dtype=object)
-    ok = np.array([v is not None for v in y])
+    valid = labelled.valid
+    train_pos = position[valid["id"]].to_numpy()
+    X_train, y_train = X[train_pos], valid["teacher_label"].to_numpy()
     start = time.perf_counter()
-    scores = evaluate_candidates(X[chosen_pos][ok], y[ok], args.candidates.split(","),
-                                 default_sample_sizes(int(ok.sum())), cv_folds=5, seed=args.seed)
-    choice = choose_student(scores)
-    model = fit_student(choice.candidate, X[chosen_pos][ok], y[ok], args.seed)
+    candidates = evaluate_students(X_train, y_train, task)
+    stats = session.stats
+    spend = TeacherSpend(stats.rows - stats.unanswered, stats.requests, stats.request_seconds, stats.cost_usd,
+                         stats.prompt_tokens, stats.completion_tokens, stats.tokens_estimated, concurrency)
+    selection = select_student(candidates.scores, X_train, y_train, task, len(df), spend)
+    student = train_student(selection.choice.candidate, X_train, y_train, task.seed)
     seconds_train = time.perf_counter() - start
 
-    start = time.perf_counter()
-    pred = predict_with_confidence(model, X)
-    seconds_predict = time.perf_counter() - start
-    final = pred.labels.astype(object)
-    final[chosen_pos[ok]] = y[ok]
+    predicted = predict_rows(student, [X], len(X))
+    final, source = final_labels(ids, predicted.labels, valid.set_index("id")["teacher_label"])
     cascade_calls = 0
-    if args.cascade_budget:
-        oof_conf, oof_correct = out_of_fold_confidence(choice.candidate, X[chosen_pos][ok], y[ok], 5, args.seed)
-        agreement = Calibrator(oof_conf, oof_correct)(pred.confidence)
-        student = np.ones(len(df), bool)
-        student[chosen_pos] = False
-        plan = plan_cascade(agreement[student], args.cascade_target, args.cascade_budget / max(student.sum(), 1))
-        pick = np.flatnonzero(student & (agreement <= plan.threshold))
-        pick = pick[np.argsort(agreement[pick], kind="stable")][: args.cascade_budget]
+    if task.cascade_budget:
         start = time.perf_counter()
-        final[pick] = ask(ids[pick])
+        outcome = run_cascade(student.name, X_train, y_train, predicted.confidence, source == "student", ids, task,
+                              task.cascade_budget, lambda: session)
+        final[outcome.answered] = outcome.labels
         seconds_teacher += time.perf_counter() - start
-        cascade_calls = len(pick)
+        cascade_calls = len(outcome.asked)
+    timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
+               "cascade_calls": cascade_calls}
+    return BenchRun({}, labelled, student.name, final, predicted.labels), timings
+
+
+def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds) -> BenchRun:
+    run, t = run_flow(task, df, X, teacher, is_eval, args.teacher_batch_size, args.teacher_concurrency)
+    chosen_pos = pd.Series(np.arange(len(df)), index=df["id"].to_numpy())[run.sample.ids].to_numpy()
     # accuracy on rows the teacher never saw: the eval split, or every row outside the sample
     unseen = is_eval.copy() if is_eval.any() else np.ones(len(df), bool)
     unseen[chosen_pos] = False
-    total = embed_seconds + seconds_teacher + seconds_train + seconds_predict
-    return {
-        "budget": budget,
-        "teacher_calls": len(chosen) + cascade_calls,
-        "teacher_calls_fraction": round((len(chosen) + cascade_calls) / len(df), 4),
-        "chosen_model": choice.candidate,
-        "accuracy_vs_gold": round(float((final[unseen] == gold[unseen]).mean()), 4),
-        "agreement_with_teacher": round(float((final[unseen] == teacher_says[unseen]).mean()), 4),
+    total = embed_seconds + t["teacher"] + t["train"] + t["predict"]
+    calls = len(run.sample.ids) + t["cascade_calls"]
+    run.summary = {
+        "budget": task.budget,
+        "teacher_calls": calls,
+        "teacher_calls_fraction": round(calls / len(df), 4),
+        "chosen_model": run.choice,
+        "accuracy_vs_gold": round(float((run.labels[unseen] == gold[unseen]).mean()), 4),
+        "agreement_with_teacher": round(float((run.labels[unseen] == teacher_says[unseen]).mean()), 4),
         "seconds_total": round(total, 3),
-        "seconds_teacher": round(seconds_teacher, 3),
-        "seconds_train": round(seconds_train, 3),
-        "seconds_predict": round(seconds_predict, 3),
+        "seconds_teacher": round(t["teacher"], 3),
+        "seconds_train": round(t["train"], 3),
+        "seconds_predict": round(t["predict"], 3),
         "speedup_vs_baseline": round(baseline_seconds / total, 2),
         "speedup_excluding_embedding": round(baseline_seconds / (total - embed_seconds), 2),
     }
+    return run
 
 
 def _inference_rate(X, gold, runs, seed, teacher_says, rows: int = 1_000_000) -> dict:

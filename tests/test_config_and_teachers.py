@@ -97,7 +97,7 @@ def test_simulated_teacher_errs_towards_the_nearest_other_class_deterministicall
 
 
 def test_dry_run_estimate_scales_with_rows_and_requests():
-    from scalellm_dagster.core.estimate import estimate_vs_baseline
+    from scalellm_dagster.teachers.estimate import estimate_vs_baseline
 
     task = parse_task({**BASE, "budget": 100})
     texts = ["a short message about my card"] * 50

@@ -33,7 +33,8 @@ from scalellm_dagster.assets.shared import (
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.core.sharding import shard_keys, shard_positions
 from scalellm_dagster.resources import EmbedderResource, Warehouse
-from scalellm_dagster.resources.warehouse import _ids_and_matrix, embedding_batch
+from scalellm_dagster.resources.duckdb_sql import ids_and_matrix
+from scalellm_dagster.resources.warehouse_tables import embedding_batch
 from scalellm_dagster.teachers.runner import text_hash
 
 WRITE_CHUNK = 50_000
@@ -122,7 +123,7 @@ def build_sharded_foundation(shards: int) -> list:
         dim = int(model.dim or (fresh.shape[1] if fresh is not None and fresh.size else 0))
         matrix = np.empty((len(rows), dim), dtype=np.float32)
         if len(plan.reuse):
-            kept_ids, kept = _ids_and_matrix(stored.select(["id", "vector"]))
+            kept_ids, kept = ids_and_matrix(stored.select(["id", "vector"]))
             position = {i: p for p, i in enumerate(kept_ids.tolist())}
             matrix[plan.reuse] = kept[[position[i] for i in rows["id"].to_numpy()[plan.reuse].tolist()]]
         if len(plan.compute):

@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Tab
 from scalellm_dagster.assets.metadata import column_schema, preview
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
-from scalellm_dagster.resources.warehouse import embedding_batch
+from scalellm_dagster.resources.warehouse_tables import embedding_batch
 from scalellm_dagster.teachers.runner import text_hash
 
 CORPUS_TABLE = "corpus"

@@ -1,13 +1,14 @@
-"""A dry-run estimate of what the teacher will cost, before any request: ours vs asking about every row."""
+"""A dry-run estimate of what the teacher will cost, before any request: ours vs asking about every row.
+
+Plain arithmetic over prompt sizes: the caller measures its own prompts (`teachers.estimate` does for the
+project's prompt), so this floor depends on nothing above it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-
-from scalellm_dagster.tasks_config import TaskSpec
-from scalellm_dagster.teachers.prompts import system_prompt, user_prompt
 
 CHARS_PER_TOKEN = 4  # a rough rule for English text with OpenAI tokenizers; estimates say "estimated"
 
@@ -26,36 +27,33 @@ class Estimate:
         return self.__dict__.copy()
 
 
-def estimate_labelling(
-    task: TaskSpec,
-    texts: list[str],
-    rows: int,
-    batch_size: int,
-    concurrency: int,
-    seconds_per_request: float,
-    price_in_per_mtok: float,
-    price_out_per_mtok: float,
-    label: str,
-) -> Estimate:
-    """Tokens from the real prompt built over a sample of `texts`, scaled to `rows`; time at `concurrency`."""
-    sample = texts[: max(1, min(len(texts), 200))]
-    system_tokens = len(system_prompt(task)) / CHARS_PER_TOKEN
-    row_tokens = np.mean([len(user_prompt([("123456", t)])) for t in sample]) / CHARS_PER_TOKEN
-    answer_tokens = (np.mean([len(lab) for lab in task.labels]) + 24) / CHARS_PER_TOKEN
+@dataclass(frozen=True)
+class PromptSizes:
+    """Characters sent once per request (instructions, labels), per row (its text), and answered per row."""
+
+    per_request_chars: float
+    per_row_chars: float
+    answer_chars_per_row: float
+
+
+def estimate_labelling(sizes: PromptSizes, rows: int, batch_size: int, concurrency: int,
+                       seconds_per_request: float, price_in_per_mtok: float, price_out_per_mtok: float,
+                       label: str) -> Estimate:
+    """Tokens for `rows` rows in requests of `batch_size`; time at `concurrency`."""
     requests = int(np.ceil(rows / batch_size))
-    prompt_tokens = int(requests * system_tokens + rows * row_tokens)
-    completion_tokens = int(rows * answer_tokens)
+    prompt_tokens = int((requests * sizes.per_request_chars + rows * sizes.per_row_chars) / CHARS_PER_TOKEN)
+    completion_tokens = int(rows * sizes.answer_chars_per_row / CHARS_PER_TOKEN)
     cost = (prompt_tokens * price_in_per_mtok + completion_tokens * price_out_per_mtok) / 1e6
     seconds = float(np.ceil(requests / max(concurrency, 1)) * seconds_per_request)
     return Estimate(label, rows, requests, prompt_tokens, completion_tokens, cost, seconds)
 
 
-def estimate_vs_baseline(task: TaskSpec, texts: list[str], corpus_rows: int, batch_size: int, concurrency: int,
+def estimate_vs_baseline(sizes: PromptSizes, budget: int, corpus_rows: int, batch_size: int, concurrency: int,
                          seconds_per_request: float, price_in: float, price_out: float) -> list[Estimate]:
     common = dict(concurrency=concurrency, seconds_per_request=seconds_per_request,
                   price_in_per_mtok=price_in, price_out_per_mtok=price_out)
     return [
-        estimate_labelling(task, texts, min(task.budget, corpus_rows), batch_size,
+        estimate_labelling(sizes, min(budget, corpus_rows), batch_size,
                            label=f"ScaleLLM sample ({batch_size} rows/request)", **common),
-        estimate_labelling(task, texts, corpus_rows, 1, label="row-by-row baseline (1 row/request)", **common),
+        estimate_labelling(sizes, corpus_rows, 1, label="row-by-row baseline (1 row/request)", **common),
     ]

@@ -8,7 +8,7 @@ import pandas as pd
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from scalellm_dagster.core.estimate import estimate_vs_baseline
+from scalellm_dagster.teachers.estimate import estimate_vs_baseline
 from scalellm_dagster.resources.openai_client import make_client
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher

@@ -1,0 +1,126 @@
+"""What a task's assets read from and keep in the warehouse, beyond plain tables: the valid sample, the
+teacher's spend from the ledger, the budget to use, and which stored predictions are still valid."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE
+from scalellm_dagster.assets.sharded import embedding_casts
+from scalellm_dagster.core.report import TeacherSpend
+from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.settings import default_data_dir
+from scalellm_dagster.tasks_config import TaskSpec
+
+PREDICT_CHUNK = 200_000
+
+
+def task_table(task: TaskSpec, name: str) -> str:
+    return f"{task.name}.{name}"
+
+
+def reports_dir(warehouse: Warehouse) -> Path:
+    """Plots go beside the warehouse file, so each warehouse (a test's, a user's) keeps its own."""
+    base = default_data_dir() if warehouse.database == ":memory:" else Path(warehouse.database).parent
+    return base / "reports"
+
+
+def effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
+    """The task's budget, or the last report's advice when the task follows it (capped by max_budget)."""
+    if not task.follow_budget_advice:
+        return task.budget, "task budget"
+    table = task_table(task, "model_selection_report")
+    if not warehouse.table_exists(table):
+        return task.budget, "task budget (no report yet to take advice from)"
+    advice = warehouse.read_df(f"SELECT max(recommended_budget) AS n FROM {table}")["n"].iloc[0]
+    if pd.isna(advice):
+        return task.budget, "task budget (the last report gave no advice)"
+    cap = task.max_budget or task.budget
+    return int(min(max(advice, 2), cap)), f"advice of the last report ({int(advice):,}), capped at {cap:,}"
+
+
+def for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix, shards: int):
+    """What the simulated teacher needs to err plausibly: the row-aligned matrix when one is in memory anyway,
+    otherwise blocks streamed from the warehouse or the shard files (a million vectors are never loaded at once)."""
+    if teacher.kind != "simulated" or matrix is not None:
+        return matrix
+    if shards:
+        return lambda: warehouse.iter_shard_embeddings(EMBEDDINGS_TABLE, shards)
+    return lambda: warehouse.iter_embeddings(EMBEDDINGS_TABLE)
+
+
+def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The valid teacher labels in sampling order: (frame of id, teacher_label; X; y)."""
+    sample = warehouse.read_df(
+        f"SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid ORDER BY sample_rank"
+    )
+    _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=sample["id"].to_numpy())
+    return sample, X, sample["teacher_label"].to_numpy()
+
+
+def teacher_description(warehouse: Warehouse, task: TaskSpec) -> str:
+    teacher = warehouse.read_df(f"SELECT any_value(teacher) AS t FROM {task_table(task, 'labeled_sample')}")["t"][0]
+    return f"`{teacher}`" + (" — a simulation answering from gold labels, not an LLM"
+                             if str(teacher).startswith("simulated") else "")
+
+
+def teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> TeacherSpend:
+    t = warehouse.ledger_totals(task.name)
+    return TeacherSpend(int(t["rows_answered"]), int(t["requests"]), float(t["request_seconds"]),
+                        float(t["cost_usd"]), int(t["prompt_tokens"]), int(t["completion_tokens"]),
+                        bool(t["tokens_estimated"]), concurrency)
+
+
+def chosen_student(warehouse: Warehouse, task: TaskSpec) -> str:
+    return warehouse.read_df(
+        f"SELECT candidate FROM {task_table(task, 'model_selection_report')} WHERE chosen")["candidate"].iloc[0]
+
+
+def model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
+    """The student is a function of its kind, its seed and the teacher's labels: same inputs, same predictions."""
+    labels = pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy()
+    return hashlib.sha256(f"{chosen}|{task.seed}|".encode() + labels.tobytes()).hexdigest()[:12]
+
+
+def prediction_sources(warehouse: Warehouse, table: str, shard: int | None, shards: int) -> tuple[str, str | None]:
+    """(embeddings relation, stored predictions relation or None). A shard's run reads only its own files."""
+    if shard is None:
+        return EMBEDDINGS_TABLE, (table if warehouse.table_exists(table) else None)
+    dim = int(warehouse.read_df(f"SELECT array_length(vector) AS d FROM {EMBEDDINGS_TABLE} LIMIT 1")["d"][0])
+    embedding_source = warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards, embedding_casts(dim))
+    predictions_source = (warehouse.shard_relation(table, shard, shards)
+                          if warehouse.shard_path(table, shard, shards).exists() else None)
+    return embedding_source, predictions_source
+
+
+def reusable_predictions(warehouse: Warehouse, current: pd.DataFrame, version: str, embedding_source: str,
+                         predictions_source: str | None):
+    """Stored student predictions still valid (same text, vectors and student), and positions to predict.
+    The sources are the warehouse's relations, or a shard's own files; no stored predictions: nothing to reuse."""
+    empty = pd.DataFrame(columns=["student_label", "confidence"])
+    if predictions_source is None or "model_version" not in warehouse.read_df(
+            f"SELECT * FROM {predictions_source} LIMIT 0").columns:
+        return empty, np.arange(len(current))
+    stored = warehouse.read_df(
+        f"""SELECT p.id, p.student_label, p.confidence FROM {predictions_source} p
+            JOIN {embedding_source} e
+            ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version
+            WHERE p.model_version = ?""", [version]).set_index("id")
+    stored = stored[stored.index.isin(current["id"])]  # rows that left the corpus (or the shard) are not reused
+    known = current["id"].isin(stored.index).to_numpy()
+    return stored, np.flatnonzero(~known)
+
+
+def vector_chunks(warehouse: Warehouse, ids: np.ndarray, relation: str, chunk: int = PREDICT_CHUNK):
+    for begin in range(0, len(ids), chunk):
+        yield warehouse.read_embeddings(ids=ids[begin : begin + chunk], relation_sql=relation)[1]
+
+
+def gold_labels(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame | None:
+    if not task.gold_column:
+        return None
+    return warehouse.read_df(f'SELECT id, "{task.gold_column}" AS gold FROM {CORPUS_TABLE}')

@@ -1,0 +1,175 @@
+"""The Dagster UI's view of each flow step's result: metadata for the four task assets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from dagster import MetadataValue
+
+from scalellm_dagster.assets.metadata import column_schema, figure_png, md_table, png_markdown, preview
+from scalellm_dagster.core import plots
+from scalellm_dagster.core.report import TeacherSpend, summary_markdown
+from scalellm_dagster.flow import Candidates, CascadeOutcome, Predicted, Selection, TeacherSession, TrainedStudent
+from scalellm_dagster.tasks_config import TaskSpec
+
+
+def sample_metadata(task: TaskSpec, sample: pd.DataFrame, written: int, session: TeacherSession, simulated: bool,
+                    budget: int, budget_note: str, estimate: pd.DataFrame) -> dict:
+    stats = session.stats
+    valid = sample[sample["valid"]]
+    coverage = valid["teacher_label"].value_counts()
+    return {
+        "dagster/row_count": written,
+        "dagster/column_schema": column_schema(sample),
+        "teacher": session.name + (" (simulation, not an LLM)" if simulated else ""),
+        "sampling": task.sampling,
+        "budget": budget,
+        "budget_source": budget_note,
+        "prompt_version": session.model.prompt_version,
+        "valid_labels": int(len(valid)),
+        "invalid_answers": int(len(sample) - len(valid)),
+        "cache_hits": stats.cache_hits,
+        "cache_misses": stats.asked,
+        "teacher_requests": stats.requests,
+        "teacher_wall_seconds": MetadataValue.float(round(stats.wall_seconds, 3)),
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "tokens_estimated": stats.tokens_estimated,
+        "cost_usd": MetadataValue.float(round(stats.cost_usd, 6)),
+        "classes_covered": f"{len(coverage)} of {len(task.labels)}",
+        "label_counts": md_table(coverage.rename_axis("label").reset_index(name="rows"), max_rows=15),
+        "preview": preview(sample[["id", "text", "teacher_label", "raw_answer", "valid", "from_cache"]]),
+        "estimate_before_calls": md_table(estimate, floatfmt=".4f"),
+        "notes": "; ".join(stats.notes) or "none",
+    }
+
+
+def candidates_metadata(result: Candidates, written: int) -> dict:
+    scores = result.scores
+    pivot = scores.pivot_table(index="candidate", columns="sample_size", values="cv_accuracy")
+    pivot.columns = [f"acc@{c}" for c in pivot.columns]
+    return {
+        "dagster/row_count": written,
+        "dagster/column_schema": column_schema(scores),
+        "sample_sizes": str(result.sizes),
+        "failed": int((scores["status"] != "ok").sum()),
+        "seconds": MetadataValue.float(round(result.seconds, 2)),
+        "accuracy_vs_teacher": md_table(pivot.reset_index()),
+        "candidates": md_table(scores.drop(columns=["error"])),
+    }
+
+
+def report_summary(task: TaskSpec, selection: Selection, spend: TeacherSpend, corpus_rows: int,
+                   teacher_label: str) -> str:
+    summary = summary_markdown(task.name, selection.choice, spend, corpus_rows, teacher_label)
+    advice = selection.advice
+    if advice:
+        summary += (f"\n**Budget advice** ({advice.reason}): **{advice.recommended_budget:,}** teacher labels, "
+                    f"forecast accuracy vs teacher {advice.forecast_accuracy:.3f}, teacher cost "
+                    f"${advice.teacher_cost_usd:,.4f}, teacher time {advice.teacher_seconds:,.1f} s"
+                    + (" — the next materialization tops the sample up to it (cached answers reused)."
+                       if task.follow_budget_advice else " — set it as the task's budget, or follow_budget_advice: true."))
+    return summary
+
+
+def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spend: TeacherSpend, corpus_rows: int,
+                 reports_dir) -> dict:
+    """The two plots, inline (markdown) and as files beside the warehouse."""
+    out = {}
+    base = spend.baseline(corpus_rows)
+    for key, fig in (
+        ("learning_curves", plots.learning_curves_figure(scores, selection.choice.candidate,
+                                                         f"{task.name}: accuracy vs teacher labels")),
+        ("accuracy_vs_time", plots.tradeoff_figure(selection.table,
+                                                    spend.request_seconds / max(spend.concurrency, 1),
+                                                    corpus_rows, base["seconds"],
+                                                    f"{task.name}: accuracy vs time to label every row")),
+    ):
+        png = figure_png(fig)
+        plots.close(fig)
+        path = reports_dir / f"{task.name}_{key}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+        out[key] = png_markdown(png, key.replace("_", " "))
+        out[f"{key}_png"] = MetadataValue.path(str(path))
+    return out
+
+
+def report_metadata(selection: Selection, report_table: pd.DataFrame, written: int, spend: TeacherSpend,
+                    corpus_rows: int, summary: str, per_run: pd.DataFrame, plot_meta: dict) -> dict:
+    choice, advice = selection.choice, selection.advice
+    base = spend.baseline(corpus_rows)
+    return {
+        "dagster/row_count": written,
+        "dagster/column_schema": column_schema(report_table),
+        "chosen_model": choice.candidate,
+        "chosen_cv_accuracy_vs_teacher": MetadataValue.float(round(choice.cv_accuracy, 4)),
+        "selection_criterion": choice.criterion,
+        "teacher_rows": spend.rows_answered,
+        "teacher_requests": spend.requests,
+        "teacher_cost_usd": MetadataValue.float(round(spend.cost_usd, 6)),
+        "baseline_requests": base["teacher_calls"],
+        "baseline_cost_usd_extrapolated": MetadataValue.float(round(base["cost_usd"], 6)),
+        "recommended_budget": advice.recommended_budget if advice else "no target set",
+        "summary": MetadataValue.md(summary),
+        "candidates": md_table(selection.table),
+        "cascade_tradeoff": md_table(selection.cascade_tradeoff, floatfmt=".4f"),
+        "teacher_cost_by_run": md_table(per_run, floatfmt=".4f"),
+        **plot_meta,
+    }
+
+
+def cascade_metadata(task: TaskSpec, outcome: CascadeOutcome | None, out: pd.DataFrame) -> dict:
+    if outcome is None:
+        return {}
+    plan = outcome.plan
+    sample_calls = int((out["source"] == "teacher-sample").sum())
+    return {
+        "cascade_threshold": MetadataValue.float(round(plan.threshold, 4)),
+        "cascade_target_agreement": task.cascade_target_agreement,
+        "cascade_target_reached": plan.reached,
+        "expected_agreement_without_cascade": MetadataValue.float(round(plan.expected_agreement_without, 4)),
+        "expected_agreement_with_cascade": MetadataValue.float(round(plan.expected_agreement_with, 4)),
+        "teacher_rows_without_cascade": sample_calls,
+        "teacher_rows_with_cascade": sample_calls + int((out["source"] == "teacher-cascade").sum()),
+        "cascade_requests": outcome.requests,
+    }
+
+
+def predictions_metadata(out: pd.DataFrame, written: int, student: TrainedStudent, predicted: Predicted,
+                         reused: int, extra: dict) -> dict:
+    return {
+        "dagster/row_count": written,
+        "dagster/column_schema": column_schema(out),
+        "model": student.name,
+        "confidence_method": predicted.method,
+        "rows_predicted": int(len(predicted.labels)),
+        "rows_reused": int(reused),
+        "rows_from_teacher_sample": int((out["source"] == "teacher-sample").sum()),
+        "rows_from_teacher_cascade": int((out["source"] == "teacher-cascade").sum()),
+        "rows_from_student": int((out["source"] == "student").sum()),
+        "train_seconds": MetadataValue.float(round(student.seconds, 3)),
+        "predict_rows_per_second": MetadataValue.float(round(predicted.rows_per_second, 1)),
+        "mean_confidence": MetadataValue.float(round(float(out["confidence"].mean()), 4)),
+        **extra,
+        "label_counts": md_table(out["label"].value_counts().rename_axis("label").reset_index(name="rows"),
+                                 max_rows=15),
+        "preview": preview(out),
+    }
+
+
+def gold_metrics(out: pd.DataFrame, gold: pd.DataFrame | None) -> dict:
+    """Accuracy against the gold column, when the task has one, on rows the teacher never saw."""
+    if gold is None:
+        return {}
+    merged = out.merge(gold, on="id", how="left")
+    from_teacher = (merged["source"] == "teacher-sample").to_numpy()
+    unseen = merged[~from_teacher]
+    seen = merged[from_teacher]
+    acc = lambda frame, column: MetadataValue.float(round(float((frame[column] == frame["gold"]).mean()), 4))
+    return {
+        "accuracy_vs_gold_student_only_unseen_rows": acc(unseen, "student_label"),
+        "accuracy_vs_gold_unseen_rows": acc(unseen, "label"),
+        "accuracy_vs_gold_teacher_rows": acc(seen, "label"),
+        "accuracy_vs_gold_all_rows": acc(merged, "label"),
+    }

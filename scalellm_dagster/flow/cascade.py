@@ -1,0 +1,45 @@
+"""Step 5: the rows the student is least sure of go back to the teacher, as far as the task's target agreement
+needs and the cascade budget allows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from scalellm_dagster.core.cascade import Calibrator, CascadePlan, plan_cascade
+from scalellm_dagster.core.students import out_of_fold_confidence
+from scalellm_dagster.flow.teaching import TeacherSession
+from scalellm_dagster.tasks_config import TaskSpec
+
+
+@dataclass(frozen=True)
+class CascadeOutcome:
+    plan: CascadePlan
+    asked: np.ndarray  # positions sent to the teacher
+    answered: np.ndarray  # positions (among `asked`) with a valid answer
+    labels: np.ndarray  # the teacher's labels for `answered`
+    requests: int
+
+
+def run_cascade(student: str, X_train: np.ndarray, y_train: np.ndarray, confidence: np.ndarray,
+                is_student_row: np.ndarray, ids: np.ndarray, task: TaskSpec, budget: int,
+                session_factory: Callable[[], TeacherSession], log: Callable[[str], None] = lambda _msg: None
+                ) -> CascadeOutcome:
+    """`confidence` and `is_student_row` cover every row (`ids`); the student's confidence is calibrated on its
+    out-of-fold agreement with the teacher. The session is opened only when some row goes to the teacher."""
+    oof_conf, oof_correct = out_of_fold_confidence(student, X_train, y_train, task.cv_folds, task.seed)
+    agreement = Calibrator(oof_conf, oof_correct)(confidence)
+    plan = plan_cascade(agreement[is_student_row], task.cascade_target_agreement,
+                        max_fraction=budget / max(int(is_student_row.sum()), 1))
+    pick = np.flatnonzero(is_student_row & (agreement <= plan.threshold))
+    pick = pick[np.argsort(agreement[pick], kind="stable")[:budget]]
+    log(f"cascade: {len(pick):,} least confident rows to the teacher (threshold {plan.threshold:.3f}, "
+        f"expected agreement {plan.expected_agreement_without:.3f} -> {plan.expected_agreement_with:.3f})")
+    if not len(pick):
+        return CascadeOutcome(plan, pick, pick, np.array([], dtype=object), 0)
+    session = session_factory()
+    answers = session.ask(ids[pick])
+    ok = answers["valid"].to_numpy()
+    return CascadeOutcome(plan, pick, pick[ok], answers["teacher_label"].to_numpy()[ok], session.stats.requests)

@@ -1,0 +1,47 @@
+"""Step 3: the chosen student and the model selection report's material: the trade-off table, the student's
+calibrated confidence (what a cascade would buy) and budget advice from the chosen student's learning curve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from scalellm_dagster.core.budget import BudgetAdvice, advise_budget
+from scalellm_dagster.core.cascade import Calibrator, cascade_tradeoff
+from scalellm_dagster.core.learning_curve import fit_learning_curve
+from scalellm_dagster.core.report import TeacherSpend, candidate_table
+from scalellm_dagster.core.selection import Choice, choose_student
+from scalellm_dagster.core.students import out_of_fold_confidence
+from scalellm_dagster.tasks_config import TaskSpec
+
+
+@dataclass(frozen=True)
+class Selection:
+    choice: Choice
+    table: pd.DataFrame  # one row per candidate: accuracy, speed, fitted curve, forecasts, chosen
+    cascade_tradeoff: pd.DataFrame
+    advice: BudgetAdvice | None
+
+    @property
+    def report_table(self) -> pd.DataFrame:
+        """The report's stored table: the candidates with the criterion, the reason and the advice."""
+        return self.table.assign(criterion=self.choice.criterion, reason=self.choice.reason,
+                                 recommended_budget=self.advice.recommended_budget if self.advice else None)
+
+
+def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: TaskSpec, corpus_rows: int,
+                   spend: TeacherSpend) -> Selection:
+    """`X, y`: the valid teacher labels the candidates were scored on; `spend`: what the teacher cost so far."""
+    choice = choose_student(scores, task.selection, task.min_rows_per_second)
+    oof_conf, oof_correct = out_of_fold_confidence(choice.candidate, X, y, task.cv_folds, task.seed)
+    calibrated = Calibrator(oof_conf, oof_correct)(oof_conf)
+    chosen = scores[(scores["candidate"] == choice.candidate) & (scores["status"] == "ok")]
+    advice = advise_budget(
+        fit_learning_curve(chosen["sample_size"], chosen["cv_accuracy"]), len(y), corpus_rows,
+        cost_per_row=spend.cost_usd / max(spend.rows_answered, 1),
+        seconds_per_row=spend.request_seconds / max(spend.rows_answered, 1) / max(spend.concurrency, 1),
+        target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
+    return Selection(choice, candidate_table(scores, choice, task.budget),
+                     pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice)

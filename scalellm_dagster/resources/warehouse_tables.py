@@ -1,0 +1,153 @@
+"""The warehouse's tables and embeddings: atomic table swaps, vectors as FLOAT[d] arrays, the embedder's model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from scalellm_dagster.resources.duckdb_sql import ids_and_matrix, quote, relation_kind, transaction
+
+CACHE_SCHEMA = "scalellm_cache"
+
+
+class TablesAndEmbeddings:
+    """Mixed into `Warehouse`: needs its `get_connection`."""
+
+    def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
+                    also: list[tuple[str, list]] | None = None) -> int:
+        """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
+
+        Readers see the old table or the new one, never a part: a failure or a kill mid-write rolls back.
+        `also` are further (sql, params) statements committed in the same transaction.
+        """
+        if isinstance(data, pd.DataFrame):
+            data = pa.Table.from_pandas(data, preserve_index=False)
+        schema = table.split(".")[0] if "." in table else None
+        with self.get_connection() as conn:
+            conn.register("_incoming", data)
+            try:
+                with transaction(conn):
+                    if schema:
+                        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    if relation_kind(conn, table) == "VIEW":  # it was published from shards; an unsharded run replaces it
+                        conn.execute(f"DROP VIEW {quote(table)}")
+                    conn.execute(f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT * FROM _incoming")
+                    rows = conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+                    for sql, params in also or []:
+                        conn.execute(sql, params)
+            finally:
+                conn.unregister("_incoming")
+        return int(rows)
+
+    def read_df(self, sql: str, params: list | None = None, ids=None) -> pd.DataFrame:
+        """`ids`, when given, is readable in the query as the one-column table `_ids` (id)."""
+        with self.get_connection() as conn:
+            if ids is not None:
+                conn.register("_ids", pa.table({"id": pa.array(np.asarray(ids))}))
+            return conn.execute(sql, params or []).df()
+
+    def table_exists(self, table: str) -> bool:
+        with self.get_connection() as conn:
+            return relation_kind(conn, table) is not None
+
+    def row_count(self, table: str) -> int:
+        with self.get_connection() as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+
+    def write_embeddings(self, table: str, ids: np.ndarray | pd.Series, matrix: np.ndarray,
+                         text_hashes: list[str] | None = None, model: tuple[str, bytes] | None = None,
+                         version: str | None = None) -> int:
+        """The vectors (and the text hash each was computed from); `model` = (name, pickled embedder) is saved in
+        the same transaction, so stored vectors and the model that made them never disagree."""
+        batch = embedding_batch(ids, matrix, text_hashes, version)
+        return self.write_embedding_batches(table, batch.schema, [batch], model)
+
+    def write_embedding_batches(self, table: str, schema: pa.Schema, batches, model: tuple[str, bytes] | None = None
+                                ) -> int:
+        """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
+        never need to be in memory at once."""
+        also = []
+        if model is not None:
+            also = [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
+                    (f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
+                     "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
+                    (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
+        return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), also=also)
+
+    def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
+        """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory).
+        `relation_sql` reads another relation instead, e.g. one shard's file."""
+        relation = relation_sql or quote(table)
+        return self.read_df(
+            f"""SELECT id, array_length(vector) AS dim,
+                       list_bool_and(list_transform(vector::FLOAT[], lambda x: isfinite(x))) AS finite,
+                       sqrt(list_sum(list_transform(vector::FLOAT[],
+                                                    lambda x: CASE WHEN isfinite(x) THEN x * x ELSE 0 END))) AS norm
+                FROM {relation}""")
+
+    def save_model(self, name: str, blob: bytes) -> None:
+        with self.get_connection() as conn:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
+                         "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)")
+            conn.execute(f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [name, blob])
+
+    def load_model(self, name: str) -> bytes | None:
+        if not self.table_exists(f"{CACHE_SCHEMA}.models"):
+            return None
+        with self.get_connection() as conn:
+            found = conn.execute(f"SELECT blob FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]).fetchone()
+        return bytes(found[0]) if found else None
+
+    def embedding_state(self, table: str, version: str) -> pd.DataFrame | None:
+        """(id, text_hash) of the stored vectors made by embedding `version`, or None when there are none or no
+        hashes were kept. Vectors of another version (another embedder or fit) are never reused beside new ones."""
+        if not self.table_exists(table):
+            return None
+        columns = self.read_df(f"SELECT * FROM {quote(table)} LIMIT 0").columns
+        if "text_hash" not in columns or "embedding_version" not in columns:
+            return None
+        with self.get_connection() as conn:
+            return conn.execute(f"SELECT id, text_hash FROM {quote(table)} WHERE embedding_version = ?",
+                                [version]).df()
+
+    def read_embeddings(self, table: str = "embeddings", ids=None, relation_sql: str | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given.
+        `relation_sql` reads another relation instead, e.g. one shard's file."""
+        relation = relation_sql or quote(table)
+        with self.get_connection() as conn:
+            if ids is None:
+                result = conn.sql(f"SELECT id, vector FROM {relation}").to_arrow_table()
+            else:
+                wanted = pa.table({"id": pa.array(np.asarray(ids)), "_pos": pa.array(np.arange(len(ids)))})
+                conn.register("_wanted", wanted)
+                result = conn.sql(
+                    f"SELECT e.id, e.vector FROM _wanted w JOIN {relation} e ON e.id = w.id ORDER BY w._pos"
+                ).to_arrow_table()
+        return ids_and_matrix(result)
+
+    def iter_embeddings(self, table: str = "embeddings", batch_rows: int = 131_072, scan_memory: str = "512MB"):
+        """(ids, float32 matrix) blocks of a stored table, one rowid range at a time, so only a block (and at most
+        `scan_memory` of DuckDB's buffers) is in memory. The connection and its lock are held while iterating."""
+        with self.get_connection() as conn:
+            # A plain streaming scan keeps every block it read in DuckDB's buffer cache (up to memory_limit).
+            conn.execute(f"SET memory_limit = '{scan_memory}'")
+            end = conn.sql(f"SELECT coalesce(max(rowid) + 1, 0) FROM {quote(table)}").fetchall()[0][0]
+            for start in range(0, end, batch_rows):
+                yield ids_and_matrix(conn.sql(
+                    f"SELECT id, vector FROM {quote(table)} WHERE rowid >= {start} AND rowid < {start + batch_rows}"
+                ).to_arrow_table())
+
+
+def embedding_batch(ids, matrix: np.ndarray, text_hashes: list[str] | None = None,
+                    version: str | None = None) -> pa.RecordBatch:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    columns = {"id": pa.array(np.asarray(ids))}
+    if text_hashes is not None:
+        columns["text_hash"] = pa.array(text_hashes, pa.string())
+    if version is not None:
+        columns["embedding_version"] = pa.array([version] * len(matrix), pa.dictionary(pa.int32(), pa.string()))
+    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+    return pa.RecordBatch.from_pydict(columns)

@@ -1,0 +1,48 @@
+"""One ScaleLLM flow behind both front ends: the Dagster assets and `scalellm bench` give the same sample, the
+same chosen student and the same predictions for the same corpus, task, seed and simulated teacher."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterInstance
+
+from scalellm_dagster import bench
+from scalellm_dagster.tasks_config import load_tasks
+from scalellm_dagster.teachers.simulated import SimulatedTeacher
+from tests.pipeline_helpers import query, run_pipeline
+
+
+@pytest.mark.parametrize("cascade", [0, 40])
+def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade):
+    if cascade:  # the cascade step too: rows sent back to the teacher must be the same ones
+        tasks_file.write_text(tasks_file.read_text() + f"    cascade_budget: {cascade}\n")
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+    task = next(t for t in load_tasks(tasks_file) if t.name == "topic")
+    corpus = pd.DataFrame(query(db, "SELECT id, text, topic FROM corpus"), columns=["id", "text", "topic"])
+
+    # bench embeds the corpus itself, with the embedder the assets used: the vectors must agree
+    args = argparse.Namespace(embedder="lsa", dim=64, seed=task.seed)
+    X = bench._embedder(args).fit_embed(corpus["text"].tolist())
+    stored = dict(query(db, "SELECT id, vector FROM embeddings"))
+    X_assets = np.array([stored[i] for i in corpus["id"]], dtype=np.float32)
+    np.testing.assert_allclose(X, X_assets, atol=1e-5)
+
+    teacher = SimulatedTeacher.from_corpus(task, corpus["id"], corpus["topic"], X, accuracy=0.9, seed=0)
+    run, timings = bench.run_flow(task, corpus, X, teacher, np.zeros(len(corpus), bool), batch_size=10,
+                                  concurrency=8)
+
+    sampled = [r[0] for r in query(db, "SELECT id FROM topic.labeled_sample ORDER BY sample_rank")]
+    assert run.sample.ids.tolist() == sampled
+    assert run.choice == query(db, "SELECT candidate FROM topic.model_selection_report WHERE chosen")[0][0]
+    predicted = dict(query(db, "SELECT id, label FROM topic.predictions"))
+    student = dict(query(db, "SELECT id, student_label FROM topic.predictions"))
+    assert run.labels.tolist() == [predicted[i] for i in corpus["id"]]
+    assert run.student_labels.tolist() == [student[i] for i in corpus["id"]]
+    cascaded = query(db, "SELECT count(*) FROM topic.predictions WHERE source = 'teacher-cascade'")[0][0]
+    assert (cascaded > 0) == bool(cascade) and timings["cascade_calls"] >= cascaded
