@@ -29,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
 
     add_arguments(bench)
     args = parser.parse_args(argv)
+    from scalellm_dagster.core.corpus import CorpusError
     from scalellm_dagster.settings import SettingError
+    from scalellm_dagster.tasks_config import TaskConfigError
 
     try:
         return _dispatch(args)
-    except SettingError as exc:
+    except (SettingError, TaskConfigError, CorpusError) as exc:  # configuration: the message is the whole story
         print(f"scalellm: {exc}", file=sys.stderr)
         return 2
 
@@ -62,6 +64,7 @@ def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2)
     from dagster import DagsterInstance, execute_job, reconstructable
 
     from scalellm_dagster import definitions
+    from scalellm_dagster.failures import failure_lines
     from scalellm_dagster.settings import Settings
 
     settings = Settings.from_env()
@@ -75,14 +78,15 @@ def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2)
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
     if multiprocess:
         with execute_job(reconstructable(definitions.all_job), instance=instance, run_config=run_config) as result:
-            success, run_id = result.success, result.run_id
+            success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
     else:
         result = definitions.all_job().execute_in_process(instance=instance, run_config=run_config,
                                                           raise_on_error=False)
-        success, run_id = result.success, result.run_id
+        success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
     seconds = time.perf_counter() - start
     if not success:
-        print(f"\nscalellm: run {run_id} FAILED after {seconds:.0f}s; see the Dagster UI or the log above.",
+        print(f"\nscalellm: run {run_id} FAILED after {seconds:.0f}s (tracebacks in the log above and the Dagster "
+              "UI). Cause:" + "".join(f"\n  {line}" for line in causes or ["no step failed; see the log above"]),
               file=sys.stderr)
         return 1
     from scalellm_dagster.summary import print_summary

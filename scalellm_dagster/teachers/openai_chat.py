@@ -1,23 +1,41 @@
-"""An LLM teacher over any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LM Studio)."""
+"""An LLM teacher over any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, LM Studio,
+llama.cpp), or over an in-process llama.cpp model through the same interface (`teachers.local`)."""
 
 from __future__ import annotations
 
+import json
+import random
 import threading
 import time
 
 import openai
 
 from scalellm_dagster.tasks_config import TaskSpec
-from scalellm_dagster.teachers.base import BatchResult
+from scalellm_dagster.teachers.base import BatchResult, MalformedReplyError, TeacherFatalError, TeacherRequestError
 from scalellm_dagster.teachers.prompts import answer_schema, parse_answers, prompt_version, system_prompt, user_prompt
+from scalellm_dagster.teachers.structured_output import (
+    FORMS,
+    answer_token_bound,
+    is_format_rejection,
+    response_format,
+)
+
+# No retry fixes these: the key, the permissions, the model name or the request itself is wrong.
+_FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError, openai.BadRequestError,
+          openai.UnprocessableEntityError)
+_ADVICE = {401: "set OPENAI_API_KEY to a key this endpoint accepts",
+           403: "the key lacks permission for this model or endpoint",
+           404: "check OPENAI_BASE_URL (it usually ends in /v1) and SCALELLM_TEACHER_MODEL"}
 
 
 class OpenAIChatTeacher:
-    """Asks for a JSON answer whose label field is an enum of the task's labels.
+    """Asks for a JSON answer whose label field is an enum of the task's labels (and id an enum of the batch's).
 
-    Servers that reject `response_format=json_schema` get the same prompt without it (once noticed, for the rest
-    of the run) and the reply is parsed leniently. Retries with backoff on 429/5xx/timeouts, honouring
-    `Retry-After`, are the `openai` client's own (`max_retries`).
+    Structured output: the first request probes the forms in `structured_output.FORMS` order, without the
+    client's retries, and the first the server accepts is kept for the rest of the run (recorded per request).
+    Completion tokens are bounded by what the batch's answer can need. Retries with backoff on 429/5xx/timeouts,
+    honouring `Retry-After`, are the `openai` client's own (`max_retries`); replies that are not a chat completion
+    (HTML, a cut body, no choices) are retried here with the same number of tries and backoff.
     """
 
     provider = "openai"
@@ -29,56 +47,131 @@ class OpenAIChatTeacher:
         model: str,
         price_in_per_mtok: float = 0.0,
         price_out_per_mtok: float = 0.0,
-        use_json_schema: bool = True,
+        forms: tuple[str, ...] = FORMS,
+        endpoint: str | None = None,
     ):
         self.task = task
         self.client = client
         self.model = model
+        self.endpoint = endpoint or str(getattr(client, "base_url", "the endpoint"))
         self._prices = (price_in_per_mtok, price_out_per_mtok)
         self._system = system_prompt(task)
-        self._schema = answer_schema(task)
-        self._use_schema = use_json_schema
-        self._lock = threading.Lock()
+        self._forms = tuple(forms)
+        self._form: str | None = self._forms[0] if len(self._forms) == 1 else None
+        self._probe_lock = threading.Lock()
+        self._fatal: str | None = None  # once the endpoint refuses us for good, no request is sent again
+        self.max_retries = int(getattr(client, "max_retries", 2))
 
     @property
     def prompt_version(self) -> str:
         return prompt_version(self.task)
 
+    @property
+    def response_form(self) -> str | None:
+        """The structured-output form in use, once known."""
+        return self._form
+
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self._prices[0] + completion_tokens * self._prices[1]) / 1e6
 
     def label_batch(self, rows: list[tuple[str, str]]) -> BatchResult:
-        messages = [
-            {"role": "system", "content": self._system},
-            {"role": "user", "content": user_prompt(rows)},
-        ]
+        if self._fatal:
+            raise TeacherFatalError(self._fatal)
+        keys = [k for k, _ in rows]
+        request = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": self._system},
+                         {"role": "user", "content": user_prompt(rows)}],
+            "temperature": 0,
+            "max_tokens": answer_token_bound(keys, self.task.label_names),
+        }
+        schema = answer_schema(self.task, keys)
+        formats = {form: response_format(form, schema, len(keys)) for form in self._forms}
         start = time.perf_counter()
-        notes = []
-        if self._use_schema:
-            try:
-                response = self.client.chat.completions.create(
-                    model=self.model,
-                    messages=messages,
-                    temperature=0,
-                    response_format={"type": "json_schema", "json_schema": self._schema},
-                )
-            except openai.BadRequestError as exc:
-                if "response_format" not in str(exc) and "json_schema" not in str(exc):
-                    raise
-                with self._lock:
-                    self._use_schema = False
-                notes.append("server rejected json_schema response_format; using the plain-JSON prompt")
-                response = None
-        else:
-            response = None
-        if response is None:
-            response = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0)
-        content = response.choices[0].message.content if response.choices else ""
-        usage = response.usage
+        try:
+            response, form, notes = self._complete(request, formats)
+        except _FATAL as exc:
+            self._fatal = self._fatal_line(exc)
+            raise TeacherFatalError(self._fatal) from exc
+        except openai.APIError as exc:  # 429, 5xx, timeouts, dropped connections: the client retried them
+            raise TeacherRequestError(f"{self.endpoint}: {type(exc).__name__}: {_describe(exc)} "
+                                      f"(after {self.max_retries} retries)") from exc
+        usage = getattr(response, "usage", None)
         return BatchResult(
-            answers=parse_answers(content, [k for k, _ in rows], self.task.label_names),
+            answers=parse_answers(response.choices[0].message.content, keys, self.task.label_names),
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             seconds=time.perf_counter() - start,
             notes=notes,
+            response_format=form,
         )
+
+    def _complete(self, request: dict, formats: dict):
+        if self._form is None:
+            with self._probe_lock:  # one probe per run; concurrent requests wait for its outcome
+                if self._fatal:
+                    raise TeacherFatalError(self._fatal)
+                if self._form is None:
+                    return self._probe(request, formats)
+        return self._call(self.client, request, formats[self._form]), self._form, []
+
+    def _probe(self, request: dict, formats: dict):
+        notes = []
+        quick = self.client.with_options(max_retries=0)  # a rejection is not worth retrying
+        for form in self._forms:
+            try:
+                response = self._call(quick, request, formats[form])
+            except openai.APIStatusError as exc:
+                if form != self._forms[-1] and is_format_rejection(exc):
+                    notes.append(f"server rejected response_format {form} (HTTP {exc.status_code}); trying the next")
+                    continue
+                if isinstance(exc, _FATAL):
+                    raise
+                _wait_retry_after(exc)
+                response = self._call(self.client, request, formats[form])  # a passing fault: the usual retries
+            except (openai.APIConnectionError, openai.APITimeoutError):
+                response = self._call(self.client, request, formats[form])
+            self._form = form
+            notes.append(f"structured output: {form}")
+            return response, form, notes
+        raise AssertionError("unreachable: the last form is always tried for real")
+
+    def _call(self, client, request: dict, fmt: dict | None):
+        kwargs = {**request, **({"response_format": fmt} if fmt else {})}
+        delay, last = 0.5, ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = client.chat.completions.create(**kwargs)
+                choices = getattr(response, "choices", None)
+                if choices and getattr(choices[0], "message", None) is not None:
+                    return response
+                last = (f"a {type(response).__name__} that is not a chat completion"
+                        + (f": {response[:80]!r}" if isinstance(response, str) else " (no choices)"))
+            except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+                last = f"an unreadable body ({type(exc).__name__}: {str(exc)[:80]})"
+            if attempt < self.max_retries:
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 8.0)
+        raise MalformedReplyError(f"{self.endpoint}: malformed reply after {self.max_retries} retries: {last}")
+
+    def _fatal_line(self, exc: openai.APIStatusError) -> str:
+        advice = _ADVICE.get(exc.status_code, "the server rejected the request; retrying cannot help")
+        return f"teacher endpoint {self.endpoint} (model {self.model}): HTTP {exc.status_code} {_describe(exc)} — {advice}"
+
+
+def _wait_retry_after(exc: openai.APIStatusError, cap: float = 60.0) -> None:
+    """Honour a `Retry-After` (seconds) that came with a fault the probe did not retry itself."""
+    try:
+        seconds = float(exc.response.headers.get("retry-after", 0))
+    except (TypeError, ValueError):
+        return
+    time.sleep(min(max(seconds, 0.0), cap))
+
+
+def _describe(exc: openai.APIError) -> str:
+    """The server's own message, first line only."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or getattr(exc, "message", None) or exc).strip().splitlines()[0][:200]

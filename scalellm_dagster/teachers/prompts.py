@@ -41,7 +41,9 @@ def prompt_version(task: TaskSpec) -> str:
     return hashlib.sha256(f"{PROMPT_TEMPLATE_VERSION}\n{system_prompt(task)}".encode()).hexdigest()[:12]
 
 
-def answer_schema(task: TaskSpec) -> dict:
+def answer_schema(task: TaskSpec, keys: list[str] | None = None) -> dict:
+    """The answer's JSON schema; with `keys`, ids are limited to the batch's (a grammar-constrained small model
+    otherwise invents ids, and its answer then matches no row)."""
     return {
         "name": "labels",
         "strict": True,
@@ -53,7 +55,7 @@ def answer_schema(task: TaskSpec) -> dict:
                     "items": {
                         "type": "object",
                         "properties": {
-                            "id": {"type": "string"},
+                            "id": {"type": "string", **({"enum": list(keys)} if keys else {})},
                             "label": {"type": "string", "enum": task.label_names},
                         },
                         "required": ["id", "label"],
@@ -72,24 +74,29 @@ _LINE = re.compile(r'^\s*"?(?P<id>[^":\s]+)"?\s*[:=\-]+>?\s*"?(?P<label>[^"\n]+?
 
 
 def parse_answers(content: str | None, keys: list[str], labels: list[str]) -> dict[str, Answer]:
-    """Answers for the rows named in `content`; rows it does not mention are left out (to be asked again).
+    """Answers for the rows named in `content`; rows it does not mention, or mentions without a label, are left
+    out (not answers: they are asked again).
 
-    A label outside the task's set is kept as an invalid answer with its raw text: it is never mapped to a
-    near label, because that would hide the teacher's mistakes from the checks.
+    A label that matches one of the task's labels once case, surrounding whitespace and quotes are set aside
+    ("world" for "World") is the teacher's intent: it is accepted as that label, with the raw text kept
+    (`Answer.normalised`). Anything else outside the set is kept as an invalid answer with its raw text: it is
+    never mapped to a near label, because that would hide the teacher's mistakes from the checks.
     """
     content = content or ""
     wanted = set(keys)
     allowed = set(labels)
+    folds = [label.casefold() for label in labels]
+    by_folded = {f: label for f, label in zip(folds, labels) if folds.count(f) == 1}  # ambiguous folds: no match
     pairs = _json_pairs(content)
     if pairs is None:
         pairs = [(m.group("id"), m.group("label")) for m in map(_LINE.match, content.splitlines()) if m]
     answers: dict[str, Answer] = {}
     for key, label in pairs:
         key = str(key).strip()
-        if key not in wanted or key in answers:
+        if key not in wanted or key in answers or not isinstance(label, str):
             continue
-        label_text = str(label).strip().strip('"').strip()
-        answers[key] = Answer(label=label_text if label_text in allowed else None, raw=str(label))
+        text = label.strip().strip("\"'`").strip()
+        answers[key] = Answer(label=text if text in allowed else by_folded.get(text.casefold()), raw=label)
     return answers
 
 

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from scalellm_dagster.teachers.base import Answer, Teacher, TeacherError
+from scalellm_dagster.teachers.base import Answer, Teacher, TeacherError, TeacherFatalError
+
+# A run goes on past failed requests (their rows stay unanswered, asked again next run) while they are at most
+# this share of its requests; past it, the endpoint is taken to be down and the step fails.
+MAX_FAILED_SHARE = 0.2
 
 # lookup(text_hashes) -> {text_hash: Answer}; store(answer rows, ledger rows) persists both together.
 Lookup = Callable[[list[str]], dict[str, Answer]]
@@ -55,6 +59,9 @@ class LabelingStats:
     asked: int = 0
     requests: int = 0
     unanswered: int = 0
+    failed_requests: int = 0
+    normalised: int = 0
+    response_formats: set = field(default_factory=set)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -65,9 +72,11 @@ class LabelingStats:
 
     def add(self, other: "LabelingStats") -> None:
         """Accumulate another call's figures (a sample asked in several rounds)."""
-        for name in ("rows", "unique_texts", "cache_hits", "asked", "requests", "unanswered", "prompt_tokens",
-                     "completion_tokens", "cost_usd", "request_seconds", "wall_seconds"):
+        for name in ("rows", "unique_texts", "cache_hits", "asked", "requests", "unanswered", "failed_requests",
+                     "normalised", "prompt_tokens", "completion_tokens", "cost_usd", "request_seconds",
+                     "wall_seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.response_formats |= other.response_formats
         self.tokens_estimated |= other.tokens_estimated
         self.notes.extend(n for n in other.notes if n not in self.notes)
 
@@ -83,11 +92,15 @@ def label_with_cache(
     log: Callable[[str], None] = lambda _msg: None,
     flush_rows: int = 200,
     flush_seconds: float = 1.0,
+    max_failed_share: float = MAX_FAILED_SHARE,
 ) -> tuple[pd.DataFrame, LabelingStats]:
     """Answers for `rows` (`id`, `text`), in their order: id, teacher_label, raw_answer, valid, from_cache.
 
-    Rows a request left out of its answer are asked again in a further round (up to `max_rounds`); rows still
-    unanswered come back with valid=False and raw_answer=None, and are not cached, so a rerun asks for them.
+    Rows a request left out of its answer are asked again in a further round (up to `max_rounds`). A request that
+    fails (after the teacher's retries) leaves its rows unanswered and the round goes on, unless more than
+    `max_failed_share` of the round's requests fail: then it stops and raises `TeacherError`, saying what was
+    kept. A `TeacherFatalError` (a refused key, say) stops at once. Unanswered rows come back with valid=False
+    and raw_answer=None and are not cached, so a rerun asks for them.
     """
     started = time.perf_counter()
     stats = LabelingStats(rows=len(rows))
@@ -108,13 +121,14 @@ def label_with_cache(
             if not pending:
                 break
             batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
-            missing = _run_round(teacher, batches, known, buffer, concurrency, stats, log, round_no, started)
+            missing = _run_round(teacher, batches, known, buffer, concurrency, stats, log, round_no, started,
+                                 max_failed_share)
             if missing:
                 log(f"round {round_no}: {len(missing):,} rows were missing from the teacher's answers; asking again")
             pending = missing
     finally:
         buffer.flush()
-    stats.unanswered = len(pending)
+    stats.unanswered = int((~first["text_hash"].isin(list(known))).sum())  # left out, or their request failed
     stats.wall_seconds = time.perf_counter() - started
 
     answers = [known.get(h) for h in hashes]
@@ -130,9 +144,12 @@ def label_with_cache(
     return out, stats
 
 
-def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats, log, round_no, started) -> list:
+def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats, log, round_no, started,
+               max_failed_share: float) -> list:
     missing: list = []
     errors: list[str] = []
+    fatal: TeacherFatalError | None = None
+    allowed = int(max_failed_share * len(batches))
     answered_now = 0
     done_rows = 0
     total_rows = sum(len(b) for b in batches)
@@ -148,8 +165,13 @@ def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats
                 batch = running.pop(future)
                 try:
                     result = future.result()
-                except Exception as exc:  # noqa: BLE001 - reported below with what was saved
+                except TeacherFatalError as exc:
+                    fatal = fatal or exc
+                    continue
+                except Exception as exc:  # noqa: BLE001 - its rows stay unanswered; reported with what was saved
                     errors.append(f"{type(exc).__name__}: {exc}")
+                    stats.failed_requests += 1
+                    log(f"teacher request failed, its {len(batch)} rows left for the next run: {errors[-1]}")
                     continue
                 answered = []
                 for key, text, h in batch:
@@ -158,6 +180,7 @@ def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats
                         missing.append((key, text, h))
                         continue
                     known[h] = answer
+                    stats.normalised += answer.normalised
                     answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
                 cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
                 answered_now += len(answered)
@@ -165,7 +188,10 @@ def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats
                     "rows_asked": len(batch), "rows_answered": len(answered),
                     "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                     "cost_usd": cost, "seconds": result.seconds, "tokens_estimated": result.tokens_estimated,
+                    "response_format": result.response_format,
                 })
+                if result.response_format:
+                    stats.response_formats.add(result.response_format)
                 stats.requests += 1
                 stats.prompt_tokens += result.prompt_tokens
                 stats.completion_tokens += result.completion_tokens
@@ -179,14 +205,18 @@ def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats
                     log(f"teacher round {round_no}: {done_rows:,}/{total_rows:,} rows "
                         f"({done_rows / max(elapsed, 1e-9):,.0f} rows/s)")
                     next_log += 0.1
-            if errors:
-                continue  # stop feeding new requests once one has failed after the client's retries
+            if fatal or len(errors) > allowed:
+                continue  # stop feeding new requests; the ones in flight finish and their answers are kept
             for batch in _take(queue, len(finished)):
                 running[pool.submit(teacher.label_batch, [(k, t) for k, t, _ in batch])] = batch
-    if errors:
+    kept = (f"{answered_now:,} answers from this round are cached; a rerun asks only the "
+            f"{total_rows - answered_now:,} other rows")
+    if fatal:
+        raise TeacherFatalError(f"{fatal} ({kept})") from fatal
+    if len(errors) > allowed:
         raise TeacherError(
-            f"{len(errors)} teacher request(s) failed after retries (first: {errors[0]}); "
-            f"{answered_now:,} answers from this round are cached, so a rerun asks only for the rest"
+            f"{len(errors)} of {len(batches):,} teacher requests failed, more than the {max_failed_share:.0%} a "
+            f"run tolerates (first: {errors[0]}); {kept}"
         )
     return missing
 
