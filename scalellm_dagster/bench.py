@@ -3,13 +3,15 @@ every row. Framework-free: the same flow steps the Dagster assets call (`scalell
 in-memory answer cache instead of the warehouse and timing around each step.
 
 The teacher is the `simulated` one (a stand-in for an LLM with a given accuracy and latency, answering from the
-label column). Accuracy is measured on evaluation rows the teacher never saw.
+label column) or a real LLM (`--teacher openai|local`). Accuracy is measured on evaluation rows the teacher never
+saw; a real teacher's own accuracy and the students' agreement with it on the baseline's rows, where it was asked.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
 import time
@@ -49,7 +51,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resample-to", type=int,
                    help="grow the file to this many rows by drawing rows again (seeded), for timings at scale; each "
                         "copy's text gets a ' [k]' suffix so that no cache answers it from its original")
-    p.add_argument("--teacher", default="simulated", choices=["simulated"])
+    p.add_argument("--teacher", default="simulated", choices=["simulated", "openai", "local"],
+                   help="simulated: answers from the label column at --teacher-accuracy (not an LLM); openai: any "
+                        "OpenAI-compatible endpoint (--base-url, --model, OPENAI_API_KEY); local: a GGUF model "
+                        "in-process (llm extra; --local-model, default SmolLM2-135M-Instruct)")
+    p.add_argument("--base-url", help="with --teacher openai (default: OPENAI_BASE_URL, else OpenAI)")
+    p.add_argument("--model", default="gpt-4o-mini", help="with --teacher openai")
+    p.add_argument("--local-model", help="with --teacher local: a GGUF file")
+    p.add_argument("--local-threads", type=int, default=1, help="with --teacher local: llama.cpp threads")
     p.add_argument("--teacher-accuracy", type=float, default=0.9)
     p.add_argument("--teacher-latency-ms", type=float, default=30.0, help="per request")
     p.add_argument("--teacher-concurrency", type=int, default=8)
@@ -84,24 +93,33 @@ def run(args: argparse.Namespace) -> dict:
     X = embedder.fit_embed(df["text"].tolist(), log=lambda m: print(m, flush=True))
     embed_seconds = time.perf_counter() - start
 
-    def teacher(latency_ms: float) -> SimulatedTeacher:
-        return SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, accuracy=args.teacher_accuracy,
-                                            latency_ms=latency_ms, seed=args.seed)
+    simulated = args.teacher == "simulated"
+    if simulated:
+        def teacher(latency_ms: float = args.teacher_latency_ms) -> SimulatedTeacher:
+            return SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, accuracy=args.teacher_accuracy,
+                                                latency_ms=latency_ms, seed=args.seed)
 
-    keys = df["id"].astype(str).tolist()
-    instant = teacher(0.0).label_batch(list(zip(keys, df["text"]))).answers  # what the teacher would say, for free
-    teacher_says = np.array([instant[k].label for k in keys], dtype=object)
-    baseline = _baseline(args, df, teacher(args.teacher_latency_ms), teacher_says, gold, is_eval)
+        keys = df["id"].astype(str).tolist()
+        instant = teacher(0.0).label_batch(list(zip(keys, df["text"]))).answers  # what it would say, for free
+        teacher_says = np.array([instant[k].label for k in keys], dtype=object)
+    else:  # a real LLM's answers are known only where it was asked: the baseline's rows
+        teacher = _real_teacher(args, task)
+        teacher_says = np.full(len(df), None, dtype=object)
+    baseline = _baseline(args, df, teacher(), teacher_says, gold, is_eval)
 
+    # A real LLM's answers are shared across budgets (a larger random sample contains the smaller one), so each
+    # run's teacher time is projected from the measured rate instead of re-paying for the same rows.
+    shared = None if simulated else SharedCache()
     runs = []
     for budget in [int(b) for b in args.budgets.split(",") if b]:
-        runs.append(_one_run(args, replace(task, budget=budget), df, X, gold, is_eval,
-                             teacher(args.teacher_latency_ms), teacher_says, embed_seconds, baseline["seconds"]).summary)
+        runs.append(_one_run(args, replace(task, budget=budget), df, X, gold, is_eval, teacher(), teacher_says,
+                             embed_seconds, baseline["seconds"], shared).summary)
         print(f"budget {budget}: {runs[-1]['chosen_model']} acc vs gold {runs[-1]['accuracy_vs_gold']:.4f}, "
+              f"agreement with teacher {runs[-1]['agreement_with_teacher']}, "
               f"speedup {runs[-1]['speedup_vs_baseline']:.1f}x", flush=True)
 
     peak_pipeline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the 1M-row probes below
-    inference = _inference_rate(X, gold, runs, args.seed, teacher_says, rows=args.probe_rows)
+    inference = _inference_rate(X, gold, runs, args.seed, teacher_says if simulated else gold, rows=args.probe_rows)
     report = {
         "data": args.data,
         "rows": len(df),
@@ -110,9 +128,7 @@ def run(args: argparse.Namespace) -> dict:
         "eval_rows": int(is_eval.sum()) if args.eval_split else "rows the teacher never saw, per run",
         "embedder": embedder.name,
         "embed_seconds": round(embed_seconds, 3),
-        "teacher": {"name": "simulated", "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
-                    "configured_accuracy": args.teacher_accuracy, "latency_ms": args.teacher_latency_ms,
-                    "concurrency": args.teacher_concurrency, "rows_per_request": args.teacher_batch_size},
+        "teacher": _teacher_summary(args, teacher_says, gold, simulated, shared),
         "baseline": baseline,
         "runs": runs,
         **inference,
@@ -187,21 +203,77 @@ def resample(df: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
 
 
 def _baseline(args, df, teacher, teacher_says, gold, is_eval) -> dict:
-    """The same teacher asked about every row, one row per request, at the same latency and concurrency."""
+    """The same teacher asked about rows one row per request, at the same latency and concurrency, timed; the
+    time for every row is extrapolated unless every row was asked. The rows are drawn (seeded) from those the
+    flow's sample never sees (the eval split, when there is one), so a real teacher's answers there also measure
+    its accuracy and the students' agreement with it (they fill `teacher_says`)."""
     measured = len(df) if args.baseline_sample <= 0 else min(args.baseline_sample, len(df))
+    pool = np.flatnonzero(is_eval) if is_eval.any() else np.arange(len(df))
+    picked = np.sort(np.random.default_rng(args.seed).choice(pool, min(measured, len(pool)), replace=False)) \
+        if args.teacher != "simulated" else np.arange(measured)  # the simulation keeps its historical rows
     session = TeacherSession(teacher, MemoryCache(), df.set_index("id")["text"], batch_size=1,
                              concurrency=args.teacher_concurrency)
     start = time.perf_counter()
-    session.ask(df["id"].to_numpy()[:measured])
+    answers = session.ask(df["id"].to_numpy()[picked])
     seconds = time.perf_counter() - start
-    scope = is_eval if is_eval.any() else np.ones(len(df), bool)
+    if args.teacher != "simulated":
+        teacher_says[picked] = answers["teacher_label"].to_numpy()
+    known = np.array([v is not None for v in teacher_says])
+    scope = (is_eval if is_eval.any() else np.ones(len(df), bool)) & known
     return {
         "teacher_calls": len(df),
-        "seconds": round(seconds * len(df) / measured, 3),
-        "seconds_measured_or_extrapolated": "measured" if measured == len(df)
-        else f"extrapolated from {measured:,} row-by-row calls measured ({seconds:.2f}s)",
+        "seconds": round(seconds * len(df) / len(picked), 3),
+        "seconds_measured_or_extrapolated": "measured" if len(picked) == len(df)
+        else f"extrapolated from {len(picked):,} row-by-row calls measured ({seconds:.2f}s)",
         "accuracy_vs_gold": round(float((teacher_says[scope] == gold[scope]).mean()), 4),
+        "accuracy_measured_on_rows": int(scope.sum()),
+        "prompt_tokens": session.stats.prompt_tokens,
+        "completion_tokens": session.stats.completion_tokens,
     }
+
+
+class SharedCache(MemoryCache):
+    """A cache kept across budgets, which also measures what asking cost: seconds per answered row."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self.rows = 0
+
+    def rate(self) -> float:
+        return self.seconds / max(self.rows, 1)
+
+
+def _real_teacher(args, task: TaskSpec):
+    if args.teacher == "local":
+        from scalellm_dagster.teachers.local import LocalModelError, local_teacher
+
+        try:
+            model = local_teacher(task, args.local_model, args.local_threads)
+        except LocalModelError as exc:
+            raise SystemExit(f"scalellm bench: --teacher local: {exc}") from None
+        return lambda: model
+    from scalellm_dagster.resources.openai_client import make_client
+    from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
+    client = make_client(base_url, os.environ.get("OPENAI_API_KEY"), 60.0, 4)
+    model = OpenAIChatTeacher(task, client, args.model, endpoint=base_url or "https://api.openai.com/v1")
+    return lambda: model
+
+
+def _teacher_summary(args, teacher_says, gold, simulated: bool, shared) -> dict:
+    common = {"concurrency": args.teacher_concurrency, "rows_per_request": args.teacher_batch_size}
+    if simulated:
+        return {"name": "simulated", "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
+                "configured_accuracy": args.teacher_accuracy, "latency_ms": args.teacher_latency_ms, **common}
+    known = np.array([v is not None for v in teacher_says])
+    counts = pd.Series(teacher_says[known]).value_counts()
+    return {"name": f"{args.teacher}:{args.model if args.teacher == 'openai' else args.local_model or 'SmolLM2-135M'}",
+            "accuracy_vs_gold": round(float((teacher_says[known] == gold[known]).mean()), 4),
+            "accuracy_measured_on_rows": int(known.sum()),
+            "answer_share_by_label": {str(k): round(v / known.sum(), 3) for k, v in counts.items()},
+            "seconds_per_row_in_sample_requests": round(shared.rate(), 4) if shared else None, **common}
 
 
 @dataclass
@@ -216,12 +288,13 @@ class BenchRun:
 
 
 def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: np.ndarray, batch_size: int,
-             concurrency: int) -> tuple[BenchRun, dict]:
+             concurrency: int, cache: MemoryCache | None = None) -> tuple[BenchRun, dict]:
     """The assets' steps, in memory: sample and label, evaluate candidates, select, predict, cascade.
     Returns the run and its step timings (seconds)."""
     ids = df["id"].to_numpy()
     pool = np.flatnonzero(~is_eval)
-    session = TeacherSession(teacher, MemoryCache(), df.set_index("id")["text"], batch_size, concurrency)
+    session = TeacherSession(teacher, cache if cache is not None else MemoryCache(), df.set_index("id")["text"],
+                             batch_size, concurrency)
     start = time.perf_counter()
     labelled = label_sample(ids[pool], None if task.sampling == "random" else X[pool], task, task.budget, session)
     seconds_teacher = time.perf_counter() - start
@@ -250,16 +323,22 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
         seconds_teacher += time.perf_counter() - start
         cascade_calls = len(outcome.asked)
     timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
-               "cascade_calls": cascade_calls}
+               "cascade_calls": cascade_calls, "asked": session.stats.asked}
     return BenchRun({}, labelled, student.name, final, predicted.labels), timings
 
 
-def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds) -> BenchRun:
-    run, t = run_flow(task, df, X, teacher, is_eval, args.teacher_batch_size, args.teacher_concurrency)
+def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds,
+             shared: SharedCache | None = None) -> BenchRun:
+    run, t = run_flow(task, df, X, teacher, is_eval, args.teacher_batch_size, args.teacher_concurrency, shared)
+    if shared is not None:  # what this run paid, and the time its whole sample costs at the measured rate
+        shared.seconds += t["teacher"]
+        shared.rows += t["asked"]
+        t["teacher"] = shared.rate() * (len(run.sample.ids) + t["cascade_calls"])
     chosen_pos = pd.Series(np.arange(len(df)), index=df["id"].to_numpy())[run.sample.ids].to_numpy()
     # accuracy on rows the teacher never saw: the eval split, or every row outside the sample
     unseen = is_eval.copy() if is_eval.any() else np.ones(len(df), bool)
     unseen[chosen_pos] = False
+    known = np.array([v is not None for v in teacher_says])
     total = embed_seconds + t["teacher"] + t["train"] + t["predict"]
     calls = len(run.sample.ids) + t["cascade_calls"]
     run.summary = {
@@ -268,9 +347,11 @@ def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seco
         "teacher_calls_fraction": round(calls / len(df), 4),
         "chosen_model": run.choice,
         "accuracy_vs_gold": round(float((run.labels[unseen] == gold[unseen]).mean()), 4),
-        "agreement_with_teacher": round(float((run.labels[unseen] == teacher_says[unseen]).mean()), 4),
+        "agreement_with_teacher": round(float((run.labels[unseen & known] == teacher_says[unseen & known]).mean()), 4),
+        "agreement_measured_on_rows": int((unseen & known).sum()),
         "seconds_total": round(total, 3),
         "seconds_teacher": round(t["teacher"], 3),
+        "seconds_teacher_basis": "measured" if shared is None else "projected from the measured seconds per row",
         "seconds_train": round(t["train"], 3),
         "seconds_predict": round(t["predict"], 3),
         "speedup_vs_baseline": round(baseline_seconds / total, 2),

@@ -86,7 +86,7 @@ class OpenAIChatTeacher:
             "max_tokens": answer_token_bound(keys, self.task.label_names),
         }
         schema = answer_schema(self.task, keys)
-        formats = {form: response_format(form, schema, len(keys)) for form in self._forms}
+        formats = {form: response_format(form, schema, keys) for form in self._forms}
         start = time.perf_counter()
         try:
             response, form, notes = self._complete(request, formats)

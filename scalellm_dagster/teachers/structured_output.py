@@ -18,14 +18,18 @@ FORMS = ("json_schema", "json_object+schema", "json_object", "plain")
 _REJECTION_WORDS = ("response_format", "json_schema", "json_object", "guided_", "structured output")
 
 
-def response_format(form: str, schema: dict, rows: int) -> dict | None:
+def response_format(form: str, schema: dict, keys: list[str]) -> dict | None:
     if form == "json_schema":
         return {"type": "json_schema", "json_schema": schema}
     if form == "json_object+schema":
-        # A grammar also bounds the answer's length: one item per row (a small model otherwise lists every label,
-        # again and again). OpenAI's strict schemas do not take these keywords, so only this form has them.
+        # Under a grammar the answer can be pinned down further: exactly one item per row, in the rows' order, each
+        # with its row's id (a small model otherwise repeats ids, or lists every label again and again), so the
+        # model chooses only the labels. OpenAI's strict schemas take none of these keywords: this form only.
         body = copy.deepcopy(schema["schema"])
-        body["properties"]["answers"].update(minItems=rows, maxItems=rows)
+        item = body["properties"]["answers"].pop("items")
+        body["properties"]["answers"].update(
+            prefixItems=[{**item, "properties": {**item["properties"], "id": {"const": key}}} for key in keys],
+            items=False, minItems=len(keys), maxItems=len(keys))
         return {"type": "json_object", "schema": body}
     if form == "json_object":
         return {"type": "json_object"}

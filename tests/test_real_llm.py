@@ -1,0 +1,103 @@
+"""The whole graph with a real LLM, offline: llama.cpp's own OpenAI-compatible server (a server nobody here
+wrote) behind the `openai` teacher, and the same model in-process behind `local`. SmolLM2-135M is weak; what is
+tested is that a real model's replies flow through: every row predicted, every sampled row answered with a valid
+label or recorded with its raw answer, real token counts, the structured-output form the server accepted, and a
+rerun that asks nothing."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from dagster import DagsterInstance
+
+from tests.pipeline_helpers import query, run_pipeline
+from tests.real_llm import llama_server, requires_llm
+
+pytestmark = requires_llm
+
+CARD_TASK = """
+tasks:
+  - name: is_card
+    instruction: Is the customer's message about a payment card?
+    gold_column: is_card
+    budget: 40
+    candidates: [logistic_regression, ridge]
+    labels: {card: about a card, other: about something else}
+"""
+
+
+@pytest.fixture
+def card_env(pipeline_env, tasks_file, monkeypatch):
+    tasks_file.write_text(textwrap.dedent(CARD_TASK))
+    monkeypatch.setenv("SCALELLM_TEACHER_CONCURRENCY", "1")  # one model thread: requests queue anyway
+    return pipeline_env
+
+
+def _run_twice_and_check(db: str, provider: str) -> None:
+    with DagsterInstance.ephemeral() as instance:
+        result = run_pipeline(instance)
+        assert result.success
+        assert query(db, "SELECT count(*), count(DISTINCT id) FROM is_card.predictions")[0] == (400, 400)
+        sampled, valid, lost = query(db, """SELECT count(*), count(*) FILTER (WHERE valid),
+                                                   count(*) FILTER (WHERE NOT valid AND raw_answer IS NULL)
+                                            FROM is_card.labeled_sample""")[0]
+        assert sampled == 40 and lost == 0 and valid >= 30  # a grammar-constrained reply names a label
+        requests, tokens, estimated, forms = query(db, """SELECT count(*), sum(prompt_tokens),
+                bool_or(tokens_estimated), string_agg(DISTINCT response_format, ',')
+            FROM scalellm_cache.teacher_ledger""")[0]
+        assert tokens > 0 and not estimated and forms == "json_object+schema"
+        assert query(db, "SELECT DISTINCT provider FROM scalellm_cache.teacher_answers")[0][0] == provider
+        again = run_pipeline(instance)
+        assert again.success
+        assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0] == requests  # 0 requests
+    meta = [e for e in again.get_asset_materialization_events()
+            if e.asset_key.to_user_string() == "is_card/labeled_sample"][0].materialization.metadata
+    assert meta["cache_misses"].value == 0 and meta["cache_hits"].value == 40
+
+
+def test_llama_cpp_server_as_the_openai_teacher(card_env, monkeypatch):
+    with llama_server() as base_url:
+        monkeypatch.setenv("SCALELLM_TEACHER", "openai")
+        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+        monkeypatch.setenv("SCALELLM_TEACHER_MODEL", "smollm2-135m")
+        _run_twice_and_check(card_env["SCALELLM_DUCKDB_PATH"], "openai")
+    db = card_env["SCALELLM_DUCKDB_PATH"]
+    # the server answers json_schema with HTTP 500: one probe, then json_object with a schema for every request
+    assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger WHERE response_format IS NULL")[0][0] == 0
+
+
+def test_local_teacher_in_process(card_env, monkeypatch):
+    monkeypatch.setenv("SCALELLM_TEACHER", "local")
+    _run_twice_and_check(card_env["SCALELLM_DUCKDB_PATH"], "local")
+
+
+def test_a_missing_gguf_is_one_clear_line(monkeypatch, tmp_path):
+    from scalellm_dagster.definitions import build_resources
+    from scalellm_dagster.settings import SettingError, Settings
+
+    monkeypatch.setenv("SCALELLM_TEACHER", "local")
+    monkeypatch.setenv("SCALELLM_LOCAL_MODEL", str(tmp_path / "nope.gguf"))
+    with pytest.raises(SettingError, match=r"SCALELLM_LOCAL_MODEL='.*nope.gguf': no such file; expected a GGUF"):
+        build_resources(Settings.from_env())
+
+
+def test_bench_with_the_local_teacher_reports_agreement_with_it(tmp_path):
+    import json
+
+    from scalellm_dagster.cli import main
+    from scalellm_dagster.settings import DEMO_CORPUS
+
+    out = tmp_path / "report.json"
+    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--split-column", "split",
+                 "--eval-split", "test", "--max-rows", "600", "--budgets", "30,60", "--teacher", "local",
+                 "--teacher-batch-size", "10", "--teacher-concurrency", "1", "--baseline-sample", "12",
+                 "--candidates", "ridge", "--dim", "32", "--probe-rows", "2000", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    teacher = report["teacher"]
+    assert teacher["name"].startswith("local:") and teacher["accuracy_measured_on_rows"] == 12
+    assert abs(sum(teacher["answer_share_by_label"].values()) - 1) < 0.01
+    assert "extrapolated from 12 row-by-row calls" in report["baseline"]["seconds_measured_or_extrapolated"]
+    for run in report["runs"]:
+        assert run["agreement_measured_on_rows"] == 12 and 0 <= run["agreement_with_teacher"] <= 1
+        assert run["seconds_teacher_basis"] == "projected from the measured seconds per row"
