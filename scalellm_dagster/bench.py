@@ -60,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-model", help="with --teacher local: a GGUF file")
     p.add_argument("--local-threads", type=int, default=1, help="with --teacher local: llama.cpp threads")
     p.add_argument("--teacher-accuracy", type=float, default=0.9)
+    p.add_argument("--teacher-bias", type=float, default=0.0,
+                   help="simulated: share of wrong answers given to one favoured label, like a small real LLM")
     p.add_argument("--teacher-latency-ms", type=float, default=30.0, help="per request")
     p.add_argument("--teacher-concurrency", type=int, default=8)
     p.add_argument("--teacher-batch-size", type=int, default=1,
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> dict:
     if simulated:
         def teacher(latency_ms: float = args.teacher_latency_ms) -> SimulatedTeacher:
             return SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, accuracy=args.teacher_accuracy,
-                                                latency_ms=latency_ms, seed=args.seed)
+                                                latency_ms=latency_ms, seed=args.seed, bias=args.teacher_bias)
 
         keys = df["id"].astype(str).tolist()
         instant = teacher(0.0).label_batch(list(zip(keys, df["text"]))).answers  # what it would say, for free
@@ -266,7 +268,8 @@ def _teacher_summary(args, teacher_says, gold, simulated: bool, shared) -> dict:
     common = {"concurrency": args.teacher_concurrency, "rows_per_request": args.teacher_batch_size}
     if simulated:
         return {"name": "simulated", "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
-                "configured_accuracy": args.teacher_accuracy, "latency_ms": args.teacher_latency_ms, **common}
+                "configured_accuracy": args.teacher_accuracy, "bias": args.teacher_bias,
+                "latency_ms": args.teacher_latency_ms, **common}
     known = np.array([v is not None for v in teacher_says])
     counts = pd.Series(teacher_says[known]).value_counts()
     return {"name": f"{args.teacher}:{args.model if args.teacher == 'openai' else args.local_model or 'SmolLM2-135M'}",

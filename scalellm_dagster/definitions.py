@@ -90,6 +90,7 @@ def build_resources(settings: Settings) -> dict:
             price_in_per_mtok=_env("SCALELLM_PRICE_IN_PER_MTOK", 0.15, float),
             price_out_per_mtok=_env("SCALELLM_PRICE_OUT_PER_MTOK", 0.60, float),
             simulated_accuracy=_env("SCALELLM_SIMULATED_ACCURACY", 0.9, float),
+            simulated_bias=_env("SCALELLM_SIMULATED_BIAS", 0.0, float),
             simulated_latency_ms=_env("SCALELLM_SIMULATED_LATENCY_MS", 20.0, float),
             local_model=os.environ.get("SCALELLM_LOCAL_MODEL") or None,
             local_threads=_env("SCALELLM_LOCAL_THREADS", 1, int),

@@ -119,3 +119,28 @@ def test_few_shot_examples_go_into_the_prompt_and_its_version():
     assert prompt_version(shots) != prompt_version(plain)
     with pytest.raises(TaskConfigError, match=r"few_shot\[0\] must be a mapping with 'text' and a 'label'"):
         parse_task({**BASE, "few_shot": [{"text": "x", "label": "zzz"}]})
+
+
+def test_a_biased_simulation_gives_its_wrong_answers_to_one_label_at_the_same_accuracy():
+    import numpy as np
+    import pandas as pd
+
+    from scalellm_dagster.teachers.simulated import SimulatedTeacher
+
+    task = parse_task({"name": "t", "instruction": "x", "budget": 10, "labels": ["a", "b", "c", "d"]})
+    rng = np.random.default_rng(0)
+    gold = pd.Series(rng.choice(["a", "b", "c", "d"], 4000))
+    ids = pd.Series(np.arange(4000))
+    X = rng.normal(size=(4000, 8)).astype(np.float32)
+    rows = [(str(i), f"text {i}") for i in ids]
+
+    def answers(bias):
+        teacher = SimulatedTeacher.from_corpus(task, ids, gold, X, accuracy=0.6, seed=1, bias=bias)
+        got = teacher.label_batch(rows).answers
+        return pd.Series([got[str(i)].label for i in ids])
+
+    plain, biased = answers(0.0), answers(0.8)
+    assert abs((plain == gold).mean() - 0.6) < 0.03 and ((plain == gold) == (biased == gold)).all()
+    wrong = biased != gold
+    assert (biased[wrong & (gold != "a")] == "a").mean() > 0.75  # most wrong answers go to the favoured label
+    assert (plain[plain != gold] == "a").mean() < 0.4

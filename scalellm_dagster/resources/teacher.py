@@ -34,6 +34,8 @@ class TeacherResource(ConfigurableResource):
     expected_seconds_per_request: float = Field(
         default=1.5, description="Assumed request latency for dry-run time estimates of a real LLM.")
     simulated_accuracy: float = Field(default=0.9, description="How often the simulation gives the gold label.")
+    simulated_bias: float = Field(default=0.0, description="Share of the simulation's wrong answers given to one "
+                                  "favoured label, as a small real LLM does (0: none).")
     simulated_latency_ms: float = Field(default=20.0, description="Simulated seconds per request, in ms.")
     seed: int = 0
     local_model: str | None = Field(default=None, description="GGUF file for `local` (default: SmolLM2-135M-Instruct "
@@ -81,5 +83,6 @@ class TeacherResource(ConfigurableResource):
             )
         return SimulatedTeacher.from_corpus(
             task, corpus["id"], corpus[task.gold_column], embeddings,
-            accuracy=self.simulated_accuracy, latency_ms=self.simulated_latency_ms, seed=self.seed, **prices,
+            accuracy=self.simulated_accuracy, latency_ms=self.simulated_latency_ms, seed=self.seed,
+            bias=self.simulated_bias, **prices,
         )

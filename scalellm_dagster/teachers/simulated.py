@@ -4,6 +4,11 @@ It exists so the pipeline runs offline and so budgets and students can be studie
 It errs like a model rather than like a coin: a wrong answer is the class whose centroid lies nearest the row's
 embedding among the other classes, and whether a row is answered wrongly depends only on (seed, text), so the
 same text always gets the same answer, as an LLM at temperature 0 would.
+
+A real small LLM errs more systematically still: SmolLM2-135M gives one label to about half the rows whatever they
+say (BENCHMARKS.md, "A real teacher"). `bias` reproduces that: that share of the wrong answers goes to one
+favoured label (the first label in the task's order), the rest to the nearest other class. Errors a student cannot
+average out make the simulation less kind; `bias=0` is the unbiased simulation every older figure used.
 """
 
 from __future__ import annotations
@@ -82,16 +87,21 @@ class SimulatedTeacher:
         seed: int = 0,
         price_in_per_mtok: float = 0.0,
         price_out_per_mtok: float = 0.0,
+        bias: float = 0.0,
     ):
         if not 0.0 <= accuracy <= 1.0:
             raise ValueError(f"simulated teacher accuracy must be in [0, 1], got {accuracy}")
+        if not 0.0 <= bias <= 1.0:
+            raise ValueError(f"simulated teacher bias must be in [0, 1], got {bias}")
+        self.bias = bias
+        self.favoured = task.label_names[0]
         self.task = task
         self.gold = gold_by_key
         self.confusion = confusion_by_key
         self.accuracy = accuracy
         self.latency_ms = latency_ms
         self.seed = seed
-        self.model = f"simulated-acc{accuracy:.3f}-seed{seed}"
+        self.model = f"simulated-acc{accuracy:.3f}-seed{seed}" + (f"-bias{bias:.2f}" if bias else "")
         self._prices = (price_in_per_mtok, price_out_per_mtok)
         self._system = system_prompt(task)
 
@@ -122,7 +132,13 @@ class SimulatedTeacher:
         answers = {}
         for key, text in rows:
             gold = self.gold[key]
-            label = gold if error_draw(text, self.seed) < self.accuracy else self.confusion[key]
+            draw = error_draw(text, self.seed)
+            if draw < self.accuracy:
+                label = gold
+            else:  # the same draw decides which kind of error, so a text keeps its answer
+                wrong_share = (draw - self.accuracy) / max(1 - self.accuracy, 1e-12)
+                favoured = self.favoured if self.favoured != gold else self.confusion[key]
+                label = favoured if wrong_share < self.bias else self.confusion[key]
             answers[key] = Answer(label=label if label in self.task.labels else None, raw=str(label))
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000.0)
