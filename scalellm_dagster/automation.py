@@ -19,7 +19,7 @@ from dagster import (
     sensor,
 )
 
-from scalellm_dagster.resources.source import CORPUS_FILE_SUFFIXES
+from scalellm_dagster.resources.source import CorpusSource
 from scalellm_dagster.tasks_config import TaskConfigError, TaskSpec, load_tasks
 
 TASK_ASSETS = ("labeled_sample", "student_candidates", "model_selection_report", "predictions")
@@ -37,15 +37,29 @@ def build_schedules(all_job) -> list[ScheduleDefinition]:
             job=all_job,
             cron_schedule=os.environ.get("SCALELLM_REFRESH_CRON", "0 2 * * *"),
             default_status=DefaultScheduleStatus.STOPPED,
+            tags=WAREHOUSE_TAGS,
             description="Reload the corpus and refresh everything downstream: unchanged rows are not re-embedded "
             "or re-predicted, cached teacher answers are not paid for again (cron: SCALELLM_REFRESH_CRON).",
         )
     ]
 
 
-def _corpus_files(folder: Path) -> dict[str, str]:
-    return {p.name: f"{p.stat().st_size}:{p.stat().st_mtime_ns}"
-            for p in sorted(folder.iterdir()) if p.suffix.lower() in CORPUS_FILE_SUFFIXES and p.is_file()}
+# Every run the sensors and the schedule request writes the warehouse: the instance's run queue limits runs with
+# this tag to one at a time (dagster.yaml written by `ensure_dagster_home`, and deploy/kubernetes/dagster.yaml).
+WAREHOUSE_TAGS = {"scalellm/writes": "warehouse"}
+
+
+def _materialized_files(instance) -> dict[str, str]:
+    """The files (size:mtime) the latest corpus materialization read."""
+    event = instance.get_latest_materialization_event(AssetKey("corpus"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return dict(meta["source_files"].value) if "source_files" in meta else {}
+
+
+def _materialized_fingerprint(instance, task_name: str) -> str | None:
+    """The task definition (its fingerprint, the assets' code version) its latest predictions were made with."""
+    event = instance.get_latest_materialization_event(AssetKey([task_name, "predictions"]))
+    return (event.asset_materialization.tags or {}).get("dagster/code_version") if event else None
 
 
 def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_job) -> list:
@@ -55,20 +69,22 @@ def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_
             default_status=DefaultSensorStatus.STOPPED,
             description="When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
             "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
-            "The cursor remembers each file's size and mtime, so no file is processed twice.")
+            "A file counts as processed when the cursor or the latest corpus materialization has its size and "
+            "mtime, so no file is processed twice, even one materialized before the sensor started.")
     def corpus_folder_sensor(context: SensorEvaluationContext):
         folder = Path(corpus_path)
         if not folder.is_dir():
             return SkipReason(f"SCALELLM_CORPUS={corpus_path} is a file, not a folder to watch")
         seen = json.loads(context.cursor) if context.cursor else {}
-        files = _corpus_files(folder)
-        new = {name: stamp for name, stamp in files.items() if seen.get(name) != stamp}
+        materialized = _materialized_files(context.instance)
+        files = CorpusSource(path=corpus_path).file_stamps()
+        new = {name: stamp for name, stamp in files.items() if stamp not in (seen.get(name), materialized.get(name))}
         if not new:
             return SkipReason(f"no new or changed file among {len(files)} in {folder}")
         run_key = hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:16]
         return SensorResult(
             run_requests=[RunRequest(run_key=run_key, asset_selection=refresh_keys,
-                                     tags={"scalellm/new_files": ",".join(sorted(new))[:200]})],
+                                     tags={**WAREHOUSE_TAGS, "scalellm/new_files": ",".join(sorted(new))[:200]})],
             cursor=json.dumps(files, sort_keys=True),
         )
 
@@ -83,18 +99,27 @@ def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_
         except TaskConfigError as exc:
             return SkipReason(f"tasks file does not load: {exc}")
         loaded = {t.name for t in tasks}
+        made_with = {name: _materialized_fingerprint(context.instance, name) for name in current if name in loaded}
         if context.cursor is None:
-            return SensorResult(skip_reason=SkipReason(f"recorded {len(current)} task definitions"),
-                                cursor=json.dumps(current, sort_keys=True))
-        seen = json.loads(context.cursor)
-        changed = sorted(name for name, fp in current.items() if seen.get(name) != fp and name in loaded)
+            # First tick: a task whose predictions were made with another definition is stale; the rest are
+            # recorded (a task never materialized waits for its first materialization).
+            seen = {name: made_with.get(name) or fp for name, fp in current.items()}
+        else:
+            seen = json.loads(context.cursor)
+        # a definition already materialized (by hand, or by an earlier run) needs no run
+        changed = sorted(name for name, fp in current.items()
+                         if seen.get(name) != fp and name in loaded and made_with.get(name) != fp)
         pending = sorted(name for name, fp in current.items() if seen.get(name) != fp and name not in loaded)
         if not changed:
             reason = "no task changed" + (f"; reload the code location to pick up {pending}" if pending else "")
-            return SkipReason(reason)
+            if context.cursor is None:
+                reason = f"recorded {len(current)} task definitions; " + reason
+            kept = {name: fp for name, fp in current.items() if name not in pending}
+            kept.update({name: seen[name] for name in pending if name in seen and context.cursor is not None})
+            return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(kept, sort_keys=True))
         requests = [RunRequest(run_key=f"{name}-{current[name]}",
                                asset_selection=[AssetKey([name, a]) for a in TASK_ASSETS],
-                               tags={"scalellm/task": name}) for name in changed]
+                               tags={**WAREHOUSE_TAGS, "scalellm/task": name}) for name in changed]
         kept = {name: fp for name, fp in current.items() if name not in pending}
         kept.update({name: seen[name] for name in pending if name in seen})
         return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))

@@ -24,7 +24,7 @@ from scalellm_dagster.assets.tasks import build_task_assets, task_asset_key
 from scalellm_dagster.checks import build_checks
 from scalellm_dagster.embedders.minilm import INSTALL_HINT as MINILM_INSTALL_HINT
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
-from scalellm_dagster.automation import TASK_ASSETS, build_schedules, build_sensors
+from scalellm_dagster.automation import WAREHOUSE_TAGS, TASK_ASSETS, build_schedules, build_sensors
 from scalellm_dagster.settings import SettingError, Settings
 from scalellm_dagster.tasks_config import load_tasks
 
@@ -108,6 +108,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         ALL_JOB,
         selection=AssetSelection.all(),
         description="Materialize the corpus, its embeddings and every task's branch, with all checks.",
+        tags=WAREHOUSE_TAGS,
     )
     return Definitions(
         assets=[corpus, embeddings, *task_assets],

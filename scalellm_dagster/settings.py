@@ -54,10 +54,21 @@ def _shards(raw: str) -> int:
     return int(raw)
 
 
+# Every run of this project writes the one DuckDB warehouse, and a run that rewrote `corpus` between another run's
+# `predictions` and its check would fail that check: the local instance (`make ui`, the daemon) runs one at a time
+# and queues the rest, which then find most of their work done.
+RUN_QUEUE = """run_queue:
+  max_concurrent_runs: 1
+"""
+
+
 def ensure_dagster_home(path: Path) -> Path:
-    """A persistent Dagster instance folder; offline by design, so telemetry and the sign-up prompt are off."""
+    """A persistent Dagster instance folder; offline by design, so telemetry and the sign-up prompt are off; one
+    run at a time (RUN_QUEUE), also in an instance folder made before that setting existed."""
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n" + RUN_QUEUE)
+    elif "run_queue:" not in config.read_text():
+        config.write_text(config.read_text().rstrip("\n") + "\n" + RUN_QUEUE)
     return path

@@ -89,3 +89,45 @@ def test_nightly_schedule_requests_the_whole_graph(pipeline_env, monkeypatch):
     with DagsterInstance.ephemeral() as instance:
         data = schedule.evaluate_tick(build_schedule_context(instance=instance))
     assert len(data.run_requests) == 1 and data.run_requests[0].job_name in (None, "scalellm_all")
+
+
+def test_first_tick_of_the_folder_sensor_skips_files_already_materialized(pipeline_env, tmp_path, monkeypatch):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    rows = demo_slice(460)
+    rows.iloc[:400].to_parquet(folder / "part-000.parquet", index=False)
+    monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
+    with DagsterInstance.ephemeral() as instance:
+        defs = build_definitions(Settings.from_env())
+        assert run_pipeline(instance).success  # materialized before the sensor ever ran
+        first = _tick(defs, "corpus_folder_sensor", instance)
+        assert first.run_requests == [] and "no new or changed file" in first.skip_message
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
+        new = _tick(defs, "corpus_folder_sensor", instance, cursor=first.cursor)
+        assert [r.tags["scalellm/new_files"] for r in new.run_requests] == ["part-001.parquet"]
+        assert new.run_requests[0].tags["scalellm/writes"] == "warehouse"
+
+
+def test_first_tick_of_the_task_sensor_reruns_only_tasks_materialized_with_another_definition(pipeline_env,
+                                                                                              tasks_file):
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        defs = build_definitions(Settings.from_env())
+        fresh = _tick(defs, "task_config_sensor", instance)
+        assert fresh.run_requests == [] and json.loads(fresh.cursor).keys() == {"topic"}
+
+        tasks_file.write_text(tasks_file.read_text().replace("budget: 120", "budget: 130"))
+        reloaded = build_definitions(Settings.from_env())
+        stale = _tick(reloaded, "task_config_sensor", instance)  # a sensor started after the edit
+        assert [r.tags["scalellm/task"] for r in stale.run_requests] == ["topic"]
+
+
+def test_the_local_instance_runs_one_run_at_a_time(tmp_path):
+    from scalellm_dagster.settings import ensure_dagster_home
+
+    old = tmp_path / "old_home"
+    old.mkdir()
+    (old / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    for home in (ensure_dagster_home(tmp_path / "new_home"), ensure_dagster_home(old)):
+        with DagsterInstance.from_config(str(home)) as instance:
+            assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1

@@ -27,6 +27,7 @@ EMBEDDINGS_TABLE = "embeddings"
     description="The source rows (id, text and any other columns), loaded from the configured file or table.",
 )
 def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Warehouse) -> MaterializeResult:
+    stamps = source.file_stamps()  # before reading: a file changed meanwhile looks changed to the sensor
     df = source.load()
     rows = warehouse.write_table(CORPUS_TABLE, df)
     context.log.info(f"corpus: {rows:,} rows from {source.path}")
@@ -34,6 +35,7 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
         metadata={
             "dagster/row_count": rows,
             "source": source.path,
+            "source_files": MetadataValue.json(stamps),
             "table": f"{warehouse.database}::{CORPUS_TABLE}",
             "dagster/column_schema": column_schema(df),
             "preview": preview(df),
@@ -94,13 +96,14 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
                 matrix[plan.compute] = fresh
         else:
             matrix = fresh
-        blob = pickle.dumps(model) if embedder.kind == "lsa" else None
-        # Vectors from one fitted model share a version; predictions made on other vectors are not reused.
-        version = embedding_version(blob) if blob else model.name
+        # Vectors from one fitted model share a version; predictions made on other vectors are not reused. Here
+        # LSA is the model stored with its vectors (a fit goes the other way), so it keeps its stored version: the
+        # same model pickles to other bytes in another process (a set's order follows the hash seed), and
+        # re-hashing it would re-stamp every row and make the next predictions redo them all.
+        version = current if embedder.kind == "lsa" else model.name
         dim = int(model.dim or matrix.shape[1])  # an all-cached openai run declares the cached vectors' size
         written = warehouse.write_embeddings(
-            EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix, rows["text_hash"].tolist(),
-            model=(model.name, blob) if blob else None, version=version)
+            EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix, rows["text_hash"].tolist(), version=version)
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
     return MaterializeResult(

@@ -24,6 +24,16 @@ class CorpusSource(ConfigurableResource):
     text_column: str = "text"
     max_text_chars: int = Field(default=20_000, description="Longest text the corpus checks accept.")
 
+    def file_stamps(self) -> dict[str, str]:
+        """size:mtime of each file the corpus is read from (a folder's files, or the one file); {} for a table.
+        The corpus records them, so the folder sensor knows what a materialization has already read."""
+        path = Path(self.path)
+        if "::" in self.path or not path.exists():
+            return {}
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in CORPUS_FILE_SUFFIXES and p.is_file()) \
+            if path.is_dir() else [path]
+        return {p.name: f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files}
+
     def load(self) -> pd.DataFrame:
         return normalise_corpus(self.read_raw(), self.id_column, self.text_column, source=self.path)
 
