@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     est = sub.add_parser("estimate", help="dry run: teacher tokens, cost and time per task vs the row-by-row "
                          "baseline, before any request (reads the corpus source; writes nothing)")
     est.add_argument("--budget", type=int, help="override every task's budget")
+    probe = sub.add_parser("probe-batch", help="ask the configured teacher about the same rows at several rows per "
+                           "request and compare with its one-row answers (agreement, tokens, time)")
+    probe.add_argument("--task", help="task name in the tasks file (default: the first)")
+    probe.add_argument("--rows", type=int, default=40, help="corpus rows asked at every size (seeded sample)")
+    probe.add_argument("--sizes", default="1,5,10,20", help="rows per request, comma-separated")
+    probe.add_argument("--max-agreement-loss", type=float, default=0.02,
+                       help="the largest size within this loss of agreement with the one-row answers is advised")
     bench = sub.add_parser("bench", help="benchmark the engine on your own labelled file against asking the "
                            "(simulated) teacher about every row; writes a JSON report")
     from scalellm_dagster.bench import add_arguments
@@ -51,6 +58,8 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "estimate":
         return estimate(args.budget)
+    if args.command == "probe-batch":
+        return probe_batch(args)
     return run_all(multiprocess=args.multiprocess, verbose=args.verbose, workers=args.workers)
 
 
@@ -134,6 +143,34 @@ def estimate(budget: int | None) -> int:
         table = teacher.estimate(task, corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist(),
                                  len(corpus))
         print(f"\n{task.name} (budget {task.budget:,})\n" + table.to_markdown(index=False, floatfmt=",.4f"))
+    return 0
+
+
+def probe_batch(args) -> int:
+    from scalellm_dagster.definitions import build_resources
+    from scalellm_dagster.settings import Settings
+    from scalellm_dagster.tasks_config import TaskConfigError, load_tasks
+    from scalellm_dagster.teachers.batch_probe import largest_within, probe_batch_sizes
+
+    settings = Settings.from_env()
+    resources = build_resources(settings)
+    tasks = load_tasks(settings.tasks)
+    task = next((t for t in tasks if t.name == args.task), None) if args.task else tasks[0]
+    if task is None:
+        raise TaskConfigError(f"--task {args.task!r}: no such task in {settings.tasks} "
+                              f"(tasks: {', '.join(t.name for t in tasks)})")
+    corpus = resources["source"].load()
+    rows = corpus.sample(min(args.rows, len(corpus)), random_state=0).reset_index(drop=True)
+    teacher = resources["teacher"]
+    model = teacher.build(task, rows, None)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    gold = rows[task.gold_column].astype(str) if task.gold_column in rows.columns else None
+    table = probe_batch_sizes(model, rows[["id", "text"]], sizes, teacher.effective_concurrency, gold)
+    print(f"scalellm probe-batch: task {task.name}, teacher {model.provider}:{model.model}, {len(rows)} rows\n")
+    print(table.to_markdown(index=False))
+    best = largest_within(table, args.max_agreement_loss)
+    print(f"\nlargest batch within {args.max_agreement_loss:.0%} agreement loss: {best} rows per request "
+          f"(SCALELLM_TEACHER_BATCH_SIZE={best})")
     return 0
 
 

@@ -66,11 +66,6 @@ class OpenAIChatTeacher:
     def prompt_version(self) -> str:
         return prompt_version(self.task)
 
-    @property
-    def response_form(self) -> str | None:
-        """The structured-output form in use, once known."""
-        return self._form
-
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self._prices[0] + completion_tokens * self._prices[1]) / 1e6
 
