@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sensor_context
 
 from scalellm_dagster.definitions import build_definitions
@@ -17,12 +19,19 @@ def _tick(defs, name, instance, cursor=None):
                                                                         definitions=defs))
 
 
-def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pipeline_env, tmp_path, monkeypatch):
+@pytest.fixture
+def drop_folder(pipeline_env, tmp_path, monkeypatch):
+    """SCALELLM_CORPUS as a folder holding one file of 400 rows; returns (folder, 460 rows: the 60 to add later)."""
     folder = tmp_path / "drop"
     folder.mkdir()
     rows = demo_slice(460)
     rows.iloc[:400].to_parquet(folder / "part-000.parquet", index=False)
     monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
+    return folder, rows
+
+
+def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pipeline_env, drop_folder):
+    folder, rows = drop_folder
     with DagsterInstance.ephemeral() as instance:
         defs = build_definitions(Settings.from_env())
         first = _tick(defs, "corpus_folder_sensor", instance)
@@ -91,12 +100,8 @@ def test_nightly_schedule_requests_the_whole_graph(pipeline_env, monkeypatch):
     assert len(data.run_requests) == 1 and data.run_requests[0].job_name in (None, "scalellm_all")
 
 
-def test_first_tick_of_the_folder_sensor_skips_files_already_materialized(pipeline_env, tmp_path, monkeypatch):
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    rows = demo_slice(460)
-    rows.iloc[:400].to_parquet(folder / "part-000.parquet", index=False)
-    monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
+def test_first_tick_of_the_folder_sensor_skips_files_already_materialized(pipeline_env, drop_folder):
+    folder, rows = drop_folder
     with DagsterInstance.ephemeral() as instance:
         defs = build_definitions(Settings.from_env())
         assert run_pipeline(instance).success  # materialized before the sensor ever ran
