@@ -8,7 +8,9 @@ same text always gets the same answer, as an LLM at temperature 0 would.
 A real small LLM errs more systematically still: SmolLM2-135M gives one label to about half the rows whatever they
 say (BENCHMARKS.md, "A real teacher"). `bias` reproduces that: that share of the wrong answers goes to one
 favoured label (the first label in the task's order), the rest to the nearest other class. Errors a student cannot
-average out make the simulation less kind; `bias=0` is the unbiased simulation every older figure used.
+average out make the simulation less kind; `bias=0` is the unbiased simulation every older figure used. With two
+labels it changes nothing (the one wrong label is always "the other"): there, a real LLM's bias shows in *which* rows
+it gets wrong, which this simulation does not model.
 """
 
 from __future__ import annotations
