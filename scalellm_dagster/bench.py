@@ -320,8 +320,8 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
     cascade_calls = 0
     if task.cascade_budget:
         start = time.perf_counter()
-        outcome = run_cascade(student.name, X_train, y_train, predicted.confidence, source == "student", ids, task,
-                              task.cascade_budget, lambda: session)
+        outcome = run_cascade(selection.calibrator, predicted.confidence, source == "student", ids, task,
+                              task.cascade_budget, lambda: session)  # the selection's calibration, not a second one
         final[outcome.answered] = outcome.labels
         seconds_teacher += time.perf_counter() - start
         cascade_calls = len(outcome.asked)

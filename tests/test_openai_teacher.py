@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from scalellm_dagster.flow import MemoryCache
 from scalellm_dagster.resources.openai_client import make_client
 from scalellm_dagster.tasks_config import parse_task
 from scalellm_dagster.teachers.base import TeacherError
@@ -23,21 +24,6 @@ def rule(text: str) -> str:
 
 
 ROWS = pd.DataFrame({"id": range(40), "text": [f"review {i} is {'good' if i % 3 else 'bad'}" for i in range(40)]})
-
-
-class MemoryCache:
-    def __init__(self):
-        self.answers, self.ledger = {}, []
-
-    def lookup(self, hashes):
-        return {h: self.answers[h] for h in hashes if h in self.answers}
-
-    def store(self, answered, ledger):
-        from scalellm_dagster.teachers.base import Answer
-
-        for a in answered:
-            self.answers[a["text_hash"]] = Answer(a["label"], a["raw_answer"])
-        self.ledger.extend(ledger)
 
 
 def teacher_for(server: FakeOpenAI, timeout=5.0, retries=3) -> OpenAIChatTeacher:

@@ -7,7 +7,7 @@ import pytest
 
 from scalellm_dagster.teachers.base import TeacherFatalError
 from tests.fake_openai import FakeOpenAI
-from tests.test_openai_teacher import ROWS, MemoryCache, rule, run, teacher_for
+from tests.test_openai_teacher import ROWS, MemoryCache, rule, run
 
 
 @pytest.mark.parametrize("position", [0, 2])  # the structured-output probe, and an ordinary request

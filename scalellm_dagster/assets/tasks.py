@@ -18,6 +18,7 @@ from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.automation import task_fingerprint
 from scalellm_dagster.core.sharding import share_of_budget
 from scalellm_dagster.flow import (
+    calibrate,
     evaluate_students,
     final_labels,
     first_rows,
@@ -149,7 +150,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         cascade_budget = task.cascade_budget if shard is None else share_of_budget(task.cascade_budget, shard, shards)
         outcome = None
         if cascade_budget > 0:
-            outcome = run_cascade(student.name, X_train, y_train, out["confidence"].to_numpy(),
+            outcome = run_cascade(calibrate(student.name, X_train, y_train, task), out["confidence"].to_numpy(),
                                   (out["source"] == "student").to_numpy(), out["id"].to_numpy(), task,
                                   cascade_budget, lambda: _cascade_session(context, warehouse, teacher), context.log.info)
             out.loc[out.index[outcome.answered], "label"] = outcome.labels

@@ -11,7 +11,7 @@ Each step takes plain inputs (arrays, frames, the task spec, a teacher session) 
 """
 
 from scalellm_dagster.flow.candidates import Candidates, evaluate_students
-from scalellm_dagster.flow.cascade import CascadeOutcome, run_cascade
+from scalellm_dagster.flow.cascade import CascadeOutcome, calibrate, run_cascade
 from scalellm_dagster.flow.predict import Predicted, TrainedStudent, final_labels, predict_rows, train_student
 from scalellm_dagster.flow.sample import LabelledSample, first_rows, label_sample
 from scalellm_dagster.flow.selection import Selection, select_student
@@ -19,6 +19,6 @@ from scalellm_dagster.flow.teaching import AnswerCache, MemoryCache, TeacherSess
 
 __all__ = [
     "AnswerCache", "Candidates", "CascadeOutcome", "LabelledSample", "MemoryCache", "Predicted", "Selection",
-    "TeacherSession", "TrainedStudent", "evaluate_students", "final_labels", "first_rows", "label_sample",
+    "TeacherSession", "TrainedStudent", "calibrate", "evaluate_students", "final_labels", "first_rows", "label_sample",
     "predict_rows", "run_cascade", "select_student", "train_student",
 ]

@@ -23,14 +23,17 @@ class CascadeOutcome:
     requests: int
 
 
-def run_cascade(student: str, X_train: np.ndarray, y_train: np.ndarray, confidence: np.ndarray,
-                is_student_row: np.ndarray, ids: np.ndarray, task: TaskSpec, budget: int,
-                session_factory: Callable[[], TeacherSession], log: Callable[[str], None] = lambda _msg: None
-                ) -> CascadeOutcome:
-    """`confidence` and `is_student_row` cover every row (`ids`); the student's confidence is calibrated on its
-    out-of-fold agreement with the teacher. The session is opened only when some row goes to the teacher."""
-    oof_conf, oof_correct = out_of_fold_confidence(student, X_train, y_train, task.cv_folds, task.seed)
-    agreement = Calibrator(oof_conf, oof_correct)(confidence)
+def calibrate(student: str, X_train: np.ndarray, y_train: np.ndarray, task: TaskSpec) -> Calibrator:
+    """The student's confidence mapped to its out-of-fold agreement with the teacher's labels."""
+    return Calibrator(*out_of_fold_confidence(student, X_train, y_train, task.cv_folds, task.seed))
+
+
+def run_cascade(calibrator: Calibrator, confidence: np.ndarray, is_student_row: np.ndarray, ids: np.ndarray,
+                task: TaskSpec, budget: int, session_factory: Callable[[], TeacherSession],
+                log: Callable[[str], None] = lambda _msg: None) -> CascadeOutcome:
+    """`confidence` and `is_student_row` cover every row (`ids`); `calibrator` (from `calibrate`) turns the
+    confidence into expected agreement. The session is opened only when some row goes to the teacher."""
+    agreement = calibrator(confidence)
     plan = plan_cascade(agreement[is_student_row], task.cascade_target_agreement,
                         max_fraction=budget / max(int(is_student_row.sum()), 1))
     pick = np.flatnonzero(is_student_row & (agreement <= plan.threshold))

@@ -23,6 +23,7 @@ class Selection:
     table: pd.DataFrame  # one row per candidate: accuracy, speed, fitted curve, forecasts, chosen
     cascade_tradeoff: pd.DataFrame
     advice: BudgetAdvice | None
+    calibrator: Calibrator  # the chosen student's confidence -> expected agreement, for the cascade
 
     @property
     def report_table(self) -> pd.DataFrame:
@@ -36,7 +37,8 @@ def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: Tas
     """`X, y`: the valid teacher labels the candidates were scored on; `spend`: what the teacher cost so far."""
     choice = choose_student(scores, task.selection, task.min_rows_per_second)
     oof_conf, oof_correct = out_of_fold_confidence(choice.candidate, X, y, task.cv_folds, task.seed)
-    calibrated = Calibrator(oof_conf, oof_correct)(oof_conf)
+    calibrator = Calibrator(oof_conf, oof_correct)
+    calibrated = calibrator(oof_conf)
     chosen = scores[(scores["candidate"] == choice.candidate) & (scores["status"] == "ok")]
     advice = advise_budget(
         fit_learning_curve(chosen["sample_size"], chosen["cv_accuracy"]), len(y), corpus_rows,
@@ -44,4 +46,4 @@ def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: Tas
         seconds_per_row=spend.request_seconds / max(spend.rows_answered, 1) / max(spend.concurrency, 1),
         target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
     return Selection(choice, candidate_table(scores, choice, task.budget),
-                     pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice)
+                     pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice, calibrator)

@@ -21,7 +21,9 @@ from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
 INSTALL_HINT = 'pip install -e ".[llm]"  (or `make llm`; builds llama-cpp-python, 10-20 min on 2 cores, once)'
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-_MODELS: dict[tuple, object] = {}  # one loaded model per (path, threads, context) and process
+# One loaded model per (path, threads, context) and process, with the lock every client of it takes: a llama.cpp
+# context is not thread-safe, and several teachers (a sample's, a cascade's, a probe's) may share one model.
+_MODELS: dict[tuple, tuple[object, threading.Lock]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -48,8 +50,8 @@ def model_path(path: str | None) -> Path:
 
 
 def load_model(path: str | None, threads: int = 1, context: int = 2048):
-    """The llama.cpp model, loaded once per process. One thread by default: on a shared 2-core machine llama.cpp's
-    threads wait on each other and a request gets ~20x slower."""
+    """(llama.cpp model, its lock), loaded once per process. One thread by default: on a shared 2-core machine
+    llama.cpp's threads wait on each other and a request gets ~20x slower."""
     gguf = model_path(path)
     from llama_cpp import Llama
 
@@ -63,19 +65,19 @@ def load_model(path: str | None, threads: int = 1, context: int = 2048):
             if not llama.metadata.get("tokenizer.chat_template"):
                 raise LocalModelError(f"{gguf}: the model has no chat template, so it is probably not "
                                       "instruct-tuned; use an instruct (chat) GGUF")
-            _MODELS[key] = llama
+            _MODELS[key] = (llama, threading.Lock())
     return _MODELS[key]
 
 
 class LlamaChatClient:
     """The slice of `openai.OpenAI` the teacher uses (`chat.completions.create`), over an in-process model.
-    One request at a time: a llama.cpp context is not thread-safe."""
+    One request at a time per model (`lock`, shared by every client of it)."""
 
     max_retries = 0
 
-    def __init__(self, llama, name: str):
+    def __init__(self, llama, lock: threading.Lock, name: str):
         self.llama, self.base_url = llama, f"local:{name}"
-        self._lock = threading.Lock()
+        self._lock = lock
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
 
     def with_options(self, **_options) -> LlamaChatClient:
@@ -92,9 +94,9 @@ class LlamaChatClient:
 
 
 def local_teacher(task: TaskSpec, model_path: str | None, threads: int = 1, context: int = 2048) -> OpenAIChatTeacher:
-    llama = load_model(model_path, threads, context)
+    llama, lock = load_model(model_path, threads, context)
     name = os.path.basename(llama.model_path)
-    teacher = OpenAIChatTeacher(task, LlamaChatClient(llama, name), name, forms=("json_object+schema",),
+    teacher = OpenAIChatTeacher(task, LlamaChatClient(llama, lock, name), name, forms=("json_object+schema",),
                                 endpoint=f"local:{name}")
     teacher.provider = "local"
     return teacher
