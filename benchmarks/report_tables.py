@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/report_tables.py benchmarks/results/*.json
     .venv/bin/python benchmarks/report_tables.py --embedders benchmarks/results/{tweet_eval_offensive,banking77,ag_news}.json
-        (each LSA report beside its `_minilm` twin: accuracy by budget, embedding time)
+        (each static-embedder report beside its `_lsa` and `_minilm` twins, where they exist: accuracy by budget,
+        embedding time, chosen students)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main(paths: list[str]) -> None:
                   f"{run['seconds_train']:.1f} | {run['seconds_predict']:.2f} | {run['speedup_vs_baseline']:.1f}× | "
                   f"{run['speedup_excluding_embedding']:.1f}× |")
         inf = ", ".join(f"{k} {v['rows_per_second']:,}/s ({v['rows']:,} rows)" for k, v in r["inference_by_model"].items())
-        print(f"\nInference: {inf}. DuckDB → numpy, {r['embeddings_read_rows']:,} × 384 float32: "
+        print(f"\nInference: {inf}. DuckDB → numpy, {r['embeddings_read_rows']:,} × {r.get('dim', 384)} float32: "
               f"{r['embeddings_read_seconds']:.2f} s (memory copy {r['memory_copy_seconds']:.2f} s). "
               f"Peak RSS {r['peak_rss_mb']:,.0f} MB ({r['peak_rss_mb_with_1m_row_probes']:,.0f} MB with the 1M-row "
               "probes).\n")
@@ -47,17 +48,36 @@ def embedders(paths: list[str]) -> None:
           + " | teacher on every row |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for path in paths:
-        lsa = Path(path)
-        for report_path in (lsa, lsa.with_name(f"{lsa.stem}_minilm.json")):
+        first = Path(path)
+        for report_path in (first, *(first.with_name(f"{first.stem}_{e}.json") for e in ("lsa", "minilm"))):
+            if not report_path.is_file():
+                continue
             r = json.loads(report_path.read_text())
             runs = " | ".join(f"{run['accuracy_vs_gold']:.3f} @ {run['budget']:,} ({run['teacher_calls_fraction']:.0%})"
                               for run in r["runs"])
-            print(f"| {lsa.stem} | {r['embedder']} | {r['embed_seconds']:.1f} | {r['rows'] / r['embed_seconds']:,.0f} "
+            print(f"| {first.stem} | {r['embedder']} | {r['embed_seconds']:.1f} | {r['rows'] / r['embed_seconds']:,.0f} "
                   f"| {runs} | {r['baseline']['accuracy_vs_gold']:.3f} |")
+
+
+def pruning(paths: list[str]) -> None:
+    """Each report beside its `_noprune` twin: the chosen student and the train+select seconds per budget."""
+    print("| dataset | budget | chosen (pruned) | chosen (every candidate) | acc. vs gold | s train+select pruned "
+          "| s every candidate |")
+    print("|---|---:|---|---|---:|---:|---:|")
+    for path in paths:
+        a = json.loads(Path(path).read_text())
+        b = json.loads(Path(path).with_name(f"{Path(path).stem}_noprune.json").read_text())
+        for x, y in zip(a["runs"], b["runs"]):
+            same = "" if x["chosen_model"] == y["chosen_model"] else " (differs)"
+            print(f"| {Path(path).stem} | {x['budget']:,} | {x['chosen_model']} | {y['chosen_model']}{same} | "
+                  f"{x['accuracy_vs_gold']:.3f} / {y['accuracy_vs_gold']:.3f} | {x['seconds_train']:.1f} | "
+                  f"{y['seconds_train']:.1f} |")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--embedders"]:
         embedders(sys.argv[2:])
+    elif sys.argv[1:2] == ["--pruning"]:
+        pruning(sys.argv[2:])
     else:
         main(sys.argv[1:])

@@ -71,11 +71,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budgets", default="250,500,1000,2000", help="teacher labels per run, comma-separated")
     p.add_argument("--sampling", default="random", choices=["random", "stratified-by-cluster", "uncertainty"])
     p.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES))
+    p.add_argument("--no-prune", action="store_true",
+                   help="evaluate every candidate at every sample size (default: drop those clearly behind early)")
     p.add_argument("--cascade-budget", type=int, default=0)
     p.add_argument("--cascade-target", type=float, default=0.95)
-    p.add_argument("--embedder", default="lsa", choices=["lsa", "minilm"],
-                   help="lsa: TF-IDF + SVD (default); minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
-    p.add_argument("--dim", type=int, default=384)
+    p.add_argument("--embedder", default="static", choices=["static", "lsa", "minilm"],
+                   help="static: MiniLM distilled to static token vectors (default, shipped); lsa: TF-IDF + SVD "
+                        "fitted on the data; minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
+    p.add_argument("--dim", type=int, default=384, help="LSA's dimensions (the others have their model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-rows", type=int, default=1_000_000,
                    help="rows tiled for the inference and DuckDB read probes")
@@ -150,10 +153,15 @@ def bench_task(args, labels: list[str]) -> TaskSpec:
     return parse_task({"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10,
                        "gold_column": "label", "sampling": args.sampling, "seed": args.seed,
                        "candidates": args.candidates.split(","), "cascade_budget": args.cascade_budget,
+                       "prune_candidates": not getattr(args, "no_prune", False),
                        "cascade_target_agreement": args.cascade_target})
 
 
 def _embedder(args):
+    if args.embedder == "static":
+        from scalellm_dagster.embedders.static import StaticEmbedder
+
+        return StaticEmbedder()
     if args.embedder == "minilm":
         from scalellm_dagster.embedders.minilm import MiniLmEmbedder, MissingExtraError
 
@@ -406,7 +414,7 @@ def _embedding_io(X: np.ndarray, rows: int = 1_000_000) -> dict:
     start = time.perf_counter()
     big.copy()
     copy = time.perf_counter() - start
-    return {"embeddings_read_rows": rows, "embeddings_read_seconds": round(read, 3),
+    return {"embeddings_read_rows": rows, "dim": int(X.shape[1]), "embeddings_read_seconds": round(read, 3),
             "memory_copy_seconds": round(copy, 3)}
 
 

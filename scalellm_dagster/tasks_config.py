@@ -45,6 +45,7 @@ class TaskSpec:
     seed: int = 0
     sample_sizes: tuple[int, ...] = ()
     cv_folds: int = 5
+    prune_candidates: bool = True  # stop evaluating a candidate clearly behind at a smaller sample size
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     selection: str = "accuracy"
     min_rows_per_second: float = 0.0
@@ -163,6 +164,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         seed=_int_field(entry, "seed", where, default=0, minimum=0),
         sample_sizes=tuple(sorted(set(sizes))),
         cv_folds=_int_field(entry, "cv_folds", where, default=5, minimum=2),
+        prune_candidates=_bool_field(entry, "prune_candidates", where, default=True),
         candidates=candidates,
         selection=selection,
         min_rows_per_second=float(entry.get("min_rows_per_second", 0.0)),
@@ -177,6 +179,13 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         cascade_budget=_int_field(entry, "cascade_budget", where, default=0, minimum=0),
         cascade_target_agreement=_optional_fraction(entry, "cascade_target_agreement", where) or 0.95,
     )
+
+
+def _bool_field(entry: dict, key: str, where: str, default: bool) -> bool:
+    value = entry.get(key, default)
+    if not isinstance(value, bool):
+        raise TaskConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
+    return value
 
 
 def _optional_fraction(entry: dict, key: str, where: str) -> float | None:

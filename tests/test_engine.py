@@ -51,13 +51,43 @@ def toy():
 def test_every_candidate_is_scored_at_every_size(toy):
     X, y = toy
     names = ["logistic_regression", "linear_svm", "rbf_svm", "ridge", "random_forest"]
-    scores = evaluate_candidates(X, y, names, [100, 300, 600], cv_folds=3)
+    scores = evaluate_candidates(X, y, names, [100, 300, 600], cv_folds=3, prune=False)
     assert len(scores) == 15 and (scores["status"] == "ok").all()
-    assert scores["cv_accuracy"].between(0, 1).all()
-    assert (scores["predict_rows_per_second"] > 0).all() and (scores["train_seconds"] > 0).all()
+    assert scores["cv_accuracy"].between(0, 1).all() and (scores["cv_fit_seconds"] > 0).all()
+    largest = scores["sample_size"] == 600  # speed is measured where it decides: the largest size
+    assert (scores.loc[largest, "predict_rows_per_second"] > 0).all() and (scores.loc[largest, "train_seconds"] > 0).all()
+    assert scores.loc[~largest, ["predict_rows_per_second", "train_seconds"]].isna().all().all()
     by_size = scores.groupby("sample_size")["cv_accuracy"].mean()
     assert by_size[600] > by_size[100]  # more teacher labels help on average
     assert scores.loc[scores.sample_size == 600, "cv_accuracy"].max() > 0.7  # well above chance (0.33)
+
+
+def test_a_candidate_clearly_behind_at_a_small_size_is_not_evaluated_at_the_larger_ones():
+    X = np.random.default_rng(0).normal(size=(600, 40)).astype(np.float32)
+    y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")  # linear in 2 of 40 dims: hopeless for cosine knn
+    scores = evaluate_candidates(X, y, ["logistic_regression", "ridge", "linear_svm", "knn"],
+                                 [150, 300, 600], cv_folds=5)
+    knn = scores[scores["candidate"] == "knn"].set_index("sample_size")
+    assert knn.loc[150, "status"] == "ok" and set(knn.loc[[300, 600], "status"]) == {"pruned"}
+    assert "behind" in knn.loc[600, "error"] and "labels" in knn.loc[600, "error"]
+    at_max = scores[scores["sample_size"] == 600]
+    assert (at_max["status"] == "ok").sum() >= 2  # the chosen student and the runner-up keep their curves
+    assert len(scores) == 12  # one row per candidate and size, pruned ones included
+    assert not (scores["status"] == "failed").any()
+
+
+def test_clearly_behind_spares_the_top_two_and_close_or_noisy_candidates():
+    from scalellm_dagster.core.students import clearly_behind
+
+    def r(name, acc, std=0.01):
+        return {"candidate": name, "sample_size": 100, "status": "ok", "cv_accuracy": acc, "cv_std": std}
+
+    assert clearly_behind([r("a", 0.9), r("b", 0.5), r("c", 0.4)], folds=5) == {"c": clearly_behind(
+        [r("a", 0.9), r("b", 0.5), r("c", 0.4)], folds=5)["c"]}  # b is second: kept for the report's runner-up
+    assert clearly_behind([r("a", 0.9), r("b", 0.89), r("c", 0.885)], folds=5) == {}  # within two points
+    assert clearly_behind([r("a", 0.9, 0.2), r("b", 0.85, 0.2), r("c", 0.8, 0.2)], folds=5) == {}  # noisy folds
+    failed = {"candidate": "d", "sample_size": 100, "status": "failed", "cv_accuracy": np.nan, "cv_std": np.nan}
+    assert "d" not in clearly_behind([r("a", 0.9), r("b", 0.8), failed], folds=5)
 
 
 def test_a_failing_candidate_is_recorded_with_its_reason(toy):

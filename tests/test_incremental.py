@@ -44,6 +44,7 @@ def test_new_changed_and_removed_rows(pipeline_env, small_corpus):
 
 
 def test_refit_reembeds_everything_and_repredicts(pipeline_env, monkeypatch):
+    monkeypatch.setenv("SCALELLM_EMBEDDER", "lsa")  # the one embedder fitted on the corpus
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success
         monkeypatch.setenv("SCALELLM_EMBEDDING_REFIT", "true")
@@ -62,6 +63,7 @@ def test_the_first_refresh_after_a_fit_reuses_every_unchanged_prediction(pipelin
 
     from scalellm_dagster.assets import shared
 
+    monkeypatch.setenv("SCALELLM_EMBEDDER", "lsa")
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success

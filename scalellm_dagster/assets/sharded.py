@@ -63,7 +63,7 @@ def build_sharded_foundation(shards: int) -> list:
         kinds={"duckdb", "sklearn"},
         **FOUNDATION,
         description="The embedder every shard uses: LSA fitted once on (a sample of) the corpus and kept in the "
-        "warehouse, so shards embed into one shared space; a fit-free embedder (minilm, openai) has nothing to fit.",
+        "warehouse, so shards embed into one shared space; a fit-free embedder (static, minilm, openai) has nothing to fit.",
     )
     def embedding_model(context: AssetExecutionContext, embedder: EmbedderResource,
                         warehouse: Warehouse) -> MaterializeResult:

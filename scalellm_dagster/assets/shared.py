@@ -54,7 +54,8 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
     description=(
         "One L2-normalised float32 vector per corpus row, stored as a FLOAT[d] array column with the hash of the "
         "text it came from. Built once and shared: every task depends on it, adding a task never recomputes it, "
-        "and a refresh embeds only new or changed rows (LSA keeps its fitted model in the warehouse)."
+        "and a refresh embeds only new or changed rows (the static and MiniLM embedders have nothing to fit; LSA "
+        "keeps its fitted model in the warehouse)."
     ),
 )
 def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse) -> MaterializeResult:
@@ -67,43 +68,33 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
     context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
                      f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
     start = time.perf_counter()
-    cache_note = {}
+    cache_note, blob = {}, None
+    todo = rows.iloc[plan.compute]
     if embedder.kind == "lsa" and not len(plan.reuse):
-        # Everything to embed: fit (on a sample), then embed and write chunk by chunk, never the whole matrix.
+        # Everything to embed: fit (on a sample) unless fitted; the model is kept with the vectors it makes.
         if not model.fitted:
             model.fit(rows["text"].tolist(), log=context.log.info)
         blob = pickle.dumps(model)
         version = embedding_version(blob)
-        dim = model.dim
-        written = warehouse.write_embedding_batches(
-            EMBEDDINGS_TABLE, embedding_batch(rows["id"].iloc[:1], np.zeros((1, dim)), ["x"], version).schema,
-            _lsa_batches(model, rows, version, context.log.info), model=(model.name, blob))
-        seconds = time.perf_counter() - start
     else:
-        todo = rows.iloc[plan.compute]
-        if embedder.kind == "openai":
-            fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
-        elif len(todo):
-            fresh = model.embed(todo["text"].tolist(), log=context.log.info)
-        else:
-            fresh = np.zeros((0, model.dim), np.float32)
-        seconds = time.perf_counter() - start
-        if len(plan.reuse):
-            _, kept = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=rows["id"].to_numpy()[plan.reuse])
-            matrix = np.empty((len(rows), kept.shape[1]), dtype=np.float32)
-            matrix[plan.reuse] = kept
-            if len(plan.compute):
-                matrix[plan.compute] = fresh
-        else:
-            matrix = fresh
-        # Vectors from one fitted model share a version; predictions made on other vectors are not reused. Here
-        # LSA is the model stored with its vectors (a fit goes the other way), so it keeps its stored version: the
-        # same model pickles to other bytes in another process (a set's order follows the hash seed), and
-        # re-hashing it would re-stamp every row and make the next predictions redo them all.
+        # A refresh keeps LSA's stored version: the same model pickles to other bytes in another process (a set's
+        # order follows the hash seed), and re-hashing it would re-stamp every row and make the next predictions
+        # redo them all. A fit-free model's version is its name.
         version = current if embedder.kind == "lsa" else model.name
-        dim = int(model.dim or matrix.shape[1])  # an all-cached openai run declares the cached vectors' size
-        written = warehouse.write_embeddings(
-            EMBEDDINGS_TABLE, rows["id"].to_numpy(), matrix, rows["text_hash"].tolist(), version=version)
+    if embedder.kind == "openai":
+        fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
+        batches = [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version)] if len(fresh) else []
+        dim = int(model.dim or (fresh.shape[1] if len(fresh) else _stored_dim(warehouse)))
+    else:
+        batches = _embedding_batches(model, todo, version, context.log.info)
+        dim = model.dim
+    # Vectors are written chunk by chunk as they are made, and unchanged rows are carried over inside DuckDB:
+    # memory stays flat whatever the corpus size.
+    written = warehouse.write_embedding_batches(
+        EMBEDDINGS_TABLE, embedding_batch(rows["id"].iloc[:0], np.zeros((0, dim)), [], version).schema, batches,
+        model=(model.name, blob) if blob is not None else None,
+        keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None)
+    seconds = time.perf_counter() - start
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
     return MaterializeResult(
@@ -145,7 +136,13 @@ def stored_embedder(embedder: EmbedderResource, warehouse: Warehouse):
     return pickle.loads(blob), embedding_version(blob)  # noqa: S301 - our own pickle, from our own warehouse
 
 
-def _lsa_batches(model, rows, version: str, log, chunk: int = 50_000):
+def _stored_dim(warehouse: Warehouse) -> int:
+    """The stored vectors' size: what an all-cached run of a model that declares none carries over."""
+    found = warehouse.read_df(f"SELECT array_length(vector) AS dim FROM {EMBEDDINGS_TABLE} LIMIT 1")
+    return int(found["dim"].iloc[0]) if len(found) else 0
+
+
+def _embedding_batches(model, rows, version: str, log, chunk: int = 50_000):
     for begin in range(0, len(rows), chunk):
         part = rows.iloc[begin : begin + chunk]
         vectors = model.embed(part["text"].tolist())

@@ -43,7 +43,7 @@ def candidates_expectations(task: TaskSpec, sizes: int) -> list:
         gxe.ExpectColumnDistinctValuesToEqualSet(column="candidate", value_set=list(task.candidates)),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=["candidate", "sample_size"]),
         gxe.ExpectTableRowCountToEqual(value=len(task.candidates) * sizes),
-        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed"]),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed", "pruned"]),
         gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=0.0, max_value=1.0),  # nulls = failed
         gxe.ExpectColumnValuesToBeInSet(column="failure_explained", value_set=[True]),
     ]
@@ -108,8 +108,8 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
             **outcome.metadata()})
 
     @asset_check(asset=task_asset_key(task, "student_candidates"), name="every_candidate_evaluated", blocking=True,
-                 description="Every configured candidate at every sample size, or its failure recorded with the "
-                 "reason; accuracies in [0, 1].")
+                 description="Every configured candidate at every sample size, or its failure or pruning (clearly "
+                 "behind at a smaller size) recorded with the reason; accuracies in [0, 1].")
     def every_candidate_evaluated(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT * FROM {task_table(task, 'student_candidates')}")
         df["failure_explained"] = (df["status"] == "ok") | df["error"].fillna("").str.len().gt(0)

@@ -28,5 +28,6 @@ def evaluate_students(X: np.ndarray, y: np.ndarray, task: TaskSpec,
     if progress:
         progress(f"training {len(task.candidates)} candidates at sizes {sizes} on {len(y):,} labels")
     start = time.perf_counter()
-    scores = evaluate_candidates(X, y, task.candidates, sizes, task.cv_folds, task.seed, progress=progress)
+    scores = evaluate_candidates(X, y, task.candidates, sizes, task.cv_folds, task.seed, progress=progress,
+                                 prune=task.prune_candidates)
     return Candidates(scores, sizes, time.perf_counter() - start)

@@ -15,29 +15,42 @@ class TablesAndEmbeddings:
     """Mixed into `Warehouse`: needs its `get_connection`."""
 
     def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
-                    also: list[tuple[str, list]] | None = None) -> int:
+                    also: list[tuple[str, list]] | None = None, keep_ids=None) -> int:
         """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
 
         Readers see the old table or the new one, never a part: a failure or a kill mid-write rolls back.
-        `also` are further (sql, params) statements committed in the same transaction.
+        `also` are further (sql, params) statements committed in the same transaction. `keep_ids`: rows of the old
+        table with these ids are carried into the new one, ahead of `data`, without passing through Python.
         """
         if isinstance(data, pd.DataFrame):
             data = pa.Table.from_pandas(data, preserve_index=False)
         schema = table.split(".")[0] if "." in table else None
         with self.get_connection() as conn:
             conn.register("_incoming", data)
+            if keep_ids is not None:
+                conn.register("_keep", pa.table({"id": pa.array(np.asarray(keep_ids))}))
             try:
                 with transaction(conn):
                     if schema:
                         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-                    if relation_kind(conn, table) == "VIEW":  # it was published from shards; an unsharded run replaces it
+                    kept = ""
+                    if keep_ids is not None:
+                        kept = f"SELECT * FROM {quote(table)} WHERE id IN (SELECT id FROM _keep) UNION ALL BY NAME "
+                    if relation_kind(conn, table) == "VIEW":  # published from shards; an unsharded run replaces it
+                        if kept:  # the kept rows live in the shards' files behind the view: copy them out first
+                            conn.execute(f"CREATE TEMP TABLE _kept AS {kept.removesuffix(' UNION ALL BY NAME ')}")
+                            kept = "SELECT * FROM _kept UNION ALL BY NAME "
                         conn.execute(f"DROP VIEW {quote(table)}")
-                    conn.execute(f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT * FROM _incoming")
+                    conn.execute(f"CREATE OR REPLACE TABLE {quote(table)} AS {kept}SELECT * FROM _incoming")
+                    if kept.startswith("SELECT * FROM _kept"):
+                        conn.execute("DROP TABLE _kept")
                     rows = conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
                     for sql, params in also or []:
                         conn.execute(sql, params)
             finally:
                 conn.unregister("_incoming")
+                if keep_ids is not None:
+                    conn.unregister("_keep")
         return int(rows)
 
     def read_df(self, sql: str, params: list | None = None, ids=None) -> pd.DataFrame:
@@ -63,17 +76,18 @@ class TablesAndEmbeddings:
         batch = embedding_batch(ids, matrix, text_hashes, version)
         return self.write_embedding_batches(table, batch.schema, [batch], model)
 
-    def write_embedding_batches(self, table: str, schema: pa.Schema, batches, model: tuple[str, bytes] | None = None
-                                ) -> int:
+    def write_embedding_batches(self, table: str, schema: pa.Schema, batches, model: tuple[str, bytes] | None = None,
+                                keep_ids=None) -> int:
         """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
-        never need to be in memory at once."""
+        never need to be in memory at once. `keep_ids`: stored vectors carried over unchanged (a refresh)."""
         also = []
         if model is not None:
             also = [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
                     (f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
                      "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
                     (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
-        return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), also=also)
+        return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), also=also,
+                                keep_ids=keep_ids)
 
     def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
         """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory).

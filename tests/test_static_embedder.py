@@ -1,0 +1,36 @@
+"""The default embedder: static token vectors distilled from MiniLM, shipped with the package, offline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scalellm_dagster.embedders.static import WEIGHTS, StaticEmbedder
+
+
+def test_the_weights_ship_with_the_package_with_their_licence_note():
+    sizes = {p.name: p.stat().st_size for p in WEIGHTS.iterdir()}
+    assert {"model.safetensors", "tokenizer.json", "config.json", "NOTICE.md"} <= set(sizes)
+    assert 2e6 < sizes["model.safetensors"] < 16e6  # compact: int8 on disk
+    assert "Apache License 2.0" in (WEIGHTS / "NOTICE.md").read_text()
+
+
+def test_vectors_are_unit_length_deterministic_and_independent_of_the_batch():
+    texts = ["my card was declined at the shop", "how do I top up by bank transfer?", "CARD DECLINED!!",
+             "", "😀😀", "Überweisung nicht angekommen"]
+    a = StaticEmbedder().embed(texts)
+    assert a.shape == (6, 256) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)  # empty and emoji-only texts too
+    b = StaticEmbedder(chunk_rows=2).embed(texts[::-1])[::-1]  # other chunks, other order: the same vectors
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert np.array_equal(a[3], a[4])  # nothing known: the one shared fallback vector
+
+
+def test_meaning_not_spelling_decides_similarity():
+    v = StaticEmbedder().embed(["my card payment was declined", "the shop refused my card",
+                                "what is the exchange rate for dollars"])
+    assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_the_version_names_the_weights():
+    name = StaticEmbedder().name
+    assert name.startswith("static-minilm256-") and len(name.rsplit("-", 1)[1]) == 8
