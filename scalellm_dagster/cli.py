@@ -86,7 +86,8 @@ def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2)
     instance = DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
     if multiprocess:
-        with execute_job(reconstructable(definitions.all_job), instance=instance, run_config=run_config) as result:
+        with execute_job(reconstructable(definitions.all_job_multiprocess), instance=instance,
+                         run_config=run_config) as result:
             success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
     else:
         result = definitions.all_job().execute_in_process(instance=instance, run_config=run_config,

@@ -15,6 +15,7 @@ from dagster import (
     EnvVar,
     JobDefinition,
     define_asset_job,
+    in_process_executor,
     multiprocess_executor,
 )
 
@@ -103,7 +104,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     tasks = load_tasks(settings.tasks)
     if settings.shards:
         return _sharded_definitions(settings, tasks)
-    task_assets = [a for task in tasks for a in build_task_assets(task)]
+    task_assets = [a for task in tasks for a in build_task_assets(task, teacher_kind=settings.teacher)]
     all_job = define_asset_job(
         ALL_JOB,
         selection=AssetSelection.all(),
@@ -117,8 +118,10 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         schedules=build_schedules(all_job),
         sensors=build_sensors(settings.corpus, settings.tasks, tasks, all_job),
         resources=build_resources(settings),
-        # Two cores here; each step opens the DuckDB file only briefly and waits for the lock if it must.
-        executor=multiprocess_executor.configured({"max_concurrent": 2}),
+        # One process per run: a step process costs 5-8 s of imports, more than most steps compute, and steps
+        # would only take turns on the one DuckDB file anyway. `scalellm run --multiprocess` (and the sharded
+        # location, whose shard runs are the parallel unit) keep the multiprocess executor.
+        executor=in_process_executor,
     )
 
 
@@ -126,7 +129,8 @@ def _sharded_definitions(settings: Settings, tasks) -> Definitions:
     """The same graph with `embeddings` and every `predictions` in shards; four jobs, run in order by
     `scalellm run` (or a backfill of all assets in the UI), the shard jobs one run per shard."""
     embedding_model, sharded_embeddings = build_sharded_foundation(settings.shards)
-    task_assets = [a for task in tasks for a in build_task_assets(task, settings.shards, sharded_embeddings)]
+    task_assets = [a for task in tasks for a in build_task_assets(task, settings.shards, sharded_embeddings,
+                                                                  teacher_kind=settings.teacher)]
     predictions = [task_asset_key(t, "predictions") for t in tasks]
     teaching = [key for t in tasks for key in (task_asset_key(t, n) for n in TASK_ASSETS) if key not in predictions]
     jobs = [
@@ -154,3 +158,9 @@ defs = build_definitions()
 def all_job() -> JobDefinition:
     """Module-level handle so `reconstructable` can rebuild the job in step subprocesses."""
     return defs.resolve_job_def(ALL_JOB)
+
+
+def all_job_multiprocess() -> JobDefinition:
+    """The same job with each step in its own process, two at a time (`scalellm run --multiprocess`): each step
+    opens the DuckDB file only briefly and waits for the lock if it must."""
+    return all_job().with_executor_def(multiprocess_executor.configured({"max_concurrent": 2}))

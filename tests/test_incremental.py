@@ -79,3 +79,15 @@ def test_the_first_refresh_after_a_fit_reuses_every_unchanged_prediction(pipelin
     pred = _meta(result, "topic/predictions")
     assert pred["rows_predicted"].value == 40 and pred["rows_reused"].value == 400
     assert {r[0] for r in query(db, "SELECT DISTINCT embedding_version FROM embeddings")} == versions_before
+
+
+def test_a_refresh_with_nothing_new_retrains_no_candidate_and_repredicts_nothing(pipeline_env):
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        result = run_pipeline(instance)
+        assert result.success
+    candidates = _meta(result, "topic/student_candidates")
+    assert candidates["reused_stored_scores"].value is True and candidates["seconds"].value == 0.0
+    assert _meta(result, "topic/predictions")["rows_reused"].value == 400
+    assert _meta(result, "embeddings")["rows_computed"].value == 0
+    assert all(e.passed for e in result.get_asset_check_evaluations())  # the reused scores pass the same checks

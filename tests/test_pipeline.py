@@ -66,3 +66,25 @@ def test_new_task_reuses_embeddings(pipeline_env, tasks_file: Path):
         assert len(first) == 1 and [r.storage_id for r in after] == [r.storage_id for r in first]
     assert query(db, "SELECT sum(list_sum(vector::FLOAT[])) FROM embeddings")[0][0] == vectors_before
     assert query(db, "SELECT count(*) FROM is_card.predictions")[0][0] == 400
+
+
+def test_one_baseline_everywhere_and_the_teacher_badge_says_what_answers(pipeline_env, monkeypatch):
+    """The dry-run estimate and the report price the row-by-row baseline the same way: one row per request,
+    instructions and labels sent with each (the report once priced it per row in batches, 6x too low)."""
+    from scalellm_dagster.definitions import build_definitions
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_pipeline(instance)
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    estimated = meta["topic/labeled_sample"]["baseline_cost_usd_estimate"].value
+    reported = meta["topic/model_selection_report"]["baseline_cost_usd_extrapolated"].value
+    assert reported == estimated > 0
+    per_batched_row = meta["topic/labeled_sample"]["cost_usd"].value / 120 * 400
+    assert reported > 2 * per_batched_row  # the instructions dominate a one-row request
+    assert f"{reported:,.4f}" in meta["topic/model_selection_report"]["summary"].value
+
+    kinds = {s.key.to_user_string(): s.kinds for s in build_definitions().resolve_all_asset_specs()}
+    assert "python" in kinds["topic/labeled_sample"] and "openai" not in kinds["topic/labeled_sample"]
+    monkeypatch.setenv("SCALELLM_TEACHER", "openai")
+    kinds = {s.key.to_user_string(): s.kinds for s in build_definitions().resolve_all_asset_specs()}
+    assert "openai" in kinds["topic/labeled_sample"]

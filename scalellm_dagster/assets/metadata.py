@@ -10,11 +10,38 @@ from dagster import MetadataValue, TableColumn, TableSchema
 
 
 def md_table(df: pd.DataFrame, floatfmt: str = ".3f", max_rows: int = 25) -> MetadataValue:
+    """A table written for a reader: counts with thousands separators and no decimals, fractions at `floatfmt`,
+    yes/no for booleans, "–" for missing values, run ids shortened as the UI shows them."""
     shown = df.head(max_rows)
-    text = shown.to_markdown(index=False, floatfmt=floatfmt)
+    cells, align = {}, []
+    for col in shown.columns:
+        cells[col], numeric = _column_text(str(col), shown[col], floatfmt)
+        align.append("right" if numeric else "left")
+    text = pd.DataFrame(cells).to_markdown(index=False, disable_numparse=True, colalign=align) if len(shown) \
+        else "(no rows)"
     if len(df) > max_rows:
         text += f"\n\n… {len(df) - max_rows:,} more rows"
     return MetadataValue.md(text)
+
+
+def _column_text(name: str, values: pd.Series, floatfmt: str) -> tuple[list[str], bool]:
+    if name == "run_id" or name.endswith("_run_id"):
+        return [str(v)[:8] if isinstance(v, str) else "–" for v in values], False
+    if pd.api.types.is_bool_dtype(values):
+        return ["yes" if v else "no" for v in values], False
+    if pd.api.types.is_numeric_dtype(values):
+        finite = values.dropna()
+        is_id = name == "id" or name.endswith("_id")
+        integral = pd.api.types.is_integer_dtype(values) or bool(len(finite) and (finite == finite.round()).all()
+                                                                 and finite.abs().max() >= 100)
+        def one(v):
+            if pd.isna(v):
+                return "–"
+            if integral:
+                return str(int(v)) if is_id else f"{int(v):,}"
+            return format(float(v), floatfmt)
+        return [one(v) for v in values], True
+    return ["–" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in values], False
 
 
 def preview(df: pd.DataFrame, rows: int = 10, text_chars: int = 80) -> MetadataValue:
@@ -37,6 +64,67 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def column_schema(df: pd.DataFrame) -> TableSchema:
-    """The table's columns for the UI's schema view (what was written, as pandas saw it)."""
-    return TableSchema(columns=[TableColumn(name=str(c), type=str(t)) for c, t in df.dtypes.items()])
+# What each column the project writes means, for the UI's schema view. Corpus columns the user brought are described
+# by `column_schema`'s fallback.
+COLUMN_DESCRIPTIONS = {
+    "id": "The row's id in the corpus (the source's id column).",
+    "text": "The row's text, as sent to the teacher and the embedder.",
+    "text_hash": "Hash of the text the vector or prediction was made from; a changed text is recomputed.",
+    "vector": "The row's L2-normalised embedding.",
+    "embedding_version": "Which embedder (and, for LSA, which fit) made the vector; predictions on another "
+                         "version are redone.",
+    "sample_rank": "Position in the sampling order: the first n rows are what a budget of n buys.",
+    "teacher": "The teacher that answered: provider/model (a simulation says so).",
+    "teacher_label": "The teacher's label, after normalising case, spaces and quotes; empty when invalid.",
+    "raw_answer": "The teacher's answer as received, kept for audit.",
+    "valid": "Whether the answer is one of the task's labels (only valid answers train students).",
+    "from_cache": "Answered from the answer cache, at no cost.",
+    "prompt_version": "Hash of the prompt template and task wording the answer was asked with.",
+    "sampling": "How the sample was chosen (random, stratified-by-cluster, uncertainty).",
+    "candidate": "The student model (scikit-learn).",
+    "sample_size": "Teacher labels the candidate was cross-validated on (the first n of the sample).",
+    "classes_seen": "Distinct teacher labels among those n rows.",
+    "cv_accuracy": "Cross-validated accuracy against the teacher's labels (agreement, not accuracy vs gold).",
+    "cv_std": "Standard deviation of that accuracy over the folds.",
+    "cv_fit_seconds": "Mean seconds to train on one cross-validation fold.",
+    "train_seconds": "Seconds to train on all n labels (measured at the largest size only).",
+    "predict_rows_per_second": "Inference speed on one core (measured at the largest size only).",
+    "status": "ok, failed (see error) or pruned (clearly behind at a smaller size, not evaluated further).",
+    "error": "Why the candidate failed or was pruned at this size.",
+    "labels": "Teacher labels at the candidate's largest evaluated size.",
+    "failures": "Sizes at which the candidate failed.",
+    "pruned": "Whether the candidate was dropped before the largest size.",
+    "curve_alpha": "Fitted learning-curve exponent: error ~ a * n^-alpha + floor.",
+    "curve_floor_error": "Fitted error the curve levels off at (its floor).",
+    "curve_r2": "How well the learning curve fits the measured accuracies (R²).",
+    "forecast_at_2x": "Forecast accuracy vs the teacher at twice the labels.",
+    "forecast_at_4x": "Forecast accuracy vs the teacher at four times the labels.",
+    "forecast_at_10x": "Forecast accuracy vs the teacher at ten times the labels.",
+    "chosen": "The student chosen for the predictions.",
+    "criterion": "The selection criterion (accuracy, or accuracy under a latency floor).",
+    "reason": "Why the chosen student was chosen.",
+    "recommended_budget": "Teacher labels the budget advice recommends (when a target is set).",
+    "label": "The final label: the teacher's where it answered, the student's elsewhere.",
+    "student_label": "The student's label, for every row (also where the teacher answered).",
+    "confidence": "The student's confidence in its label, in [0, 1] (calibrated when a cascade ran).",
+    "source": "Where the final label came from: teacher-sample, teacher-cascade or student.",
+    "model": "The student model that predicted.",
+    "model_version": "Hash of the student kind, its seed and the teacher labels it was trained on.",
+    "inputs_key": "Hash of the labels, vectors and settings the scores were computed from; a refresh with the same "
+                  "key reuses them.",
+}
+
+
+def column_schema(df: pd.DataFrame, described: dict[str, str] | None = None) -> TableSchema:
+    """The table's columns for the UI's schema view (what was written, as pandas saw it), each described."""
+    known = {**COLUMN_DESCRIPTIONS, **(described or {})}
+    return TableSchema(columns=[
+        TableColumn(name=str(c), type=str(t), description=known.get(str(c), "A column of the source file."))
+        for c, t in df.dtypes.items()])
+
+
+def embeddings_schema(id_type: str, dim: int) -> TableSchema:
+    """The embeddings table's columns (unsharded table and shard files alike)."""
+    types = {"id": id_type, "text_hash": "VARCHAR", "embedding_version": "VARCHAR", "vector": f"FLOAT[{dim}]"}
+    return TableSchema(columns=[TableColumn(name=c, type=t, description=COLUMN_DESCRIPTIONS[c])
+                                for c, t in types.items()])

@@ -16,11 +16,10 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
-    TableColumn,
-    TableSchema,
     asset,
 )
 
+from scalellm_dagster.assets.metadata import embeddings_schema
 from scalellm_dagster.assets.shared import (
     CORPUS_TABLE,
     EMBEDDINGS_TABLE,
@@ -151,12 +150,7 @@ def build_sharded_foundation(shards: int) -> list:
             "dim": dim,
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
             "rows_per_second": MetadataValue.float(round(rate, 1)),
-            "dagster/column_schema": TableSchema(columns=[
-                TableColumn(name="id", type=str(rows["id"].dtype)),
-                TableColumn(name="text_hash", type="VARCHAR"),
-                TableColumn(name="embedding_version", type="VARCHAR"),
-                TableColumn(name="vector", type=f"FLOAT[{dim}]"),
-            ]),
+            "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(dim)),
         })
 
     return [embedding_model, embeddings]

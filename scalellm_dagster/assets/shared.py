@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, TableColumn, TableSchema, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from scalellm_dagster.assets.metadata import column_schema, preview
+from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, preview
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.resources.warehouse_tables import embedding_batch
@@ -108,13 +108,7 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
             "rows_per_second": MetadataValue.float(round(rate, 1)),
             "table": f"{warehouse.database}::{EMBEDDINGS_TABLE}",
-            "dagster/column_schema": TableSchema(
-                columns=[
-                    TableColumn(name="id", type=str(rows["id"].dtype)),
-                    TableColumn(name="text_hash", type="VARCHAR"),
-                    TableColumn(name="vector", type=f"FLOAT[{dim}]"),
-                ]
-            ),
+            "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(dim)),
         }
     )
 

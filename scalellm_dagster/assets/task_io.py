@@ -11,10 +11,15 @@ import pandas as pd
 
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE
 from scalellm_dagster.assets.sharded import embedding_casts
+from scalellm_dagster.automation import task_fingerprint
+from scalellm_dagster.core.estimate import PromptSizes
+from scalellm_dagster.core.students import EVALUATION_VERSION
+from scalellm_dagster.flow import Candidates
 from scalellm_dagster.core.report import TeacherSpend
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.settings import default_data_dir
 from scalellm_dagster.tasks_config import TaskSpec
+from scalellm_dagster.teachers.estimate import prompt_sizes
 
 PREDICT_CHUNK = 200_000
 
@@ -62,17 +67,58 @@ def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np
     return sample, X, sample["teacher_label"].to_numpy()
 
 
+def candidates_inputs_key(task: TaskSpec, sample: pd.DataFrame, X: np.ndarray) -> str:
+    """What the candidates' scores are a function of: the labels in order, their vectors, the task's settings and
+    the evaluation's own version. Same key, same scores: a refresh reuses them instead of retraining."""
+    digest = hashlib.sha256(f"{EVALUATION_VERSION}|{task_fingerprint(task)}|".encode())
+    digest.update(pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy())
+    digest.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def stored_candidates(warehouse: Warehouse, task: TaskSpec, key: str) -> Candidates | None:
+    table = task_table(task, "student_candidates")
+    if not warehouse.table_exists(table):
+        return None
+    stored = warehouse.read_df(f"SELECT * FROM {table}")
+    if "inputs_key" not in stored.columns or set(stored["inputs_key"]) != {key}:
+        return None
+    scores = stored.drop(columns="inputs_key")
+    return Candidates(scores, sorted(int(s) for s in scores["sample_size"].unique()), 0.0, reused=True)
+
+
 def teacher_description(warehouse: Warehouse, task: TaskSpec) -> str:
     teacher = warehouse.read_df(f"SELECT any_value(teacher) AS t FROM {task_table(task, 'labeled_sample')}")["t"][0]
     return f"`{teacher}`" + (" — a simulation answering from gold labels, not an LLM"
                              if str(teacher).startswith("simulated") else "")
 
 
+ESTIMATE_BASIS_COLUMNS = ("per_request_chars", "per_row_chars", "answer_chars_per_row", "price_in_per_mtok",
+                          "price_out_per_mtok", "seconds_per_request")
+
+
+def keep_estimate_basis(task: TaskSpec, teacher: TeacherResource, texts: list[str]) -> list[tuple[str, list]]:
+    """SQL committed with the sample: the prompt sizes and prices its dry run used, so the report prices the
+    row-by-row baseline exactly as the dry run did."""
+    sizes, pricing = prompt_sizes(task, texts), teacher.pricing()
+    values = [sizes.per_request_chars, sizes.per_row_chars, sizes.answer_chars_per_row,
+              pricing["price_in_per_mtok"], pricing["price_out_per_mtok"], pricing["seconds_per_request"]]
+    columns = ", ".join(f"?::DOUBLE AS {c}" for c in ESTIMATE_BASIS_COLUMNS)
+    return [(f"CREATE OR REPLACE TABLE {task_table(task, 'estimate_basis')} AS SELECT {columns}", values)]
+
+
 def teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> TeacherSpend:
     t = warehouse.ledger_totals(task.name)
+    basis = {}
+    if warehouse.table_exists(task_table(task, "estimate_basis")):
+        row = warehouse.read_df(f"SELECT * FROM {task_table(task, 'estimate_basis')}").iloc[0]
+        basis = {"prompt_sizes": PromptSizes(float(row.per_request_chars), float(row.per_row_chars),
+                                             float(row.answer_chars_per_row)),
+                 "price_in_per_mtok": float(row.price_in_per_mtok), "price_out_per_mtok": float(row.price_out_per_mtok),
+                 "assumed_seconds_per_request": float(row.seconds_per_request)}
     return TeacherSpend(int(t["rows_answered"]), int(t["requests"]), float(t["request_seconds"]),
                         float(t["cost_usd"]), int(t["prompt_tokens"]), int(t["completion_tokens"]),
-                        bool(t["tokens_estimated"]), concurrency)
+                        bool(t["tokens_estimated"]), concurrency, **basis)
 
 
 def chosen_student(warehouse: Warehouse, task: TaskSpec) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from dagster import MetadataValue
 
@@ -45,6 +44,8 @@ def sample_metadata(task: TaskSpec, sample: pd.DataFrame, written: int, session:
         "label_counts": md_table(coverage.rename_axis("label").reset_index(name="rows"), max_rows=15),
         "preview": preview(sample[["id", "text", "teacher_label", "raw_answer", "valid", "from_cache"]]),
         "estimate_before_calls": md_table(estimate, floatfmt=".4f"),
+        # the same arithmetic as the report's baseline: one row per request, instructions sent with each
+        "baseline_cost_usd_estimate": MetadataValue.float(round(float(estimate["cost_usd"].iloc[-1]), 6)),
         "notes": "; ".join(stats.notes) or "none",
     }
 
@@ -57,7 +58,9 @@ def candidates_metadata(result: Candidates, written: int) -> dict:
         "dagster/row_count": written,
         "dagster/column_schema": column_schema(scores),
         "sample_sizes": str(result.sizes),
-        "failed": int((scores["status"] != "ok").sum()),
+        "failed": int((scores["status"] == "failed").sum()),
+        "pruned": int((scores["status"] == "pruned").sum()),
+        "reused_stored_scores": result.reused,
         "seconds": MetadataValue.float(round(result.seconds, 2)),
         "accuracy_vs_teacher": md_table(pivot.reset_index()),
         "candidates": md_table(scores.drop(columns=["error"])),

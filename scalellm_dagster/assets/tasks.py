@@ -38,8 +38,12 @@ def task_asset_key(task: TaskSpec, name: str) -> AssetKey:
     return AssetKey([task.name, name])
 
 
-def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsDefinition = embeddings
-                      ) -> list[AssetsDefinition]:
+# The badge the UI shows on labeled_sample: what really answers, so a simulation never wears an OpenAI badge.
+TEACHER_KINDS = {"simulated": "python", "openai": "openai", "local": "llama"}
+
+
+def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsDefinition = embeddings,
+                      teacher_kind: str = "simulated") -> list[AssetsDefinition]:
     """The task's four assets; with `shards`, `predictions` is partitioned like the sharded `embeddings`."""
     # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
     common = {"key_prefix": [task.name], "group_name": task.name, "owners": ["team:scalellm"],
@@ -49,8 +53,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
     @asset(
         name="labeled_sample",
         deps=[embeddings_asset],
-        kinds={"duckdb", "openai"},
-        tags={**task_tags, "layer": "teacher"},
+        kinds={"duckdb", TEACHER_KINDS.get(teacher_kind, "python")},
+        tags={**task_tags, "layer": "teacher", "teacher": teacher_kind},
         description=(
             f"Rows chosen for the teacher ({task.sampling} sampling, budget {task.budget:,}) and the teacher's "
             f"label for each, raw answer kept. Task: {task.description or task.instruction}"
@@ -76,7 +80,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         sample.insert(0, "sample_rank", np.arange(len(sample)))
         sample = sample.assign(teacher=session.name, prompt_version=session.model.prompt_version,
                                sampling=task.sampling)
-        written = warehouse.write_table(task_table(task, "labeled_sample"), sample)
+        written = warehouse.write_table(task_table(task, "labeled_sample"), sample, also=io.keep_estimate_basis(
+            task, teacher, corpus_df.set_index("id").loc[first, "text"].tolist()))
         return MaterializeResult(metadata=meta.sample_metadata(
             task, sample, written, session, teacher.kind == "simulated", budget, budget_note, estimate))
 
@@ -90,9 +95,16 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         **common,
     )
     def student_candidates(context: AssetExecutionContext, warehouse: Warehouse):
-        _, X, y = io.valid_sample(warehouse, task)
-        result = evaluate_students(X, y, task, progress=context.log.info)
-        written = warehouse.write_table(task_table(task, "student_candidates"), result.scores)
+        sample, X, y = io.valid_sample(warehouse, task)
+        key = io.candidates_inputs_key(task, sample, X)
+        result = io.stored_candidates(warehouse, task, key)
+        if result is not None:
+            context.log.info("same labels, vectors and settings as the stored scores: reused, nothing retrained")
+            written = len(result.scores)
+        else:
+            result = evaluate_students(X, y, task, progress=context.log.info)
+            written = warehouse.write_table(task_table(task, "student_candidates"),
+                                            result.scores.assign(inputs_key=key))
         return MaterializeResult(metadata=meta.candidates_metadata(result, written))
 
     @asset(

@@ -40,10 +40,13 @@ class Outcome:
         return [r for r in self.rows if not r["passed"]]
 
     def metadata(self) -> dict:
+        from scalellm_dagster.assets.metadata import md_table
+
         table = pd.DataFrame(self.rows)
         failed_text = "; ".join(f"{r['expectation']}({r['column'] or ''}): {r['details']}" for r in self.failed)
         return {
-            "expectations": MetadataValue.md(table.to_markdown(index=False)),
+            "expectations": md_table(table.assign(column=table["column"].fillna("(whole table)")), max_rows=50)
+            if len(table) else MetadataValue.md("(none)"),
             "expectations_evaluated": len(self.rows),
             "expectations_failed": len(self.failed),
             "failures": failed_text or "none",
@@ -68,7 +71,8 @@ def _row(result, df: pd.DataFrame, id_column: str | None) -> dict:
     res = result.result or {}
     details = []
     if "observed_value" in res and res["observed_value"] is not None:
-        details.append(f"observed {res['observed_value']}")
+        observed = res["observed_value"]
+        details.append(f"observed {_short([observed]) if isinstance(observed, bool) else observed}")
     if res.get("unexpected_count"):
         details.append(f"{res['unexpected_count']:,} unexpected of {res.get('element_count', len(df)):,}")
         examples = res.get("partial_unexpected_list") or []
@@ -85,12 +89,33 @@ def _row(result, df: pd.DataFrame, id_column: str | None) -> dict:
         "expectation": config.type,
         "column": config.kwargs.get("column"),
         "passed": bool(result.success),
-        "expected": _short([f"{k}={v}" for k, v in kwargs.items()], 3, 60),
+        "expected": _expected(config.type, kwargs),
         "details": "; ".join(details) or "-",
     }
 
 
+def _expected(kind: str, kwargs: dict) -> str:
+    """The expectation's parameters as a sentence a reader checks against the details."""
+    parts = []
+    if "value_set" in kwargs:
+        parts.append(("one of " if len(kwargs["value_set"]) > 1 else "") + _short(kwargs["value_set"], 6, 40))
+    if kwargs.get("min_value") is not None or kwargs.get("max_value") is not None:
+        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        parts.append(f"between {lo} and {hi}" if lo is not None and hi is not None
+                     else f"at least {lo}" if lo is not None else f"at most {hi}")
+    if "value" in kwargs:
+        parts.append(f"exactly {kwargs['value']:,}" if isinstance(kwargs["value"], int) else f"{kwargs['value']}")
+    if "column_list" in kwargs:
+        parts.append("unique over " + ", ".join(kwargs["column_list"]))
+    if kwargs.get("mostly") not in (None, 1, 1.0):
+        parts.append(f"for at least {kwargs['mostly']:.0%} of rows")
+    rest = {k: v for k, v in kwargs.items()
+            if k not in ("value_set", "min_value", "max_value", "value", "column_list", "mostly", "result_format")}
+    parts.extend(f"{k}={v}" for k, v in rest.items())
+    return "; ".join(parts) or "-"
+
+
 def _short(values, n: int = 5, width: int = 40) -> str:
     values = list(values)
-    shown = ", ".join(str(v)[:width] for v in values[:n])
+    shown = ", ".join(("yes" if v else "no") if isinstance(v, bool) else str(v)[:width] for v in values[:n])
     return shown + (f" (+{len(values) - n})" if len(values) > n else "")

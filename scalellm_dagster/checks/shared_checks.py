@@ -30,7 +30,7 @@ def embeddings_expectations(declared_dim: int, corpus_rows: int) -> list:
 
     return [
         gxe.ExpectTableRowCountToEqual(value=corpus_rows),
-        gxe.ExpectColumnValuesToBeInSet(column="in", value_set=["both"]),
+        gxe.ExpectColumnValuesToBeInSet(column="row_matches_corpus", value_set=["yes"]),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
         gxe.ExpectColumnValuesToBeBetween(column="dim", min_value=declared_dim, max_value=declared_dim),
         gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
@@ -86,9 +86,9 @@ def build_embeddings_check(shards: int = 0):
             frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
         declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
         frame["finite"] = frame["finite"].fillna(False).astype(bool)
-        frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="in")
-        frame["in"] = frame["in"].astype(str).replace({"left_only": "extra (not in corpus)",
-                                                      "right_only": "missing (no vector)"})
+        frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
+        frame["row_matches_corpus"] = frame["row_matches_corpus"].astype(str).replace(
+            {"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
         outcome = validate(frame, embeddings_expectations(declared, len(corpus_ids)), "embeddings")
         return AssetCheckResult(passed=outcome.passed,
                                 metadata={**scope, "declared_dim": declared, **outcome.metadata()})

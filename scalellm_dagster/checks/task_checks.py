@@ -70,7 +70,7 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
     return [
         gxe.ExpectTableRowCountToEqual(value=corpus_rows),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
-        gxe.ExpectColumnValuesToBeInSet(column="in", value_set=["both"]),
+        gxe.ExpectColumnValuesToBeInSet(column="row_matches_corpus", value_set=["yes"]),
         gxe.ExpectColumnValuesToNotBeNull(column="label"),
         gxe.ExpectColumnValuesToBeInSet(column="label", value_set=task.label_names),
         gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0),
@@ -150,7 +150,7 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
         df = warehouse.read_df(
             f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
                        CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
-                            WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'both' END AS "in",
+                            WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'yes' END AS row_matches_corpus,
                        (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher-sample')
                            AS keeps_teacher_label
                 FROM {relation} p

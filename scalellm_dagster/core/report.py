@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scalellm_dagster.core.estimate import PromptSizes, estimate_labelling
 from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.selection import Choice
 
@@ -25,20 +26,31 @@ class TeacherSpend:
     completion_tokens: int
     tokens_estimated: bool
     concurrency: int
+    # The prompt's sizes and the prices the dry-run estimate used: the baseline is priced by the same arithmetic
+    prompt_sizes: PromptSizes | None = None
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
+    assumed_seconds_per_request: float = 0.0
 
     def baseline(self, corpus_rows: int) -> dict:
-        """Asking the same teacher about every row, one row per request, at the same concurrency.
+        """Asking the same teacher about every row, one row per request, at the same concurrency: the one baseline
+        every surface shows (the dry-run estimate, the report, its summary and plots).
 
-        An extrapolation from the measured mean request time and cost per answered row, not a measurement.
+        Tokens and cost come from the prompt's sizes, with the instructions and labels sent again with every
+        one-row request (`core.estimate.estimate_labelling`, as the dry run); time from the measured mean request
+        latency (the assumed one before any request). An extrapolation, not a measurement.
         """
-        per_request = self.request_seconds / max(self.requests, 1)
-        per_row_cost = self.cost_usd / max(self.rows_answered, 1)
-        return {
-            "teacher_calls": corpus_rows,
-            "seconds": corpus_rows * per_request / max(self.concurrency, 1),
-            "cost_usd": corpus_rows * per_row_cost,
-            "extrapolated": True,
-        }
+        per_request = (self.request_seconds / self.requests if self.requests
+                       else self.assumed_seconds_per_request)
+        if self.prompt_sizes is None:  # a sample labelled before sizes were recorded: priced per answered row
+            return {"teacher_calls": corpus_rows, "seconds": corpus_rows * per_request / max(self.concurrency, 1),
+                    "cost_usd": corpus_rows * self.cost_usd / max(self.rows_answered, 1), "extrapolated": True,
+                    "cost_basis": "cost per answered row in batches (no prompt sizes recorded; understates)"}
+        e = estimate_labelling(self.prompt_sizes, corpus_rows, 1, self.concurrency, per_request,
+                               self.price_in_per_mtok, self.price_out_per_mtok, label="row-by-row baseline")
+        return {"teacher_calls": corpus_rows, "seconds": e.seconds, "cost_usd": e.cost_usd, "extrapolated": True,
+                "prompt_tokens": e.prompt_tokens, "completion_tokens": e.completion_tokens,
+                "cost_basis": "one row per request, instructions and labels sent with each (as the dry run)"}
 
 
 def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int) -> pd.DataFrame:
@@ -84,10 +96,13 @@ def summary_markdown(task_name: str, choice: Choice, spend: TeacherSpend, corpus
         "| | ScaleLLM (this task) | row-by-row baseline (extrapolated) |",
         "|---|---:|---:|",
         f"| teacher requests | {ours_calls:,} | {base['teacher_calls']:,} |",
-        f"| teacher time (s, at concurrency {spend.concurrency}) | "
+        f"| teacher time at concurrency {spend.concurrency} (s: summed request latency ÷ {spend.concurrency}) | "
         f"{spend.request_seconds / max(spend.concurrency, 1):,.1f} | {base['seconds']:,.1f} |",
         f"| teacher cost (USD{', tokens estimated' if spend.tokens_estimated else ''}) | "
         f"{spend.cost_usd:,.4f} | {base['cost_usd']:,.4f} |",
         "",
+        f"Baseline: {base.get('cost_basis', 'one row per request')}; its time from this task's mean request "
+        "latency. `labeled_sample` shows the same baseline in its dry-run estimate, and the wall time of its own "
+        "labelling step (`teacher_wall_seconds`), which includes the cache and retries.",
     ]
     return "\n".join(lines)

@@ -94,6 +94,7 @@ def predict_with_confidence(model: ClassifierMixin, X: np.ndarray, workers: int 
     return Prediction(classes[best], scores[np.arange(len(best)), best].astype(np.float32), "softmax(decision)")
 
 
+EVALUATION_VERSION = 2  # bump when the candidates' settings or how they are scored change: stored scores expire
 PRUNE_MIN_MARGIN = 0.02  # below two points, a candidate is not "clearly behind" whatever its folds say
 
 

@@ -18,6 +18,7 @@ class Candidates:
     scores: pd.DataFrame  # one row per (candidate, sample size)
     sizes: list[int]
     seconds: float
+    reused: bool = False  # the stored scores of the same inputs, not recomputed
 
 
 def evaluate_students(X: np.ndarray, y: np.ndarray, task: TaskSpec,

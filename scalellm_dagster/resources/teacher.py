@@ -47,14 +47,20 @@ class TeacherResource(ConfigurableResource):
         """Requests really in flight at once: an in-process model answers one at a time."""
         return 1 if self.kind == "local" else self.concurrency
 
-    def estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
-        """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
+    def pricing(self) -> dict:
+        """What the dry run and the report's baseline price requests with: USD per million tokens in and out, and
+        the assumed latency before any request is measured."""
         latency = self.simulated_latency_ms / 1000 if self.kind == "simulated" else self.expected_seconds_per_request
         if self.kind == "local":  # compute on this machine, not a bill: no token price
-            return pd.DataFrame([r.as_row() for r in estimate_vs_baseline(
-                task, texts, corpus_rows, self.batch_size, 1, latency, 0.0, 0.0)])
-        rows = estimate_vs_baseline(task, texts, corpus_rows, self.batch_size, self.concurrency, latency,
-                                    self.price_in_per_mtok, self.price_out_per_mtok)
+            return {"price_in_per_mtok": 0.0, "price_out_per_mtok": 0.0, "seconds_per_request": latency}
+        return {"price_in_per_mtok": self.price_in_per_mtok, "price_out_per_mtok": self.price_out_per_mtok,
+                "seconds_per_request": latency}
+
+    def estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
+        """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
+        p = self.pricing()
+        rows = estimate_vs_baseline(task, texts, corpus_rows, self.batch_size, self.effective_concurrency,
+                                    p["seconds_per_request"], p["price_in_per_mtok"], p["price_out_per_mtok"])
         return pd.DataFrame([r.as_row() for r in rows])
 
     def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings):
