@@ -60,7 +60,7 @@ def png_markdown(png: bytes, title: str) -> MetadataValue:
 
 def figure_png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # large enough to read in the UI's dialog
     return buf.getvalue()
 
 

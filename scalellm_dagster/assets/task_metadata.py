@@ -87,7 +87,8 @@ def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spe
     base = spend.baseline(corpus_rows)
     for key, fig in (
         ("learning_curves", plots.learning_curves_figure(scores, selection.choice.candidate,
-                                                         f"{task.name}: accuracy vs teacher labels")),
+                                                         f"{task.name}: accuracy vs teacher labels",
+                                                         forecast_to=corpus_rows)),
         ("accuracy_vs_time", plots.tradeoff_figure(selection.table,
                                                     spend.request_seconds / max(spend.concurrency, 1),
                                                     corpus_rows, base["seconds"],

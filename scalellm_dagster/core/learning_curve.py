@@ -18,9 +18,30 @@ class LearningCurve:
     c: float
     r2: float
     points: int
+    cov: tuple | None = None  # the fit's parameter covariance (3x3, nested tuples), for the forecast band
 
     def accuracy_at(self, n: float | np.ndarray) -> float | np.ndarray:
         return 1.0 - (self.a * np.power(n, -self.alpha) + self.c)
+
+    def band(self, n: np.ndarray, draws: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+        """A 68 % band of forecast accuracy at `n`: parameters drawn from the fit's covariance, kept within the
+        fit's bounds. None when the fit gave no usable covariance (e.g. as many points as parameters)."""
+        if self.cov is None:
+            return None
+        cov = np.asarray(self.cov, dtype=float)
+        if not np.all(np.isfinite(cov)):
+            return None
+        rng = np.random.default_rng(seed)
+        try:
+            p = rng.multivariate_normal([self.a, self.alpha, self.c], cov, size=draws, check_valid="ignore")
+        except (np.linalg.LinAlgError, ValueError):
+            return None
+        p[:, 0] = np.clip(p[:, 0], 0, None)
+        p[:, 1] = np.clip(p[:, 1], 0, 2)
+        p[:, 2] = np.clip(p[:, 2], 0, 1)
+        acc = 1.0 - (p[:, [0]] * np.power(np.asarray(n, float)[None, :], -p[:, [1]]) + p[:, [2]])
+        lo, hi = np.percentile(np.clip(acc, 0, 1), [16, 84], axis=0)
+        return lo, hi
 
 
 def _err(n, a, alpha, c):
@@ -42,7 +63,7 @@ def fit_learning_curve(sizes, accuracies) -> LearningCurve | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
-            params, _ = curve_fit(
+            params, cov = curve_fit(
                 _err, n, err, p0=(1.0, 0.5, max(err.min() / 2, 0.0)),
                 sigma=np.sqrt(np.clip(err * (1 - err), 1e-3, None) / n),
                 bounds=([0.0, 0.0, 0.0], [np.inf, 2.0, 1.0]), maxfev=20000,
@@ -52,4 +73,6 @@ def fit_learning_curve(sizes, accuracies) -> LearningCurve | None:
     residual = err - _err(n, *params)
     total = ((err - err.mean()) ** 2).sum()
     r2 = 1.0 - (residual**2).sum() / total if total > 0 else 1.0
-    return LearningCurve(a=float(params[0]), alpha=float(params[1]), c=float(params[2]), r2=float(r2), points=len(n))
+    usable = len(n) > 3 and np.all(np.isfinite(cov))
+    return LearningCurve(a=float(params[0]), alpha=float(params[1]), c=float(params[2]), r2=float(r2), points=len(n),
+                         cov=tuple(map(tuple, cov.tolist())) if usable else None)

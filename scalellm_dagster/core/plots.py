@@ -11,27 +11,46 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from scalellm_dagster.core.learning_curve import fit_learning_curve  # noqa: E402
+from scalellm_dagster.core.students import KNOWN_CANDIDATES  # noqa: E402
+
+
+def candidate_color(name: str) -> str:
+    """One colour per candidate, the same in every plot and every report."""
+    order = sorted(KNOWN_CANDIDATES)
+    return plt.get_cmap("tab10")(order.index(name) % 10 if name in order else 9)
 
 
 def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, forecast_to: int | None = None):
+    """Measured accuracy vs teacher labels per candidate (error bars: the folds' spread), and for the chosen
+    student and the runner-up the fitted curve's forecast with its 68 % band, up to `forecast_to` (the corpus:
+    there are no more rows to label)."""
     ok = scores[scores["status"] == "ok"]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 5.4))
+    at_max = ok[ok["sample_size"] == ok["sample_size"].max()].sort_values("cv_accuracy", ascending=False)
+    forecast_for = [chosen] + [c for c in at_max["candidate"] if c != chosen][:1]
     for name, group in ok.groupby("candidate", sort=False):
         group = group.sort_values("sample_size")
-        width = 2.5 if name == chosen else 1.2
-        line = ax.errorbar(group["sample_size"], group["cv_accuracy"], yerr=group["cv_std"], marker="o",
-                           lw=width, capsize=2, label=name + (" (chosen)" if name == chosen else ""))
-        curve = fit_learning_curve(group["sample_size"], group["cv_accuracy"])
+        color = candidate_color(name)
+        ax.errorbar(group["sample_size"], group["cv_accuracy"], yerr=group["cv_std"], marker="o", color=color,
+                    lw=2.5 if name == chosen else 1.2, capsize=2,
+                    label=name + (" (chosen)" if name == chosen else ""))
+        curve = fit_learning_curve(group["sample_size"], group["cv_accuracy"]) if name in forecast_for else None
         if curve is not None:
-            top = forecast_to or int(group["sample_size"].max()) * 10
-            xs = np.geomspace(group["sample_size"].min(), top, 60)
-            ax.plot(xs, np.clip(curve.accuracy_at(xs), 0, 1), ls="--", lw=1, color=line.lines[0].get_color())
+            last = int(group["sample_size"].max())
+            top = max(last, min(forecast_to or last * 10, last * 10))
+            xs = np.geomspace(last, top, 60) if top > last else np.array([last])
+            ax.plot(xs, np.clip(curve.accuracy_at(xs), 0, 1), ls="--", lw=1.5, color=color)
+            band = curve.band(xs)
+            if band is not None:
+                ax.fill_between(xs, band[0], band[1], color=color, alpha=0.15, lw=0)
+    if forecast_to:
+        ax.axvline(forecast_to, color="grey", lw=1, ls=":", label=f"corpus size ({forecast_to:,} rows)")
     ax.set_xscale("log")
-    ax.set_xlabel("teacher-labelled rows (log scale); dashed: fitted power law forecast")
-    ax.set_ylabel("cross-validated accuracy vs teacher")
+    ax.set_xlabel("teacher-labelled rows (log scale); dashed: fitted forecast, shaded: its 68 % band")
+    ax.set_ylabel("cross-validated accuracy vs the teacher")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     return fig
 
 
@@ -41,21 +60,22 @@ def close(fig) -> None:
 
 def tradeoff_figure(table: pd.DataFrame, teacher_seconds: float, corpus_rows: int, baseline_seconds: float,
                     title: str):
-    """Accuracy vs time to label the whole corpus, per candidate, with the row-by-row teacher as a point."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    """Accuracy vs time to label the whole corpus, per candidate (legend, not labels that overlap), with the
+    row-by-row teacher's time as a vertical line: its accuracy vs itself is 1 by definition, so it is not a point."""
+    fig, ax = plt.subplots(figsize=(9, 5.4))
     for row in table.itertuples():
         if not np.isfinite(row.predict_rows_per_second) or row.predict_rows_per_second <= 0:
             continue
         seconds = teacher_seconds + corpus_rows / row.predict_rows_per_second
-        ax.scatter(seconds, row.cv_accuracy, s=80 if row.chosen else 40, marker="*" if row.chosen else "o")
-        ax.annotate(row.candidate, (seconds, row.cv_accuracy), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
-    ax.scatter(baseline_seconds, 1.0, marker="s", color="black")
-    ax.annotate("teacher on every row\n(extrapolated)", (baseline_seconds, 1.0), fontsize=8, xytext=(-90, -24),
-                textcoords="offset points")
+        ax.scatter(seconds, row.cv_accuracy, s=180 if row.chosen else 60, marker="*" if row.chosen else "o",
+                   color=candidate_color(row.candidate), edgecolor="black" if row.chosen else "none",
+                   label=f"{row.candidate}" + (" (chosen)" if row.chosen else ""), zorder=3)
+    ax.axvline(baseline_seconds, color="black", ls="--", lw=1.2,
+               label=f"teacher on every row: {baseline_seconds:,.0f} s (extrapolated)")
     ax.set_xscale("log")
-    ax.set_xlabel("seconds to label the corpus (teacher sample + student inference; log)")
-    ax.set_ylabel("accuracy vs teacher (CV)")
+    ax.set_xlabel("seconds to label the corpus: teacher sample + student inference (log scale)")
+    ax.set_ylabel("cross-validated accuracy vs the teacher")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="best")
     return fig
