@@ -74,10 +74,35 @@ def pruning(paths: list[str]) -> None:
                   f"{y['seconds_train']:.1f} |")
 
 
+def seeds(results: str = "benchmarks/results") -> None:
+    """Static against LSA per dataset and budget over seeds: seed 0 from the main reports, others from seeds/."""
+    root = Path(results)
+    print("| dataset | budget | static: acc. vs gold per seed | mean | LSA: acc. vs gold per seed | mean | "
+          "static − LSA (mean) |")
+    print("|---|---:|---|---:|---|---:|---:|")
+    for name in ("tweet_eval_offensive", "banking77", "ag_news"):
+        runs = {}
+        for emb, seed0 in (("static", root / f"{name}.json"), ("lsa", root / f"{name}_lsa.json")):
+            paths = [seed0, *sorted((root / "seeds").glob(f"{name}_{emb}_seed*.json"))]
+            for path in paths:
+                if path.is_file():
+                    for run in json.loads(path.read_text())["runs"]:
+                        runs.setdefault((run["budget"], emb), []).append(run["accuracy_vs_gold"])
+        for budget in sorted({b for b, _ in runs}):
+            s, l = runs.get((budget, "static"), []), runs.get((budget, "lsa"), [])
+            if len(s) < 2 or len(l) < 2:
+                continue
+            ms, ml = sum(s) / len(s), sum(l) / len(l)
+            print(f"| {name} | {budget:,} | {', '.join(f'{a:.3f}' for a in s)} | {ms:.3f} | "
+                  f"{', '.join(f'{a:.3f}' for a in l)} | {ml:.3f} | {ms - ml:+.3f} |")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--embedders"]:
         embedders(sys.argv[2:])
     elif sys.argv[1:2] == ["--pruning"]:
         pruning(sys.argv[2:])
+    elif sys.argv[1:2] == ["--seeds"]:
+        seeds(*sys.argv[2:])
     else:
         main(sys.argv[1:])

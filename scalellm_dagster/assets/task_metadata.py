@@ -177,7 +177,7 @@ def gold_metrics(out: pd.DataFrame, gold: pd.DataFrame | None) -> dict:
     seen = merged[from_teacher]
     acc = lambda frame, column: MetadataValue.float(round(float((frame[column] == frame["gold"]).mean()), 4))
     return {
-        "accuracy_vs_gold_student_only_unseen_rows": acc(unseen, "student_label"),
+        "student_acc_vs_gold_unseen": acc(unseen, "student_label"),
         "accuracy_vs_gold_unseen_rows": acc(unseen, "label"),
         "accuracy_vs_gold_teacher_rows": acc(seen, "label"),
         "accuracy_vs_gold_all_rows": acc(merged, "label"),
