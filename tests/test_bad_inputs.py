@@ -8,7 +8,7 @@ import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance
 
 from scalellm_dagster.core.corpus import CorpusError
-from scalellm_dagster.embedders.static import StaticEmbedder
+from scalellm_dagster.embedders.lsa import LsaEmbedder
 from tests.conftest import demo_slice
 from tests.pipeline_helpers import query, run_pipeline
 
@@ -81,12 +81,12 @@ def test_gold_labels_outside_label_set_block_the_task(pipeline_env, small_corpus
 
 
 def _broken_embedder(monkeypatch, breaker):
-    original = StaticEmbedder.embed
+    original = LsaEmbedder.embed
 
     def embed(self, texts, log=lambda _m: None):
         return breaker(original(self, texts, log))
 
-    monkeypatch.setattr(StaticEmbedder, "embed", embed)
+    monkeypatch.setattr(LsaEmbedder, "embed", embed)
 
 
 def _with_nan(m):
@@ -96,11 +96,11 @@ def _with_nan(m):
 
 
 def test_wrong_embedding_dimension_fails_the_step_before_anything_is_written(pipeline_env, monkeypatch):
-    _broken_embedder(monkeypatch, lambda m: np.ascontiguousarray(m[:, :-1]))  # declared 256, returns 255
+    _broken_embedder(monkeypatch, lambda m: np.ascontiguousarray(m[:, :-1]))  # declared 64, returns 63
     with DagsterInstance.ephemeral() as instance:
         result = run_pipeline(instance)
-    assert "returned vectors of shape (400, 255)" in step_error(result)
-    assert "expected (400, 256), its declared dimension" in step_error(result)
+    assert "returned vectors of shape (400, 63)" in step_error(result)
+    assert "expected (400, 64), its declared dimension" in step_error(result)
     assert materialized(result) == {AssetKey("corpus")}
 
 

@@ -49,7 +49,7 @@ def test_parallel_shard_runs_match_the_unsharded_pipeline(sharded_env, monkeypat
     assert [len(p.runs) for p in phases] == [1, 3, 1, 3]
     db = sharded_env["SCALELLM_DUCKDB_PATH"]
     assert query(db, "SELECT data_type FROM information_schema.columns "
-                     "WHERE table_name = 'embeddings' AND column_name = 'vector'") == [("FLOAT[256]",)]
+                     "WHERE table_name = 'embeddings' AND column_name = 'vector'") == [("FLOAT[64]",)]
     assert query(db, "SELECT table_type FROM information_schema.tables WHERE table_name = 'embeddings'") == [("VIEW",)]
     with DagsterInstance.get() as instance:
         evaluations = [e.asset_check_evaluation_data for run in instance.get_runs()

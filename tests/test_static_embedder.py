@@ -34,3 +34,30 @@ def test_meaning_not_spelling_decides_similarity():
 def test_the_version_names_the_weights():
     name = StaticEmbedder().name
     assert name.startswith("static-minilm256-") and len(name.rsplit("-", 1)[1]) == 8
+
+
+def test_the_whole_graph_runs_on_the_static_embedder_and_refreshes_incrementally(pipeline_env, small_corpus,
+                                                                                   monkeypatch):
+    """SCALELLM_EMBEDDER=static: nothing to fit, so a refresh embeds only new rows and reuses every other vector and
+    prediction, and the vectors' version names the weights."""
+    import pandas as pd
+    from dagster import AssetKey, AssetSelection, DagsterInstance
+
+    from tests.conftest import demo_slice
+    from tests.pipeline_helpers import query, run_pipeline
+
+    monkeypatch.setenv("SCALELLM_EMBEDDER", "static")
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        extra = demo_slice(2000, seed=1)
+        extra = extra[~extra["id"].isin(demo_slice(400)["id"])].head(30)
+        pd.concat([demo_slice(400), extra]).to_parquet(small_corpus, index=False)
+        result = run_pipeline(instance, selection=AssetSelection.keys("corpus", "embeddings", "topic/predictions"))
+        assert result.success
+    meta = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert (meta[AssetKey("embeddings")]["rows_computed"].value, meta[AssetKey("embeddings")]["rows_reused"].value) \
+        == (30, 400)
+    assert meta[AssetKey(["topic", "predictions"])]["rows_predicted"].value == 30
+    assert query(db, "SELECT DISTINCT embedding_version, len(vector) FROM embeddings") == [(StaticEmbedder().name, 256)]
+    assert all(e.passed for e in result.get_asset_check_evaluations())
