@@ -27,6 +27,8 @@ def md_table(df: pd.DataFrame, floatfmt: str = ".3f", max_rows: int = 25) -> Met
 def _column_text(name: str, values: pd.Series, floatfmt: str) -> tuple[list[str], bool]:
     if name == "run_id" or name.endswith("_run_id"):
         return [str(v)[:8] if isinstance(v, str) else "–" for v in values], False
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return [v.strftime("%Y-%m-%d %H:%M:%S") if not pd.isna(v) else "–" for v in values], False
     if pd.api.types.is_bool_dtype(values):
         return ["yes" if v else "no" for v in values], False
     if pd.api.types.is_numeric_dtype(values):
@@ -34,12 +36,14 @@ def _column_text(name: str, values: pd.Series, floatfmt: str) -> tuple[list[str]
         is_id = name == "id" or name.endswith("_id")
         integral = pd.api.types.is_integer_dtype(values) or bool(len(finite) and (finite == finite.round()).all()
                                                                  and finite.abs().max() >= 100)
+        large = bool(len(finite) and finite.abs().min() >= 1000)  # rates and sizes: whole numbers read better
+
         def one(v):
             if pd.isna(v):
                 return "–"
             if integral:
                 return str(int(v)) if is_id else f"{int(v):,}"
-            return format(float(v), floatfmt)
+            return f"{float(v):,.0f}" if large else format(float(v), floatfmt)
         return [one(v) for v in values], True
     return ["–" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in values], False
 

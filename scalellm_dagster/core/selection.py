@@ -59,7 +59,7 @@ def choose_student(
     fast = tied[tied["predict_rows_per_second"] * speed_ratio >= tied["predict_rows_per_second"].max()]
     pick = fast.sort_values(["cv_accuracy", "candidate"], ascending=[False, True]).iloc[0]
     reason = (
-        f"highest cross-validated accuracy vs the teacher at {int(pick.sample_size)} labels"
+        f"highest cross-validated accuracy vs the teacher at {int(pick.sample_size):,} labels"
         + (f" among students predicting >= {min_rows_per_second:,.0f} rows/s" if criterion != "accuracy" else "")
         + (f"; of {len(tied)} within {tie_tolerance:.1%} of the best, the most accurate of those within "
            f"{speed_ratio:g}x of the fastest's speed" if len(tied) > 1 else "")
