@@ -5,9 +5,10 @@ weights, so it runs offline (no model hub at run time). Needs the `minilm` extra
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from scalellm_dagster.embedders.fit_free import FitFreeEmbedder
 
 INSTALL_HINT = ('pip install torch==2.13.0 && pip install -e ".[minilm]"  (or `make minilm`; install torch first: '
                 "an unpinned torch pulls GBs of CUDA packages)")
@@ -17,13 +18,12 @@ class MissingExtraError(ImportError):
     """The optional `minilm` extra is not installed; the message says how to install it."""
 
 
-class MiniLmEmbedder:
+class MiniLmEmbedder(FitFreeEmbedder):
     """Sentence embeddings from all-MiniLM-L6-v2 (384-d, unit length). Nothing to fit: a new row's vector never
     depends on the rest of the corpus, so refreshes and shards embed independently."""
 
     name = "minilm-all-MiniLM-L6-v2"
     dim = 384
-    fitted = True
 
     def __init__(self, batch_size: int = 64, device: str = "cpu", chunk_rows: int = 2_048):
         self.batch_size = batch_size
@@ -54,20 +54,6 @@ class MiniLmEmbedder:
                 raise RuntimeError(f"the packaged MiniLM model gives {dim}-d vectors; expected {self.dim}")
         return self._model
 
-    def fit(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> MiniLmEmbedder:
-        return self
-
-    def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
-        return self.embed(texts, log)
-
-    def embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
-        model = self.load()
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.chunk_rows):
-            chunk = list(texts[start : start + self.chunk_rows])
-            out[start : start + len(chunk)] = model.encode(
-                chunk, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                show_progress_bar=False)
-            if len(texts) > self.chunk_rows:
-                log(f"embedded {start + len(chunk):,}/{len(texts):,} rows")
-        return out
+    def _encode(self, chunk: list[str]) -> np.ndarray:
+        return self.load().encode(chunk, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                                  show_progress_bar=False)

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from scalellm_dagster.embedders.fit_free import FitFreeEmbedder
+
 WEIGHTS = Path(__file__).resolve().parent / "static_minilm"
 
 
-class StaticEmbedder:
+class StaticEmbedder(FitFreeEmbedder):
     dim = 256
-    fitted = True
 
     def __init__(self, path: str | Path = WEIGHTS, chunk_rows: int = 50_000):
         self.path = Path(path)
@@ -53,23 +54,13 @@ class StaticEmbedder:
             self._model = model
         return self._model
 
-    def fit(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> StaticEmbedder:
-        return self
-
-    def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
-        return self.embed(texts, log)
+    def _encode(self, chunk: list[str]) -> np.ndarray:
+        # model2vec's own process pool would copy the model into each worker; the tokenizer already uses every
+        # core, and averaging is a few percent of the time.
+        return self.load().encode(chunk, use_multiprocessing=False, batch_size=len(chunk) or 1)
 
     def embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
-        model = self.load()
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.chunk_rows):
-            chunk = list(texts[start : start + self.chunk_rows])
-            # model2vec's own process pool would copy the model into each worker; the tokenizer already uses
-            # every core, and averaging is a few percent of the time.
-            vectors = model.encode(chunk, use_multiprocessing=False, batch_size=len(chunk) or 1)
-            out[start : start + len(chunk)] = vectors
-            if len(texts) > self.chunk_rows:
-                log(f"embedded {start + len(chunk):,}/{len(texts):,} rows")
+        out = super().embed(texts, log)
         # A text with no known token (only emoji or an unknown script) averages nothing: it gets the fallback
         # vector, a valid unit vector every such text shares, rather than zeros that break cosine models.
         empty = np.einsum("ij,ij->i", out, out) < 0.25
