@@ -71,7 +71,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
                                     io.for_simulation(warehouse, teacher, matrix, shards), context.run.run_id,
                                     context.log.info)
         first = first_rows(ids, matrix, task, budget)
-        estimate = teacher.estimate(task, corpus_df.set_index("id").loc[first, "text"].tolist(), len(corpus_df))
+        first_texts = corpus_df.set_index("id").loc[first, "text"].tolist()
+        estimate = teacher.estimate(task, first_texts, len(corpus_df))
         context.log.info(f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
                          "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False))
         labelled = label_sample(ids, matrix, task, budget, session, first=first, log=context.log.info)
@@ -81,7 +82,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         sample = sample.assign(teacher=session.name, prompt_version=session.model.prompt_version,
                                sampling=task.sampling)
         written = warehouse.write_table(task_table(task, "labeled_sample"), sample, also=io.keep_estimate_basis(
-            task, teacher, corpus_df.set_index("id").loc[first, "text"].tolist()))
+            task, teacher, first_texts))
         return MaterializeResult(metadata=meta.sample_metadata(
             task, sample, written, session, teacher.kind == "simulated", budget, budget_note, estimate))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +95,9 @@ def predict_with_confidence(model: ClassifierMixin, X: np.ndarray, workers: int 
 
 
 EVALUATION_VERSION = 2  # bump when the candidates' settings or how they are scored change: stored scores expire
+# The score columns of a candidate not evaluated at a size (failed or pruned)
+UNSCORED = dict(cv_accuracy=np.nan, cv_std=np.nan, cv_fit_seconds=np.nan, train_seconds=np.nan,
+                predict_rows_per_second=np.nan)
 PRUNE_MIN_MARGIN = 0.02  # below two points, a candidate is not "clearly behind" whatever its folds say
 
 
@@ -129,8 +132,7 @@ def evaluate_candidates(
         for name in candidates:
             row = {"candidate": name, "sample_size": int(size), "classes_seen": int(n_classes)}
             if name in pruned:
-                row.update(cv_accuracy=np.nan, cv_std=np.nan, cv_fit_seconds=np.nan, train_seconds=np.nan,
-                           predict_rows_per_second=np.nan, status="pruned", error=pruned[name])
+                row.update(UNSCORED, status="pruned", error=pruned[name])
                 rows.append(row)
                 continue
             try:
@@ -138,8 +140,7 @@ def evaluate_candidates(
                                       throughput_X if largest else None, n_jobs))
                 row["status"], row["error"] = "ok", None
             except Exception as exc:  # noqa: BLE001 - any estimator failure is recorded, the others go on
-                row.update(cv_accuracy=np.nan, cv_std=np.nan, cv_fit_seconds=np.nan, train_seconds=np.nan,
-                           predict_rows_per_second=np.nan)
+                row.update(UNSCORED)
                 row["status"], row["error"] = "failed", f"{type(exc).__name__}: {exc}"[:500]
             rows.append(row)
             if progress:
