@@ -62,10 +62,22 @@ def _materialized_fingerprint(instance, task_name: str) -> str | None:
     return (event.asset_materialization.tags or {}).get("dagster/code_version") if event else None
 
 
+def sensor_interval_seconds() -> int:
+    """How often the daemon evaluates the sensors (SCALELLM_SENSOR_INTERVAL_SECONDS, default 60)."""
+    raw = os.environ.get("SCALELLM_SENSOR_INTERVAL_SECONDS") or "60"
+    if not raw.strip().isdigit() or int(raw) < 1:
+        from scalellm_dagster.settings import SettingError
+
+        raise SettingError(f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={raw!r}: expected a whole number "
+                           "of seconds, at least 1")
+    return int(raw)
+
+
 def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_job) -> list:
+    interval = sensor_interval_seconds()
     refresh_keys = [AssetKey("corpus"), AssetKey("embeddings"), *[AssetKey([t.name, "predictions"]) for t in tasks]]
 
-    @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=60,
+    @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=interval,
             default_status=DefaultSensorStatus.STOPPED,
             description="When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
             "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
@@ -88,7 +100,7 @@ def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_
             cursor=json.dumps(files, sort_keys=True),
         )
 
-    @sensor(name="task_config_sensor", job=all_job, minimum_interval_seconds=60,
+    @sensor(name="task_config_sensor", job=all_job, minimum_interval_seconds=interval,
             default_status=DefaultSensorStatus.STOPPED,
             description="Reruns a task's four assets when its definition in the tasks file changes (after the code "
             "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "

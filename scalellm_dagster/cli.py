@@ -70,9 +70,10 @@ def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2)
     ensure_dagster_home(Path(os.environ["DAGSTER_HOME"]))
     os.environ.setdefault("TQDM_DISABLE", "1")
 
-    from dagster import DagsterInstance, execute_job, reconstructable
+    from dagster import DagsterInstance
 
     from scalellm_dagster import definitions
+    from scalellm_dagster.automation import WAREHOUSE_TAGS
     from scalellm_dagster.failures import failure_lines
     from scalellm_dagster.settings import Settings
 
@@ -85,14 +86,11 @@ def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2)
         return _run_sharded(settings, workers, verbose, start)
     instance = DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
-    if multiprocess:
-        with execute_job(reconstructable(definitions.all_job_multiprocess), instance=instance,
-                         run_config=run_config) as result:
-            success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
-    else:
-        result = definitions.all_job().execute_in_process(instance=instance, run_config=run_config,
-                                                          raise_on_error=False)
-        success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
+    from scalellm_dagster.workspace_run import execute_as_workspace_run
+
+    result = execute_as_workspace_run(definitions.all_job_multiprocess if multiprocess else definitions.all_job,
+                                      instance, run_config, tags=WAREHOUSE_TAGS)
+    success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
     seconds = time.perf_counter() - start
     if not success:
         print(f"\nscalellm: run {run_id} FAILED after {seconds:.0f}s (tracebacks in the log above and the Dagster "

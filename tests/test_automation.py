@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import duckdb
+
 import pytest
 
 from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sensor_context
@@ -136,3 +138,46 @@ def test_the_local_instance_runs_one_run_at_a_time(tmp_path):
     for home in (ensure_dagster_home(tmp_path / "new_home"), ensure_dagster_home(old)):
         with DagsterInstance.from_config(str(home)) as instance:
             assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
+
+
+def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_env, drop_folder):
+    """A run that replaces `corpus` after another run's predictions cannot fail that run's checks; a broken table
+    still fails them."""
+    from types import SimpleNamespace
+
+    from dagster import AssetSelection
+
+    from scalellm_dagster.checks.corpus_read import corpus_read
+    from scalellm_dagster.resources import Warehouse
+    from tests.pipeline_helpers import run_checks
+
+    folder, rows = drop_folder
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        first = run_pipeline(instance)
+        assert first.success
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
+        assert run_pipeline(instance, selection=AssetSelection.assets("corpus")).success  # 460 rows, not yet embedded
+
+        checks = run_checks(instance, ["embeddings", "topic/predictions"])
+        evaluations = {e.check_name: e for e in checks.get_asset_check_evaluations()}
+        for name in ("embeddings_match_corpus", "predictions_cover_corpus"):
+            assert evaluations[name].passed, name
+            assert "compared by id fingerprint" in evaluations[name].metadata["corpus_compared"].value
+        assert evaluations["predictions_cover_corpus"].metadata["corpus_compared"].value.count("400 rows") == 1
+
+        # The stand-in still catches a table that lost a row after it was written.
+        with duckdb.connect(db) as conn:
+            conn.execute("DELETE FROM topic.predictions WHERE id = (SELECT min(id) FROM topic.predictions)")
+        broken = run_checks(instance, ["topic/predictions"])
+        [verdict] = broken.get_asset_check_evaluations()
+        assert not verdict.passed and "ids differ" in str(verdict.metadata)
+
+        # A later run replaces the predictions: the first run's check judges its own write by what it logged.
+        assert run_pipeline(instance, selection=AssetSelection.assets("embeddings", "topic/predictions")).success
+        warehouse = Warehouse(database=db)
+        read = corpus_read(SimpleNamespace(run=SimpleNamespace(run_id=first.run_id)), warehouse, "topic.predictions")
+        assert read.replaced_by is not None and read.own.run_id == first.run_id and read.own.rows == 400
+        assert read.result_from_log().passed
+        assert corpus_read(SimpleNamespace(run=SimpleNamespace(run_id="no-such-run")), warehouse,
+                           "topic.predictions").live  # the latest write read the live corpus: row by row

@@ -29,7 +29,8 @@ EMBEDDINGS_TABLE = "embeddings"
 def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Warehouse) -> MaterializeResult:
     stamps = source.file_stamps()  # before reading: a file changed meanwhile looks changed to the sensor
     df = source.load()
-    rows = warehouse.write_table(CORPUS_TABLE, df)
+    run_id = context.run.run_id
+    rows = warehouse.write_table(CORPUS_TABLE, df, also=warehouse.snapshot_statements(CORPUS_TABLE, run_id, run_id))
     context.log.info(f"corpus: {rows:,} rows from {source.path}")
     return MaterializeResult(
         metadata={
@@ -59,7 +60,7 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
     ),
 )
 def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse) -> MaterializeResult:
-    rows = warehouse.read_df(f"SELECT id, text FROM {CORPUS_TABLE}")
+    rows, corpus_read = warehouse.read_df_with_snapshot(f"SELECT id, text FROM {CORPUS_TABLE}", CORPUS_TABLE)
     rows["text_hash"] = rows["text"].map(text_hash)
     model, current = (embedder.build(), None) if embedder.refit else stored_embedder(embedder, warehouse)
     # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
@@ -93,7 +94,8 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
     written = warehouse.write_embedding_batches(
         EMBEDDINGS_TABLE, embedding_batch(rows["id"].iloc[:0], np.zeros((0, dim)), [], version).schema, batches,
         model=(model.name, blob) if blob is not None else None,
-        keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None)
+        keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None,
+        also=warehouse.snapshot_statements(EMBEDDINGS_TABLE, context.run.run_id, corpus_read and corpus_read.run_id))
     seconds = time.perf_counter() - start
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")

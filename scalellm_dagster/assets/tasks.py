@@ -62,7 +62,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         **common,
     )
     def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
-        corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
+        corpus_df, corpus_read = warehouse.read_df_with_snapshot(f"SELECT * FROM {CORPUS_TABLE}", CORPUS_TABLE)
         ids = corpus_df["id"].to_numpy()
         budget, budget_note = io.effective_budget(warehouse, task)
         # clustering and the student's uncertainty need every vector at once
@@ -81,8 +81,10 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         sample.insert(0, "sample_rank", np.arange(len(sample)))
         sample = sample.assign(teacher=session.name, prompt_version=session.model.prompt_version,
                                sampling=task.sampling)
-        written = warehouse.write_table(task_table(task, "labeled_sample"), sample, also=io.keep_estimate_basis(
-            task, teacher, first_texts))
+        table = task_table(task, "labeled_sample")
+        written = warehouse.write_table(table, sample, also=io.keep_estimate_basis(task, teacher, first_texts)
+                                        + warehouse.snapshot_statements(table, context.run.run_id,
+                                                                        corpus_read and corpus_read.run_id))
         return MaterializeResult(metadata=meta.sample_metadata(
             task, sample, written, session, teacher.kind == "simulated", budget, budget_note, estimate))
 
@@ -151,7 +153,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         shard = int(context.partition_key) if shards else None
         table = task_table(task, "predictions")
         embedding_source, predictions_source = io.prediction_sources(warehouse, table, shard, shards)
-        current = warehouse.read_df(f"SELECT id, text_hash, embedding_version FROM {embedding_source}")
+        current, vectors_read = warehouse.read_df_with_snapshot(
+            f"SELECT id, text_hash, embedding_version FROM {embedding_source}", EMBEDDINGS_TABLE)
         version = io.model_version(student.name, sample, task)
         reuse, compute = io.reusable_predictions(warehouse, current, version, embedding_source, predictions_source)
         context.log.info(f"{f'shard {shard + 1}/{shards}: ' if shard is not None else ''}predicting "
@@ -170,7 +173,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
             out.loc[out.index[outcome.answered], "source"] = "teacher-cascade"
         out = out.assign(model=student.name)[["id", "label", "source", "confidence", "student_label", "model",
                                               "text_hash", "embedding_version", "model_version"]]
-        written, shard_meta = _write_predictions(warehouse, table, out, shard, shards)
+        log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
+        written, shard_meta = _write_predictions(warehouse, table, out, shard, shards, log)
         return MaterializeResult(metadata={**meta.predictions_metadata(
             out, written, student, predicted, len(reuse), {**shard_meta, **meta.cascade_metadata(task, outcome, out)}),
             **meta.gold_metrics(out, io.gold_labels(warehouse, task))})
@@ -200,9 +204,10 @@ def _assemble(current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute:
     return out.assign(label=label, source=source)
 
 
-def _write_predictions(warehouse: Warehouse, table: str, out: pd.DataFrame, shard: int | None, shards: int):
+def _write_predictions(warehouse: Warehouse, table: str, out: pd.DataFrame, shard: int | None, shards: int,
+                       snapshot_log: list[tuple[str, list]]):
     if shard is None:
-        return warehouse.write_table(table, out), {}
+        return warehouse.write_table(table, out, also=snapshot_log), {}
     data = pa.Table.from_pandas(out, preserve_index=False)
     written = warehouse.write_shard(table, shard, shards, data.schema, data.to_batches())
     published = warehouse.publish_shards(table, shards)

@@ -5,6 +5,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asse
 
 from scalellm_dagster.assets.sharded import shard_of_check_run
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, corpus
+from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.core.sharding import shard_positions
 from scalellm_dagster.resources import CorpusSource, Warehouse
@@ -74,6 +75,9 @@ def build_embeddings_check(shards: int = 0):
                  f"with L2 norm in {list(NORM_RANGE)}." + (" In a shard's run: that shard's file against the corpus "
                                                            "rows of that shard." if shards else ""))
     def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+        read = corpus_read(context, warehouse, EMBEDDINGS_TABLE) if not shards else None
+        if read is not None and read.replaced_by:
+            return read.result_from_log()
         corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
         scope = {}
         shard = shard_of_check_run(context, shards)
@@ -84,12 +88,20 @@ def build_embeddings_check(shards: int = 0):
             scope = {"shard": f"{shard + 1} of {shards}"}
         else:
             frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
+        if read is not None and not read.live:  # the corpus has moved on: the logged fingerprint decides
+            corpus_ids, scope = frame["id"], read.metadata
+        elif read is not None:
+            scope = read.metadata
         declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
         frame["finite"] = frame["finite"].fillna(False).astype(bool)
         frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
         frame["row_matches_corpus"] = frame["row_matches_corpus"].astype(str).replace(
             {"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
-        outcome = validate(frame, embeddings_expectations(declared, len(corpus_ids)), "embeddings")
+        corpus_rows = len(corpus_ids)
+        if read is not None and not read.live:
+            frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS_TABLE))
+            corpus_rows = read.corpus.rows
+        outcome = validate(frame, embeddings_expectations(declared, corpus_rows), "embeddings")
         return AssetCheckResult(passed=outcome.passed,
                                 metadata={**scope, "declared_dim": declared, **outcome.metadata()})
 

@@ -5,6 +5,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 from scalellm_dagster.assets.shared import CORPUS_TABLE
 from scalellm_dagster.assets.sharded import shard_of_check_run
 from scalellm_dagster.assets.tasks import task_asset_key, task_table
+from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.core.sharding import shard_positions
 from scalellm_dagster.resources import Warehouse
@@ -85,15 +86,24 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
     @asset_check(asset=sample_key, name="sample_labels_valid", blocking=True,
                  description=f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
                  "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.")
-    def sample_labels_valid(warehouse: Warehouse) -> AssetCheckResult:
+    def sample_labels_valid(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+        table = task_table(task, "labeled_sample")
+        read = corpus_read(context, warehouse, table)
+        if read.replaced_by:
+            # Its rows are gone; what was logged when it was written still bounds their number.
+            rows = read.own.rows
+            return AssetCheckResult(passed=1 <= rows <= max_sample_size(task), metadata={
+                **read.metadata, "rows": rows, "rows_expected": f"1 to {max_sample_size(task):,}"})
+        # A corpus replaced since cannot tell whether it held the sampled ids: their membership is not judged then.
+        corpus_ids = CORPUS_TABLE if read.live else table
         df = warehouse.read_df(
             f"""SELECT s.id, s.teacher_label, s.valid, c.id IS NOT NULL AS in_corpus,
                        (s.valid = (s.teacher_label IS NOT NULL)) AS label_matches_valid
-                FROM {task_table(task, 'labeled_sample')} s LEFT JOIN {CORPUS_TABLE} c USING (id)""")
+                FROM {table} s LEFT JOIN (SELECT id FROM {corpus_ids}) c USING (id)""")
         outcome = validate(df, labeled_sample_expectations(task), f"{task.name}_sample")
         covered = df.loc[df["valid"], "teacher_label"].nunique()
         return AssetCheckResult(passed=outcome.passed, metadata={
-            "classes_covered": f"{covered} of {len(task.labels)}",
+            **read.metadata, "classes_covered": f"{covered} of {len(task.labels)}",
             "invalid_answers": int((~df["valid"]).sum()), **outcome.metadata()})
 
     @asset_check(asset=sample_key, name="sample_invalid_answers_rare",
@@ -147,6 +157,11 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
         table = task_table(task, "predictions")
         shard = shard_of_check_run(context, shards)
         relation = table if shard is None else warehouse.shard_relation(table, shard, shards)
+        read = corpus_read(context, warehouse, table) if shard is None else None
+        if read is not None and read.replaced_by:
+            return read.result_from_log()
+        # While the corpus has moved on, the table's own ids stand in for it and its logged fingerprint decides.
+        corpus_ids = CORPUS_TABLE if read is None or read.live else relation
         df = warehouse.read_df(
             f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
                        CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
@@ -154,13 +169,16 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
                        (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher-sample')
                            AS keeps_teacher_label
                 FROM {relation} p
-                FULL OUTER JOIN {CORPUS_TABLE} c ON p.id = c.id
+                FULL OUTER JOIN (SELECT id FROM {corpus_ids}) c ON p.id = c.id
                 LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid) s
                     ON s.id = p.id""")
         df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
         scope = {}
         if shard is None:
-            corpus_rows = warehouse.row_count(CORPUS_TABLE)
+            corpus_rows = warehouse.row_count(CORPUS_TABLE) if read.live else read.corpus.rows
+            if not read.live:
+                df["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(table))
+            scope = read.metadata
         else:  # corpus rows of other shards are theirs to cover
             df = df.iloc[shard_positions(df["id"], shard, shards)]
             corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]

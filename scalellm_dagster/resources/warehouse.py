@@ -1,5 +1,5 @@
-"""The DuckDB warehouse resource: tables and embeddings, the teacher's caches and ledger, and shard files, each in
-its own module, behind one Dagster resource.
+"""The DuckDB warehouse resource: tables and embeddings, the teacher's caches and ledger, shard files and the log of
+which corpus each table came from, each in its own module, behind one Dagster resource.
 
 DuckDB lets one process hold a database file at a time, and Dagster runs each step in its own process. So every
 method opens a connection, does its I/O and closes it at once (heavy compute happens outside), and opening waits
@@ -20,16 +20,17 @@ from pydantic import Field
 
 from scalellm_dagster.resources.warehouse_cache import LEDGER_COLUMNS, CachesAndLedger
 from scalellm_dagster.resources.warehouse_shards import ShardFiles
+from scalellm_dagster.resources.warehouse_snapshots import Snapshot, SnapshotLog
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA, TablesAndEmbeddings, embedding_batch
 
-__all__ = ["CACHE_SCHEMA", "LEDGER_COLUMNS", "Warehouse", "WarehouseLockTimeout", "embedding_batch"]
+__all__ = ["CACHE_SCHEMA", "LEDGER_COLUMNS", "Snapshot", "Warehouse", "WarehouseLockTimeout", "embedding_batch"]
 
 
 class WarehouseLockTimeout(RuntimeError):
     pass
 
 
-class Warehouse(TablesAndEmbeddings, CachesAndLedger, ShardFiles, DuckDBResource):
+class Warehouse(TablesAndEmbeddings, CachesAndLedger, ShardFiles, SnapshotLog, DuckDBResource):
     """`DuckDBResource` with the project's table conventions."""
 
     lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another process's lock.")

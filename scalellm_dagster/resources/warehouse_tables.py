@@ -77,12 +77,12 @@ class TablesAndEmbeddings:
         return self.write_embedding_batches(table, batch.schema, [batch], model)
 
     def write_embedding_batches(self, table: str, schema: pa.Schema, batches, model: tuple[str, bytes] | None = None,
-                                keep_ids=None) -> int:
+                                keep_ids=None, also: list[tuple[str, list]] | None = None) -> int:
         """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
         never need to be in memory at once. `keep_ids`: stored vectors carried over unchanged (a refresh)."""
-        also = []
+        also = list(also or [])
         if model is not None:
-            also = [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
+            also += [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
                     (f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
                      "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
                     (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
