@@ -334,7 +334,7 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
         seconds_teacher += time.perf_counter() - start
         cascade_calls = len(outcome.asked)
     timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
-               "cascade_calls": cascade_calls, "asked": session.stats.asked}
+               "cascade_calls": cascade_calls, "asked": session.stats.asked, "teacher_noise": selection.noise.rate}
     return BenchRun({}, labelled, student.name, final, predicted.labels), timings
 
 
@@ -357,6 +357,7 @@ def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seco
         "teacher_calls": calls,
         "teacher_calls_fraction": round(calls / len(df), 4),
         "chosen_model": run.choice,
+        "teacher_noise_estimate": round(t["teacher_noise"], 4),  # share of sample labels cleanlab flags
         "accuracy_vs_gold": round(float((run.labels[unseen] == gold[unseen]).mean()), 4),
         "agreement_with_teacher": round(float((run.labels[unseen & known] == teacher_says[unseen & known]).mean()), 4),
         "agreement_measured_on_rows": int((unseen & known).sum()),

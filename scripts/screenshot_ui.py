@@ -1,10 +1,10 @@
-"""Screenshot the Dagster UI's asset graph with headless Chromium (Debian's `chromium` package).
+"""Screenshot the Dagster UI pages README's tour shows, with headless Chromium (Debian's `chromium` package).
 
-    .venv/bin/scalellm demo                       # so the graph has materializations to show
-    .venv/bin/python scripts/screenshot_ui.py     # writes docs/asset_graph.png
+    .venv/bin/scalellm demo                       # so the pages have runs and materializations to show
+    .venv/bin/python scripts/screenshot_ui.py     # writes docs/asset_graph.png and docs/ui/*.png
 
-Starts dagster-webserver on 127.0.0.1 with the demo's DAGSTER_HOME, waits for it, screenshots the global asset
-lineage page and stops the server.
+Starts dagster-webserver on 127.0.0.1 with the demo's DAGSTER_HOME, waits for it, screenshots each page and stops
+the server. One page only: `scripts/screenshot_ui.py <path> <out.png>`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Everything downstream of the corpus: both task branches hanging off the one embeddings asset.
 GRAPH = "assets/corpus?view=lineage&lineageScope=downstream&lineageDepth=10"
+PAGES = [
+    (GRAPH, "docs/asset_graph.png"),
+    ("overview/activity/timeline", "docs/ui/timeline.png"),
+    ("assets/intent/model_selection_report", "docs/ui/report_overview.png"),
+    ("assets/intent/model_selection_report?view=events", "docs/ui/report_events.png"),
+    ("assets/intent/predictions?view=checks", "docs/ui/predictions_checks.png"),
+    ("assets/intent/labeled_sample", "docs/ui/sample_overview.png"),
+]
 
 
-def main(path: str = GRAPH, out: str = "docs/asset_graph.png") -> None:
+def main(*page: str) -> None:
+    pages = [tuple(page)] if page else PAGES
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         sys.exit("chromium not found: apt-get install chromium")
@@ -48,14 +57,16 @@ def main(path: str = GRAPH, out: str = "docs/asset_graph.png") -> None:
                 break
             except OSError:
                 time.sleep(1)
-        with tempfile.TemporaryDirectory() as profile:
-            subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                            "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
-                            "--window-size=1600,1000", "--virtual-time-budget=20000",
-                            f"--screenshot={ROOT / out}", f"http://127.0.0.1:{port}/{path}"],
-                           check=True, capture_output=True, timeout=120)
-        print(f"wrote {out}")
+        for path, out in pages:
+            (ROOT / out).parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as profile:
+                subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                                "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
+                                "--window-size=1600,1000", "--virtual-time-budget=20000",
+                                f"--screenshot={ROOT / out}", f"http://127.0.0.1:{port}/{path}"],
+                               check=True, capture_output=True, timeout=120)
+            print(f"wrote {out}")
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -156,3 +156,27 @@ def test_learning_curve_recovers_a_power_law_and_forecasts():
     assert curve.alpha == pytest.approx(0.5, abs=0.05) and curve.c == pytest.approx(0.1, abs=0.02)
     assert curve.accuracy_at(3200) == pytest.approx(1 - (2.0 * 3200 ** -0.5 + 0.1), abs=0.01)
     assert fit_learning_curve([10, 20], [0.5, 0.6]) is None
+
+
+def test_teacher_noise_flags_flipped_labels_and_bounds_the_curve_floor():
+    from scalellm_dagster.core.students import out_of_fold
+    from scalellm_dagster.core.teacher_noise import estimate_teacher_noise
+
+    X, gold = make_classification(n_samples=900, n_features=20, n_informative=10, n_classes=4,
+                                  n_clusters_per_class=1, class_sep=2.5, random_state=0)
+    rng = np.random.default_rng(0)
+    flipped = rng.random(len(gold)) < 0.15
+    y = np.where(flipped, (gold + rng.integers(1, 4, len(gold))) % 4, gold)
+    noise = estimate_teacher_noise(y, out_of_fold("logistic_regression", X, y, 5, 0))
+    assert noise.suspect[flipped].mean() > 0.7  # most flips are found
+    assert flipped[noise.suspect].mean() > 0.6  # and most flags are flips
+    assert 0.1 < noise.rate < 0.25
+    clean = estimate_teacher_noise(gold, out_of_fold("logistic_regression", X, gold, 5, 0))
+    assert clean.rate < 0.05
+
+    sizes, acc = [187, 375, 750, 1500], [0.335, 0.44, 0.60, 0.677]  # the demo's intent task, still rising
+    assert fit_learning_curve(sizes, acc).c < 0.05  # unbounded: a floor near 0 (agreeing with every label)
+    bounded = fit_learning_curve(sizes, acc, floor_min=noise.rate)
+    assert bounded.c >= noise.rate - 1e-9 and bounded.accuracy_at(1e6) <= 1 - noise.rate + 1e-9
+    # a bound above what was already measured gives way to the measurement
+    assert fit_learning_curve(sizes, acc, floor_min=0.5).c <= 1 - 0.677

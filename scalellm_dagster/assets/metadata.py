@@ -99,7 +99,8 @@ COLUMN_DESCRIPTIONS = {
     "failures": "Sizes at which the candidate failed.",
     "pruned": "Whether the candidate was dropped before the largest size.",
     "curve_alpha": "Fitted learning-curve exponent: error ~ a * n^-alpha + floor.",
-    "curve_floor_error": "Fitted error the curve levels off at (its floor).",
+    "curve_floor_error": "Fitted error vs the teacher the curve levels off at (its floor), bounded below by the "
+                         "share of teacher labels flagged as likely mistakes (teacher_noise_estimate).",
     "curve_r2": "How well the learning curve fits the measured accuracies (R²).",
     "forecast_at_2x": "Forecast accuracy vs the teacher at twice the labels.",
     "forecast_at_4x": "Forecast accuracy vs the teacher at four times the labels.",

@@ -59,9 +59,9 @@ def for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix, shard
 
 
 def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The valid teacher labels in sampling order: (frame of id, teacher_label; X; y)."""
+    """The valid teacher labels in sampling order: (frame of id, text, teacher_label; X; y)."""
     sample = warehouse.read_df(
-        f"SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid ORDER BY sample_rank"
+        f"SELECT id, text, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid ORDER BY sample_rank"
     )
     _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=sample["id"].to_numpy())
     return sample, X, sample["teacher_label"].to_numpy()

@@ -8,6 +8,7 @@ from dagster import MetadataValue
 from scalellm_dagster.assets.metadata import column_schema, figure_png, md_table, png_markdown, preview
 from scalellm_dagster.core import plots
 from scalellm_dagster.core.report import TeacherSpend, summary_markdown
+from scalellm_dagster.core.teacher_noise import TeacherNoise
 from scalellm_dagster.flow import Candidates, CascadeOutcome, Predicted, Selection, TeacherSession, TrainedStudent
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -88,7 +89,8 @@ def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spe
     for key, fig in (
         ("learning_curves", plots.learning_curves_figure(scores, selection.choice.candidate,
                                                          f"{task.name}: accuracy vs teacher labels",
-                                                         forecast_to=corpus_rows)),
+                                                         forecast_to=corpus_rows,
+                                                         floor_min=selection.noise.rate)),
         ("accuracy_vs_time", plots.tradeoff_figure(selection.table,
                                                     spend.request_seconds / max(spend.concurrency, 1),
                                                     corpus_rows, base["seconds"],
@@ -125,6 +127,21 @@ def report_metadata(selection: Selection, report_table: pd.DataFrame, written: i
         "cascade_tradeoff": md_table(selection.cascade_tradeoff, floatfmt=".4f"),
         "teacher_cost_by_run": md_table(per_run, floatfmt=".4f"),
         **plot_meta,
+    }
+
+
+def noise_metadata(noise: TeacherNoise, sample: pd.DataFrame, shown: int = 20) -> dict:
+    """The teacher labels the chosen student, trained without them, finds implausible: the estimate behind the
+    learning curves' floor, and the likeliest mistakes to look at (most confident disagreement first)."""
+    suspects = sample.assign(student_label=noise.student_label, student_score=noise.student_confidence)[noise.suspect]
+    suspects = suspects.sort_values("student_score", ascending=False)[
+        ["id", "text", "teacher_label", "student_label", "student_score"]]
+    suspects["text"] = suspects["text"].str.slice(0, 120)
+    return {
+        "teacher_noise_estimate": MetadataValue.float(round(noise.rate, 4)),
+        "teacher_noise_method": noise.method + "; the learning curves' floor error is bounded below by it",
+        "suspect_teacher_labels": noise.flagged,
+        "suspect_teacher_label_examples": md_table(suspects, max_rows=shown) if len(suspects) else "none",
     }
 
 

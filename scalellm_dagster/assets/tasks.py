@@ -121,7 +121,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
     )
     def model_selection_report(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         scores = warehouse.read_df(f"SELECT * FROM {task_table(task, 'student_candidates')}")
-        _, X, y = io.valid_sample(warehouse, task)
+        sample, X, y = io.valid_sample(warehouse, task)
         spend = io.teacher_spend(warehouse, task, teacher.effective_concurrency)
         corpus_rows = warehouse.row_count(CORPUS_TABLE)
         selection = select_student(scores, X, y, task, corpus_rows, spend)
@@ -131,9 +131,9 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         plot_meta = meta.report_plots(task, scores, selection, spend, corpus_rows, io.reports_dir(warehouse))
         context.log.info(f"chosen student for {task.name}: {selection.choice.candidate} "
                          f"({selection.choice.cv_accuracy:.3f})")
-        return MaterializeResult(metadata=meta.report_metadata(
+        return MaterializeResult(metadata={**meta.report_metadata(
             selection, report_table, written, spend, corpus_rows, summary, warehouse.ledger_by_run(task.name),
-            plot_meta))
+            plot_meta), **meta.noise_metadata(selection.noise, sample)})
 
     @asset(
         name="predictions",

@@ -20,10 +20,12 @@ def candidate_color(name: str) -> str:
     return plt.get_cmap("tab10")(order.index(name) % 10 if name in order else 9)
 
 
-def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, forecast_to: int | None = None):
+def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, forecast_to: int | None = None,
+                           floor_min: float = 0.0):
     """Measured accuracy vs teacher labels per candidate (error bars: the folds' spread), and for the chosen
     student and the runner-up the fitted curve's forecast with its 68 % band, up to `forecast_to` (the corpus:
-    there are no more rows to label)."""
+    there are no more rows to label). `floor_min`: the teacher's estimated unlearnable noise, which caps agreement
+    with it (drawn as a ceiling)."""
     ok = scores[scores["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(9, 5.4))
     at_max = ok[ok["sample_size"] == ok["sample_size"].max()].sort_values("cv_accuracy", ascending=False)
@@ -34,7 +36,8 @@ def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, foreca
         ax.errorbar(group["sample_size"], group["cv_accuracy"], yerr=group["cv_std"], marker="o", color=color,
                     lw=2.5 if name == chosen else 1.2, capsize=2,
                     label=name + (" (chosen)" if name == chosen else ""))
-        curve = fit_learning_curve(group["sample_size"], group["cv_accuracy"]) if name in forecast_for else None
+        curve = (fit_learning_curve(group["sample_size"], group["cv_accuracy"], floor_min)
+                 if name in forecast_for else None)
         if curve is not None:
             last = int(group["sample_size"].max())
             top = max(last, min(forecast_to or last * 10, last * 10))
@@ -43,6 +46,9 @@ def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, foreca
             band = curve.band(xs)
             if band is not None:
                 ax.fill_between(xs, band[0], band[1], color=color, alpha=0.15, lw=0)
+    if floor_min > 0:
+        ax.axhline(1 - floor_min, color="black", lw=1, ls="-.",
+                   label=f"ceiling: 1 − share of teacher labels flagged as likely mistakes ({floor_min:.1%})")
     if forecast_to:
         ax.axvline(forecast_to, color="grey", lw=1, ls=":", label=f"corpus size ({forecast_to:,} rows)")
     ax.set_xscale("log")

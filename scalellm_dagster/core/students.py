@@ -80,18 +80,23 @@ def predict_with_confidence(model: ClassifierMixin, X: np.ndarray, workers: int 
         return Prediction(np.concatenate([p.labels for p in parts]), np.concatenate([p.confidence for p in parts]),
                           parts[0].method)
     classes = np.asarray(model.classes_)
+    scores, method = class_scores(model, X)
+    best = scores.argmax(axis=1)
+    return Prediction(classes[best], scores[np.arange(len(best)), best].astype(np.float32), method)
+
+
+def class_scores(model: ClassifierMixin, X: np.ndarray) -> tuple[np.ndarray, str]:
+    """(rows x model.classes_ scores summing to 1, how they were made): `predict_proba`, or a softmax over the
+    decision scores of margin models."""
     if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        best = proba.argmax(axis=1)
-        return Prediction(classes[best], proba[np.arange(len(best)), best].astype(np.float32), "predict_proba")
+        return model.predict_proba(X), "predict_proba"
     scores = np.asarray(model.decision_function(X), dtype=np.float64)
     if scores.ndim == 1:
         scores = np.column_stack([-scores, scores])
     scores -= scores.max(axis=1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
-    best = scores.argmax(axis=1)
-    return Prediction(classes[best], scores[np.arange(len(best)), best].astype(np.float32), "softmax(decision)")
+    return scores, "softmax(decision)"
 
 
 EVALUATION_VERSION = 2  # bump when the candidates' settings or how they are scored change: stored scores expire
@@ -224,12 +229,32 @@ def fit_student(name: str, X: np.ndarray, y: np.ndarray, seed: int = 0) -> Class
 
 def out_of_fold_confidence(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0):
     """Held-out (confidence, agrees-with-teacher) for every labelled row: the material for calibration."""
+    oof = out_of_fold(name, X, y, folds, seed)
+    return oof.confidence, oof.correct
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Every labelled row scored by a student that did not see it."""
+
+    confidence: np.ndarray
+    correct: np.ndarray  # the student's label equals the teacher's
+    scores: np.ndarray  # rows x classes, columns in the order of `classes`; 0 for a class a fold never saw
+    classes: np.ndarray
+
+
+def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> OutOfFold:
+    classes = np.unique(y)
     confidence = np.zeros(len(y), dtype=np.float32)
     correct = np.zeros(len(y), dtype=bool)
+    scores = np.zeros((len(y), len(classes)), dtype=np.float64)
     for train, test in KFold(min(folds, len(y)), shuffle=True, random_state=seed).split(X):
         if len(np.unique(y[train])) < 2:
             continue
-        pred = predict_with_confidence(fit_student(name, X[train], y[train], seed), X[test])
-        confidence[test] = pred.confidence
-        correct[test] = pred.labels == y[test]
-    return confidence, correct
+        model = fit_student(name, X[train], y[train], seed)
+        fold_scores, _ = class_scores(model, X[test])
+        scores[np.ix_(test, np.searchsorted(classes, model.classes_))] = fold_scores
+        best = fold_scores.argmax(axis=1)
+        confidence[test] = fold_scores[np.arange(len(best)), best]
+        correct[test] = np.asarray(model.classes_)[best] == y[test]
+    return OutOfFold(confidence, correct, scores, classes)

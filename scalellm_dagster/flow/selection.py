@@ -13,7 +13,8 @@ from scalellm_dagster.core.cascade import Calibrator, cascade_tradeoff
 from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.report import TeacherSpend, candidate_table
 from scalellm_dagster.core.selection import Choice, choose_student
-from scalellm_dagster.core.students import out_of_fold_confidence
+from scalellm_dagster.core.students import out_of_fold
+from scalellm_dagster.core.teacher_noise import TeacherNoise, estimate_teacher_noise
 from scalellm_dagster.tasks_config import TaskSpec
 
 
@@ -24,6 +25,7 @@ class Selection:
     cascade_tradeoff: pd.DataFrame
     advice: BudgetAdvice | None
     calibrator: Calibrator  # the chosen student's confidence -> expected agreement, for the cascade
+    noise: TeacherNoise  # teacher labels the chosen student, trained without them, finds implausible
 
     @property
     def report_table(self) -> pd.DataFrame:
@@ -36,14 +38,16 @@ def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: Tas
                    spend: TeacherSpend) -> Selection:
     """`X, y`: the valid teacher labels the candidates were scored on; `spend`: what the teacher cost so far."""
     choice = choose_student(scores, task.selection, task.min_rows_per_second)
-    oof_conf, oof_correct = out_of_fold_confidence(choice.candidate, X, y, task.cv_folds, task.seed)
-    calibrator = Calibrator(oof_conf, oof_correct)
-    calibrated = calibrator(oof_conf)
+    oof = out_of_fold(choice.candidate, X, y, task.cv_folds, task.seed)
+    calibrator = Calibrator(oof.confidence, oof.correct)
+    calibrated = calibrator(oof.confidence)
+    # The teacher's unlearnable mistakes are a floor under every student's error vs the teacher.
+    noise = estimate_teacher_noise(y, oof)
     chosen = scores[(scores["candidate"] == choice.candidate) & (scores["status"] == "ok")]
     advice = advise_budget(
-        fit_learning_curve(chosen["sample_size"], chosen["cv_accuracy"]), len(y), corpus_rows,
+        fit_learning_curve(chosen["sample_size"], chosen["cv_accuracy"], noise.rate), len(y), corpus_rows,
         cost_per_row=spend.cost_usd / max(spend.rows_answered, 1),
         seconds_per_row=spend.request_seconds / max(spend.rows_answered, 1) / max(spend.concurrency, 1),
         target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
-    return Selection(choice, candidate_table(scores, choice, task.budget),
-                     pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice, calibrator)
+    return Selection(choice, candidate_table(scores, choice, task.budget, noise.rate),
+                     pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice, calibrator, noise)
