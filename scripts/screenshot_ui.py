@@ -32,6 +32,7 @@ PAGES = [
     ("assets/intent/predictions?view=checks", "docs/ui/predictions_checks.png"),
     ("assets/intent/labeled_sample", "docs/ui/sample_overview.png"),
 ]
+PLOTS = ["intent_learning_curves.png", "intent_accuracy_vs_time.png"]
 
 
 def main(*page: str) -> None:
@@ -67,6 +68,12 @@ def main(*page: str) -> None:
                                 f"--screenshot={ROOT / out}", f"http://127.0.0.1:{port}/{path}"],
                                check=True, capture_output=True, timeout=120)
             print(f"wrote {out}")
+        # The plots the report's metadata opens (Show Markdown), as the demo wrote them beside the warehouse.
+        for name in PLOTS:
+            source = ROOT / "data" / "reports" / name
+            if source.exists():
+                shutil.copyfile(source, ROOT / "docs" / "ui" / name)
+                print(f"copied docs/ui/{name}")
     finally:
         server.terminate()
         server.wait(timeout=30)

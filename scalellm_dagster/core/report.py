@@ -104,6 +104,8 @@ def summary_markdown(task_name: str, choice: Choice, spend: TeacherSpend, corpus
         "",
         f"Baseline: {base.get('cost_basis', 'one row per request')}; its time from this task's mean request "
         "latency. `labeled_sample` shows the same baseline in its dry-run estimate, and the wall time of its own "
-        "labelling step (`teacher_wall_seconds`), which includes the cache and retries.",
+        "labelling step (`labelling_step_wall_seconds`, which includes the cache and retries) beside the summed "
+        "request latency (`teacher_request_seconds_summed`) and the time at concurrency compared here "
+        "(`teacher_seconds_at_concurrency`).",
     ]
     return "\n".join(lines)

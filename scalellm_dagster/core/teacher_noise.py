@@ -52,7 +52,8 @@ def estimate_teacher_noise(y: np.ndarray, oof: OutOfFold) -> TeacherNoise:
         remap = np.cumsum(keep_class) - 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # cleanlab warns about small classes, which we handle above
-            suspect[rows] = find_label_issues(remap[index[rows]], scores, filter_by="prune_by_noise_rate")
+            # n_jobs=1: its default forks a process pool, which deadlocks a process that already runs threads
+            suspect[rows] = find_label_issues(remap[index[rows]], scores, filter_by="prune_by_noise_rate", n_jobs=1)
     else:
         method = "not estimated: fewer than two classes with two labels"
     return TeacherNoise(float(suspect.mean()) if len(y) else 0.0, suspect, student_label, student_conf, method)
