@@ -75,6 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate every candidate at every sample size (default: drop those clearly behind early)")
     p.add_argument("--cascade-budget", type=int, default=0)
     p.add_argument("--cascade-target", type=float, default=0.95)
+    p.add_argument("--cascade-delta", type=float, default=None,
+                   help="certify --cascade-target with probability >= 1 - delta (finite-sample bound)")
     p.add_argument("--embedder", default="lsa", choices=["lsa", "static", "minilm"],
                    help="lsa: TF-IDF + SVD fitted on the data (default); static: MiniLM distilled to static token "
                         "vectors (shipped); minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
@@ -154,7 +156,8 @@ def bench_task(args, labels: list[str]) -> TaskSpec:
                        "gold_column": "label", "sampling": args.sampling, "seed": args.seed,
                        "candidates": args.candidates.split(","), "cascade_budget": args.cascade_budget,
                        "prune_candidates": not getattr(args, "no_prune", False),
-                       "cascade_target_agreement": args.cascade_target})
+                       "cascade_target_agreement": args.cascade_target,
+                       "cascade_delta": getattr(args, "cascade_delta", None)})
 
 
 def _embedder(args):
@@ -325,7 +328,7 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
 
     predicted = predict_rows(student, [X], len(X))
     final, source = final_labels(ids, predicted.labels, valid.set_index("id")["teacher_label"])
-    cascade_calls = 0
+    cascade_calls, guarantee = 0, None
     if task.cascade_budget:
         start = time.perf_counter()
         outcome = run_cascade(selection.calibrator, predicted.confidence, source == "student", ids, task,
@@ -333,8 +336,10 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
         final[outcome.answered] = outcome.labels
         seconds_teacher += time.perf_counter() - start
         cascade_calls = len(outcome.asked)
+        guarantee = outcome.guarantee
     timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
-               "cascade_calls": cascade_calls, "asked": session.stats.asked, "teacher_noise": selection.noise.rate}
+               "cascade_calls": cascade_calls, "asked": session.stats.asked, "teacher_noise": selection.noise.rate,
+               "guarantee": guarantee}
     return BenchRun({}, labelled, student.name, final, predicted.labels), timings
 
 
@@ -361,6 +366,7 @@ def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seco
         "accuracy_vs_gold": round(float((run.labels[unseen] == gold[unseen]).mean()), 4),
         "agreement_with_teacher": round(float((run.labels[unseen & known] == teacher_says[unseen & known]).mean()), 4),
         "agreement_measured_on_rows": int((unseen & known).sum()),
+        **_guarantee_summary(t["guarantee"]),
         "seconds_total": round(total, 3),
         "seconds_teacher": round(t["teacher"], 3),
         "seconds_teacher_basis": "measured" if shared is None else "projected from the measured seconds per row",
@@ -370,6 +376,13 @@ def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seco
         "speedup_excluding_embedding": round(baseline_seconds / (total - embed_seconds), 2),
     }
     return run
+
+
+def _guarantee_summary(guarantee) -> dict:
+    if guarantee is None:
+        return {}
+    return {"cascade_delta": guarantee.delta, "cascade_guaranteed_agreement": round(guarantee.guaranteed_agreement, 4),
+            "cascade_target_reached": guarantee.reached, "cascade_rows_needed": guarantee.rows_needed}
 
 
 def _inference_rate(X, gold, runs, seed, teacher_says, rows: int = 1_000_000) -> dict:

@@ -59,6 +59,7 @@ class TaskSpec:
     max_budget: int | None = None
     cascade_budget: int = 0
     cascade_target_agreement: float = 0.95
+    cascade_delta: float | None = None  # set: the cascade certifies the target with probability >= 1 - delta
 
     @property
     def label_names(self) -> list[str]:
@@ -178,7 +179,16 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         max_budget=max_budget,
         cascade_budget=_int_field(entry, "cascade_budget", where, default=0, minimum=0),
         cascade_target_agreement=_optional_fraction(entry, "cascade_target_agreement", where) or 0.95,
+        cascade_delta=_cascade_delta(entry, where),
     )
+
+
+def _cascade_delta(entry: dict, where: str) -> float | None:
+    value = _optional_fraction(entry, "cascade_delta", where)
+    if value is not None and value >= 0.5:
+        raise TaskConfigError(f"{where}: 'cascade_delta' is the probability that the cascade misses its target: a "
+                              f"number in (0, 0.5), e.g. 0.05, got {value!r}")
+    return value
 
 
 def _bool_field(entry: dict, key: str, where: str, default: bool) -> bool:

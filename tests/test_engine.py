@@ -180,3 +180,24 @@ def test_teacher_noise_flags_flipped_labels_and_bounds_the_curve_floor():
     assert bounded.c >= noise.rate - 1e-9 and bounded.accuracy_at(1e6) <= 1 - noise.rate + 1e-9
     # a bound above what was already measured gives way to the measurement
     assert fit_learning_curve(sizes, acc, floor_min=0.5).c <= 1 - 0.677
+
+
+def test_guaranteed_cascade_certifies_the_target_and_says_when_the_budget_cannot():
+    from scalellm_dagster.core.cascade import clopper_pearson_lower, plan_guaranteed_cascade
+
+    assert clopper_pearson_lower(np.array([95]), np.array([100]), 0.05)[0] == pytest.approx(0.8971, abs=1e-3)
+    rng = np.random.default_rng(0)
+    # agreement rises with confidence: P(agree | c) = c
+    cal = rng.random(2000)
+    agrees = rng.random(2000) < cal
+    rows = rng.random(50_000)
+    plan = plan_guaranteed_cascade(cal, agrees, rows, target=0.9, delta=0.05, max_teacher_rows=50_000)
+    assert plan.reached and plan.guaranteed_agreement >= 0.9
+    sent = rows < plan.threshold
+    realised = (sent.sum() + (rng.random(50_000) < rows)[~sent].sum()) / len(rows)
+    assert realised >= 0.9
+    # the bound is not loose by much: a threshold certifying 0.9 sends fewer rows than all
+    assert 0.3 < plan.teacher_rows / len(rows) < 0.9
+    short = plan_guaranteed_cascade(cal, agrees, rows, target=0.9, delta=0.05, max_teacher_rows=1000)
+    assert not short.reached and short.rows_needed == plan.teacher_rows and short.teacher_rows <= 1000
+    assert short.best_within_budget < 0.9

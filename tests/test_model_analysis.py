@@ -130,6 +130,20 @@ def test_pipeline_with_a_sampling_strategy_and_the_cascade(pipeline_env, tasks_f
     assert gold_agree > 0.75
 
 
+def test_the_guaranteed_cascade_says_what_it_certifies_and_when_the_budget_cannot(pipeline_env, tasks_file):
+    tasks_file.write_text(STRATEGY_TASK.format(sampling="random") + "    cascade_delta: 0.05\n")
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        meta = instance.get_latest_materialization_event(AssetKey(["topic", "predictions"])) \
+            .asset_materialization.metadata
+    # 120 labels cannot certify 99 % agreement with 40 extra teacher rows: said plainly, with what the budget buys
+    assert meta["cascade_delta"].value == 0.05
+    assert "NOT certifiable" in meta["cascade_guarantee"].value and "needs" in meta["cascade_guarantee"].value
+    assert 0 < meta["cascade_guaranteed_agreement"].value < 0.99
+    assert "exchangeable" in meta["cascade_guarantee_assumes"].value
+    assert meta["cascade_requests"].value > 0
+
+
 def test_following_budget_advice_tops_up_the_sample_from_the_cache(pipeline_env, tasks_file):
     tasks_file.write_text(STRATEGY_TASK.format(sampling="random").replace("budget: 120", "budget: 60")
                           .replace("cascade_budget: 40", "cascade_budget: 0")

@@ -7,6 +7,7 @@ from dagster import MetadataValue
 
 from scalellm_dagster.assets.metadata import column_schema, figure_png, md_table, png_markdown, preview
 from scalellm_dagster.core import plots
+from scalellm_dagster.core.cascade import GuaranteedPlan
 from scalellm_dagster.core.report import TeacherSpend, summary_markdown
 from scalellm_dagster.core.teacher_noise import TeacherNoise
 from scalellm_dagster.flow import Candidates, CascadeOutcome, Predicted, Selection, TeacherSession, TrainedStudent
@@ -166,6 +167,25 @@ def cascade_metadata(task: TaskSpec, outcome: CascadeOutcome | None, out: pd.Dat
         "teacher_rows_without_cascade": sample_calls,
         "teacher_rows_with_cascade": sample_calls + int((out["source"] == "teacher-cascade").sum()),
         "cascade_requests": outcome.requests,
+        **guarantee_metadata(outcome.guarantee),
+    }
+
+
+def guarantee_metadata(g: GuaranteedPlan | None) -> dict:
+    if g is None:
+        return {}
+    statement = (f"with probability >= {1 - g.delta:.0%}, the labels of the rows the student would label agree with "
+                 f"the teacher on >= {g.guaranteed_agreement:.1%} of them")
+    if not g.reached:
+        statement = (f"target {g.target:.1%} NOT certifiable within cascade_budget: it needs "
+                     + (f"{g.rows_needed:,} teacher rows" if g.rows_needed is not None else "more than every row")
+                     + f"; the budget certifies {g.best_within_budget:.1%}")
+    return {
+        "cascade_delta": g.delta,
+        "cascade_guarantee": statement,
+        "cascade_guaranteed_agreement": MetadataValue.float(round(g.guaranteed_agreement, 4)),
+        "cascade_guarantee_assumes": g.assumption + f"; {g.calibration_rows:,} held-out labels, Clopper-Pearson, "
+                                     "fixed-sequence testing over thresholds",
     }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scalellm_dagster.core.cascade import Calibrator, CascadePlan, plan_cascade
+from scalellm_dagster.core.cascade import Calibrator, CascadePlan, GuaranteedPlan, plan_cascade, plan_guaranteed_cascade
 from scalellm_dagster.core.students import out_of_fold_confidence
 from scalellm_dagster.flow.teaching import TeacherSession
 from scalellm_dagster.tasks_config import TaskSpec
@@ -21,6 +21,7 @@ class CascadeOutcome:
     answered: np.ndarray  # positions (among `asked`) with a valid answer
     labels: np.ndarray  # the teacher's labels for `answered`
     requests: int
+    guarantee: GuaranteedPlan | None = None  # with cascade_delta: the threshold's finite-sample statement
 
 
 def calibrate(student: str, X_train: np.ndarray, y_train: np.ndarray, task: TaskSpec) -> Calibrator:
@@ -36,13 +37,26 @@ def run_cascade(calibrator: Calibrator, confidence: np.ndarray, is_student_row: 
     agreement = calibrator(confidence)
     plan = plan_cascade(agreement[is_student_row], task.cascade_target_agreement,
                         max_fraction=budget / max(int(is_student_row.sum()), 1))
-    pick = np.flatnonzero(is_student_row & (agreement <= plan.threshold))
-    pick = pick[np.argsort(agreement[pick], kind="stable")[:budget]]
-    log(f"cascade: {len(pick):,} least confident rows to the teacher (threshold {plan.threshold:.3f}, "
-        f"expected agreement {plan.expected_agreement_without:.3f} -> {plan.expected_agreement_with:.3f})")
+    guarantee = None
+    if task.cascade_delta is not None:
+        guarantee = plan_guaranteed_cascade(calibrator.confidence, calibrator.agrees, confidence[is_student_row],
+                                            task.cascade_target_agreement, task.cascade_delta, budget)
+        pick = np.flatnonzero(is_student_row & (confidence < guarantee.threshold))
+        pick = pick[np.argsort(confidence[pick], kind="stable")[:budget]]
+        log(f"cascade: {len(pick):,} least confident rows to the teacher; with probability >= "
+            f"{1 - task.cascade_delta:.0%} agreement with the teacher >= {guarantee.guaranteed_agreement:.3f} "
+            + ("(target reached)" if guarantee.reached else
+               f"(target {guarantee.target:.3f} NOT reachable within the budget of {budget:,} rows: needs "
+               + (f"{guarantee.rows_needed:,}" if guarantee.rows_needed is not None else "more than every") + " rows)"))
+    else:
+        pick = np.flatnonzero(is_student_row & (agreement <= plan.threshold))
+        pick = pick[np.argsort(agreement[pick], kind="stable")[:budget]]
+        log(f"cascade: {len(pick):,} least confident rows to the teacher (threshold {plan.threshold:.3f}, "
+            f"expected agreement {plan.expected_agreement_without:.3f} -> {plan.expected_agreement_with:.3f})")
     if not len(pick):
-        return CascadeOutcome(plan, pick, pick, np.array([], dtype=object), 0)
+        return CascadeOutcome(plan, pick, pick, np.array([], dtype=object), 0, guarantee)
     session = session_factory()
     answers = session.ask(ids[pick])
     ok = answers["valid"].to_numpy()
-    return CascadeOutcome(plan, pick, pick[ok], answers["teacher_label"].to_numpy()[ok], session.stats.requests)
+    return CascadeOutcome(plan, pick, pick[ok], answers["teacher_label"].to_numpy()[ok], session.stats.requests,
+                          guarantee)
