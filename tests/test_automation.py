@@ -141,43 +141,52 @@ def test_the_local_instance_runs_one_run_at_a_time(tmp_path):
 
 
 def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_env, drop_folder):
-    """A run that replaces `corpus` after another run's predictions cannot fail that run's checks; a broken table
-    still fails them."""
+    """A run that replaces `corpus` between another run's predictions and that run's checks cannot fail them; a
+    broken table still fails; a check run on its own still reports a table gone stale."""
     from types import SimpleNamespace
 
     from dagster import AssetSelection
 
     from scalellm_dagster.checks.corpus_read import corpus_read
+    from scalellm_dagster.checks.shared_checks import embeddings_match_corpus
+    from scalellm_dagster.definitions import build_definitions
     from scalellm_dagster.resources import Warehouse
     from tests.pipeline_helpers import run_checks
 
     folder, rows = drop_folder
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    warehouse = Warehouse(database=db)
     with DagsterInstance.ephemeral() as instance:
         first = run_pipeline(instance)
         assert first.success
         rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
         assert run_pipeline(instance, selection=AssetSelection.assets("corpus")).success  # 460 rows, not yet embedded
 
-        checks = run_checks(instance, ["embeddings", "topic/predictions"])
-        evaluations = {e.check_name: e for e in checks.get_asset_check_evaluations()}
-        for name in ("embeddings_match_corpus", "predictions_cover_corpus"):
-            assert evaluations[name].passed, name
-            assert "compared by id fingerprint" in evaluations[name].metadata["corpus_compared"].value
-        assert evaluations["predictions_cover_corpus"].metadata["corpus_compared"].value.count("400 rows") == 1
+        # The first run's checks, evaluated now, as that run (their own steps, with its run id).
+        as_first_run = SimpleNamespace(run=SimpleNamespace(run_id=first.run_id), instance=instance)
+        defs = build_definitions(Settings.from_env())
+        [predictions_check] = [c for c in defs.asset_checks if "predictions_cover_corpus" in
+                               {k.name for k in c.check_keys}]
+        for check in (predictions_check, embeddings_match_corpus):
+            verdict = check.node_def.compute_fn.decorated_fn(as_first_run, warehouse)
+            assert verdict.passed, verdict.metadata
+            assert "compared by id fingerprint" in verdict.metadata["corpus_compared"].text
+        assert "(400 rows)" in verdict.metadata["corpus_compared"].text
+
+        # Checks run on their own judge the tables as they stand: made from an older corpus, they are stale.
+        stale = {e.check_name: e for e in run_checks(instance, ["embeddings", "topic/predictions"])
+                 .get_asset_check_evaluations()}
+        assert not stale["embeddings_match_corpus"].passed and not stale["predictions_cover_corpus"].passed
 
         # The stand-in still catches a table that lost a row after it was written.
         with duckdb.connect(db) as conn:
             conn.execute("DELETE FROM topic.predictions WHERE id = (SELECT min(id) FROM topic.predictions)")
-        broken = run_checks(instance, ["topic/predictions"])
-        [verdict] = broken.get_asset_check_evaluations()
-        assert not verdict.passed and "ids differ" in str(verdict.metadata)
+        broken = predictions_check.node_def.compute_fn.decorated_fn(as_first_run, warehouse)
+        assert not broken.passed and "ids differ" in str(broken.metadata)
 
         # A later run replaces the predictions: the first run's check judges its own write by what it logged.
         assert run_pipeline(instance, selection=AssetSelection.assets("embeddings", "topic/predictions")).success
-        warehouse = Warehouse(database=db)
-        read = corpus_read(SimpleNamespace(run=SimpleNamespace(run_id=first.run_id)), warehouse, "topic.predictions")
+        read = corpus_read(as_first_run, warehouse, "topic.predictions")
         assert read.replaced_by is not None and read.own.run_id == first.run_id and read.own.rows == 400
         assert read.result_from_log().passed
-        assert corpus_read(SimpleNamespace(run=SimpleNamespace(run_id="no-such-run")), warehouse,
-                           "topic.predictions").live  # the latest write read the live corpus: row by row
+        assert predictions_check.node_def.compute_fn.decorated_fn(as_first_run, warehouse).passed

@@ -63,3 +63,18 @@ def test_bench_at_a_resampled_scale_reports_the_source_rows(tmp_path):
     report = json.loads(out.read_text())
     assert report["rows"] == 3000 and report["resampled_from_rows"] == 500
     assert report["baseline"]["teacher_calls"] == 3000 and report["runs"][0]["teacher_calls"] == 60
+
+
+def test_bench_takes_the_guaranteed_cascade_settings(tmp_path):
+    out = tmp_path / "report.json"
+    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "900",
+                 "--budgets", "150", "--teacher-latency-ms", "0", "--baseline-sample", "20", "--candidates",
+                 "logistic_regression", "--dim", "64", "--probe-rows", "2000", "--cascade-budget", "300",
+                 "--cascade-target", "0.9", "--cascade-delta", "0.05", "--out", str(out)]) == 0
+    [run] = json.loads(out.read_text())["runs"]
+    assert run["cascade_delta"] == 0.05 and 0 < run["cascade_guaranteed_agreement"] <= 1
+    assert 150 < run["teacher_calls"] <= 150 + 300
+    if run["cascade_target_reached"]:
+        assert run["cascade_guaranteed_agreement"] >= 0.9 and run["cascade_rows_needed"] is None
+    else:  # said plainly: what the target would need
+        assert run["cascade_rows_needed"] is None or run["cascade_rows_needed"] > 300

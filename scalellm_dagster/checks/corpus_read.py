@@ -1,5 +1,8 @@
 """What a check compares a table with: the corpus its own run read, even when another run has replaced it since.
 
+This is for the check that runs in the run that wrote the table. A check run on its own (no write of the table in
+its run) compares the table as it stands with the corpus as it stands, and so reports a table gone stale.
+
 Each write of `corpus`, `embeddings`, a sample or predictions logs which corpus write it derived from (see
 `resources/warehouse_snapshots.py`). While the live corpus still has the ids that write read, the check joins row
 by row as usual. When another run has replaced the corpus since, the check compares the table's logged id
@@ -43,10 +46,13 @@ class CorpusRead:
 
 def corpus_read(context: AssetCheckExecutionContext, warehouse: Warehouse, table: str) -> CorpusRead:
     run_id = context.run.run_id
-    latest = warehouse.snapshot(table)
-    own = warehouse.snapshot(table, run_id) or latest  # a check run on its own judges the table as it stands
-    if own is None or own.corpus_run_id is None:  # written before the log existed, or by shard runs
+    own = warehouse.snapshot(table, run_id)
+    if own is None or own.corpus_run_id is None:
+        # A check run on its own judges the table as it stands against the corpus as it stands (a table made from
+        # an older corpus fails: that is what a user re-running a check wants to know); so do tables written
+        # before the log existed, or by shard runs.
         return CorpusRead(live=True, replaced_by=None, own=own, corpus=None)
+    latest = warehouse.snapshot(table)
     corpus = warehouse.snapshot(CORPUS_TABLE, own.corpus_run_id)
     now = warehouse.snapshot(CORPUS_TABLE)
     live = corpus is None or now is None or now.same_ids(corpus)
