@@ -184,8 +184,9 @@ def guarantee_metadata(g: GuaranteedPlan | None) -> dict:
         "cascade_delta": g.delta,
         "cascade_guarantee": statement,
         "cascade_guaranteed_agreement": MetadataValue.float(round(g.guaranteed_agreement, 4)),
-        "cascade_guarantee_assumes": g.assumption + f"; {g.calibration_rows:,} held-out labels, Clopper-Pearson, "
-                                     "fixed-sequence testing over thresholds",
+        "cascade_guarantee_assumes": g.assumption + f"; {g.calibration_rows:,} held-out labels, Clopper-Pearson at "
+                                     "delta/2 plus a binomial quantile at delta/2 for the kept rows, fixed-sequence "
+                                     "testing over plans",
     }
 
 

@@ -84,21 +84,21 @@ def cascade_tradeoff(calibrated: np.ndarray, labels_now: int, corpus_rows: int,
 
 @dataclass(frozen=True)
 class GuaranteedPlan:
-    """A threshold with a finite-sample statement: with probability >= 1 - delta, the final labels of the rows the
-    student would label agree with the teacher on at least `target` of them (under the assumption below)."""
+    """How many of the least confident rows to send so that, with probability >= 1 - delta, the final labels of the
+    rows the student would label agree with the teacher on at least `target` of them (under the assumption below)."""
 
-    threshold: float  # raw student confidence below which a row goes to the teacher
+    threshold: float  # the student confidence of the most confident row sent (rows are sent least confident first)
     teacher_rows: int  # rows it sends
-    guaranteed_agreement: float  # the bound the chosen threshold certifies (>= target when reached)
+    guaranteed_agreement: float  # the bound the plan certifies (>= target when reached)
     target: float
     delta: float
     reached: bool  # the target is certified within the budget
-    best_within_budget: float  # when not reached: the best bound any threshold within the budget certifies
+    best_within_budget: float  # when not reached: the bound of the most cautious plan the budget affords
     rows_needed: int | None  # when not reached: the teacher rows the target needs (None: not even all of them)
     calibration_rows: int
-    assumption: str = ("the labelled sample's out-of-fold (confidence, agrees-with-teacher) pairs are exchangeable "
-                       "with the unlabelled rows' (a random sample); fold students train on fewer labels than the "
-                       "final one, which makes the bound conservative")
+    assumption: str = ("the labelled sample's out-of-fold (confidence rank, agrees-with-teacher) pairs are "
+                       "exchangeable with the unlabelled rows' (a random sample); rows are compared by their rank "
+                       "in confidence, not its value, because fold students are less confident than the final one")
 
 
 def clopper_pearson_lower(successes: np.ndarray, trials: np.ndarray, delta: float) -> np.ndarray:
@@ -111,40 +111,57 @@ def clopper_pearson_lower(successes: np.ndarray, trials: np.ndarray, delta: floa
     return np.where((trials > 0) & (successes > 0), np.nan_to_num(bound), 0.0)
 
 
+def binomial_lower(trials: np.ndarray, rate: np.ndarray, delta: float) -> np.ndarray:
+    """Successes that `trials` draws at `rate` reach with probability >= 1 - delta (the delta-quantile)."""
+    from scipy.stats import binom
+
+    trials = np.asarray(trials, int)
+    return np.where(trials > 0, np.nan_to_num(binom.ppf(delta, trials, np.clip(rate, 0, 1))), 0.0)
+
+
 def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agrees: np.ndarray,
                             row_confidence: np.ndarray, target: float, delta: float,
                             max_teacher_rows: int) -> GuaranteedPlan:
-    """The lowest threshold whose agreement bound reaches `target`, found by fixed-sequence testing.
+    """The fewest teacher rows whose agreement bound reaches `target`, found by fixed-sequence testing.
 
-    For a threshold t, rows below it go to the teacher (agreeing by definition) and the rest keep the student's
-    label; the share sent, f(t), is known exactly from `row_confidence`. The student's agreement on the rows it keeps
-    is bounded below by Clopper-Pearson over the calibration rows at or above t, so the final agreement is at least
-    f(t) + (1 - f(t)) * LB(t). Thresholds are tested from the most cautious (everything to the teacher) down, each at
-    level delta, stopping at the first that fails: the family-wise error stays <= delta without any monotonicity
-    assumption (fixed-sequence testing, as in Learn-then-Test).
+    A plan keeps the share 1 - q of rows the student is most confident of and sends the rest (the share q, known
+    exactly) to the teacher, who agrees with itself. The student's agreement on the rows it keeps is bounded below by
+    Clopper-Pearson over the same top share of the calibration rows, ranked by their own (out-of-fold) confidence:
+    ranks, because fold students, trained on fewer labels, are less confident than the final student, and a
+    threshold on the value would keep more, harder rows than the calibration saw. So the final agreement is at least
+    q + (1 - q) * LB(q), with LB(q) the lower bound at delta / 2 and a binomial quantile at delta / 2 for the kept
+    rows' own draw, so the statement is about the agreement realised on these rows. Plans are tested from the most
+    cautious (q = 1) down, each at level delta, stopping at the first that fails: the family-wise error stays
+    <= delta without any monotonicity assumption (fixed-sequence testing, as in Learn-then-Test).
     """
-    cal = np.asarray(calibration_confidence, float)
-    agrees = np.asarray(calibration_agrees, bool)
+    agrees = np.asarray(calibration_agrees, bool)[np.argsort(-np.asarray(calibration_confidence, float),
+                                                             kind="stable")]
     rows = np.sort(np.asarray(row_confidence, float))
-    n = len(rows)
-    # candidate thresholds, most cautious first: above every row, then each distinct calibration confidence down
-    grid = np.concatenate([[np.inf], np.unique(cal)[::-1]])
-    order = np.argsort(-cal, kind="stable")
-    kept = np.searchsorted(-cal[order], -grid, side="right")  # calibration rows with confidence >= t
-    successes = np.concatenate([[0], np.cumsum(agrees[order])])[kept]
-    sent = np.searchsorted(rows, grid, side="left")  # rows with confidence < t
-    share = sent / max(n, 1)
-    bound = share + (1 - share) * clopper_pearson_lower(successes, kept, delta)
+    m, n = len(agrees), len(rows)
+    kept_cal = np.arange(m + 1)  # plans: keep the top j calibration rows, j = 0 (all to the teacher) .. m
+    share_sent = 1 - kept_cal / max(m, 1)
+    sent = np.ceil(share_sent * n - 1e-9).astype(int)  # rounding up: never keep more than the share certified
+    successes = np.concatenate([[0], np.cumsum(agrees)])
+    # delta is split: half for the calibration's bound on the agreement rate, half for the kept rows' own draw
+    # around that rate, so the bound holds for the agreement realised on these rows, not only in expectation.
+    rate = clopper_pearson_lower(successes, kept_cal, delta / 2)
+    kept_rows = n - sent
+    realised = binomial_lower(kept_rows, rate, delta / 2)
+    bound = np.where(kept_rows > 0, (sent + realised) / max(n, 1), 1.0)
     passes = bound >= target
-    run = int(np.argmin(passes)) if not passes.all() else len(grid)  # the sequence stops at the first failure
+    run = int(np.argmin(passes)) if not passes.all() else len(passes)  # the sequence stops at the first failure
     within = sent <= max_teacher_rows
+
+    def threshold(k: int) -> float:
+        return float(rows[k - 1]) if k > 0 else float("-inf")
+
     if run > 0 and within[run - 1]:
-        best = run - 1  # the lowest certified threshold, and it fits the budget
-        return GuaranteedPlan(float(grid[best]), int(sent[best]), float(bound[best]), target, delta, True,
-                              float(bound[best]), None, len(cal))
-    # Not certifiable within the budget: the most cautious affordable threshold, and what it does certify.
+        best = run - 1
+        return GuaranteedPlan(threshold(sent[best]), int(sent[best]), float(bound[best]), target, delta, True,
+                              float(bound[best]), None, m)
+    # Not certifiable within the budget: the most cautious affordable plan, and what it certifies on its own.
     affordable = np.flatnonzero(within)
-    pick = int(affordable[np.argmax(bound[affordable])]) if len(affordable) else len(grid) - 1
+    pick = int(affordable[0]) if len(affordable) else m
     needed = int(sent[run - 1]) if run > 0 else None
-    return GuaranteedPlan(float(grid[pick]), int(sent[pick]), float(bound[pick]), target, delta, False,
-                          float(bound[pick]), needed, len(cal))
+    return GuaranteedPlan(threshold(sent[pick]), int(sent[pick]), float(bound[pick]), target, delta, False,
+                          float(bound[pick]), needed, m)

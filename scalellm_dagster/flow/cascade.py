@@ -41,8 +41,9 @@ def run_cascade(calibrator: Calibrator, confidence: np.ndarray, is_student_row: 
     if task.cascade_delta is not None:
         guarantee = plan_guaranteed_cascade(calibrator.confidence, calibrator.agrees, confidence[is_student_row],
                                             task.cascade_target_agreement, task.cascade_delta, budget)
-        pick = np.flatnonzero(is_student_row & (confidence < guarantee.threshold))
-        pick = pick[np.argsort(confidence[pick], kind="stable")[:budget]]
+        # by rank, as the plan was made: the `teacher_rows` least confident student rows
+        pick = np.flatnonzero(is_student_row)
+        pick = pick[np.argsort(confidence[pick], kind="stable")[:min(guarantee.teacher_rows, budget)]]
         log(f"cascade: {len(pick):,} least confident rows to the teacher; with probability >= "
             f"{1 - task.cascade_delta:.0%} agreement with the teacher >= {guarantee.guaranteed_agreement:.3f} "
             + ("(target reached)" if guarantee.reached else
