@@ -28,6 +28,10 @@ def test_full_graph_materializes_every_table(pipeline_env):
     assert query(db, "SELECT count(DISTINCT candidate), count(DISTINCT sample_size) FROM topic.student_candidates")[0] \
         == (3, 3)
     assert query(db, "SELECT count(*) FROM topic.model_selection_report WHERE chosen")[0][0] == 1
+    # with a gold column, every candidate evaluated at the largest size is scored against gold on unseen rows
+    gold_acc = query(db, "SELECT min(accuracy_vs_gold_heldout), count(accuracy_vs_gold_heldout) "
+                         "FROM topic.model_selection_report")[0]
+    assert 0.3 < gold_acc[0] <= 1 and gold_acc[1] >= 1
     # one prediction per corpus row, teacher rows keep the teacher's label
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM topic.predictions")[0] == (400, 400)
     mismatched = query(

@@ -105,6 +105,8 @@ COLUMN_DESCRIPTIONS = {
     "forecast_at_2x": "Forecast accuracy vs the teacher at twice the labels.",
     "forecast_at_4x": "Forecast accuracy vs the teacher at four times the labels.",
     "forecast_at_10x": "Forecast accuracy vs the teacher at ten times the labels.",
+    "accuracy_vs_gold_heldout": "Accuracy against the gold column on up to 2,000 random rows the teacher never saw, "
+                                "trained on every teacher label (empty without a gold column).",
     "chosen": "The student chosen for the predictions.",
     "criterion": "The selection criterion (accuracy, or accuracy under a latency floor).",
     "reason": "Why the chosen student was chosen.",

@@ -170,3 +170,24 @@ def gold_labels(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame | None:
     if not task.gold_column:
         return None
     return warehouse.read_df(f'SELECT id, "{task.gold_column}" AS gold FROM {CORPUS_TABLE}')
+
+
+def gold_eval_rows(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, rows: int):
+    """(vectors, gold labels) of up to `rows` seeded random corpus rows outside the sample with a gold label, or
+    None when the task has no gold column."""
+    if not task.gold_column:
+        return None
+    gold = gold_labels(warehouse, task).dropna(subset=["gold"])
+    gold = gold[~gold["id"].isin(sample_ids)]
+    if not len(gold):
+        return None
+    gold = gold.sample(n=min(rows, len(gold)), random_state=task.seed)
+    ids, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=gold["id"].to_numpy())
+    return X, gold.set_index("id").loc[ids, "gold"].astype(str).to_numpy()
+
+
+def teacher_accuracy_vs_gold(warehouse: Warehouse, task: TaskSpec, sample: pd.DataFrame) -> float | None:
+    """The teacher's own accuracy against gold on the rows it labelled (valid answers)."""
+    gold = gold_labels(warehouse, task)
+    joined = sample.merge(gold.dropna(subset=["gold"]), on="id")
+    return float((joined["teacher_label"] == joined["gold"].astype(str)).mean()) if len(joined) else None

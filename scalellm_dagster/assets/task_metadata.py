@@ -87,7 +87,7 @@ def report_summary(task: TaskSpec, selection: Selection, spend: TeacherSpend, co
 
 
 def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spend: TeacherSpend, corpus_rows: int,
-                 reports_dir) -> dict:
+                 reports_dir, teacher_vs_gold: float | None = None) -> dict:
     """The two plots, inline (markdown) and as files beside the warehouse."""
     out = {}
     base = spend.baseline(corpus_rows)
@@ -99,7 +99,8 @@ def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spe
         ("accuracy_vs_time", plots.tradeoff_figure(selection.table,
                                                     spend.request_seconds / max(spend.concurrency, 1),
                                                     corpus_rows, base["seconds"],
-                                                    f"{task.name}: accuracy vs time to label every row")),
+                                                    f"{task.name}: accuracy vs time to label every row",
+                                                    teacher_vs_gold)),
     ):
         png = figure_png(fig)
         plots.close(fig)

@@ -27,7 +27,9 @@ from scalellm_dagster.flow import (
     run_cascade,
     select_student,
     train_student,
+    with_accuracy_vs_gold,
 )
+from scalellm_dagster.flow.selection import GOLD_EVAL_ROWS
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -125,10 +127,16 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         spend = io.teacher_spend(warehouse, task, teacher.effective_concurrency)
         corpus_rows = warehouse.row_count(CORPUS_TABLE)
         selection = select_student(scores, X, y, task, corpus_rows, spend)
+        held_out = io.gold_eval_rows(warehouse, task, sample["id"].to_numpy(), GOLD_EVAL_ROWS)
+        teacher_vs_gold = None
+        if held_out is not None:
+            selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, task.seed)
+            teacher_vs_gold = io.teacher_accuracy_vs_gold(warehouse, task, sample)
         report_table = selection.report_table
         written = warehouse.write_table(task_table(task, "model_selection_report"), report_table)
         summary = meta.report_summary(task, selection, spend, corpus_rows, io.teacher_description(warehouse, task))
-        plot_meta = meta.report_plots(task, scores, selection, spend, corpus_rows, io.reports_dir(warehouse))
+        plot_meta = meta.report_plots(task, scores, selection, spend, corpus_rows, io.reports_dir(warehouse),
+                                      teacher_vs_gold)
         context.log.info(f"chosen student for {task.name}: {selection.choice.candidate} "
                          f"({selection.choice.cv_accuracy:.3f})")
         return MaterializeResult(metadata={**meta.report_metadata(

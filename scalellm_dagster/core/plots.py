@@ -65,22 +65,32 @@ def close(fig) -> None:
 
 
 def tradeoff_figure(table: pd.DataFrame, teacher_seconds: float, corpus_rows: int, baseline_seconds: float,
-                    title: str):
+                    title: str, teacher_vs_gold: float | None = None):
     """Accuracy vs time to label the whole corpus, per candidate (legend, not labels that overlap), with the
-    row-by-row teacher's time as a vertical line: its accuracy vs itself is 1 by definition, so it is not a point."""
+    row-by-row teacher's time as a vertical line. Accuracy is against gold on held-out rows where the task has a
+    gold column (`accuracy_vs_gold_heldout`; the teacher's own accuracy vs gold drawn as a line), else against the
+    teacher (whose accuracy vs itself is 1 by definition, so it is not drawn)."""
+    vs_gold = "accuracy_vs_gold_heldout" in table and table["accuracy_vs_gold_heldout"].notna().any()
+    column = "accuracy_vs_gold_heldout" if vs_gold else "cv_accuracy"
     fig, ax = plt.subplots(figsize=(9, 5.4))
     for row in table.itertuples():
-        if not np.isfinite(row.predict_rows_per_second) or row.predict_rows_per_second <= 0:
+        accuracy = float(getattr(row, column))
+        if not np.isfinite(row.predict_rows_per_second) or row.predict_rows_per_second <= 0 \
+                or not np.isfinite(accuracy):
             continue
         seconds = teacher_seconds + corpus_rows / row.predict_rows_per_second
-        ax.scatter(seconds, row.cv_accuracy, s=180 if row.chosen else 60, marker="*" if row.chosen else "o",
+        ax.scatter(seconds, accuracy, s=180 if row.chosen else 60, marker="*" if row.chosen else "o",
                    color=candidate_color(row.candidate), edgecolor="black" if row.chosen else "none",
                    label=f"{row.candidate}" + (" (chosen)" if row.chosen else ""), zorder=3)
     ax.axvline(baseline_seconds, color="black", ls="--", lw=1.2,
                label=f"teacher on every row: {baseline_seconds:,.0f} s (extrapolated)")
+    if vs_gold and teacher_vs_gold is not None:
+        ax.axhline(teacher_vs_gold, color="grey", ls=":", lw=1.2,
+                   label=f"the teacher's own accuracy vs gold (on its sample): {teacher_vs_gold:.3f}")
     ax.set_xscale("log")
     ax.set_xlabel("seconds to label the corpus: teacher sample + student inference (log scale)")
-    ax.set_ylabel("cross-validated accuracy vs the teacher")
+    ax.set_ylabel("accuracy vs gold (held-out rows the teacher never saw)" if vs_gold
+                  else "cross-validated accuracy vs the teacher (no gold column)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="best")

@@ -14,11 +14,11 @@ from scalellm_dagster.flow.candidates import Candidates, evaluate_students
 from scalellm_dagster.flow.cascade import CascadeOutcome, calibrate, run_cascade
 from scalellm_dagster.flow.predict import Predicted, TrainedStudent, final_labels, predict_rows, train_student
 from scalellm_dagster.flow.sample import LabelledSample, first_rows, label_sample
-from scalellm_dagster.flow.selection import Selection, select_student
+from scalellm_dagster.flow.selection import Selection, select_student, with_accuracy_vs_gold
 from scalellm_dagster.flow.teaching import AnswerCache, MemoryCache, TeacherSession
 
 __all__ = [
     "AnswerCache", "Candidates", "CascadeOutcome", "LabelledSample", "MemoryCache", "Predicted", "Selection",
     "TeacherSession", "TrainedStudent", "calibrate", "evaluate_students", "final_labels", "first_rows", "label_sample",
-    "predict_rows", "run_cascade", "select_student", "train_student",
+    "predict_rows", "run_cascade", "select_student", "train_student", "with_accuracy_vs_gold",
 ]

@@ -3,7 +3,7 @@ calibrated confidence (what a cascade would buy) and budget advice from the chos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from scalellm_dagster.core.cascade import Calibrator, cascade_tradeoff
 from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.report import TeacherSpend, candidate_table
 from scalellm_dagster.core.selection import Choice, choose_student
-from scalellm_dagster.core.students import out_of_fold
+from scalellm_dagster.core.students import fit_student, out_of_fold, predict_with_confidence
 from scalellm_dagster.core.teacher_noise import TeacherNoise, estimate_teacher_noise
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -51,3 +51,19 @@ def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: Tas
         target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
     return Selection(choice, candidate_table(scores, choice, task.budget, noise.rate),
                      pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice, calibrator, noise)
+
+
+GOLD_EVAL_ROWS = 2000
+
+
+def with_accuracy_vs_gold(selection: Selection, scores: pd.DataFrame, X: np.ndarray, y: np.ndarray,
+                          X_eval: np.ndarray, gold_eval: np.ndarray, seed: int) -> Selection:
+    """Adds each candidate's accuracy against gold labels on held-out rows (the teacher never saw them), trained on
+    every teacher label as the final student would be: what a user with a gold column compares, where accuracy vs
+    the teacher is all a task without one can show. Candidates not evaluated at the largest size get none."""
+    ok = scores[scores["status"] == "ok"]
+    at_max = set(ok.loc[ok["sample_size"] == ok["sample_size"].max(), "candidate"])
+    accuracy = {name: float((predict_with_confidence(fit_student(name, X, y, seed), X_eval).labels
+                             == gold_eval).mean()) for name in selection.table["candidate"] if name in at_max}
+    table = selection.table.assign(accuracy_vs_gold_heldout=selection.table["candidate"].map(accuracy))
+    return replace(selection, table=table)
