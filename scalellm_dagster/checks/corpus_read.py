@@ -5,8 +5,8 @@ its run) compares the table as it stands with the corpus as it stands, and so re
 
 Each write of `corpus`, `embeddings`, a sample or predictions logs which corpus write it derived from (see
 `resources/warehouse_snapshots.py`). While the live corpus still has the ids that write read, the check joins row
-by row as usual. When another run has replaced the corpus since, the check compares the table's logged id
-fingerprint with the one of the corpus it read; when another run has replaced the table itself, it judges this
+by row as usual. When another run has replaced the corpus since, the check compares the table's id fingerprint, as
+it stands, with the one logged for the corpus it read; when another run has replaced the table itself, it judges this
 run's write by what was logged when it was written. Either way a later run cannot fail an earlier run's check.
 """
 
