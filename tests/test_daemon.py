@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
@@ -75,43 +77,75 @@ def test_daemon_sensor_and_schedule_runs_queue_and_refresh_only_new_rows(daemon_
             _wait("the sensor's first tick", lambda: "no new or changed file" in log.read_text(), 90, log)
             assert len(_records(instance)) == runs_before
 
-            # 2. A new file: one run. A second file while it runs: a second run, queued until the first ends.
-            rows.iloc[400:460].to_parquet(folder / "part-001.parquet", index=False)
-            first = _wait("the first sensor run", lambda: _records(instance)[runs_before:], 60, log)[0]
-            _wait("the first run to read the corpus", lambda: instance.get_latest_materialization_event(
-                AssetKey("corpus")).run_id == first.dagster_run.run_id, 60, log)
-            rows.iloc[460:520].to_parquet(folder / "part-002.parquet", index=False)
+            # 2. A new file: one run. A second file while it runs: a second run, queued until the first ends. The
+            # test holds the warehouse's lock meanwhile, so the first run waits inside its first step instead of
+            # racing the sensor's next tick.
+            with _warehouse_locked(db):
+                rows.iloc[400:460].to_parquet(folder / "part-001.parquet", index=False)
+                first = _wait("the first sensor run to start", lambda: _started(instance, runs_before), 60, log)
+                rows.iloc[460:520].to_parquet(folder / "part-002.parquet", index=False)
+                second = _wait("a second sensor run", lambda: _records(instance)[runs_before + 1:], 60, log)[0]
+                time.sleep(6)  # a few dequeue intervals: a queue that let it through would have done so by now
+                assert _status(instance, second) == DagsterRunStatus.QUEUED
+                assert _status(instance, first) == DagsterRunStatus.STARTED
             sensor_runs = _wait("two finished sensor runs", lambda: _finished(instance, runs_before, 2), 150, log)
             assert [r.dagster_run.status for r in sensor_runs] == [DagsterRunStatus.SUCCESS] * 2
             assert [r.dagster_run.tags["scalellm/new_files"] for r in sensor_runs] == ["part-001.parquet",
                                                                                      "part-002.parquet"]
-            assert sensor_runs[1].create_timestamp.timestamp() < sensor_runs[0].end_time  # queued while it ran
-            assert sensor_runs[1].start_time >= sensor_runs[0].end_time  # and started only after
-            for run, total in zip(sensor_runs, (460, 520)):
-                embedded = _metadata(instance, run, "embeddings")
-                assert (embedded["rows_computed"], embedded["rows_reused"]) == (60, total - 60)
-                assert _metadata(instance, run, "topic/predictions")["rows_predicted"] == 60
+            assert sensor_runs[1].start_time >= sensor_runs[0].end_time  # started only after the first ended
+            # Each run embeds and predicts only what is new to it (the first may already have read both files).
+            embedded = [_metadata(instance, run, "embeddings") for run in sensor_runs]
+            assert sum(e["rows_computed"] for e in embedded) == 120
+            assert [e["rows_computed"] + e["rows_reused"] for e in embedded][-1] == 520
+            assert sum(_metadata(instance, run, "topic/predictions")["rows_predicted"] for run in sensor_runs) == 120
             # Refreshes take the sample's answers from the cache: the teacher was not asked again.
             assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0] == requests_before
 
             # 3. The schedule ticks while a sensor run is going: its run waits in the queue.
-            _dagster(env, "schedule", "start", "nightly_refresh")
-            _wait("10 s before the next minute", lambda: 48 <= time.time() % 60 < 50, 62, log)
-            rows.iloc[:30].assign(id=rows["id"].iloc[:30] + 10**7).to_parquet(folder / "part-003.parquet",
-                                                                            index=False)
+            with _warehouse_locked(db):
+                rows.iloc[:30].assign(id=rows["id"].iloc[:30] + 10**7).to_parquet(folder / "part-003.parquet",
+                                                                                index=False)
+                sensor_run = _wait("the third sensor run to start", lambda: _started(instance, runs_before + 2), 60,
+                                   log)
+                _dagster(env, "schedule", "start", "nightly_refresh")  # every minute (SCALELLM_REFRESH_CRON)
+                scheduled = _wait("the schedule's run", lambda: _records(instance)[runs_before + 3:], 75, log)[0]
+                assert scheduled.dagster_run.tags.get("dagster/schedule_name") == "nightly_refresh"
+                time.sleep(6)
+                assert _status(instance, scheduled) == DagsterRunStatus.QUEUED
             runs = _wait("the sensor run and the schedule's run", lambda: _finished(instance, runs_before, 4), 180,
                          log)
-            sensor_run, scheduled = runs[2], runs[3]
-            assert sensor_run.dagster_run.tags.get("scalellm/new_files") == "part-003.parquet"
-            assert scheduled.dagster_run.tags.get("dagster/schedule_name") == "nightly_refresh"
+            assert runs[2].dagster_run.run_id == sensor_run.dagster_run.run_id
+            assert runs[2].dagster_run.tags.get("scalellm/new_files") == "part-003.parquet"
             assert [r.dagster_run.status for r in runs[2:]] == [DagsterRunStatus.SUCCESS] * 2
-            assert scheduled.create_timestamp.timestamp() < sensor_run.end_time <= scheduled.start_time
-            assert len(_records(instance)) == runs_before + 4  # no other run was requested
+            assert runs[3].start_time >= runs[2].end_time
+            _dagster(env, "schedule", "stop", "nightly_refresh")
+            assert len(_records(instance)) in (runs_before + 4, runs_before + 5)  # at most one more minute's tick
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
     assert query(db, "SELECT count(*) FROM topic.predictions")[0][0] == 550
     assert query(db, "SELECT count(*) FROM embeddings")[0][0] == 550
+
+
+@contextmanager
+def _warehouse_locked(db: str):
+    """Hold DuckDB's write lock on the warehouse: a run that reaches it waits (the warehouse retries for 300 s)."""
+    conn = duckdb.connect(db)
+    try:
+        yield
+    finally:
+        conn.close()
+
+
+def _started(instance: DagsterInstance, index: int):
+    records = _records(instance)
+    if len(records) > index and records[index].dagster_run.status == DagsterRunStatus.STARTED:
+        return records[index]
+    return None
+
+
+def _status(instance: DagsterInstance, record) -> DagsterRunStatus:
+    return instance.get_run_by_id(record.dagster_run.run_id).status
 
 
 def _finished(instance: DagsterInstance, skip: int, count: int):
