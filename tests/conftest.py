@@ -68,3 +68,14 @@ def pipeline_env(monkeypatch, tmp_path: Path, small_corpus: Path, tasks_file: Pa
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+def corpus_folder(tmp_path: Path, monkeypatch, total: int, first: int = 400) -> tuple[Path, pd.DataFrame]:
+    """SCALELLM_CORPUS as a folder holding one file of the first `first` of `total` demo rows; returns (folder, all
+    `total` rows: the rest are for the files a test drops later)."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    rows = demo_slice(total)
+    rows.iloc[:first].to_parquet(folder / "part-000.parquet", index=False)
+    monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
+    return folder, rows

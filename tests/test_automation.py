@@ -12,7 +12,7 @@ from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sen
 
 from scalellm_dagster.definitions import build_definitions
 from scalellm_dagster.settings import Settings
-from tests.conftest import SECOND_TASK, demo_slice
+from tests.conftest import SECOND_TASK, corpus_folder
 from tests.pipeline_helpers import query, run_pipeline
 
 
@@ -24,12 +24,7 @@ def _tick(defs, name, instance, cursor=None):
 @pytest.fixture
 def drop_folder(pipeline_env, tmp_path, monkeypatch):
     """SCALELLM_CORPUS as a folder holding one file of 400 rows; returns (folder, 460 rows: the 60 to add later)."""
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    rows = demo_slice(460)
-    rows.iloc[:400].to_parquet(folder / "part-000.parquet", index=False)
-    monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
-    return folder, rows
+    return corpus_folder(tmp_path, monkeypatch, 460)
 
 
 def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pipeline_env, drop_folder):

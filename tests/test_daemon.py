@@ -15,7 +15,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from scalellm_dagster.settings import ensure_dagster_home
-from tests.conftest import demo_slice
+from tests.conftest import corpus_folder
 from tests.pipeline_helpers import query, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,11 +45,7 @@ def _dagster(env: dict, *args: str) -> None:
 @pytest.fixture
 def daemon_world(pipeline_env, tmp_path, monkeypatch):
     """A corpus folder of 400 rows, already materialized; DAGSTER_HOME as `scalellm` writes it; the daemon's env."""
-    folder = tmp_path / "drop"
-    folder.mkdir()
-    rows = demo_slice(520)
-    rows.iloc[:400].to_parquet(folder / "part-000.parquet", index=False)
-    monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
+    folder, rows = corpus_folder(tmp_path, monkeypatch, 520)
     home = ensure_dagster_home(tmp_path / "dagster_home")
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(f"load_from:\n  - python_module:\n      module_name: scalellm_dagster.definitions\n"
