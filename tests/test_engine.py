@@ -202,4 +202,4 @@ def test_guaranteed_cascade_certifies_the_target_and_says_when_the_budget_cannot
     assert 0.3 < plan.teacher_rows / len(rows) < 0.9
     short = plan_guaranteed_cascade(cal, agrees, rows, target=0.9, delta=0.05, max_teacher_rows=1000)
     assert not short.reached and short.rows_needed == plan.teacher_rows and short.teacher_rows <= 1000
-    assert short.best_within_budget < 0.9
+    assert short.guaranteed_agreement < 0.9

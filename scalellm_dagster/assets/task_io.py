@@ -172,12 +172,10 @@ def gold_labels(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame | None:
     return warehouse.read_df(f'SELECT id, "{task.gold_column}" AS gold FROM {CORPUS_TABLE}')
 
 
-def gold_eval_rows(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, rows: int):
-    """(vectors, gold labels) of up to `rows` seeded random corpus rows outside the sample with a gold label, or
-    None when the task has no gold column."""
-    if not task.gold_column:
-        return None
-    gold = gold_labels(warehouse, task).dropna(subset=["gold"])
+def gold_eval_rows(warehouse: Warehouse, task: TaskSpec, gold: pd.DataFrame, sample_ids: np.ndarray, rows: int):
+    """(vectors, gold labels) of up to `rows` seeded random corpus rows outside the sample with a gold label (`gold`:
+    from `gold_labels`), or None when there are none."""
+    gold = gold.dropna(subset=["gold"])
     gold = gold[~gold["id"].isin(sample_ids)]
     if not len(gold):
         return None
@@ -186,8 +184,7 @@ def gold_eval_rows(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray,
     return X, gold.set_index("id").loc[ids, "gold"].astype(str).to_numpy()
 
 
-def teacher_accuracy_vs_gold(warehouse: Warehouse, task: TaskSpec, sample: pd.DataFrame) -> float | None:
-    """The teacher's own accuracy against gold on the rows it labelled (valid answers)."""
-    gold = gold_labels(warehouse, task)
+def teacher_accuracy_vs_gold(gold: pd.DataFrame, sample: pd.DataFrame) -> float | None:
+    """The teacher's own accuracy against gold (`gold`: from `gold_labels`) on the rows it labelled (valid answers)."""
     joined = sample.merge(gold.dropna(subset=["gold"]), on="id")
     return float((joined["teacher_label"] == joined["gold"].astype(str)).mean()) if len(joined) else None

@@ -180,7 +180,7 @@ def guarantee_metadata(g: GuaranteedPlan | None) -> dict:
     if not g.reached:
         statement = (f"target {g.target:.1%} NOT certifiable within cascade_budget: it needs "
                      + (f"{g.rows_needed:,} teacher rows" if g.rows_needed is not None else "more than every row")
-                     + f"; the budget certifies {g.best_within_budget:.1%}")
+                     + f"; the budget certifies {g.guaranteed_agreement:.1%}")
     return {
         "cascade_delta": g.delta,
         "cascade_guarantee": statement,

@@ -127,11 +127,13 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         spend = io.teacher_spend(warehouse, task, teacher.effective_concurrency)
         corpus_rows = warehouse.row_count(CORPUS_TABLE)
         selection = select_student(scores, X, y, task, corpus_rows, spend)
-        held_out = io.gold_eval_rows(warehouse, task, sample["id"].to_numpy(), GOLD_EVAL_ROWS)
+        gold = io.gold_labels(warehouse, task)
+        held_out = None if gold is None else io.gold_eval_rows(warehouse, task, gold, sample["id"].to_numpy(),
+                                                                 GOLD_EVAL_ROWS)
         teacher_vs_gold = None
         if held_out is not None:
             selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, task.seed)
-            teacher_vs_gold = io.teacher_accuracy_vs_gold(warehouse, task, sample)
+            teacher_vs_gold = io.teacher_accuracy_vs_gold(gold, sample)
         report_table = selection.report_table
         written = warehouse.write_table(task_table(task, "model_selection_report"), report_table)
         summary = meta.report_summary(task, selection, spend, corpus_rows, io.teacher_description(warehouse, task))

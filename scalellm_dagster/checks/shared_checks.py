@@ -78,27 +78,26 @@ def build_embeddings_check(shards: int = 0):
         read = corpus_read(context, warehouse, EMBEDDINGS_TABLE) if not shards else None
         if read is not None and read.replaced_by:
             return read.result_from_log()
-        corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
-        scope = {}
+        # While the corpus has moved on, the table's own ids stand in for it and the logged fingerprint decides.
+        moved = read is not None and not read.live
         shard = shard_of_check_run(context, shards)
         if shard is not None:
             # The raw file, not the typed view: a vector of the wrong size must fail here, not in a cast.
             frame = warehouse.vector_stats(relation_sql=warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards))
+            corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
             corpus_ids = corpus_ids.iloc[shard_positions(corpus_ids, shard, shards)]
             scope = {"shard": f"{shard + 1} of {shards}"}
         else:
             frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
-        if read is not None and not read.live:  # the corpus has moved on: the logged fingerprint decides
-            corpus_ids, scope = frame["id"], read.metadata
-        elif read is not None:
-            scope = read.metadata
+            scope = read.metadata if read is not None else {}
+            corpus_ids = frame["id"] if moved else warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
         declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
         frame["finite"] = frame["finite"].fillna(False).astype(bool)
         frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
         frame["row_matches_corpus"] = frame["row_matches_corpus"].astype(str).replace(
             {"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
         corpus_rows = len(corpus_ids)
-        if read is not None and not read.live:
+        if moved:
             frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS_TABLE))
             corpus_rows = read.corpus.rows
         outcome = validate(frame, embeddings_expectations(declared, corpus_rows), "embeddings")

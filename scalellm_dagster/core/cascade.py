@@ -31,7 +31,7 @@ class Calibrator:
         # kept: the guaranteed cascade bounds agreement on these held-out pairs directly
         self.confidence, self.agrees = np.asarray(oof_confidence, float), np.asarray(oof_correct, bool)
         self.iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
-        self.iso.fit(np.asarray(oof_confidence, float), np.asarray(oof_correct, float))
+        self.iso.fit(self.confidence, self.agrees.astype(float))
 
     def __call__(self, confidence: np.ndarray) -> np.ndarray:
         return self.iso.predict(np.asarray(confidence, float)).astype(np.float32)
@@ -92,8 +92,8 @@ class GuaranteedPlan:
     guaranteed_agreement: float  # the bound the plan certifies (>= target when reached)
     target: float
     delta: float
-    reached: bool  # the target is certified within the budget
-    best_within_budget: float  # when not reached: the bound of the most cautious plan the budget affords
+    reached: bool  # the target is certified within the budget (if not, `guaranteed_agreement` is what the most
+    # cautious plan the budget affords certifies)
     rows_needed: int | None  # when not reached: the teacher rows the target needs (None: not even all of them)
     calibration_rows: int
     assumption: str = ("the labelled sample's out-of-fold (confidence rank, agrees-with-teacher) pairs are "
@@ -157,11 +157,9 @@ def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agre
 
     if run > 0 and within[run - 1]:
         best = run - 1
-        return GuaranteedPlan(threshold(sent[best]), int(sent[best]), float(bound[best]), target, delta, True,
-                              float(bound[best]), None, m)
+        return GuaranteedPlan(threshold(sent[best]), int(sent[best]), float(bound[best]), target, delta, True, None, m)
     # Not certifiable within the budget: the most cautious affordable plan, and what it certifies on its own.
     affordable = np.flatnonzero(within)
     pick = int(affordable[0]) if len(affordable) else m
     needed = int(sent[run - 1]) if run > 0 else None
-    return GuaranteedPlan(threshold(sent[pick]), int(sent[pick]), float(bound[pick]), target, delta, False,
-                          float(bound[pick]), needed, m)
+    return GuaranteedPlan(threshold(sent[pick]), int(sent[pick]), float(bound[pick]), target, delta, False, needed, m)

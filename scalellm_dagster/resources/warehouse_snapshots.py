@@ -15,6 +15,8 @@ import pandas as pd
 from scalellm_dagster.resources.duckdb_sql import quote, relation_kind
 
 SNAPSHOTS = "scalellm_meta.snapshots"
+# (rows, xor of hash(id)): equal id sets give equal values whatever the order
+FINGERPRINT_SQL = "count(*), coalesce(bit_xor(hash(id)), 0)"
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class SnapshotLog:
         return [("CREATE SCHEMA IF NOT EXISTS scalellm_meta", []),
                 (f"CREATE TABLE IF NOT EXISTS {SNAPSHOTS} (table_name VARCHAR, run_id VARCHAR, corpus_run_id VARCHAR, "
                  "rows BIGINT, ids_fingerprint UBIGINT, written_at TIMESTAMP)", []),
-                (f"INSERT INTO {SNAPSHOTS} SELECT ?, ?, ?, count(*), coalesce(bit_xor(hash(id)), 0), now() "
-                 f"FROM {quote(table)}", [table, run_id, corpus_run_id])]
+                (f"INSERT INTO {SNAPSHOTS} SELECT ?, ?, ?, {FINGERPRINT_SQL}, now() FROM {quote(table)}",
+                 [table, run_id, corpus_run_id])]
 
     def snapshot(self, table: str, run_id: str | None = None) -> Snapshot | None:
         """The latest logged write of `table` (by `run_id` when given); None when none is logged."""
@@ -49,7 +51,7 @@ class SnapshotLog:
     def id_fingerprint(self, relation: str) -> tuple[int, int]:
         """(rows, xor of hash(id)) of a table as it stands: what its logged snapshot would say now."""
         with self.get_connection() as conn:
-            rows, fingerprint = conn.execute(f"SELECT count(*), coalesce(bit_xor(hash(id)), 0) FROM {relation}").fetchone()
+            rows, fingerprint = conn.execute(f"SELECT {FINGERPRINT_SQL} FROM {relation}").fetchone()
         return int(rows), int(fingerprint)
 
     def read_df_with_snapshot(self, sql: str, table: str) -> tuple[pd.DataFrame, Snapshot | None]:
@@ -61,7 +63,7 @@ class SnapshotLog:
 def _snapshot(conn, table: str, run_id: str | None) -> Snapshot | None:
     if relation_kind(conn, SNAPSHOTS) is None:
         return None
-    where, params = ("table_name = ?", [table]) if run_id is None else ("table_name = ? AND run_id = ?", [table, run_id])
     row = conn.execute(f"SELECT table_name, run_id, corpus_run_id, rows, ids_fingerprint FROM {SNAPSHOTS} "
-                       f"WHERE {where} ORDER BY written_at DESC, rowid DESC LIMIT 1", params).fetchone()
+                       "WHERE table_name = ? AND (? IS NULL OR run_id = ?) ORDER BY written_at DESC, rowid DESC "
+                       "LIMIT 1", [table, run_id, run_id]).fetchone()
     return Snapshot(row[0], row[1], row[2], int(row[3]), int(row[4])) if row else None
