@@ -1,4 +1,5 @@
-"""Schedules and sensors: a nightly refresh, new files in the corpus folder, and changed task definitions."""
+"""Schedules and sensors: a nightly refresh, new files in the corpus folder, changed task definitions, and drift
+audits that failed twice in a row."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dagster import (
     sensor,
 )
 
+from scalellm_dagster.core.audit import FAILURES_BEFORE_TOPUP
 from scalellm_dagster.resources.source import CorpusSource
 from scalellm_dagster.tasks_config import TaskConfigError, TaskSpec, load_tasks
 
@@ -75,7 +77,8 @@ def sensor_interval_seconds() -> int:
 
 def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_job) -> list:
     interval = sensor_interval_seconds()
-    refresh_keys = [AssetKey("corpus"), AssetKey("embeddings"), *[AssetKey([t.name, "predictions"]) for t in tasks]]
+    refresh_keys = [AssetKey("corpus"), AssetKey("embeddings"),
+                    *[AssetKey([t.name, name]) for t in tasks for name in ("predictions", "drift_audit")]]
 
     @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=interval,
             default_status=DefaultSensorStatus.STOPPED,
@@ -136,4 +139,26 @@ def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_
         kept.update({name: seen[name] for name in pending if name in seen})
         return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))
 
-    return [corpus_folder_sensor, task_config_sensor]
+    @sensor(name="drift_topup_sensor", job=all_job, minimum_interval_seconds=interval,
+            default_status=DefaultSensorStatus.STOPPED,
+            description=f"When a task's drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row (their "
+            "agreement with the teacher on new rows fell below the report's estimate by more than the audit's "
+            "interval), reruns the task's sample (which then takes its drift top-up from the failing refreshes' "
+            "rows), candidates, selection, predictions and audit. One run per failing streak.")
+    def drift_topup_sensor(context: SensorEvaluationContext):
+        requests = []
+        for task in tasks:
+            event = context.instance.get_latest_materialization_event(AssetKey([task.name, "drift_audit"]))
+            meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+            if "drift_topup_due" not in meta or not meta["drift_topup_due"].value:
+                continue
+            last_failed = meta["last_failed_audit_run_id"].value
+            requests.append(RunRequest(
+                run_key=f"{task.name}-drift-topup-{last_failed}",
+                asset_selection=[AssetKey([task.name, a]) for a in (*TASK_ASSETS, "drift_audit")],
+                tags={**WAREHOUSE_TAGS, "scalellm/task": task.name, "scalellm/drift_after_audit": last_failed}))
+        if not requests:
+            return SkipReason(f"no task has {FAILURES_BEFORE_TOPUP} failed drift audits in a row awaiting a top-up")
+        return SensorResult(run_requests=requests)
+
+    return [corpus_folder_sensor, task_config_sensor, drift_topup_sensor]

@@ -36,7 +36,8 @@ from scalellm_dagster.flow import (
     select_student,
     train_student,
 )
-from scalellm_dagster.tasks_config import TaskSpec, parse_task
+from scalellm_dagster.flow.suspects import SuspectReview, review_suspects
+from scalellm_dagster.tasks_config import SUSPECT_POLICIES, TaskSpec, parse_task
 from scalellm_dagster.teachers.simulated import SimulatedTeacher
 
 
@@ -77,6 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cascade-target", type=float, default=0.95)
     p.add_argument("--cascade-delta", type=float, default=None,
                    help="certify --cascade-target with probability >= 1 - delta (finite-sample bound)")
+    p.add_argument("--suspect-labels", default="keep", choices=SUSPECT_POLICIES,
+                   help="teacher labels the students find implausible: keep, reask (one row per request; needs "
+                        "--teacher-batch-size > 1 to be a different question) or drop from training")
     p.add_argument("--embedder", default="lsa", choices=["lsa", "static", "minilm"],
                    help="lsa: TF-IDF + SVD fitted on the data (default); static: MiniLM distilled to static token "
                         "vectors (shipped); minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
@@ -157,7 +161,8 @@ def bench_task(args, labels: list[str]) -> TaskSpec:
                        "candidates": args.candidates.split(","), "cascade_budget": args.cascade_budget,
                        "prune_candidates": not getattr(args, "no_prune", False),
                        "cascade_target_agreement": args.cascade_target,
-                       "cascade_delta": getattr(args, "cascade_delta", None)})
+                       "cascade_delta": getattr(args, "cascade_delta", None),
+                       "suspect_labels": getattr(args, "suspect_labels", "keep")})
 
 
 def _embedder(args):
@@ -299,6 +304,7 @@ class BenchRun:
     choice: str
     labels: np.ndarray  # final label per row (teacher's where it answered, the student's elsewhere)
     student_labels: np.ndarray
+    review: SuspectReview | None = None
 
 
 def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: np.ndarray, batch_size: int,
@@ -314,9 +320,15 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
     seconds_teacher = time.perf_counter() - start
 
     position = pd.Series(np.arange(len(df)), index=ids)
-    valid = labelled.valid
-    train_pos = position[valid["id"]].to_numpy()
-    X_train, y_train = X[train_pos], valid["teacher_label"].to_numpy()
+    start = time.perf_counter()
+    reask = None if batch_size == 1 else lambda: TeacherSession(teacher, MemoryCache(), session.texts, 1, concurrency)
+    review = review_suspects(labelled.answers, X[position[labelled.valid["id"]].to_numpy()], task, reask)
+    seconds_teacher += time.perf_counter() - start  # the flagging's training is small; a re-ask is teacher time
+    answers = review.answers
+    valid = answers[answers["valid"]]
+    training = valid[valid["train"]]
+    train_pos = position[training["id"]].to_numpy()
+    X_train, y_train = X[train_pos], training["teacher_label"].to_numpy()
     start = time.perf_counter()
     candidates = evaluate_students(X_train, y_train, task)
     stats = session.stats
@@ -338,9 +350,9 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
         cascade_calls = len(outcome.asked)
         guarantee = outcome.guarantee
     timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
-               "cascade_calls": cascade_calls, "asked": session.stats.asked, "teacher_noise": selection.noise.rate,
-               "guarantee": guarantee}
-    return BenchRun({}, labelled, student.name, final, predicted.labels), timings
+               "cascade_calls": cascade_calls, "reask_calls": review.reasked, "asked": session.stats.asked,
+               "teacher_noise": selection.noise.rate, "guarantee": guarantee, "review": review}
+    return BenchRun({}, labelled, student.name, final, predicted.labels, review), timings
 
 
 def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds,
@@ -349,20 +361,25 @@ def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seco
     if shared is not None:  # what this run paid, and the time its whole sample costs at the measured rate
         shared.seconds += t["teacher"]
         shared.rows += t["asked"]
-        t["teacher"] = shared.rate() * (len(run.sample.ids) + t["cascade_calls"])
+        t["teacher"] = shared.rate() * (len(run.sample.ids) + t["cascade_calls"] + t["reask_calls"])
     chosen_pos = pd.Series(np.arange(len(df)), index=df["id"].to_numpy())[run.sample.ids].to_numpy()
     # accuracy on rows the teacher never saw: the eval split, or every row outside the sample
     unseen = is_eval.copy() if is_eval.any() else np.ones(len(df), bool)
     unseen[chosen_pos] = False
     known = np.array([v is not None for v in teacher_says])
     total = embed_seconds + t["teacher"] + t["train"] + t["predict"]
-    calls = len(run.sample.ids) + t["cascade_calls"]
+    calls = len(run.sample.ids) + t["cascade_calls"] + t["reask_calls"]
     run.summary = {
         "budget": task.budget,
         "teacher_calls": calls,
         "teacher_calls_fraction": round(calls / len(df), 4),
         "chosen_model": run.choice,
         "teacher_noise_estimate": round(t["teacher_noise"], 4),  # share of sample labels cleanlab flags
+        "suspect_labels": task.suspect_labels,
+        "suspects_flagged": t["review"].flagged,
+        "suspects_reasked": t["review"].reasked,
+        "suspect_answers_changed_by_reask": t["review"].changed_by_reask,
+        "suspects_left_out_of_training": t["review"].dropped,
         "accuracy_vs_gold": round(float((run.labels[unseen] == gold[unseen]).mean()), 4),
         "agreement_with_teacher": round(float((run.labels[unseen & known] == teacher_says[unseen & known]).mean()), 4),
         "agreement_measured_on_rows": int((unseen & known).sum()),

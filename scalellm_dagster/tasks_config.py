@@ -17,6 +17,7 @@ from scalellm_dagster.core.students import DEFAULT_CANDIDATES, KNOWN_CANDIDATES
 
 SAMPLING_STRATEGIES = ("random", "stratified-by-cluster", "uncertainty")
 SELECTION_CRITERIA = ("accuracy", "accuracy_under_latency")
+SUSPECT_POLICIES = ("keep", "reask", "drop")  # what to do with teacher labels the students find implausible
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _RESERVED_NAMES = {"main", "scalellm_cache", "information_schema", "pg_catalog", "temp"}
 
@@ -60,6 +61,13 @@ class TaskSpec:
     cascade_budget: int = 0
     cascade_target_agreement: float = 0.95
     cascade_delta: float | None = None  # set: the cascade certifies the target with probability >= 1 - delta
+    suspect_labels: str = "keep"  # keep | reask (one row per request) | drop (from training)
+    audit_rows: int = 30  # teacher checks on each refresh's new rows, never trained on (0: no audits)
+    drift_topup_rows: int | None = None  # rows added to the sample after two failed audits (None: budget // 4, >= 50)
+
+    @property
+    def drift_topup(self) -> int:
+        return self.drift_topup_rows if self.drift_topup_rows is not None else max(50, self.budget // 4)
 
     @property
     def label_names(self) -> list[str]:
@@ -116,6 +124,10 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     sampling = str(entry.get("sampling", "random")).replace("_", "-")
     if sampling not in SAMPLING_STRATEGIES:
         raise TaskConfigError(f"{where}: 'sampling' must be one of {list(SAMPLING_STRATEGIES)}, got {sampling!r}")
+    suspect_labels = entry.get("suspect_labels", "keep")
+    if suspect_labels not in SUSPECT_POLICIES:
+        raise TaskConfigError(f"{where}: 'suspect_labels' says what to do with teacher labels the students find "
+                              f"implausible: one of {list(SUSPECT_POLICIES)}, got {suspect_labels!r}")
     selection = entry.get("selection", "accuracy")
     if selection not in SELECTION_CRITERIA:
         raise TaskConfigError(f"{where}: 'selection' must be one of {list(SELECTION_CRITERIA)}, got {selection!r}")
@@ -180,6 +192,10 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         cascade_budget=_int_field(entry, "cascade_budget", where, default=0, minimum=0),
         cascade_target_agreement=_optional_fraction(entry, "cascade_target_agreement", where) or 0.95,
         cascade_delta=_cascade_delta(entry, where),
+        suspect_labels=suspect_labels,
+        audit_rows=_int_field(entry, "audit_rows", where, default=30, minimum=0),
+        drift_topup_rows=None if entry.get("drift_topup_rows") is None
+        else _int_field(entry, "drift_topup_rows", where, minimum=1),
     )
 
 

@@ -43,7 +43,7 @@ def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pi
         assert len(new.run_requests) == 1
         request = new.run_requests[0]
         assert set(request.asset_selection) == {AssetKey("corpus"), AssetKey("embeddings"),
-                                                AssetKey(["topic", "predictions"])}
+                                                AssetKey(["topic", "predictions"]), AssetKey(["topic", "drift_audit"])}
         assert request.tags["scalellm/new_files"] == "part-001.parquet"
         again = _tick(defs, "corpus_folder_sensor", instance, cursor=new.cursor)
         assert again.run_requests == []  # the same file is not processed twice

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,8 @@ def test_cli_run_multiprocess_succeeds_and_summarises(pipeline_env, tmp_path):
     assert "teacher simulated (simulation of an LLM from gold labels)" in out
     assert "succeeded" in out and "400 corpus rows" in out
     topic_line = next(line for line in out.splitlines() if line.startswith("topic "))
-    assert "120" in topic_line and topic_line.rstrip().endswith("400")
+    # teacher labels, ..., predictions, then the first drift audit's agreement and verdict
+    assert re.search(r"^topic +120 .* 400 +[01]\.\d{3} (passed|FAILED)$", topic_line.rstrip()), topic_line
     assert "Could not set lock" not in proc.stderr
     assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 400
 

@@ -60,7 +60,7 @@ def daemon_world(pipeline_env, tmp_path, monkeypatch):
 def test_daemon_sensor_and_schedule_runs_queue_and_refresh_only_new_rows(daemon_world, tmp_path):
     folder, rows, home, env = daemon_world
     db = env["SCALELLM_DUCKDB_PATH"]
-    requests_before = query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0]
+    answered_before = query(db, "SELECT sum(rows_answered) FROM scalellm_cache.teacher_ledger")[0][0]
     _dagster(env, "sensor", "start", "corpus_folder_sensor")
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
@@ -94,8 +94,13 @@ def test_daemon_sensor_and_schedule_runs_queue_and_refresh_only_new_rows(daemon_
             assert sum(e["rows_computed"] for e in embedded) == 120
             assert [e["rows_computed"] + e["rows_reused"] for e in embedded][-1] == 520
             assert sum(_metadata(instance, run, "topic/predictions")["rows_predicted"] for run in sensor_runs) == 120
-            # Refreshes take the sample's answers from the cache: the teacher was not asked again.
-            assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0] == requests_before
+            # Refreshes take the sample's answers from the cache: the teacher was asked only the drift audits' rows.
+            audited = query(db, "SELECT count(*) FROM topic.audit_answers")[0][0]
+            assert query(db, "SELECT sum(rows_answered) FROM scalellm_cache.teacher_ledger")[0][0] \
+                == answered_before + audited - 30  # less the first audit's, made before
+            # one audit per run that brought new rows, after the first materialization's
+            assert query(db, "SELECT count(*) FROM topic.audit_log")[0][0] == 1 + sum(e["rows_computed"] > 0
+                                                                                  for e in embedded)
 
             # 3. The schedule ticks while a sensor run is going: its run waits in the queue.
             with _warehouse_locked(db):

@@ -16,10 +16,12 @@ from scalellm_dagster.teachers.simulated import SimulatedTeacher
 from tests.pipeline_helpers import query, run_pipeline
 
 
-@pytest.mark.parametrize("cascade", [0, 40])
-def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade):
+@pytest.mark.parametrize(("cascade", "suspects"), [(0, "keep"), (40, "keep"), (0, "drop")])
+def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade, suspects):
     if cascade:  # the cascade step too: rows sent back to the teacher must be the same ones
         tasks_file.write_text(tasks_file.read_text() + f"    cascade_budget: {cascade}\n")
+    if suspects != "keep":  # and the suspect labels' review: the same rows flagged and left out of training
+        tasks_file.write_text(tasks_file.read_text() + f"    suspect_labels: {suspects}\n")
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success
@@ -46,3 +48,7 @@ def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade):
     assert run.student_labels.tolist() == [student[i] for i in corpus["id"]]
     cascaded = query(db, "SELECT count(*) FROM topic.predictions WHERE source = 'teacher-cascade'")[0][0]
     assert (cascaded > 0) == bool(cascade) and timings["cascade_calls"] >= cascaded
+    flagged = [r[0] for r in query(db, "SELECT id FROM topic.labeled_sample WHERE suspect ORDER BY sample_rank")]
+    assert flagged and flagged == run.review.answers.loc[run.review.answers["suspect"], "id"].tolist()
+    left_out = query(db, "SELECT count(*) FROM topic.labeled_sample WHERE valid AND NOT train")[0][0]
+    assert left_out == run.review.dropped == (len(flagged) if suspects == "drop" else 0)

@@ -31,14 +31,14 @@ def test_openai_teacher_and_embedder_end_to_end_without_leaking_the_key(pipeline
 
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
     assert query(db, "SELECT count(*), min(len(vector)) FROM embeddings")[0] == (400, 32)
-    assert len(chats) == 12  # 120 rows, 10 per request
+    assert len(chats) == 15  # 120 sample rows and the first drift audit's 30, 10 per request
     assert query(db, "SELECT count(*) FILTER (WHERE valid), count(*) FROM topic.labeled_sample")[0] == (120, 120)
     assert query(db, "SELECT DISTINCT teacher FROM topic.labeled_sample")[0][0] == "openai:local-llm"
     agree = query(db, """SELECT avg(CASE WHEN s.teacher_label = c.topic THEN 1 ELSE 0 END)
                          FROM topic.labeled_sample s JOIN corpus c USING (id)""")[0][0]
     assert agree == 1.0  # the local server answers with the gold label
     ledger = query(db, "SELECT count(*), sum(rows_answered), sum(prompt_tokens) FROM scalellm_cache.teacher_ledger")
-    assert ledger[0][0] == 12 and ledger[0][1] == 120 and ledger[0][2] > 0
+    assert ledger[0][0] == 15 and ledger[0][1] == 150 and ledger[0][2] > 0
 
     assert SECRET not in events
     with duckdb.connect(db, read_only=True) as conn:

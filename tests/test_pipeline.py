@@ -18,8 +18,8 @@ def test_full_graph_materializes_every_table(pipeline_env):
         evaluations = result.get_asset_check_evaluations()
         failed = [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed]
         assert failed == []
-        # corpus (2: rows, topic gold), embeddings (1), topic branch (6)
-        assert len(evaluations) == 9
+        # corpus (2: rows, topic gold), embeddings (1), topic branch (6), its drift audit (1)
+        assert len(evaluations) == 10
     assert query(db, "SELECT count(*) FROM corpus")[0][0] == 400
     assert query(db, "SELECT count(*), min(len(vector)), max(len(vector)) FROM embeddings")[0] == (400, 64, 64)
     sampled, valid = query(db, "SELECT count(*), count(*) FILTER (WHERE valid) FROM topic.labeled_sample")[0]
@@ -65,7 +65,8 @@ def test_new_task_reuses_embeddings(pipeline_env, tasks_file: Path):
         assert result.success
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
         assert materialized == {AssetKey(["is_card", n]) for n in
-                                ("labeled_sample", "student_candidates", "model_selection_report", "predictions")}
+                                ("labeled_sample", "student_candidates", "model_selection_report", "predictions",
+                                 "drift_audit")}
         after = instance.fetch_materializations(AssetKey("embeddings"), limit=10).records
         assert len(first) == 1 and [r.storage_id for r in after] == [r.storage_id for r in first]
     assert query(db, "SELECT sum(list_sum(vector::FLOAT[])) FROM embeddings")[0][0] == vectors_before

@@ -104,7 +104,9 @@ def test_the_whole_graph_survives_a_20_percent_mixed_fault_rate(openai_env, monk
             unanswered = query(db, "SELECT count(*) FROM topic.labeled_sample WHERE raw_answer IS NULL")[0][0]
             answered = query(db, "SELECT count(*) FROM scalellm_cache.teacher_answers")[0][0]
             booked = query(db, "SELECT sum(rows_answered) FROM scalellm_cache.teacher_ledger")[0][0]
-            assert booked == answered == 120 - unanswered  # every answer booked once, no fabricated one
+            assert booked == answered  # every answer booked once, no fabricated one
+            # the sample's answered rows, and at most the first drift audit's 30 (its requests meet faults too)
+            assert 120 - unanswered <= answered <= 150 - unanswered
             assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_answers WHERE raw_answer = 'None'")[0][0] \
                 == 0
             before = len(server.chat_requests())

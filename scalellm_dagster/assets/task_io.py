@@ -59,12 +59,21 @@ def for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix, shard
 
 
 def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """The valid teacher labels in sampling order: (frame of id, text, teacher_label; X; y)."""
+    """The teacher labels students train on, in sampling order: (frame of id, text, teacher_label; X; y). Valid
+    answers, less the suspects the task's `suspect_labels: drop` leaves out (`train`; older tables lack it)."""
+    table = task_table(task, "labeled_sample")
+    train = "train" if "train" in warehouse.columns(table) else "true"
     sample = warehouse.read_df(
-        f"SELECT id, text, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid ORDER BY sample_rank"
+        f"SELECT id, text, teacher_label FROM {table} WHERE valid AND {train} ORDER BY sample_rank"
     )
     _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=sample["id"].to_numpy())
     return sample, X, sample["teacher_label"].to_numpy()
+
+
+def sample_labels(warehouse: Warehouse, task: TaskSpec) -> pd.Series:
+    """Every valid teacher label by id: what the sampled rows keep in the predictions."""
+    return warehouse.read_df(f"SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid"
+                             ).set_index("id")["teacher_label"]
 
 
 def candidates_inputs_key(task: TaskSpec, sample: pd.DataFrame, X: np.ndarray) -> str:

@@ -10,6 +10,7 @@ from scalellm_dagster.core import plots
 from scalellm_dagster.core.cascade import GuaranteedPlan
 from scalellm_dagster.core.report import TeacherSpend, summary_markdown
 from scalellm_dagster.core.teacher_noise import TeacherNoise
+from scalellm_dagster.flow.suspects import REFERENCE_STUDENT, SuspectReview
 from scalellm_dagster.flow import Candidates, CascadeOutcome, Predicted, Selection, TeacherSession, TrainedStudent
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -139,18 +140,35 @@ def report_metadata(selection: Selection, report_table: pd.DataFrame, written: i
     }
 
 
-def noise_metadata(noise: TeacherNoise, sample: pd.DataFrame, shown: int = 20) -> dict:
-    """The teacher labels the chosen student, trained without them, finds implausible: the estimate behind the
-    learning curves' floor, and the likeliest mistakes to look at (most confident disagreement first)."""
-    suspects = sample.assign(student_label=noise.student_label, student_score=noise.student_confidence)[noise.suspect]
-    suspects = suspects.sort_values("student_score", ascending=False)[
-        ["id", "text", "teacher_label", "student_label", "student_score"]]
-    suspects["text"] = suspects["text"].str.slice(0, 120)
+def noise_metadata(noise: TeacherNoise) -> dict:
+    """The share of teacher labels the chosen student, trained without them, finds implausible: the estimate
+    behind the learning curves' floor. The rows themselves are listed on `labeled_sample`."""
     return {
         "teacher_noise_estimate": MetadataValue.float(round(noise.rate, 4)),
-        "teacher_noise_method": noise.method + "; the learning curves' floor error is bounded below by it",
-        "suspect_teacher_labels": noise.flagged,
-        "suspect_teacher_label_examples": md_table(suspects, max_rows=shown) if len(suspects) else "none",
+        "teacher_noise_method": noise.method + " (chosen student); the learning curves' floor error is bounded "
+        "below by it. labeled_sample lists the suspect rows and what the task did with them",
+    }
+
+
+def suspect_metadata(review: SuspectReview, sample: pd.DataFrame, shown: int = 20) -> dict:
+    """The sample's suspect teacher labels (most confident disagreement first) and the task's policy for them."""
+    rows = sample[sample["suspect"]].sort_values("suspect_student_score", ascending=False)
+    table = pd.DataFrame({
+        "id": rows["id"], "text": rows["text"].str.slice(0, 100), "teacher_label": rows["first_label"],
+        "student_label": rows["suspect_student_label"], "student_score": rows["suspect_student_score"],
+        **({"second_answer": rows["teacher_label"].where(rows["reasked"])} if review.policy == "reask" else {}),
+        "used_for_training": rows["train"],
+    })
+    return {
+        "suspect_labels_policy": review.policy,
+        "suspect_teacher_labels": review.flagged,
+        "suspect_share": MetadataValue.float(round(review.noise.rate, 4)),
+        "suspect_method": f"{review.noise.method}, reference student {REFERENCE_STUDENT}, out of fold",
+        "suspects_reasked": review.reasked,
+        "suspect_answers_changed_by_reask": review.changed_by_reask,
+        "suspects_left_out_of_training": review.dropped,
+        "suspect_note": review.note or "flagged only; every valid label trains the students",
+        "suspect_teacher_label_examples": md_table(table, max_rows=shown) if len(table) else "none",
     }
 
 

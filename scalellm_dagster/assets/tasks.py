@@ -1,4 +1,5 @@
-"""The asset factory: one branch of four assets per task in the tasks file, all hanging off `embeddings`.
+"""The asset factory: one branch of assets per task in the tasks file, all hanging off `embeddings`: the sample,
+the candidates, the report, the predictions and (unsharded) the drift audit (`audit.py`).
 
 Each asset reads its inputs, calls one step of the ScaleLLM flow (`scalellm_dagster.flow`), writes its table and
 turns the step's result into metadata (`task_metadata`).
@@ -10,6 +11,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, asset
 
 from scalellm_dagster.assets import task_io as io
+from scalellm_dagster.assets.audit import audited_ids, build_audit_asset, grant_topup
 from scalellm_dagster.assets import task_metadata as meta
 from scalellm_dagster.assets.sharded import shard_partitions
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, embeddings
@@ -18,6 +20,7 @@ from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.automation import task_fingerprint
 from scalellm_dagster.core.sharding import share_of_budget
 from scalellm_dagster.flow import (
+    LabelledSample,
     calibrate,
     evaluate_students,
     final_labels,
@@ -30,6 +33,7 @@ from scalellm_dagster.flow import (
     with_accuracy_vs_gold,
 )
 from scalellm_dagster.flow.selection import GOLD_EVAL_ROWS
+from scalellm_dagster.flow.suspects import review_suspects
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -46,7 +50,8 @@ TEACHER_KINDS = {"simulated": "python", "openai": "openai", "local": "llama"}
 
 def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsDefinition = embeddings,
                       teacher_kind: str = "simulated") -> list[AssetsDefinition]:
-    """The task's four assets; with `shards`, `predictions` is partitioned like the sharded `embeddings`."""
+    """The task's assets; with `shards`, `predictions` is partitioned like the sharded `embeddings` and there is no
+    drift audit."""
     # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
     common = {"key_prefix": [task.name], "group_name": task.name, "owners": ["team:scalellm"],
               "code_version": task_fingerprint(task)}
@@ -69,26 +74,45 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         budget, budget_note = io.effective_budget(warehouse, task)
         # clustering and the student's uncertainty need every vector at once
         matrix = None if task.sampling == "random" else warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=ids)[1]
-        session = warehouse_session(task, teacher, warehouse, corpus_df,
-                                    io.for_simulation(warehouse, teacher, matrix, shards), context.run.run_id,
+        session_vectors = io.for_simulation(warehouse, teacher, matrix, shards)
+        session = warehouse_session(task, teacher, warehouse, corpus_df, session_vectors, context.run.run_id,
                                     context.log.info)
-        first = first_rows(ids, matrix, task, budget)
+        # rows an audit asked about never train a student: they are not sampled
+        in_pool = ~np.isin(ids, audited_ids(warehouse, task))
+        pool, pool_matrix = ids[in_pool], None if matrix is None else matrix[in_pool]
+        first = first_rows(pool, pool_matrix, task, budget)
         first_texts = corpus_df.set_index("id").loc[first, "text"].tolist()
         estimate = teacher.estimate(task, first_texts, len(corpus_df))
         context.log.info(f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
                          "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False))
-        labelled = label_sample(ids, matrix, task, budget, session, first=first, log=context.log.info)
+        labelled = label_sample(pool, pool_matrix, task, budget, session, first=first, log=context.log.info)
+        drift_rows, topup_log, topup_note = grant_topup(warehouse, task, labelled.ids, context.run.run_id,
+                                                        context.log.info)
+        drift_rows = drift_rows[~np.isin(drift_rows, labelled.ids)]
+        if len(drift_rows):
+            session.ask(drift_rows)
+            labelled = LabelledSample(np.concatenate([labelled.ids, drift_rows]),
+                                      session.answers_for(np.concatenate([labelled.ids, drift_rows])))
+        valid_ids = labelled.valid["id"].to_numpy()
+        review = review_suspects(
+            labelled.answers, warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=valid_ids)[1], task,
+            None if teacher.batch_size == 1 else lambda: warehouse_session(
+                task, teacher, warehouse, corpus_df, session_vectors, context.run.run_id, context.log.info,
+                one_row_reask=True),
+            context.log.info)
         sample = corpus_df.set_index("id").loc[labelled.ids, ["text"]].reset_index().merge(
-            labelled.answers, on="id", how="left", validate="one_to_one")
+            review.answers, on="id", how="left", validate="one_to_one")
         sample.insert(0, "sample_rank", np.arange(len(sample)))
         sample = sample.assign(teacher=session.name, prompt_version=session.model.prompt_version,
-                               sampling=task.sampling)
+                               sampling=task.sampling, drift_topup=sample["id"].isin(drift_rows))
         table = task_table(task, "labeled_sample")
         written = warehouse.write_table(table, sample, also=io.keep_estimate_basis(task, teacher, first_texts)
-                                        + warehouse.snapshot_statements(table, context.run.run_id,
-                                                                        corpus_read and corpus_read.run_id))
-        return MaterializeResult(metadata=meta.sample_metadata(
-            task, sample, written, session, teacher.kind == "simulated", budget, budget_note, estimate))
+                                        + topup_log + warehouse.snapshot_statements(
+                                            table, context.run.run_id, corpus_read and corpus_read.run_id))
+        return MaterializeResult(metadata={**meta.sample_metadata(
+            task, sample, written, session, teacher.kind == "simulated", budget, budget_note, estimate),
+            **meta.suspect_metadata(review, sample), "drift_topup": topup_note,
+            "drift_topup_rows_in_sample": len(drift_rows)})
 
     @asset(
         name="student_candidates",
@@ -128,12 +152,13 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         corpus_rows = warehouse.row_count(CORPUS_TABLE)
         selection = select_student(scores, X, y, task, corpus_rows, spend)
         gold = io.gold_labels(warehouse, task)
-        held_out = None if gold is None else io.gold_eval_rows(warehouse, task, gold, sample["id"].to_numpy(),
+        answered = io.sample_labels(warehouse, task)  # suspects left out of training are still not held out
+        held_out = None if gold is None else io.gold_eval_rows(warehouse, task, gold, answered.index.to_numpy(),
                                                                  GOLD_EVAL_ROWS)
         teacher_vs_gold = None
         if held_out is not None:
             selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, task.seed)
-            teacher_vs_gold = io.teacher_accuracy_vs_gold(gold, sample)
+            teacher_vs_gold = io.teacher_accuracy_vs_gold(gold, answered.reset_index())
         report_table = selection.report_table
         written = warehouse.write_table(task_table(task, "model_selection_report"), report_table)
         summary = meta.report_summary(task, selection, spend, corpus_rows, io.teacher_description(warehouse, task))
@@ -143,7 +168,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
                          f"({selection.choice.cv_accuracy:.3f})")
         return MaterializeResult(metadata={**meta.report_metadata(
             selection, report_table, written, spend, corpus_rows, summary, warehouse.ledger_by_run(task.name),
-            plot_meta), **meta.noise_metadata(selection.noise, sample)})
+            plot_meta), **meta.noise_metadata(selection.noise)})
 
     @asset(
         name="predictions",
@@ -172,7 +197,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         todo = current["id"].to_numpy()[compute]
         predicted = predict_rows(student, io.vector_chunks(warehouse, todo, embedding_source), len(todo),
                                  log=context.log.info)
-        out = _assemble(current, version, reuse, compute, predicted, sample)
+        out = _assemble(current, version, reuse, compute, predicted, io.sample_labels(warehouse, task))
         cascade_budget = task.cascade_budget if shard is None else share_of_budget(task.cascade_budget, shard, shards)
         outcome = None
         if cascade_budget > 0:
@@ -195,12 +220,16 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
                                  io.for_simulation(warehouse, teacher, None, shards), context.run.run_id,
                                  context.log.info)
 
-    return [labeled_sample, student_candidates, model_selection_report, predictions]
+    if shards:  # the audit reads predictions whole; sharded locations audit nothing yet
+        return [labeled_sample, student_candidates, model_selection_report, predictions]
+    audit = build_audit_asset(task, predictions, common, {"duckdb", TEACHER_KINDS.get(teacher_kind, "python")})
+    return [labeled_sample, student_candidates, model_selection_report, predictions, audit]
 
 
 def _assemble(current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute: np.ndarray, predicted,
-              sample: pd.DataFrame) -> pd.DataFrame:
-    """Every row: reused and fresh student predictions, and the teacher's label where it answered."""
+              teacher_labels: pd.Series) -> pd.DataFrame:
+    """Every row: reused and fresh student predictions, and the teacher's label where it answered (`teacher_labels`
+    by id: every valid answer, suspects left out of training included)."""
     out = current.assign(model_version=version, student_label=None, confidence=np.float32(np.nan))
     if len(reuse):
         out = out.set_index("id")
@@ -209,8 +238,7 @@ def _assemble(current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute:
     out.loc[compute, "student_label"] = predicted.labels
     out.loc[compute, "confidence"] = predicted.confidence
     out["confidence"] = out["confidence"].astype(np.float32)
-    label, source = final_labels(out["id"].to_numpy(), out["student_label"].to_numpy(),
-                                 sample.set_index("id")["teacher_label"])
+    label, source = final_labels(out["id"].to_numpy(), out["student_label"].to_numpy(), teacher_labels)
     return out.assign(label=label, source=source)
 
 

@@ -4,14 +4,18 @@ import numpy as np
 import pandas as pd
 
 from scalellm_dagster.flow import TeacherSession
+from scalellm_dagster.flow.suspects import REASK_PROMPT_SUFFIX
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
 
 def warehouse_session(task: TaskSpec, teacher: TeacherResource, warehouse: Warehouse, corpus: pd.DataFrame,
-                      matrix: np.ndarray | None, run_id: str, log) -> TeacherSession:
-    """`matrix` (row-aligned vectors, or a callable streaming blocks) feeds the simulated teacher only."""
+                      matrix: np.ndarray | None, run_id: str, log, one_row_reask: bool = False) -> TeacherSession:
+    """`matrix` (row-aligned vectors, or a callable streaming blocks) feeds the simulated teacher only.
+    `one_row_reask`: one row per request, cached apart from the batched answers (it is another prompt)."""
     model = teacher.build(task, corpus, matrix)
+    version = model.prompt_version + (REASK_PROMPT_SUFFIX if one_row_reask else "")
     cache = warehouse.answer_cache({"provider": model.provider, "model": model.model,
-                                    "prompt_version": model.prompt_version, "task": task.name, "run_id": run_id})
-    return TeacherSession(model, cache, corpus.set_index("id")["text"], teacher.batch_size, teacher.concurrency, log)
+                                    "prompt_version": version, "task": task.name, "run_id": run_id})
+    return TeacherSession(model, cache, corpus.set_index("id")["text"], 1 if one_row_reask else teacher.batch_size,
+                          teacher.concurrency, log)

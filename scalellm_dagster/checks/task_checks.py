@@ -2,6 +2,7 @@
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
+from scalellm_dagster.assets.audit import audit_history, granted_topups
 from scalellm_dagster.assets.shared import CORPUS_TABLE
 from scalellm_dagster.assets.sharded import shard_of_check_run
 from scalellm_dagster.assets.tasks import task_asset_key, task_table
@@ -18,11 +19,12 @@ def max_sample_size(task: TaskSpec) -> int:
     return max(task.budget, task.max_budget or 0) if task.follow_budget_advice else task.budget
 
 
-def labeled_sample_expectations(task: TaskSpec) -> list:
+def labeled_sample_expectations(task: TaskSpec, drift_rows: int = 0) -> list:
+    """`drift_rows`: rows failed audits have added to the sample beyond its budget (`drift_topups`)."""
     import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
 
     return [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=max_sample_size(task)),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=max_sample_size(task) + drift_rows),
         gxe.ExpectColumnValuesToBeUnique(column="id"),
         gxe.ExpectColumnValuesToBeInSet(column="in_corpus", value_set=[True]),
         gxe.ExpectColumnValuesToBeInSet(column="teacher_label", value_set=task.label_names),  # nulls = invalid
@@ -100,7 +102,8 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
             f"""SELECT s.id, s.teacher_label, s.valid, c.id IS NOT NULL AS in_corpus,
                        (s.valid = (s.teacher_label IS NOT NULL)) AS label_matches_valid
                 FROM {table} s LEFT JOIN (SELECT id FROM {corpus_ids}) c USING (id)""")
-        outcome = validate(df, labeled_sample_expectations(task), f"{task.name}_sample")
+        drift_rows = len(granted_topups(warehouse, task))
+        outcome = validate(df, labeled_sample_expectations(task, drift_rows), f"{task.name}_sample")
         covered = df.loc[df["valid"], "teacher_label"].nunique()
         return AssetCheckResult(passed=outcome.passed, metadata={
             **read.metadata, "classes_covered": f"{covered} of {len(task.labels)}",
@@ -187,5 +190,40 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
         outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
         return AssetCheckResult(passed=outcome.passed, metadata={**scope, **outcome.metadata()})
 
-    return [sample_labels_valid, sample_invalid_answers_rare, every_candidate_evaluated, student_chosen,
-            chosen_student_above_floor, predictions_cover_corpus]
+    checks = [sample_labels_valid, sample_invalid_answers_rare, every_candidate_evaluated, student_chosen,
+              chosen_student_above_floor, predictions_cover_corpus]
+    return checks if shards else [*checks, audit_check(task)]
+
+
+def audit_expectations() -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectColumnValuesToBeBetween(column="agreement", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeInSet(column="interval_reaches_estimate", value_set=[True]),
+    ]
+
+
+def audit_check(task: TaskSpec) -> AssetChecksDefinition:
+    @asset_check(asset=task_asset_key(task, "drift_audit"), name="audit_agreement_within_estimate",
+                 description="The deployed labels' agreement with the teacher on this refresh's audited new rows is "
+                 "not below the report's estimate by more than the audit's 95 % interval (a warning: two in a row "
+                 "call for a drift top-up).")
+    def audit_agreement_within_estimate(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+        log = audit_history(warehouse, task)
+        # the audit of this run; a check run on its own judges the latest audit
+        mine = log[log["audit_run_id"] == context.run.run_id] if len(log) else log
+        row = mine if len(mine) else log.tail(1)
+        row = row[row["audited"] > 0] if len(row) else row
+        if not len(row):
+            return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN,
+                                    metadata={"audit": "no audited rows yet (no new rows the student labelled)"})
+        df = row.assign(interval_reaches_estimate=row["ci_high"] >= row["estimate"])
+        outcome = validate(df, audit_expectations(), f"{task.name}_audit", id_column=None)
+        r = row.iloc[0]
+        return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.WARN, metadata={
+            "audit_run_id": str(r["audit_run_id"]), "agreement": float(r["agreement"]),
+            "interval_95": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", "report_estimate": float(r["estimate"]),
+            "audited_rows": int(r["audited"]), **outcome.metadata()})
+
+    return audit_agreement_within_estimate

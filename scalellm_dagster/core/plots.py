@@ -95,3 +95,28 @@ def tradeoff_figure(table: pd.DataFrame, teacher_seconds: float, corpus_rows: in
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="best")
     return fig
+
+
+def audit_figure(history: pd.DataFrame, title: str):
+    """Each refresh's audit: the deployed labels' agreement with the teacher on its new rows, with the audit's 95 %
+    interval, against the report's estimate at the time; failed audits in red."""
+    judged = history[history["audited"] > 0].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(judged))
+    agreement = judged["agreement"].to_numpy(float)
+    low, high = judged["ci_low"].to_numpy(float), judged["ci_high"].to_numpy(float)
+    failed = (judged["passed"] == False).to_numpy()  # noqa: E712 - nullable booleans
+    for mask, color, label in ((~failed, "tab:blue", "audit passed"), (failed, "tab:red", "audit failed")):
+        if mask.any():
+            ax.errorbar(x[mask], agreement[mask], yerr=[agreement[mask] - low[mask], high[mask] - agreement[mask]],
+                        fmt="o", color=color, capsize=4, label=label)
+    ax.step(x, judged["estimate"].to_numpy(float), where="mid", color="black", ls="--",
+            label="report's estimate (cross-validated agreement)")
+    ax.set_xticks(x, [f"{str(r)[:8]}\n{n:,} new" for r, n in zip(judged["audit_run_id"], judged["new_rows"])],
+                  fontsize=7)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("agreement with the teacher (audited new rows)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    return fig

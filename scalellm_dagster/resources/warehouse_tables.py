@@ -53,6 +53,21 @@ class TablesAndEmbeddings:
                     conn.unregister("_keep")
         return int(rows)
 
+    def append_tables(self, frames: dict[str, pd.DataFrame]) -> None:
+        """Append each frame to its table (created on first use, columns matched by name), all in one transaction:
+        a log and its detail rows land together or not at all."""
+        with self.get_connection() as conn, transaction(conn):
+            for i, (table, frame) in enumerate(frames.items()):
+                if not len(frame):
+                    continue
+                name = f"_append_{i}"
+                conn.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+                if "." in table:
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.split(".")[0]}"')
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} AS SELECT * FROM {name} WHERE false")
+                conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM {name}")
+                conn.unregister(name)
+
     def read_df(self, sql: str, params: list | None = None, ids=None) -> pd.DataFrame:
         """`ids`, when given, is readable in the query as the one-column table `_ids` (id)."""
         with self.get_connection() as conn:
@@ -63,6 +78,14 @@ class TablesAndEmbeddings:
     def table_exists(self, table: str) -> bool:
         with self.get_connection() as conn:
             return relation_kind(conn, table) is not None
+
+    def columns(self, table: str) -> list[str]:
+        """The table's column names; empty when it does not exist."""
+        schema, name = table.split(".") if "." in table else ("main", table)
+        with self.get_connection() as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "ORDER BY ordinal_position", [schema, name]).fetchall()]
 
     def row_count(self, table: str) -> int:
         with self.get_connection() as conn:

@@ -1,0 +1,228 @@
+"""The `drift_audit` asset (one per task) and the warehouse state it keeps: each refresh's new rows audited by the
+teacher, and the drift top-ups the sample takes after two failed audits in a row (`core.audit` decides; this module
+reads and writes the tables).
+
+Tables, per task schema, all append-only:
+- `audit_log`      one row per audit: new rows, rows audited, agreement and its 95 % interval, the estimate, verdict
+- `audit_answers`  the audited rows: the teacher's answer and the deployed label (never used for training)
+- `audit_scope`    every id an audit has counted as new, so the next refresh's new rows are the rest
+- `drift_topups`   rows added to the sample after failed audits, and the audit that called for them
+"""
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown
+from scalellm_dagster.core import plots
+from scalellm_dagster.assets.shared import CORPUS_TABLE
+from scalellm_dagster.assets.task_io import task_table
+from scalellm_dagster.assets.teaching import warehouse_session
+from scalellm_dagster.core.audit import (
+    FAILURES_BEFORE_TOPUP,
+    AuditVerdict,
+    draw_audit,
+    drift_topup,
+    failures_in_a_row,
+    judge_audit,
+)
+from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.tasks_config import TaskSpec
+
+
+def audit_table(task: TaskSpec, name: str) -> str:
+    return task_table(task, name)
+
+
+def audited_ids(warehouse: Warehouse, task: TaskSpec) -> np.ndarray:
+    """Rows an audit asked the teacher about: kept out of every sample, so they never train a student."""
+    table = audit_table(task, "audit_answers")
+    if not warehouse.table_exists(table):
+        return np.array([])
+    return warehouse.read_df(f"SELECT DISTINCT id FROM {table}")["id"].to_numpy()
+
+
+def granted_topups(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
+    table = audit_table(task, "drift_topups")
+    if not warehouse.table_exists(table):
+        return pd.DataFrame({"id": [], "after_audit_run_id": []})
+    return warehouse.read_df(f"SELECT id, after_audit_run_id FROM {table} ORDER BY granted_at, topup_rank")
+
+
+def audit_history(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
+    table = audit_table(task, "audit_log")
+    if not warehouse.table_exists(table):
+        return pd.DataFrame(columns=["audit_run_id", "audited_at", "passed"])
+    return warehouse.read_df(f"SELECT * FROM {table} ORDER BY audited_at")
+
+
+def failing_streak(history: pd.DataFrame, topups: pd.DataFrame) -> pd.DataFrame:
+    """The audits of the current run of failures, counted since the last top-up (a top-up starts a new count)."""
+    if len(topups) and len(history):
+        last = topups["after_audit_run_id"].iloc[-1]
+        after = np.flatnonzero(history["audit_run_id"].to_numpy() == last)
+        history = history.iloc[after[-1] + 1:] if len(after) else history
+    passed = [None if pd.isna(p) else bool(p) for p in history["passed"]]
+    streak = failures_in_a_row(passed)
+    judged = history[[p is not None for p in passed]]
+    return judged.iloc[len(judged) - streak:] if streak else judged.iloc[:0]
+
+
+def due_topup(warehouse: Warehouse, task: TaskSpec) -> tuple[np.ndarray, str] | None:
+    """(the failing audits' new rows, the last failing audit's run id) when two or more audits in a row have failed
+    since the last top-up; else None."""
+    streak = failing_streak(audit_history(warehouse, task), granted_topups(warehouse, task))
+    if len(streak) < FAILURES_BEFORE_TOPUP:
+        return None
+    scope = warehouse.read_df(f"SELECT id FROM {audit_table(task, 'audit_scope')} WHERE audit_run_id IN "
+                              f"(SELECT unnest(?::VARCHAR[]))", [streak["audit_run_id"].tolist()])
+    return scope["id"].to_numpy(), str(streak["audit_run_id"].iloc[-1])
+
+
+def grant_topup(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, run_id: str,
+                log) -> tuple[np.ndarray, list[tuple[str, list]], str]:
+    """The sample's drift rows: every top-up granted before, plus a new one when failed audits call for it.
+    Returns (ids to add to the sample, statements recording a new grant, a note for the metadata)."""
+    granted = granted_topups(warehouse, task)
+    due = due_topup(warehouse, task)
+    if due is None:
+        note = f"{len(granted):,} drift rows from earlier top-ups" if len(granted) else "no drift top-up"
+        return granted["id"].to_numpy(), [], note
+    pool, after = due
+    exclude = np.concatenate([np.asarray(sample_ids), granted["id"].to_numpy(), audited_ids(warehouse, task)])
+    new = drift_topup(pool, exclude, task.drift_topup, task.seed)
+    log(f"drift top-up: {FAILURES_BEFORE_TOPUP}+ failed audits in a row (last: run {after[:8]}); adding {len(new):,} "
+        f"rows from their new rows to the sample")
+    table = audit_table(task, "drift_topups")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    statements = [
+        (f'CREATE SCHEMA IF NOT EXISTS "{task.name}"', []),
+        (f"CREATE TABLE IF NOT EXISTS {table} (id {_id_type(new)}, topup_rank INTEGER, granted_at TIMESTAMP, "
+         "granted_by_run_id VARCHAR, after_audit_run_id VARCHAR)", []),
+        (f"INSERT INTO {table} SELECT unnest(?), unnest(range(?)), ?, ?, ?",
+         [new.tolist(), len(new), now, run_id, after]),
+    ]
+    return (np.concatenate([granted["id"].to_numpy(), new]), statements,
+            f"drift top-up of {len(new):,} rows granted after failed audits (last: run {after[:8]})")
+
+
+def _id_type(ids: np.ndarray) -> str:
+    return "BIGINT" if np.issubdtype(np.asarray(ids).dtype, np.integer) else "VARCHAR"
+
+
+def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, common: dict,
+                      teacher_kinds: set[str]) -> AssetsDefinition:
+    @asset(
+        name="drift_audit",
+        deps=[predictions_asset],
+        kinds=teacher_kinds,
+        tags={"task": task.name, "layer": "audit"},
+        description=(
+            f"Each refresh's new rows audited: {task.audit_rows} of those the student labelled, asked of the "
+            "teacher (never trained on), their agreement with the deployed labels and its 95 % interval against "
+            "the report's estimate. Two failed audits in a row call for a drift top-up of "
+            f"{task.drift_topup:,} sample rows from the failing refreshes (drift_topup_sensor reruns the task)."
+        ),
+        **common,
+    )
+    def drift_audit(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
+        if task.audit_rows == 0:
+            return MaterializeResult(metadata={"audit": "off (audit_rows: 0)"})
+        predictions, scope = task_table(task, "predictions"), audit_table(task, "audit_scope")
+        anti = f" ANTI JOIN {scope} s ON p.id = s.id" if warehouse.table_exists(scope) else ""
+        new = warehouse.read_df(f"SELECT p.id, p.label, p.source FROM {predictions} p{anti}")
+        history = audit_history(warehouse, task)
+        topups = granted_topups(warehouse, task)
+        estimate = _estimate(warehouse, task)
+        run_id = context.run.run_id
+        if not len(new):
+            context.log.info("no rows new since the last audit: nothing to audit")
+            return MaterializeResult(metadata=_metadata(task, history, topups, None, 0, estimate, run_id, None))
+        student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
+        picked = draw_audit(student_rows, task.audit_rows, task.seed)
+        context.log.info(f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
+                         f"student); asking the teacher about {len(picked):,} of them")
+        answers = pd.DataFrame({"id": picked[:0], "teacher_label": pd.Series([], dtype=object)})
+        if len(picked):
+            corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
+            session = warehouse_session(task, teacher, warehouse, corpus_df, _simulation_vectors(warehouse, teacher),
+                                        run_id, context.log.info)
+            answers = session.ask(picked)[["id", "teacher_label", "valid"]]
+            answers = answers[answers["valid"]].drop(columns="valid")
+        deployed = new.set_index("id")["label"]
+        answers = answers.assign(deployed_label=deployed.loc[answers["id"]].to_numpy())
+        answers["agrees"] = answers["teacher_label"] == answers["deployed_label"]
+        verdict = judge_audit(answers["agrees"].to_numpy(), estimate)
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        log_row = pd.DataFrame([{
+            "audit_run_id": run_id, "audited_at": now, "corpus_rows": warehouse.row_count(CORPUS_TABLE),
+            "new_rows": len(new), "student_rows": len(student_rows), "audited": verdict.audited,
+            "agreed": verdict.agreed, "agreement": verdict.agreement, "ci_low": verdict.ci_low,
+            "ci_high": verdict.ci_high, "estimate": estimate, "passed": verdict.passed,
+            "model": _chosen(warehouse, task)}])
+        log_row["passed"] = log_row["passed"].astype("boolean")
+        warehouse.append_tables({
+            audit_table(task, "audit_log"): log_row,
+            audit_table(task, "audit_answers"): answers.assign(audit_run_id=run_id),
+            scope: pd.DataFrame({"id": new["id"].to_numpy(), "audit_run_id": run_id}),
+        })
+        history = pd.concat([history, log_row], ignore_index=True) if len(history) else log_row
+        return MaterializeResult(metadata=_metadata(task, history, topups, verdict, len(new), estimate, run_id,
+                                                    answers))
+
+    return drift_audit
+
+
+def _estimate(warehouse: Warehouse, task: TaskSpec) -> float:
+    """The report's estimate: the chosen student's cross-validated agreement with the teacher."""
+    return float(warehouse.read_df(f"SELECT cv_accuracy FROM {task_table(task, 'model_selection_report')} "
+                                   "WHERE chosen")["cv_accuracy"].iloc[0])
+
+
+def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
+    return str(warehouse.read_df(f"SELECT any_value(model) AS m FROM {task_table(task, 'predictions')}")["m"].iloc[0])
+
+
+def _simulation_vectors(warehouse: Warehouse, teacher: TeacherResource):
+    from scalellm_dagster.assets.shared import EMBEDDINGS_TABLE
+
+    return (lambda: warehouse.iter_embeddings(EMBEDDINGS_TABLE)) if teacher.kind == "simulated" else None
+
+
+def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdict: AuditVerdict | None,
+              new_rows: int, estimate: float, run_id: str, answers: pd.DataFrame | None) -> dict:
+    streak = failing_streak(history, topups)
+    due = len(streak) >= FAILURES_BEFORE_TOPUP
+    shown = history.tail(20).assign(run=lambda d: d["audit_run_id"].str.slice(0, 8))[
+        ["run", "audited_at", "new_rows", "audited", "agreement", "ci_low", "ci_high", "estimate", "passed"]] \
+        if len(history) else None
+    meta = {
+        "new_rows": new_rows,
+        "audited_rows": verdict.audited if verdict else 0,
+        "audit_agreement": MetadataValue.float(round(verdict.agreement, 4)) if verdict and verdict.audited else "none",
+        "audit_interval_95": (f"[{verdict.ci_low:.3f}, {verdict.ci_high:.3f}] (Clopper-Pearson)"
+                              if verdict and verdict.audited else "none"),
+        "report_estimate": MetadataValue.float(round(estimate, 4)),
+        "audit_passed": "no audit this run" if verdict is None or verdict.passed is None else verdict.passed,
+        "failed_audits_in_a_row": len(streak),
+        "drift_topup_due": due,
+        # the sensor keys its run request on this: one top-up per failing streak
+        "last_failed_audit_run_id": str(streak["audit_run_id"].iloc[-1]) if len(streak) else "none",
+        "drift_topups_granted_rows": len(topups),
+        "audits": md_table(shown, floatfmt=".3f") if shown is not None else "no audit yet",
+        "audit_rule": f"{task.audit_rows} rows a refresh; fails when the 95 % interval's upper end is below the "
+        f"estimate; {FAILURES_BEFORE_TOPUP} failures in a row call for a top-up of {task.drift_topup:,} rows",
+    }
+    if shown is not None and (history["audited"] > 0).any():
+        fig = plots.audit_figure(history.tail(20), f"{task.name}: drift audits")
+        meta["audit_plot"] = png_markdown(figure_png(fig), "agreement on each refresh's new rows")
+        plots.close(fig)
+    if answers is not None and len(answers):
+        disagreements = answers[~answers["agrees"]].head(10)
+        meta["disagreements"] = md_table(disagreements[["id", "teacher_label", "deployed_label"]]) \
+            if len(disagreements) else "none"
+    if run_id:
+        meta["audit_run_id"] = run_id
+    return meta

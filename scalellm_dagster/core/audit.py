@@ -1,0 +1,85 @@
+"""Auditing a deployed student on the rows each refresh brings: is it still as good as the report said?
+
+A refresh's new rows are the ones no earlier audit covered. A small seeded random share of those the student
+labelled goes to the teacher (never to training); their agreement with the deployed labels, with its exact
+(Clopper-Pearson) 95 % interval, is compared with the report's estimate (the chosen student's cross-validated
+agreement with the teacher). An audit fails when even the interval's upper end lies below the estimate: a drop a
+few dozen rows can show is a large one, so a failure means the new rows are unlike those the student learned from.
+Two failures in a row call for a drift top-up: teacher labels on rows from the failing refreshes, added to the
+sample, and the selection run again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scalellm_dagster.core.sampling import sampling_priority
+
+CONFIDENCE = 0.95
+FAILURES_BEFORE_TOPUP = 2
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    audited: int
+    agreed: int
+    agreement: float | None
+    ci_low: float | None
+    ci_high: float | None
+    estimate: float
+    passed: bool | None  # None: nothing to audit (no new rows the student labelled)
+
+    @property
+    def shortfall(self) -> float | None:
+        return None if self.agreement is None else self.estimate - self.agreement
+
+
+def draw_audit(candidate_ids: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """`rows` of the candidates, chosen by the same stable per-id priority the samples use (salted apart from the
+    sample's, so audits are not the rows next in line for a bigger budget)."""
+    candidate_ids = np.asarray(candidate_ids)
+    if rows <= 0 or not len(candidate_ids):
+        return candidate_ids[:0]
+    order = np.argsort(sampling_priority(candidate_ids, seed + 7_919), kind="stable")
+    return candidate_ids[order[:rows]]
+
+
+def clopper_pearson(agreed: int, audited: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    alpha = 1 - confidence
+    low = 0.0 if agreed == 0 else float(beta.ppf(alpha / 2, agreed, audited - agreed + 1))
+    high = 1.0 if agreed == audited else float(beta.ppf(1 - alpha / 2, agreed + 1, audited - agreed))
+    return low, high
+
+
+def judge_audit(agrees: np.ndarray, estimate: float) -> AuditVerdict:
+    agrees = np.asarray(agrees, dtype=bool)
+    if not len(agrees):
+        return AuditVerdict(0, 0, None, None, None, estimate, None)
+    agreed = int(agrees.sum())
+    low, high = clopper_pearson(agreed, len(agrees))
+    return AuditVerdict(len(agrees), agreed, agreed / len(agrees), low, high, estimate, high >= estimate)
+
+
+def failures_in_a_row(history: list[bool | None]) -> int:
+    """Consecutive failed audits at the end of `history` (oldest first); refreshes with nothing to audit neither
+    break nor extend the run."""
+    count = 0
+    for passed in reversed([p for p in history if p is not None]):
+        if passed:
+            break
+        count += 1
+    return count
+
+
+def drift_topup(pool_ids: np.ndarray, exclude_ids: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """`rows` ids from `pool_ids` (the failing refreshes' new rows) not in `exclude_ids` (already sampled or
+    audited), by stable priority, so a rerun of the same top-up picks the same rows and pays nothing again."""
+    pool = np.setdiff1d(np.asarray(pool_ids), np.asarray(exclude_ids))
+    if rows <= 0 or not len(pool):
+        return pool[:0]
+    order = np.argsort(sampling_priority(pool, seed + 104_729), kind="stable")
+    return pool[order[:rows]]

@@ -1,0 +1,97 @@
+"""Audits of each refresh's new rows, and the drift top-up after two failures: a corpus whose new rows come from a
+label the sample never saw (`top_ups`), against rows like the first ones."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from dagster import AssetKey, AssetSelection, DagsterInstance, build_sensor_context
+
+from scalellm_dagster.definitions import build_definitions
+from scalellm_dagster.settings import DEMO_CORPUS, Settings
+from tests.pipeline_helpers import query, run_pipeline
+
+
+def _audit_check(result) -> tuple[bool, str]:
+    check = next(e for e in result.get_asset_check_evaluations()
+                 if e.check_name == "audit_agreement_within_estimate")
+    return check.passed, check.severity.value
+
+
+def _audit_meta(result) -> dict:
+    return next(e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.asset_key == AssetKey(["topic", "drift_audit"]))
+
+
+# what corpus_folder_sensor runs for a new file: the deployed student predicts the new rows; nothing is retrained
+REFRESH = AssetSelection.assets(AssetKey("corpus"), AssetKey("embeddings"), AssetKey(["topic", "predictions"]),
+                                AssetKey(["topic", "drift_audit"]))
+
+
+def _tick(instance):
+    defs = build_definitions(Settings.from_env())
+    return defs.resolve_sensor_def("drift_topup_sensor").evaluate_tick(
+        build_sensor_context(instance=instance, definitions=defs))
+
+
+@pytest.fixture
+def drifting_corpus(pipeline_env, tmp_path, monkeypatch):
+    """A corpus folder whose first file has no `top_ups` rows; returns (folder, familiar rows, top_ups rows)."""
+    demo = pd.read_parquet(DEMO_CORPUS).sample(frac=1.0, random_state=0)
+    demo["is_card"] = "other"
+    familiar, novel = demo[demo["topic"] != "top_ups"], demo[demo["topic"] == "top_ups"]
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    familiar.iloc[:400].to_parquet(folder / "part-000.parquet", index=False)
+    monkeypatch.setenv("SCALELLM_CORPUS", str(folder))
+    return folder, familiar.iloc[400:], novel
+
+
+def test_new_rows_of_an_unseen_label_fail_two_audits_and_the_top_up_fixes_it(pipeline_env, drifting_corpus):
+    folder, familiar, novel = drifting_corpus
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        first = _audit_meta(run_pipeline(instance))  # every row is new to the first audit: like the sample
+        assert first["audited_rows"].value == 30 and first["audit_passed"].value is True
+        assert first["new_rows"].value == 400
+
+        familiar.iloc[:150].to_parquet(folder / "part-001.parquet", index=False)
+        result = run_pipeline(instance, REFRESH)
+        same = _audit_meta(result)  # more of the same: the audit holds
+        assert _audit_check(result) == (True, "WARN")
+        assert same["new_rows"].value == 150 and same["audit_passed"].value is True
+        assert _tick(instance).run_requests == []
+
+        failures = []
+        for i, part in enumerate([novel.iloc[:150], novel.iloc[150:300]], start=2):
+            part.to_parquet(folder / f"part-00{i}.parquet", index=False)
+            result = run_pipeline(instance, REFRESH)
+            assert result.success and _audit_check(result) == (False, "WARN")  # a warning: the run goes on
+            failures.append(_audit_meta(result))
+        assert [m["audit_passed"].value for m in failures] == [False, False]
+        assert all(m["audit_agreement"].value < 0.3 for m in failures)  # the student never says top_ups
+        assert [m["failed_audits_in_a_row"].value for m in failures] == [1, 2]
+        assert not failures[0]["drift_topup_due"].value and failures[1]["drift_topup_due"].value
+
+        tick = _tick(instance)
+        assert len(tick.run_requests) == 1
+        request = tick.run_requests[0]
+        assert request.tags["scalellm/task"] == "topic"
+        assert AssetKey(["topic", "labeled_sample"]) in request.asset_selection
+        topped = run_pipeline(instance, selection=AssetSelection.assets(*request.asset_selection))
+        assert topped.success
+        assert not _audit_meta(topped)["drift_topup_due"].value  # the streak is answered: no second request
+        assert _tick(instance).run_requests == []
+
+        drift = query(db, "SELECT s.id, c.topic FROM topic.labeled_sample s JOIN corpus c USING (id) "
+                          "WHERE s.drift_topup")
+        assert len(drift) == 50 and {t for _, t in drift} == {"top_ups"}  # from the failing refreshes' rows
+        audited = {r[0] for r in query(db, "SELECT id FROM topic.audit_answers")}
+        sampled = {r[0] for r in query(db, "SELECT id FROM topic.labeled_sample")}
+        assert audited and not audited & sampled  # audit rows never train a student
+
+        novel.iloc[300:450].to_parquet(folder / "part-004.parquet", index=False)
+        after = _audit_meta(run_pipeline(instance, REFRESH))
+        assert after["audit_passed"].value is True and after["failed_audits_in_a_row"].value == 0
+        log = query(db, "SELECT new_rows, passed FROM topic.audit_log ORDER BY audited_at")
+        assert log == [(400, True), (150, True), (150, False), (150, False), (150, True)]
