@@ -33,7 +33,7 @@ from scalellm_dagster import bench
 from scalellm_dagster.embedders.lsa import LsaEmbedder
 from scalellm_dagster.flow import MemoryCache
 from scalellm_dagster.settings import DEMO_CORPUS
-from scalellm_dagster.tasks_config import parse_task
+from scalellm_dagster.tasks_config import load_tasks, parse_task
 from scalellm_dagster.teachers.simulated import SimulatedTeacher
 
 CANDIDATES = ["logistic_regression", "linear_svm", "ridge"]
@@ -56,6 +56,9 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
     X = LsaEmbedder(dim=384, seed=0).fit_embed(df["text"].tolist())
     gold = df["label"].to_numpy()
     labels = sorted(set(gold))
+    if args.tasks_file:  # a real LLM needs the task's own instruction and label descriptions
+        spec = load_tasks(args.tasks_file)[0]
+        args.instruction, labels = spec.instruction, spec.labels
     rows = []
     teachers = SIMULATIONS if args.teacher == "simulated" else {"smollm2-135m-local": None}
     policies = ["keep", "drop"] if args.teacher == "simulated" else ["keep", "reask", "drop"]
@@ -130,6 +133,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10, help="rows per request for the first question")
     parser.add_argument("--max-rows", type=int, help="random subsample of each dataset (seeded)")
     parser.add_argument("--instruction", default="Label the text.")
+    parser.add_argument("--tasks-file", help="take the instruction and labels (with descriptions) of its first task")
     parser.add_argument("--out", default="benchmarks/results/suspect_labels.json")
     args = parser.parse_args()
     rows = [row for path in args.datasets for row in one_dataset(*load(path, args.max_rows, 0), args)]

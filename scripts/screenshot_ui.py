@@ -31,6 +31,8 @@ PAGES = [
     ("assets/intent/model_selection_report?view=events", "docs/ui/report_events.png"),
     ("assets/intent/predictions?view=checks", "docs/ui/predictions_checks.png"),
     ("assets/intent/labeled_sample", "docs/ui/sample_overview.png"),
+    ("assets/intent/labeled_sample?view=events", "docs/ui/sample_events.png"),
+    ("assets/topic/drift_audit?view=events", "docs/ui/drift_audit_events.png"),
 ]
 PLOTS = ["intent_learning_curves.png", "intent_accuracy_vs_time.png"]
 

@@ -135,3 +135,11 @@ def test_reask_through_the_assets_pays_once_and_shows_the_suspects(pipeline_env,
         assert run_pipeline(instance).success  # a rerun asks nothing again, the re-asked suspects included
         assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger WHERE task = 'topic' "
                          "AND prompt_version LIKE '%+one-row-reask'")[0][0] == one_row
+
+
+def test_too_few_valid_labels_flag_nothing_and_say_why():
+    answers = pd.DataFrame({"id": [1, 2, 3], "teacher_label": ["a", None, "a"], "raw_answer": ["a", "?", "a"],
+                            "valid": [True, False, True], "from_cache": False})
+    review = review_suspects(answers, np.zeros((2, 4)), _task("drop"))
+    assert review.flagged == 0 and "not estimated" in review.noise.method
+    assert review.answers["train"].tolist() == [True, False, True]

@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown
 from scalellm_dagster.core import plots
 from scalellm_dagster.assets.shared import CORPUS_TABLE
-from scalellm_dagster.assets.task_io import task_table
+from scalellm_dagster.assets.task_io import reports_dir, task_table
 from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.core.audit import (
     FAILURES_BEFORE_TOPUP,
@@ -32,27 +32,23 @@ from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def audit_table(task: TaskSpec, name: str) -> str:
-    return task_table(task, name)
-
-
 def audited_ids(warehouse: Warehouse, task: TaskSpec) -> np.ndarray:
     """Rows an audit asked the teacher about: kept out of every sample, so they never train a student."""
-    table = audit_table(task, "audit_answers")
+    table = task_table(task, "audit_answers")
     if not warehouse.table_exists(table):
         return np.array([])
     return warehouse.read_df(f"SELECT DISTINCT id FROM {table}")["id"].to_numpy()
 
 
 def granted_topups(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
-    table = audit_table(task, "drift_topups")
+    table = task_table(task, "drift_topups")
     if not warehouse.table_exists(table):
         return pd.DataFrame({"id": [], "after_audit_run_id": []})
     return warehouse.read_df(f"SELECT id, after_audit_run_id FROM {table} ORDER BY granted_at, topup_rank")
 
 
 def audit_history(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
-    table = audit_table(task, "audit_log")
+    table = task_table(task, "audit_log")
     if not warehouse.table_exists(table):
         return pd.DataFrame(columns=["audit_run_id", "audited_at", "passed"])
     return warehouse.read_df(f"SELECT * FROM {table} ORDER BY audited_at")
@@ -76,7 +72,7 @@ def due_topup(warehouse: Warehouse, task: TaskSpec) -> tuple[np.ndarray, str] | 
     streak = failing_streak(audit_history(warehouse, task), granted_topups(warehouse, task))
     if len(streak) < FAILURES_BEFORE_TOPUP:
         return None
-    scope = warehouse.read_df(f"SELECT id FROM {audit_table(task, 'audit_scope')} WHERE audit_run_id IN "
+    scope = warehouse.read_df(f"SELECT id FROM {task_table(task, 'audit_scope')} WHERE audit_run_id IN "
                               f"(SELECT unnest(?::VARCHAR[]))", [streak["audit_run_id"].tolist()])
     return scope["id"].to_numpy(), str(streak["audit_run_id"].iloc[-1])
 
@@ -95,7 +91,7 @@ def grant_topup(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, ru
     new = drift_topup(pool, exclude, task.drift_topup, task.seed)
     log(f"drift top-up: {FAILURES_BEFORE_TOPUP}+ failed audits in a row (last: run {after[:8]}); adding {len(new):,} "
         f"rows from their new rows to the sample")
-    table = audit_table(task, "drift_topups")
+    table = task_table(task, "drift_topups")
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     statements = [
         (f'CREATE SCHEMA IF NOT EXISTS "{task.name}"', []),
@@ -130,7 +126,7 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
     def drift_audit(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         if task.audit_rows == 0:
             return MaterializeResult(metadata={"audit": "off (audit_rows: 0)"})
-        predictions, scope = task_table(task, "predictions"), audit_table(task, "audit_scope")
+        predictions, scope = task_table(task, "predictions"), task_table(task, "audit_scope")
         anti = f" ANTI JOIN {scope} s ON p.id = s.id" if warehouse.table_exists(scope) else ""
         new = warehouse.read_df(f"SELECT p.id, p.label, p.source FROM {predictions} p{anti}")
         history = audit_history(warehouse, task)
@@ -164,13 +160,13 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
             "model": _chosen(warehouse, task)}])
         log_row["passed"] = log_row["passed"].astype("boolean")
         warehouse.append_tables({
-            audit_table(task, "audit_log"): log_row,
-            audit_table(task, "audit_answers"): answers.assign(audit_run_id=run_id),
+            task_table(task, "audit_log"): log_row,
+            task_table(task, "audit_answers"): answers.assign(audit_run_id=run_id),
             scope: pd.DataFrame({"id": new["id"].to_numpy(), "audit_run_id": run_id}),
         })
         history = pd.concat([history, log_row], ignore_index=True) if len(history) else log_row
         return MaterializeResult(metadata=_metadata(task, history, topups, verdict, len(new), estimate, run_id,
-                                                    answers))
+                                                    answers, reports_dir(warehouse)))
 
     return drift_audit
 
@@ -192,7 +188,7 @@ def _simulation_vectors(warehouse: Warehouse, teacher: TeacherResource):
 
 
 def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdict: AuditVerdict | None,
-              new_rows: int, estimate: float, run_id: str, answers: pd.DataFrame | None) -> dict:
+              new_rows: int, estimate: float, run_id: str, answers: pd.DataFrame | None, reports_dir=None) -> dict:
     streak = failing_streak(history, topups)
     due = len(streak) >= FAILURES_BEFORE_TOPUP
     shown = history.tail(20).assign(run=lambda d: d["audit_run_id"].str.slice(0, 8))[
@@ -217,8 +213,14 @@ def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdi
     }
     if shown is not None and (history["audited"] > 0).any():
         fig = plots.audit_figure(history.tail(20), f"{task.name}: drift audits")
-        meta["audit_plot"] = png_markdown(figure_png(fig), "agreement on each refresh's new rows")
+        png = figure_png(fig)
         plots.close(fig)
+        meta["audit_plot"] = png_markdown(png, "agreement on each refresh's new rows")
+        if reports_dir is not None:
+            path = reports_dir / f"{task.name}_drift_audits.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+            meta["audit_plot_png"] = MetadataValue.path(str(path))
     if answers is not None and len(answers):
         disagreements = answers[~answers["agrees"]].head(10)
         meta["disagreements"] = md_table(disagreements[["id", "teacher_label", "deployed_label"]]) \

@@ -59,7 +59,11 @@ def review_suspects(answers: pd.DataFrame, X_valid: np.ndarray, task: TaskSpec,
     in their order. `reask_session` builds the one-row-per-request session the `reask` policy asks with."""
     valid = answers["valid"].to_numpy(dtype=bool)
     y = answers.loc[valid, "teacher_label"].to_numpy()
-    noise = estimate_teacher_noise(y, out_of_fold(REFERENCE_STUDENT, X_valid, y, task.cv_folds, task.seed))
+    if len(np.unique(y)) < 2 or len(y) < 2 * task.cv_folds:  # nothing a student could be trained to judge with
+        noise = TeacherNoise(0.0, np.zeros(len(y), bool), y.copy(), np.zeros(len(y)),
+                             "not estimated: too few valid labels or classes")
+    else:
+        noise = estimate_teacher_noise(y, out_of_fold(REFERENCE_STUDENT, X_valid, y, task.cv_folds, task.seed))
     out = answers.assign(suspect=False, suspect_student_label=None, suspect_student_score=np.nan,
                          first_label=answers["teacher_label"], reasked=False, train=valid)
     rows = out.index[valid]
