@@ -31,7 +31,7 @@ PAGES = [
     ("assets/intent/model_selection_report?view=events", "docs/ui/report_events.png"),
     ("assets/intent/predictions?view=checks", "docs/ui/predictions_checks.png"),
     ("assets/intent/labeled_sample", "docs/ui/sample_overview.png"),
-    ("assets/intent/labeled_sample?view=events", "docs/ui/sample_events.png"),
+    ("assets/intent/labeled_sample?view=events", "docs/ui/sample_events.png", 3400),  # tall: the suspects are last
     ("assets/topic/drift_audit?view=events", "docs/ui/drift_audit_events.png"),
 ]
 PLOTS = ["intent_learning_curves.png", "intent_accuracy_vs_time.png"]
@@ -60,13 +60,13 @@ def main(*page: str) -> None:
                 break
             except OSError:
                 time.sleep(1)
-        for path, out in pages:
+        for path, out, *height in pages:
             (ROOT / out).parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory() as profile:
                 subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
                                 "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
-                                "--window-size=1600,1000", "--virtual-time-budget=20000",
+                                f"--window-size=1600,{height[0] if height else 1000}", "--virtual-time-budget=20000",
                                 f"--screenshot={ROOT / out}", f"http://127.0.0.1:{port}/{path}"],
                                check=True, capture_output=True, timeout=120)
             print(f"wrote {out}")

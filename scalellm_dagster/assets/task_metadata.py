@@ -163,7 +163,7 @@ def suspect_metadata(review: SuspectReview, sample: pd.DataFrame, shown: int = 2
         "suspect_labels_policy": review.policy,
         "suspect_teacher_labels": review.flagged,
         "suspect_share": MetadataValue.float(round(review.noise.rate, 4)),
-        "suspect_method": f"{review.noise.method}, reference student {REFERENCE_STUDENT}, out of fold",
+        "suspect_method": f"{review.noise.method}, reference student {REFERENCE_STUDENT}",
         "suspects_reasked": review.reasked,
         "suspect_answers_changed_by_reask": review.changed_by_reask,
         "suspects_left_out_of_training": review.dropped,
