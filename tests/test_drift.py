@@ -95,3 +95,18 @@ def test_new_rows_of_an_unseen_label_fail_two_audits_and_the_top_up_fixes_it(pip
         assert after["audit_passed"].value is True and after["failed_audits_in_a_row"].value == 0
         log = query(db, "SELECT new_rows, passed FROM topic.audit_log ORDER BY audited_at")
         assert log == [(400, True), (150, True), (150, False), (150, False), (150, True)]
+
+
+def test_the_audit_interval_is_the_exact_one_and_failures_count_in_a_row():
+    from scipy.stats import binomtest
+
+    from scalellm_dagster.core.audit import clopper_pearson, failures_in_a_row, judge_audit
+
+    for agreed, n in [(0, 30), (12, 30), (30, 30), (71, 100)]:
+        exact = binomtest(agreed, n).proportion_ci(confidence_level=0.95, method="exact")
+        assert clopper_pearson(agreed, n) == pytest.approx((exact.low, exact.high), abs=1e-9)
+    assert judge_audit([True] * 12 + [False] * 18, estimate=0.7).passed is False  # 0.4, interval up to 0.59
+    assert judge_audit([True] * 18 + [False] * 12, estimate=0.7).passed is True  # 0.6, interval up to 0.77
+    assert judge_audit([], estimate=0.7).passed is None
+    assert failures_in_a_row([True, False, None, False]) == 2  # a refresh with nothing to audit breaks nothing
+    assert failures_in_a_row([False, True]) == 0

@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown
 from scalellm_dagster.core import plots
 from scalellm_dagster.assets.shared import CORPUS_TABLE
-from scalellm_dagster.assets.task_io import reports_dir, task_table
+from scalellm_dagster.assets.task_io import for_simulation, reports_dir, task_table
 from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.core.audit import (
     FAILURES_BEFORE_TOPUP,
@@ -143,8 +143,8 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
         answers = pd.DataFrame({"id": picked[:0], "teacher_label": pd.Series([], dtype=object)})
         if len(picked):
             corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
-            session = warehouse_session(task, teacher, warehouse, corpus_df, _simulation_vectors(warehouse, teacher),
-                                        run_id, context.log.info)
+            session = warehouse_session(task, teacher, warehouse, corpus_df,
+                                        for_simulation(warehouse, teacher, None, 0), run_id, context.log.info)
             answers = session.ask(picked)[["id", "teacher_label", "valid"]]
             answers = answers[answers["valid"]].drop(columns="valid")
         deployed = new.set_index("id")["label"]
@@ -179,12 +179,6 @@ def _estimate(warehouse: Warehouse, task: TaskSpec) -> float:
 
 def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
     return str(warehouse.read_df(f"SELECT any_value(model) AS m FROM {task_table(task, 'predictions')}")["m"].iloc[0])
-
-
-def _simulation_vectors(warehouse: Warehouse, teacher: TeacherResource):
-    from scalellm_dagster.assets.shared import EMBEDDINGS_TABLE
-
-    return (lambda: warehouse.iter_embeddings(EMBEDDINGS_TABLE)) if teacher.kind == "simulated" else None
 
 
 def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdict: AuditVerdict | None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scalellm_dagster.core.cascade import clopper_pearson_lower
 from scalellm_dagster.core.sampling import sampling_priority
 
 CONFIDENCE = 0.95
@@ -47,11 +48,11 @@ def draw_audit(candidate_ids: np.ndarray, rows: int, seed: int) -> np.ndarray:
 
 
 def clopper_pearson(agreed: int, audited: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    from scipy.stats import beta
-
-    alpha = 1 - confidence
-    low = 0.0 if agreed == 0 else float(beta.ppf(alpha / 2, agreed, audited - agreed + 1))
-    high = 1.0 if agreed == audited else float(beta.ppf(1 - alpha / 2, agreed + 1, audited - agreed))
+    """The exact two-sided interval: the cascade's one-sided lower bound on agreement, and one minus the same bound
+    on disagreement, each at half the error."""
+    tail = (1 - confidence) / 2
+    low = float(clopper_pearson_lower(agreed, audited, tail))
+    high = 1.0 - float(clopper_pearson_lower(audited - agreed, audited, tail))
     return low, high
 
 
