@@ -351,7 +351,7 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
         guarantee = outcome.guarantee
     timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
                "cascade_calls": cascade_calls, "reask_calls": review.reasked, "asked": session.stats.asked,
-               "teacher_noise": selection.noise.rate, "guarantee": guarantee, "review": review}
+               "teacher_noise": selection.noise.rate, "guarantee": guarantee}
     return BenchRun({}, labelled, student.name, final, predicted.labels, review), timings
 
 
@@ -376,10 +376,10 @@ def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seco
         "chosen_model": run.choice,
         "teacher_noise_estimate": round(t["teacher_noise"], 4),  # share of sample labels cleanlab flags
         "suspect_labels": task.suspect_labels,
-        "suspects_flagged": t["review"].flagged,
-        "suspects_reasked": t["review"].reasked,
-        "suspect_answers_changed_by_reask": t["review"].changed_by_reask,
-        "suspects_left_out_of_training": t["review"].dropped,
+        "suspects_flagged": run.review.flagged,
+        "suspects_reasked": run.review.reasked,
+        "suspect_answers_changed_by_reask": run.review.changed_by_reask,
+        "suspects_left_out_of_training": run.review.dropped,
         "accuracy_vs_gold": round(float((run.labels[unseen] == gold[unseen]).mean()), 4),
         "agreement_with_teacher": round(float((run.labels[unseen & known] == teacher_says[unseen & known]).mean()), 4),
         "agreement_measured_on_rows": int((unseen & known).sum()),

@@ -66,10 +66,10 @@ def failing_streak(history: pd.DataFrame, topups: pd.DataFrame) -> pd.DataFrame:
     return judged.iloc[len(judged) - streak:] if streak else judged.iloc[:0]
 
 
-def due_topup(warehouse: Warehouse, task: TaskSpec) -> tuple[np.ndarray, str] | None:
+def due_topup(warehouse: Warehouse, task: TaskSpec, granted: pd.DataFrame) -> tuple[np.ndarray, str] | None:
     """(the failing audits' new rows, the last failing audit's run id) when two or more audits in a row have failed
-    since the last top-up; else None."""
-    streak = failing_streak(audit_history(warehouse, task), granted_topups(warehouse, task))
+    since the last top-up (`granted`: from `granted_topups`); else None."""
+    streak = failing_streak(audit_history(warehouse, task), granted)
     if len(streak) < FAILURES_BEFORE_TOPUP:
         return None
     scope = warehouse.read_df(f"SELECT id FROM {task_table(task, 'audit_scope')} WHERE audit_run_id IN "
@@ -82,7 +82,7 @@ def grant_topup(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, ru
     """The sample's drift rows: every top-up granted before, plus a new one when failed audits call for it.
     Returns (ids to add to the sample, statements recording a new grant, a note for the metadata)."""
     granted = granted_topups(warehouse, task)
-    due = due_topup(warehouse, task)
+    due = due_topup(warehouse, task, granted)
     if due is None:
         note = f"{len(granted):,} drift rows from earlier top-ups" if len(granted) else "no drift top-up"
         return granted["id"].to_numpy(), [], note
