@@ -25,6 +25,7 @@ from scalellm_dagster.assets.tasks import build_task_assets, task_asset_key
 from scalellm_dagster.checks import build_checks
 from scalellm_dagster.embedders.minilm import INSTALL_HINT as MINILM_INSTALL_HINT
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
+from scalellm_dagster.resources.source import CSV_ID_TYPES
 from scalellm_dagster.automation import WAREHOUSE_TAGS, TASK_ASSETS, build_schedules, build_sensors
 from scalellm_dagster.settings import SettingError, Settings
 from scalellm_dagster.tasks_config import load_tasks
@@ -44,6 +45,9 @@ def _env(name: str, default, cast=str):
 
 
 def build_resources(settings: Settings) -> dict:
+    if _env("SCALELLM_CSV_ID_TYPE", "text").lower() not in CSV_ID_TYPES:
+        raise SettingError(f"SCALELLM_CSV_ID_TYPE={os.environ['SCALELLM_CSV_ID_TYPE']!r}: expected one of "
+                           f"{list(CSV_ID_TYPES)} (how a CSV/TSV id column is read; 'text' keeps keys verbatim)")
     if settings.embedder not in ("static", "lsa", "minilm", "openai"):
         raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'lsa' (offline, the default), "
                            "'static' (offline), 'minilm' (offline, optional extra) or 'openai'")
@@ -69,6 +73,7 @@ def build_resources(settings: Settings) -> dict:
         "source": CorpusSource(
             path=settings.corpus, id_column=settings.id_column, text_column=settings.text_column,
             max_text_chars=_env("SCALELLM_MAX_TEXT_CHARS", 20_000, int),
+            csv_id_type=_env("SCALELLM_CSV_ID_TYPE", "text").lower(),
         ),
         "embedder": EmbedderResource(
             kind=settings.embedder,
@@ -95,6 +100,7 @@ def build_resources(settings: Settings) -> dict:
             simulated_latency_ms=_env("SCALELLM_SIMULATED_LATENCY_MS", 20.0, float),
             local_model=os.environ.get("SCALELLM_LOCAL_MODEL") or None,
             local_threads=_env("SCALELLM_LOCAL_THREADS", 1, int),
+            store_window_seconds=_env("SCALELLM_TEACHER_STORE_SECONDS", None, float),
         ),
     }
 

@@ -44,6 +44,7 @@ class FakeOpenAI:
         self.faults: list[str] = []
         self.requests: list[dict] = []  # every request body received, for assertions
         self.headers: list[dict] = []
+        self.delivered: list[tuple[float, list[str]]] = []  # (monotonic time the reply was sent, its rows' texts)
         self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -119,7 +120,9 @@ class FakeOpenAI:
                 reply = fake._chat(body, fault)
                 if fault == "empty_choices":
                     reply["choices"] = []
-                return self._json(200, reply)
+                self._json(200, reply)
+                with fake.lock:  # answered: when, and which texts
+                    fake.delivered.append((time.monotonic(), _texts(body)))
 
             def _raw(self, status, data: bytes, content_type: str, cut: bool = False):
                 self.send_response(status)
@@ -192,3 +195,8 @@ class FakeOpenAI:
             data.append({"object": "embedding", "index": i, "embedding": vec.tolist()})
         return {"object": "list", "data": data, "model": body["model"],
                 "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+
+
+def _texts(body: dict) -> list[str]:
+    user = body["messages"][-1]["content"]
+    return [json.loads(line)["text"] for line in user.splitlines()[1:] if line.startswith("{")]

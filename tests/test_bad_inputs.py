@@ -68,7 +68,11 @@ def test_bad_corpus_error_names_ids_and_column(tmp_path):
         normalise_corpus(df, "key", "text", source="my.csv")
 
 
-def test_gold_labels_outside_label_set_block_the_task(pipeline_env, small_corpus):
+def test_gold_labels_outside_label_set_block_that_task_only(pipeline_env, small_corpus, tasks_file):
+    from scalellm_dagster.failures import failure_lines
+    from tests.conftest import SECOND_TASK, SMALL_TASKS
+
+    tasks_file.write_text(SMALL_TASKS + SECOND_TASK)
     df = demo_slice(400)
     df.loc[[0, 1], "topic"] = "mortgages"
     write_corpus(small_corpus, df)
@@ -77,7 +81,16 @@ def test_gold_labels_outside_label_set_block_the_task(pipeline_env, small_corpus
     failed = failed_checks(result)
     assert "topic_gold_labels_in_label_set" in failed
     assert "mortgages" in failed["topic_gold_labels_in_label_set"]["failures"].value
-    assert materialized(result) == {AssetKey("corpus")}
+    done = materialized(result)
+    assert not done & DOWNSTREAM_OF_EMBEDDINGS  # the task with the bad gold column stopped before its teacher
+    assert {AssetKey("embeddings"), AssetKey(["is_card", "predictions"])} <= done  # the other task went on
+    message = step_error(result)
+    assert "task 'topic': gold column 'topic' holds 2 value(s) outside the task's labels: 'mortgages (2 rows)'" \
+        in message and str(df.loc[0, "id"]) in message
+    lines = failure_lines(result.all_events)
+    assert any(line.startswith("topic/labeled_sample: task 'topic': gold column") for line in lines)
+    assert "corpus: check topic_gold_labels_in_label_set failed:" in lines
+    assert any("mortgages" in line for line in lines)
 
 
 def _broken_embedder(monkeypatch, breaker):

@@ -6,7 +6,11 @@ rerun that asks nothing."""
 
 from __future__ import annotations
 
+import os
+import signal
 import textwrap
+import threading
+import time
 
 import pytest
 from dagster import DagsterInstance
@@ -67,9 +71,41 @@ def test_llama_cpp_server_as_the_openai_teacher(card_env, monkeypatch):
     assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger WHERE response_format IS NULL")[0][0] == 0
 
 
-def test_local_teacher_in_process(card_env, monkeypatch):
+def test_local_teacher_in_its_worker_process(card_env, monkeypatch):
+    import sys
+
     monkeypatch.setenv("SCALELLM_TEACHER", "local")
     _run_twice_and_check(card_env["SCALELLM_DUCKDB_PATH"], "local")
+    assert "llama_cpp" not in sys.modules  # native model code ran in the worker only: a crash there spares pytest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_the_real_model_process_killed_mid_request_fails_that_request_only(sig):
+    from scalellm_dagster.teachers.local import model_path
+    from scalellm_dagster.teachers.local_worker import LocalModelDied, ModelWorker
+
+    worker = ModelWorker(str(model_path(None)))
+    worker.start()
+    pid, errors = worker.process.pid, []
+    long_answer = [{"role": "user", "content": "Count from one to two hundred in words."}]
+
+    def ask():
+        try:
+            worker.request(messages=long_answer, temperature=0, max_tokens=400)
+        except LocalModelDied as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    time.sleep(0.3)  # decoding by then: 400 tokens take seconds
+    os.kill(pid, sig)
+    thread.join(30)
+    try:
+        assert errors and f"died (signal {int(sig)}: {sig.name}) while answering a request" in errors[0]
+        out = worker.request(messages=[{"role": "user", "content": "Say OK."}], temperature=0, max_tokens=4)
+        assert out["choices"][0]["message"]["content"] and worker.process.pid != pid  # a fresh process answers
+    finally:
+        worker.close()
 
 
 def test_a_missing_gguf_is_one_clear_line(monkeypatch, tmp_path):

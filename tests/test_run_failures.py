@@ -116,3 +116,49 @@ def test_the_whole_graph_survives_a_20_percent_mixed_fault_rate(openai_env, monk
                               for r in server.chat_requests()[before:])
             assert asked_again == unanswered
     assert len(injected) >= 5 and len(set(injected)) >= 4  # the faults really happened, of several kinds
+
+
+def test_a_run_killed_mid_labelling_never_pays_twice_and_resumes_to_a_clean_runs_predictions(
+        openai_env, monkeypatch, gold, tmp_path):
+    """SIGKILL to the whole `scalellm run` while it labels (400 ms a request, 5 rows a request, 2 at once): every
+    answer delivered before the kill is stored (each request's answers before the next request is sent), so the
+    rerun asks again only what was in flight; and the resumed run predicts exactly what a run never killed does."""
+    import signal
+    import time
+
+    monkeypatch.setenv("SCALELLM_TEACHER_BATCH_SIZE", "5")
+    monkeypatch.setenv("SCALELLM_TEACHER_CONCURRENCY", "2")
+    with FakeOpenAI(lambda t: gold[t], latency_s=0.4) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        proc = subprocess.Popen([sys.executable, "-m", "scalellm_dagster.cli", "run"], env=dict(os.environ),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while len(server.delivered) < 12 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        killed_at = time.monotonic()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        asked_before = len(server.chat_requests())
+        delivered = [texts for at, texts in server.delivered if at < killed_at - 0.1]
+        assert len(delivered) >= 10 and asked_before < 24  # killed mid-labelling (120 rows = 24 requests)
+        code, err = scalellm_run()
+        assert code == 0, err
+        reasked = {t for r in server.chat_requests()[asked_before:] for t in _texts_of(r)}
+        paid = {t for texts in delivered for t in texts}
+        assert not reasked & paid  # nothing delivered before the kill is asked again
+        sample = {t for (t,) in query(openai_env["SCALELLM_DUCKDB_PATH"], "SELECT text FROM topic.labeled_sample")}
+        assert len(sample) == 120 and paid <= sample
+        assert len(reasked & sample) <= 120 - len(paid)  # the rest of the rerun's requests are the drift audit's
+        resumed = query(openai_env["SCALELLM_DUCKDB_PATH"], "SELECT id, label, source FROM topic.predictions ORDER BY id")
+        monkeypatch.setenv("SCALELLM_DUCKDB_PATH", str(tmp_path / "clean.duckdb"))
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "clean_home"))
+        code, err = scalellm_run()
+        assert code == 0, err
+    clean = query(str(tmp_path / "clean.duckdb"), "SELECT id, label, source FROM topic.predictions ORDER BY id")
+    assert resumed == clean and len(clean) == 400
+
+
+def _texts_of(body: dict) -> list[str]:
+    from tests.fake_openai import _texts
+
+    return _texts(body)

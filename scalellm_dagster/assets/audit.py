@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown
 from scalellm_dagster.core import plots
-from scalellm_dagster.assets.shared import CORPUS_TABLE
+from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE
 from scalellm_dagster.assets.task_io import for_simulation, reports_dir, task_table
 from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.core.audit import (
@@ -127,8 +127,8 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
         if task.audit_rows == 0:
             return MaterializeResult(metadata={"audit": "off (audit_rows: 0)"})
         predictions, scope = task_table(task, "predictions"), task_table(task, "audit_scope")
-        anti = f" ANTI JOIN {scope} s ON p.id = s.id" if warehouse.table_exists(scope) else ""
-        new = warehouse.read_df(f"SELECT p.id, p.label, p.source FROM {predictions} p{anti}")
+        new = warehouse.read_df(f"SELECT p.id, p.label, p.source, e.text_hash FROM {predictions} p "
+                                f"JOIN {EMBEDDINGS_TABLE} e USING (id){_unaudited(warehouse, scope)}")
         history = audit_history(warehouse, task)
         topups = granted_topups(warehouse, task)
         estimate = _estimate(warehouse, task)
@@ -162,13 +162,24 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
         warehouse.append_tables({
             task_table(task, "audit_log"): log_row,
             task_table(task, "audit_answers"): answers.assign(audit_run_id=run_id),
-            scope: pd.DataFrame({"id": new["id"].to_numpy(), "audit_run_id": run_id}),
+            scope: pd.DataFrame({"id": new["id"], "text_hash": new["text_hash"], "audit_run_id": run_id}),
         })
         history = pd.concat([history, log_row], ignore_index=True) if len(history) else log_row
         return MaterializeResult(metadata=_metadata(task, history, topups, verdict, len(new), estimate, run_id,
                                                     answers, reports_dir(warehouse)))
 
     return drift_audit
+
+
+def _unaudited(warehouse: Warehouse, scope: str) -> str:
+    """The join that keeps rows no audit has counted: a row is known by its id and the hash of its text, so a row
+    whose text changed, or a deleted id back with a new text, is new to the audit. A scope kept before the text
+    hash was recorded gets the column, empty: its rows are counted as new once more."""
+    if not warehouse.table_exists(scope):
+        return ""
+    if "text_hash" not in warehouse.columns(scope):
+        warehouse.execute(f"ALTER TABLE {scope} ADD COLUMN text_hash VARCHAR")
+    return f" ANTI JOIN {scope} s ON p.id = s.id AND e.text_hash = s.text_hash"
 
 
 def _estimate(warehouse: Warehouse, task: TaskSpec) -> float:

@@ -33,7 +33,9 @@ from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.core.sharding import shard_keys, shard_positions
 from scalellm_dagster.resources import EmbedderResource, Warehouse
 from scalellm_dagster.resources.duckdb_sql import ids_and_matrix
-from scalellm_dagster.resources.warehouse_tables import embedding_batch
+from scalellm_dagster.core.corpus import few
+from scalellm_dagster.embedders.unreadable import with_fallback
+from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema
 from scalellm_dagster.teachers.runner import text_hash
 
 WRITE_CHUNK = 50_000
@@ -129,11 +131,15 @@ def build_sharded_foundation(shards: int) -> list:
             if fresh.shape != (len(plan.compute), dim):
                 raise ValueError(f"embedder {model.name} returned vectors of shape {fresh.shape} for shard {shard}; "
                                  f"expected ({len(plan.compute)}, {dim})")
-            matrix[plan.compute] = fresh
+            matrix[plan.compute], fallback = with_fallback(todo["text"], fresh)
+            if len(fallback):
+                context.log.warning(f"shard {shard + 1}/{shards}: {len(fallback):,} texts no embedder can read got "
+                                    f"the shared fallback vector: ids {few(todo['id'].iloc[fallback].tolist(), 10)}")
+        id_type = warehouse.id_type(CORPUS_TABLE)
         batches = (embedding_batch(rows["id"].iloc[b : b + WRITE_CHUNK], matrix[b : b + WRITE_CHUNK],
-                                   rows["text_hash"].iloc[b : b + WRITE_CHUNK].tolist(), version)
+                                   rows["text_hash"].iloc[b : b + WRITE_CHUNK].tolist(), version, id_type)
                    for b in range(0, len(rows), WRITE_CHUNK))
-        schema = embedding_batch(rows["id"].iloc[:0], np.zeros((0, dim)), [], version).schema
+        schema = embedding_schema(id_type, dim)
         written = warehouse.write_shard(EMBEDDINGS_TABLE, shard, shards, schema, batches)
         published = warehouse.publish_shards(EMBEDDINGS_TABLE, shards, embedding_casts(dim))
         rate = len(plan.compute) / max(seconds, 1e-9)

@@ -10,9 +10,11 @@ import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, preview
+from scalellm_dagster.core.corpus import few
 from scalellm_dagster.core.incremental import plan_refresh
+from scalellm_dagster.embedders.unreadable import with_fallback
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
-from scalellm_dagster.resources.warehouse_tables import embedding_batch
+from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema
 from scalellm_dagster.teachers.runner import text_hash
 
 CORPUS_TABLE = "corpus"
@@ -61,6 +63,7 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
 )
 def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse) -> MaterializeResult:
     rows, corpus_read = warehouse.read_df_with_snapshot(f"SELECT id, text FROM {CORPUS_TABLE}", CORPUS_TABLE)
+    id_type = warehouse.id_type(CORPUS_TABLE)
     rows["text_hash"] = rows["text"].map(text_hash)
     model, current = (embedder.build(), None) if embedder.refit else stored_embedder(embedder, warehouse)
     # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
@@ -69,7 +72,7 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
     context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
                      f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
     start = time.perf_counter()
-    cache_note, blob = {}, None
+    cache_note, blob, unreadable = {}, None, []
     todo = rows.iloc[plan.compute]
     if embedder.kind == "lsa" and not len(plan.reuse):
         # Everything to embed: fit (on a sample) unless fitted; the model is kept with the vectors it makes.
@@ -84,27 +87,35 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
         version = current if embedder.kind == "lsa" else model.name
     if embedder.kind == "openai":
         fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
-        batches = [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version)] if len(fresh) else []
+        fresh, fallback = with_fallback(todo["text"], fresh)
+        unreadable.extend(todo["id"].iloc[fallback].tolist())
+        batches = [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version, id_type)] \
+            if len(fresh) else []
         dim = int(model.dim or (fresh.shape[1] if len(fresh) else _stored_dim(warehouse)))
     else:
-        batches = _embedding_batches(model, todo, version, context.log.info)
+        batches = _embedding_batches(model, todo, version, id_type, context.log.info, unreadable)
         dim = model.dim
     # Vectors are written chunk by chunk as they are made, and unchanged rows are carried over inside DuckDB:
     # memory stays flat whatever the corpus size.
     written = warehouse.write_embedding_batches(
-        EMBEDDINGS_TABLE, embedding_batch(rows["id"].iloc[:0], np.zeros((0, dim)), [], version).schema, batches,
+        EMBEDDINGS_TABLE, embedding_schema(id_type, dim), batches,
         model=(model.name, blob) if blob is not None else None,
         keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None,
         also=warehouse.snapshot_statements(EMBEDDINGS_TABLE, context.run.run_id, corpus_read and corpus_read.run_id))
     seconds = time.perf_counter() - start
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
+    if unreadable:
+        context.log.warning(f"{len(unreadable):,} texts no embedder can read (no letter or digit, or a zero vector) "
+                            f"got the shared fallback vector: ids {few(unreadable, 10)}")
     return MaterializeResult(
         metadata={
             "dagster/row_count": written,
             **plan.summary,
             **cache_note,
             "embedder": model.name,
+            "unreadable_texts": len(unreadable),
+            "unreadable_text_ids": few(unreadable, 10) if unreadable else "none",
             "embedding_version": version,
             "dim": int(dim),  # declared by the embedder; the embeddings check compares the table to it
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
@@ -138,7 +149,8 @@ def _stored_dim(warehouse: Warehouse) -> int:
     return int(found["dim"].iloc[0]) if len(found) else 0
 
 
-def _embedding_batches(model, rows, version: str, log, chunk: int = 50_000):
+def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list, chunk: int = 50_000):
+    """Batches of vectors, made as DuckDB consumes them; the ids given the fallback vector go to `unreadable`."""
     for begin in range(0, len(rows), chunk):
         part = rows.iloc[begin : begin + chunk]
         vectors = model.embed(part["text"].tolist())
@@ -146,7 +158,9 @@ def _embedding_batches(model, rows, version: str, log, chunk: int = 50_000):
             raise ValueError(f"embedder {model.name} returned vectors of shape {vectors.shape} for rows "
                              f"{begin:,}..{begin + len(part) - 1:,}; expected ({len(part)}, {model.dim}), its "
                              "declared dimension")
-        yield embedding_batch(part["id"], vectors, part["text_hash"].tolist(), version)
+        vectors, fallback = with_fallback(part["text"], vectors)
+        unreadable.extend(part["id"].iloc[fallback].tolist())
+        yield embedding_batch(part["id"], vectors, part["text_hash"].tolist(), version, id_type)
         log(f"embedded {begin + len(part):,}/{len(rows):,} rows")
 
 

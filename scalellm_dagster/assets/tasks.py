@@ -18,6 +18,7 @@ from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, embed
 from scalellm_dagster.assets.task_io import task_table
 from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.automation import task_fingerprint
+from scalellm_dagster.core.corpus import check_gold_column
 from scalellm_dagster.core.sharding import share_of_budget
 from scalellm_dagster.flow import (
     LabelledSample,
@@ -70,6 +71,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
     )
     def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         corpus_df, corpus_read = warehouse.read_df_with_snapshot(f"SELECT * FROM {CORPUS_TABLE}", CORPUS_TABLE)
+        if task.gold_column:  # before any teacher request; the other tasks go on
+            check_gold_column(corpus_df, task.name, task.gold_column, task.label_names)
         ids = corpus_df["id"].to_numpy()
         budget, budget_note = io.effective_budget(warehouse, task)
         # clustering and the student's uncertainty need every vector at once

@@ -50,6 +50,10 @@ class Outcome:
             "expectations_evaluated": len(self.rows),
             "expectations_failed": len(self.failed),
             "failures": failed_text or "none",
+            # one entry per failed expectation: what `scalellm run` prints when the check fails
+            "failed_expectations": MetadataValue.json(
+                [f"{r['expectation']}({r['column'] or 'whole table'}): expected {r['expected']}; {r['details']}"
+                 for r in self.failed]),
         }
 
 

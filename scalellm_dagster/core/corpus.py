@@ -9,7 +9,12 @@ class CorpusError(ValueError):
     """The source table cannot be used as a corpus; the message names the column, rows and expected form."""
 
 
-def _few(values, n: int = 5) -> str:
+class TaskDataError(ValueError):
+    """A task's data does not fit its definition (say, gold labels outside its label set): that task stops, the
+    others go on. The message names the task, the column, the values and a few ids."""
+
+
+def few(values, n: int = 5) -> str:
     values = pd.Series(list(values)).tolist()  # plain Python values: 2, not np.int64(2)
     shown = ", ".join(repr(v) for v in values[:n])
     return shown + (f" and {len(values) - n:,} more" if len(values) > n else "")
@@ -32,8 +37,14 @@ def normalise_corpus(df: pd.DataFrame, id_column: str, text_column: str, source:
     null_ids = df.index[df["id"].isna()]
     if len(null_ids):
         raise CorpusError(
-            f"{source}: column {id_column!r} has {len(null_ids):,} null id(s) at row position(s) {_few(null_ids)}; "
+            f"{source}: column {id_column!r} has {len(null_ids):,} null id(s) at row position(s) {few(null_ids)}; "
             "every row needs a unique, non-null id"
+        )
+    blank_ids = df.index[df["id"].astype(str) == ""] if pd.api.types.is_string_dtype(df["id"]) else []
+    if len(blank_ids):
+        raise CorpusError(
+            f"{source}: column {id_column!r} has {len(blank_ids):,} empty id(s) at row position(s) {few(blank_ids)}; "
+            "every row needs a unique, non-empty id"
         )
     if not (pd.api.types.is_integer_dtype(df["id"]) or pd.api.types.is_string_dtype(df["id"])):
         raise CorpusError(
@@ -42,15 +53,31 @@ def normalise_corpus(df: pd.DataFrame, id_column: str, text_column: str, source:
     dupes = df.loc[df["id"].duplicated(keep=False), "id"].unique()
     if len(dupes):
         raise CorpusError(
-            f"{source}: column {id_column!r} has {len(dupes):,} duplicated id(s): {_few(dupes)}; ids must be unique"
+            f"{source}: column {id_column!r} has {len(dupes):,} duplicated id(s): {few(dupes)}; ids must be unique"
         )
     text = df["text"]
     bad_text = df.loc[text.isna() | (text.astype(str).str.strip() == ""), "id"]
     if len(bad_text):
         raise CorpusError(
-            f"{source}: column {text_column!r} is null or blank for {len(bad_text):,} row(s), ids {_few(bad_text)}; "
+            f"{source}: column {text_column!r} is null or blank for {len(bad_text):,} row(s), ids {few(bad_text)}; "
             "expected non-empty text in every row"
         )
     if not pd.api.types.is_string_dtype(text):
         raise CorpusError(f"{source}: column {text_column!r} has type {text.dtype}; expected text")
     return df.reset_index(drop=True)
+
+
+def check_gold_column(df: pd.DataFrame, task: str, gold_column: str, labels: list[str]) -> None:
+    """Raises TaskDataError when the task's gold column is missing or holds a value outside its label set (nulls
+    are allowed: those rows are simply not evaluated)."""
+    if gold_column not in df.columns:
+        raise TaskDataError(f"task {task!r}: gold_column {gold_column!r} is not a corpus column; columns: "
+                            f"{list(df.columns)}")
+    gold = df[gold_column]
+    outside = gold.notna() & ~gold.astype(str).isin(labels)
+    if outside.any():
+        values = gold[outside].astype(str).value_counts()
+        raise TaskDataError(
+            f"task {task!r}: gold column {gold_column!r} holds {int(outside.sum()):,} value(s) outside the task's "
+            f"labels: {few([f'{v} ({n:,} rows)' for v, n in values.items()])}; ids {few(df.loc[outside, 'id'])}. "
+            f"Expected one of {few(labels, 10)} or null: fix the column or the task's labels")

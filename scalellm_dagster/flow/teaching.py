@@ -44,8 +44,10 @@ class TeacherSession:
     """Asks `teacher` about rows by id (texts from `texts`, indexed by id), answers from `cache` first."""
 
     def __init__(self, teacher: Teacher, cache: AnswerCache, texts: pd.Series, batch_size: int, concurrency: int,
-                 log: Callable[[str], None] = lambda _msg: None):
+                 log: Callable[[str], None] = lambda _msg: None, store_window: float = 1.0):
+        """`store_window`: seconds answers may wait before `cache.store` (0: each request's, before the next)."""
         self.model, self.cache, self.texts, self.log = teacher, cache, texts, log
+        self.store_window = store_window
         self.batch_size, self.concurrency = batch_size, concurrency
         self.stats = LabelingStats()
         self.answers: list[pd.DataFrame] = []
@@ -58,7 +60,9 @@ class TeacherSession:
         """id, teacher_label, raw_answer, valid, from_cache for `ids`, in their order."""
         rows = self.texts.loc[np.asarray(ids)].rename("text").rename_axis("id").reset_index()
         out, stats = label_with_cache(self.model, rows, lookup=self.cache.lookup, store=self.cache.store,
-                                      batch_size=self.batch_size, concurrency=self.concurrency, log=self.log)
+                                      batch_size=self.batch_size, concurrency=self.concurrency, log=self.log,
+                                      flush_seconds=self.store_window,
+                                      flush_rows=1 if self.store_window <= 0 else 200)
         self.stats.add(stats)
         self.answers.append(out)
         return out

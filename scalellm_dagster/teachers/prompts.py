@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Answer
@@ -77,27 +78,62 @@ def parse_answers(content: str | None, keys: list[str], labels: list[str]) -> di
     """Answers for the rows named in `content`; rows it does not mention, or mentions without a label, are left
     out (not answers: they are asked again).
 
-    A label that matches one of the task's labels once case, surrounding whitespace and quotes are set aside
-    ("world" for "World") is the teacher's intent: it is accepted as that label, with the raw text kept
-    (`Answer.normalised`). Anything else outside the set is kept as an invalid answer with its raw text: it is
-    never mapped to a near label, because that would hide the teacher's mistakes from the checks.
+    An answer is matched to the task's labels exactly first, then through `LabelMatcher`'s documented
+    normalisations, one at a time. Anything else outside the set is kept as an invalid answer with its raw text: it
+    is never mapped to a near label, because that would hide the teacher's mistakes from the checks.
     """
     content = content or ""
     wanted = set(keys)
-    allowed = set(labels)
-    folds = [label.casefold() for label in labels]
-    by_folded = {f: label for f, label in zip(folds, labels) if folds.count(f) == 1}  # ambiguous folds: no match
+    stripped = {k.strip(): k for k in keys if k.strip() not in wanted}  # a key padded with spaces, echoed bare
+    match = LabelMatcher(labels)
     pairs = _json_pairs(content)
     if pairs is None:
         pairs = [(m.group("id"), m.group("label")) for m in map(_LINE.match, content.splitlines()) if m]
     answers: dict[str, Answer] = {}
     for key, label in pairs:
-        key = str(key).strip()
+        key = str(key)
+        key = key if key in wanted else stripped.get(key.strip(), key.strip())
         if key not in wanted or key in answers or not isinstance(label, str):
             continue
-        text = label.strip().strip("\"'`").strip()
-        answers[key] = Answer(label=text if text in allowed else by_folded.get(text.casefold()), raw=label)
+        answers[key] = Answer(label=match(label), raw=label)
     return answers
+
+
+_QUOTES = "\"'`“”‘’«»"
+
+
+class LabelMatcher:
+    """The label an answer names, or None. Tried in order, each only when it names exactly one label:
+    1. the label exactly as written;
+    2. the same in Unicode normal form NFC (an answer in decomposed form, NFD, names the composed label);
+    3. and with surrounding whitespace set aside;
+    4. and case set aside (`casefold`);
+    5. and surrounding quote marks set aside, on both the answer and the label (a label that is itself quoted
+       still matches its unquoted answer, and the quotes inside a label are always kept).
+    Two labels that look the same at a level (`Yes` and `yes` at 4) are told apart only at the levels above."""
+
+    LEVELS = (
+        lambda t: unicodedata.normalize("NFC", t),
+        lambda t: unicodedata.normalize("NFC", t).strip(),
+        lambda t: unicodedata.normalize("NFC", t).strip().casefold(),
+        lambda t: unicodedata.normalize("NFC", t).strip().strip(_QUOTES).strip().casefold(),
+    )
+
+    def __init__(self, labels: list[str]):
+        self.labels = set(labels)
+        self.tables = []
+        for level in self.LEVELS:
+            keys = [level(label) for label in labels]
+            self.tables.append({k: label for k, label in zip(keys, labels) if keys.count(k) == 1})
+
+    def __call__(self, answer: str) -> str | None:
+        if answer in self.labels:
+            return answer
+        for level, table in zip(self.LEVELS, self.tables):
+            found = table.get(level(answer))
+            if found is not None:
+                return found
+        return None
 
 
 def _json_pairs(content: str) -> list[tuple[str, str]] | None:

@@ -1,9 +1,10 @@
 """Labelling a sample: answers from the cache first, the rest asked in batches with bounded concurrency.
 
 Answers are handed to `store` as they arrive, in groups (every `flush_rows` answers or `flush_seconds`, and
-always before returning or raising), so a failed request or a rerun never pays twice for a row already answered,
-and a killed process loses at most the last second's answers. Grouping matters: one warehouse write costs about
-as much as a fast LLM request.
+always before returning or raising), so a failed request or a rerun never pays twice for a row already answered.
+With `flush_seconds=0` each request's answers are stored before the next request is sent: a killed process then
+loses only the requests in flight (a real teacher's default, where a request costs money). Grouping is for the
+simulation, where a warehouse write costs more than the request it saves.
 """
 
 from __future__ import annotations

@@ -1,0 +1,29 @@
+"""Texts no embedder can read: one shared fallback vector, whatever the embedder.
+
+A text with no letter and no digit (emoji only, a zero-width space, punctuation) carries nothing a bag of words or
+subwords can represent: LSA gives it a zero vector, a static embedder an unknown-token vector. Every embedder's
+output for such a text, and any zero or non-finite vector an embedder returns, is replaced by the same unit
+vector, so these rows are treated alike under every embedder and never fail the embeddings check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+READABLE = r"[^\W_]"  # a letter or a digit, in any script
+
+
+def fallback_vector(dim: int) -> np.ndarray:
+    return np.full(dim, 1 / np.sqrt(dim), dtype=np.float32) if dim else np.zeros(0, np.float32)
+
+
+def with_fallback(texts: pd.Series, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors with the fallback in the unreadable rows, their positions). `vectors` is modified in place."""
+    unreadable = ~texts.str.contains(READABLE, regex=True).to_numpy(dtype=bool)
+    norms = np.linalg.norm(vectors, axis=1) if vectors.size else np.zeros(len(vectors))
+    broken = ~np.isfinite(norms) | (norms < 1e-6)
+    positions = np.flatnonzero(unreadable | broken)
+    if len(positions):
+        vectors[positions] = fallback_vector(vectors.shape[1])
+    return vectors, positions
