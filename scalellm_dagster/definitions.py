@@ -25,6 +25,7 @@ from scalellm_dagster.assets.tasks import build_task_assets, task_asset_key
 from scalellm_dagster.checks import build_checks
 from scalellm_dagster.embedders.minilm import INSTALL_HINT as MINILM_INSTALL_HINT
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
+from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.resources.source import CSV_ID_TYPES
 from scalellm_dagster.automation import WAREHOUSE_TAGS, TASK_ASSETS, build_schedules, build_sensors
 from scalellm_dagster.settings import SettingError, Settings
@@ -42,6 +43,17 @@ def _env(name: str, default, cast=str):
         return cast(raw)
     except ValueError:
         raise SettingError(f"environment variable {name}={raw!r}: expected a {cast.__name__}") from None
+
+
+def _cluster() -> ClusterResource:
+    """SCALELLM_DASK_SCHEDULER (an address or a scheduler file) or SCALELLM_DASK=local:N; neither: in process."""
+    local = _env("SCALELLM_DASK", "")
+    if local and not (local.startswith("local:") and local[6:].isdigit() and int(local[6:]) > 0):
+        raise SettingError(f"SCALELLM_DASK={local!r}: expected local:N (N local worker processes, N >= 1); to use a "
+                           "running cluster set SCALELLM_DASK_SCHEDULER=tcp://host:8786 instead")
+    return ClusterResource(scheduler=_env("SCALELLM_DASK_SCHEDULER", None), local_workers=int(local[6:] or 0),
+                           parts_root=_env("SCALELLM_DASK_PARTS", None),
+                           rows_per_part=_env("SCALELLM_DASK_PART_ROWS", 50_000, int))
 
 
 def build_resources(settings: Settings) -> dict:
@@ -84,6 +96,7 @@ def build_resources(settings: Settings) -> dict:
             batch_size=_env("SCALELLM_EMBEDDING_BATCH_SIZE", 256, int),
             refit=_env("SCALELLM_EMBEDDING_REFIT", "false").lower() in ("1", "true", "yes"),
         ),
+        "cluster": _cluster(),
         "teacher": TeacherResource(
             kind=settings.teacher,
             model=_env("SCALELLM_TEACHER_MODEL", "gpt-4o-mini"),

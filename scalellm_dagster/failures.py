@@ -6,7 +6,8 @@ from __future__ import annotations
 # Root causes whose message is already written for a person: it is shown as is. Anything else is a bug or an
 # unexpected fault: shown with its type, and the traceback stays in the log above.
 _PLAIN = {"TeacherError", "TeacherFatalError", "TeacherNotConfigured", "CorpusError", "TaskConfigError",
-          "SettingError", "NoViableStudentError", "LocalModelError", "WarehouseLockTimeout", "TaskDataError"}
+          "SettingError", "NoViableStudentError", "LocalModelError", "WarehouseLockTimeout", "TaskDataError",
+          "ClusterError", "PartError"}
 # A blocking check's step fails with this; the check's own evaluation says what it found.
 _CHECK_FAILED = "DagsterAssetCheckFailedError"
 MAX_DETAIL_CHARS = 400

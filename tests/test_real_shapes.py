@@ -162,6 +162,9 @@ def test_the_graph_runs_on_real_keys_and_predictions_join_back(shapes_env, monke
                                             (SELECT count(*) FROM topic.predictions)""").fetchone()
         types = {t for (t,) in conn.execute("""SELECT DISTINCT data_type FROM information_schema.columns
                                                 WHERE column_name = 'id'""").fetchall()}
+        typed_null = conn.execute("""SELECT table_schema || '.' || table_name || '.' || column_name
+                                     FROM information_schema.columns WHERE data_type = '"NULL"'""").fetchall()
+    assert typed_null == []  # every column declared: none created as type NULL from an empty or all-None chunk
     assert unmatched == (0, 0, ROWS)
     assert types == ({"BIGINT"} if kind == "int64_limits" else {"VARCHAR"})  # no table typed NULL
     meta = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "embeddings"]

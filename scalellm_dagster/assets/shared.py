@@ -10,10 +10,13 @@ import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, preview
+from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
+from scalellm_dagster.cluster.parts import embed_part, iter_batches, join, split_rows
 from scalellm_dagster.core.corpus import few
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.embedders.unreadable import with_fallback
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
+from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema
 from scalellm_dagster.teachers.runner import text_hash
 
@@ -61,7 +64,16 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
         "keeps its fitted model in the warehouse)."
     ),
 )
-def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse) -> MaterializeResult:
+def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse,
+               cluster: ClusterResource) -> MaterializeResult:
+    # An OpenAI-compatible embedder is one client with one concurrency limit, as the teacher: it stays on the driver.
+    on_cluster = cluster if embedder.kind != "openai" else ClusterResource()
+    with on_cluster.session(warehouse.database, context.run.run_id) as (client, parts):
+        return _embeddings(context, embedder, warehouse, cluster, client, parts)
+
+
+def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse,
+                cluster: ClusterResource, client, parts: str | None) -> MaterializeResult:
     rows, corpus_read = warehouse.read_df_with_snapshot(f"SELECT id, text FROM {CORPUS_TABLE}", CORPUS_TABLE)
     id_type = warehouse.id_type(CORPUS_TABLE)
     rows["text_hash"] = rows["text"].map(text_hash)
@@ -92,16 +104,25 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
         batches = [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version, id_type)] \
             if len(fresh) else []
         dim = int(model.dim or (fresh.shape[1] if len(fresh) else _stored_dim(warehouse)))
+    elif client is not None and len(todo):
+        dim = model.dim
+        done = _embed_on_cluster(client, model, todo, parts, embedding_schema(id_type, dim), version,
+                                 cluster.rows_per_part, context.log.info)
+        unreadable.extend(i for d in done for i in d.unreadable)
+        batches = iter_batches([d.part for d in done])
     else:
         batches = _embedding_batches(model, todo, version, id_type, context.log.info, unreadable)
         dim = model.dim
-    # Vectors are written chunk by chunk as they are made, and unchanged rows are carried over inside DuckDB:
-    # memory stays flat whatever the corpus size.
+    # Vectors are written chunk by chunk as they are made (or as the cluster's parts are read), and unchanged rows
+    # are carried over inside DuckDB: memory stays flat whatever the corpus size.
+    ingest = time.perf_counter()
     written = warehouse.write_embedding_batches(
         EMBEDDINGS_TABLE, embedding_schema(id_type, dim), batches,
         model=(model.name, blob) if blob is not None else None,
         keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None,
         also=warehouse.snapshot_statements(EMBEDDINGS_TABLE, context.run.run_id, corpus_read and corpus_read.run_id))
+    where = cluster_metadata(cluster.describe(), done, time.perf_counter() - ingest) \
+        if client is not None and len(todo) else {"ran_on": "in process"}
     seconds = time.perf_counter() - start
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
@@ -120,6 +141,7 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
             "dim": int(dim),  # declared by the embedder; the embeddings check compares the table to it
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
             "rows_per_second": MetadataValue.float(round(rate, 1)),
+            **where,
             "table": f"{warehouse.database}::{EMBEDDINGS_TABLE}",
             "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(dim)),
         }
@@ -147,6 +169,14 @@ def _stored_dim(warehouse: Warehouse) -> int:
     """The stored vectors' size: what an all-cached run of a model that declares none carries over."""
     found = warehouse.read_df(f"SELECT array_length(vector) AS dim FROM {EMBEDDINGS_TABLE} LIMIT 1")
     return int(found["dim"].iloc[0]) if len(found) else 0
+
+
+def _embed_on_cluster(client, model, todo, parts: str, schema, version: str, rows_per_part: int, log):
+    """The rows to embed as parts under `parts`, embedded on the cluster; returns each part's report."""
+    in_paths = split_rows(todo[["id", "text", "text_hash"]], join(parts, "in"), rows_per_part)
+    out_paths = [join(parts, "out", f"out-{n:05d}.parquet") for n in range(len(in_paths))]
+    log(f"embedding {len(todo):,} rows on the cluster in {len(in_paths)} parts of up to {rows_per_part:,}")
+    return run_parts(client, embed_part, in_paths, out_paths, model, log, schema=schema, version=version)
 
 
 def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list, chunk: int = 50_000):

@@ -7,7 +7,6 @@ turns the step's result into metadata (`task_metadata`).
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, asset
 
 from scalellm_dagster.assets import task_io as io
@@ -35,7 +34,11 @@ from scalellm_dagster.flow import (
 )
 from scalellm_dagster.flow.selection import GOLD_EVAL_ROWS
 from scalellm_dagster.flow.suspects import review_suspects
+from scalellm_dagster.assets.on_cluster import predict_on_cluster
+from scalellm_dagster.cluster.parts import join
 from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.resources.cluster import ClusterResource
+from scalellm_dagster.resources.duckdb_sql import frame_to_arrow
 from scalellm_dagster.tasks_config import TaskSpec
 
 __all__ = ["build_task_assets", "task_asset_key", "task_table"]
@@ -185,7 +188,13 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         + (f" In {shards} shards, one Parquet file each, read as one view." if shards else ""),
         **common,
     )
-    def predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
+    def predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource,
+                    cluster: ClusterResource):
+        with (cluster if not shards else ClusterResource()).session(warehouse.database, context.run.run_id) as on:
+            return _predictions(context, warehouse, teacher, cluster, *on)
+
+    def _predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource,
+                     cluster: ClusterResource, client, parts: str | None):
         sample, X_train, y_train = io.valid_sample(warehouse, task)
         student = train_student(io.chosen_student(warehouse, task), X_train, y_train, task.seed)
         shard = int(context.partition_key) if shards else None
@@ -198,8 +207,14 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         context.log.info(f"{f'shard {shard + 1}/{shards}: ' if shard is not None else ''}predicting "
                          f"{len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
         todo = current["id"].to_numpy()[compute]
-        predicted = predict_rows(student, io.vector_chunks(warehouse, todo, embedding_source), len(todo),
-                                 log=context.log.info)
+        where = {"ran_on": "in process"}
+        if client is not None and len(todo):
+            predicted, where = predict_on_cluster(client, cluster.describe(), warehouse, student, todo,
+                                                  embedding_source, join(parts, task.name), cluster.rows_per_part,
+                                                  context.log.info)
+        else:
+            predicted = predict_rows(student, io.vector_chunks(warehouse, todo, embedding_source), len(todo),
+                                     log=context.log.info)
         out = _assemble(current, version, reuse, compute, predicted, io.sample_labels(warehouse, task))
         cascade_budget = task.cascade_budget if shard is None else share_of_budget(task.cascade_budget, shard, shards)
         outcome = None
@@ -214,7 +229,8 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
         written, shard_meta = _write_predictions(warehouse, table, out, shard, shards, log)
         return MaterializeResult(metadata={**meta.predictions_metadata(
-            out, written, student, predicted, len(reuse), {**shard_meta, **meta.cascade_metadata(task, outcome, out)}),
+            out, written, student, predicted, len(reuse),
+            {**shard_meta, **where, **meta.cascade_metadata(task, outcome, out)}),
             **meta.gold_metrics(out, io.gold_labels(warehouse, task))})
 
     def _cascade_session(context, warehouse: Warehouse, teacher: TeacherResource):
@@ -249,7 +265,7 @@ def _write_predictions(warehouse: Warehouse, table: str, out: pd.DataFrame, shar
                        snapshot_log: list[tuple[str, list]]):
     if shard is None:
         return warehouse.write_table(table, out, also=snapshot_log), {}
-    data = pa.Table.from_pandas(out, preserve_index=False)
+    data = frame_to_arrow(out, warehouse.id_type(CORPUS_TABLE))
     written = warehouse.write_shard(table, shard, shards, data.schema, data.to_batches())
     published = warehouse.publish_shards(table, shards)
     return written, {"shard": f"{shard + 1} of {shards}", "view_published": published,

@@ -2,8 +2,8 @@
 
 A text with no letter and no digit (emoji only, a zero-width space, punctuation) carries nothing a bag of words or
 subwords can represent: LSA gives it a zero vector, a static embedder an unknown-token vector. Every embedder's
-output for such a text, and any zero or non-finite vector an embedder returns, is replaced by the same unit
-vector, so these rows are treated alike under every embedder and never fail the embeddings check.
+output for such a text, and any zero vector an embedder returns (LSA for a script its fit never saw), is replaced
+by the same unit vector (a non-finite vector is a fault of the embedder and still fails the embeddings check), so these rows are treated alike under every embedder and never fail the embeddings check.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def with_fallback(texts: pd.Series, vectors: np.ndarray) -> tuple[np.ndarray, np
     """(vectors with the fallback in the unreadable rows, their positions). `vectors` is modified in place."""
     unreadable = ~texts.str.contains(READABLE, regex=True).to_numpy(dtype=bool)
     norms = np.linalg.norm(vectors, axis=1) if vectors.size else np.zeros(len(vectors))
-    broken = ~np.isfinite(norms) | (norms < 1e-6)
-    positions = np.flatnonzero(unreadable | broken)
+    empty = norms < 1e-6  # the embedder knows nothing of the text; NaN is its fault and fails the check instead
+    positions = np.flatnonzero(unreadable | empty)
     if len(positions):
         vectors[positions] = fallback_vector(vectors.shape[1])
     return vectors, positions

@@ -53,3 +53,15 @@ def ids_and_matrix(result: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     dim = column.type.list_size
     matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
     return ids, matrix
+
+
+def frame_to_arrow(frame, id_type: pa.DataType | None = None) -> pa.Table:
+    """A frame as Arrow with no column of type null: Arrow types an all-None (or empty) object column as null, and
+    DuckDB would create a NULL-typed column that every later value is lost in. Such a column is text in every
+    table of ours (an error, an answer, a label), and an id column takes the corpus's id type (`id_type`)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):
+            wanted = id_type if field.name == "id" and id_type is not None else pa.string()
+            table = table.set_column(i, field.name, table.column(i).cast(wanted))
+    return table

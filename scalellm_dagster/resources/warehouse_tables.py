@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from scalellm_dagster.resources.duckdb_sql import ids_and_matrix, quote, relation_kind, transaction
+from scalellm_dagster.resources.duckdb_sql import frame_to_arrow, ids_and_matrix, quote, relation_kind, transaction
 
 CACHE_SCHEMA = "scalellm_cache"
 
@@ -23,7 +23,7 @@ class TablesAndEmbeddings:
         table with these ids are carried into the new one, ahead of `data`, without passing through Python.
         """
         if isinstance(data, pd.DataFrame):
-            data = pa.Table.from_pandas(data, preserve_index=False)
+            data = frame_to_arrow(data, self._corpus_id_type(data))
         schema = table.split(".")[0] if "." in table else None
         with self.get_connection() as conn:
             conn.register("_incoming", data)
@@ -61,7 +61,7 @@ class TablesAndEmbeddings:
                 if not len(frame):
                     continue
                 name = f"_append_{i}"
-                conn.register(name, pa.Table.from_pandas(frame, preserve_index=False))
+                conn.register(name, frame_to_arrow(frame))
                 if "." in table:
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{table.split(".")[0]}"')
                 conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} AS SELECT * FROM {name} WHERE false")
@@ -74,6 +74,12 @@ class TablesAndEmbeddings:
             if ids is not None:
                 conn.register("_ids", pa.table({"id": pa.array(np.asarray(ids))}))
             return conn.execute(sql, params or []).df()
+
+    def _corpus_id_type(self, frame: pd.DataFrame) -> pa.DataType | None:
+        """The corpus's id type, looked up only for an id column Arrow cannot type (empty, or all None)."""
+        if "id" not in frame.columns or frame["id"].notna().any() or not self.table_exists("corpus"):
+            return None
+        return self.id_type("corpus")
 
     def execute(self, sql: str, params: list | None = None) -> None:
         with self.get_connection() as conn:

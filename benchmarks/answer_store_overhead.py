@@ -1,0 +1,72 @@
+"""What storing each teacher answer before the next request costs: 1,000 requests through the real `openai` client
+and the DuckDB answer cache, stored per request (the default for real teachers) vs grouped every second.
+
+    .venv/bin/python benchmarks/answer_store_overhead.py [--requests 1000] [--batch-size 5] [--latency-ms 0]
+
+The server is the test suite's fake (tests/fake_openai.py) answering at once (or after --latency-ms), so the
+difference is the warehouse writes alone. Prints JSON: wall seconds of each, the writes, and the overhead per
+request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scalellm_dagster.resources.openai_client import make_client  # noqa: E402
+from scalellm_dagster.resources.warehouse import Warehouse  # noqa: E402
+from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS  # noqa: E402
+from scalellm_dagster.tasks_config import load_tasks  # noqa: E402
+from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher  # noqa: E402
+from scalellm_dagster.teachers.runner import label_with_cache  # noqa: E402
+from tests.fake_openai import FakeOpenAI  # noqa: E402
+
+
+def run(server, rows: pd.DataFrame, batch_size: int, window: float, folder: Path) -> dict:
+    task = next(t for t in load_tasks(DEMO_TASKS) if t.name == "topic")
+    teacher = OpenAIChatTeacher(task, make_client(server.base_url, "bench", 30, 4), "bench-model", 0.15, 0.60)
+    warehouse = Warehouse(database=str(folder / f"window{window}.duckdb"))
+    cache = warehouse.answer_cache({"provider": teacher.provider, "model": teacher.model,
+                                    "prompt_version": teacher.prompt_version, "task": task.name, "run_id": "bench"})
+    writes = []
+
+    def store(answers, ledger):
+        writes.append(len(ledger))
+        cache.store(answers, ledger)
+
+    start = time.perf_counter()
+    _, stats = label_with_cache(teacher, rows, cache.lookup, store, batch_size=batch_size, concurrency=2,
+                                flush_seconds=window, flush_rows=1 if window <= 0 else 200)
+    return {"store_window_seconds": window, "requests": stats.requests, "writes": len(writes),
+            "wall_seconds": round(time.perf_counter() - start, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=5)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    corpus = pd.read_parquet(DEMO_CORPUS).drop_duplicates("text")
+    rows = corpus.head(args.requests * args.batch_size)[["id", "text"]].reset_index(drop=True)
+    gold = dict(zip(corpus["text"], corpus["topic"]))
+    with FakeOpenAI(lambda t: gold[t], latency_s=args.latency_ms / 1000) as server, \
+            tempfile.TemporaryDirectory() as tmp:
+        grouped = run(server, rows, args.batch_size, 1.0, Path(tmp))
+        each = run(server, rows, args.batch_size, 0.0, Path(tmp))
+    overhead = (each["wall_seconds"] - grouped["wall_seconds"]) / max(each["requests"], 1)
+    print(json.dumps({"rows": len(rows), "batch_size": args.batch_size, "latency_ms": args.latency_ms,
+                      "grouped": grouped, "each_request": each,
+                      "overhead_ms_per_request": round(1000 * overhead, 2)}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
