@@ -1,14 +1,16 @@
 """Time and peak memory of the whole Dagster graph at growing corpus sizes (one task, offline defaults).
 
     .venv/bin/python benchmarks/scaling.py 10000 100000 [1000000]
-    .venv/bin/python benchmarks/scaling.py --shards 8 --workers 2 1000000
+    .venv/bin/python benchmarks/scaling.py --dask local:2 1000000
+    .venv/bin/python benchmarks/scaling.py --dask tcp://127.0.0.1:8786 1000000
 
 
 Each size runs in a fresh subprocess: a corpus made by resampling the bundled banking77 demo (with replacement, ids
 renumbered), the `topic` task (budget 1,000, simulated teacher at 0 ms latency, logistic regression and ridge
-students), in-process executor, every asset check included. Peak RSS is the child's maximum resident set; with
---shards, the graph runs as shard runs in worker processes (`scalellm run` with SCALELLM_SHARDS) and the report adds
-the peak of the whole process tree's summed RSS, sampled every 0.2 s.
+students), in-process executor, every asset check included. Peak RSS is the child's maximum resident set, and the
+peak of the whole process tree's summed RSS (sampled every 0.2 s) covers the workers of a `--dask local:N` cluster.
+With --dask the row-parallel steps (embedding, predicting) run on that cluster (SCALELLM_DASK / _SCHEDULER); each
+step's seconds are reported, with the cluster's part times and the driver's export and ingest seconds.
 """
 
 from __future__ import annotations
@@ -45,19 +47,13 @@ with DagsterInstance.ephemeral() as instance:
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     steps = {e.step_key: round(e.event_specific_data.duration_ms / 1000, 1)
              for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    cluster = {e.asset_key.to_user_string(): {k: v.value for k, v in e.materialization.metadata.items()
+                                               if k.startswith(("cluster_", "driver_"))}
+               for e in result.get_asset_materialization_events()
+               if any(k.startswith("cluster_") for k in e.materialization.metadata)}
 print(json.dumps({"seconds": round(time.perf_counter() - start, 1), "ok": result.success,
                   "checks_passed": all(c.passed for c in result.get_asset_check_evaluations()),
-                  "slowest_steps": dict(sorted(steps.items(), key=lambda kv: -kv[1])[:5])}))
-"""
-
-
-SHARDED_CHILD = """
-import json, sys, time
-from scalellm_dagster.shard_runs import run_sharded
-start = time.perf_counter()
-phases = run_sharded(workers=int(sys.argv[1]), log_level="WARNING", log=lambda _m: None)
-print(json.dumps({"seconds": round(time.perf_counter() - start, 1), "ok": all(p.success for p in phases) and len(phases) == 4,
-                  "phases": {p.job: round(p.seconds, 1) for p in phases}}))
+                  "steps": dict(sorted(steps.items(), key=lambda kv: -kv[1])), "cluster": cluster}))
 """
 
 
@@ -77,10 +73,10 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def main(sizes: list[int], shards: int = 0, workers: int = 2) -> None:
+def main(sizes: list[int], dask: str = "", part_rows: int = 50_000) -> None:
     import pandas as pd
 
-    from scalellm_dagster.settings import DEMO_CORPUS, ensure_dagster_home
+    from scalellm_dagster.settings import DEMO_CORPUS
 
     demo = pd.read_parquet(DEMO_CORPUS)
     for n in sizes:
@@ -91,12 +87,12 @@ def main(sizes: list[int], shards: int = 0, workers: int = 2) -> None:
             Path(f"{tmp}/tasks.yaml").write_text(TASKS)
             env = {**os.environ, "SCALELLM_CORPUS": f"{tmp}/corpus.parquet", "SCALELLM_TASKS": f"{tmp}/tasks.yaml",
                    "SCALELLM_DUCKDB_PATH": f"{tmp}/wh.duckdb", "SCALELLM_SIMULATED_LATENCY_MS": "0",
-                   "TQDM_DISABLE": "1", "SCALELLM_SHARDS": str(shards)}
-            if shards:
-                env["DAGSTER_HOME"] = str(ensure_dagster_home(Path(tmp) / "dagster_home"))
+                   "TQDM_DISABLE": "1", "SCALELLM_DASK_PART_ROWS": str(part_rows)}
+            if dask:
+                env["SCALELLM_DASK_SCHEDULER" if "://" in dask else "SCALELLM_DASK"] = dask
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             start = time.perf_counter()
-            args = [sys.executable, "-c", SHARDED_CHILD, str(workers)] if shards else [sys.executable, "-c", CHILD]
+            args = [sys.executable, "-c", CHILD]
             child = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
             peaks: list[float] = []
@@ -113,7 +109,7 @@ def main(sizes: list[int], shards: int = 0, workers: int = 2) -> None:
                 continue
             out = json.loads(proc.stdout.strip().splitlines()[-1])
             db_mb = Path(f"{tmp}/wh.duckdb").stat().st_size / 2**20
-            extra = {"shards": shards, "workers": workers} if shards else {}
+            extra = {"dask": dask, "part_rows": part_rows} if dask else {}
             print(json.dumps({"rows": n, **extra, "wall_seconds": round(wall, 1), **out,
                               "peak_rss_mb": round(max(peak, before) / 1024),
                               "peak_tree_rss_mb": round(tree_peak), "warehouse_mb": round(db_mb)}), flush=True)
@@ -128,7 +124,7 @@ def _sample(child: subprocess.Popen, peaks: list[float]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--shards", type=int, default=0, help="run sharded (SCALELLM_SHARDS); 0: one table")
-    parser.add_argument("--workers", type=int, default=2, help="shard runs at once (with --shards)")
+    parser.add_argument("--dask", default="", help="local:N, or a scheduler address tcp://host:port; default: in process")
+    parser.add_argument("--part-rows", type=int, default=50_000, help="rows per part on the cluster")
     a = parser.parse_args()
-    main(a.sizes, a.shards, a.workers)
+    main(a.sizes, a.dask, a.part_rows)

@@ -18,8 +18,6 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--multiprocess", action="store_true",
                        help="run each step in its own process, as `dagster dev` does (slower to start)")
         p.add_argument("--verbose", action="store_true", help="print Dagster's DEBUG events too")
-        p.add_argument("--workers", type=int, default=2,
-                       help="with SCALELLM_SHARDS set: shard runs at once, each in its own process (default 2)")
     est = sub.add_parser("estimate", help="dry run: teacher tokens, cost and time per task vs the row-by-row "
                          "baseline, before any request (reads the corpus source; writes nothing)")
     est.add_argument("--budget", type=int, help="override every task's budget")
@@ -60,10 +58,10 @@ def _dispatch(args) -> int:
         return estimate(args.budget)
     if args.command == "probe-batch":
         return probe_batch(args)
-    return run_all(multiprocess=args.multiprocess, verbose=args.verbose, workers=args.workers)
+    return run_all(multiprocess=args.multiprocess, verbose=args.verbose)
 
 
-def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2) -> int:
+def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
     from scalellm_dagster.settings import default_data_dir, ensure_dagster_home
 
     os.environ.setdefault("DAGSTER_HOME", str(default_data_dir() / "dagster_home"))
@@ -80,10 +78,9 @@ def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2)
     settings = Settings.from_env()
     print(f"scalellm: corpus {settings.corpus}\n          tasks  {settings.tasks}\n"
           f"          warehouse {settings.duckdb_path}\n          embedder {settings.embedder}, "
-          f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if settings.teacher == 'simulated' else ''}")
+          f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if settings.teacher == 'simulated' else ''}"
+          + (f"\n          cluster {cluster}" if (cluster := _cluster_setting()) else ""))
     start = time.perf_counter()
-    if settings.shards:
-        return _run_sharded(settings, workers, verbose, start)
     instance = DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
     from scalellm_dagster.workspace_run import execute_as_workspace_run
@@ -103,25 +100,6 @@ def run_all(multiprocess: bool = False, verbose: bool = False, workers: int = 2)
     if causes:  # checks that failed without blocking anything
         print("\nscalellm: the run succeeded, but these checks failed:" + "".join(f"\n  {line}" for line in causes),
               file=sys.stderr)
-    return 0
-
-
-def _run_sharded(settings, workers: int, verbose: bool, start: float) -> int:
-    from scalellm_dagster.shard_runs import run_sharded
-    from scalellm_dagster.summary import print_summary
-
-    if workers < 1:
-        print(f"scalellm: --workers {workers}: expected at least 1", file=sys.stderr)
-        return 2
-    print(f"          {settings.shards} shards, {workers} shard run(s) at a time")
-    phases = run_sharded(workers, "DEBUG" if verbose else "INFO")
-    seconds = time.perf_counter() - start
-    if not all(p.success for p in phases) or len(phases) < 4:
-        failed = [run.run_id for p in phases for run in p.runs if not run.ok]
-        print(f"\nscalellm: FAILED after {seconds:.0f}s; failed runs: {', '.join(failed)} (see the Dagster UI)",
-              file=sys.stderr)
-        return 1
-    print_summary(settings, f"{sum(len(p.runs) for p in phases)} runs", seconds)
     return 0
 
 
@@ -176,5 +154,10 @@ def probe_batch(args) -> int:
     return 0
 
 
+def _cluster_setting() -> str:
+    return os.environ.get("SCALELLM_DASK_SCHEDULER") or os.environ.get("SCALELLM_DASK") or ""
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -20,19 +20,17 @@ from dagster import (
 )
 
 from scalellm_dagster.assets.shared import corpus, embeddings
-from scalellm_dagster.assets.sharded import build_sharded_foundation
-from scalellm_dagster.assets.tasks import build_task_assets, task_asset_key
+from scalellm_dagster.assets.tasks import build_task_assets
 from scalellm_dagster.checks import build_checks
 from scalellm_dagster.embedders.minilm import INSTALL_HINT as MINILM_INSTALL_HINT
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, TeacherResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.resources.source import CSV_ID_TYPES
-from scalellm_dagster.automation import WAREHOUSE_TAGS, TASK_ASSETS, build_schedules, build_sensors
+from scalellm_dagster.automation import WAREHOUSE_TAGS, build_schedules, build_sensors
 from scalellm_dagster.settings import SettingError, Settings
 from scalellm_dagster.tasks_config import load_tasks
 
 ALL_JOB = "scalellm_all"
-SHARD_JOBS = ("scalellm_prepare", "scalellm_embed_shard", "scalellm_teach", "scalellm_predict_shard")
 
 
 def _env(name: str, default, cast=str):
@@ -121,8 +119,6 @@ def build_resources(settings: Settings) -> dict:
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     tasks = load_tasks(settings.tasks)
-    if settings.shards:
-        return _sharded_definitions(settings, tasks)
     task_assets = [a for task in tasks for a in build_task_assets(task, teacher_kind=settings.teacher)]
     all_job = define_asset_job(
         ALL_JOB,
@@ -138,36 +134,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         sensors=build_sensors(settings.corpus, settings.tasks, tasks, all_job),
         resources=build_resources(settings),
         # One process per run: a step process costs 5-8 s of imports, more than most steps compute, and steps
-        # would only take turns on the one DuckDB file anyway. `scalellm run --multiprocess` (and the sharded
-        # location, whose shard runs are the parallel unit) keep the multiprocess executor.
+        # would only take turns on the one DuckDB file anyway; row-parallel work goes to the cluster resource.
+        # `scalellm run --multiprocess` keeps the multiprocess executor.
         executor=in_process_executor,
-    )
-
-
-def _sharded_definitions(settings: Settings, tasks) -> Definitions:
-    """The same graph with `embeddings` and every `predictions` in shards; four jobs, run in order by
-    `scalellm run` (or a backfill of all assets in the UI), the shard jobs one run per shard."""
-    embedding_model, sharded_embeddings = build_sharded_foundation(settings.shards)
-    task_assets = [a for task in tasks for a in build_task_assets(task, settings.shards, sharded_embeddings,
-                                                                  teacher_kind=settings.teacher)]
-    predictions = [task_asset_key(t, "predictions") for t in tasks]
-    teaching = [key for t in tasks for key in (task_asset_key(t, n) for n in TASK_ASSETS) if key not in predictions]
-    jobs = [
-        define_asset_job(SHARD_JOBS[0], selection=AssetSelection.assets(corpus, embedding_model),
-                         description="Load the corpus and fit the embedder every shard shares."),
-        define_asset_job(SHARD_JOBS[1], selection=AssetSelection.assets(sharded_embeddings),
-                         description="Embed one shard (run once per partition; shards run in parallel)."),
-        define_asset_job(SHARD_JOBS[2], selection=AssetSelection.assets(*teaching),
-                         description="Every task's teacher sample, student candidates and selection report."),
-        define_asset_job(SHARD_JOBS[3], selection=AssetSelection.assets(*predictions),
-                         description="Predict one shard for every task (run once per partition)."),
-    ]
-    return Definitions(
-        assets=[corpus, embedding_model, sharded_embeddings, *task_assets],
-        asset_checks=build_checks(tasks, settings.shards),
-        jobs=jobs,
-        resources=build_resources(settings),
-        executor=multiprocess_executor.configured({"max_concurrent": 2}),
     )
 
 

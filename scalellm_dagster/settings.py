@@ -26,11 +26,14 @@ class Settings:
     text_column: str
     embedder: str
     teacher: str
-    shards: int = 0  # 0: one embeddings table; N: embeddings and predictions in N partitions run in parallel
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ.get
+        if env("SCALELLM_SHARDS") not in (None, "", "0"):
+            raise SettingError("SCALELLM_SHARDS is gone: the row-parallel steps run on a Dask cluster instead. Set "
+                               "SCALELLM_DASK=local:N (N worker processes here) or SCALELLM_DASK_SCHEDULER="
+                               "tcp://host:8786 (README: More than one machine), and unset SCALELLM_SHARDS")
         return cls(
             corpus=env("SCALELLM_CORPUS") or str(DEMO_CORPUS),
             tasks=env("SCALELLM_TASKS") or str(DEMO_TASKS),
@@ -39,19 +42,11 @@ class Settings:
             text_column=env("SCALELLM_TEXT_COLUMN") or "text",
             embedder=(env("SCALELLM_EMBEDDER") or "lsa").lower(),
             teacher=(env("SCALELLM_TEACHER") or "simulated").lower(),
-            shards=_shards(env("SCALELLM_SHARDS") or "0"),
         )
 
 
 class SettingError(ValueError):
     """A configuration value (an environment variable) that cannot be used; the message says which and why."""
-
-
-def _shards(raw: str) -> int:
-    if not raw.strip().isdigit():
-        raise SettingError(f"environment variable SCALELLM_SHARDS={raw!r}: expected a whole number of shards "
-                         "(0 = no sharding)")
-    return int(raw)
 
 
 # Every run of this project writes the one DuckDB warehouse, and a run that rewrote `corpus` between another run's

@@ -34,7 +34,7 @@ def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
 
 
 def print_summary(settings: Settings, what: str, seconds: float) -> None:
-    """`what` names the run(s), e.g. "run 1a2b3c" or "18 shard runs"."""
+    """`what` names the run, e.g. "run 1a2b3c"."""
     tasks = load_tasks(settings.tasks)
     with duckdb.connect(settings.duckdb_path, read_only=True) as conn:
         corpus_rows = conn.execute("SELECT count(*) FROM corpus").fetchone()[0]

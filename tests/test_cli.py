@@ -25,17 +25,19 @@ def test_cli_run_multiprocess_succeeds_and_summarises(pipeline_env, tmp_path):
     assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 400
 
 
-def test_cli_run_sharded_reports_each_shard_and_rejects_a_bad_shard_count(pipeline_env, tmp_path):
-    env = {**os.environ, **pipeline_env, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "SCALELLM_SHARDS": "2"}
-    proc = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run", "--workers", "1"],
+def test_cli_run_on_a_local_cluster_and_the_settings_it_refuses(pipeline_env, tmp_path):
+    env = {**os.environ, **pipeline_env, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "SCALELLM_DASK": "local:2",
+           "SCALELLM_DASK_PART_ROWS": "100"}
+    proc = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "2 shards, 1 shard run(s) at a time" in proc.stdout
-    assert proc.stdout.count("shard 2/2 done") == 2  # embeddings, then predictions
-    assert "6 runs succeeded" in proc.stdout and "400 corpus rows" in proc.stdout
+    assert "cluster local:2" in proc.stdout and "400 corpus rows" in proc.stdout
+    assert "cluster: 4/4 parts done (400 rows" in proc.stdout + proc.stderr  # embeddings, then predictions
     assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 400
 
-    bad = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"],
-                         env={**env, "SCALELLM_SHARDS": "four"}, capture_output=True, text=True, timeout=600)
-    assert bad.returncode != 0
-    assert "SCALELLM_SHARDS='four': expected a whole number of shards" in bad.stderr
+    for setting, message in [({"SCALELLM_DASK": "four"}, "SCALELLM_DASK='four': expected local:N"),
+                             ({"SCALELLM_SHARDS": "4"}, "SCALELLM_SHARDS is gone: the row-parallel steps run on a "
+                                                        "Dask cluster instead")]:
+        bad = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"],
+                             env={**env, **setting}, capture_output=True, text=True, timeout=600)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-2000:]

@@ -81,6 +81,11 @@ def test_the_graph_on_the_cluster_equals_the_in_process_run(on_cluster, cluster,
     _same_results(on_cluster["SCALELLM_DUCKDB_PATH"], _in_process_run(tmp_path, monkeypatch))
     parts = tmp_path / "wh.parts"
     assert not parts.exists() or not any(parts.iterdir())  # a run's parts go with it
+    # The warehouse took the parts in: it is one self-contained file that reads the same wherever it is copied.
+    moved = tmp_path / "elsewhere" / "copy.duckdb"
+    moved.parent.mkdir()
+    (tmp_path / "wh.duckdb").rename(moved)
+    assert query(str(moved), "SELECT count(*) FROM embeddings")[0][0] == 400
 
 
 def test_a_worker_killed_while_embedding_changes_nothing_but_the_time(on_cluster, cluster, tmp_path, monkeypatch):
@@ -89,13 +94,19 @@ def test_a_worker_killed_while_embedding_changes_nothing_but_the_time(on_cluster
 
     monkeypatch.setattr(EmbedderResource, "build", lambda self: SlowLsa(dim=self.dim, seed=self.seed))
     outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(result=run_pipeline(DagsterInstance.ephemeral())))
+
+    def run() -> None:
+        with DagsterInstance.ephemeral() as instance:
+            outcome["result"] = run_pipeline(instance)
+
+    runner = threading.Thread(target=run)
     runner.start()
     out = tmp_path / "wh.parts"
     deadline = time.monotonic() + 120
     while not list(out.glob("*/out/out-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.05)
     cluster.kill_worker("w1")  # SIGKILL, nanny and worker, mid-run
+    assert runner.is_alive()  # the run was still going: parts were left to embed or to take in
     runner.join(300)
     try:
         result = outcome["result"]

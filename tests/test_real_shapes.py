@@ -258,21 +258,3 @@ def test_the_audit_keys_on_the_text_too(shapes_env, monkeypatch, tmp_path):
         assert run_pipeline(instance).success
     new_rows = [n for (n,) in query(db, "SELECT new_rows FROM topic.audit_log ORDER BY audited_at")]
     assert new_rows == [len(df), 50]  # the 50 edited rows are new to the audit; the others are not
-
-
-def test_a_copied_warehouse_reads_its_own_shard_files(tmp_path):
-    import shutil
-
-    import pyarrow as pa
-
-    from scalellm_dagster.resources import Warehouse
-
-    original = Warehouse(database=str(tmp_path / "a" / "wh.duckdb"))
-    for shard in range(2):
-        part = pa.table({"id": pa.array([f"k{shard}"]), "x": pa.array([shard])})
-        original.write_shard("t", shard, 2, part.schema, part.to_batches())
-    assert original.publish_shards("t", 2)
-    shutil.copytree(tmp_path / "a", tmp_path / "b")
-    shutil.rmtree(tmp_path / "a")  # the original's files are gone: the copy must read its own
-    copy = Warehouse(database=str(tmp_path / "b" / "wh.duckdb"))
-    assert copy.read_df("SELECT id, x FROM t ORDER BY x").values.tolist() == [["k0", 0], ["k1", 1]]

@@ -144,7 +144,7 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
         if len(picked):
             corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
             session = warehouse_session(task, teacher, warehouse, corpus_df,
-                                        for_simulation(warehouse, teacher, None, 0), run_id, context.log.info)
+                                        for_simulation(warehouse, teacher, None), run_id, context.log.info)
             answers = session.ask(picked)[["id", "teacher_label", "valid"]]
             answers = answers[answers["valid"]].drop(columns="valid")
         deployed = new.set_index("id")["label"]

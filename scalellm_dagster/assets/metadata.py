@@ -139,7 +139,7 @@ def column_schema(df: pd.DataFrame, described: dict[str, str] | None = None) -> 
 
 
 def embeddings_schema(id_type: str, dim: int) -> TableSchema:
-    """The embeddings table's columns (unsharded table and shard files alike)."""
+    """The embeddings table's columns."""
     types = {"id": id_type, "text_hash": "VARCHAR", "embedding_version": "VARCHAR", "vector": f"FLOAT[{dim}]"}
     return TableSchema(columns=[TableColumn(name=c, type=t, description=COLUMN_DESCRIPTIONS[c])
                                 for c, t in types.items()])

@@ -49,7 +49,7 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
     )
 
 
-# What every asset of the shared foundation declares (the unsharded and the sharded embeddings alike).
+# What every asset of the shared foundation declares.
 FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"layer": "foundation"}}
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE
-from scalellm_dagster.assets.sharded import embedding_casts
 from scalellm_dagster.automation import task_fingerprint
 from scalellm_dagster.core.estimate import PromptSizes
 from scalellm_dagster.core.students import EVALUATION_VERSION
@@ -48,13 +47,11 @@ def effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
     return int(min(max(advice, 2), cap)), f"advice of the last report ({int(advice):,}), capped at {cap:,}"
 
 
-def for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix, shards: int):
+def for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix):
     """What the simulated teacher needs to err plausibly: the row-aligned matrix when one is in memory anyway,
-    otherwise blocks streamed from the warehouse or the shard files (a million vectors are never loaded at once)."""
+    otherwise blocks streamed from the warehouse (a million vectors are never loaded at once)."""
     if teacher.kind != "simulated" or matrix is not None:
         return matrix
-    if shards:
-        return lambda: warehouse.iter_shard_embeddings(EMBEDDINGS_TABLE, shards)
     return lambda: warehouse.iter_embeddings(EMBEDDINGS_TABLE)
 
 
@@ -141,21 +138,10 @@ def model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
     return hashlib.sha256(f"{chosen}|{task.seed}|".encode() + labels.tobytes()).hexdigest()[:12]
 
 
-def prediction_sources(warehouse: Warehouse, table: str, shard: int | None, shards: int) -> tuple[str, str | None]:
-    """(embeddings relation, stored predictions relation or None). A shard's run reads only its own files."""
-    if shard is None:
-        return EMBEDDINGS_TABLE, (table if warehouse.table_exists(table) else None)
-    dim = int(warehouse.read_df(f"SELECT array_length(vector) AS d FROM {EMBEDDINGS_TABLE} LIMIT 1")["d"][0])
-    embedding_source = warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards, embedding_casts(dim))
-    predictions_source = (warehouse.shard_relation(table, shard, shards)
-                          if warehouse.shard_path(table, shard, shards).exists() else None)
-    return embedding_source, predictions_source
-
-
 def reusable_predictions(warehouse: Warehouse, current: pd.DataFrame, version: str, embedding_source: str,
                          predictions_source: str | None):
     """Stored student predictions still valid (same text, vectors and student), and positions to predict.
-    The sources are the warehouse's relations, or a shard's own files; no stored predictions: nothing to reuse."""
+    No stored predictions: nothing to reuse."""
     empty = pd.DataFrame(columns=["student_label", "confidence"])
     if predictions_source is None or "model_version" not in warehouse.read_df(
             f"SELECT * FROM {predictions_source} LIMIT 0").columns:
@@ -165,7 +151,7 @@ def reusable_predictions(warehouse: Warehouse, current: pd.DataFrame, version: s
             JOIN {embedding_source} e
             ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version
             WHERE p.model_version = ?""", [version]).set_index("id")
-    stored = stored[stored.index.isin(current["id"])]  # rows that left the corpus (or the shard) are not reused
+    stored = stored[stored.index.isin(current["id"])]  # rows that left the corpus are not reused
     known = current["id"].isin(stored.index).to_numpy()
     return stored, np.flatnonzero(~known)
 

@@ -1,5 +1,5 @@
 """The asset factory: one branch of assets per task in the tasks file, all hanging off `embeddings`: the sample,
-the candidates, the report, the predictions and (unsharded) the drift audit (`audit.py`).
+the candidates, the report, the predictions and the drift audit (`audit.py`).
 
 Each asset reads its inputs, calls one step of the ScaleLLM flow (`scalellm_dagster.flow`), writes its table and
 turns the step's result into metadata (`task_metadata`).
@@ -12,13 +12,11 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Materiali
 from scalellm_dagster.assets import task_io as io
 from scalellm_dagster.assets.audit import audited_ids, build_audit_asset, grant_topup
 from scalellm_dagster.assets import task_metadata as meta
-from scalellm_dagster.assets.sharded import shard_partitions
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, embeddings
 from scalellm_dagster.assets.task_io import task_table
 from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.automation import task_fingerprint
 from scalellm_dagster.core.corpus import check_gold_column
-from scalellm_dagster.core.sharding import share_of_budget
 from scalellm_dagster.flow import (
     LabelledSample,
     calibrate,
@@ -38,7 +36,6 @@ from scalellm_dagster.assets.on_cluster import predict_on_cluster
 from scalellm_dagster.cluster.parts import join
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
-from scalellm_dagster.resources.duckdb_sql import frame_to_arrow
 from scalellm_dagster.tasks_config import TaskSpec
 
 __all__ = ["build_task_assets", "task_asset_key", "task_table"]
@@ -52,10 +49,9 @@ def task_asset_key(task: TaskSpec, name: str) -> AssetKey:
 TEACHER_KINDS = {"simulated": "python", "openai": "openai", "local": "llama"}
 
 
-def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsDefinition = embeddings,
+def build_task_assets(task: TaskSpec, embeddings_asset: AssetsDefinition = embeddings,
                       teacher_kind: str = "simulated") -> list[AssetsDefinition]:
-    """The task's assets; with `shards`, `predictions` is partitioned like the sharded `embeddings` and there is no
-    drift audit."""
+    """The task's five assets: sample, candidates, report, predictions, drift audit."""
     # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
     common = {"key_prefix": [task.name], "group_name": task.name, "owners": ["team:scalellm"],
               "code_version": task_fingerprint(task)}
@@ -80,7 +76,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         budget, budget_note = io.effective_budget(warehouse, task)
         # clustering and the student's uncertainty need every vector at once
         matrix = None if task.sampling == "random" else warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=ids)[1]
-        session_vectors = io.for_simulation(warehouse, teacher, matrix, shards)
+        session_vectors = io.for_simulation(warehouse, teacher, matrix)
         session = warehouse_session(task, teacher, warehouse, corpus_df, session_vectors, context.run.run_id,
                                     context.log.info)
         # rows an audit asked about never train a student: they are not sampled
@@ -179,33 +175,30 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
     @asset(
         name="predictions",
         deps=[model_selection_report, embeddings_asset],
-        partitions_def=shard_partitions(shards) if shards else None,
         kinds={"duckdb", "sklearn"},
         tags={**task_tags, "layer": "predictions"},
         description="Every corpus row with its label, the student's confidence, and where the label came from: "
         "`teacher-sample` (sampled rows keep the teacher's label), `teacher-cascade` (rows the student was least "
-        "sure of, sent back to the teacher when the task sets cascade_budget) or `student`."
-        + (f" In {shards} shards, one Parquet file each, read as one view." if shards else ""),
+        "sure of, sent back to the teacher when the task sets cascade_budget) or `student`. With a cluster "
+        "configured, the rows are predicted there (the student sent to every worker once).",
         **common,
     )
     def predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource,
                     cluster: ClusterResource):
-        with (cluster if not shards else ClusterResource()).session(warehouse.database, context.run.run_id) as on:
+        with cluster.session(warehouse.database, context.run.run_id) as on:
             return _predictions(context, warehouse, teacher, cluster, *on)
 
     def _predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource,
                      cluster: ClusterResource, client, parts: str | None):
         sample, X_train, y_train = io.valid_sample(warehouse, task)
         student = train_student(io.chosen_student(warehouse, task), X_train, y_train, task.seed)
-        shard = int(context.partition_key) if shards else None
         table = task_table(task, "predictions")
-        embedding_source, predictions_source = io.prediction_sources(warehouse, table, shard, shards)
+        embedding_source, predictions_source = EMBEDDINGS_TABLE, table if warehouse.table_exists(table) else None
         current, vectors_read = warehouse.read_df_with_snapshot(
             f"SELECT id, text_hash, embedding_version FROM {embedding_source}", EMBEDDINGS_TABLE)
         version = io.model_version(student.name, sample, task)
         reuse, compute = io.reusable_predictions(warehouse, current, version, embedding_source, predictions_source)
-        context.log.info(f"{f'shard {shard + 1}/{shards}: ' if shard is not None else ''}predicting "
-                         f"{len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
+        context.log.info(f"predicting {len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
         todo = current["id"].to_numpy()[compute]
         where = {"ran_on": "in process"}
         if client is not None and len(todo):
@@ -216,7 +209,7 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
             predicted = predict_rows(student, io.vector_chunks(warehouse, todo, embedding_source), len(todo),
                                      log=context.log.info)
         out = _assemble(current, version, reuse, compute, predicted, io.sample_labels(warehouse, task))
-        cascade_budget = task.cascade_budget if shard is None else share_of_budget(task.cascade_budget, shard, shards)
+        cascade_budget = task.cascade_budget
         outcome = None
         if cascade_budget > 0:
             outcome = run_cascade(calibrate(student.name, X_train, y_train, task), out["confidence"].to_numpy(),
@@ -227,20 +220,18 @@ def build_task_assets(task: TaskSpec, shards: int = 0, embeddings_asset: AssetsD
         out = out.assign(model=student.name)[["id", "label", "source", "confidence", "student_label", "model",
                                               "text_hash", "embedding_version", "model_version"]]
         log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
-        written, shard_meta = _write_predictions(warehouse, table, out, shard, shards, log)
+        written = warehouse.write_table(table, out, also=log)
         return MaterializeResult(metadata={**meta.predictions_metadata(
             out, written, student, predicted, len(reuse),
-            {**shard_meta, **where, **meta.cascade_metadata(task, outcome, out)}),
+            {**where, **meta.cascade_metadata(task, outcome, out)}),
             **meta.gold_metrics(out, io.gold_labels(warehouse, task))})
 
     def _cascade_session(context, warehouse: Warehouse, teacher: TeacherResource):
         corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
         return warehouse_session(task, teacher, warehouse, corpus_df,
-                                 io.for_simulation(warehouse, teacher, None, shards), context.run.run_id,
+                                 io.for_simulation(warehouse, teacher, None), context.run.run_id,
                                  context.log.info)
 
-    if shards:  # the audit reads predictions whole; sharded locations audit nothing yet
-        return [labeled_sample, student_candidates, model_selection_report, predictions]
     audit = build_audit_asset(task, predictions, common, {"duckdb", TEACHER_KINDS.get(teacher_kind, "python")})
     return [labeled_sample, student_candidates, model_selection_report, predictions, audit]
 
@@ -259,14 +250,3 @@ def _assemble(current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute:
     out["confidence"] = out["confidence"].astype(np.float32)
     label, source = final_labels(out["id"].to_numpy(), out["student_label"].to_numpy(), teacher_labels)
     return out.assign(label=label, source=source)
-
-
-def _write_predictions(warehouse: Warehouse, table: str, out: pd.DataFrame, shard: int | None, shards: int,
-                       snapshot_log: list[tuple[str, list]]):
-    if shard is None:
-        return warehouse.write_table(table, out, also=snapshot_log), {}
-    data = frame_to_arrow(out, warehouse.id_type(CORPUS_TABLE))
-    written = warehouse.write_shard(table, shard, shards, data.schema, data.to_batches())
-    published = warehouse.publish_shards(table, shards)
-    return written, {"shard": f"{shard + 1} of {shards}", "view_published": published,
-                     "file": str(warehouse.shard_path(table, shard, shards))}

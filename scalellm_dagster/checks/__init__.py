@@ -2,15 +2,15 @@
 
 from dagster import AssetChecksDefinition
 
-from scalellm_dagster.checks.shared_checks import build_embeddings_check, corpus_rows_valid, gold_label_check
+from scalellm_dagster.checks.shared_checks import corpus_rows_valid, embeddings_match_corpus, gold_label_check
 from scalellm_dagster.checks.task_checks import build_task_checks
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def build_checks(tasks: list[TaskSpec], shards: int = 0) -> list[AssetChecksDefinition]:
-    checks = [corpus_rows_valid, build_embeddings_check(shards)]
+def build_checks(tasks: list[TaskSpec]) -> list[AssetChecksDefinition]:
+    checks = [corpus_rows_valid, embeddings_match_corpus]
     for task in tasks:
         if task.gold_column:
             checks.append(gold_label_check(task))
-        checks.extend(build_task_checks(task, shards))
+        checks.extend(build_task_checks(task))
     return checks

@@ -50,7 +50,7 @@ def corpus_read(context: AssetCheckExecutionContext, warehouse: Warehouse, table
     if own is None or own.corpus_run_id is None:
         # A check run on its own judges the table as it stands against the corpus as it stands (a table made from
         # an older corpus fails: that is what a user re-running a check wants to know); so do tables written
-        # before the log existed, or by shard runs.
+        # before the log existed.
         return CorpusRead(live=True, replaced_by=None, own=own, corpus=None)
     latest = warehouse.snapshot(table)
     corpus = warehouse.snapshot(CORPUS_TABLE, own.corpus_run_id)

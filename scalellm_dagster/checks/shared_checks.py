@@ -3,11 +3,9 @@
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
 
-from scalellm_dagster.assets.sharded import shard_of_check_run
 from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, corpus
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
-from scalellm_dagster.core.sharding import shard_positions
 from scalellm_dagster.resources import CorpusSource, Warehouse
 
 NORM_RANGE = (0.5, 1.5)  # vectors are L2-normalised; far outside means a zero or broken vector
@@ -71,45 +69,29 @@ def gold_label_check(task):
     return _check
 
 
-def build_embeddings_check(shards: int = 0):
-    @asset_check(asset=AssetKey("embeddings"), name="embeddings_match_corpus", blocking=True,
-                 description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
-                 f"with L2 norm in {list(NORM_RANGE)}." + (" In a shard's run: that shard's file against the corpus "
-                                                           "rows of that shard." if shards else ""))
-    def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-        read = corpus_read(context, warehouse, EMBEDDINGS_TABLE) if not shards else None
-        if read is not None and read.replaced_by:
-            return read.result_from_log()
-        # While the corpus has moved on, the table's own ids stand in for it and the logged fingerprint decides.
-        moved = read is not None and not read.live
-        shard = shard_of_check_run(context, shards)
-        if shard is not None:
-            # The raw file, not the typed view: a vector of the wrong size must fail here, not in a cast.
-            frame = warehouse.vector_stats(relation_sql=warehouse.shard_relation(EMBEDDINGS_TABLE, shard, shards))
-            corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
-            corpus_ids = corpus_ids.iloc[shard_positions(corpus_ids, shard, shards)]
-            scope = {"shard": f"{shard + 1} of {shards}"}
-        else:
-            frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
-            scope = read.metadata if read is not None else {}
-            corpus_ids = frame["id"] if moved else warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
-        declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
-        frame["finite"] = frame["finite"].fillna(False).astype(bool)
-        frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
-        frame["row_matches_corpus"] = frame["row_matches_corpus"].astype(str).replace(
-            {"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
-        corpus_rows = len(corpus_ids)
-        if moved:
-            frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS_TABLE))
-            corpus_rows = read.corpus.rows
-        outcome = validate(frame, embeddings_expectations(declared, corpus_rows), "embeddings")
-        return AssetCheckResult(passed=outcome.passed,
-                                metadata={**scope, "declared_dim": declared, **outcome.metadata()})
-
-    return embeddings_match_corpus
-
-
-embeddings_match_corpus = build_embeddings_check()
+@asset_check(asset=AssetKey("embeddings"), name="embeddings_match_corpus", blocking=True,
+             description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
+             f"with L2 norm in {list(NORM_RANGE)}.")
+def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+    read = corpus_read(context, warehouse, EMBEDDINGS_TABLE)
+    if read.replaced_by:
+        return read.result_from_log()
+    # While the corpus has moved on, the table's own ids stand in for it and the logged fingerprint decides.
+    moved = not read.live
+    frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
+    corpus_ids = frame["id"] if moved else warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
+    declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
+    frame["finite"] = frame["finite"].fillna(False).astype(bool)
+    frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
+    frame["row_matches_corpus"] = frame["row_matches_corpus"].astype(str).replace(
+        {"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
+    corpus_rows = len(corpus_ids)
+    if moved:
+        frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS_TABLE))
+        corpus_rows = read.corpus.rows
+    outcome = validate(frame, embeddings_expectations(declared, corpus_rows), "embeddings")
+    return AssetCheckResult(passed=outcome.passed,
+                            metadata={**read.metadata, "declared_dim": declared, **outcome.metadata()})
 
 
 def _declared_dim(context: AssetCheckExecutionContext, fallback: int) -> int:

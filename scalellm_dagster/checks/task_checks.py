@@ -4,11 +4,9 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from scalellm_dagster.assets.audit import audit_history, granted_topups
 from scalellm_dagster.assets.shared import CORPUS_TABLE
-from scalellm_dagster.assets.sharded import shard_of_check_run
 from scalellm_dagster.assets.tasks import task_asset_key, task_table
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
-from scalellm_dagster.core.sharding import shard_positions
 from scalellm_dagster.resources import Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -82,7 +80,7 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
     ]
 
 
-def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefinition]:
+def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
     sample_key = task_asset_key(task, "labeled_sample")
 
     @asset_check(asset=sample_key, name="sample_labels_valid", blocking=True,
@@ -154,45 +152,33 @@ def build_task_checks(task: TaskSpec, shards: int = 0) -> list[AssetChecksDefini
 
     @asset_check(asset=task_asset_key(task, "predictions"), name="predictions_cover_corpus", blocking=True,
                  description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
-                 "teacher labelled keep the teacher's label."
-                 + (" In a shard's run: that shard's file against the corpus rows of that shard." if shards else ""))
+                 "teacher labelled keep the teacher's label.")
     def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         table = task_table(task, "predictions")
-        shard = shard_of_check_run(context, shards)
-        relation = table if shard is None else warehouse.shard_relation(table, shard, shards)
-        read = corpus_read(context, warehouse, table) if shard is None else None
-        if read is not None and read.replaced_by:
+        read = corpus_read(context, warehouse, table)
+        if read.replaced_by:
             return read.result_from_log()
         # While the corpus has moved on, the table's own ids stand in for it and its logged fingerprint decides.
-        corpus_ids = CORPUS_TABLE if read is None or read.live else relation
+        corpus_ids = CORPUS_TABLE if read.live else table
         df = warehouse.read_df(
             f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
                        CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
                             WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'yes' END AS row_matches_corpus,
                        (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher-sample')
                            AS keeps_teacher_label
-                FROM {relation} p
+                FROM {table} p
                 FULL OUTER JOIN (SELECT id FROM {corpus_ids}) c ON p.id = c.id
                 LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid) s
                     ON s.id = p.id""")
         df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
-        scope = {}
-        if shard is None:
-            corpus_rows = warehouse.row_count(CORPUS_TABLE) if read.live else read.corpus.rows
-            if not read.live:
-                df["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(table))
-            scope = read.metadata
-        else:  # corpus rows of other shards are theirs to cover
-            df = df.iloc[shard_positions(df["id"], shard, shards)]
-            corpus_ids = warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
-            corpus_rows = len(shard_positions(corpus_ids, shard, shards))
-            scope = {"shard": f"{shard + 1} of {shards}"}
+        corpus_rows = warehouse.row_count(CORPUS_TABLE) if read.live else read.corpus.rows
+        if not read.live:
+            df["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(table))
         outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
-        return AssetCheckResult(passed=outcome.passed, metadata={**scope, **outcome.metadata()})
+        return AssetCheckResult(passed=outcome.passed, metadata={**read.metadata, **outcome.metadata()})
 
-    checks = [sample_labels_valid, sample_invalid_answers_rare, every_candidate_evaluated, student_chosen,
-              chosen_student_above_floor, predictions_cover_corpus]
-    return checks if shards else [*checks, audit_check(task)]
+    return [sample_labels_valid, sample_invalid_answers_rare, every_candidate_evaluated, student_chosen,
+            chosen_student_above_floor, predictions_cover_corpus, audit_check(task)]
 
 
 def audit_expectations() -> list:

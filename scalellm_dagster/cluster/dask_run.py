@@ -26,7 +26,7 @@ def run_parts(client, task: Callable, in_paths: list[str], out_paths: list[str],
     part_of = {f.key: p for f, p in zip(futures, in_paths)}
     done: list[PartDone] = []
     start = time.perf_counter()
-    for future in as_completed(futures):
+    for future in as_completed(futures, loop=client.loop):
         if future.status == "error":
             error = future.exception()
             for other in futures:

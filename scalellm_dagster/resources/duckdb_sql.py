@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -28,17 +27,6 @@ def relation_kind(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
     found = conn.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
                          [schema, name]).fetchone()
     return found[0] if found else None
-
-
-def select_list(casts: dict[str, str] | None) -> str:
-    # Parquet keeps FLOAT[d] arrays as lists; the cast gives readers the fixed-size array type back.
-    if not casts:
-        return "*"
-    return "* REPLACE (" + ", ".join(f'"{c}"::{t} AS "{c}"' for c, t in casts.items()) + ")"
-
-
-def sql_str(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def quote(table: str) -> str:

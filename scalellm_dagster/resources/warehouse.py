@@ -1,5 +1,5 @@
-"""The DuckDB warehouse resource: tables and embeddings, the teacher's caches and ledger, shard files and the log of
-which corpus each table came from, each in its own module, behind one Dagster resource.
+"""The DuckDB warehouse resource: tables and embeddings, the teacher's caches and ledger, and the log of which corpus
+each table came from, each in its own module, behind one Dagster resource.
 
 DuckDB lets one process hold a database file at a time, and Dagster runs each step in its own process. So every
 method opens a connection, does its I/O and closes it at once (heavy compute happens outside), and opening waits
@@ -19,7 +19,6 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from scalellm_dagster.resources.warehouse_cache import LEDGER_COLUMNS, CachesAndLedger
-from scalellm_dagster.resources.warehouse_shards import ShardFiles
 from scalellm_dagster.resources.warehouse_snapshots import Snapshot, SnapshotLog
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA, TablesAndEmbeddings, embedding_batch
 
@@ -30,7 +29,7 @@ class WarehouseLockTimeout(RuntimeError):
     pass
 
 
-class Warehouse(TablesAndEmbeddings, CachesAndLedger, ShardFiles, SnapshotLog, DuckDBResource):
+class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, DuckDBResource):
     """`DuckDBResource` with the project's table conventions."""
 
     lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another process's lock.")
@@ -46,13 +45,6 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, ShardFiles, SnapshotLog, D
         finally:
             conn.close()
 
-    def _file_search_path(self) -> dict:
-        """Relative paths in views (the shard files) resolve against the warehouse's own folder, not the working
-        directory: a moved or copied warehouse folder reads its own files."""
-        if self.database == ":memory:":
-            return {}
-        return {"file_search_path": str(Path(self.database).resolve().parent)}
-
     def _connect_waiting_for_lock(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay = 0.05
@@ -60,7 +52,6 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, ShardFiles, SnapshotLog, D
             try:
                 return duckdb.connect(self.database, config={"custom_user_agent": "scalellm",
                                                              "memory_limit": self.memory_limit,
-                                                             **self._file_search_path(),
                                                              **self.connection_config})
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():

@@ -36,8 +36,8 @@ class TablesAndEmbeddings:
                     kept = ""
                     if keep_ids is not None:
                         kept = f"SELECT * FROM {quote(table)} WHERE id IN (SELECT id FROM _keep) UNION ALL BY NAME "
-                    if relation_kind(conn, table) == "VIEW":  # published from shards; an unsharded run replaces it
-                        if kept:  # the kept rows live in the shards' files behind the view: copy them out first
+                    if relation_kind(conn, table) == "VIEW":  # left by the sharded graph of older versions
+                        if kept:  # the kept rows live in the files behind the view: copy them out first
                             conn.execute(f"CREATE TEMP TABLE _kept AS {kept.removesuffix(' UNION ALL BY NAME ')}")
                             kept = "SELECT * FROM _kept UNION ALL BY NAME "
                         conn.execute(f"DROP VIEW {quote(table)}")
@@ -129,7 +129,7 @@ class TablesAndEmbeddings:
 
     def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
         """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory).
-        `relation_sql` reads another relation instead, e.g. one shard's file."""
+        `relation_sql` reads another relation instead."""
         relation = relation_sql or quote(table)
         return self.read_df(
             f"""SELECT id, array_length(vector) AS dim,
@@ -167,7 +167,7 @@ class TablesAndEmbeddings:
     def read_embeddings(self, table: str = "embeddings", ids=None, relation_sql: str | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
         """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given.
-        `relation_sql` reads another relation instead, e.g. one shard's file."""
+        `relation_sql` reads another relation instead."""
         relation = relation_sql or quote(table)
         with self.get_connection() as conn:
             if ids is None:
