@@ -111,7 +111,7 @@ def build_resources(settings: Settings) -> dict:
             simulated_latency_ms=_env("SCALELLM_SIMULATED_LATENCY_MS", 20.0, float),
             local_model=os.environ.get("SCALELLM_LOCAL_MODEL") or None,
             local_threads=_env("SCALELLM_LOCAL_THREADS", 1, int),
-            store_window_seconds=_env("SCALELLM_TEACHER_STORE_SECONDS", None, float),
+            store_window_seconds=_env("SCALELLM_TEACHER_STORE_SECONDS", 1.0, float),
         ),
     }
 

@@ -18,4 +18,4 @@ def warehouse_session(task: TaskSpec, teacher: TeacherResource, warehouse: Wareh
     cache = warehouse.answer_cache({"provider": model.provider, "model": model.model,
                                     "prompt_version": version, "task": task.name, "run_id": run_id})
     return TeacherSession(model, cache, corpus.set_index("id")["text"], 1 if one_row_reask else teacher.batch_size,
-                          teacher.concurrency, log, store_window=teacher.store_window)
+                          teacher.concurrency, log, store_window=teacher.store_window_seconds)

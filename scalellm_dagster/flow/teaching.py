@@ -45,7 +45,8 @@ class TeacherSession:
 
     def __init__(self, teacher: Teacher, cache: AnswerCache, texts: pd.Series, batch_size: int, concurrency: int,
                  log: Callable[[str], None] = lambda _msg: None, store_window: float = 1.0):
-        """`store_window`: seconds answers may wait before `cache.store` (0: each request's, before the next)."""
+        """`store_window`: seconds answers may wait before `cache.store` (0: each request's, before the next). A
+        cache with a `journal` (the warehouse's) gets each request's answers there first, durably, at once."""
         self.model, self.cache, self.texts, self.log = teacher, cache, texts, log
         self.store_window = store_window
         self.batch_size, self.concurrency = batch_size, concurrency
@@ -62,7 +63,8 @@ class TeacherSession:
         out, stats = label_with_cache(self.model, rows, lookup=self.cache.lookup, store=self.cache.store,
                                       batch_size=self.batch_size, concurrency=self.concurrency, log=self.log,
                                       flush_seconds=self.store_window,
-                                      flush_rows=1 if self.store_window <= 0 else 200)
+                                      flush_rows=1 if self.store_window <= 0 else 200,
+                                      journal=getattr(self.cache, "journal", None))
         self.stats.add(stats)
         self.answers.append(out)
         return out

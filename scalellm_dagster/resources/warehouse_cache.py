@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from scalellm_dagster.resources.answer_journal import AnswerJournal, orphaned_entries
 from scalellm_dagster.resources.duckdb_sql import ids_and_matrix, transaction
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA
 from scalellm_dagster.teachers.base import Answer
@@ -22,9 +24,27 @@ class CachesAndLedger:
     """Mixed into `Warehouse`: needs its `get_connection`, `read_df` and `table_exists`."""
 
     def answer_cache(self, key: dict) -> "WarehouseAnswerCache":
-        """The answer cache and ledger for `key` (provider, model, prompt_version, task, run_id)."""
+        """The answer cache and ledger for `key` (provider, model, prompt_version, task, run_id), after storing
+        what killed runs had journaled and not stored."""
         self.ensure_cache_tables()
+        self.replay_journals()
         return WarehouseAnswerCache(self, key)
+
+    def journal_folder(self) -> Path | None:
+        if self.database == ":memory:":
+            return None
+        db = Path(self.database)
+        return db.parent / f"{db.stem}.journal"
+
+    def replay_journals(self) -> int:
+        """Store the answers of journals no live session holds, then remove them; returns the answers stored."""
+        folder, stored = self.journal_folder(), 0
+        for path, entries in orphaned_entries(folder) if folder else []:
+            for entry in entries:
+                self.store_answers(entry["key"], entry["answers"], entry["ledger"])
+                stored += len(entry["answers"])
+            path.unlink(missing_ok=True)
+        return stored
 
     def ensure_cache_tables(self) -> None:
         with self.get_connection() as conn:
@@ -44,6 +64,8 @@ class CachesAndLedger:
             )
             # warehouses from before the column: which structured-output form each request used
             conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS response_format VARCHAR")
+            # a journal replayed after its lines were stored books nothing twice (resources/answer_journal.py)
+            conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS request_id VARCHAR")
 
     def cached_vectors(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Vectors already paid for from `model`, by text hash (OpenAI-compatible embedders only)."""
@@ -89,7 +111,7 @@ class CachesAndLedger:
         """Answers and the ledger lines of the requests that paid for them, in one transaction."""
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
-        ledger_df = pd.DataFrame(ledger, columns=list(LEDGER_COLUMNS))
+        ledger_df = pd.DataFrame(ledger, columns=[*LEDGER_COLUMNS, "request_id"])
         with self.get_connection() as conn:
             with transaction(conn):
                 if len(answers_df):
@@ -102,8 +124,11 @@ class CachesAndLedger:
                 conn.register("_ledger", ledger_df)
                 conn.execute(
                     f"""INSERT INTO {CACHE_SCHEMA}.teacher_ledger
-                            (task, run_id, provider, model, prompt_version, {", ".join(LEDGER_COLUMNS)}, requested_at)
-                        SELECT ?, ?, ?, ?, ?, {", ".join(LEDGER_COLUMNS)}, ? FROM _ledger""",
+                            (task, run_id, provider, model, prompt_version, {", ".join(LEDGER_COLUMNS)}, requested_at,
+                             request_id)
+                        SELECT ?, ?, ?, ?, ?, {", ".join(LEDGER_COLUMNS)}, ?, request_id FROM _ledger
+                        WHERE request_id IS NULL OR request_id NOT IN
+                            (SELECT request_id FROM {CACHE_SCHEMA}.teacher_ledger WHERE request_id IS NOT NULL)""",
                     [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"], now],
                 )
 
@@ -136,6 +161,8 @@ class WarehouseAnswerCache:
 
     def __init__(self, warehouse: CachesAndLedger, key: dict):
         self.warehouse, self.key = warehouse, key
+        folder = warehouse.journal_folder()
+        self.journal = AnswerJournal(folder, key) if folder else None
 
     def lookup(self, hashes: list[str]) -> dict[str, Answer]:
         return self.warehouse.cached_answers(self.key["provider"], self.key["model"], self.key["prompt_version"],
