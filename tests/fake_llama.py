@@ -52,3 +52,8 @@ def load(path: str, threads: int, context: int) -> FakeLlama:
 
         raise LocalModelError(f"{path}: llama.cpp cannot load it as a GGUF model (fake)")
     return FakeLlama()
+
+
+def load_crashing(path: str, threads: int, context: int):
+    """A model whose native code crashes while loading, as a wheel built for another CPU does."""
+    os.kill(os.getpid(), signal.SIGSEGV)

@@ -131,3 +131,19 @@ def test_two_deaths_in_a_row_are_fatal_but_one_is_not(fake_model, monkeypatch):
         worker.request(messages=crash, temperature=0, max_tokens=5)
     with pytest.raises(TeacherFatalError):
         worker.request(messages=crash, temperature=0, max_tokens=5)
+
+
+def test_the_install_smoke_test_fails_in_one_line_when_the_model_crashes(monkeypatch, capsys):
+    from tests.real_llm import HAVE_LLM
+
+    if not HAVE_LLM:
+        pytest.skip("the smoke test needs the llm extra's model path (make llm)")
+    from scalellm_dagster.teachers import llama_smoke, local
+
+    monkeypatch.setattr(local, "_WORKERS", {})  # a fresh worker, not one a test before started
+    monkeypatch.setattr(local_worker, "LOADER", "tests.fake_llama:load_crashing")
+    assert llama_smoke.main(["--wheelhouse", "/cache/wheels/llama-portable"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "llm smoke test FAILED: the local model process" in err and "died (signal 11: SIGSEGV) while loading" in err
+    assert err.endswith("remove /cache/wheels/llama-portable and run `make llm` again to rebuild it portably")
