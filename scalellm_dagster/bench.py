@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", default="simulated", choices=["simulated", "openai", "local"],
                    help="simulated: answers from the label column at --teacher-accuracy (not an LLM); openai: any "
                         "OpenAI-compatible endpoint (--base-url, --model, OPENAI_API_KEY); local: a GGUF model "
-                        "in-process (llm extra; --local-model, default SmolLM2-135M-Instruct)")
+                        "in a worker process (llm extra; --local-model, default SmolLM2-135M-Instruct)")
     p.add_argument("--base-url", help="with --teacher openai (default: OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--model", default="gpt-4o-mini", help="with --teacher openai")
     p.add_argument("--local-model", help="with --teacher local: a GGUF file")

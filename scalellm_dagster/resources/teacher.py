@@ -1,4 +1,4 @@
-"""The teacher resource: `openai` (any OpenAI-compatible endpoint), `local` (a GGUF model in-process, optional
+"""The teacher resource: `openai` (any OpenAI-compatible endpoint), `local` (a GGUF model in a worker process, optional
 `llm` extra) or `simulated` (offline default, not an LLM)."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class TeacherResource(ConfigurableResource):
 
     @property
     def effective_concurrency(self) -> int:
-        """Requests really in flight at once: an in-process model answers one at a time."""
+        """Requests really in flight at once: the local model answers one at a time."""
         return 1 if self.kind == "local" else self.concurrency
 
     def pricing(self) -> dict:
