@@ -55,7 +55,8 @@ def _cluster() -> ClusterResource:
 
 
 def build_resources(settings: Settings) -> dict:
-    if _env("SCALELLM_CSV_ID_TYPE", "text").lower() not in CSV_ID_TYPES:
+    csv_id_type = _env("SCALELLM_CSV_ID_TYPE", "text").lower()
+    if csv_id_type not in CSV_ID_TYPES:
         raise SettingError(f"SCALELLM_CSV_ID_TYPE={os.environ['SCALELLM_CSV_ID_TYPE']!r}: expected one of "
                            f"{list(CSV_ID_TYPES)} (how a CSV/TSV id column is read; 'text' keeps keys verbatim)")
     if settings.embedder not in ("static", "lsa", "minilm", "openai"):
@@ -83,7 +84,7 @@ def build_resources(settings: Settings) -> dict:
         "source": CorpusSource(
             path=settings.corpus, id_column=settings.id_column, text_column=settings.text_column,
             max_text_chars=_env("SCALELLM_MAX_TEXT_CHARS", 20_000, int),
-            csv_id_type=_env("SCALELLM_CSV_ID_TYPE", "text").lower(),
+            csv_id_type=csv_id_type,
         ),
         "embedder": EmbedderResource(
             kind=settings.embedder,

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
 from scalellm_dagster.cluster.parts import iter_batches, join, predict_part, write_part
+from scalellm_dagster.core.students import confidence_method
 from scalellm_dagster.flow.predict import Predicted, TrainedStudent
 from scalellm_dagster.resources import Warehouse
 from scalellm_dagster.resources.warehouse_tables import embedding_batch
@@ -32,8 +33,8 @@ def predict_on_cluster(client, address: str, warehouse: Warehouse, student: Trai
     results = pa.Table.from_batches(list(iter_batches([d.part for d in done])))
     if results.column("id").to_pylist() != ids.tolist():
         raise RuntimeError("the cluster's predictions came back in another order than the rows sent")  # a bug
-    method = "predict_proba" if hasattr(student.model, "predict_proba") else "softmax(decision)"
     predicted = Predicted(results.column("student_label").to_numpy(zero_copy_only=False).astype(object),
-                          results.column("confidence").to_numpy(), method, time.perf_counter() - start)
+                          results.column("confidence").to_numpy(), confidence_method(student.model),
+                          time.perf_counter() - start)
     return predicted, {**cluster_metadata(address, done, time.perf_counter() - ingest),
                        "driver_export_seconds": round(export, 3)}

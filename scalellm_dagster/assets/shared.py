@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, preview
 from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
-from scalellm_dagster.cluster.parts import embed_part, iter_batches, join, split_rows
+from scalellm_dagster.cluster.parts import embed_part, embed_rows, iter_batches, join, split_rows
 from scalellm_dagster.core.corpus import few
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.embedders.unreadable import with_fallback
@@ -183,14 +183,9 @@ def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list
     """Batches of vectors, made as DuckDB consumes them; the ids given the fallback vector go to `unreadable`."""
     for begin in range(0, len(rows), chunk):
         part = rows.iloc[begin : begin + chunk]
-        vectors = model.embed(part["text"].tolist())
-        if vectors.shape != (len(part), model.dim):
-            raise ValueError(f"embedder {model.name} returned vectors of shape {vectors.shape} for rows "
-                             f"{begin:,}..{begin + len(part) - 1:,}; expected ({len(part)}, {model.dim}), its "
-                             "declared dimension")
-        vectors, fallback = with_fallback(part["text"], vectors)
-        unreadable.extend(part["id"].iloc[fallback].tolist())
-        yield embedding_batch(part["id"], vectors, part["text_hash"].tolist(), version, id_type)
+        batch, fallback = embed_rows(model, part, version, id_type, f"rows {begin:,}..{begin + len(part) - 1:,}")
+        unreadable.extend(fallback)
+        yield batch
         log(f"embedded {begin + len(part):,}/{len(rows):,} rows")
 
 

@@ -75,21 +75,28 @@ class PartDone:
     unreadable: tuple = ()
 
 
-def embed_part(in_path: str, out_path: str, model, schema: pa.Schema, version: str) -> PartDone:
-    """A task: read one input part (id, text, text_hash), embed it, write its vectors part (`schema`)."""
+def embed_rows(model, rows: pd.DataFrame, version: str, id_type: pa.DataType, where: str
+               ) -> tuple[pa.RecordBatch, list]:
+    """(the vectors of `rows` (id, text, text_hash) as one embeddings batch, the ids given the fallback vector);
+    in process and on a worker alike. `where` names the rows in the error for a vector of the wrong size."""
     from scalellm_dagster.resources.warehouse_tables import embedding_batch
 
+    vectors = model.embed(rows["text"].tolist())
+    if vectors.shape != (len(rows), model.dim):
+        raise ValueError(f"embedder {model.name} returned vectors of shape {vectors.shape} for {where}; expected "
+                        f"({len(rows)}, {model.dim}), its declared dimension")
+    vectors, fallback = with_fallback(rows["text"], vectors)
+    batch = embedding_batch(rows["id"], vectors, rows["text_hash"].tolist(), version, id_type)
+    return batch, rows["id"].iloc[fallback].tolist()
+
+
+def embed_part(in_path: str, out_path: str, model, schema: pa.Schema, version: str) -> PartDone:
+    """A task: read one input part (id, text, text_hash), embed it, write its vectors part (`schema`)."""
     start = time.perf_counter()
     rows = read_part(in_path).to_pandas()
-    vectors = model.embed(rows["text"].tolist())
-    if vectors.shape != (len(rows), schema.field("vector").type.list_size):
-        raise PartError(f"part {in_path}: embedder {model.name} returned vectors of shape {vectors.shape}; expected "
-                        f"({len(rows)}, {schema.field('vector').type.list_size})")
-    vectors, fallback = with_fallback(rows["text"], vectors)
-    batch = embedding_batch(rows["id"], vectors, rows["text_hash"].tolist(), version, schema.field("id").type)
+    batch, unreadable = embed_rows(model, rows, version, schema.field("id").type, f"part {in_path}")
     write_part(pa.Table.from_batches([batch], schema=schema), out_path)
-    return PartDone(out_path, len(rows), time.perf_counter() - start, _worker_name(),
-                    tuple(rows["id"].iloc[fallback].tolist()))
+    return PartDone(out_path, len(rows), time.perf_counter() - start, _worker_name(), tuple(unreadable))
 
 
 def predict_part(in_path: str, out_path: str, model) -> PartDone:
@@ -99,9 +106,10 @@ def predict_part(in_path: str, out_path: str, model) -> PartDone:
     from scalellm_dagster.resources.duckdb_sql import ids_and_matrix
 
     start = time.perf_counter()
-    ids, X = ids_and_matrix(read_part(in_path))
+    vectors = read_part(in_path)
+    ids, X = ids_and_matrix(vectors)
     predicted = predict_with_confidence(model, X, workers=1)  # one core per worker: the cluster is the parallelism
-    out = pa.table({"id": read_part(in_path, ["id"]).column("id"),
+    out = pa.table({"id": vectors.column("id"),
                     "student_label": pa.array(predicted.labels.astype(str), pa.string()),
                     "confidence": pa.array(predicted.confidence, pa.float32())})
     write_part(out, out_path)

@@ -85,18 +85,22 @@ def predict_with_confidence(model: ClassifierMixin, X: np.ndarray, workers: int 
     return Prediction(classes[best], scores[np.arange(len(best)), best].astype(np.float32), method)
 
 
+def confidence_method(model: ClassifierMixin) -> str:
+    return "predict_proba" if hasattr(model, "predict_proba") else "softmax(decision)"
+
+
 def class_scores(model: ClassifierMixin, X: np.ndarray) -> tuple[np.ndarray, str]:
     """(rows x model.classes_ scores summing to 1, how they were made): `predict_proba`, or a softmax over the
     decision scores of margin models."""
     if hasattr(model, "predict_proba"):
-        return model.predict_proba(X), "predict_proba"
+        return model.predict_proba(X), confidence_method(model)
     scores = np.asarray(model.decision_function(X), dtype=np.float64)
     if scores.ndim == 1:
         scores = np.column_stack([-scores, scores])
     scores -= scores.max(axis=1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
-    return scores, "softmax(decision)"
+    return scores, confidence_method(model)
 
 
 EVALUATION_VERSION = 2  # bump when the candidates' settings or how they are scored change: stored scores expire
