@@ -8,8 +8,10 @@ Builds a warehouse with the rows' texts (resampled demo messages) and writes the
 size LSA makes) as 50,000-row parts, as workers do. Then times, against the ingested table and against a view over
 the parts: the ingest itself, the embeddings check's scan (`vector_stats`: norms and finiteness inside DuckDB), a
 sample's vectors by id (1,500 rows, what labeled_sample and the students read), and a full read in blocks (what
-predicting every row reads). And for the corpus check: its Great Expectations validation on the driver against
-exporting the (id, text) rows to parts for workers. Prints JSON.
+predicting every row reads). And for the corpus check: its Great Expectations validation on the driver, with the
+expectations validated one by one (as before issue #25's last step: GX fingerprints the whole frame for each) and as
+one suite, against exporting the (id, text) rows to parts for workers, and the whole check with its text scan on a
+local cluster of two workers (`--workers`; the cluster's start not counted; first and second run). Prints JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,13 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scalellm_dagster.checks.gx_runner import validate  # noqa: E402
-from scalellm_dagster.checks.shared_checks import corpus_expectations  # noqa: E402
+from scalellm_dagster.checks.row_scans import validate_on_cluster  # noqa: E402
+from scalellm_dagster.checks.shared_checks import (  # noqa: E402
+    corpus_expectations,
+    corpus_id_expectations,
+    corpus_text_expectations,
+    embeddings_expectations,
+)
 from scalellm_dagster.cluster.parts import iter_batches, join, split_rows, write_part  # noqa: E402
 from scalellm_dagster.resources import Warehouse  # noqa: E402
 from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema  # noqa: E402
@@ -45,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     texts = pd.read_parquet(DEMO_CORPUS)["text"].sample(args.rows, replace=True, random_state=0).tolist()
@@ -73,10 +83,34 @@ def main() -> None:
             report[f"{name}_full_read_seconds"], _ = timed(lambda: sum(
                 len(wh.read_embeddings(relation, ids=np.arange(b, min(b + 200_000, args.rows)))[0])
                 for b in range(0, args.rows, 200_000)))
+        stats = wh.vector_stats("embeddings").assign(row_matches_corpus="yes")
+        stats["finite"] = stats["finite"].astype(bool)
+        expected = embeddings_expectations(args.dim, args.rows)
+        report["embeddings_check_gx_one_by_one_seconds"], _ = timed(
+            lambda: [validate(stats, [e], "embeddings") for e in expected])
+        report["embeddings_check_gx_suite_seconds"], _ = timed(lambda: validate(stats, expected, "embeddings"))
         rows = wh.read_df("SELECT id, text FROM corpus")
+        report["corpus_check_on_driver_one_by_one_seconds"], _ = timed(
+            lambda: [validate(rows, [e], "corpus") for e in corpus_expectations(20_000)])
         report["corpus_check_on_driver_seconds"], _ = timed(lambda: validate(rows, corpus_expectations(20_000),
                                                                              "corpus"))
         report["corpus_export_to_parts_seconds"], _ = timed(lambda: split_rows(rows, join(tmp, "corpus"), 50_000))
+        from distributed import Client, LocalCluster
+
+        from scalellm_dagster.resources.cluster import WORKER_ENV
+
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None,
+                          env=WORKER_ENV) as cluster, Client(cluster) as client:
+            def on_cluster():
+                ids = validate(wh.read_df("SELECT id FROM corpus"), corpus_id_expectations(), "ids")
+                texts, _ = validate_on_cluster(client, "local", wh, "SELECT id, text FROM corpus",
+                                               join(tmp, "check"), 50_000,
+                                               partial(corpus_text_expectations, 20_000), "text", lambda _m: None)
+                return ids.passed and texts.passed
+
+            # the first run pays each worker's Great Expectations import and context; the second is the steady state
+            report[f"corpus_check_on_local{args.workers}_first_seconds"], _ = timed(on_cluster)
+            report[f"corpus_check_on_local{args.workers}_seconds"], _ = timed(on_cluster)
     print(json.dumps(report, indent=1))
 
 

@@ -36,6 +36,7 @@ from scalellm_dagster.flow import (
     select_student,
     train_student,
 )
+from scalellm_dagster.flow.cascade import CalibrationSample, calibrate
 from scalellm_dagster.flow.suspects import SuspectReview, review_suspects
 from scalellm_dagster.tasks_config import SUSPECT_POLICIES, TaskSpec, parse_task
 from scalellm_dagster.teachers.simulated import SimulatedTeacher
@@ -343,8 +344,10 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
     cascade_calls, guarantee = 0, None
     if task.cascade_budget:
         start = time.perf_counter()
-        outcome = run_cascade(selection.calibrator, predicted.confidence, source == "student", ids, task,
-                              task.cascade_budget, lambda: session)  # the selection's calibration, not a second one
+        # calibrated on the first answers of every valid row, whatever the suspect review did (issue #27)
+        calibration = CalibrationSample.from_answers(valid, X[position[valid["id"]].to_numpy()])
+        outcome = run_cascade(calibrate(student.name, calibration, task), predicted.confidence,
+                              source == "student", ids, task, task.cascade_budget, lambda: session)
         final[outcome.answered] = outcome.labels
         seconds_teacher += time.perf_counter() - start
         cascade_calls = len(outcome.asked)

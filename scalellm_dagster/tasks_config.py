@@ -191,7 +191,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         max_budget=max_budget,
         cascade_budget=_int_field(entry, "cascade_budget", where, default=0, minimum=0),
         cascade_target_agreement=_optional_fraction(entry, "cascade_target_agreement", where) or 0.95,
-        cascade_delta=_cascade_delta(entry, where),
+        cascade_delta=_cascade_delta(entry, where, sampling),
         suspect_labels=suspect_labels,
         audit_rows=_int_field(entry, "audit_rows", where, default=30, minimum=0),
         drift_topup_rows=None if entry.get("drift_topup_rows") is None
@@ -199,11 +199,18 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     )
 
 
-def _cascade_delta(entry: dict, where: str) -> float | None:
+def _cascade_delta(entry: dict, where: str, sampling: str) -> float | None:
     value = _optional_fraction(entry, "cascade_delta", where)
     if value is not None and value >= 0.5:
         raise TaskConfigError(f"{where}: 'cascade_delta' is the probability that the cascade misses its target: a "
                               f"number in (0, 0.5), e.g. 0.05, got {value!r}")
+    if value is not None and sampling != "random":
+        # The bound reads the rows outside the sample off the sample's held-out pairs: only a random draw is like them.
+        raise TaskConfigError(f"{where}: 'cascade_delta' certifies agreement only on a random sample, and 'sampling' "
+                              f"is {sampling!r}: its rows are chosen by the embeddings or the student's doubt, so "
+                              "they are not like the other rows and the statement would not hold. Use sampling: "
+                              "random, or leave cascade_delta unset (the cascade then plans on expected agreement, "
+                              "with no guarantee)")
     return value
 
 

@@ -119,6 +119,33 @@ def test_a_worker_killed_while_embedding_changes_nothing_but_the_time(on_cluster
         cluster._wait(lambda: len(cluster.worker_names()) == 2, 60, "the restarted worker")
 
 
+def _corpus_check(db_env: dict, selection) -> dict:
+    with DagsterInstance.ephemeral() as instance:
+        result = run_pipeline(instance, selection)
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "corpus_rows_valid")
+    return {"passed": evaluation.passed, **{k: v.value for k, v in evaluation.metadata.items()}}
+
+
+def test_the_corpus_checks_text_scan_runs_part_by_part_on_the_cluster(on_cluster, small_corpus, monkeypatch):
+    from dagster import AssetSelection
+
+    rows = demo_slice(400)
+    rows.loc[[7, 333], "text"] = "x" * 600  # over the length bound, in two different parts
+    rows.to_parquet(small_corpus, index=False)
+    monkeypatch.setenv("SCALELLM_MAX_TEXT_CHARS", "500")
+    selection = AssetSelection.assets("corpus")
+    on = _corpus_check(on_cluster, selection)
+    assert not on["passed"] and on["cluster_parts"] == 7 and set(on["cluster_parts_per_worker"]) == {"w1", "w2"}
+    assert on["failed_expectations"] == [
+        "expect_column_value_lengths_to_be_between(text): expected between 1 and 500; 2 unexpected of 400; e.g. "
+        f"{'x' * 40}, {'x' * 40}; ids {rows.loc[7, 'id']}, {rows.loc[333, 'id']}"]
+    monkeypatch.delenv("SCALELLM_DASK_SCHEDULER")
+    in_process = _corpus_check(on_cluster, selection)
+    assert in_process["ran_on"] == "in process"
+    assert in_process["failed_expectations"] == on["failed_expectations"]
+    assert in_process["expectations_evaluated"] == on["expectations_evaluated"] == 6
+
+
 def test_a_refresh_sends_only_its_new_rows_to_the_cluster(on_cluster, small_corpus):
     rows = demo_slice(450)
     rows.iloc[:400].to_parquet(small_corpus, index=False)

@@ -31,6 +31,8 @@ def test_demo_tasks_load_with_two_tasks_on_one_corpus():
     ({"cascade_target_agreement": 1.5}, "'cascade_target_agreement' must be a number in (0, 1], got 1.5"),
     ({"cascade_delta": 0.5}, "'cascade_delta' is the probability that the cascade misses its target: a number in "
                              "(0, 0.5)"),
+    ({"cascade_delta": 0.05, "sampling": "uncertainty"}, "'cascade_delta' certifies agreement only on a random "
+                                                         "sample, and 'sampling' is 'uncertainty'"),
     ({"candidates": ["gpt5"]}, "unknown student(s) ['gpt5']"),
     ({"budgett": 3}, "unknown field(s) ['budgett']"),
     ({"instruction": ""}, "'instruction' must be a non-empty string"),

@@ -110,3 +110,55 @@ def test_the_audit_interval_is_the_exact_one_and_failures_count_in_a_row():
     assert judge_audit([], estimate=0.7).passed is None
     assert failures_in_a_row([True, False, None, False]) == 2  # a refresh with nothing to audit breaks nothing
     assert failures_in_a_row([False, True]) == 0
+
+
+def test_a_refresh_with_nothing_new_is_not_audited_rather_than_passed(pipeline_env):
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        result = run_pipeline(instance, REFRESH)  # the same corpus: no new rows
+    assert result.success
+    # no result at all (the UI shows the check as not evaluated), not the previous run's audit judged again
+    assert not [e for e in result.get_asset_check_evaluations()
+                if e.check_name == "audit_agreement_within_estimate"]
+    assert _audit_meta(result)["audit_passed"].value == "not audited this run"
+
+
+def test_invalid_audit_answers_count_as_disagreements_not_as_fewer_rows(pipeline_env, monkeypatch):
+    from scalellm_dagster.assets import audit as audit_module
+
+    real = audit_module.warehouse_session
+
+    def failing_session(*args, **kwargs):
+        session = real(*args, **kwargs)
+        ask = session.ask
+
+        def ask_with_ten_invalid(ids):
+            out = ask(ids)
+            out.loc[out.index[:10], "valid"] = False
+            return out
+
+        session.ask = ask_with_ten_invalid
+        return session
+
+    monkeypatch.setattr(audit_module, "warehouse_session", failing_session)
+    with DagsterInstance.ephemeral() as instance:
+        meta = _audit_meta(run_pipeline(instance))
+    assert meta["audited_rows"].value == 30 and meta["audit_invalid_answers"].value == 10
+    rows = query(pipeline_env["SCALELLM_DUCKDB_PATH"],
+                 "SELECT count(*), count(teacher_label), count(*) FILTER (WHERE agrees) FROM topic.audit_answers")
+    assert rows[0][0] == 30 and rows[0][1] == 20 and rows[0][2] <= 20
+
+
+def test_with_a_cascade_the_audit_expects_the_agreement_of_the_rows_the_student_keeps(pipeline_env, tasks_file):
+    tasks_file.write_text(tasks_file.read_text().replace("    budget: 120\n", "    budget: 120\n    cascade_budget: 80\n"
+                                                         "    cascade_target_agreement: 0.99\n"))
+    with DagsterInstance.ephemeral() as instance:
+        result = run_pipeline(instance)
+    meta = _audit_meta(result)
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    (estimate, population), = query(db, "SELECT estimate, population FROM topic.audit_expectation")
+    (cv,), = query(db, "SELECT cv_accuracy FROM topic.model_selection_report WHERE chosen")
+    sent = query(db, "SELECT count(*) FROM topic.predictions WHERE source = 'teacher-cascade'")[0][0]
+    assert sent == 80 and "most confident" in population and meta["estimate_population"].value == population
+    assert meta["report_estimate"].value == pytest.approx(estimate, abs=1e-4)
+    assert estimate > cv  # the kept rows are the ones the student is surest of: the old estimate was too low

@@ -131,11 +131,12 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
                                 f"JOIN {EMBEDDINGS_TABLE} e USING (id){_unaudited(warehouse, scope)}")
         history = audit_history(warehouse, task)
         topups = granted_topups(warehouse, task)
-        estimate = _estimate(warehouse, task)
+        estimate, population = _estimate(warehouse, task)
         run_id = context.run.run_id
         if not len(new):
             context.log.info("no rows new since the last audit: nothing to audit")
-            return MaterializeResult(metadata=_metadata(task, history, topups, None, 0, estimate, run_id, None))
+            return MaterializeResult(metadata={**_metadata(task, history, topups, None, 0, estimate, run_id, None),
+                                               "estimate_population": population})
         student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
         picked = draw_audit(student_rows, task.audit_rows, task.seed)
         context.log.info(f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
@@ -146,10 +147,13 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
             session = warehouse_session(task, teacher, warehouse, corpus_df,
                                         for_simulation(warehouse, teacher, None), run_id, context.log.info)
             answers = session.ask(picked)[["id", "teacher_label", "valid"]]
-            answers = answers[answers["valid"]].drop(columns="valid")
+            # an invalid answer counts as a disagreement: dropping it would shrink the audit without a trace
+            answers.loc[~answers["valid"], "teacher_label"] = None
         deployed = new.set_index("id")["label"]
         answers = answers.assign(deployed_label=deployed.loc[answers["id"]].to_numpy())
-        answers["agrees"] = answers["teacher_label"] == answers["deployed_label"]
+        answers["agrees"] = (answers["teacher_label"] == answers["deployed_label"]).fillna(False).astype(bool)
+        invalid = int((~answers["valid"].astype(bool)).sum()) if len(answers) else 0
+        answers = answers.drop(columns="valid")
         verdict = judge_audit(answers["agrees"].to_numpy(), estimate)
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         log_row = pd.DataFrame([{
@@ -165,8 +169,11 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
             scope: pd.DataFrame({"id": new["id"], "text_hash": new["text_hash"], "audit_run_id": run_id}),
         })
         history = pd.concat([history, log_row], ignore_index=True) if len(history) else log_row
-        return MaterializeResult(metadata=_metadata(task, history, topups, verdict, len(new), estimate, run_id,
-                                                    answers, reports_dir(warehouse)))
+        if not verdict.audited:
+            context.log.info("not audited: none of the new rows was labelled by the student")
+        return MaterializeResult(metadata={**_metadata(task, history, topups, verdict, len(new), estimate, run_id,
+                                                       answers, reports_dir(warehouse)),
+                                           "estimate_population": population, "audit_invalid_answers": invalid})
 
     return drift_audit
 
@@ -182,10 +189,16 @@ def _unaudited(warehouse: Warehouse, scope: str) -> str:
     return f" ANTI JOIN {scope} s ON p.id = s.id AND e.text_hash = s.text_hash"
 
 
-def _estimate(warehouse: Warehouse, task: TaskSpec) -> float:
-    """The report's estimate: the chosen student's cross-validated agreement with the teacher."""
+def _estimate(warehouse: Warehouse, task: TaskSpec) -> tuple[float, str]:
+    """(the agreement the audited population should show, that population): what `predictions` kept for it (the
+    student-labelled rows; with a cascade, the most confident share), or for warehouses written before it kept one,
+    the report's estimate (the chosen student's cross-validated agreement over every row)."""
+    kept = task_table(task, "audit_expectation")
+    if warehouse.table_exists(kept):
+        row = warehouse.read_df(f"SELECT estimate, population FROM {kept}").iloc[0]
+        return float(row["estimate"]), str(row["population"])
     return float(warehouse.read_df(f"SELECT cv_accuracy FROM {task_table(task, 'model_selection_report')} "
-                                   "WHERE chosen")["cv_accuracy"].iloc[0])
+                                   "WHERE chosen")["cv_accuracy"].iloc[0]), "every row (the report's estimate)"
 
 
 def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
@@ -206,7 +219,7 @@ def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdi
         "audit_interval_95": (f"[{verdict.ci_low:.3f}, {verdict.ci_high:.3f}] (Clopper-Pearson)"
                               if verdict and verdict.audited else "none"),
         "report_estimate": MetadataValue.float(round(estimate, 4)),
-        "audit_passed": "no audit this run" if verdict is None or verdict.passed is None else verdict.passed,
+        "audit_passed": "not audited this run" if verdict is None or verdict.passed is None else verdict.passed,
         "failed_audits_in_a_row": len(streak),
         "drift_topup_due": due,
         # the sensor keys its run request on this: one top-up per failing streak

@@ -14,6 +14,7 @@ from scalellm_dagster.automation import task_fingerprint
 from scalellm_dagster.core.estimate import PromptSizes
 from scalellm_dagster.core.students import EVALUATION_VERSION
 from scalellm_dagster.flow import Candidates
+from scalellm_dagster.flow.cascade import CalibrationSample
 from scalellm_dagster.core.report import TeacherSpend
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.settings import default_data_dir
@@ -65,6 +66,24 @@ def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np
     )
     _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=sample["id"].to_numpy())
     return sample, X, sample["teacher_label"].to_numpy()
+
+
+def calibration_sample(warehouse: Warehouse, task: TaskSpec) -> CalibrationSample:
+    """Every valid answer of the sample with what the cascade's calibration needs: the first answer, whether the
+    student trains on the row, whether a drift top-up (not the random draw) added it. Older tables lack some."""
+    table = task_table(task, "labeled_sample")
+    kept = [c for c in ("first_label", "train", "drift_topup") if c in warehouse.columns(table)]
+    answers = warehouse.read_df(f"SELECT {', '.join(['id', 'teacher_label', *kept])} FROM {table} WHERE valid "
+                                "ORDER BY sample_rank")
+    _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=answers["id"].to_numpy())
+    return CalibrationSample.from_answers(answers, X)
+
+
+def audit_expectation_statements(task: TaskSpec, estimate: float, population: str, rows: int) -> list:
+    """What the drift audit compares its agreement with, kept beside the predictions it is about."""
+    table = task_table(task, "audit_expectation")
+    return [(f"CREATE OR REPLACE TABLE {table} AS SELECT ?::DOUBLE AS estimate, ?::VARCHAR AS population, "
+             "?::INTEGER AS calibration_rows", [estimate, population, rows])]
 
 
 def sample_labels(warehouse: Warehouse, task: TaskSpec) -> pd.Series:

@@ -193,19 +193,27 @@ def cascade_metadata(task: TaskSpec, outcome: CascadeOutcome | None, out: pd.Dat
 def guarantee_metadata(g: GuaranteedPlan | None) -> dict:
     if g is None:
         return {}
-    statement = (f"with probability >= {1 - g.delta:.0%}, the labels of the rows the student would label agree with "
-                 f"the teacher on >= {g.guaranteed_agreement:.1%} of them")
-    if not g.reached:
-        statement = (f"target {g.target:.1%} NOT certifiable within cascade_budget: it needs "
-                     + (f"{g.rows_needed:,} teacher rows" if g.rows_needed is not None else "more than every row")
-                     + f"; the budget certifies {g.guaranteed_agreement:.1%}")
+    missing = (f"; {g.unanswered:,} rows sent got no valid answer (asked twice) and keep the student's label, "
+               "counted as misses in the bound") if g.unanswered else ""
+    if g.reached:
+        statement = (f"with probability >= {1 - g.delta:.0%}, the labels of the rows the student would label agree "
+                     f"with the teacher on >= {g.guaranteed_agreement:.1%} of them")
+    elif g.rows_needed is None:  # the plan reached the target; unanswered rows took it below
+        statement = (f"target {g.target:.1%} NOT certified: with probability >= {1 - g.delta:.0%} the agreement is "
+                     f">= {g.guaranteed_agreement:.1%}")
+    else:
+        statement = (f"target {g.target:.1%} NOT certifiable within cascade_budget: it needs {g.rows_needed:,} "
+                     f"teacher rows; the budget certifies {g.guaranteed_agreement:.1%}")
+    split = (f"delta split over the {g.candidates} candidates the selection chose among on the same labels "
+             f"(delta/{g.candidates} each), " if g.candidates > 1 else "")
     return {
         "cascade_delta": g.delta,
-        "cascade_guarantee": statement,
+        "cascade_guarantee": statement + missing,
         "cascade_guaranteed_agreement": MetadataValue.float(round(g.guaranteed_agreement, 4)),
-        "cascade_guarantee_assumes": g.assumption + f"; {g.calibration_rows:,} held-out labels, Clopper-Pearson at "
-                                     "delta/2 plus a binomial quantile at delta/2 for the kept rows, fixed-sequence "
-                                     "testing over plans",
+        "cascade_unanswered_rows": g.unanswered,
+        "cascade_guarantee_assumes": g.assumption + f"; {g.calibration_rows:,} held-out labels, {split}"
+                                     "Clopper-Pearson at delta/2 plus a binomial quantile at delta/2 for the kept "
+                                     "rows, fixed-sequence testing over plans",
     }
 
 

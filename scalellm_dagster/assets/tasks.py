@@ -16,6 +16,7 @@ from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, embed
 from scalellm_dagster.assets.task_io import task_table
 from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.automation import task_fingerprint
+from scalellm_dagster.core.cascade import agreement_of_most_confident
 from scalellm_dagster.core.corpus import check_gold_column
 from scalellm_dagster.flow import (
     LabelledSample,
@@ -209,21 +210,25 @@ def build_task_assets(task: TaskSpec, embeddings_asset: AssetsDefinition = embed
             predicted = predict_rows(student, io.vector_chunks(warehouse, todo, embedding_source), len(todo),
                                      log=context.log.info)
         out = _assemble(current, version, reuse, compute, predicted, io.sample_labels(warehouse, task))
-        cascade_budget = task.cascade_budget
-        outcome = None
-        if cascade_budget > 0:
-            outcome = run_cascade(calibrate(student.name, X_train, y_train, task), out["confidence"].to_numpy(),
-                                  (out["source"] == "student").to_numpy(), out["id"].to_numpy(), task,
-                                  cascade_budget, lambda: _cascade_session(context, warehouse, teacher), context.log.info)
+        outcome, calibrator = None, None
+        if task.cascade_budget > 0 or task.audit_rows > 0:
+            calibrator = calibrate(student.name, io.calibration_sample(warehouse, task), task)
+        if task.cascade_budget > 0:
+            outcome = run_cascade(calibrator, out["confidence"].to_numpy(), (out["source"] == "student").to_numpy(),
+                                  out["id"].to_numpy(), task, task.cascade_budget,
+                                  lambda: _cascade_session(context, warehouse, teacher), context.log.info)
             out.loc[out.index[outcome.answered], "label"] = outcome.labels
             out.loc[out.index[outcome.answered], "source"] = "teacher-cascade"
         out = out.assign(model=student.name)[["id", "label", "source", "confidence", "student_label", "model",
                                               "text_hash", "embedding_version", "model_version"]]
         log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
-        written = warehouse.write_table(table, out, also=log)
+        audit = audit_expectation(task, calibrator, outcome, out)
+        written = warehouse.write_table(table, out, also=log + (io.audit_expectation_statements(task, *audit)
+                                                                  if audit else []))
         return MaterializeResult(metadata={**meta.predictions_metadata(
             out, written, student, predicted, len(reuse),
-            {**where, **meta.cascade_metadata(task, outcome, out)}),
+            {**where, **meta.cascade_metadata(task, outcome, out),
+             **({"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {})}),
             **meta.gold_metrics(out, io.gold_labels(warehouse, task))})
 
     def _cascade_session(context, warehouse: Warehouse, teacher: TeacherResource):
@@ -234,6 +239,19 @@ def build_task_assets(task: TaskSpec, embeddings_asset: AssetsDefinition = embed
 
     audit = build_audit_asset(task, predictions, common, {"duckdb", TEACHER_KINDS.get(teacher_kind, "python")})
     return [labeled_sample, student_candidates, model_selection_report, predictions, audit]
+
+
+def audit_expectation(task: TaskSpec, calibrator, outcome, out: pd.DataFrame) -> tuple[float, str, int] | None:
+    """(agreement an audit of the student-labelled rows should find, which rows, calibration rows): with a cascade,
+    those rows are the most confident share, and the estimate is read off the same share of the held-out pairs."""
+    if calibrator is None or not len(calibrator.agrees):
+        return None
+    student = int((out["source"] == "student").sum())
+    sent = len(outcome.asked) if outcome is not None else 0
+    share = student / max(student + sent, 1)
+    population = ("every row the student labels" if not sent else
+                  f"the {share:.0%} most confident of the rows outside the sample (the cascade sent the rest)")
+    return agreement_of_most_confident(calibrator, share), population, len(calibrator.agrees)
 
 
 def _assemble(current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute: np.ndarray, predicted,

@@ -1,6 +1,14 @@
 """Checks on each task's branch: labeled_sample, student_candidates, model_selection_report, predictions."""
 
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    AssetCheckSpec,
+    asset_check,
+    multi_asset_check,
+)
 
 from scalellm_dagster.assets.audit import audit_history, granted_topups
 from scalellm_dagster.assets.shared import CORPUS_TABLE
@@ -191,25 +199,35 @@ def audit_expectations() -> list:
 
 
 def audit_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(asset=task_asset_key(task, "drift_audit"), name="audit_agreement_within_estimate",
-                 description="The deployed labels' agreement with the teacher on this refresh's audited new rows is "
-                 "not below the report's estimate by more than the audit's 95 % interval (a warning: two in a row "
-                 "call for a drift top-up).")
-    def audit_agreement_within_estimate(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+    key = task_asset_key(task, "drift_audit")
+
+    @multi_asset_check(
+        name=f"{task.name}__drift_audit_audit_agreement_within_estimate",  # the op's name: one per task
+        specs=[AssetCheckSpec(
+            name="audit_agreement_within_estimate", asset=key,
+            description="The deployed labels' agreement with the teacher on this refresh's audited new rows is not "
+            "below the agreement expected on those rows by more than the audit's 95 % interval (a warning: two in a "
+            "row call for a drift top-up). No result when nothing was audited: not audited is not passed.")],
+        can_subset=True,
+    )
+    def audit_agreement_within_estimate(context: AssetCheckExecutionContext, warehouse: Warehouse):
         log = audit_history(warehouse, task)
-        # the audit of this run; a check run on its own judges the latest audit
-        mine = log[log["audit_run_id"] == context.run.run_id] if len(log) else log
-        row = mine if len(mine) else log.tail(1)
+        latest = context.instance.get_latest_materialization_event(key)
+        if latest is not None and latest.run_id == context.run.run_id:
+            row = log[log["audit_run_id"] == context.run.run_id] if len(log) else log  # this run's audit only
+        else:  # run on its own: the latest audit
+            row = log.tail(1)
         row = row[row["audited"] > 0] if len(row) else row
         if not len(row):
-            return AssetCheckResult(passed=True, severity=AssetCheckSeverity.WARN,
-                                    metadata={"audit": "no audited rows yet (no new rows the student labelled)"})
+            context.log.info("not audited: no new rows the student labelled in this audit; no check result")
+            return
         df = row.assign(interval_reaches_estimate=row["ci_high"] >= row["estimate"])
         outcome = validate(df, audit_expectations(), f"{task.name}_audit", id_column=None)
         r = row.iloc[0]
-        return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.WARN, metadata={
+        yield AssetCheckResult(check_name="audit_agreement_within_estimate", asset_key=key, passed=outcome.passed,
+                               severity=AssetCheckSeverity.WARN, metadata={
             "audit_run_id": str(r["audit_run_id"]), "agreement": float(r["agreement"]),
-            "interval_95": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", "report_estimate": float(r["estimate"]),
+            "interval_95": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", "expected_agreement": float(r["estimate"]),
             "audited_rows": int(r["audited"]), **outcome.metadata()})
 
     return audit_agreement_within_estimate

@@ -42,17 +42,19 @@ def run_parts(client, task: Callable, in_paths: list[str], out_paths: list[str],
     return sorted(done, key=lambda d: d.part)
 
 
-def cluster_metadata(address: str, done: list[PartDone], ingest_seconds: float) -> dict:
+def cluster_metadata(address: str, done: list[PartDone], ingest_seconds: float | None = None) -> dict:
     """Where the work ran, for the UI: the scheduler, the workers and their parts, seconds per part, and the time
     the driver spent taking the parts in."""
     per_worker = Counter(d.worker for d in done)
     seconds = [d.seconds for d in done]
-    return {
+    where = {
         "cluster_scheduler": address,
         "cluster_workers_used": len(per_worker),
         "cluster_parts_per_worker": dict(sorted(per_worker.items())),
         "cluster_parts": len(done),
         "cluster_seconds_per_part_mean": round(sum(seconds) / len(seconds), 3) if seconds else 0.0,
         "cluster_seconds_per_part_max": round(max(seconds), 3) if seconds else 0.0,
-        "driver_ingest_seconds": round(ingest_seconds, 3),
     }
+    if ingest_seconds is not None:
+        where["driver_ingest_seconds"] = round(ingest_seconds, 3)
+    return where

@@ -96,7 +96,7 @@ def embed_part(in_path: str, out_path: str, model, schema: pa.Schema, version: s
     rows = read_part(in_path).to_pandas()
     batch, unreadable = embed_rows(model, rows, version, schema.field("id").type, f"part {in_path}")
     write_part(pa.Table.from_batches([batch], schema=schema), out_path)
-    return PartDone(out_path, len(rows), time.perf_counter() - start, _worker_name(), tuple(unreadable))
+    return PartDone(out_path, len(rows), time.perf_counter() - start, worker_name(), tuple(unreadable))
 
 
 def predict_part(in_path: str, out_path: str, model) -> PartDone:
@@ -113,10 +113,10 @@ def predict_part(in_path: str, out_path: str, model) -> PartDone:
                     "student_label": pa.array(predicted.labels.astype(str), pa.string()),
                     "confidence": pa.array(predicted.confidence, pa.float32())})
     write_part(out, out_path)
-    return PartDone(out_path, len(ids), time.perf_counter() - start, _worker_name())
+    return PartDone(out_path, len(ids), time.perf_counter() - start, worker_name())
 
 
-def _worker_name() -> str:
+def worker_name() -> str:
     try:
         from distributed import get_worker
 

@@ -2,8 +2,9 @@
 
 A refresh's new rows are the ones no earlier audit covered. A small seeded random share of those the student
 labelled goes to the teacher (never to training); their agreement with the deployed labels, with its exact
-(Clopper-Pearson) 95 % interval, is compared with the report's estimate (the chosen student's cross-validated
-agreement with the teacher). An audit fails when even the interval's upper end lies below the estimate: a drop a
+(Clopper-Pearson) 95 % interval, is compared with the agreement expected on that same population: the student-labelled
+rows, which with a cascade are the most confident share, read off the held-out calibration by rank. An invalid answer
+counts as a disagreement. An audit fails when even the interval's upper end lies below the estimate: a drop a
 few dozen rows can show is a large one, so a failure means the new rows are unlike those the student learned from.
 Two failures in a row call for a drift top-up: teacher labels on rows from the failing refreshes, added to the
 sample, and the selection run again.
@@ -30,11 +31,7 @@ class AuditVerdict:
     ci_low: float | None
     ci_high: float | None
     estimate: float
-    passed: bool | None  # None: nothing to audit (no new rows the student labelled)
-
-    @property
-    def shortfall(self) -> float | None:
-        return None if self.agreement is None else self.estimate - self.agreement
+    passed: bool | None  # None: not audited (no new rows the student labelled)
 
 
 def draw_audit(candidate_ids: np.ndarray, rows: int, seed: int) -> np.ndarray:

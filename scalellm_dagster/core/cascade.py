@@ -8,7 +8,7 @@ definition).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
@@ -35,6 +35,17 @@ class Calibrator:
 
     def __call__(self, confidence: np.ndarray) -> np.ndarray:
         return self.iso.predict(np.asarray(confidence, float)).astype(np.float32)
+
+
+def agreement_of_most_confident(calibrator: Calibrator, share: float) -> float:
+    """Expected agreement with the teacher on the `share` of rows the student is most confident of, read off the
+    held-out pairs by rank, as the guarantee reads them: what an audit of the rows the student labels should find
+    when a cascade has sent the rest to the teacher (share 1: every row)."""
+    if not len(calibrator.agrees):
+        return float("nan")
+    order = np.argsort(-calibrator.confidence, kind="stable")
+    kept = min(max(int(round(share * len(order))), 1), len(order))
+    return float(calibrator.agrees[order[:kept]].mean())
 
 
 def plan_cascade(calibrated: np.ndarray, target_agreement: float, max_fraction: float) -> CascadePlan:
@@ -94,11 +105,23 @@ class GuaranteedPlan:
     delta: float
     reached: bool  # the target is certified within the budget (if not, `guaranteed_agreement` is what the most
     # cautious plan the budget affords certifies)
-    rows_needed: int | None  # when not reached: the teacher rows the target needs (None: not even all of them)
+    rows_needed: int | None  # when not reached: the teacher rows the target needs (None when reached)
     calibration_rows: int
-    assumption: str = ("the labelled sample's out-of-fold (confidence rank, agrees-with-teacher) pairs are "
-                       "exchangeable with the unlabelled rows' (a random sample); rows are compared by their rank "
-                       "in confidence, not its value, because fold students are less confident than the final one")
+    candidates: int = 1  # the selection chose among this many students on the same labels: delta is split over them
+    unanswered: int = 0  # rows sent that got no valid answer after one more try: counted as misses in the bound
+    assumption: str = ("the labelled sample's out-of-fold (confidence rank, agrees-with-the-teacher's-first-answer) "
+                       "pairs are exchangeable with the unlabelled rows' (a random sample); rows are compared by their "
+                       "rank in confidence, not its value, because fold students are less confident than the final "
+                       "one")
+
+    def with_unanswered(self, rows: int, population: int) -> "GuaranteedPlan":
+        """The statement once `rows` of the rows sent got no answer: they keep the student's label and are counted
+        as misses, so the bound drops by their share of the `population` it is about."""
+        if rows <= 0:
+            return self
+        bound = self.guaranteed_agreement - rows / max(population, 1)
+        return replace(self, guaranteed_agreement=bound, reached=self.reached and bound >= self.target,
+                       unanswered=rows)
 
 
 def clopper_pearson_lower(successes: np.ndarray, trials: np.ndarray, delta: float) -> np.ndarray:
@@ -121,7 +144,7 @@ def binomial_lower(trials: np.ndarray, rate: np.ndarray, delta: float) -> np.nda
 
 def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agrees: np.ndarray,
                             row_confidence: np.ndarray, target: float, delta: float,
-                            max_teacher_rows: int) -> GuaranteedPlan:
+                            max_teacher_rows: int, candidates: int = 1) -> GuaranteedPlan:
     """The fewest teacher rows whose agreement bound reaches `target`, found by fixed-sequence testing.
 
     A plan keeps the share 1 - q of rows the student is most confident of and sends the rest (the share q, known
@@ -133,7 +156,12 @@ def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agre
     rows' own draw, so the statement is about the agreement realised on these rows. Plans are tested from the most
     cautious (q = 1) down, each at level delta, stopping at the first that fails: the family-wise error stays
     <= delta without any monotonicity assumption (fixed-sequence testing, as in Learn-then-Test).
+
+    `candidates`: the student was chosen among this many on the same labels, so the calibration agreement is the
+    score the selection maximised. Each candidate's statement is made at delta / candidates: all of them hold at once
+    with probability >= 1 - delta (Bonferroni), so the chosen one's does, whatever the selection rule.
     """
+    level = delta / max(candidates, 1)
     agrees = np.asarray(calibration_agrees, bool)[np.argsort(-np.asarray(calibration_confidence, float),
                                                              kind="stable")]
     rows = np.sort(np.asarray(row_confidence, float))
@@ -144,9 +172,9 @@ def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agre
     successes = np.concatenate([[0], np.cumsum(agrees)])
     # delta is split: half for the calibration's bound on the agreement rate, half for the kept rows' own draw
     # around that rate, so the bound holds for the agreement realised on these rows, not only in expectation.
-    rate = clopper_pearson_lower(successes, kept_cal, delta / 2)
+    rate = clopper_pearson_lower(successes, kept_cal, level / 2)
     kept_rows = n - sent
-    realised = binomial_lower(kept_rows, rate, delta / 2)
+    realised = binomial_lower(kept_rows, rate, level / 2)
     bound = np.where(kept_rows > 0, (sent + realised) / max(n, 1), 1.0)
     passes = bound >= target
     run = int(np.argmin(passes)) if not passes.all() else len(passes)  # the sequence stops at the first failure
@@ -157,9 +185,11 @@ def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agre
 
     if run > 0 and within[run - 1]:
         best = run - 1
-        return GuaranteedPlan(threshold(sent[best]), int(sent[best]), float(bound[best]), target, delta, True, None, m)
+        return GuaranteedPlan(threshold(sent[best]), int(sent[best]), float(bound[best]), target, delta, True, None, m,
+                              candidates)
     # Not certifiable within the budget: the most cautious affordable plan, and what it certifies on its own.
     affordable = np.flatnonzero(within)
     pick = int(affordable[0]) if len(affordable) else m
-    needed = int(sent[run - 1]) if run > 0 else None
-    return GuaranteedPlan(threshold(sent[pick]), int(sent[pick]), float(bound[pick]), target, delta, False, needed, m)
+    needed = int(sent[run - 1])  # run >= 1: plan 0 sends every row and certifies 1.0
+    return GuaranteedPlan(threshold(sent[pick]), int(sent[pick]), float(bound[pick]), target, delta, False, needed, m,
+                          candidates)
