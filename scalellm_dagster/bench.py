@@ -344,18 +344,27 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
     cascade_calls, guarantee = 0, None
     if task.cascade_budget:
         start = time.perf_counter()
-        # calibrated on the first answers of every valid row, whatever the suspect review did (issue #27)
-        calibration = CalibrationSample.from_answers(valid, X[position[valid["id"]].to_numpy()])
-        outcome = run_cascade(calibrate(student.name, calibration, task), predicted.confidence,
-                              source == "student", ids, task, task.cascade_budget, lambda: session)
-        final[outcome.answered] = outcome.labels
+        final, cascade_calls, guarantee = cascade_step(task, student.name, valid, X[position[valid["id"]].to_numpy()],
+                                                       predicted.confidence, final, source, ids, lambda: session)
         seconds_teacher += time.perf_counter() - start
-        cascade_calls = len(outcome.asked)
-        guarantee = outcome.guarantee
     timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
                "cascade_calls": cascade_calls, "reask_calls": review.reasked, "asked": session.stats.asked,
-               "teacher_noise": selection.noise.rate, "guarantee": guarantee}
+               "teacher_noise": selection.noise.rate, "guarantee": guarantee,
+               "cascade_inputs": (student.name, valid, X[position[valid["id"]].to_numpy()], predicted.confidence,
+                                  source)}
     return BenchRun({}, labelled, student.name, final, predicted.labels, review), timings
+
+
+def cascade_step(task: TaskSpec, student: str, valid: pd.DataFrame, X_valid: np.ndarray, confidence: np.ndarray,
+                 final: np.ndarray, source: np.ndarray, ids: np.ndarray, session_factory):
+    """(final labels after the cascade, rows it sent, its guarantee): calibrated on the first answers of every
+    valid sample row, whatever the suspect review did (issue #27)."""
+    calibrator = calibrate(student, CalibrationSample.from_answers(valid, X_valid), task)
+    outcome = run_cascade(calibrator, confidence, source == "student", ids, task, task.cascade_budget,
+                          session_factory)
+    final = final.copy()
+    final[outcome.answered] = outcome.labels
+    return final, len(outcome.asked), outcome.guarantee
 
 
 def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds,

@@ -63,6 +63,7 @@ class TaskSpec:
     cascade_delta: float | None = None  # set: the cascade certifies the target with probability >= 1 - delta
     suspect_labels: str = "keep"  # keep | reask (one row per request) | drop (from training)
     audit_rows: int = 30  # teacher checks on each refresh's new rows, never trained on (0: no audits)
+    audit_pool_rows: int = 300  # each audit is also judged pooled with the same student's latest audits (0: alone)
     drift_topup_rows: int | None = None  # rows added to the sample after two failed audits (None: budget // 4, >= 50)
 
     @property
@@ -194,6 +195,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         cascade_delta=_cascade_delta(entry, where, sampling),
         suspect_labels=suspect_labels,
         audit_rows=_int_field(entry, "audit_rows", where, default=30, minimum=0),
+        audit_pool_rows=_int_field(entry, "audit_pool_rows", where, default=300, minimum=0),
         drift_topup_rows=None if entry.get("drift_topup_rows") is None
         else _int_field(entry, "drift_topup_rows", where, minimum=1),
     )

@@ -162,3 +162,18 @@ def test_with_a_cascade_the_audit_expects_the_agreement_of_the_rows_the_student_
     assert sent == 80 and "most confident" in population and meta["estimate_population"].value == population
     assert meta["report_estimate"].value == pytest.approx(estimate, abs=1e-4)
     assert estimate > cv  # the kept rows are the ones the student is surest of: the old estimate was too low
+
+
+def test_pooled_audits_see_a_drop_one_audit_cannot():
+    from scalellm_dagster.core.audit import judge_audit
+
+    drifted = [True] * 23 + [False] * 7  # 0.767 against an expected 0.85: one audit's interval reaches 0.90
+    alone = judge_audit(drifted, estimate=0.85)
+    assert alone.passed is True and alone.pooled_audits == 1
+    earlier = [(30, 23, 0.85)] * 9
+    pooled = judge_audit(drifted, estimate=0.85, earlier=earlier, pool_rows=300)
+    assert pooled.passed is False and pooled.pooled_audits == 10 and pooled.pooled_audited == 300
+    assert pooled.pooled_ci_high < 0.85 < alone.ci_high
+    # the pool stops at pool_rows, newest first; pool_rows 0 judges the audit alone
+    assert judge_audit(drifted, 0.85, earlier=[(300, 300, 0.85)] + earlier, pool_rows=300).pooled_audits == 10
+    assert judge_audit(drifted, 0.85, earlier=earlier, pool_rows=0).passed is True

@@ -154,14 +154,16 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
         answers["agrees"] = (answers["teacher_label"] == answers["deployed_label"]).fillna(False).astype(bool)
         invalid = int((~answers["valid"].astype(bool)).sum()) if len(answers) else 0
         answers = answers.drop(columns="valid")
-        verdict = judge_audit(answers["agrees"].to_numpy(), estimate)
+        model = _chosen(warehouse, task)
+        verdict = judge_audit(answers["agrees"].to_numpy(), estimate, _poolable(history, topups, model, estimate),
+                              task.audit_pool_rows)
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         log_row = pd.DataFrame([{
             "audit_run_id": run_id, "audited_at": now, "corpus_rows": warehouse.row_count(CORPUS_TABLE),
             "new_rows": len(new), "student_rows": len(student_rows), "audited": verdict.audited,
             "agreed": verdict.agreed, "agreement": verdict.agreement, "ci_low": verdict.ci_low,
             "ci_high": verdict.ci_high, "estimate": estimate, "passed": verdict.passed,
-            "model": _chosen(warehouse, task)}])
+            "model": model}])
         log_row["passed"] = log_row["passed"].astype("boolean")
         warehouse.append_tables({
             task_table(task, "audit_log"): log_row,
@@ -176,6 +178,23 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
                                            "estimate_population": population, "audit_invalid_answers": invalid})
 
     return drift_audit
+
+
+def _poolable(history: pd.DataFrame, topups: pd.DataFrame, model: str, estimate: float) -> list[tuple]:
+    """(audited, agreed, estimate) of the consecutive latest audits of the same student (same model, same expected
+    agreement) since the last drift top-up, oldest first: what this audit may be pooled with."""
+    if not len(history):
+        return []
+    if len(topups):
+        after = np.flatnonzero(history["audit_run_id"].to_numpy() == topups["after_audit_run_id"].iloc[-1])
+        history = history.iloc[after[-1] + 1:] if len(after) else history
+    pool = []
+    for row in history.iloc[::-1].itertuples():
+        if row.model != model or abs(float(row.estimate) - estimate) > 1e-9:
+            break
+        if row.audited > 0:
+            pool.append((int(row.audited), int(row.agreed), float(row.estimate)))
+    return pool[::-1]
 
 
 def _unaudited(warehouse: Warehouse, scope: str) -> str:
@@ -205,6 +224,15 @@ def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
     return str(warehouse.read_df(f"SELECT any_value(model) AS m FROM {task_table(task, 'predictions')}")["m"].iloc[0])
 
 
+def _pooled_metadata(verdict: AuditVerdict | None) -> dict:
+    if verdict is None or verdict.pooled_agreement is None or verdict.pooled_audits < 2:
+        return {"pooled_audit": "none (no earlier audit of this student to pool with)"}
+    return {"pooled_audit": f"{verdict.pooled_audits} audits, {verdict.pooled_audited:,} rows: agreement "
+                            f"{verdict.pooled_agreement:.3f}, 95 % interval up to {verdict.pooled_ci_high:.3f}, "
+                            f"expected {verdict.pooled_estimate:.3f}",
+            "pooled_audit_passed": bool(verdict.pooled_ci_high >= verdict.pooled_estimate)}
+
+
 def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdict: AuditVerdict | None,
               new_rows: int, estimate: float, run_id: str, answers: pd.DataFrame | None, reports_dir=None) -> dict:
     streak = failing_streak(history, topups)
@@ -214,6 +242,7 @@ def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdi
         if len(history) else None
     meta = {
         "new_rows": new_rows,
+        **_pooled_metadata(verdict),
         "audited_rows": verdict.audited if verdict else 0,
         "audit_agreement": MetadataValue.float(round(verdict.agreement, 4)) if verdict and verdict.audited else "none",
         "audit_interval_95": (f"[{verdict.ci_low:.3f}, {verdict.ci_high:.3f}] (Clopper-Pearson)"
@@ -226,8 +255,9 @@ def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdi
         "last_failed_audit_run_id": str(streak["audit_run_id"].iloc[-1]) if len(streak) else "none",
         "drift_topups_granted_rows": len(topups),
         "audits": md_table(shown, floatfmt=".3f") if shown is not None else "no audit yet",
-        "audit_rule": f"{task.audit_rows} rows a refresh; fails when the 95 % interval's upper end is below the "
-        f"estimate; {FAILURES_BEFORE_TOPUP} failures in a row call for a top-up of {task.drift_topup:,} rows",
+        "audit_rule": f"{task.audit_rows} rows a refresh, pooled with the same student's latest audits up to "
+        f"{task.audit_pool_rows} rows; fails when either 95 % interval's upper end is below its expected agreement; "
+        f"{FAILURES_BEFORE_TOPUP} failures in a row call for a top-up of {task.drift_topup:,} rows",
     }
     if shown is not None and (history["audited"] > 0).any():
         fig = plots.audit_figure(history.tail(20), f"{task.name}: drift audits")

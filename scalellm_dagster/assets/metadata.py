@@ -121,7 +121,8 @@ COLUMN_DESCRIPTIONS = {
     "recommended_budget": "Teacher labels the budget advice recommends (when a target is set).",
     "label": "The final label: the teacher's where it answered, the student's elsewhere.",
     "student_label": "The student's label, for every row (also where the teacher answered).",
-    "confidence": "The student's confidence in its label, in [0, 1] (calibrated when a cascade ran).",
+    "confidence": "The student's raw confidence in its label, in [0, 1] (its top class probability or score, as "
+    "`confidence_method` says); not calibrated: the cascade reads it by rank against held-out labels.",
     "source": "Where the final label came from: teacher-sample, teacher-cascade or student.",
     "model": "The student model that predicted.",
     "model_version": "Hash of the student kind, its seed and the teacher labels it was trained on.",

@@ -32,6 +32,12 @@ class AuditVerdict:
     ci_high: float | None
     estimate: float
     passed: bool | None  # None: not audited (no new rows the student labelled)
+    # this audit pooled with the consecutive earlier audits of the same student (`pool_rows`)
+    pooled_audits: int = 1
+    pooled_audited: int = 0
+    pooled_agreement: float | None = None
+    pooled_ci_high: float | None = None
+    pooled_estimate: float | None = None
 
 
 def draw_audit(candidate_ids: np.ndarray, rows: int, seed: int) -> np.ndarray:
@@ -53,13 +59,28 @@ def clopper_pearson(agreed: int, audited: int, confidence: float = CONFIDENCE) -
     return low, high
 
 
-def judge_audit(agrees: np.ndarray, estimate: float) -> AuditVerdict:
+def judge_audit(agrees: np.ndarray, estimate: float, earlier: list[tuple[int, int, float]] = (),
+                pool_rows: int = 0) -> AuditVerdict:
+    """This audit's verdict; with `pool_rows`, also pooled with the latest of `earlier` ((audited, agreed, estimate)
+    of the consecutive earlier audits of the same student, oldest first) until the pool has `pool_rows` rows: 30 rows
+    a refresh cannot see a drop of a few points, a few refreshes pooled can. It fails when either interval's upper
+    end is below its estimate (the pool's: the estimates weighted by rows)."""
     agrees = np.asarray(agrees, dtype=bool)
     if not len(agrees):
         return AuditVerdict(0, 0, None, None, None, estimate, None)
     agreed = int(agrees.sum())
     low, high = clopper_pearson(agreed, len(agrees))
-    return AuditVerdict(len(agrees), agreed, agreed / len(agrees), low, high, estimate, high >= estimate)
+    pool = [(len(agrees), agreed, estimate)]
+    for audited, hits, their_estimate in reversed(list(earlier)):
+        if not pool_rows or sum(p[0] for p in pool) >= pool_rows:
+            break
+        pool.append((int(audited), int(hits), float(their_estimate)))
+    rows, hits = sum(p[0] for p in pool), sum(p[1] for p in pool)
+    pooled_estimate = sum(p[0] * p[2] for p in pool) / rows
+    pooled_high = clopper_pearson(hits, rows)[1]
+    passed = high >= estimate and (len(pool) == 1 or pooled_high >= pooled_estimate)
+    return AuditVerdict(len(agrees), agreed, agreed / len(agrees), low, high, estimate, passed, len(pool), rows,
+                        hits / rows, pooled_high, pooled_estimate)
 
 
 def failures_in_a_row(history: list[bool | None]) -> int:
