@@ -75,7 +75,7 @@ def _dataset(root: str, name: str):
     return _DATA[name]
 
 
-def one_run(root: str, name: str, seed: int) -> list[dict]:
+def one_run(root: str, name: str, seed: int, policies: tuple = tuple(POLICIES)) -> list[dict]:
     """Every (policy, failing share) cell of one seed on one dataset."""
     from scalellm_dagster.bench import cascade_step, run_flow
     from scalellm_dagster.flow import MemoryCache, TeacherSession
@@ -90,7 +90,7 @@ def one_run(root: str, name: str, seed: int) -> list[dict]:
     labels = sorted(full["label"].unique())
     keys = df["id"].astype(str).tolist()
     out = []
-    for policy in POLICIES:
+    for policy in policies:
         task = parse_task({"name": "v", "instruction": "classify", "labels": labels, "budget": SETTINGS["budget"],
                            "seed": seed % 100_000, "candidates": SETTINGS["candidates"], "suspect_labels": policy,
                            "cascade_budget": SETTINGS["rows"], "cascade_target_agreement": SETTINGS["target"],
@@ -142,10 +142,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=len(SEEDS), help="the first N pre-registered seeds")
     parser.add_argument("--only", nargs="*", default=DATASETS)
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--policies", nargs="*", default=POLICIES)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     start = time.perf_counter()
-    jobs = [(args.datasets, name, seed) for name in args.only for seed in SEEDS[: args.runs]]
+    jobs = [(args.datasets, name, seed, tuple(args.policies)) for name in args.only for seed in SEEDS[: args.runs]]
     rows: list[dict] = []
     with ProcessPoolExecutor(args.processes) as pool:
         for n, result in enumerate(pool.map(one_run, *zip(*jobs), chunksize=4), start=1):

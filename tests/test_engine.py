@@ -175,11 +175,19 @@ def test_teacher_noise_flags_flipped_labels_and_bounds_the_curve_floor():
     assert clean.rate < 0.05
 
     sizes, acc = [187, 375, 750, 1500], [0.335, 0.44, 0.60, 0.677]  # the demo's intent task, still rising
-    assert fit_learning_curve(sizes, acc).c < 0.05  # unbounded: a floor near 0 (agreeing with every label)
-    bounded = fit_learning_curve(sizes, acc, floor_min=noise.rate)
-    assert bounded.c >= noise.rate - 1e-9 and bounded.accuracy_at(1e6) <= 1 - noise.rate + 1e-9
-    # a bound above what was already measured gives way to the measurement
-    assert fit_learning_curve(sizes, acc, floor_min=0.5).c <= 1 - 0.677
+    assert fit_learning_curve(sizes, acc).c < 0.05  # unweighed: a floor near 0 (agreeing with every label)
+    prior = noise.floor_prior()  # the flagged share less the measured over-count, with its uncertainty
+    assert prior.mean == pytest.approx(noise.rate - 0.07) and 0.03 < prior.sd < 0.05
+    weighed = fit_learning_curve(sizes, acc, prior)
+    assert abs(weighed.c - prior.mean) < 2 * prior.sd  # an estimate weighed with the points, not a hard bound
+    assert fit_learning_curve(sizes, acc).accuracy_at(1e5) > weighed.accuracy_at(1e5)
+    # issue #27: the 68 % band is narrow where it was measured and holds the measurement
+    low, high = weighed.band(np.array([1500.0]))
+    assert low[0] < 0.677 < high[0] and high[0] - low[0] < 0.05
+    # a floor estimate above what was already measured gives way to the measurement
+    from scalellm_dagster.core.learning_curve import FloorPrior
+
+    assert fit_learning_curve(sizes, acc, FloorPrior(0.5, 0.03)).accuracy_at(1500) == pytest.approx(0.677, abs=0.03)
 
 
 def test_guaranteed_cascade_certifies_the_target_and_says_when_the_budget_cannot():

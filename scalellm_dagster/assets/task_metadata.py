@@ -96,7 +96,7 @@ def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spe
         ("learning_curves", plots.learning_curves_figure(scores, selection.choice.candidate,
                                                          f"{task.name}: accuracy vs teacher labels",
                                                          forecast_to=corpus_rows,
-                                                         floor_min=selection.noise.rate)),
+                                                         floor=selection.noise.floor_prior())),
         ("accuracy_vs_time", plots.tradeoff_figure(selection.table,
                                                     spend.request_seconds / max(spend.concurrency, 1),
                                                     corpus_rows, base["seconds"],

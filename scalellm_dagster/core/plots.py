@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from scalellm_dagster.core.learning_curve import fit_learning_curve  # noqa: E402
+from scalellm_dagster.core.learning_curve import FloorPrior, fit_learning_curve  # noqa: E402
 from scalellm_dagster.core.students import KNOWN_CANDIDATES  # noqa: E402
 
 
@@ -21,11 +21,11 @@ def candidate_color(name: str) -> str:
 
 
 def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, forecast_to: int | None = None,
-                           floor_min: float = 0.0):
+                           floor: FloorPrior | None = None):
     """Measured accuracy vs teacher labels per candidate (error bars: the folds' spread), and for the chosen
     student and the runner-up the fitted curve's forecast with its 68 % band, up to `forecast_to` (the corpus:
-    there are no more rows to label). `floor_min`: the teacher's estimated unlearnable noise, which caps agreement
-    with it (drawn as a ceiling)."""
+    there are no more rows to label). `floor`: the teacher's estimated unlearnable noise, weighed with the points
+    (its ceiling drawn with the estimate's one-sigma range)."""
     ok = scores[scores["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(9, 5.4))
     at_max = ok[ok["sample_size"] == ok["sample_size"].max()].sort_values("cv_accuracy", ascending=False)
@@ -36,7 +36,7 @@ def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, foreca
         ax.errorbar(group["sample_size"], group["cv_accuracy"], yerr=group["cv_std"], marker="o", color=color,
                     lw=2.5 if name == chosen else 1.2, capsize=2,
                     label=name + (" (chosen)" if name == chosen else ""))
-        curve = (fit_learning_curve(group["sample_size"], group["cv_accuracy"], floor_min)
+        curve = (fit_learning_curve(group["sample_size"], group["cv_accuracy"], floor)
                  if name in forecast_for else None)
         if curve is not None:
             last = int(group["sample_size"].max())
@@ -46,9 +46,10 @@ def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, foreca
             band = curve.band(xs)
             if band is not None:
                 ax.fill_between(xs, band[0], band[1], color=color, alpha=0.15, lw=0)
-    if floor_min > 0:
-        ax.axhline(1 - floor_min, color="black", lw=1, ls="-.",
-                   label=f"ceiling: 1 − share of teacher labels flagged as likely mistakes ({floor_min:.1%})")
+    if floor is not None and floor.mean > 0:
+        ax.axhline(1 - floor.mean, color="black", lw=1, ls="-.",
+                   label=f"estimated ceiling: 1 − teacher's unlearnable mistakes ({floor.mean:.1%} ± {floor.sd:.1%})")
+        ax.axhspan(1 - floor.mean - floor.sd, 1 - floor.mean + floor.sd, color="black", alpha=0.05, lw=0)
     if forecast_to:
         ax.axvline(forecast_to, color="grey", lw=1, ls=":", label=f"corpus size ({forecast_to:,} rows)")
     ax.set_xscale("log")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from scalellm_dagster.core.estimate import PromptSizes, estimate_labelling
-from scalellm_dagster.core.learning_curve import fit_learning_curve
+from scalellm_dagster.core.learning_curve import FloorPrior, fit_learning_curve
 from scalellm_dagster.core.selection import Choice
 
 FORECAST_MULTIPLIERS = (2, 4, 10)
@@ -53,15 +53,15 @@ class TeacherSpend:
                 "cost_basis": "one row per request, instructions and labels sent with each (as the dry run)"}
 
 
-def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int, floor_min: float = 0.0) -> pd.DataFrame:
+def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int, floor: FloorPrior | None = None) -> pd.DataFrame:
     """One row per candidate: accuracy at the largest size, speed, the fitted curve and its forecasts (the curve's
-    floor bounded below by `floor_min`, the teacher's estimated unlearnable noise)."""
+    floor weighed with `floor`, the teacher's estimated unlearnable noise)."""
     ok = scores[scores["status"] == "ok"]
     rows = []
     for name, group in scores.groupby("candidate", sort=False):
         good = ok[ok["candidate"] == name].sort_values("sample_size")
         last = good.iloc[-1] if len(good) else None
-        curve = fit_learning_curve(good["sample_size"], good["cv_accuracy"], floor_min) if len(good) else None
+        curve = fit_learning_curve(good["sample_size"], good["cv_accuracy"], floor) if len(good) else None
         n_max = int(good["sample_size"].max()) if len(good) else budget
         row = {
             "candidate": name,

@@ -237,16 +237,17 @@ def out_of_fold_confidence(name: str, X: np.ndarray, y: np.ndarray, folds: int =
     return oof.confidence, oof.correct
 
 
-def held_out_agreement(name: str, X: np.ndarray, fit_labels: np.ndarray, fits: np.ndarray,
-                       target_labels: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def held_out_agreement(name: str, X: np.ndarray, fit_labels: np.ndarray, fits, target_labels: np.ndarray,
+                       folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(confidence, agrees with `target_labels`) for every row, each scored by a student that did not see it and was
-    fitted as the final student is: on the other folds' rows where `fits`, with `fit_labels`. With every row fitted
-    and the targets equal to the fit labels, this is `out_of_fold_confidence` (the same folds)."""
-    fits = np.asarray(fits, bool)
+    fitted as the final student is: on the other folds' rows where `fits`, with `fit_labels`. `fits` is a mask, or a
+    function of a fold's training positions giving the mask over them (when which rows train is itself decided from
+    the labels, it must be decided without the held-out fold's). With every row fitted and the targets equal to the
+    fit labels, this is `out_of_fold_confidence` (the same folds)."""
     confidence = np.zeros(len(target_labels), dtype=np.float32)
     agrees = np.zeros(len(target_labels), dtype=bool)
     for train, test in KFold(min(folds, len(target_labels)), shuffle=True, random_state=seed).split(X):
-        train = train[fits[train]]
+        train = train[fits(train) if callable(fits) else np.asarray(fits, bool)[train]]
         if len(np.unique(fit_labels[train])) < 2:
             continue  # no student: these rows count as disagreeing (confidence 0, ranked last)
         model = fit_student(name, X[train], fit_labels[train], seed)

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scalellm_dagster.core.learning_curve import FloorPrior
 from scalellm_dagster.core.students import OutOfFold
 
-MIN_ROWS_PER_CLASS = 2  # cleanlab needs a few labels of a class to set its threshold
+MIN_ROWS_PER_CLASS = 2
+# Confident learning flags more than the teacher's mistakes (rows the student finds ambiguous): 4-10 points more
+# where it was measured (BENCHMARKS.md, "Suspect teacher labels"). The floor's estimate subtracts the middle of that.
+OVERCOUNT, OVERCOUNT_SD = 0.07, 0.03  # cleanlab needs a few labels of a class to set its threshold
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,14 @@ class TeacherNoise:
     @property
     def flagged(self) -> int:
         return int(self.suspect.sum())
+
+    def floor_prior(self) -> FloorPrior | None:
+        """The learning curves' floor as an estimate: the flagged share less the measured over-count, with the
+        flagged share's binomial error and the over-count's spread; None when nothing was estimated."""
+        if not len(self.suspect) or self.method.startswith("not estimated"):
+            return None
+        rate, n = self.rate, len(self.suspect)
+        return FloorPrior(max(rate - OVERCOUNT, 0.0), float(np.sqrt(rate * (1 - rate) / n + OVERCOUNT_SD**2)))
 
 
 def estimate_teacher_noise(y: np.ndarray, oof: OutOfFold) -> TeacherNoise:

@@ -45,11 +45,11 @@ def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: Tas
     noise = estimate_teacher_noise(y, oof)
     chosen = scores[(scores["candidate"] == choice.candidate) & (scores["status"] == "ok")]
     advice = advise_budget(
-        fit_learning_curve(chosen["sample_size"], chosen["cv_accuracy"], noise.rate), len(y), corpus_rows,
+        fit_learning_curve(chosen["sample_size"], chosen["cv_accuracy"], noise.floor_prior()), len(y), corpus_rows,
         cost_per_row=spend.cost_usd / max(spend.rows_answered, 1),
         seconds_per_row=spend.request_seconds / max(spend.rows_answered, 1) / max(spend.concurrency, 1),
         target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
-    return Selection(choice, candidate_table(scores, choice, task.budget, noise.rate),
+    return Selection(choice, candidate_table(scores, choice, task.budget, noise.floor_prior()),
                      pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice, calibrator, noise)
 
 

@@ -52,18 +52,21 @@ class SuspectReview:
         return int((self.answers["valid"] & ~self.answers["train"]).sum())
 
 
+def flag_suspects(X: np.ndarray, y: np.ndarray, task: TaskSpec) -> TeacherNoise:
+    """The labels `y` the reference student, trained without each, finds implausible (confident learning)."""
+    if len(np.unique(y)) < 2 or len(y) < 2 * task.cv_folds:  # nothing a student could be trained to judge with
+        return TeacherNoise(0.0, np.zeros(len(y), bool), y.copy(), np.zeros(len(y)),
+                            "not estimated: too few valid labels or classes")
+    return estimate_teacher_noise(y, out_of_fold(REFERENCE_STUDENT, X, y, task.cv_folds, task.seed))
+
+
 def review_suspects(answers: pd.DataFrame, X_valid: np.ndarray, task: TaskSpec,
                     reask_session: Callable[[], TeacherSession] | None = None,
                     log: Callable[[str], None] = lambda _msg: None) -> SuspectReview:
     """`answers`: the labelled sample (id, teacher_label, valid, ...); `X_valid`: the vectors of its valid rows,
     in their order. `reask_session` builds the one-row-per-request session the `reask` policy asks with."""
     valid = answers["valid"].to_numpy(dtype=bool)
-    y = answers.loc[valid, "teacher_label"].to_numpy()
-    if len(np.unique(y)) < 2 or len(y) < 2 * task.cv_folds:  # nothing a student could be trained to judge with
-        noise = TeacherNoise(0.0, np.zeros(len(y), bool), y.copy(), np.zeros(len(y)),
-                             "not estimated: too few valid labels or classes")
-    else:
-        noise = estimate_teacher_noise(y, out_of_fold(REFERENCE_STUDENT, X_valid, y, task.cv_folds, task.seed))
+    noise = flag_suspects(X_valid, answers.loc[valid, "teacher_label"].to_numpy(), task)
     out = answers.assign(suspect=False, suspect_student_label=None, suspect_student_score=np.nan,
                          first_label=answers["teacher_label"], reasked=False, train=valid)
     rows = out.index[valid]
