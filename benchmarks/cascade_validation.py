@@ -139,21 +139,23 @@ def summarise(rows: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets", help="the folder with <name>/data.parquet")
-    parser.add_argument("--runs", type=int, default=len(SEEDS), help="the first N pre-registered seeds")
+    parser.add_argument("--runs", type=int, default=len(SEEDS), help="N pre-registered seeds")
+    parser.add_argument("--offset", type=int, default=0, help="from this position in the list")
     parser.add_argument("--only", nargs="*", default=DATASETS)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--policies", nargs="*", default=POLICIES)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     start = time.perf_counter()
-    jobs = [(args.datasets, name, seed, tuple(args.policies)) for name in args.only for seed in SEEDS[: args.runs]]
+    seeds = SEEDS[args.offset : args.offset + args.runs]
+    jobs = [(args.datasets, name, seed, tuple(args.policies)) for name in args.only for seed in seeds]
     rows: list[dict] = []
     with ProcessPoolExecutor(args.processes) as pool:
         for n, result in enumerate(pool.map(one_run, *zip(*jobs), chunksize=4), start=1):
             rows.extend(result)
             if n % 25 == 0:
                 print(f"{n}/{len(jobs)} runs ({time.perf_counter() - start:.0f}s)", flush=True)
-    report = {"settings": SETTINGS, "seeds": f"{SEEDS[0]}..{SEEDS[args.runs - 1]}", "cells": summarise(rows),
+    report = {"settings": SETTINGS, "seeds": f"{seeds[0]}..{seeds[-1]}", "cells": summarise(rows),
               "seconds": round(time.perf_counter() - start, 1), "runs": rows}
     text = json.dumps(report, indent=1)
     if args.out:

@@ -103,7 +103,7 @@ def test_a_worker_killed_while_embedding_changes_nothing_but_the_time(on_cluster
     runner.start()
     out = tmp_path / "wh.parts"
     deadline = time.monotonic() + 120
-    while not list(out.glob("*/out/out-*.parquet")) and time.monotonic() < deadline:
+    while not list(out.glob("*/*/out/out-*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.05)
     cluster.kill_worker("w1")  # SIGKILL, nanny and worker, mid-run
     assert runner.is_alive()  # the run was still going: parts were left to embed or to take in

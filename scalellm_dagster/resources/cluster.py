@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,12 +56,18 @@ class ClusterResource(ConfigurableResource):
             return
         from scalellm_dagster.cluster.parts import join, remove_tree
 
-        parts = join(self.parts_for(warehouse_path), run_id)
+        # one folder per session: two steps of a run (e.g. two tasks' predictions under the multiprocess executor)
+        # each remove only their own parts
+        run_folder = join(self.parts_for(warehouse_path), run_id)
+        parts = join(run_folder, uuid.uuid4().hex[:8])
         with self.client() as client:
             try:
                 yield client, parts
             finally:
                 remove_tree(parts)
+                if "://" not in run_folder:  # object stores have no folders to leave behind
+                    with contextlib.suppress(OSError):  # another step's parts are still there: theirs to remove
+                        os.rmdir(run_folder)
 
     @contextmanager
     def client(self) -> Iterator:
