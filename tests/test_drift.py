@@ -160,7 +160,7 @@ def test_with_a_cascade_the_audit_expects_the_agreement_of_the_rows_the_student_
     (cv,), = query(db, "SELECT cv_accuracy FROM topic.model_selection_report WHERE chosen")
     sent = query(db, "SELECT count(*) FROM topic.predictions WHERE source = 'teacher-cascade'")[0][0]
     assert sent == 80 and "most confident" in population and meta["estimate_population"].value == population
-    assert meta["report_estimate"].value == pytest.approx(estimate, abs=1e-4)
+    assert meta["expected_agreement"].value == pytest.approx(estimate, abs=1e-4)
     assert estimate > cv  # the kept rows are the ones the student is surest of: the old estimate was too low
 
 

@@ -247,7 +247,7 @@ def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdi
         "audit_agreement": MetadataValue.float(round(verdict.agreement, 4)) if verdict and verdict.audited else "none",
         "audit_interval_95": (f"[{verdict.ci_low:.3f}, {verdict.ci_high:.3f}] (Clopper-Pearson)"
                               if verdict and verdict.audited else "none"),
-        "report_estimate": MetadataValue.float(round(estimate, 4)),
+        "expected_agreement": MetadataValue.float(round(estimate, 4)),  # of the audited rows
         "audit_passed": "not audited this run" if verdict is None or verdict.passed is None else verdict.passed,
         "failed_audits_in_a_row": len(streak),
         "drift_topup_due": due,
