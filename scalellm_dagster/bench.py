@@ -342,16 +342,16 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
     predicted = predict_rows(student, [X], len(X))
     final, source = final_labels(ids, predicted.labels, valid.set_index("id")["teacher_label"])
     cascade_calls, guarantee = 0, None
+    cascade_inputs = (student.name, valid, X[position[valid["id"]].to_numpy()], predicted.confidence)
     if task.cascade_budget:
         start = time.perf_counter()
-        final, cascade_calls, guarantee = cascade_step(task, student.name, valid, X[position[valid["id"]].to_numpy()],
-                                                       predicted.confidence, final, source, ids, lambda: session)
+        final, cascade_calls, guarantee = cascade_step(task, *cascade_inputs, final, source, ids, lambda: session)
         seconds_teacher += time.perf_counter() - start
     timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
                "cascade_calls": cascade_calls, "reask_calls": review.reasked, "asked": session.stats.asked,
                "teacher_noise": selection.noise.rate, "guarantee": guarantee,
-               "cascade_inputs": (student.name, valid, X[position[valid["id"]].to_numpy()], predicted.confidence,
-                                  source)}
+               # what `cascade_step` takes besides the labels, for a caller that runs it again (the validation)
+               "cascade_inputs": (*cascade_inputs, source)}
     return BenchRun({}, labelled, student.name, final, predicted.labels, review), timings
 
 

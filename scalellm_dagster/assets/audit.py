@@ -225,12 +225,12 @@ def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
 
 
 def _pooled_metadata(verdict: AuditVerdict | None) -> dict:
-    if verdict is None or verdict.pooled_agreement is None or verdict.pooled_audits < 2:
+    if verdict is None or verdict.pooled_passed is None:
         return {"pooled_audit": "none (no earlier audit of this student to pool with)"}
     return {"pooled_audit": f"{verdict.pooled_audits} audits, {verdict.pooled_audited:,} rows: agreement "
                             f"{verdict.pooled_agreement:.3f}, 95 % interval up to {verdict.pooled_ci_high:.3f}, "
                             f"expected {verdict.pooled_estimate:.3f}",
-            "pooled_audit_passed": bool(verdict.pooled_ci_high >= verdict.pooled_estimate)}
+            "pooled_audit_passed": verdict.pooled_passed}
 
 
 def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdict: AuditVerdict | None,

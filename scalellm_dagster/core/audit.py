@@ -12,7 +12,7 @@ sample, and the selection run again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,6 +38,13 @@ class AuditVerdict:
     pooled_agreement: float | None = None
     pooled_ci_high: float | None = None
     pooled_estimate: float | None = None
+
+    @property
+    def pooled_passed(self) -> bool | None:
+        """The pooled interval reaches its expected agreement (None when nothing was pooled with this audit)."""
+        if self.pooled_audits < 2 or self.pooled_ci_high is None:
+            return None
+        return self.pooled_ci_high >= self.pooled_estimate
 
 
 def draw_audit(candidate_ids: np.ndarray, rows: int, seed: int) -> np.ndarray:
@@ -76,11 +83,9 @@ def judge_audit(agrees: np.ndarray, estimate: float, earlier: list[tuple[int, in
             break
         pool.append((int(audited), int(hits), float(their_estimate)))
     rows, hits = sum(p[0] for p in pool), sum(p[1] for p in pool)
-    pooled_estimate = sum(p[0] * p[2] for p in pool) / rows
-    pooled_high = clopper_pearson(hits, rows)[1]
-    passed = high >= estimate and (len(pool) == 1 or pooled_high >= pooled_estimate)
-    return AuditVerdict(len(agrees), agreed, agreed / len(agrees), low, high, estimate, passed, len(pool), rows,
-                        hits / rows, pooled_high, pooled_estimate)
+    verdict = AuditVerdict(len(agrees), agreed, agreed / len(agrees), low, high, estimate, None, len(pool), rows,
+                           hits / rows, clopper_pearson(hits, rows)[1], sum(p[0] * p[2] for p in pool) / rows)
+    return replace(verdict, passed=high >= estimate and verdict.pooled_passed is not False)
 
 
 def failures_in_a_row(history: list[bool | None]) -> int:

@@ -240,22 +240,9 @@ def out_of_fold_confidence(name: str, X: np.ndarray, y: np.ndarray, folds: int =
 def held_out_agreement(name: str, X: np.ndarray, fit_labels: np.ndarray, fits, target_labels: np.ndarray,
                        folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(confidence, agrees with `target_labels`) for every row, each scored by a student that did not see it and was
-    fitted as the final student is: on the other folds' rows where `fits`, with `fit_labels`. `fits` is a mask, or a
-    function of a fold's training positions giving the mask over them (when which rows train is itself decided from
-    the labels, it must be decided without the held-out fold's). With every row fitted and the targets equal to the
-    fit labels, this is `out_of_fold_confidence` (the same folds)."""
-    confidence = np.zeros(len(target_labels), dtype=np.float32)
-    agrees = np.zeros(len(target_labels), dtype=bool)
-    for train, test in KFold(min(folds, len(target_labels)), shuffle=True, random_state=seed).split(X):
-        train = train[fits(train) if callable(fits) else np.asarray(fits, bool)[train]]
-        if len(np.unique(fit_labels[train])) < 2:
-            continue  # no student: these rows count as disagreeing (confidence 0, ranked last)
-        model = fit_student(name, X[train], fit_labels[train], seed)
-        fold_scores, _ = class_scores(model, X[test])
-        best = fold_scores.argmax(axis=1)
-        confidence[test] = fold_scores[np.arange(len(best)), best]
-        agrees[test] = np.asarray(model.classes_)[best] == target_labels[test]
-    return confidence, agrees
+    fitted as the final student is: on the other folds' rows where `fits`, with `fit_labels` (see `out_of_fold`)."""
+    oof = out_of_fold(name, X, fit_labels, folds, seed, fits=fits, targets=target_labels)
+    return oof.confidence, oof.correct
 
 
 @dataclass(frozen=True)
@@ -268,12 +255,20 @@ class OutOfFold:
     classes: np.ndarray
 
 
-def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> OutOfFold:
+def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, fits=None,
+                targets: np.ndarray | None = None) -> OutOfFold:
+    """Each fold's student trained on the other folds' labels `y`. `fits` keeps only some of those rows: a mask, or
+    a function of a fold's training positions giving the mask over them (when which rows train is itself decided
+    from the labels, it must be decided without the held-out fold's). `correct` compares with `targets` (default
+    `y`). A fold whose training rows hold one class has no student: its rows count as wrong, confidence 0."""
+    targets = y if targets is None else targets
     classes = np.unique(y)
     confidence = np.zeros(len(y), dtype=np.float32)
     correct = np.zeros(len(y), dtype=bool)
     scores = np.zeros((len(y), len(classes)), dtype=np.float64)
     for train, test in KFold(min(folds, len(y)), shuffle=True, random_state=seed).split(X):
+        if fits is not None:
+            train = train[fits(train) if callable(fits) else np.asarray(fits, bool)[train]]
         if len(np.unique(y[train])) < 2:
             continue
         model = fit_student(name, X[train], y[train], seed)
@@ -281,5 +276,5 @@ def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: i
         scores[np.ix_(test, np.searchsorted(classes, model.classes_))] = fold_scores
         best = fold_scores.argmax(axis=1)
         confidence[test] = fold_scores[np.arange(len(best)), best]
-        correct[test] = np.asarray(model.classes_)[best] == y[test]
+        correct[test] = np.asarray(model.classes_)[best] == targets[test]
     return OutOfFold(confidence, correct, scores, classes)

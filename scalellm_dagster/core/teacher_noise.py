@@ -16,10 +16,10 @@ import numpy as np
 from scalellm_dagster.core.learning_curve import FloorPrior
 from scalellm_dagster.core.students import OutOfFold
 
-MIN_ROWS_PER_CLASS = 2
+MIN_ROWS_PER_CLASS = 2  # cleanlab needs a few labels of a class to set its threshold
 # Confident learning flags more than the teacher's mistakes (rows the student finds ambiguous): 4-10 points more
 # where it was measured (BENCHMARKS.md, "Suspect teacher labels"). The floor's estimate subtracts the middle of that.
-OVERCOUNT, OVERCOUNT_SD = 0.07, 0.03  # cleanlab needs a few labels of a class to set its threshold
+OVERCOUNT, OVERCOUNT_SD = 0.07, 0.03
 
 
 @dataclass(frozen=True)
