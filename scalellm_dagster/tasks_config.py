@@ -50,6 +50,8 @@ class TaskSpec:
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     selection: str = "accuracy"
     min_rows_per_second: float = 0.0
+    # One point of accuracy is worth this many seconds of predicting the whole corpus (0: inference cost ignored).
+    inference_seconds_per_point: float = 10.0
     accuracy_floor: float = 0.5
     accuracy_floor_is_hard: bool = False
     few_shot: tuple[FewShotExample, ...] = field(default_factory=tuple)
@@ -182,6 +184,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         candidates=candidates,
         selection=selection,
         min_rows_per_second=float(entry.get("min_rows_per_second", 0.0)),
+        inference_seconds_per_point=_number_field(entry, "inference_seconds_per_point", where, default=10.0),
         accuracy_floor=float(floor),
         accuracy_floor_is_hard=bool(entry.get("accuracy_floor_is_hard", False)),
         few_shot=tuple(few_shot),
@@ -250,6 +253,13 @@ def _parse_labels(raw: Any, where: str) -> dict[str, str]:
             raise TaskConfigError(f"{where}: every label must be a non-empty string, got {label!r}")
         labels[label] = str(desc).strip() if desc else label.replace("_", " ").strip()
     return labels
+
+
+def _number_field(entry: dict, key: str, where: str, default: float, minimum: float = 0.0) -> float:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < float("inf"):
+        raise TaskConfigError(f"{where}: '{key}' must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
 
 
 def _int_field(entry: dict, key: str, where: str, default: int | None = None, minimum: int = 0) -> int:

@@ -94,6 +94,7 @@ def test_gold_labels_outside_label_set_block_that_task_only(pipeline_env, small_
 
 
 def _broken_embedder(monkeypatch, breaker):
+    monkeypatch.setenv("SCALELLM_EMBEDDER", "lsa")  # the breaker wraps LSA's vectors
     original = LsaEmbedder.embed
 
     def embed(self, texts, log=lambda _m: None):

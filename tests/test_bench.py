@@ -15,10 +15,10 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--split-column", "split",
                  "--eval-split", "test", "--max-rows", "900", "--budgets", "60,120", "--teacher-accuracy", "0.8",
                  "--teacher-latency-ms", "5", "--baseline-sample", "40", "--candidates",
-                 "logistic_regression,ridge", "--dim", "64", "--probe-rows", "5000", "--out", str(out),
+                 "logistic_regression,ridge", "--probe-rows", "5000", "--out", str(out),
                  "--plot"]) == 0
     report = json.loads(out.read_text())
-    assert report["rows"] == 900 and report["classes"] == 6 and report["embedder"] == "lsa-tfidf-svd64"
+    assert report["rows"] == 900 and report["classes"] == 6 and report["embedder"].startswith("static-minilm256-")
     assert report["teacher"]["name"] == "simulated" and 0.7 < report["teacher"]["accuracy_vs_gold"] < 0.9
     base = report["baseline"]
     assert base["teacher_calls"] == 900 and "extrapolated from 40" in base["seconds_measured_or_extrapolated"]

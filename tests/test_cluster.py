@@ -92,6 +92,7 @@ def test_a_worker_killed_while_embedding_changes_nothing_but_the_time(on_cluster
     from scalellm_dagster.resources.embedder import EmbedderResource
     from tests.slow_embedder import SlowLsa
 
+    monkeypatch.setenv("SCALELLM_EMBEDDER", "lsa")  # SlowLsa stands in for LSA
     monkeypatch.setattr(EmbedderResource, "build", lambda self: SlowLsa(dim=self.dim, seed=self.seed))
     outcome = {}
 

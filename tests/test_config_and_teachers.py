@@ -29,6 +29,7 @@ def test_demo_tasks_load_with_two_tasks_on_one_corpus():
     ({"sampling": "magic"}, "'sampling' must be one of ['random', 'stratified-by-cluster', 'uncertainty'], got 'magic'"),
     ({"follow_budget_advice": True}, "'follow_budget_advice' needs 'target_accuracy' or 'max_teacher_cost_usd'"),
     ({"cascade_target_agreement": 1.5}, "'cascade_target_agreement' must be a number in (0, 1], got 1.5"),
+    ({"inference_seconds_per_point": -1}, "'inference_seconds_per_point' must be a number >= 0, got -1"),
     ({"cascade_delta": 0.5}, "'cascade_delta' is the probability that the cascade misses its target: a number in "
                              "(0, 0.5)"),
     ({"cascade_delta": 0.05, "sampling": "uncertainty"}, "'cascade_delta' certifies agreement only on a random "

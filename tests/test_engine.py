@@ -142,6 +142,21 @@ def test_selection_ignores_timing_jitter_between_equally_fast_ties():
         assert "within 10x of the fastest" in choice.reason
 
 
+def test_selection_weighs_inference_cost_where_the_corpus_is_large():
+    """A forest 2 points ahead at 30k rows/s: worth its 0.5 s on 14k rows, not its 33 s on 1M rows at the
+    default price of a point (10 s of predicting the whole corpus); at 0 the cost is ignored."""
+    scores = _scores([
+        ("random_forest", 1000, 0.820, 30_000, "ok", None),
+        ("linear_svm", 1000, 0.800, 2_000_000, "ok", None),
+    ])
+    assert choose_student(scores, corpus_rows=14_000, seconds_per_point=10).candidate == "random_forest"
+    big = choose_student(scores, corpus_rows=1_000_000, seconds_per_point=10)
+    assert big.candidate == "linear_svm" and big.corpus_predict_seconds == pytest.approx(0.5)
+    assert "less a point per 10 s of predicting all 1,000,000 rows" in big.reason
+    assert choose_student(scores, corpus_rows=1_000_000, seconds_per_point=0).candidate == "random_forest"
+    assert choose_student(scores, corpus_rows=1_000_000, seconds_per_point=100).candidate == "random_forest"
+
+
 def test_selection_fails_clearly_when_every_candidate_failed():
     scores = _scores([("a", 10, np.nan, np.nan, "failed", "ValueError: only one class")])
     with pytest.raises(NoViableStudentError, match="every student candidate failed: a@10: ValueError"):

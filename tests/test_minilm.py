@@ -98,10 +98,11 @@ def test_the_packaged_model_embeds_offline_and_places_paraphrases_together(monke
 
 
 def test_switching_embedder_recomputes_every_vector_and_prediction(pipeline_env, monkeypatch, stand_in):
+    monkeypatch.setenv("SCALELLM_EMBEDDER", "lsa")
     monkeypatch.setenv("SCALELLM_EMBEDDING_DIM", "384")  # same width, so mixed vectors would not fail on shape
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
     with DagsterInstance.ephemeral() as instance:
-        assert run_pipeline(instance).success  # LSA
+        assert run_pipeline(instance).success
         monkeypatch.setenv("SCALELLM_EMBEDDER", "minilm")
         assert run_pipeline(instance).success
         meta = instance.get_latest_materialization_event(AssetKey("embeddings")).asset_materialization.metadata

@@ -29,7 +29,7 @@ def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade, s
     corpus = pd.DataFrame(query(db, "SELECT id, text, topic FROM corpus"), columns=["id", "text", "topic"])
 
     # bench embeds the corpus itself, with the embedder the assets used: the vectors must agree
-    args = argparse.Namespace(embedder="lsa", dim=64, seed=task.seed)
+    args = argparse.Namespace(embedder="static", dim=64, seed=task.seed)
     X = bench._embedder(args).fit_embed(corpus["text"].tolist())
     stored = dict(query(db, "SELECT id, vector FROM embeddings"))
     X_assets = np.array([stored[i] for i in corpus["id"]], dtype=np.float32)

@@ -21,7 +21,7 @@ def test_full_graph_materializes_every_table(pipeline_env):
         # corpus (2: rows, topic gold), embeddings (1), topic branch (6), its drift audit (1)
         assert len(evaluations) == 10
     assert query(db, "SELECT count(*) FROM corpus")[0][0] == 400
-    assert query(db, "SELECT count(*), min(len(vector)), max(len(vector)) FROM embeddings")[0] == (400, 64, 64)
+    assert query(db, "SELECT count(*), min(len(vector)), max(len(vector)) FROM embeddings")[0] == (400, 256, 256)
     sampled, valid = query(db, "SELECT count(*), count(*) FILTER (WHERE valid) FROM topic.labeled_sample")[0]
     assert sampled == 120 and valid == 120
     # every candidate at every default size (15, 30, 60, 120 halvings stop at 20 -> 30, 60, 120)

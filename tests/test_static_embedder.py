@@ -25,6 +25,40 @@ def test_vectors_are_unit_length_deterministic_and_independent_of_the_batch():
     assert np.array_equal(a[3], a[4])  # nothing known: the one shared fallback vector
 
 
+ODD_TEXTS = ["", " ", "  double  spaces ", "tab\tsep\nnew\rline", "a\x0bb\x0cc", "nel\x85x", "zero\u200bwidth",
+             "nbsp\u00a0here", "ideo\u3000space", "Café CAFÉ cafe\u0301", "a \u0301b", "中文字符测试", "ΣΊΣΥΦΟΣ",
+             "emoji 😀👍🏽 only", "@user #tag http://t.co/x?q=1", "x" * 150, "supercalifragilistic" * 9,
+             "word,word.word!?", "\x00null\ufffdrep", "İstanbul ǅ ﬁ Ⅷ ﾊﾝｶｸ", "\u2028line sep\u2029", "a\u180eb",
+             "long text " * 400, "tok " * 600, "a" * 3100, "日本" * 2000, "[UNK] [CLS] [SEP] [PAD]", "card  card card"]
+
+
+def test_word_by_word_pooling_gives_model2vecs_vectors():
+    """The pooling tokenises each distinct word once; its vectors are model2vec's own, on texts that split, join,
+    strip, pad, truncate (by characters and by tokens) and hold unknown tokens."""
+    from scalellm_dagster.embedders.word_pooling import WordPooler
+
+    embedder = StaticEmbedder(chunk_rows=7)  # several chunks, pooled on several threads, sharing the words learnt
+    model = embedder.load()
+    assert WordPooler.supports(model)
+    texts = ODD_TEXTS + ["my card was declined at the shop", "how do I top up by bank transfer?"] * 3
+    expected = model.encode(texts, use_multiprocessing=False)
+    np.testing.assert_allclose(WordPooler(model).pool(texts), expected, atol=1e-6)
+    mine = embedder.embed(texts)
+    known = np.einsum("ij,ij->i", expected, expected) > 0.25  # the rest get the fallback vector (test above)
+    np.testing.assert_allclose(mine[known], expected[known], atol=1e-6)
+
+
+def test_duckdb_hashes_texts_as_python_does():
+    import duckdb
+
+    from scalellm_dagster.teachers.runner import TEXT_HASH_SQL, text_hash
+
+    texts = [t for t in ODD_TEXTS if "\x00" not in t]
+    got = duckdb.connect().execute(f"SELECT {TEXT_HASH_SQL.format(column='t')} FROM unnest(?) AS u(t)",
+                                   [texts]).fetchall()
+    assert [g[0] for g in got] == [text_hash(t) for t in texts]
+
+
 def test_meaning_not_spelling_decides_similarity():
     v = StaticEmbedder().embed(["my card payment was declined", "the shop refused my card",
                                 "what is the exchange rate for dollars"])

@@ -101,6 +101,9 @@ COLUMN_DESCRIPTIONS = {
     "cv_fit_seconds": "Mean seconds to train on one cross-validation fold.",
     "train_seconds": "Seconds to train on all n labels (measured at the largest size only).",
     "predict_rows_per_second": "Inference speed on one core (measured at the largest size only).",
+    "corpus_predict_seconds": "Seconds to predict every corpus row at that speed: the student's running cost.",
+    "cost_adjusted_accuracy": "cv_accuracy less one point per `inference_seconds_per_point` seconds of "
+                              "corpus_predict_seconds: what the selection ranks (equal to cv_accuracy at 0).",
     "status": "ok, failed (see error) or pruned (clearly behind at a smaller size, not evaluated further).",
     "error": "Why the candidate failed or was pruned at this size.",
     "labels": "Teacher labels at the candidate's largest evaluated size.",

@@ -4,6 +4,8 @@
 import hashlib
 import pickle
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from scalellm_dagster.embedders.unreadable import with_fallback
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema
-from scalellm_dagster.teachers.runner import text_hash
+from scalellm_dagster.teachers.runner import TEXT_HASH_SQL, text_hash
 
 CORPUS_TABLE = "corpus"
 EMBEDDINGS_TABLE = "embeddings"
@@ -74,9 +76,10 @@ def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, wareh
 
 def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse,
                 cluster: ClusterResource, client, parts: str | None) -> MaterializeResult:
-    rows, corpus_read = warehouse.read_df_with_snapshot(f"SELECT id, text FROM {CORPUS_TABLE}", CORPUS_TABLE)
+    # DuckDB hashes the texts (the same digest as `text_hash`) on every core while it reads them.
+    rows, corpus_read = warehouse.read_df_with_snapshot(
+        f"SELECT id, text, {TEXT_HASH_SQL.format(column='text')} AS text_hash FROM {CORPUS_TABLE}", CORPUS_TABLE)
     id_type = warehouse.id_type(CORPUS_TABLE)
-    rows["text_hash"] = rows["text"].map(text_hash)
     model, current = (embedder.build(), None) if embedder.refit else stored_embedder(embedder, warehouse)
     # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
     stored = warehouse.embedding_state(EMBEDDINGS_TABLE, current) if current else None
@@ -180,13 +183,25 @@ def _embed_on_cluster(client, model, todo, parts: str, schema, version: str, row
 
 
 def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list, chunk: int = 50_000):
-    """Batches of vectors, made as DuckDB consumes them; the ids given the fallback vector go to `unreadable`."""
-    for begin in range(0, len(rows), chunk):
+    """Batches of vectors, made as DuckDB consumes them; the ids given the fallback vector go to `unreadable`.
+    An embedder that pools on several threads (`threads`) gets that many chunks in flight, in order."""
+    def embed(begin: int):
         part = rows.iloc[begin : begin + chunk]
-        batch, fallback = embed_rows(model, part, version, id_type, f"rows {begin:,}..{begin + len(part) - 1:,}")
-        unreadable.extend(fallback)
-        yield batch
-        log(f"embedded {begin + len(part):,}/{len(rows):,} rows")
+        return embed_rows(model, part, version, id_type, f"rows {begin:,}..{begin + len(part) - 1:,}")
+
+    threads, done = max(1, getattr(model, "threads", 1)), 0
+    with ThreadPoolExecutor(threads) as pool:
+        pending = deque(pool.submit(embed, begin) for begin in range(0, min(len(rows), threads * chunk), chunk))
+        for begin in range(threads * chunk, len(rows) + threads * chunk, chunk):
+            if not pending:
+                break
+            batch, fallback = pending.popleft().result()
+            if begin < len(rows):
+                pending.append(pool.submit(embed, begin))
+            unreadable.extend(fallback)
+            done += batch.num_rows
+            log(f"embedded {done:,}/{len(rows):,} rows")
+            yield batch
 
 
 def _embed_with_cache(model, texts, warehouse: Warehouse, log):

@@ -81,7 +81,8 @@ def embed_rows(model, rows: pd.DataFrame, version: str, id_type: pa.DataType, wh
     in process and on a worker alike. `where` names the rows in the error for a vector of the wrong size."""
     from scalellm_dagster.resources.warehouse_tables import embedding_batch
 
-    vectors = model.embed(rows["text"].tolist())
+    texts = rows["text"]
+    vectors = model.embed(texts if getattr(model, "reads_arrow", False) else texts.tolist())
     if vectors.shape != (len(rows), model.dim):
         raise ValueError(f"embedder {model.name} returned vectors of shape {vectors.shape} for {where}; expected "
                         f"({len(rows)}, {model.dim}), its declared dimension")

@@ -9,7 +9,7 @@ import pandas as pd
 
 from scalellm_dagster.core.estimate import PromptSizes, estimate_labelling
 from scalellm_dagster.core.learning_curve import FloorPrior, fit_learning_curve
-from scalellm_dagster.core.selection import Choice
+from scalellm_dagster.core.selection import Choice, corpus_predict_seconds, cost_adjusted_accuracy
 
 FORECAST_MULTIPLIERS = (2, 4, 10)
 
@@ -53,9 +53,11 @@ class TeacherSpend:
                 "cost_basis": "one row per request, instructions and labels sent with each (as the dry run)"}
 
 
-def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int, floor: FloorPrior | None = None) -> pd.DataFrame:
-    """One row per candidate: accuracy at the largest size, speed, the fitted curve and its forecasts (the curve's
-    floor weighed with `floor`, the teacher's estimated unlearnable noise)."""
+def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int, floor: FloorPrior | None = None,
+                    corpus_rows: int = 0, seconds_per_point: float = 0.0) -> pd.DataFrame:
+    """One row per candidate: accuracy at the largest size, speed and what predicting the whole corpus
+    (`corpus_rows`) would take, the accuracy the selection weighs it with, the fitted curve and its forecasts (the
+    curve's floor weighed with `floor`, the teacher's estimated unlearnable noise)."""
     ok = scores[scores["status"] == "ok"]
     rows = []
     for name, group in scores.groupby("candidate", sort=False):
@@ -80,7 +82,13 @@ def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int, floor: Fl
             row[f"forecast_at_{m}x"] = float(np.clip(curve.accuracy_at(n_max * m), 0, 1)) if curve else np.nan
         row["chosen"] = name == choice.candidate
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["chosen", "cv_accuracy"], ascending=False).reset_index(drop=True)
+    table = pd.DataFrame(rows)
+    speed = table["predict_rows_per_second"]
+    table.insert(table.columns.get_loc("predict_rows_per_second") + 1, "corpus_predict_seconds",
+                 corpus_predict_seconds(speed, corpus_rows) if corpus_rows else np.nan)
+    table.insert(table.columns.get_loc("corpus_predict_seconds") + 1, "cost_adjusted_accuracy",
+                 cost_adjusted_accuracy(table, corpus_rows, seconds_per_point))
+    return table.sort_values(["chosen", "cv_accuracy"], ascending=False).reset_index(drop=True)
 
 
 def summary_markdown(task_name: str, choice: Choice, spend: TeacherSpend, corpus_rows: int,
@@ -90,7 +98,9 @@ def summary_markdown(task_name: str, choice: Choice, spend: TeacherSpend, corpus
     lines = [
         f"### {task_name}: chosen student **{choice.candidate}**",
         f"- {choice.reason}: cross-validated agreement with the teacher **{choice.cv_accuracy:.3f}**, "
-        f"inference {choice.predict_rows_per_second:,.0f} rows/s.",
+        f"inference {choice.predict_rows_per_second:,.0f} rows/s"
+        + (f" ({choice.corpus_predict_seconds:,.1f} s for all {corpus_rows:,} rows)."
+           if np.isfinite(choice.corpus_predict_seconds) else "."),
         f"- Teacher: {teacher_label}. Labelled {spend.rows_answered:,} of {corpus_rows:,} rows "
         f"({spend.rows_answered / max(corpus_rows, 1):.1%}) in {ours_calls:,} requests.",
         "",

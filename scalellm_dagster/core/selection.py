@@ -19,6 +19,22 @@ class Choice:
     predict_rows_per_second: float
     criterion: str
     reason: str
+    corpus_predict_seconds: float = float("nan")  # predicting every corpus row at the measured speed
+
+
+def corpus_predict_seconds(rows_per_second, corpus_rows: int):
+    """Seconds to predict `corpus_rows` rows at each measured speed (NaN where none was measured)."""
+    speed = pd.Series(rows_per_second, dtype=float)
+    return (corpus_rows / speed.where(speed > 0)).to_numpy()
+
+
+def cost_adjusted_accuracy(scores: pd.DataFrame, corpus_rows: int, seconds_per_point: float) -> pd.Series:
+    """Accuracy less one point for every `seconds_per_point` seconds predicting the whole corpus would take;
+    plain accuracy when `seconds_per_point` is 0 (inference cost ignored)."""
+    if seconds_per_point <= 0 or corpus_rows <= 0:
+        return scores["cv_accuracy"]
+    seconds = pd.Series(corpus_predict_seconds(scores["predict_rows_per_second"], corpus_rows), index=scores.index)
+    return scores["cv_accuracy"] - seconds.fillna(0) / seconds_per_point / 100
 
 
 def choose_student(
@@ -27,12 +43,16 @@ def choose_student(
     min_rows_per_second: float = 0.0,
     tie_tolerance: float = 0.005,
     speed_ratio: float = 10.0,
+    corpus_rows: int = 0,
+    seconds_per_point: float = 0.0,
 ) -> Choice:
     """Best candidate at the largest sample size.
 
-    `accuracy`: highest cross-validated accuracy; candidates within `tie_tolerance` of the best are tied and the
-    fastest at inference wins, because a point of noise is not worth a slower student on millions of rows. Tied
-    students within `speed_ratio` of the fastest count as equally fast, and the most accurate of them wins.
+    `accuracy`: highest cross-validated accuracy less the cost of predicting the whole corpus (`corpus_rows`) with
+    it, one point per `seconds_per_point` seconds (0: cost ignored), so a slow student must earn its time, most on
+    a large corpus. Candidates within `tie_tolerance` of the best are tied and the fastest at inference wins,
+    because a point of noise is not worth a slower student on millions of rows. Tied students within `speed_ratio`
+    of the fastest count as equally fast, and the most accurate of them wins.
     `accuracy_under_latency`: the same among candidates predicting at least `min_rows_per_second`.
     """
     ok = scores[scores["status"] == "ok"]
@@ -51,15 +71,17 @@ def choose_student(
             )
     elif criterion != "accuracy":
         raise ValueError(f"unknown selection criterion {criterion!r}")
-    best = pool["cv_accuracy"].max()
-    tied = pool[pool["cv_accuracy"] >= best - tie_tolerance]
+    value = cost_adjusted_accuracy(pool, corpus_rows, seconds_per_point)
+    tied = pool[value >= value.max() - tie_tolerance]
     # Speeds are timings: a first call can measure 2x slower than the next, so only a gap of an order of magnitude
     # (a linear student against a forest or an RBF SVM) decides;
     # among equally fast students the more accurate wins, then the name, so reruns pick the same student.
     fast = tied[tied["predict_rows_per_second"] * speed_ratio >= tied["predict_rows_per_second"].max()]
-    pick = fast.sort_values(["cv_accuracy", "candidate"], ascending=[False, True]).iloc[0]
+    pick = fast.assign(value=value).sort_values(["value", "candidate"], ascending=[False, True]).iloc[0]
+    weighed = seconds_per_point > 0 and corpus_rows > 0
     reason = (
         f"highest cross-validated accuracy vs the teacher at {int(pick.sample_size):,} labels"
+        + (f", less a point per {seconds_per_point:g} s of predicting all {corpus_rows:,} rows" if weighed else "")
         + (f" among students predicting >= {min_rows_per_second:,.0f} rows/s" if criterion != "accuracy" else "")
         + (f"; of {len(tied)} within {tie_tolerance:.1%} of the best, the most accurate of those within "
            f"{speed_ratio:g}x of the fastest's speed" if len(tied) > 1 else "")
@@ -71,4 +93,5 @@ def choose_student(
         predict_rows_per_second=float(pick.predict_rows_per_second),
         criterion=criterion,
         reason=reason,
+        corpus_predict_seconds=float(corpus_predict_seconds([pick.predict_rows_per_second], corpus_rows)[0]),
     )

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,11 +219,28 @@ def _score_one(model, Xs, ys, cv_folds, seed, throughput_X, n_jobs: int) -> dict
 
 
 def fit_student(name: str, X: np.ndarray, y: np.ndarray, seed: int = 0) -> ClassifierMixin:
+    with _quiet_fits():
+        return _fit(name, X, y, seed)
+
+
+def fit_students(names: Sequence[str], X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[ClassifierMixin]:
+    """`fit_student` for each name, on every core (threads: the fits release the GIL)."""
+    with _quiet_fits(), ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        return list(pool.map(lambda name: _fit(name, X, y, seed), names))
+
+
+@contextmanager
+def _quiet_fits():
+    """Silences what is this technique's normal case: few labels, many classes (not a regression target), an
+    unconverged fold. Entered once around a group of fits, never inside threads: the filters are process-wide."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # many classes and few labels is this technique's normal case, not a sign of a regression target
         warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
-        model = make_student(name, seed).fit(X, y)
+        yield
+
+
+def _fit(name: str, X: np.ndarray, y: np.ndarray, seed: int) -> ClassifierMixin:
+    model = make_student(name, seed).fit(X, y)
     if X.dtype == np.float32 and getattr(model, "coef_", None) is not None and model.coef_.dtype == np.float64:
         # liblinear returns float64 weights, which would make every prediction upcast a float64 copy of the
         # float32 embeddings: 14x slower on a million rows. float32 weights change no label in practice.
@@ -266,15 +284,24 @@ def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: i
     confidence = np.zeros(len(y), dtype=np.float32)
     correct = np.zeros(len(y), dtype=bool)
     scores = np.zeros((len(y), len(classes)), dtype=np.float64)
+
+    splits = []
     for train, test in KFold(min(folds, len(y)), shuffle=True, random_state=seed).split(X):
-        if fits is not None:
+        if fits is not None:  # here, not in the threads below: `fits` may itself train students
             train = train[fits(train) if callable(fits) else np.asarray(fits, bool)[train]]
-        if len(np.unique(y[train])) < 2:
-            continue
-        model = fit_student(name, X[train], y[train], seed)
-        fold_scores, _ = class_scores(model, X[test])
-        scores[np.ix_(test, np.searchsorted(classes, model.classes_))] = fold_scores
+        if len(np.unique(y[train])) >= 2:
+            splits.append((train, test))
+
+    def fold(train: np.ndarray, test: np.ndarray):
+        model = _fit(name, X[train], y[train], seed)
+        return test, model.classes_, class_scores(model, X[test])[0]
+
+    # Folds on every core, as threads: liblinear, libsvm and numpy release the GIL, and each fold is deterministic.
+    with _quiet_fits(), ThreadPoolExecutor(max(1, min(len(splits), os.cpu_count() or 1))) as pool:
+        done = list(pool.map(lambda s: fold(*s), splits))
+    for test, model_classes, fold_scores in done:
+        scores[np.ix_(test, np.searchsorted(classes, model_classes))] = fold_scores
         best = fold_scores.argmax(axis=1)
         confidence[test] = fold_scores[np.arange(len(best)), best]
-        correct[test] = np.asarray(model.classes_)[best] == targets[test]
+        correct[test] = np.asarray(model_classes)[best] == targets[test]
     return OutOfFold(confidence, correct, scores, classes)

@@ -1,32 +1,44 @@
 """Offline default: static embeddings distilled from all-MiniLM-L6-v2 with model2vec.
 
 One vector per vocabulary token, shipped with the package (scalellm_dagster/embedders/static_minilm/, 7.6 MB,
-rebuilt by scripts/distill_static_embedder.py). Embedding a text is tokenising it (Rust, both cores) and averaging
-its tokens' rows: no torch, no fitting, and a row's vector never depends on the rest of the corpus, so refreshes
-and shards embed independently.
+rebuilt by scripts/distill_static_embedder.py). A text's vector is the average of its tokens' rows: no torch, no
+fitting, and a row's vector never depends on the rest of the corpus, so refreshes and cluster parts embed
+independently. The average is pooled word by word (`word_pooling`): model2vec's vectors, each distinct word
+tokenised once, chunks pooled on every core.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from scalellm_dagster.embedders.fit_free import FitFreeEmbedder
+from scalellm_dagster.embedders.word_pooling import WordPooler, as_string_array
 
 WEIGHTS = Path(__file__).resolve().parent / "static_minilm"
 
 
 class StaticEmbedder(FitFreeEmbedder):
     dim = 256
+    reads_arrow = True  # `embed` takes a pandas string column or an Arrow array without a list of Python strings
 
-    def __init__(self, path: str | Path = WEIGHTS, chunk_rows: int = 50_000):
+    def __init__(self, path: str | Path = WEIGHTS, chunk_rows: int = 50_000, threads: int | None = None):
         self.path = Path(path)
-        self.chunk_rows = chunk_rows  # progress is logged per chunk; the tokenizer batches within it
+        self.chunk_rows = chunk_rows  # memory and progress: chunks are pooled (and logged) one at a time a thread
+        # Cluster workers are told one thread (OMP_NUM_THREADS=1): the cores are the cluster's to share out.
+        self.threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
         self._model = None
+        self._pooler = None
+
+    def __getstate__(self):  # sent to cluster workers without the loaded model, which each loads once
+        return {**self.__dict__, "_model": None, "_pooler": None}
 
     @cached_property
     def name(self) -> str:
@@ -42,8 +54,7 @@ class StaticEmbedder(FitFreeEmbedder):
                 raise FileNotFoundError(f"static embedder weights not found in {self.path}: reinstall the package, "
                                         "or rebuild them with scripts/distill_static_embedder.py")
             model = StaticModel.from_pretrained(self.path)
-            # int8 on disk keeps the package small; float32 in memory makes averaging 2-3x faster than int8 or
-            # float16 rows (numpy upcasts those row by row).
+            # int8 on disk keeps the package small; the pooling's sparse products want float32 rows.
             model.embedding = np.asarray(model.embedding, dtype=np.float32)
             if model.dim != self.dim:
                 raise RuntimeError(f"the static embedder in {self.path} gives {model.dim}-d vectors; "
@@ -52,15 +63,30 @@ class StaticEmbedder(FitFreeEmbedder):
             # vocabulary's mean direction: one shared vector that says "nothing known here".
             self._fallback = _unit(model.embedding.mean(axis=0))
             self._model = model
+            self._pooler = WordPooler(model) if WordPooler.supports(model) else None
         return self._model
 
-    def _encode(self, chunk: list[str]) -> np.ndarray:
-        # model2vec's own process pool would copy the model into each worker; the tokenizer already uses every
-        # core, and averaging is a few percent of the time.
-        return self.load().encode(chunk, use_multiprocessing=False, batch_size=len(chunk) or 1)
+    def _encode(self, chunk: pa.Array) -> np.ndarray:
+        if self._pooler is not None:
+            return self._pooler.pool(chunk)
+        # model2vec's own process pool would copy the model into each worker.
+        return self.load().encode(chunk.to_pylist(), use_multiprocessing=False, batch_size=len(chunk) or 1)
 
-    def embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
-        out = super().embed(texts, log)
+    def embed(self, texts: Sequence[str] | pa.Array, log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+        self.load()
+        texts = as_string_array(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), self.chunk_rows)
+
+        def encode(start: int) -> int:
+            part = texts.slice(start, self.chunk_rows)
+            out[start : start + len(part)] = self._encode(part)
+            return start + len(part)
+
+        with ThreadPoolExecutor(min(self.threads, len(starts)) or 1) as pool:
+            for done, end in enumerate(pool.map(encode, starts), 1):
+                if len(starts) > 1:
+                    log(f"embedded {end:,}/{len(texts):,} rows ({done}/{len(starts)} chunks)")
         # A text with no known token (only emoji or an unknown script) averages nothing: it gets the fallback
         # vector, a valid unit vector every such text shares, rather than zeros that break cosine models.
         empty = np.einsum("ij,ij->i", out, out) < 0.25

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
-READABLE = r"[^\W_]"  # a letter or a digit, in any script
+from scalellm_dagster.embedders.word_pooling import as_string_array
+
+READABLE = r"[\p{L}\p{N}]"  # a letter or a digit, in any script (RE2, as Python's [^\W_])
 
 
 def fallback_vector(dim: int) -> np.ndarray:
@@ -20,7 +23,7 @@ def fallback_vector(dim: int) -> np.ndarray:
 
 def with_fallback(texts: pd.Series, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(vectors with the fallback in the unreadable rows, their positions). `vectors` is modified in place."""
-    unreadable = ~texts.str.contains(READABLE, regex=True).to_numpy(dtype=bool)
+    unreadable = ~pc.match_substring_regex(as_string_array(texts), READABLE).to_numpy(zero_copy_only=False)
     norms = np.linalg.norm(vectors, axis=1) if vectors.size else np.zeros(len(vectors))
     empty = norms < 1e-6  # the embedder knows nothing of the text; NaN is its fault and fails the check instead
     positions = np.flatnonzero(unreadable | empty)

@@ -13,7 +13,7 @@ from scalellm_dagster.core.cascade import Calibrator, cascade_tradeoff
 from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.report import TeacherSpend, candidate_table
 from scalellm_dagster.core.selection import Choice, choose_student
-from scalellm_dagster.core.students import fit_student, out_of_fold, predict_with_confidence
+from scalellm_dagster.core.students import fit_students, out_of_fold, predict_with_confidence
 from scalellm_dagster.core.teacher_noise import TeacherNoise, estimate_teacher_noise
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -37,7 +37,8 @@ class Selection:
 def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: TaskSpec, corpus_rows: int,
                    spend: TeacherSpend) -> Selection:
     """`X, y`: the valid teacher labels the candidates were scored on; `spend`: what the teacher cost so far."""
-    choice = choose_student(scores, task.selection, task.min_rows_per_second)
+    choice = choose_student(scores, task.selection, task.min_rows_per_second, corpus_rows=corpus_rows,
+                            seconds_per_point=task.inference_seconds_per_point)
     oof = out_of_fold(choice.candidate, X, y, task.cv_folds, task.seed)
     calibrator = Calibrator(oof.confidence, oof.correct)
     calibrated = calibrator(oof.confidence)
@@ -49,7 +50,9 @@ def select_student(scores: pd.DataFrame, X: np.ndarray, y: np.ndarray, task: Tas
         cost_per_row=spend.cost_usd / max(spend.rows_answered, 1),
         seconds_per_row=spend.request_seconds / max(spend.rows_answered, 1) / max(spend.concurrency, 1),
         target_accuracy=task.target_accuracy, max_cost_usd=task.max_teacher_cost_usd)
-    return Selection(choice, candidate_table(scores, choice, task.budget, noise.floor_prior()),
+    table = candidate_table(scores, choice, task.budget, noise.floor_prior(), corpus_rows,
+                            task.inference_seconds_per_point)
+    return Selection(choice, table,
                      pd.DataFrame(cascade_tradeoff(calibrated, len(y), corpus_rows)), advice, calibrator, noise)
 
 
@@ -63,7 +66,9 @@ def with_accuracy_vs_gold(selection: Selection, scores: pd.DataFrame, X: np.ndar
     the teacher is all a task without one can show. Candidates not evaluated at the largest size get none."""
     ok = scores[scores["status"] == "ok"]
     at_max = set(ok.loc[ok["sample_size"] == ok["sample_size"].max(), "candidate"])
-    accuracy = {name: float((predict_with_confidence(fit_student(name, X, y, seed), X_eval).labels
-                             == gold_eval).mean()) for name in selection.table["candidate"] if name in at_max}
+    names = [name for name in selection.table["candidate"] if name in at_max]
+    fitted = fit_students(names, X, y, seed)
+    accuracy = {name: float((predict_with_confidence(model, X_eval).labels == gold_eval).mean())
+                for name, model in zip(names, fitted, strict=True)}
     table = selection.table.assign(accuracy_vs_gold_heldout=selection.table["candidate"].map(accuracy))
     return replace(selection, table=table)

@@ -1,5 +1,6 @@
-"""The embedder resource: `lsa` offline (default, fitted on the corpus), `static` offline (MiniLM distilled to static
-token vectors, shipped), `minilm` offline with the optional extra, or `openai` (any OpenAI-compatible endpoint)."""
+"""The embedder resource: `static` offline (default: MiniLM distilled to static token vectors, shipped), `lsa`
+offline (fitted on the corpus), `minilm` offline with the optional extra, or `openai` (any OpenAI-compatible
+endpoint)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from scalellm_dagster.resources.openai_client import make_client
 
 
 class EmbedderResource(ConfigurableResource):
-    kind: Literal["lsa", "static", "minilm", "openai"] = "lsa"
+    kind: Literal["static", "lsa", "minilm", "openai"] = "static"
     dim: int = Field(default=384, description="LSA dimensions (static, minilm and openai give their model's).")
     model: str = "text-embedding-3-small"
     base_url: str | None = None

@@ -60,6 +60,9 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+TEXT_HASH_SQL = "left(sha256({column}), 32)"  # `text_hash` in DuckDB SQL: the same digest, on every core
+
+
 @dataclass
 class LabelingStats:
     rows: int = 0
