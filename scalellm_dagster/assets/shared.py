@@ -6,6 +6,7 @@ import pickle
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 import numpy as np
 
@@ -190,14 +191,12 @@ def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list
         return embed_rows(model, part, version, id_type, f"rows {begin:,}..{begin + len(part) - 1:,}")
 
     threads, done = max(1, getattr(model, "threads", 1)), 0
+    begins = iter(range(0, len(rows), chunk))
     with ThreadPoolExecutor(threads) as pool:
-        pending = deque(pool.submit(embed, begin) for begin in range(0, min(len(rows), threads * chunk), chunk))
-        for begin in range(threads * chunk, len(rows) + threads * chunk, chunk):
-            if not pending:
-                break
+        pending = deque(pool.submit(embed, begin) for begin in islice(begins, threads))
+        while pending:
             batch, fallback = pending.popleft().result()
-            if begin < len(rows):
-                pending.append(pool.submit(embed, begin))
+            pending.extend(pool.submit(embed, begin) for begin in islice(begins, 1))
             unreadable.extend(fallback)
             done += batch.num_rows
             log(f"embedded {done:,}/{len(rows):,} rows")
