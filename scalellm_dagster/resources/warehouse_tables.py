@@ -16,15 +16,13 @@ class TablesAndEmbeddings:
     """Mixed into `Warehouse`: needs its `get_connection`."""
 
     def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
-                    also: list[tuple[str, list]] | None = None, keep_ids=None, any_order: bool = False,
-                    raw_floats: bool = False) -> int:
+                    also: list[tuple[str, list]] | None = None, keep_ids=None, raw_floats: bool = False) -> int:
         """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
 
         Readers see the old table or the new one, never a part: a failure or a kill mid-write rolls back.
         `also` are further (sql, params) statements committed in the same transaction. `keep_ids`: rows of the old
         table with these ids are carried into the new one, ahead of `data`, without passing through Python.
-        `any_order`: the rows may be stored in any order (readers join on id), which lets DuckDB insert a stream
-        on every core. `raw_floats`: store float columns uncompressed, for vectors (compressing float noise saves
+        `raw_floats`: store float columns uncompressed, for vectors (compressing float noise saves
         little space and slows the write most, BENCHMARKS.md "Embedding speed").
         """
         if isinstance(data, pd.DataFrame):
@@ -34,7 +32,7 @@ class TablesAndEmbeddings:
             conn.register("_incoming", data)
             if keep_ids is not None:
                 conn.register("_keep", pa.table({"id": pa.array(np.asarray(keep_ids))}))
-            settings = write_settings(conn, any_order, raw_floats)
+            settings = write_settings(conn, raw_floats)
             try:
                 with transaction(conn):
                     if schema:
@@ -133,7 +131,7 @@ class TablesAndEmbeddings:
                      "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
                     (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
         return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), also=also,
-                                keep_ids=keep_ids, any_order=True, raw_floats=True)
+                                keep_ids=keep_ids, raw_floats=True)
 
     def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
         """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory).
@@ -201,9 +199,10 @@ class TablesAndEmbeddings:
                 ).to_arrow_table())
 
 
-def write_settings(conn, any_order: bool, raw_floats: bool) -> list[str]:
-    """Sets the connection's settings for one write; returns their names, to reset after it."""
-    wanted = {"preserve_insertion_order": "false"} if any_order else {}
+def write_settings(conn, raw_floats: bool) -> list[str]:
+    """Sets the connection's settings for one write; returns their names, to reset after it. Insertion order is
+    kept: reads that stream a table in storage order (the simulated teacher's class centroids) stay reproducible."""
+    wanted = {}
     if raw_floats:
         # A debugging setting of DuckDB's: a version without it writes compressed, as before, only slower.
         wanted["force_compression"] = "'uncompressed'"
