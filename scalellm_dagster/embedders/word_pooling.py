@@ -50,8 +50,7 @@ class WordPooler:
         return (model.weights is None and model.token_mapping is None
                 and (spec.get("model") or {}).get("type") == "WordPiece"
                 and (spec.get("normalizer") or {}).get("type") == "BertNormalizer"
-                and (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer"
-                and not spec.get("added_tokens_decoder_only"))
+                and (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer")
 
     def _clear(self) -> None:
         self._row_of: dict[str, int] = {}
