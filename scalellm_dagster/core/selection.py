@@ -30,11 +30,16 @@ def corpus_predict_seconds(rows_per_second, corpus_rows: int):
 
 def cost_adjusted_accuracy(scores: pd.DataFrame, corpus_rows: int, seconds_per_point: float) -> pd.Series:
     """Accuracy less one point for every `seconds_per_point` seconds predicting the whole corpus would take;
-    plain accuracy when `seconds_per_point` is 0 (inference cost ignored)."""
+    plain accuracy when `seconds_per_point` is 0 (inference cost ignored).
+
+    The cost is counted in tenths of a point: speeds are timings that vary from run to run, and an unrounded cost
+    of a few thousandths of a point would let that noise break exact accuracy ties, so reruns on the same labels
+    could pick different students."""
     if seconds_per_point <= 0 or corpus_rows <= 0:
         return scores["cv_accuracy"]
     seconds = pd.Series(corpus_predict_seconds(scores["predict_rows_per_second"], corpus_rows), index=scores.index)
-    return scores["cv_accuracy"] - seconds.fillna(0) / seconds_per_point / 100
+    points = (seconds.fillna(0) / seconds_per_point).round(1)
+    return scores["cv_accuracy"] - points / 100
 
 
 def choose_student(
