@@ -23,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scalellm_dagster.resources.openai_client import make_client  # noqa: E402
+from scalellm_dagster.openai_client import make_client  # noqa: E402
 from scalellm_dagster.resources.warehouse import Warehouse  # noqa: E402
 from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS  # noqa: E402
 from scalellm_dagster.tasks_config import load_tasks  # noqa: E402

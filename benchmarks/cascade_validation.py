@@ -26,8 +26,8 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,7 @@ def _dataset(root: str, name: str):
 
 def one_run(root: str, name: str, seed: int, policies: tuple = tuple(POLICIES)) -> list[dict]:
     """Every (policy, failing share) cell of one seed on one dataset."""
-    from scalellm_dagster.bench import cascade_step, run_flow
+    from scalellm_dagster.cli.bench import cascade_step, run_flow
     from scalellm_dagster.flow import MemoryCache, TeacherSession
     from scalellm_dagster.tasks_config import parse_task
     from scalellm_dagster.teachers.simulated import SimulatedTeacher

@@ -39,8 +39,8 @@ from scalellm_dagster.checks.shared_checks import (  # noqa: E402
     embeddings_expectations,
 )
 from scalellm_dagster.cluster.parts import iter_batches, join, split_rows, write_part  # noqa: E402
+from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema  # noqa: E402
 from scalellm_dagster.resources import Warehouse  # noqa: E402
-from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema  # noqa: E402
 from scalellm_dagster.settings import DEMO_CORPUS  # noqa: E402
 
 

@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,10 +30,11 @@ def main() -> None:
     p.add_argument("--out")
     args = p.parse_args()
     from embedding_throughput import tweet_corpus  # this folder's: the same corpus as the step's benchmark
+
     from scalellm_dagster.embedders.static import StaticEmbedder
     from scalellm_dagster.embedders.unreadable import with_fallback
+    from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema
     from scalellm_dagster.resources import Warehouse
-    from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema
     from scalellm_dagster.teachers import runner
 
     corpus = tweet_corpus(args.data, args.rows)

@@ -24,7 +24,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scalellm_dagster.bench import resample  # noqa: E402
+from scalellm_dagster.cli.bench import resample  # noqa: E402
 
 CHILD = """
 import json, resource, time

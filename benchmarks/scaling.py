@@ -39,7 +39,8 @@ TASKS = """tasks:
 CHILD = """
 import json, sys, time
 from dagster import DagsterInstance
-from scalellm_dagster.definitions import ALL_JOB, build_definitions
+from scalellm_dagster.definitions import build_definitions
+from scalellm_dagster.names import ALL_JOB
 start = time.perf_counter()
 with DagsterInstance.ephemeral() as instance:
     result = build_definitions().resolve_job_def(ALL_JOB).execute_in_process(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from dagster import (
@@ -21,23 +20,27 @@ from dagster import (
 )
 
 from scalellm_dagster.core.audit import FAILURES_BEFORE_TOPUP
+from scalellm_dagster.names import (
+    CORPUS,
+    DRIFT_AUDIT,
+    EMBEDDINGS,
+    PREDICTIONS,
+    TASK_ASSETS,
+    WAREHOUSE_TAGS,
+    task_fingerprint,
+    task_key,
+)
 from scalellm_dagster.resources.source import CorpusSource
+from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import TaskConfigError, TaskSpec, load_tasks
 
-TASK_ASSETS = ("labeled_sample", "student_candidates", "model_selection_report", "predictions")
 
-
-def task_fingerprint(task: TaskSpec) -> str:
-    """Changes whenever anything the teacher or the students see changes (labels, instruction, budget, ...)."""
-    return hashlib.sha256(repr(task).encode()).hexdigest()[:12]
-
-
-def build_schedules(all_job) -> list[ScheduleDefinition]:
+def build_schedules(all_job, cron: str) -> list[ScheduleDefinition]:
     return [
         ScheduleDefinition(
             name="nightly_refresh",
             job=all_job,
-            cron_schedule=os.environ.get("SCALELLM_REFRESH_CRON", "0 2 * * *"),
+            cron_schedule=cron,
             default_status=DefaultScheduleStatus.STOPPED,
             tags=WAREHOUSE_TAGS,
             description="Reload the corpus and refresh everything downstream: unchanged rows are not re-embedded "
@@ -46,39 +49,23 @@ def build_schedules(all_job) -> list[ScheduleDefinition]:
     ]
 
 
-# Every run the sensors and the schedule request writes the warehouse: the instance's run queue limits runs with
-# this tag to one at a time (dagster.yaml written by `ensure_dagster_home`, and deploy/kubernetes/dagster.yaml).
-WAREHOUSE_TAGS = {"scalellm/writes": "warehouse"}
-
-
 def _materialized_files(instance) -> dict[str, str]:
     """The files (size:mtime) the latest corpus materialization read."""
-    event = instance.get_latest_materialization_event(AssetKey("corpus"))
+    event = instance.get_latest_materialization_event(AssetKey(CORPUS))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     return dict(meta["source_files"].value) if "source_files" in meta else {}
 
 
 def _materialized_fingerprint(instance, task_name: str) -> str | None:
     """The task definition (its fingerprint, the assets' code version) its latest predictions were made with."""
-    event = instance.get_latest_materialization_event(AssetKey([task_name, "predictions"]))
+    event = instance.get_latest_materialization_event(AssetKey(task_key(task_name, PREDICTIONS)))
     return (event.asset_materialization.tags or {}).get("dagster/code_version") if event else None
 
 
-def sensor_interval_seconds() -> int:
-    """How often the daemon evaluates the sensors (SCALELLM_SENSOR_INTERVAL_SECONDS, default 60)."""
-    raw = os.environ.get("SCALELLM_SENSOR_INTERVAL_SECONDS") or "60"
-    if not raw.strip().isdigit() or int(raw) < 1:
-        from scalellm_dagster.settings import SettingError
-
-        raise SettingError(f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={raw!r}: expected a whole number "
-                           "of seconds, at least 1")
-    return int(raw)
-
-
-def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_job) -> list:
-    interval = sensor_interval_seconds()
-    refresh_keys = [AssetKey("corpus"), AssetKey("embeddings"),
-                    *[AssetKey([t.name, name]) for t in tasks for name in ("predictions", "drift_audit")]]
+def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
+    corpus_path, tasks_path, interval = settings.corpus, settings.tasks, settings.sensor_interval_seconds
+    refresh_keys = [AssetKey(CORPUS), AssetKey(EMBEDDINGS),
+                    *[AssetKey(task_key(t, name)) for t in tasks for name in (PREDICTIONS, DRIFT_AUDIT)]]
 
     @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=interval,
             default_status=DefaultSensorStatus.STOPPED,
@@ -133,7 +120,7 @@ def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_
             kept.update({name: seen[name] for name in pending if name in seen and context.cursor is not None})
             return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(kept, sort_keys=True))
         requests = [RunRequest(run_key=f"{name}-{current[name]}",
-                               asset_selection=[AssetKey([name, a]) for a in TASK_ASSETS],
+                               asset_selection=[AssetKey(task_key(name, a)) for a in TASK_ASSETS],
                                tags={**WAREHOUSE_TAGS, "scalellm/task": name}) for name in changed]
         kept = {name: fp for name, fp in current.items() if name not in pending}
         kept.update({name: seen[name] for name in pending if name in seen})
@@ -148,14 +135,14 @@ def build_sensors(corpus_path: str, tasks_path: str, tasks: list[TaskSpec], all_
     def drift_topup_sensor(context: SensorEvaluationContext):
         requests = []
         for task in tasks:
-            event = context.instance.get_latest_materialization_event(AssetKey([task.name, "drift_audit"]))
+            event = context.instance.get_latest_materialization_event(AssetKey(task_key(task.name, DRIFT_AUDIT)))
             meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
             if "drift_topup_due" not in meta or not meta["drift_topup_due"].value:
                 continue
             last_failed = meta["last_failed_audit_run_id"].value
             requests.append(RunRequest(
                 run_key=f"{task.name}-drift-topup-{last_failed}",
-                asset_selection=[AssetKey([task.name, a]) for a in (*TASK_ASSETS, "drift_audit")],
+                asset_selection=[AssetKey(task_key(task, a)) for a in (*TASK_ASSETS, DRIFT_AUDIT)],
                 tags={**WAREHOUSE_TAGS, "scalellm/task": task.name, "scalellm/drift_after_audit": last_failed}))
         if not requests:
             return SkipReason(f"no task has {FAILURES_BEFORE_TOPUP} failed drift audits in a row awaiting a top-up")

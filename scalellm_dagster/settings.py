@@ -1,14 +1,22 @@
-"""Where things are, read from environment variables once, with defaults that need nothing installed."""
+"""Every setting, read from environment variables once, typed, with defaults that need nothing installed.
+
+`Settings.from_env()` is the only place that reads `SCALELLM_*` / `OPENAI_*` variables; the code location, the
+CLI and the sensors take the `Settings` it returns. README ("Configuration") lists the variables."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_CORPUS = PACKAGE_DIR / "demo" / "banking77.parquet"
 DEMO_TASKS = PACKAGE_DIR / "demo" / "tasks.yaml"
+CSV_ID_TYPES = ("text", "infer")  # how a CSV/TSV id column is read: verbatim, or as the reader infers it
+
+
+class SettingError(ValueError):
+    """A configuration value (an environment variable) that cannot be used; the message says which and why."""
 
 
 def default_data_dir() -> Path:
@@ -17,36 +25,96 @@ def default_data_dir() -> Path:
     return (repo if (repo / "pyproject.toml").is_file() else Path.cwd()) / "data"
 
 
+def _var(name: str, default, lower: bool = False):
+    return field(default=default, metadata={"env": name, "lower": lower})
+
+
+def _cast(name: str, raw: str, default):
+    kind = type(default) if default is not None else str
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes")
+    try:
+        return kind(raw)
+    except ValueError:
+        expected = {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+        raise SettingError(f"environment variable {name}={raw!r}: expected {expected}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
-    corpus: str
-    tasks: str
-    duckdb_path: str
-    id_column: str
-    text_column: str
-    embedder: str
-    teacher: str
+    corpus: str = _var("SCALELLM_CORPUS", str(DEMO_CORPUS))
+    tasks: str = _var("SCALELLM_TASKS", str(DEMO_TASKS))
+    duckdb_path: str = _var("SCALELLM_DUCKDB_PATH", "")  # from_env: data/scalellm.duckdb when unset
+    duckdb_memory_limit: str = _var("SCALELLM_DUCKDB_MEMORY_LIMIT", "2GB")
+    id_column: str = _var("SCALELLM_ID_COLUMN", "id")
+    text_column: str = _var("SCALELLM_TEXT_COLUMN", "text")
+    csv_id_type: str = _var("SCALELLM_CSV_ID_TYPE", "text", lower=True)
+    max_text_chars: int = _var("SCALELLM_MAX_TEXT_CHARS", 20_000)
+    embedder: str = _var("SCALELLM_EMBEDDER", "static", lower=True)
+    embedding_dim: int = _var("SCALELLM_EMBEDDING_DIM", 384)
+    embedding_model: str = _var("SCALELLM_EMBEDDING_MODEL", "text-embedding-3-small")
+    embedding_batch_size: int = _var("SCALELLM_EMBEDDING_BATCH_SIZE", 256)
+    embedding_refit: bool = _var("SCALELLM_EMBEDDING_REFIT", False)
+    teacher: str = _var("SCALELLM_TEACHER", "simulated", lower=True)
+    teacher_model: str = _var("SCALELLM_TEACHER_MODEL", "gpt-4o-mini")
+    teacher_batch_size: int = _var("SCALELLM_TEACHER_BATCH_SIZE", 10)
+    teacher_concurrency: int = _var("SCALELLM_TEACHER_CONCURRENCY", 8)
+    teacher_max_retries: int = _var("SCALELLM_TEACHER_MAX_RETRIES", 4)
+    teacher_timeout_seconds: float = _var("SCALELLM_TEACHER_TIMEOUT_SECONDS", 60.0)
+    teacher_store_seconds: float = _var("SCALELLM_TEACHER_STORE_SECONDS", 1.0)
+    price_in_per_mtok: float = _var("SCALELLM_PRICE_IN_PER_MTOK", 0.15)
+    price_out_per_mtok: float = _var("SCALELLM_PRICE_OUT_PER_MTOK", 0.60)
+    simulated_accuracy: float = _var("SCALELLM_SIMULATED_ACCURACY", 0.9)
+    simulated_bias: float = _var("SCALELLM_SIMULATED_BIAS", 0.0)
+    simulated_latency_ms: float = _var("SCALELLM_SIMULATED_LATENCY_MS", 20.0)
+    local_model: str | None = _var("SCALELLM_LOCAL_MODEL", None)
+    local_threads: int = _var("SCALELLM_LOCAL_THREADS", 1)
+    openai_base_url: str | None = _var("OPENAI_BASE_URL", None)
+    openai_api_key: str | None = _var("OPENAI_API_KEY", None)  # passed on as an EnvVar: its value is never shown
+    dask: str = _var("SCALELLM_DASK", "")
+    dask_scheduler: str | None = _var("SCALELLM_DASK_SCHEDULER", None)
+    dask_parts: str | None = _var("SCALELLM_DASK_PARTS", None)
+    dask_part_rows: int = _var("SCALELLM_DASK_PART_ROWS", 50_000)
+    refresh_cron: str = _var("SCALELLM_REFRESH_CRON", "0 2 * * *")
+    sensor_interval_seconds: int = _var("SCALELLM_SENSOR_INTERVAL_SECONDS", 60)
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ.get
-        if env("SCALELLM_SHARDS") not in (None, "", "0"):
+    def from_env(cls, environ=None) -> Settings:
+        environ = os.environ if environ is None else environ
+        if environ.get("SCALELLM_SHARDS") not in (None, "", "0"):
             raise SettingError("SCALELLM_SHARDS is gone: the row-parallel steps run on a Dask cluster instead. Set "
                                "SCALELLM_DASK=local:N (N worker processes here) or SCALELLM_DASK_SCHEDULER="
                                "tcp://host:8786 (README: More than one machine), and unset SCALELLM_SHARDS")
-        return cls(
-            corpus=env("SCALELLM_CORPUS") or str(DEMO_CORPUS),
-            tasks=env("SCALELLM_TASKS") or str(DEMO_TASKS),
-            duckdb_path=env("SCALELLM_DUCKDB_PATH") or str(default_data_dir() / "scalellm.duckdb"),
-            id_column=env("SCALELLM_ID_COLUMN") or "id",
-            text_column=env("SCALELLM_TEXT_COLUMN") or "text",
-            embedder=(env("SCALELLM_EMBEDDER") or "static").lower(),
-            teacher=(env("SCALELLM_TEACHER") or "simulated").lower(),
-        )
+        values = {}
+        for f in fields(cls):
+            raw = environ.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                value = _cast(f.metadata["env"], raw, f.default)
+                values[f.name] = value.lower() if f.metadata["lower"] else value
+        values.setdefault("duckdb_path", str(default_data_dir() / "scalellm.duckdb"))
+        settings = cls(**values)
+        settings._check()
+        return settings
 
+    def _check(self) -> None:
+        if self.csv_id_type not in CSV_ID_TYPES:
+            raise SettingError(f"SCALELLM_CSV_ID_TYPE={self.csv_id_type!r}: expected one of {list(CSV_ID_TYPES)} "
+                               "(how a CSV/TSV id column is read; 'text' keeps keys verbatim)")
+        if self.dask and not (self.dask.startswith("local:") and self.dask[6:].isdigit() and int(self.dask[6:]) > 0):
+            raise SettingError(f"SCALELLM_DASK={self.dask!r}: expected local:N (N local worker processes, N >= 1); "
+                               "to use a running cluster set SCALELLM_DASK_SCHEDULER=tcp://host:8786 instead")
+        if self.sensor_interval_seconds < 1:
+            raise SettingError(f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={self.sensor_interval_seconds}"
+                               ": expected a whole number of seconds, at least 1")
 
-class SettingError(ValueError):
-    """A configuration value (an environment variable) that cannot be used; the message says which and why."""
+    @property
+    def dask_local_workers(self) -> int:
+        return int(self.dask[6:]) if self.dask else 0
+
+    @property
+    def cluster(self) -> str:
+        """The cluster setting as given (a scheduler address or file, local:N), or "" for in process."""
+        return self.dask_scheduler or self.dask
 
 
 # Every run of this project writes the one DuckDB warehouse, and a run that rewrote `corpus` between another run's

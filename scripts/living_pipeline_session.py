@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from scalellm_dagster.names import ALL_JOB
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -47,7 +49,7 @@ def main() -> None:
     import pandas as pd
     from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sensor_context
 
-    from scalellm_dagster.definitions import ALL_JOB, build_definitions
+    from scalellm_dagster.definitions import build_definitions
     from scalellm_dagster.settings import DEMO_CORPUS, Settings, ensure_dagster_home
 
     ensure_dagster_home(tmp / "home")

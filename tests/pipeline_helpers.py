@@ -5,7 +5,8 @@ from __future__ import annotations
 import duckdb
 from dagster import AssetSelection, DagsterInstance
 
-from scalellm_dagster.definitions import ALL_JOB, build_definitions
+from scalellm_dagster.definitions import build_definitions
+from scalellm_dagster.names import ALL_JOB
 from scalellm_dagster.settings import Settings
 
 
@@ -20,7 +21,6 @@ def run_pipeline(instance: DagsterInstance, selection: AssetSelection | None = N
 def query(db_path: str, sql: str):
     with duckdb.connect(db_path, read_only=True) as conn:
         return conn.execute(sql).fetchall()
-
 
 
 def run_checks(instance: DagsterInstance, asset_keys: list[str]):

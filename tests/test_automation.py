@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 
 import duckdb
-
 import pytest
-
 from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sensor_context
 
 from scalellm_dagster.definitions import build_definitions

@@ -69,7 +69,7 @@ def test_bad_corpus_error_names_ids_and_column(tmp_path):
 
 
 def test_gold_labels_outside_label_set_block_that_task_only(pipeline_env, small_corpus, tasks_file):
-    from scalellm_dagster.failures import failure_lines
+    from scalellm_dagster.cli.failures import failure_lines
     from tests.conftest import SECOND_TASK, SMALL_TASKS
 
     tasks_file.write_text(SMALL_TASKS + SECOND_TASK)
@@ -145,7 +145,7 @@ def test_nan_vector_blocks_training(pipeline_env, monkeypatch):
     assert set(failed) == {"embeddings_match_corpus"}
     assert "expect_column_values_to_be_in_set(finite)" in failed["embeddings_match_corpus"]["failures"].value
     assert materialized(result) & DOWNSTREAM_OF_EMBEDDINGS == set()
-    from scalellm_dagster.failures import failure_lines
+    from scalellm_dagster.cli.failures import failure_lines
 
     lines = failure_lines(result.all_events)  # what `scalellm run` prints last: the findings, not only "failed"
     assert lines[0] == "embeddings: check embeddings_match_corpus failed (blocking: what depends on it did not run):"

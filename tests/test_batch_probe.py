@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-
-from scalellm_dagster.teachers.batch_probe import largest_within, probe_batch_sizes
+from scalellm_dagster.cli.batch_probe import largest_within, probe_batch_sizes
 from tests.fake_openai import FakeOpenAI
 from tests.test_openai_teacher import ROWS, rule, teacher_for
 

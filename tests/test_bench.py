@@ -41,8 +41,9 @@ def test_bench_names_a_missing_column(tmp_path):
 
 
 def test_resampling_grows_the_corpus_with_distinct_texts_and_keeps_eval_rows_unseen(tmp_path):
-    from scalellm_dagster.bench import resample
     import pandas as pd
+
+    from scalellm_dagster.cli.bench import resample
 
     df = pd.DataFrame({"id": [10, 11, 12], "text": ["a", "b", "c"], "label": ["x", "y", "x"],
                        "split": ["train", "train", "test"]})

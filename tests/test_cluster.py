@@ -14,8 +14,8 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance
 
+from scalellm_dagster.cli.failures import failure_lines
 from scalellm_dagster.cluster.parts import PartError, embed_part, join, split_rows
-from scalellm_dagster.failures import failure_lines
 from tests.conftest import demo_slice
 from tests.dask_cluster import dask_cluster
 from tests.pipeline_helpers import query, run_pipeline
@@ -177,7 +177,7 @@ def test_a_part_that_cannot_be_read_fails_naming_it_and_leaves_no_half_file(clus
 
     from scalellm_dagster.cluster.dask_run import run_parts
     from scalellm_dagster.embedders.static import StaticEmbedder
-    from scalellm_dagster.resources.warehouse_tables import embedding_schema
+    from scalellm_dagster.embedding_arrow import embedding_schema
 
     rows = demo_slice(120)[["id", "text"]].assign(text_hash=lambda d: d["text"].str.len().astype(str))
     paths = split_rows(rows, join(str(tmp_path), "in"), 60)

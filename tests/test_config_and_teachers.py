@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scalellm_dagster.settings import DEMO_TASKS
 from scalellm_dagster.tasks_config import TaskConfigError, load_tasks, parse_task
 from scalellm_dagster.teachers.prompts import parse_answers, prompt_version
 from scalellm_dagster.teachers.simulated import SimulatedTeacher, nearest_other_class
-from scalellm_dagster.settings import DEMO_TASKS
 
 BASE = {"name": "t", "instruction": "Decide.", "budget": 100, "labels": ["a", "b", "c"]}
 
@@ -102,7 +102,7 @@ def test_simulated_teacher_errs_towards_the_nearest_other_class_deterministicall
 
 
 def test_dry_run_estimate_scales_with_rows_and_requests():
-    from scalellm_dagster.teachers.estimate import estimate_vs_baseline
+    from scalellm_dagster.teachers.prompt_cost import estimate_vs_baseline
 
     task = parse_task({**BASE, "budget": 100})
     texts = ["a short message about my card"] * 50

@@ -14,7 +14,7 @@ from sklearn.datasets import make_classification
 
 from scalellm_dagster.core.cascade import Calibrator
 from scalellm_dagster.core.students import fit_student, out_of_fold_confidence, predict_with_confidence
-from scalellm_dagster.flow.cascade import CalibrationSample, calibrate, run_cascade
+from scalellm_dagster.flow.cascade_step import CalibrationSample, calibrate, run_cascade
 from scalellm_dagster.flow.suspects import review_suspects
 from scalellm_dagster.tasks_config import parse_task
 

@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 
-from scalellm_dagster.flow.teaching import MemoryCache
+from scalellm_dagster.flow.session import MemoryCache
 from scalellm_dagster.tasks_config import parse_task
 from scalellm_dagster.teachers import local_worker
 from scalellm_dagster.teachers.base import TeacherError, TeacherFatalError
@@ -66,7 +66,7 @@ def test_a_crash_fails_one_request_keeps_the_rest_and_a_rerun_asks_only_its_rows
                                   log=logged.append, max_failed_share=0.25)
     assert stats.failed_requests == 1 and stats.unanswered == 10
     assert out["valid"].sum() == 30 and not out.loc[20:29, "valid"].any()
-    assert any(f"the local model process (pid" in line and cause in line and "while answering a request" in line
+    assert any("the local model process (pid" in line and cause in line and "while answering a request" in line
                for line in logged)
     assert len(cache.answers) == 30  # what was answered before and after the crash is kept
     again, stats = label_with_cache(teacher, _rows(texts), cache.lookup, cache.store, batch_size=10, concurrency=1)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from scalellm_dagster.flow import MemoryCache
-from scalellm_dagster.resources.openai_client import make_client
+from scalellm_dagster.openai_client import make_client
 from scalellm_dagster.tasks_config import parse_task
 from scalellm_dagster.teachers.base import TeacherError
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher

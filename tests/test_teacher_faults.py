@@ -97,7 +97,7 @@ def test_every_request_bounds_its_completion_tokens():
 
 
 def test_a_teacher_with_one_form_never_probes():
-    from scalellm_dagster.resources.openai_client import make_client
+    from scalellm_dagster.openai_client import make_client
     from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
     from scalellm_dagster.teachers.runner import label_with_cache
     from tests.test_openai_teacher import TASK

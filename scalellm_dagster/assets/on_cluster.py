@@ -11,9 +11,9 @@ import pyarrow as pa
 from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
 from scalellm_dagster.cluster.parts import iter_batches, join, predict_part, write_part
 from scalellm_dagster.core.students import confidence_method
+from scalellm_dagster.embedding_arrow import embedding_batch
 from scalellm_dagster.flow.predict import Predicted, TrainedStudent
 from scalellm_dagster.resources import Warehouse
-from scalellm_dagster.resources.warehouse_tables import embedding_batch
 
 
 def predict_on_cluster(client, address: str, warehouse: Warehouse, student: TrainedStudent, ids: np.ndarray,

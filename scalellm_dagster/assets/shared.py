@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 
 import numpy as np
-
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, preview
@@ -18,13 +17,11 @@ from scalellm_dagster.cluster.parts import embed_part, embed_rows, iter_batches,
 from scalellm_dagster.core.corpus import few
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.embedders.unreadable import with_fallback
+from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema
+from scalellm_dagster.names import CORPUS, EMBEDDINGS
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
-from scalellm_dagster.resources.warehouse_tables import embedding_batch, embedding_schema
 from scalellm_dagster.teachers.runner import TEXT_HASH_SQL, text_hash
-
-CORPUS_TABLE = "corpus"
-EMBEDDINGS_TABLE = "embeddings"
 
 
 @asset(
@@ -38,14 +35,14 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
     stamps = source.file_stamps()  # before reading: a file changed meanwhile looks changed to the sensor
     df = source.load()
     run_id = context.run.run_id
-    rows = warehouse.write_table(CORPUS_TABLE, df, also=warehouse.snapshot_statements(CORPUS_TABLE, run_id, run_id))
+    rows = warehouse.write_table(CORPUS, df, same_transaction=warehouse.snapshot_statements(CORPUS, run_id, run_id))
     context.log.info(f"corpus: {rows:,} rows from {source.path}")
     return MaterializeResult(
         metadata={
             "dagster/row_count": rows,
             "source": source.path,
             "source_files": MetadataValue.json(stamps),
-            "table": f"{warehouse.database}::{CORPUS_TABLE}",
+            "table": f"{warehouse.database}::{CORPUS}",
             "dagster/column_schema": column_schema(df),
             "preview": preview(df),
         }
@@ -70,7 +67,7 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
 def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse,
                cluster: ClusterResource) -> MaterializeResult:
     # An OpenAI-compatible embedder is one client with one concurrency limit, as the teacher: it stays on the driver.
-    on_cluster = cluster if embedder.kind != "openai" else ClusterResource()
+    on_cluster = cluster if not embedder.spec.remote else ClusterResource()
     with on_cluster.session(warehouse.database, context.run.run_id) as (client, parts):
         return _embeddings(context, embedder, warehouse, cluster, client, parts)
 
@@ -79,18 +76,18 @@ def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, ware
                 cluster: ClusterResource, client, parts: str | None) -> MaterializeResult:
     # DuckDB hashes the texts (the same digest as `text_hash`) on every core while it reads them.
     rows, corpus_read = warehouse.read_df_with_snapshot(
-        f"SELECT id, text, {TEXT_HASH_SQL.format(column='text')} AS text_hash FROM {CORPUS_TABLE}", CORPUS_TABLE)
-    id_type = warehouse.id_type(CORPUS_TABLE)
+        f"SELECT id, text, {TEXT_HASH_SQL.format(column='text')} AS text_hash FROM {CORPUS}", CORPUS)
+    id_type = warehouse.id_type(CORPUS)
     model, current = (embedder.build(), None) if embedder.refit else stored_embedder(embedder, warehouse)
     # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
-    stored = warehouse.embedding_state(EMBEDDINGS_TABLE, current) if current else None
+    stored = warehouse.embedding_state(EMBEDDINGS, current) if current else None
     plan = plan_refresh(rows, stored)
     context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
                      f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
     start = time.perf_counter()
     cache_note, blob, unreadable = {}, None, []
     todo = rows.iloc[plan.compute]
-    if embedder.kind == "lsa" and not len(plan.reuse):
+    if embedder.spec.fitted_on_corpus and not len(plan.reuse):
         # Everything to embed: fit (on a sample) unless fitted; the model is kept with the vectors it makes.
         if not model.fitted:
             model.fit(rows["text"].tolist(), log=context.log.info)
@@ -100,8 +97,8 @@ def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, ware
         # A refresh keeps LSA's stored version: the same model pickles to other bytes in another process (a set's
         # order follows the hash seed), and re-hashing it would re-stamp every row and make the next predictions
         # redo them all. A fit-free model's version is its name.
-        version = current if embedder.kind == "lsa" else model.name
-    if embedder.kind == "openai":
+        version = current if embedder.spec.fitted_on_corpus else model.name
+    if embedder.spec.remote:
         fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
         fresh, fallback = with_fallback(todo["text"], fresh)
         unreadable.extend(todo["id"].iloc[fallback].tolist())
@@ -121,10 +118,10 @@ def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, ware
     # are carried over inside DuckDB: memory stays flat whatever the corpus size.
     ingest = time.perf_counter()
     written = warehouse.write_embedding_batches(
-        EMBEDDINGS_TABLE, embedding_schema(id_type, dim), batches,
+        EMBEDDINGS, embedding_schema(id_type, dim), batches,
         model=(model.name, blob) if blob is not None else None,
         keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None,
-        also=warehouse.snapshot_statements(EMBEDDINGS_TABLE, context.run.run_id, corpus_read and corpus_read.run_id))
+        same_transaction=warehouse.snapshot_statements(EMBEDDINGS, context.run.run_id, corpus_read and corpus_read.run_id))
     where = cluster_metadata(cluster.describe(), done, time.perf_counter() - ingest) \
         if client is not None and len(todo) else {"ran_on": "in process"}
     seconds = time.perf_counter() - start
@@ -146,7 +143,7 @@ def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, ware
             "embed_seconds": MetadataValue.float(round(seconds, 3)),
             "rows_per_second": MetadataValue.float(round(rate, 1)),
             **where,
-            "table": f"{warehouse.database}::{EMBEDDINGS_TABLE}",
+            "table": f"{warehouse.database}::{EMBEDDINGS}",
             "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(dim)),
         }
     )
@@ -161,7 +158,7 @@ def stored_embedder(embedder: EmbedderResource, warehouse: Warehouse):
     """(model, version of the vectors it makes): LSA as fitted and kept in the warehouse, or unfitted with version
     None when none is kept; a fit-free model (minilm, openai) with its name as version."""
     model = embedder.build()
-    if embedder.kind != "lsa":
+    if not embedder.spec.fitted_on_corpus:
         return model, model.name
     blob = warehouse.load_model(model.name)
     if blob is None:
@@ -171,7 +168,7 @@ def stored_embedder(embedder: EmbedderResource, warehouse: Warehouse):
 
 def _stored_dim(warehouse: Warehouse) -> int:
     """The stored vectors' size: what an all-cached run of a model that declares none carries over."""
-    found = warehouse.read_df(f"SELECT array_length(vector) AS dim FROM {EMBEDDINGS_TABLE} LIMIT 1")
+    found = warehouse.read_df(f"SELECT array_length(vector) AS dim FROM {EMBEDDINGS} LIMIT 1")
     return int(found["dim"].iloc[0]) if len(found) else 0
 
 
@@ -190,7 +187,7 @@ def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list
         part = rows.iloc[begin : begin + chunk]
         return embed_rows(model, part, version, id_type, f"rows {begin:,}..{begin + len(part) - 1:,}")
 
-    threads, done = max(1, getattr(model, "threads", 1)), 0
+    threads, done = max(1, model.threads), 0
     begins = iter(range(0, len(rows), chunk))
     with ThreadPoolExecutor(threads) as pool:
         pending = deque(pool.submit(embed, begin) for begin in islice(begins, threads))

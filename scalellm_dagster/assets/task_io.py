@@ -9,23 +9,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE
-from scalellm_dagster.automation import task_fingerprint
-from scalellm_dagster.core.estimate import PromptSizes
+from scalellm_dagster.core.cost_estimate import PromptSizes
+from scalellm_dagster.core.report import TeacherSpend
 from scalellm_dagster.core.students import EVALUATION_VERSION
 from scalellm_dagster.flow import Candidates
-from scalellm_dagster.flow.cascade import CalibrationSample
-from scalellm_dagster.core.report import TeacherSpend
+from scalellm_dagster.flow.cascade_step import CalibrationSample
+from scalellm_dagster.names import (
+    AUDIT_EXPECTATION,
+    CORPUS,
+    EMBEDDINGS,
+    ESTIMATE_BASIS,
+    LABELED_SAMPLE,
+    MODEL_SELECTION_REPORT,
+    STUDENT_CANDIDATES,
+    task_fingerprint,
+    task_table,
+)
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.settings import default_data_dir
 from scalellm_dagster.tasks_config import TaskSpec
-from scalellm_dagster.teachers.estimate import prompt_sizes
+from scalellm_dagster.teachers.prompt_cost import prompt_sizes
 
 PREDICT_CHUNK = 200_000
-
-
-def task_table(task: TaskSpec, name: str) -> str:
-    return f"{task.name}.{name}"
 
 
 def reports_dir(warehouse: Warehouse) -> Path:
@@ -38,7 +43,7 @@ def effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
     """The task's budget, or the last report's advice when the task follows it (capped by max_budget)."""
     if not task.follow_budget_advice:
         return task.budget, "task budget"
-    table = task_table(task, "model_selection_report")
+    table = task_table(task, MODEL_SELECTION_REPORT)
     if not warehouse.table_exists(table):
         return task.budget, "task budget (no report yet to take advice from)"
     advice = warehouse.read_df(f"SELECT max(recommended_budget) AS n FROM {table}")["n"].iloc[0]
@@ -48,47 +53,47 @@ def effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
     return int(min(max(advice, 2), cap)), f"advice of the last report ({int(advice):,}), capped at {cap:,}"
 
 
-def for_simulation(warehouse: Warehouse, teacher: TeacherResource, matrix):
+def simulation_vectors(warehouse: Warehouse, teacher: TeacherResource, matrix):
     """What the simulated teacher needs to err plausibly: the row-aligned matrix when one is in memory anyway,
     otherwise blocks streamed from the warehouse (a million vectors are never loaded at once)."""
-    if teacher.kind != "simulated" or matrix is not None:
+    if not teacher.spec.simulated or matrix is not None:
         return matrix
-    return lambda: warehouse.iter_embeddings(EMBEDDINGS_TABLE)
+    return lambda: warehouse.iter_embeddings(EMBEDDINGS)
 
 
 def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The teacher labels students train on, in sampling order: (frame of id, text, teacher_label; X; y). Valid
     answers, less the suspects the task's `suspect_labels: drop` leaves out (`train`; older tables lack it)."""
-    table = task_table(task, "labeled_sample")
+    table = task_table(task, LABELED_SAMPLE)
     train = "train" if "train" in warehouse.columns(table) else "true"
     sample = warehouse.read_df(
         f"SELECT id, text, teacher_label FROM {table} WHERE valid AND {train} ORDER BY sample_rank"
     )
-    _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=sample["id"].to_numpy())
+    _, X = warehouse.read_embeddings(EMBEDDINGS, ids=sample["id"].to_numpy())
     return sample, X, sample["teacher_label"].to_numpy()
 
 
 def calibration_sample(warehouse: Warehouse, task: TaskSpec) -> CalibrationSample:
     """Every valid answer of the sample with what the cascade's calibration needs: the first answer, whether the
     student trains on the row, whether a drift top-up (not the random draw) added it. Older tables lack some."""
-    table = task_table(task, "labeled_sample")
+    table = task_table(task, LABELED_SAMPLE)
     kept = [c for c in ("first_label", "train", "drift_topup") if c in warehouse.columns(table)]
     answers = warehouse.read_df(f"SELECT {', '.join(['id', 'teacher_label', *kept])} FROM {table} WHERE valid "
                                 "ORDER BY sample_rank")
-    _, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=answers["id"].to_numpy())
+    _, X = warehouse.read_embeddings(EMBEDDINGS, ids=answers["id"].to_numpy())
     return CalibrationSample.from_answers(answers, X)
 
 
 def audit_expectation_statements(task: TaskSpec, estimate: float, population: str, rows: int) -> list:
     """What the drift audit compares its agreement with, kept beside the predictions it is about."""
-    table = task_table(task, "audit_expectation")
+    table = task_table(task, AUDIT_EXPECTATION)
     return [(f"CREATE OR REPLACE TABLE {table} AS SELECT ?::DOUBLE AS estimate, ?::VARCHAR AS population, "
              "?::INTEGER AS calibration_rows", [estimate, population, rows])]
 
 
 def sample_labels(warehouse: Warehouse, task: TaskSpec) -> pd.Series:
     """Every valid teacher label by id: what the sampled rows keep in the predictions."""
-    return warehouse.read_df(f"SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid"
+    return warehouse.read_df(f"SELECT id, teacher_label FROM {task_table(task, LABELED_SAMPLE)} WHERE valid"
                              ).set_index("id")["teacher_label"]
 
 
@@ -102,7 +107,7 @@ def candidates_inputs_key(task: TaskSpec, sample: pd.DataFrame, X: np.ndarray) -
 
 
 def stored_candidates(warehouse: Warehouse, task: TaskSpec, key: str) -> Candidates | None:
-    table = task_table(task, "student_candidates")
+    table = task_table(task, STUDENT_CANDIDATES)
     if not warehouse.table_exists(table):
         return None
     stored = warehouse.read_df(f"SELECT * FROM {table}")
@@ -113,7 +118,7 @@ def stored_candidates(warehouse: Warehouse, task: TaskSpec, key: str) -> Candida
 
 
 def teacher_description(warehouse: Warehouse, task: TaskSpec) -> str:
-    teacher = warehouse.read_df(f"SELECT any_value(teacher) AS t FROM {task_table(task, 'labeled_sample')}")["t"][0]
+    teacher = warehouse.read_df(f"SELECT any_value(teacher) AS t FROM {task_table(task, LABELED_SAMPLE)}")["t"][0]
     return f"`{teacher}`" + (" — a simulation answering from gold labels, not an LLM"
                              if str(teacher).startswith("simulated") else "")
 
@@ -129,14 +134,14 @@ def keep_estimate_basis(task: TaskSpec, teacher: TeacherResource, texts: list[st
     values = [sizes.per_request_chars, sizes.per_row_chars, sizes.answer_chars_per_row,
               pricing["price_in_per_mtok"], pricing["price_out_per_mtok"], pricing["seconds_per_request"]]
     columns = ", ".join(f"?::DOUBLE AS {c}" for c in ESTIMATE_BASIS_COLUMNS)
-    return [(f"CREATE OR REPLACE TABLE {task_table(task, 'estimate_basis')} AS SELECT {columns}", values)]
+    return [(f"CREATE OR REPLACE TABLE {task_table(task, ESTIMATE_BASIS)} AS SELECT {columns}", values)]
 
 
 def teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> TeacherSpend:
     t = warehouse.ledger_totals(task.name)
     basis = {}
-    if warehouse.table_exists(task_table(task, "estimate_basis")):
-        row = warehouse.read_df(f"SELECT * FROM {task_table(task, 'estimate_basis')}").iloc[0]
+    if warehouse.table_exists(task_table(task, ESTIMATE_BASIS)):
+        row = warehouse.read_df(f"SELECT * FROM {task_table(task, ESTIMATE_BASIS)}").iloc[0]
         basis = {"prompt_sizes": PromptSizes(float(row.per_request_chars), float(row.per_row_chars),
                                              float(row.answer_chars_per_row)),
                  "price_in_per_mtok": float(row.price_in_per_mtok), "price_out_per_mtok": float(row.price_out_per_mtok),
@@ -148,7 +153,7 @@ def teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> Tea
 
 def chosen_student(warehouse: Warehouse, task: TaskSpec) -> str:
     return warehouse.read_df(
-        f"SELECT candidate FROM {task_table(task, 'model_selection_report')} WHERE chosen")["candidate"].iloc[0]
+        f"SELECT candidate FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")["candidate"].iloc[0]
 
 
 def model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
@@ -183,7 +188,7 @@ def vector_chunks(warehouse: Warehouse, ids: np.ndarray, relation: str, chunk: i
 def gold_labels(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame | None:
     if not task.gold_column:
         return None
-    return warehouse.read_df(f'SELECT id, "{task.gold_column}" AS gold FROM {CORPUS_TABLE}')
+    return warehouse.read_df(f'SELECT id, "{task.gold_column}" AS gold FROM {CORPUS}')
 
 
 def gold_eval_rows(warehouse: Warehouse, task: TaskSpec, gold: pd.DataFrame, sample_ids: np.ndarray, rows: int):
@@ -194,7 +199,7 @@ def gold_eval_rows(warehouse: Warehouse, task: TaskSpec, gold: pd.DataFrame, sam
     if not len(gold):
         return None
     gold = gold.sample(n=min(rows, len(gold)), random_state=task.seed)
-    ids, X = warehouse.read_embeddings(EMBEDDINGS_TABLE, ids=gold["id"].to_numpy())
+    ids, X = warehouse.read_embeddings(EMBEDDINGS, ids=gold["id"].to_numpy())
     return X, gold.set_index("id").loc[ids, "gold"].astype(str).to_numpy()
 
 

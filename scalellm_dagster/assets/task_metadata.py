@@ -10,8 +10,8 @@ from scalellm_dagster.core import plots
 from scalellm_dagster.core.cascade import GuaranteedPlan
 from scalellm_dagster.core.report import TeacherSpend, summary_markdown
 from scalellm_dagster.core.teacher_noise import TeacherNoise
-from scalellm_dagster.flow.suspects import REFERENCE_STUDENT, SuspectReview
 from scalellm_dagster.flow import Candidates, CascadeOutcome, Predicted, Selection, TeacherSession, TrainedStudent
+from scalellm_dagster.flow.suspects import REFERENCE_STUDENT, SuspectReview
 from scalellm_dagster.tasks_config import TaskSpec
 
 
@@ -27,7 +27,7 @@ def sample_metadata(task: TaskSpec, sample: pd.DataFrame, written: int, session:
         "sampling": task.sampling,
         "budget": budget,
         "budget_source": budget_note,
-        "prompt_version": session.model.prompt_version,
+        "prompt_version": session.teacher.prompt_version,
         "structured_output": ", ".join(sorted(stats.response_formats)) or (
             "none (simulation)" if simulated else "none (every answer from the cache)"),
         "valid_labels": int(len(valid)),

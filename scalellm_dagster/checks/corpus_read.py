@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult
 
-from scalellm_dagster.assets.shared import CORPUS_TABLE
+from scalellm_dagster.names import CORPUS
 from scalellm_dagster.resources.warehouse import Snapshot, Warehouse
 
 
@@ -53,8 +53,8 @@ def corpus_read(context: AssetCheckExecutionContext, warehouse: Warehouse, table
         # before the log existed.
         return CorpusRead(live=True, replaced_by=None, own=own, corpus=None)
     latest = warehouse.snapshot(table)
-    corpus = warehouse.snapshot(CORPUS_TABLE, own.corpus_run_id)
-    now = warehouse.snapshot(CORPUS_TABLE)
+    corpus = warehouse.snapshot(CORPUS, own.corpus_run_id)
+    now = warehouse.snapshot(CORPUS)
     live = corpus is None or now is None or now.same_ids(corpus)
     replaced_by = latest.run_id if latest is not None and latest.run_id != own.run_id else None
     metadata = {"corpus_compared": (f"as read by run {own.corpus_run_id[:8]}"

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from scalellm_dagster.checks.gx_runner import Outcome, merge, validate
 from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
-from scalellm_dagster.cluster.parts import PartDone, worker_name, join, read_part, write_part
+from scalellm_dagster.cluster.parts import PartDone, join, read_part, worker_name, write_part
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ from functools import partial
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
 
-from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE, corpus
+from scalellm_dagster.assets.shared import corpus
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import Outcome, validate
 from scalellm_dagster.checks.row_scans import validate_on_cluster
+from scalellm_dagster.names import CORPUS, EMBEDDINGS
 from scalellm_dagster.resources import CorpusSource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 
@@ -66,16 +67,16 @@ def gold_expectations(gold_column: str, labels: list[str]) -> list:
              "the workers.")
 def corpus_rows_valid(context: AssetCheckExecutionContext, warehouse: Warehouse, source: CorpusSource,
                       cluster: ClusterResource) -> AssetCheckResult:
-    if not cluster.scheduler or warehouse.row_count(CORPUS_TABLE) <= cluster.rows_per_part:
+    if not cluster.scheduler or warehouse.row_count(CORPUS) <= cluster.rows_per_part:
         # Local workers share the driver's cores: there the parts cost more than the scan they spread (BENCHMARKS.md,
         # "the checks' scans"); so does starting a cluster for one part's rows.
-        df = warehouse.read_df(f"SELECT id, text FROM {CORPUS_TABLE}")
+        df = warehouse.read_df(f"SELECT id, text FROM {CORPUS}")
         outcome = validate(df, corpus_expectations(source.max_text_chars), "corpus")
         return AssetCheckResult(passed=outcome.passed, metadata={"ran_on": "in process", **outcome.metadata()})
-    ids = validate(warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}"), corpus_id_expectations(), "corpus_ids")
+    ids = validate(warehouse.read_df(f"SELECT id FROM {CORPUS}"), corpus_id_expectations(), "corpus_ids")
     with cluster.session(warehouse.database, context.run.run_id) as (client, parts):
         texts, where = validate_on_cluster(
-            client, cluster.describe(), warehouse, f"SELECT id, text FROM {CORPUS_TABLE}", parts,
+            client, cluster.describe(), warehouse, f"SELECT id, text FROM {CORPUS}", parts,
             cluster.rows_per_part, partial(corpus_text_expectations, source.max_text_chars), "corpus_text",
             context.log.info)
     outcome = Outcome(passed=ids.passed and texts.passed, rows=ids.rows + texts.rows)
@@ -89,28 +90,28 @@ def gold_label_check(task):
                  "(nulls allowed: those rows are simply not evaluated). When it fails, that task's labeled_sample "
                  "stops before any teacher request; the other tasks go on.")
     def _check(warehouse: Warehouse) -> AssetCheckResult:
-        columns = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE} LIMIT 0").columns
+        columns = warehouse.read_df(f"SELECT * FROM {CORPUS} LIMIT 0").columns
         if task.gold_column not in columns:
             return AssetCheckResult(passed=False, metadata={
                 "error": f"gold_column {task.gold_column!r} is not a corpus column; columns: {list(columns)}"})
-        df = warehouse.read_df(f'SELECT id, "{task.gold_column}" FROM {CORPUS_TABLE}')
+        df = warehouse.read_df(f'SELECT id, "{task.gold_column}" FROM {CORPUS}')
         outcome = validate(df, gold_expectations(task.gold_column, task.label_names), f"{task.name}_gold")
         return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
     return _check
 
 
-@asset_check(asset=AssetKey("embeddings"), name="embeddings_match_corpus", blocking=True,
+@asset_check(asset=AssetKey(EMBEDDINGS), name="embeddings_match_corpus", blocking=True,
              description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
              f"with L2 norm in {list(NORM_RANGE)}.")
 def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-    read = corpus_read(context, warehouse, EMBEDDINGS_TABLE)
+    read = corpus_read(context, warehouse, EMBEDDINGS)
     if read.replaced_by:
         return read.result_from_log()
     # While the corpus has moved on, the table's own ids stand in for it and the logged fingerprint decides.
     moved = not read.live
-    frame = warehouse.vector_stats(EMBEDDINGS_TABLE)
-    corpus_ids = frame["id"] if moved else warehouse.read_df(f"SELECT id FROM {CORPUS_TABLE}")["id"]
+    frame = warehouse.vector_stats(EMBEDDINGS)
+    corpus_ids = frame["id"] if moved else warehouse.read_df(f"SELECT id FROM {CORPUS}")["id"]
     declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
     frame["finite"] = frame["finite"].fillna(False).astype(bool)
     frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
@@ -118,7 +119,7 @@ def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Ware
         {"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
     corpus_rows = len(corpus_ids)
     if moved:
-        frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS_TABLE))
+        frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS))
         corpus_rows = read.corpus.rows
     outcome = validate(frame, embeddings_expectations(declared, corpus_rows), "embeddings")
     return AssetCheckResult(passed=outcome.passed,
@@ -126,7 +127,7 @@ def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Ware
 
 
 def _declared_dim(context: AssetCheckExecutionContext, fallback: int) -> int:
-    event = context.instance.get_latest_materialization_event(AssetKey("embeddings"))
+    event = context.instance.get_latest_materialization_event(AssetKey(EMBEDDINGS))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     return int(meta["dim"].value) if "dim" in meta else fallback
 

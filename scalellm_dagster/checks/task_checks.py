@@ -3,18 +3,27 @@
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetCheckSpec,
+    AssetKey,
     asset_check,
     multi_asset_check,
 )
 
-from scalellm_dagster.assets.audit import audit_history, granted_topups
-from scalellm_dagster.assets.shared import CORPUS_TABLE
-from scalellm_dagster.assets.tasks import task_asset_key, task_table
+from scalellm_dagster.assets.audit_asset import audit_history, granted_topups
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.names import (
+    CORPUS,
+    DRIFT_AUDIT,
+    LABELED_SAMPLE,
+    MODEL_SELECTION_REPORT,
+    PREDICTIONS,
+    STUDENT_CANDIDATES,
+    task_key,
+    task_table,
+)
 from scalellm_dagster.resources import Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -89,13 +98,13 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
 
 
 def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
-    sample_key = task_asset_key(task, "labeled_sample")
+    sample_key = AssetKey(task_key(task, LABELED_SAMPLE))
 
     @asset_check(asset=sample_key, name="sample_labels_valid", blocking=True,
                  description=f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
                  "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.")
     def sample_labels_valid(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-        table = task_table(task, "labeled_sample")
+        table = task_table(task, LABELED_SAMPLE)
         read = corpus_read(context, warehouse, table)
         if read.replaced_by:
             # Its rows are gone; what was logged when it was written still bounds their number.
@@ -103,7 +112,7 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
             return AssetCheckResult(passed=1 <= rows <= max_sample_size(task), metadata={
                 **read.metadata, "rows": rows, "rows_expected": f"1 to {max_sample_size(task):,}"})
         # A corpus replaced since cannot tell whether it held the sampled ids: their membership is not judged then.
-        corpus_ids = CORPUS_TABLE if read.live else table
+        corpus_ids = CORPUS if read.live else table
         df = warehouse.read_df(
             f"""SELECT s.id, s.teacher_label, s.valid, c.id IS NOT NULL AS in_corpus,
                        (s.valid = (s.teacher_label IS NOT NULL)) AS label_matches_valid
@@ -119,29 +128,29 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
                  description=f"At most {MAX_INVALID_ANSWER_FRACTION:.0%} of teacher answers are unparseable or "
                  "outside the label set (a warning: the prompt or model may need attention).")
     def sample_invalid_answers_rare(warehouse: Warehouse) -> AssetCheckResult:
-        df = warehouse.read_df(f"SELECT id, valid, raw_answer FROM {task_table(task, 'labeled_sample')}")
+        df = warehouse.read_df(f"SELECT id, valid, raw_answer FROM {task_table(task, LABELED_SAMPLE)}")
         outcome = validate(df, invalid_answer_expectations(), f"{task.name}_invalid")
         examples = df.loc[~df["valid"], ["id", "raw_answer"]].head(10)
         return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.WARN, metadata={
             "invalid_examples": examples.to_markdown(index=False) if len(examples) else "none",
             **outcome.metadata()})
 
-    @asset_check(asset=task_asset_key(task, "student_candidates"), name="every_candidate_evaluated", blocking=True,
+    @asset_check(asset=AssetKey(task_key(task, STUDENT_CANDIDATES)), name="every_candidate_evaluated", blocking=True,
                  description="Every configured candidate at every sample size, or its failure or pruning (clearly "
                  "behind at a smaller size) recorded with the reason; accuracies in [0, 1].")
     def every_candidate_evaluated(warehouse: Warehouse) -> AssetCheckResult:
-        df = warehouse.read_df(f"SELECT * FROM {task_table(task, 'student_candidates')}")
+        df = warehouse.read_df(f"SELECT * FROM {task_table(task, STUDENT_CANDIDATES)}")
         df["failure_explained"] = (df["status"] == "ok") | df["error"].fillna("").str.len().gt(0)
         sizes = df["sample_size"].nunique()
         outcome = validate(df, candidates_expectations(task, sizes), f"{task.name}_candidates", id_column=None)
         return AssetCheckResult(passed=outcome.passed, metadata={"sample_sizes": sizes, **outcome.metadata()})
 
-    report_key = task_asset_key(task, "model_selection_report")
+    report_key = AssetKey(task_key(task, MODEL_SELECTION_REPORT))
 
     @asset_check(asset=report_key, name="student_chosen", blocking=True,
                  description="Exactly one configured candidate is marked as the chosen student.")
     def student_chosen(warehouse: Warehouse) -> AssetCheckResult:
-        df = warehouse.read_df(f"SELECT candidate, chosen::INT AS chosen_int FROM {task_table(task, 'model_selection_report')}")
+        df = warehouse.read_df(f"SELECT candidate, chosen::INT AS chosen_int FROM {task_table(task, MODEL_SELECTION_REPORT)}")
         outcome = validate(df, chosen_expectations(task), f"{task.name}_chosen", id_column=None)
         return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
@@ -153,21 +162,21 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
                  " set accuracy_floor / accuracy_floor_is_hard in the task).")
     def chosen_student_above_floor(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(
-            f"SELECT candidate, cv_accuracy FROM {task_table(task, 'model_selection_report')} WHERE chosen")
+            f"SELECT candidate, cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")
         outcome = validate(df, floor_expectations(task), f"{task.name}_floor", id_column=None)
         return AssetCheckResult(passed=outcome.passed, severity=severity, metadata={
             "floor": task.accuracy_floor, **outcome.metadata()})
 
-    @asset_check(asset=task_asset_key(task, "predictions"), name="predictions_cover_corpus", blocking=True,
+    @asset_check(asset=AssetKey(task_key(task, PREDICTIONS)), name="predictions_cover_corpus", blocking=True,
                  description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
                  "teacher labelled keep the teacher's label.")
     def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-        table = task_table(task, "predictions")
+        table = task_table(task, PREDICTIONS)
         read = corpus_read(context, warehouse, table)
         if read.replaced_by:
             return read.result_from_log()
         # While the corpus has moved on, the table's own ids stand in for it and its logged fingerprint decides.
-        corpus_ids = CORPUS_TABLE if read.live else table
+        corpus_ids = CORPUS if read.live else table
         df = warehouse.read_df(
             f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
                        CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
@@ -176,10 +185,10 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
                            AS keeps_teacher_label
                 FROM {table} p
                 FULL OUTER JOIN (SELECT id FROM {corpus_ids}) c ON p.id = c.id
-                LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, 'labeled_sample')} WHERE valid) s
+                LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, LABELED_SAMPLE)} WHERE valid) s
                     ON s.id = p.id""")
         df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
-        corpus_rows = warehouse.row_count(CORPUS_TABLE) if read.live else read.corpus.rows
+        corpus_rows = warehouse.row_count(CORPUS) if read.live else read.corpus.rows
         if not read.live:
             df["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(table))
         outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
@@ -200,7 +209,7 @@ def audit_expectations() -> list:
 
 
 def audit_check(task: TaskSpec) -> AssetChecksDefinition:
-    key = task_asset_key(task, "drift_audit")
+    key = AssetKey(task_key(task, DRIFT_AUDIT))
 
     @multi_asset_check(
         name=f"{task.name}__drift_audit_audit_agreement_within_estimate",  # the op's name: one per task

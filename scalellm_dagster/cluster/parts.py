@@ -79,10 +79,10 @@ def embed_rows(model, rows: pd.DataFrame, version: str, id_type: pa.DataType, wh
                ) -> tuple[pa.RecordBatch, list]:
     """(the vectors of `rows` (id, text, text_hash) as one embeddings batch, the ids given the fallback vector);
     in process and on a worker alike. `where` names the rows in the error for a vector of the wrong size."""
-    from scalellm_dagster.resources.warehouse_tables import embedding_batch
+    from scalellm_dagster.embedding_arrow import embedding_batch
 
     texts = rows["text"]
-    vectors = model.embed(texts if getattr(model, "reads_arrow", False) else texts.tolist())
+    vectors = model.embed(texts)
     if vectors.shape != (len(rows), model.dim):
         raise ValueError(f"embedder {model.name} returned vectors of shape {vectors.shape} for {where}; expected "
                         f"({len(rows)}, {model.dim}), its declared dimension")
@@ -104,7 +104,7 @@ def predict_part(in_path: str, out_path: str, model) -> PartDone:
     """A task: read one part of vectors (id, vector), predict with the student (`model`, a fitted classifier), write
     its labels and confidences (id, student_label, confidence)."""
     from scalellm_dagster.core.students import predict_with_confidence
-    from scalellm_dagster.resources.duckdb_sql import ids_and_matrix
+    from scalellm_dagster.embedding_arrow import ids_and_matrix
 
     start = time.perf_counter()
     vectors = read_part(in_path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from scalellm_dagster.core.estimate import PromptSizes, estimate_labelling
+from scalellm_dagster.core.cost_estimate import PromptSizes, estimate_labelling
 from scalellm_dagster.core.learning_curve import FloorPrior, fit_learning_curve
 from scalellm_dagster.core.selection import Choice, corpus_predict_seconds, cost_adjusted_accuracy
 

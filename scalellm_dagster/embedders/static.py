@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from scalellm_dagster.embedders.fit_free import FitFreeEmbedder
-from scalellm_dagster.embedders.word_pooling import WordPooler, as_string_array
+from scalellm_dagster.embedders.protocol import FitFreeEmbedder, Log
+from scalellm_dagster.embedders.word_pooling import WordPooler
 
 WEIGHTS = Path(__file__).resolve().parent / "static_minilm"
 
 
 class StaticEmbedder(FitFreeEmbedder):
     dim = 256
-    reads_arrow = True  # `embed` takes a pandas string column or an Arrow array without a list of Python strings
 
     def __init__(self, path: str | Path = WEIGHTS, chunk_rows: int = 50_000, threads: int | None = None):
         self.path = Path(path)
@@ -72,21 +69,7 @@ class StaticEmbedder(FitFreeEmbedder):
         # model2vec's own process pool would copy the model into each worker.
         return self.load().encode(chunk.to_pylist(), use_multiprocessing=False, batch_size=len(chunk) or 1)
 
-    def embed(self, texts: Sequence[str] | pa.Array, log: Callable[[str], None] = lambda _m: None) -> np.ndarray:
-        self.load()
-        texts = as_string_array(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        starts = range(0, len(texts), self.chunk_rows)
-
-        def encode(start: int) -> int:
-            part = texts.slice(start, self.chunk_rows)
-            out[start : start + len(part)] = self._encode(part)
-            return start + len(part)
-
-        with ThreadPoolExecutor(min(self.threads, len(starts)) or 1) as pool:
-            for done, end in enumerate(pool.map(encode, starts), 1):
-                if len(starts) > 1:
-                    log(f"embedded {end:,}/{len(texts):,} rows ({done}/{len(starts)} chunks)")
+    def _finish(self, out: np.ndarray, log: Log) -> np.ndarray:
         # A text with no known token (only emoji or an unknown script) averages nothing: it gets the fallback
         # vector, a valid unit vector every such text shares, rather than zeros that break cosine models.
         empty = np.einsum("ij,ij->i", out, out) < 0.25

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from scalellm_dagster.embedders.word_pooling import as_string_array
+from scalellm_dagster.embedders.protocol import as_string_array
 
 READABLE = r"[\p{L}\p{N}]"  # a letter or a digit, in any script (RE2, as Python's [^\W_])
 

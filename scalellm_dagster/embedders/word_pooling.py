@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from scalellm_dagster.embedders.protocol import as_string_array
+
 
 class WordPooler:
     """Pools texts with `model` (a model2vec StaticModel, float32 rows, no weights or token mapping). Thread-safe:
@@ -112,18 +114,6 @@ class WordPooler:
         self._tokens = np.concatenate([self._tokens, flat[known]])
         self._starts = np.concatenate([self._starts, self._starts[-1] + np.cumsum(counts)])
         self._raw_counts = np.concatenate([self._raw_counts, raw])
-
-
-def as_string_array(texts) -> pa.Array:
-    """`texts` (a list, a pandas Series or an Arrow array of strings) as one large_string Arrow array."""
-    array = texts if isinstance(texts, pa.Array | pa.ChunkedArray) else pa.array(texts, pa.large_string())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    if not pa.types.is_large_string(array.type):
-        array = array.cast(pa.large_string())
-    if array.null_count:
-        raise ValueError(f"cannot embed a null text (position {pc.index(pc.is_null(array), True).as_py()})")
-    return array
 
 
 def _offsets(lists: pa.Array) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from scalellm_dagster.core.sampling import cluster_stratified_sample, random_sample, uncertainty_sample
-from scalellm_dagster.flow.teaching import TeacherSession
+from scalellm_dagster.flow.session import TeacherSession
 from scalellm_dagster.tasks_config import TaskSpec
 
 
@@ -23,7 +23,7 @@ class LabelledSample:
         return self.answers[self.answers["valid"]]
 
 
-def first_rows(ids: np.ndarray, matrix: np.ndarray | None, task: TaskSpec, budget: int) -> np.ndarray:
+def initial_sample_ids(ids: np.ndarray, matrix: np.ndarray | None, task: TaskSpec, budget: int) -> np.ndarray:
     """The rows known before any request: the whole sample, or for uncertainty sampling (whose later rows depend
     on the teacher's answers) a random stand-in of the same size, good enough for a dry-run estimate."""
     if task.sampling == "stratified-by-cluster":
@@ -38,6 +38,6 @@ def label_sample(ids: np.ndarray, matrix: np.ndarray | None, task: TaskSpec, bud
         chosen = uncertainty_sample(ids, matrix, budget, session.ask_labels, seed=task.seed,
                                     rounds=task.uncertainty_rounds, log=log)
     else:
-        chosen = first if first is not None else first_rows(ids, matrix, task, budget)
+        chosen = first if first is not None else initial_sample_ids(ids, matrix, task, budget)
         session.ask(chosen)
     return LabelledSample(np.asarray(chosen), session.answers_for(chosen))

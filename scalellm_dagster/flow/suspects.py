@@ -22,7 +22,7 @@ import pandas as pd
 
 from scalellm_dagster.core.students import out_of_fold
 from scalellm_dagster.core.teacher_noise import TeacherNoise, estimate_teacher_noise
-from scalellm_dagster.flow.teaching import TeacherSession
+from scalellm_dagster.flow.session import TeacherSession
 from scalellm_dagster.tasks_config import TaskSpec
 
 # Probabilistic, quick (3 s on 1,500 rows x 77 classes) and the same for every task, so flags do not depend on

@@ -5,7 +5,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 
@@ -31,16 +30,6 @@ def relation_kind(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
 
 def quote(table: str) -> str:
     return ".".join(f'"{part}"' for part in table.split("."))
-
-
-def ids_and_matrix(result: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    ids = result.column("id").to_numpy()
-    column = result.column("vector").combine_chunks()
-    if len(column) == 0:
-        return ids, np.zeros((0, 0), dtype=np.float32)
-    dim = column.type.list_size
-    matrix = column.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
-    return ids, matrix
 
 
 def frame_to_arrow(frame, id_type: pa.DataType | None = None) -> pa.Table:

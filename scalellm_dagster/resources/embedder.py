@@ -1,23 +1,16 @@
-"""The embedder resource: `static` offline (default: MiniLM distilled to static token vectors, shipped), `lsa`
-offline (fitted on the corpus), `minilm` offline with the optional extra, or `openai` (any OpenAI-compatible
-endpoint)."""
+"""The embedder resource: which kind (`embedders.registry`: `static` by default) and its options."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from scalellm_dagster.embedders.lsa import LsaEmbedder
-from scalellm_dagster.embedders.minilm import MiniLmEmbedder
-from scalellm_dagster.embedders.openai_embed import OpenAIEmbedder
-from scalellm_dagster.embedders.static import StaticEmbedder
-from scalellm_dagster.resources.openai_client import make_client
+from scalellm_dagster.embedders.embedder_kinds import EmbedderKind, embedder_kind
+from scalellm_dagster.embedders.protocol import Embedder
 
 
 class EmbedderResource(ConfigurableResource):
-    kind: Literal["static", "lsa", "minilm", "openai"] = "static"
+    kind: str = Field(default="static", description="An embedder kind of `embedders.registry`.")
     dim: int = Field(default=384, description="LSA dimensions (static, minilm and openai give their model's).")
     model: str = "text-embedding-3-small"
     base_url: str | None = None
@@ -29,12 +22,15 @@ class EmbedderResource(ConfigurableResource):
     seed: int = 0
     refit: bool = Field(default=False, description="Refit LSA on the whole corpus and re-embed every row.")
 
-    def build(self) -> StaticEmbedder | LsaEmbedder | MiniLmEmbedder | OpenAIEmbedder:
-        if self.kind == "static":
-            return StaticEmbedder()
-        if self.kind == "lsa":
-            return LsaEmbedder(dim=self.dim, seed=self.seed)
-        if self.kind == "minilm":
-            return MiniLmEmbedder()
-        client = make_client(self.base_url, self.api_key, self.timeout_seconds, self.max_retries)
-        return OpenAIEmbedder(client, self.model, batch_size=self.batch_size, concurrency=self.concurrency)
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        embedder_kind(value)
+        return value
+
+    @property
+    def spec(self) -> EmbedderKind:
+        return embedder_kind(self.kind)
+
+    def build(self) -> Embedder:
+        return self.spec.build(self)

@@ -19,9 +19,9 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from scalellm_dagster.core.corpus import CorpusError, normalise_corpus
+from scalellm_dagster.settings import CSV_ID_TYPES
 
 CORPUS_FILE_SUFFIXES = (".parquet", ".csv", ".tsv")
-CSV_ID_TYPES = ("text", "infer")
 
 
 class CorpusSource(ConfigurableResource):

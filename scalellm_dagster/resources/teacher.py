@@ -3,25 +3,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import pandas as pd
 from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from scalellm_dagster.teachers.estimate import estimate_vs_baseline
-from scalellm_dagster.resources.openai_client import make_client
 from scalellm_dagster.tasks_config import TaskSpec
-from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
-from scalellm_dagster.teachers.simulated import SimulatedTeacher
+from scalellm_dagster.teachers.base import Teacher, TeacherNotConfigured
+from scalellm_dagster.teachers.prompt_cost import estimate_vs_baseline
+from scalellm_dagster.teachers.teacher_kinds import TeacherKind, teacher_kind
 
-
-class TeacherNotConfigured(RuntimeError):
-    pass
+__all__ = ["TeacherNotConfigured", "TeacherResource"]
 
 
 class TeacherResource(ConfigurableResource):
-    kind: Literal["simulated", "openai", "local"] = "simulated"
+    kind: str = Field(default="simulated", description="A teacher kind of `teachers.registry`.")
     model: str = "gpt-4o-mini"
     base_url: str | None = None
     api_key: str | None = None
@@ -47,19 +42,28 @@ class TeacherResource(ConfigurableResource):
         "costs tens of ms). Each request's answers are journaled to disk (fsync) before the next request is sent, "
         "whatever this is, so a killed run never pays twice for an answer it received.")
 
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        teacher_kind(value)
+        return value
+
+    @property
+    def spec(self) -> TeacherKind:
+        return teacher_kind(self.kind)
+
     @property
     def effective_concurrency(self) -> int:
-        """Requests really in flight at once: the local model answers one at a time."""
-        return 1 if self.kind == "local" else self.concurrency
+        """Requests really in flight at once."""
+        return 1 if self.spec.one_at_a_time else self.concurrency
 
     def pricing(self) -> dict:
         """What the dry run and the report's baseline price requests with: USD per million tokens in and out, and
         the assumed latency before any request is measured."""
-        latency = self.simulated_latency_ms / 1000 if self.kind == "simulated" else self.expected_seconds_per_request
-        if self.kind == "local":  # compute on this machine, not a bill: no token price
-            return {"price_in_per_mtok": 0.0, "price_out_per_mtok": 0.0, "seconds_per_request": latency}
-        return {"price_in_per_mtok": self.price_in_per_mtok, "price_out_per_mtok": self.price_out_per_mtok,
-                "seconds_per_request": latency}
+        latency = self.simulated_latency_ms / 1000 if self.spec.simulated else self.expected_seconds_per_request
+        priced = self.spec.priced  # False: compute on this machine, not a bill
+        return {"price_in_per_mtok": self.price_in_per_mtok if priced else 0.0,
+                "price_out_per_mtok": self.price_out_per_mtok if priced else 0.0, "seconds_per_request": latency}
 
     def estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
         """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
@@ -68,32 +72,7 @@ class TeacherResource(ConfigurableResource):
                                     p["seconds_per_request"], p["price_in_per_mtok"], p["price_out_per_mtok"])
         return pd.DataFrame([r.as_row() for r in rows])
 
-    def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings):
+    def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings) -> Teacher:
         """A teacher for `task`; `corpus` and `embeddings` (a row-aligned matrix, or a callable streaming
         (ids, vectors) blocks) feed the simulation only."""
-        prices = {"price_in_per_mtok": self.price_in_per_mtok, "price_out_per_mtok": self.price_out_per_mtok}
-        if self.kind == "openai":
-            client = make_client(self.base_url, self.api_key, self.timeout_seconds, self.max_retries)
-            return OpenAIChatTeacher(task, client, self.model, endpoint=self.base_url or "https://api.openai.com/v1",
-                                     **prices)
-        if self.kind == "local":
-            from scalellm_dagster.teachers.local import local_teacher
-
-            return local_teacher(task, self.local_model, self.local_threads)
-        if not task.gold_column:
-            raise TeacherNotConfigured(
-                f"task {task.name!r} has no gold_column, and the only teacher configured is the offline "
-                "simulation, which answers from gold labels. Either set SCALELLM_TEACHER=openai with "
-                "OPENAI_BASE_URL (and OPENAI_API_KEY, SCALELLM_TEACHER_MODEL) to use a real LLM, or add "
-                "gold_column to the task."
-            )
-        if task.gold_column not in corpus.columns:
-            raise TeacherNotConfigured(
-                f"task {task.name!r}: gold_column {task.gold_column!r} is not a corpus column "
-                f"(columns: {list(corpus.columns)})"
-            )
-        return SimulatedTeacher.from_corpus(
-            task, corpus["id"], corpus[task.gold_column], embeddings,
-            accuracy=self.simulated_accuracy, latency_ms=self.simulated_latency_ms, seed=self.seed,
-            bias=self.simulated_bias, **prices,
-        )
+        return self.spec.build(self, task, corpus, embeddings)

@@ -18,9 +18,10 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from scalellm_dagster.embedding_arrow import embedding_batch
 from scalellm_dagster.resources.warehouse_cache import LEDGER_COLUMNS, CachesAndLedger
 from scalellm_dagster.resources.warehouse_snapshots import Snapshot, SnapshotLog
-from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA, TablesAndEmbeddings, embedding_batch
+from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA, TablesAndEmbeddings
 
 __all__ = ["CACHE_SCHEMA", "LEDGER_COLUMNS", "Snapshot", "Warehouse", "WarehouseLockTimeout", "embedding_batch"]
 

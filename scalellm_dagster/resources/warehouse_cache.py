@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from scalellm_dagster.embedding_arrow import ids_and_matrix
 from scalellm_dagster.resources.answer_journal import AnswerJournal, orphaned_entries
-from scalellm_dagster.resources.duckdb_sql import ids_and_matrix, transaction
+from scalellm_dagster.resources.duckdb_sql import transaction
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA
 from scalellm_dagster.teachers.base import Answer
 

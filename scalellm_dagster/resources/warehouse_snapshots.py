@@ -36,7 +36,7 @@ class SnapshotLog:
 
     @staticmethod
     def snapshot_statements(table: str, run_id: str, corpus_run_id: str | None) -> list[tuple[str, list]]:
-        """`also` statements for `write_table`: log the table as just written, in the same transaction."""
+        """`same_transaction` statements for `write_table`: log the table as just written, in the same transaction."""
         return [("CREATE SCHEMA IF NOT EXISTS scalellm_meta", []),
                 (f"CREATE TABLE IF NOT EXISTS {SNAPSHOTS} (table_name VARCHAR, run_id VARCHAR, corpus_run_id VARCHAR, "
                  "rows BIGINT, ids_fingerprint UBIGINT, written_at TIMESTAMP)", []),

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from scalellm_dagster.resources.duckdb_sql import frame_to_arrow, ids_and_matrix, quote, relation_kind, transaction
+from scalellm_dagster.embedding_arrow import embedding_batch, ids_and_matrix
+from scalellm_dagster.resources.duckdb_sql import frame_to_arrow, quote, relation_kind, transaction
 
 CACHE_SCHEMA = "scalellm_cache"
 
@@ -16,11 +17,11 @@ class TablesAndEmbeddings:
     """Mixed into `Warehouse`: needs its `get_connection`."""
 
     def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
-                    also: list[tuple[str, list]] | None = None, keep_ids=None, raw_floats: bool = False) -> int:
+                    same_transaction: list[tuple[str, list]] | None = None, keep_ids=None, raw_floats: bool = False) -> int:
         """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
 
         Readers see the old table or the new one, never a part: a failure or a kill mid-write rolls back.
-        `also` are further (sql, params) statements committed in the same transaction. `keep_ids`: rows of the old
+        `same_transaction` are further (sql, params) statements committed in the same transaction. `keep_ids`: rows of the old
         table with these ids are carried into the new one, ahead of `data`, without passing through Python.
         `raw_floats`: store float columns uncompressed, for vectors (compressing float noise saves
         little space and slows the write most, BENCHMARKS.md "Embedding speed").
@@ -49,7 +50,7 @@ class TablesAndEmbeddings:
                     if kept.startswith("SELECT * FROM _kept"):
                         conn.execute("DROP TABLE _kept")
                     rows = conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
-                    for sql, params in also or []:
+                    for sql, params in same_transaction or []:
                         conn.execute(sql, params)
             finally:
                 for name in settings:
@@ -121,16 +122,16 @@ class TablesAndEmbeddings:
         return self.write_embedding_batches(table, batch.schema, [batch], model)
 
     def write_embedding_batches(self, table: str, schema: pa.Schema, batches, model: tuple[str, bytes] | None = None,
-                                keep_ids=None, also: list[tuple[str, list]] | None = None) -> int:
+                                keep_ids=None, same_transaction: list[tuple[str, list]] | None = None) -> int:
         """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
         never need to be in memory at once. `keep_ids`: stored vectors carried over unchanged (a refresh)."""
-        also = list(also or [])
+        same_transaction = list(same_transaction or [])
         if model is not None:
-            also += [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
+            same_transaction += [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
                     (f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
                      "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
                     (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
-        return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), also=also,
+        return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), same_transaction=same_transaction,
                                 keep_ids=keep_ids, raw_floats=True)
 
     def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
@@ -214,31 +215,3 @@ def write_settings(conn, raw_floats: bool) -> list[str]:
         except duckdb.Error:
             pass
     return applied
-
-
-def embedding_schema(id_type: pa.DataType, dim: int, hashes: bool = True, version: bool = True) -> pa.Schema:
-    """The embeddings table's columns, declared: never inferred from a (possibly empty) first chunk, where Arrow
-    would type an empty id column as null."""
-    fields = [pa.field("id", id_type)]
-    if hashes:
-        fields.append(pa.field("text_hash", pa.string()))
-    if version:
-        fields.append(pa.field("embedding_version", pa.dictionary(pa.int32(), pa.string())))
-    return pa.schema([*fields, pa.field("vector", pa.list_(pa.float32(), dim))])
-
-
-def embedding_batch(ids, matrix: np.ndarray, text_hashes: list[str] | None = None,
-                    version: str | None = None, id_type: pa.DataType | None = None) -> pa.RecordBatch:
-    """One batch of `embedding_schema(id_type, ...)`; `id_type` defaults to what the ids are (never empty ids)."""
-    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    ids = pa.array(np.asarray(ids), type=id_type)
-    if pa.types.is_null(ids.type):
-        raise ValueError("embedding_batch: the id type is unknown for an empty batch; pass id_type")
-    schema = embedding_schema(ids.type, matrix.shape[1], text_hashes is not None, version is not None)
-    columns = [ids]
-    if text_hashes is not None:
-        columns.append(pa.array(text_hashes, pa.string()))
-    if version is not None:
-        columns.append(pa.array([version] * len(matrix), pa.string()).dictionary_encode())
-    columns.append(pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]))
-    return pa.RecordBatch.from_arrays(columns, schema=schema)

@@ -50,6 +50,11 @@ class Teacher(Protocol):
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float: ...
 
 
+class TeacherNotConfigured(RuntimeError):
+    """The configured teacher cannot serve this task (the simulation without a gold column); the message says
+    which setting to change."""
+
+
 class TeacherError(RuntimeError):
     """The teacher could not label the sample; the message says how much was answered and cached."""
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import tempfile
 import time
@@ -24,6 +23,8 @@ import pandas as pd
 from scalellm_dagster.core.report import TeacherSpend
 from scalellm_dagster.core.sampling import random_sample
 from scalellm_dagster.core.students import DEFAULT_CANDIDATES, fit_student, predict_with_confidence
+from scalellm_dagster.embedders.embedder_kinds import EMBEDDERS
+from scalellm_dagster.embedders.protocol import Embedder
 from scalellm_dagster.flow import (
     LabelledSample,
     MemoryCache,
@@ -36,10 +37,14 @@ from scalellm_dagster.flow import (
     select_student,
     train_student,
 )
-from scalellm_dagster.flow.cascade import CalibrationSample, calibrate
+from scalellm_dagster.flow.cascade_step import CalibrationSample, calibrate
 from scalellm_dagster.flow.suspects import SuspectReview, review_suspects
+from scalellm_dagster.resources.embedder import EmbedderResource
+from scalellm_dagster.resources.teacher import TeacherResource
+from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import SUSPECT_POLICIES, TaskSpec, parse_task
-from scalellm_dagster.teachers.simulated import SimulatedTeacher
+from scalellm_dagster.teachers.base import Teacher
+from scalellm_dagster.teachers.teacher_kinds import TEACHERS, teacher_kind
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resample-to", type=int,
                    help="grow the file to this many rows by drawing rows again (seeded), for timings at scale; each "
                         "copy's text gets a ' [k]' suffix so that no cache answers it from its original")
-    p.add_argument("--teacher", default="simulated", choices=["simulated", "openai", "local"],
+    p.add_argument("--teacher", default="simulated", choices=list(TEACHERS),
                    help="simulated: answers from the label column at --teacher-accuracy (not an LLM); openai: any "
                         "OpenAI-compatible endpoint (--base-url, --model, OPENAI_API_KEY); local: a GGUF model "
                         "in a worker process (llm extra; --local-model, default SmolLM2-135M-Instruct)")
@@ -82,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suspect-labels", default="keep", choices=SUSPECT_POLICIES,
                    help="teacher labels the students find implausible: keep, reask (one row per request; needs "
                         "--teacher-batch-size > 1 to be a different question) or drop from training")
-    p.add_argument("--embedder", default="static", choices=["static", "lsa", "minilm"],
+    p.add_argument("--embedder", default="static", choices=[k for k, kind in EMBEDDERS.items() if not kind.remote],
                    help="static: MiniLM distilled to static token vectors, shipped (default); lsa: TF-IDF + SVD "
                         "fitted on the data; minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
     p.add_argument("--dim", type=int, default=384, help="LSA's dimensions (the others have their model's)")
@@ -102,15 +107,13 @@ def run(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     embedder = _embedder(args)
-    texts = df["text"] if getattr(embedder, "reads_arrow", False) else df["text"].tolist()
-    X = embedder.fit_embed(texts, log=lambda m: print(m, flush=True))
+    X = embedder.fit_embed(df["text"], log=lambda m: print(m, flush=True))
     embed_seconds = time.perf_counter() - start
 
-    simulated = args.teacher == "simulated"
+    simulated = teacher_kind(args.teacher).simulated
     if simulated:
-        def teacher(latency_ms: float = args.teacher_latency_ms) -> SimulatedTeacher:
-            return SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, accuracy=args.teacher_accuracy,
-                                                latency_ms=latency_ms, seed=args.seed, bias=args.teacher_bias)
+        def teacher(latency_ms: float = args.teacher_latency_ms) -> Teacher:
+            return _teacher_options(args, latency_ms).build(task, df, X)
 
         keys = df["id"].astype(str).tolist()
         instant = teacher(0.0).label_batch(list(zip(keys, df["text"]))).answers  # what it would say, for free
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
     else:  # a real LLM's answers are known only where it was asked: the baseline's rows
         teacher = _real_teacher(args, task)
         teacher_says = np.full(len(df), None, dtype=object)
-    baseline = _baseline(args, df, teacher(), teacher_says, gold, is_eval)
+    baseline = _baseline(args, df, teacher(), teacher_says, gold, is_eval, simulated)
 
     # A real LLM's answers are shared across budgets (a larger random sample contains the smaller one), so each
     # run's teacher time is projected from the measured rate instead of re-paying for the same rows.
@@ -141,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
         "eval_rows": int(is_eval.sum()) if args.eval_split else "rows the teacher never saw, per run",
         "embedder": embedder.name,
         "embed_seconds": round(embed_seconds, 3),
-        "teacher": _teacher_summary(args, teacher_says, gold, simulated, shared),
+        "teacher": _teacher_summary(args, teacher_says, gold, simulated, shared, None if simulated else teacher()),
         "baseline": baseline,
         "runs": runs,
         **inference,
@@ -167,23 +170,13 @@ def bench_task(args, labels: list[str]) -> TaskSpec:
                        "suspect_labels": getattr(args, "suspect_labels", "keep")})
 
 
-def _embedder(args):
-    if args.embedder == "static":
-        from scalellm_dagster.embedders.static import StaticEmbedder
-
-        return StaticEmbedder()
-    if args.embedder == "minilm":
-        from scalellm_dagster.embedders.minilm import MiniLmEmbedder, MissingExtraError
-
-        embedder = MiniLmEmbedder()
-        try:
-            embedder.load()
-        except MissingExtraError as exc:
-            raise SystemExit(f"scalellm bench: --embedder minilm: {exc}") from None
-        return embedder
-    from scalellm_dagster.embedders.lsa import LsaEmbedder
-
-    return LsaEmbedder(dim=args.dim, seed=args.seed)
+def _embedder(args) -> Embedder:
+    """The embedder the code location would build for `SCALELLM_EMBEDDER=<--embedder>`."""
+    options = EmbedderResource(kind=args.embedder, dim=args.dim, seed=args.seed)
+    missing = options.spec.missing()
+    if missing:
+        raise SystemExit(f"scalellm bench: --embedder {args.embedder}: {missing}")
+    return options.build()
 
 
 def _load(args) -> pd.DataFrame:
@@ -222,7 +215,7 @@ def resample(df: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return out
 
 
-def _baseline(args, df, teacher, teacher_says, gold, is_eval) -> dict:
+def _baseline(args, df, teacher, teacher_says, gold, is_eval, simulated: bool) -> dict:
     """The same teacher asked about rows one row per request, at the same latency and concurrency, timed; the
     time for every row is extrapolated unless every row was asked. The rows are drawn (seeded) from those the
     flow's sample never sees (the eval split, when there is one), so a real teacher's answers there also measure
@@ -230,13 +223,13 @@ def _baseline(args, df, teacher, teacher_says, gold, is_eval) -> dict:
     measured = len(df) if args.baseline_sample <= 0 else min(args.baseline_sample, len(df))
     pool = np.flatnonzero(is_eval) if is_eval.any() else np.arange(len(df))
     picked = np.sort(np.random.default_rng(args.seed).choice(pool, min(measured, len(pool)), replace=False)) \
-        if args.teacher != "simulated" else np.arange(measured)  # the simulation keeps its historical rows
+        if not simulated else np.arange(measured)  # the simulation keeps its historical rows
     session = TeacherSession(teacher, MemoryCache(), df.set_index("id")["text"], batch_size=1,
                              concurrency=args.teacher_concurrency)
     start = time.perf_counter()
     answers = session.ask(df["id"].to_numpy()[picked])
     seconds = time.perf_counter() - start
-    if args.teacher != "simulated":
+    if not simulated:
         teacher_says[picked] = answers["teacher_label"].to_numpy()
     known = np.array([v is not None for v in teacher_says])
     scope = (is_eval if is_eval.any() else np.ones(len(df), bool)) & known
@@ -264,25 +257,28 @@ class SharedCache(MemoryCache):
         return self.seconds / max(self.rows, 1)
 
 
+def _teacher_options(args, latency_ms: float) -> TeacherResource:
+    """The teacher the code location would build for `SCALELLM_TEACHER=<--teacher>`, from the command's options;
+    the endpoint and key default to OPENAI_BASE_URL and OPENAI_API_KEY."""
+    settings = Settings.from_env()
+    return TeacherResource(
+        kind=args.teacher, model=args.model, base_url=args.base_url or settings.openai_base_url,
+        api_key=settings.openai_api_key, simulated_accuracy=args.teacher_accuracy, simulated_bias=args.teacher_bias,
+        simulated_latency_ms=latency_ms, seed=args.seed, local_model=args.local_model,
+        local_threads=args.local_threads)
+
+
 def _real_teacher(args, task: TaskSpec):
-    if args.teacher == "local":
-        from scalellm_dagster.teachers.local import LocalModelError, local_teacher
-
-        try:
-            model = local_teacher(task, args.local_model, args.local_threads)
-        except LocalModelError as exc:
-            raise SystemExit(f"scalellm bench: --teacher local: {exc}") from None
-        return lambda: model
-    from scalellm_dagster.resources.openai_client import make_client
-    from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
-
-    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
-    client = make_client(base_url, os.environ.get("OPENAI_API_KEY"), 60.0, 4)
-    model = OpenAIChatTeacher(task, client, args.model, endpoint=base_url or "https://api.openai.com/v1")
+    """One teacher for the whole bench (its cache of answers and, for `local`, its model process are shared)."""
+    options = _teacher_options(args, args.teacher_latency_ms)
+    missing = options.spec.missing(options)
+    if missing:
+        raise SystemExit(f"scalellm bench: --teacher {args.teacher}: {missing}")
+    model = options.build(task, None, None)
     return lambda: model
 
 
-def _teacher_summary(args, teacher_says, gold, simulated: bool, shared) -> dict:
+def _teacher_summary(args, teacher_says, gold, simulated: bool, shared, teacher: Teacher | None) -> dict:
     common = {"concurrency": args.teacher_concurrency, "rows_per_request": args.teacher_batch_size}
     if simulated:
         return {"name": "simulated", "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
@@ -290,7 +286,7 @@ def _teacher_summary(args, teacher_says, gold, simulated: bool, shared) -> dict:
                 "latency_ms": args.teacher_latency_ms, **common}
     known = np.array([v is not None for v in teacher_says])
     counts = pd.Series(teacher_says[known]).value_counts()
-    return {"name": f"{args.teacher}:{args.model if args.teacher == 'openai' else args.local_model or 'SmolLM2-135M'}",
+    return {"name": f"{teacher.provider}:{teacher.model}",
             "accuracy_vs_gold": round(float((teacher_says[known] == gold[known]).mean()), 4),
             "accuracy_measured_on_rows": int(known.sum()),
             "answer_share_by_label": {str(k): round(v / known.sum(), 3) for k, v in counts.items()},

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalellm_dagster.core.estimate import Estimate, PromptSizes
-from scalellm_dagster.core.estimate import estimate_vs_baseline as _estimate
+from scalellm_dagster.core.cost_estimate import Estimate, PromptSizes
+from scalellm_dagster.core.cost_estimate import estimate_vs_baseline as _estimate
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.prompts import system_prompt, user_prompt
 

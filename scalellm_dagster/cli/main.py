@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from scalellm_dagster.names import WAREHOUSE_TAGS
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scalellm", description=__doc__)
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="the largest size within this loss of agreement with the one-row answers is advised")
     bench = sub.add_parser("bench", help="benchmark the engine on your own labelled file against asking the "
                            "(simulated) teacher about every row; writes a JSON report")
-    from scalellm_dagster.bench import add_arguments
+    from scalellm_dagster.cli.bench import add_arguments
 
     add_arguments(bench)
     args = parser.parse_args(argv)
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "bench":
-        from scalellm_dagster.bench import run
+        from scalellm_dagster.cli.bench import run
 
         report = run(args)
         print(f"wrote {args.out}: {report['rows']:,} rows, baseline {report['baseline']['seconds']:,.1f}s "
@@ -71,19 +73,20 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
     from dagster import DagsterInstance
 
     from scalellm_dagster import definitions
-    from scalellm_dagster.automation import WAREHOUSE_TAGS
-    from scalellm_dagster.failures import failure_lines
+    from scalellm_dagster.cli.failures import failure_lines
     from scalellm_dagster.settings import Settings
+    from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
     settings = Settings.from_env()
+    simulated = teacher_kind(settings.teacher).simulated
     print(f"scalellm: corpus {settings.corpus}\n          tasks  {settings.tasks}\n"
           f"          warehouse {settings.duckdb_path}\n          embedder {settings.embedder}, "
-          f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if settings.teacher == 'simulated' else ''}"
-          + (f"\n          cluster {cluster}" if (cluster := _cluster_setting()) else ""))
+          f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if simulated else ''}"
+          + (f"\n          cluster {settings.cluster}" if settings.cluster else ""))
     start = time.perf_counter()
     instance = DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
-    from scalellm_dagster.workspace_run import execute_as_workspace_run
+    from scalellm_dagster.cli.workspace_run import execute_as_workspace_run
 
     result = execute_as_workspace_run(definitions.all_job_multiprocess if multiprocess else definitions.all_job,
                                       instance, run_config, tags=WAREHOUSE_TAGS)
@@ -94,7 +97,7 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
               "UI). Cause:" + "".join(f"\n  {line}" for line in causes or ["no step failed; see the log above"]),
               file=sys.stderr)
         return 1
-    from scalellm_dagster.summary import print_summary
+    from scalellm_dagster.cli.summary import print_summary
 
     print_summary(settings, f"run {run_id}", seconds)
     if causes:  # checks that failed without blocking anything
@@ -106,7 +109,7 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
 def estimate(budget: int | None) -> int:
     import dataclasses
 
-    from scalellm_dagster.definitions import build_resources
+    from scalellm_dagster.resources.from_settings import build_resources
     from scalellm_dagster.settings import Settings
     from scalellm_dagster.tasks_config import load_tasks
 
@@ -127,10 +130,10 @@ def estimate(budget: int | None) -> int:
 
 
 def probe_batch(args) -> int:
-    from scalellm_dagster.definitions import build_resources
+    from scalellm_dagster.cli.batch_probe import largest_within, probe_batch_sizes
+    from scalellm_dagster.resources.from_settings import build_resources
     from scalellm_dagster.settings import Settings
     from scalellm_dagster.tasks_config import TaskConfigError, load_tasks
-    from scalellm_dagster.teachers.batch_probe import largest_within, probe_batch_sizes
 
     settings = Settings.from_env()
     resources = build_resources(settings)
@@ -152,12 +155,3 @@ def probe_batch(args) -> int:
     print(f"\nlargest batch within {args.max_agreement_loss:.0%} agreement loss: {best} rows per request "
           f"(SCALELLM_TEACHER_BATCH_SIZE={best})")
     return 0
-
-
-def _cluster_setting() -> str:
-    return os.environ.get("SCALELLM_DASK_SCHEDULER") or os.environ.get("SCALELLM_DASK") or ""
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-

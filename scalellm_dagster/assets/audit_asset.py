@@ -16,10 +16,9 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown
+from scalellm_dagster.assets.task_io import reports_dir, simulation_vectors
+from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core import plots
-from scalellm_dagster.assets.shared import CORPUS_TABLE, EMBEDDINGS_TABLE
-from scalellm_dagster.assets.task_io import for_simulation, reports_dir, task_table
-from scalellm_dagster.assets.teaching import warehouse_session
 from scalellm_dagster.core.audit import (
     FAILURES_BEFORE_TOPUP,
     AuditVerdict,
@@ -28,27 +27,40 @@ from scalellm_dagster.core.audit import (
     failures_in_a_row,
     judge_audit,
 )
+from scalellm_dagster.names import (
+    AUDIT_ANSWERS,
+    AUDIT_EXPECTATION,
+    AUDIT_LOG,
+    AUDIT_SCOPE,
+    CORPUS,
+    DRIFT_AUDIT,
+    DRIFT_TOPUPS,
+    EMBEDDINGS,
+    MODEL_SELECTION_REPORT,
+    PREDICTIONS,
+    task_table,
+)
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
 
 def audited_ids(warehouse: Warehouse, task: TaskSpec) -> np.ndarray:
     """Rows an audit asked the teacher about: kept out of every sample, so they never train a student."""
-    table = task_table(task, "audit_answers")
+    table = task_table(task, AUDIT_ANSWERS)
     if not warehouse.table_exists(table):
         return np.array([])
     return warehouse.read_df(f"SELECT DISTINCT id FROM {table}")["id"].to_numpy()
 
 
 def granted_topups(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
-    table = task_table(task, "drift_topups")
+    table = task_table(task, DRIFT_TOPUPS)
     if not warehouse.table_exists(table):
         return pd.DataFrame({"id": [], "after_audit_run_id": []})
     return warehouse.read_df(f"SELECT id, after_audit_run_id FROM {table} ORDER BY granted_at, topup_rank")
 
 
 def audit_history(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
-    table = task_table(task, "audit_log")
+    table = task_table(task, AUDIT_LOG)
     if not warehouse.table_exists(table):
         return pd.DataFrame(columns=["audit_run_id", "audited_at", "passed"])
     return warehouse.read_df(f"SELECT * FROM {table} ORDER BY audited_at")
@@ -72,7 +84,7 @@ def due_topup(warehouse: Warehouse, task: TaskSpec, granted: pd.DataFrame) -> tu
     streak = failing_streak(audit_history(warehouse, task), granted)
     if len(streak) < FAILURES_BEFORE_TOPUP:
         return None
-    scope = warehouse.read_df(f"SELECT id FROM {task_table(task, 'audit_scope')} WHERE audit_run_id IN "
+    scope = warehouse.read_df(f"SELECT id FROM {task_table(task, AUDIT_SCOPE)} WHERE audit_run_id IN "
                               f"(SELECT unnest(?::VARCHAR[]))", [streak["audit_run_id"].tolist()])
     return scope["id"].to_numpy(), str(streak["audit_run_id"].iloc[-1])
 
@@ -91,7 +103,7 @@ def grant_topup(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, ru
     new = drift_topup(pool, exclude, task.drift_topup, task.seed)
     log(f"drift top-up: {FAILURES_BEFORE_TOPUP}+ failed audits in a row (last: run {after[:8]}); adding {len(new):,} "
         f"rows from their new rows to the sample")
-    table = task_table(task, "drift_topups")
+    table = task_table(task, DRIFT_TOPUPS)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     statements = [
         (f'CREATE SCHEMA IF NOT EXISTS "{task.name}"', []),
@@ -108,12 +120,12 @@ def _id_type(ids: np.ndarray) -> str:
     return "BIGINT" if np.issubdtype(np.asarray(ids).dtype, np.integer) else "VARCHAR"
 
 
-def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, common: dict,
-                      teacher_kinds: set[str]) -> AssetsDefinition:
+def drift_audit_asset(task: TaskSpec, branch: dict, predictions: AssetsDefinition,
+                      kinds: set[str]) -> AssetsDefinition:
     @asset(
-        name="drift_audit",
-        deps=[predictions_asset],
-        kinds=teacher_kinds,
+        name=DRIFT_AUDIT,
+        deps=[predictions],
+        kinds=kinds,
         tags={"task": task.name, "layer": "audit"},
         description=(
             f"Each refresh's new rows audited: {task.audit_rows} of those the student labelled, asked of the "
@@ -121,63 +133,78 @@ def build_audit_asset(task: TaskSpec, predictions_asset: AssetsDefinition, commo
             "the report's estimate. Two failed audits in a row call for a drift top-up of "
             f"{task.drift_topup:,} sample rows from the failing refreshes (drift_topup_sensor reruns the task)."
         ),
-        **common,
+        **branch,
     )
     def drift_audit(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         if task.audit_rows == 0:
             return MaterializeResult(metadata={"audit": "off (audit_rows: 0)"})
-        predictions, scope = task_table(task, "predictions"), task_table(task, "audit_scope")
-        new = warehouse.read_df(f"SELECT p.id, p.label, p.source, e.text_hash FROM {predictions} p "
-                                f"JOIN {EMBEDDINGS_TABLE} e USING (id){_unaudited(warehouse, scope)}")
-        history = audit_history(warehouse, task)
-        topups = granted_topups(warehouse, task)
-        estimate, population = _estimate(warehouse, task)
-        run_id = context.run.run_id
-        if not len(new):
-            context.log.info("no rows new since the last audit: nothing to audit")
-            return MaterializeResult(metadata={**_metadata(task, history, topups, None, 0, estimate, run_id, None),
-                                               "estimate_population": population})
-        student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
-        picked = draw_audit(student_rows, task.audit_rows, task.seed)
-        context.log.info(f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
-                         f"student); asking the teacher about {len(picked):,} of them")
-        answers = pd.DataFrame({"id": picked[:0], "teacher_label": pd.Series([], dtype=object)})
-        if len(picked):
-            corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS_TABLE}")
-            session = warehouse_session(task, teacher, warehouse, corpus_df,
-                                        for_simulation(warehouse, teacher, None), run_id, context.log.info)
-            answers = session.ask(picked)[["id", "teacher_label", "valid"]]
-            # an invalid answer counts as a disagreement: dropping it would shrink the audit without a trace
-            answers.loc[~answers["valid"], "teacher_label"] = None
-        deployed = new.set_index("id")["label"]
-        answers = answers.assign(deployed_label=deployed.loc[answers["id"]].to_numpy())
-        answers["agrees"] = (answers["teacher_label"] == answers["deployed_label"]).fillna(False).astype(bool)
-        invalid = int((~answers["valid"].astype(bool)).sum()) if len(answers) else 0
-        answers = answers.drop(columns="valid")
-        model = _chosen(warehouse, task)
-        verdict = judge_audit(answers["agrees"].to_numpy(), estimate, _poolable(history, topups, model, estimate),
-                              task.audit_pool_rows)
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        log_row = pd.DataFrame([{
-            "audit_run_id": run_id, "audited_at": now, "corpus_rows": warehouse.row_count(CORPUS_TABLE),
-            "new_rows": len(new), "student_rows": len(student_rows), "audited": verdict.audited,
-            "agreed": verdict.agreed, "agreement": verdict.agreement, "ci_low": verdict.ci_low,
-            "ci_high": verdict.ci_high, "estimate": estimate, "passed": verdict.passed,
-            "model": model}])
-        log_row["passed"] = log_row["passed"].astype("boolean")
-        warehouse.append_tables({
-            task_table(task, "audit_log"): log_row,
-            task_table(task, "audit_answers"): answers.assign(audit_run_id=run_id),
-            scope: pd.DataFrame({"id": new["id"], "text_hash": new["text_hash"], "audit_run_id": run_id}),
-        })
-        history = pd.concat([history, log_row], ignore_index=True) if len(history) else log_row
-        if not verdict.audited:
-            context.log.info("not audited: none of the new rows was labelled by the student")
-        return MaterializeResult(metadata={**_metadata(task, history, topups, verdict, len(new), estimate, run_id,
-                                                       answers, reports_dir(warehouse)),
-                                           "estimate_population": population, "audit_invalid_answers": invalid})
+        return materialize_audit(context, task, warehouse, teacher)
 
     return drift_audit
+
+
+def materialize_audit(context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse,
+                      teacher: TeacherResource) -> MaterializeResult:
+    predictions, scope = task_table(task, PREDICTIONS), task_table(task, AUDIT_SCOPE)
+    new = warehouse.read_df(f"SELECT p.id, p.label, p.source, e.text_hash FROM {predictions} p "
+                            f"JOIN {EMBEDDINGS} e USING (id){_unaudited(warehouse, scope)}")
+    history, topups = audit_history(warehouse, task), granted_topups(warehouse, task)
+    estimate, population = _estimate(warehouse, task)
+    run_id = context.run.run_id
+    if not len(new):
+        context.log.info("no rows new since the last audit: nothing to audit")
+        return MaterializeResult(metadata={**_metadata(task, history, topups, None, 0, estimate, run_id, None),
+                                           "estimate_population": population})
+    student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
+    picked = draw_audit(student_rows, task.audit_rows, task.seed)
+    context.log.info(f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
+                     f"student); asking the teacher about {len(picked):,} of them")
+    answers, invalid = _audit_answers(context, task, warehouse, teacher, picked, new.set_index("id")["label"])
+    model = _chosen(warehouse, task)
+    verdict = judge_audit(answers["agrees"].to_numpy(), estimate, _poolable(history, topups, model, estimate),
+                          task.audit_pool_rows)
+    log_row = _log_row(warehouse, run_id, new, student_rows, verdict, estimate, model)
+    warehouse.append_tables({
+        task_table(task, AUDIT_LOG): log_row,
+        task_table(task, AUDIT_ANSWERS): answers.assign(audit_run_id=run_id),
+        scope: pd.DataFrame({"id": new["id"], "text_hash": new["text_hash"], "audit_run_id": run_id}),
+    })
+    history = pd.concat([history, log_row], ignore_index=True) if len(history) else log_row
+    if not verdict.audited:
+        context.log.info("not audited: none of the new rows was labelled by the student")
+    return MaterializeResult(metadata={**_metadata(task, history, topups, verdict, len(new), estimate, run_id,
+                                                   answers, reports_dir(warehouse)),
+                                       "estimate_population": population, "audit_invalid_answers": invalid})
+
+
+def _audit_answers(context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource,
+                   picked: np.ndarray, deployed: pd.Series) -> tuple[pd.DataFrame, int]:
+    """(the teacher's answer, the deployed label and whether they agree, per audited row; invalid answers)."""
+    answers = pd.DataFrame({"id": picked[:0], "teacher_label": pd.Series([], dtype=object)})
+    if len(picked):
+        corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS}")
+        session = warehouse_session(task, teacher, warehouse, corpus_df,
+                                    simulation_vectors(warehouse, teacher, None), context.run.run_id,
+                                    context.log.info)
+        answers = session.ask(picked)[["id", "teacher_label", "valid"]]
+        # an invalid answer counts as a disagreement: dropping it would shrink the audit without a trace
+        answers.loc[~answers["valid"], "teacher_label"] = None
+    answers = answers.assign(deployed_label=deployed.loc[answers["id"]].to_numpy())
+    answers["agrees"] = (answers["teacher_label"] == answers["deployed_label"]).fillna(False).astype(bool)
+    invalid = int((~answers["valid"].astype(bool)).sum()) if len(answers) else 0
+    return answers.drop(columns="valid"), invalid
+
+
+def _log_row(warehouse: Warehouse, run_id: str, new: pd.DataFrame, student_rows: np.ndarray,
+             verdict: AuditVerdict, estimate: float, model: str) -> pd.DataFrame:
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    log_row = pd.DataFrame([{
+        "audit_run_id": run_id, "audited_at": now, "corpus_rows": warehouse.row_count(CORPUS),
+        "new_rows": len(new), "student_rows": len(student_rows), "audited": verdict.audited,
+        "agreed": verdict.agreed, "agreement": verdict.agreement, "ci_low": verdict.ci_low,
+        "ci_high": verdict.ci_high, "estimate": estimate, "passed": verdict.passed, "model": model}])
+    log_row["passed"] = log_row["passed"].astype("boolean")
+    return log_row
 
 
 def _poolable(history: pd.DataFrame, topups: pd.DataFrame, model: str, estimate: float) -> list[tuple]:
@@ -212,16 +239,16 @@ def _estimate(warehouse: Warehouse, task: TaskSpec) -> tuple[float, str]:
     """(the agreement the audited population should show, that population): what `predictions` kept for it (the
     student-labelled rows; with a cascade, the most confident share), or for warehouses written before it kept one,
     the report's estimate (the chosen student's cross-validated agreement over every row)."""
-    kept = task_table(task, "audit_expectation")
+    kept = task_table(task, AUDIT_EXPECTATION)
     if warehouse.table_exists(kept):
         row = warehouse.read_df(f"SELECT estimate, population FROM {kept}").iloc[0]
         return float(row["estimate"]), str(row["population"])
-    return float(warehouse.read_df(f"SELECT cv_accuracy FROM {task_table(task, 'model_selection_report')} "
+    return float(warehouse.read_df(f"SELECT cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} "
                                    "WHERE chosen")["cv_accuracy"].iloc[0]), "every row (the report's estimate)"
 
 
 def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
-    return str(warehouse.read_df(f"SELECT any_value(model) AS m FROM {task_table(task, 'predictions')}")["m"].iloc[0])
+    return str(warehouse.read_df(f"SELECT any_value(model) AS m FROM {task_table(task, PREDICTIONS)}")["m"].iloc[0])
 
 
 def _pooled_metadata(verdict: AuditVerdict | None) -> dict:

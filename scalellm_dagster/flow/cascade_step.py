@@ -10,8 +10,8 @@ import numpy as np
 
 from scalellm_dagster.core.cascade import Calibrator, CascadePlan, GuaranteedPlan, plan_cascade, plan_guaranteed_cascade
 from scalellm_dagster.core.students import held_out_agreement
+from scalellm_dagster.flow.session import TeacherSession
 from scalellm_dagster.flow.suspects import flag_suspects
-from scalellm_dagster.flow.teaching import TeacherSession
 from scalellm_dagster.tasks_config import TaskSpec
 
 

@@ -1,6 +1,6 @@
 """A dry-run estimate of what the teacher will cost, before any request: ours vs asking about every row.
 
-Plain arithmetic over prompt sizes: the caller measures its own prompts (`teachers.estimate` does for the
+Plain arithmetic over prompt sizes: the caller measures its own prompts (`teachers.prompt_cost` does for the
 project's prompt), so this floor depends on nothing above it.
 """
 

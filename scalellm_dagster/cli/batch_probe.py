@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from scalellm_dagster.flow.teaching import MemoryCache
+from scalellm_dagster.flow.session import MemoryCache
 from scalellm_dagster.teachers.runner import label_with_cache
 
 

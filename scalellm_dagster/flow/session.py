@@ -47,7 +47,7 @@ class TeacherSession:
                  log: Callable[[str], None] = lambda _msg: None, store_window: float = 1.0):
         """`store_window`: seconds answers may wait before `cache.store` (0: each request's, before the next). A
         cache with a `journal` (the warehouse's) gets each request's answers there first, durably, at once."""
-        self.model, self.cache, self.texts, self.log = teacher, cache, texts, log
+        self.teacher, self.cache, self.texts, self.log = teacher, cache, texts, log
         self.store_window = store_window
         self.batch_size, self.concurrency = batch_size, concurrency
         self.stats = LabelingStats()
@@ -55,12 +55,12 @@ class TeacherSession:
 
     @property
     def name(self) -> str:
-        return f"{self.model.provider}:{self.model.model}"
+        return f"{self.teacher.provider}:{self.teacher.model}"
 
     def ask(self, ids) -> pd.DataFrame:
         """id, teacher_label, raw_answer, valid, from_cache for `ids`, in their order."""
         rows = self.texts.loc[np.asarray(ids)].rename("text").rename_axis("id").reset_index()
-        out, stats = label_with_cache(self.model, rows, lookup=self.cache.lookup, store=self.cache.store,
+        out, stats = label_with_cache(self.teacher, rows, lookup=self.cache.lookup, store=self.cache.store,
                                       batch_size=self.batch_size, concurrency=self.concurrency, log=self.log,
                                       flush_seconds=self.store_window,
                                       flush_rows=1 if self.store_window <= 0 else 200,

@@ -1,0 +1,113 @@
+"""A task's `labeled_sample` asset: the rows chosen for the teacher and its answers (flow steps 1 and 1b)."""
+
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
+
+from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.audit_asset import audited_ids, grant_topup
+from scalellm_dagster.assets.teacher_session import warehouse_session
+from scalellm_dagster.core.corpus import check_gold_column
+from scalellm_dagster.flow import LabelledSample, TeacherSession, initial_sample_ids, label_sample
+from scalellm_dagster.flow.suspects import review_suspects
+from scalellm_dagster.names import CORPUS, EMBEDDINGS, LABELED_SAMPLE, task_table
+from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.tasks_config import TaskSpec
+from scalellm_dagster.teachers.teacher_kinds import teacher_kind
+
+
+def labeled_sample_asset(task: TaskSpec, branch: dict, upstream: AssetsDefinition, teacher: str) -> AssetsDefinition:
+    @asset(
+        name=LABELED_SAMPLE,
+        deps=[upstream],
+        kinds={"duckdb", teacher_kind(teacher).badge},  # what really answers: a simulation wears no OpenAI badge
+        tags={"task": task.name, "layer": "teacher", "teacher": teacher},
+        description=(
+            f"Rows chosen for the teacher ({task.sampling} sampling, budget {task.budget:,}) and the teacher's "
+            f"label for each, raw answer kept. Task: {task.description or task.instruction}"
+        ),
+        **branch,
+    )
+    def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
+        return materialize_labeled_sample(_Run(context, task, warehouse, teacher))
+
+    return labeled_sample
+
+
+@dataclass
+class _Run:
+    """What the steps of one materialization share."""
+
+    context: AssetExecutionContext
+    task: TaskSpec
+    warehouse: Warehouse
+    teacher: TeacherResource
+    corpus: pd.DataFrame | None = None
+    vectors: object = None  # what the simulated teacher reads (`task_io.simulation_vectors`)
+
+    def session(self, one_row_reask: bool = False) -> TeacherSession:
+        return warehouse_session(self.task, self.teacher, self.warehouse, self.corpus, self.vectors,
+                                 self.context.run.run_id, self.context.log.info, one_row_reask=one_row_reask)
+
+
+def materialize_labeled_sample(run: _Run) -> MaterializeResult:
+    task, warehouse = run.task, run.warehouse
+    run.corpus, corpus_read = warehouse.read_df_with_snapshot(f"SELECT * FROM {CORPUS}", CORPUS)
+    if task.gold_column:  # before any teacher request; the other tasks go on
+        check_gold_column(run.corpus, task.name, task.gold_column, task.label_names)
+    ids = run.corpus["id"].to_numpy()
+    budget, budget_note = task_io.effective_budget(warehouse, task)
+    # clustering and the student's uncertainty need every vector at once
+    matrix = None if task.sampling == "random" else warehouse.read_embeddings(EMBEDDINGS, ids=ids)[1]
+    run.vectors = task_io.simulation_vectors(warehouse, run.teacher, matrix)
+    session = run.session()
+    # rows an audit asked about never train a student: they are not sampled
+    in_pool = ~np.isin(ids, audited_ids(warehouse, task))
+    pool, pool_matrix = ids[in_pool], None if matrix is None else matrix[in_pool]
+    first = initial_sample_ids(pool, pool_matrix, task, budget)
+    first_texts = run.corpus.set_index("id").loc[first, "text"].tolist()
+    estimate = run.teacher.estimate(task, first_texts, len(run.corpus))
+    run.context.log.info(f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
+                         "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False))
+    labelled = label_sample(pool, pool_matrix, task, budget, session, first=first, log=run.context.log.info)
+    labelled, drift_rows, topup_log, topup_note = _with_drift_topup(run, session, labelled)
+    sample, review = _reviewed_sample(run, session, labelled, drift_rows)
+    table = task_table(task, LABELED_SAMPLE)
+    written = warehouse.write_table(table, sample, same_transaction=(
+        task_io.keep_estimate_basis(task, run.teacher, first_texts) + topup_log
+        + warehouse.snapshot_statements(table, run.context.run.run_id, corpus_read and corpus_read.run_id)))
+    return MaterializeResult(metadata={
+        **task_metadata.sample_metadata(task, sample, written, session, run.teacher.spec.simulated, budget,
+                                        budget_note, estimate),
+        **task_metadata.suspect_metadata(review, sample), "drift_topup": topup_note,
+        "drift_topup_rows_in_sample": len(drift_rows)})
+
+
+def _with_drift_topup(run: _Run, session: TeacherSession, labelled: LabelledSample):
+    """The sample with the drift top-up rows failed audits called for (asked of the teacher now), those rows,
+    the statements that record the grant, and a note for the UI."""
+    drift_rows, topup_log, topup_note = grant_topup(run.warehouse, run.task, labelled.ids, run.context.run.run_id,
+                                                    run.context.log.info)
+    drift_rows = drift_rows[~np.isin(drift_rows, labelled.ids)]
+    if len(drift_rows):
+        session.ask(drift_rows)
+        every = np.concatenate([labelled.ids, drift_rows])
+        labelled = LabelledSample(every, session.answers_for(every))
+    return labelled, drift_rows, topup_log, topup_note
+
+
+def _reviewed_sample(run: _Run, session: TeacherSession, labelled: LabelledSample, drift_rows: np.ndarray):
+    """The sample table (texts, answers, the suspect review's verdicts, provenance) and the review."""
+    valid_ids = labelled.valid["id"].to_numpy()
+    review = review_suspects(
+        labelled.answers, run.warehouse.read_embeddings(EMBEDDINGS, ids=valid_ids)[1], run.task,
+        None if run.teacher.batch_size == 1 else lambda: run.session(one_row_reask=True), run.context.log.info)
+    sample = run.corpus.set_index("id").loc[labelled.ids, ["text"]].reset_index().merge(
+        review.answers, on="id", how="left", validate="one_to_one")
+    sample.insert(0, "sample_rank", np.arange(len(sample)))
+    sample = sample.assign(teacher=session.name, prompt_version=session.teacher.prompt_version,
+                           sampling=run.task.sampling, drift_topup=sample["id"].isin(drift_rows))
+    return sample, review

@@ -1,0 +1,47 @@
+"""The names the layers share: the warehouse's tables, the assets' keys, the job and the run tags. Read them from
+here; never type them. A task's tables live in a schema named after the task (`<task>.predictions`), and its
+assets under a key prefix of the same name (`<task>/predictions`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+CORPUS = "corpus"
+EMBEDDINGS = "embeddings"
+
+LABELED_SAMPLE = "labeled_sample"
+STUDENT_CANDIDATES = "student_candidates"
+MODEL_SELECTION_REPORT = "model_selection_report"
+PREDICTIONS = "predictions"
+DRIFT_AUDIT = "drift_audit"
+TASK_ASSETS = (LABELED_SAMPLE, STUDENT_CANDIDATES, MODEL_SELECTION_REPORT, PREDICTIONS)  # what a task rerun makes
+
+# Tables a task keeps beside its assets' tables.
+AUDIT_LOG = "audit_log"
+AUDIT_SCOPE = "audit_scope"
+ESTIMATE_BASIS = "estimate_basis"
+AUDIT_ANSWERS = "audit_answers"
+AUDIT_EXPECTATION = "audit_expectation"
+DRIFT_TOPUPS = "drift_topups"
+
+ALL_JOB = "scalellm_all"
+
+# Every run the sensors and the schedule request writes the warehouse: the instance's run queue limits runs with
+# this tag to one at a time (dagster.yaml written by `ensure_dagster_home`, and deploy/kubernetes/dagster.yaml).
+WAREHOUSE_TAGS = {"scalellm/writes": "warehouse"}
+
+
+def task_table(task, name: str) -> str:
+    """`<task>.<name>`; `task` is a TaskSpec or a task's name."""
+    return f"{getattr(task, 'name', task)}.{name}"
+
+
+def task_key(task, name: str) -> list[str]:
+    """The asset key path of a task's asset (`AssetKey(task_key(task, PREDICTIONS))`)."""
+    return [getattr(task, "name", task), name]
+
+
+def task_fingerprint(task) -> str:
+    """Changes whenever anything the teacher or the students see changes (labels, instruction, budget, ...): the
+    code version of the task's assets, which the task sensor compares."""
+    return hashlib.sha256(repr(task).encode()).hexdigest()[:12]
