@@ -63,23 +63,27 @@ def _materialized_fingerprint(instance, task_name: str) -> str | None:
 
 
 def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
-    corpus_path, tasks_path, interval = settings.corpus, settings.tasks, settings.sensor_interval_seconds
+    return [build(settings, tasks, all_job) for build in (corpus_folder_sensor, task_config_sensor,
+                                                           drift_topup_sensor)]
+
+
+def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
     refresh_keys = [AssetKey(CORPUS), AssetKey(EMBEDDINGS),
                     *[AssetKey(task_key(t, name)) for t in tasks for name in (PREDICTIONS, DRIFT_AUDIT)]]
 
-    @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=interval,
+    @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=settings.sensor_interval_seconds,
             default_status=DefaultSensorStatus.STOPPED,
             description="When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
             "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
             "A file counts as processed when the cursor or the latest corpus materialization has its size and "
             "mtime, so no file is processed twice, even one materialized before the sensor started.")
     def corpus_folder_sensor(context: SensorEvaluationContext):
-        folder = Path(corpus_path)
+        folder = Path(settings.corpus)
         if not folder.is_dir():
-            return SkipReason(f"SCALELLM_CORPUS={corpus_path} is a file, not a folder to watch")
+            return SkipReason(f"SCALELLM_CORPUS={settings.corpus} is a file, not a folder to watch")
         seen = json.loads(context.cursor) if context.cursor else {}
         materialized = _materialized_files(context.instance)
-        files = CorpusSource(path=corpus_path).file_stamps()
+        files = CorpusSource(path=settings.corpus).file_stamps()
         new = {name: stamp for name, stamp in files.items() if stamp not in (seen.get(name), materialized.get(name))}
         if not new:
             return SkipReason(f"no new or changed file among {len(files)} in {folder}")
@@ -90,14 +94,18 @@ def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
             cursor=json.dumps(files, sort_keys=True),
         )
 
-    @sensor(name="task_config_sensor", job=all_job, minimum_interval_seconds=interval,
+    return corpus_folder_sensor
+
+
+def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
+    @sensor(name="task_config_sensor", job=all_job, minimum_interval_seconds=settings.sensor_interval_seconds,
             default_status=DefaultSensorStatus.STOPPED,
             description="Reruns a task's four assets when its definition in the tasks file changes (after the code "
             "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "
             "changed prompt re-asks the teacher because the prompt version is part of every cache key.")
     def task_config_sensor(context: SensorEvaluationContext):
         try:
-            current = {t.name: task_fingerprint(t) for t in load_tasks(tasks_path)}
+            current = {t.name: task_fingerprint(t) for t in load_tasks(settings.tasks)}
         except TaskConfigError as exc:
             return SkipReason(f"tasks file does not load: {exc}")
         loaded = {t.name for t in tasks}
@@ -126,7 +134,11 @@ def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
         kept.update({name: seen[name] for name in pending if name in seen})
         return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))
 
-    @sensor(name="drift_topup_sensor", job=all_job, minimum_interval_seconds=interval,
+    return task_config_sensor
+
+
+def drift_topup_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
+    @sensor(name="drift_topup_sensor", job=all_job, minimum_interval_seconds=settings.sensor_interval_seconds,
             default_status=DefaultSensorStatus.STOPPED,
             description=f"When a task's drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row (their "
             "agreement with the teacher on new rows fell below the report's estimate by more than the audit's "
@@ -148,4 +160,4 @@ def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
             return SkipReason(f"no task has {FAILURES_BEFORE_TOPUP} failed drift audits in a row awaiting a top-up")
         return SensorResult(run_requests=requests)
 
-    return [corpus_folder_sensor, task_config_sensor, drift_topup_sensor]
+    return drift_topup_sensor

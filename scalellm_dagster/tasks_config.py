@@ -96,6 +96,110 @@ def load_tasks(path: str | Path) -> list[TaskSpec]:
     return tasks
 
 
+# What each field of a task accepts, declared (as scikit-learn declares `_parameter_constraints`): its default
+# and its bounds; the message for a value outside them names the field and says what was expected.
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Integer:
+    default: Any = _MISSING
+    minimum: int = 0
+
+    def read(self, value, key: str, where: str):
+        if value is None and self.default is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+            raise TaskConfigError(f"{where}: '{key}' must be an integer >= {self.minimum}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class _Number:
+    default: Any = _MISSING
+    minimum: float = 0.0
+    maximum: float = float("inf")
+    exclusive_minimum: bool = False
+    expected: str = ""  # the message's words for the range, when plainer than the bounds
+
+    def read(self, value, key: str, where: str):
+        if value is None and self.default is None:
+            return None
+        low_ok = isinstance(value, int | float) and (value > self.minimum if self.exclusive_minimum
+                                                      else value >= self.minimum)
+        if isinstance(value, bool) or not low_ok or not value <= self.maximum or value == float("inf"):
+            raise TaskConfigError(f"{where}: '{key}' must be {self.expected or f'a number >= {self.minimum:g}'}, "
+                                  f"got {value!r}")
+        return float(value)
+
+
+@dataclass(frozen=True)
+class _Flag:
+    default: bool = False
+
+    def read(self, value, key: str, where: str):
+        if not isinstance(value, bool):
+            raise TaskConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class _Choice:
+    options: tuple[str, ...]
+    default: str
+    says: str = ""  # what the field decides, for the message
+
+    def read(self, value, key: str, where: str):
+        value = value.replace("_", "-") if key == "sampling" and isinstance(value, str) else value
+        if value not in self.options:
+            raise TaskConfigError(f"{where}: '{key}' {self.says + ': one of' if self.says else 'must be one of'} "
+                                  f"{list(self.options)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class _Text:
+    default: Any = ""
+    expected: str = "a string"
+
+    def read(self, value, key: str, where: str):
+        if value is None and self.default is None:
+            return None
+        if not isinstance(value, str) or (self.default is None and not value):
+            raise TaskConfigError(f"{where}: '{key}' must be {self.expected}, got {value!r}")
+        return value.strip() if key == "description" else value
+
+
+_FRACTION = "a number in (0, 1]"
+FIELDS = {
+    "budget": _Integer(minimum=10),
+    "gold_column": _Text(None, "a column name of the corpus"),
+    "description": _Text(""),
+    "sampling": _Choice(SAMPLING_STRATEGIES, "random"),
+    "seed": _Integer(0),
+    "cv_folds": _Integer(5, minimum=2),
+    "prune_candidates": _Flag(True),
+    "selection": _Choice(SELECTION_CRITERIA, "accuracy"),
+    "min_rows_per_second": _Number(0.0),
+    "inference_seconds_per_point": _Number(10.0),
+    "accuracy_floor": _Number(0.5, maximum=1.0, expected="a number in [0, 1]"),
+    "accuracy_floor_is_hard": _Flag(False),
+    "uncertainty_rounds": _Integer(4, minimum=1),
+    "target_accuracy": _Number(None, maximum=1.0, exclusive_minimum=True, expected=_FRACTION),
+    "max_teacher_cost_usd": _Number(None, exclusive_minimum=True, expected="a positive number"),
+    "follow_budget_advice": _Flag(False),
+    "max_budget": _Integer(None),  # at least the budget: `_check_together`
+    "cascade_budget": _Integer(0),
+    "cascade_target_agreement": _Number(0.95, maximum=1.0, exclusive_minimum=True, expected=_FRACTION),
+    "cascade_delta": _Number(None, maximum=1.0, exclusive_minimum=True, expected=_FRACTION),
+    "suspect_labels": _Choice(SUSPECT_POLICIES, "keep",
+                              "says what to do with teacher labels the students find implausible"),
+    "audit_rows": _Integer(30),
+    "audit_pool_rows": _Integer(300),
+    "drift_topup_rows": _Integer(None, minimum=1),
+}
+
+
 def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     if not isinstance(entry, dict):
         raise TaskConfigError(f"{where}: expected a mapping with name, instruction, labels and budget")
@@ -103,53 +207,78 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     unknown = sorted(set(entry) - known)
     if unknown:
         raise TaskConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+    name = _parse_name(entry.get("name"), where)
+    where = f"{where} ({name})"
+    instruction = entry.get("instruction")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise TaskConfigError(f"{where}: 'instruction' must be a non-empty string telling the teacher what to decide")
+    labels = _parse_labels(entry.get("labels"), where)
+    values = {key: rule.read(_given(entry, key, rule), key, where) for key, rule in FIELDS.items()}
+    values.update(name=name, instruction=instruction.strip(), labels=labels,
+                  candidates=_parse_candidates(entry, where), few_shot=_parse_few_shot(entry, labels, where),
+                  sample_sizes=_parse_sample_sizes(entry, values["budget"], where))
+    _check_together(values, where)
+    return TaskSpec(**values)
 
-    name = entry.get("name")
+
+def _given(entry: dict, key: str, rule) -> Any:
+    """The field's value; absent or null means the default (None for a field that has none, so the rule says it
+    is required)."""
+    value = entry.get(key)
+    if value is None:
+        return None if rule.default is _MISSING else rule.default
+    return value
+
+
+def _check_together(values: dict, where: str) -> None:
+    """The rules that tie one field to another."""
+    if values["follow_budget_advice"] and values["target_accuracy"] is None \
+            and values["max_teacher_cost_usd"] is None:
+        raise TaskConfigError(f"{where}: 'follow_budget_advice' needs 'target_accuracy' or 'max_teacher_cost_usd'")
+    if values["max_budget"] is not None and values["max_budget"] < values["budget"]:
+        raise TaskConfigError(f"{where}: 'max_budget' must be an integer >= {values['budget']}, "
+                              f"got {values['max_budget']!r}")
+    delta = values["cascade_delta"]
+    if delta is not None and delta >= 0.5:
+        raise TaskConfigError(f"{where}: 'cascade_delta' is the probability that the cascade misses its target: a "
+                              f"number in (0, 0.5), e.g. 0.05, got {delta!r}")
+    if delta is not None and values["sampling"] != "random":
+        # The bound reads the rows outside the sample off the sample's held-out pairs: only a random draw is like them.
+        raise TaskConfigError(f"{where}: 'cascade_delta' certifies agreement only on a random sample, and 'sampling' "
+                              f"is {values['sampling']!r}: its rows are chosen by the embeddings or the student's "
+                              "doubt, so they are not like the other rows and the statement would not hold. Use "
+                              "sampling: random, or leave cascade_delta unset (the cascade then plans on expected "
+                              "agreement, with no guarantee)")
+
+
+def _parse_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name) or name in _RESERVED_NAMES:
         raise TaskConfigError(
             f"{where}: 'name' must be lower-case letters, digits and underscores, starting with a letter "
             f"(it becomes a DuckDB schema and a Dagster asset prefix), and not one of {sorted(_RESERVED_NAMES)}; "
             f"got {name!r}"
         )
-    where = f"{where} ({name})"
+    return name
 
-    instruction = entry.get("instruction")
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise TaskConfigError(f"{where}: 'instruction' must be a non-empty string telling the teacher what to decide")
 
-    labels = _parse_labels(entry.get("labels"), where)
-    budget = _int_field(entry, "budget", where, minimum=10)
-
-    gold = entry.get("gold_column")
-    if gold is not None and (not isinstance(gold, str) or not gold):
-        raise TaskConfigError(f"{where}: 'gold_column' must be a column name of the corpus, got {gold!r}")
-
-    sampling = str(entry.get("sampling", "random")).replace("_", "-")
-    if sampling not in SAMPLING_STRATEGIES:
-        raise TaskConfigError(f"{where}: 'sampling' must be one of {list(SAMPLING_STRATEGIES)}, got {sampling!r}")
-    suspect_labels = entry.get("suspect_labels", "keep")
-    if suspect_labels not in SUSPECT_POLICIES:
-        raise TaskConfigError(f"{where}: 'suspect_labels' says what to do with teacher labels the students find "
-                              f"implausible: one of {list(SUSPECT_POLICIES)}, got {suspect_labels!r}")
-    selection = entry.get("selection", "accuracy")
-    if selection not in SELECTION_CRITERIA:
-        raise TaskConfigError(f"{where}: 'selection' must be one of {list(SELECTION_CRITERIA)}, got {selection!r}")
-
+def _parse_candidates(entry: dict, where: str) -> tuple[str, ...]:
     candidates = tuple(entry.get("candidates", DEFAULT_CANDIDATES))
     bad = [c for c in candidates if c not in KNOWN_CANDIDATES]
     if bad or not candidates:
         raise TaskConfigError(
             f"{where}: 'candidates' has unknown student(s) {bad}; choose from {sorted(KNOWN_CANDIDATES)}"
         )
+    return candidates
 
+
+def _parse_sample_sizes(entry: dict, budget: int, where: str) -> tuple[int, ...]:
     sizes = entry.get("sample_sizes", [])
     if not isinstance(sizes, list) or not all(isinstance(s, int) and 2 <= s <= budget for s in sizes):
         raise TaskConfigError(f"{where}: 'sample_sizes' must be a list of integers between 2 and budget ({budget})")
+    return tuple(sorted(set(sizes)))
 
-    floor = entry.get("accuracy_floor", 0.5)
-    if not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0:
-        raise TaskConfigError(f"{where}: 'accuracy_floor' must be a number in [0, 1], got {floor!r}")
 
+def _parse_few_shot(entry: dict, labels: dict[str, str], where: str) -> tuple[FewShotExample, ...]:
     few_shot = []
     for i, ex in enumerate(entry.get("few_shot", []) or []):
         if not isinstance(ex, dict) or not isinstance(ex.get("text"), str) or ex.get("label") not in labels:
@@ -157,82 +286,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
                 f"{where}: few_shot[{i}] must be a mapping with 'text' and a 'label' from the task's labels"
             )
         few_shot.append(FewShotExample(text=ex["text"], label=ex["label"]))
-
-    target = _optional_fraction(entry, "target_accuracy", where)
-    max_cost = entry.get("max_teacher_cost_usd")
-    if max_cost is not None and (not isinstance(max_cost, (int, float)) or max_cost <= 0):
-        raise TaskConfigError(f"{where}: 'max_teacher_cost_usd' must be a positive number, got {max_cost!r}")
-    follow = bool(entry.get("follow_budget_advice", False))
-    if follow and target is None and max_cost is None:
-        raise TaskConfigError(f"{where}: 'follow_budget_advice' needs 'target_accuracy' or 'max_teacher_cost_usd'")
-    max_budget = entry.get("max_budget")
-    if max_budget is not None:
-        max_budget = _int_field(entry, "max_budget", where, minimum=budget)
-
-    return TaskSpec(
-        name=name,
-        instruction=instruction.strip(),
-        labels=labels,
-        budget=budget,
-        gold_column=gold,
-        description=str(entry.get("description", "")).strip(),
-        sampling=sampling,
-        seed=_int_field(entry, "seed", where, default=0, minimum=0),
-        sample_sizes=tuple(sorted(set(sizes))),
-        cv_folds=_int_field(entry, "cv_folds", where, default=5, minimum=2),
-        prune_candidates=_bool_field(entry, "prune_candidates", where, default=True),
-        candidates=candidates,
-        selection=selection,
-        min_rows_per_second=float(entry.get("min_rows_per_second", 0.0)),
-        inference_seconds_per_point=_number_field(entry, "inference_seconds_per_point", where, default=10.0),
-        accuracy_floor=float(floor),
-        accuracy_floor_is_hard=bool(entry.get("accuracy_floor_is_hard", False)),
-        few_shot=tuple(few_shot),
-        uncertainty_rounds=_int_field(entry, "uncertainty_rounds", where, default=4, minimum=1),
-        target_accuracy=target,
-        max_teacher_cost_usd=float(max_cost) if max_cost is not None else None,
-        follow_budget_advice=follow,
-        max_budget=max_budget,
-        cascade_budget=_int_field(entry, "cascade_budget", where, default=0, minimum=0),
-        cascade_target_agreement=_optional_fraction(entry, "cascade_target_agreement", where) or 0.95,
-        cascade_delta=_cascade_delta(entry, where, sampling),
-        suspect_labels=suspect_labels,
-        audit_rows=_int_field(entry, "audit_rows", where, default=30, minimum=0),
-        audit_pool_rows=_int_field(entry, "audit_pool_rows", where, default=300, minimum=0),
-        drift_topup_rows=None if entry.get("drift_topup_rows") is None
-        else _int_field(entry, "drift_topup_rows", where, minimum=1),
-    )
-
-
-def _cascade_delta(entry: dict, where: str, sampling: str) -> float | None:
-    value = _optional_fraction(entry, "cascade_delta", where)
-    if value is not None and value >= 0.5:
-        raise TaskConfigError(f"{where}: 'cascade_delta' is the probability that the cascade misses its target: a "
-                              f"number in (0, 0.5), e.g. 0.05, got {value!r}")
-    if value is not None and sampling != "random":
-        # The bound reads the rows outside the sample off the sample's held-out pairs: only a random draw is like them.
-        raise TaskConfigError(f"{where}: 'cascade_delta' certifies agreement only on a random sample, and 'sampling' "
-                              f"is {sampling!r}: its rows are chosen by the embeddings or the student's doubt, so "
-                              "they are not like the other rows and the statement would not hold. Use sampling: "
-                              "random, or leave cascade_delta unset (the cascade then plans on expected agreement, "
-                              "with no guarantee)")
-    return value
-
-
-def _bool_field(entry: dict, key: str, where: str, default: bool) -> bool:
-    value = entry.get(key, default)
-    if not isinstance(value, bool):
-        raise TaskConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
-    return value
-
-
-def _optional_fraction(entry: dict, key: str, where: str) -> float | None:
-    value = entry.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise TaskConfigError(f"{where}: '{key}' must be a number in (0, 1], got {value!r}")
-    return float(value)
+    return tuple(few_shot)
 
 
 def _parse_labels(raw: Any, where: str) -> dict[str, str]:
@@ -253,17 +307,3 @@ def _parse_labels(raw: Any, where: str) -> dict[str, str]:
             raise TaskConfigError(f"{where}: every label must be a non-empty string, got {label!r}")
         labels[label] = str(desc).strip() if desc else label.replace("_", " ").strip()
     return labels
-
-
-def _number_field(entry: dict, key: str, where: str, default: float, minimum: float = 0.0) -> float:
-    value = entry.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value < float("inf"):
-        raise TaskConfigError(f"{where}: '{key}' must be a number >= {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def _int_field(entry: dict, key: str, where: str, default: int | None = None, minimum: int = 0) -> int:
-    value = entry.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise TaskConfigError(f"{where}: '{key}' must be an integer >= {minimum}, got {value!r}")
-    return value

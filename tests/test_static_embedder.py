@@ -51,7 +51,7 @@ def test_word_by_word_pooling_gives_model2vecs_vectors():
 def test_duckdb_hashes_texts_as_python_does():
     import duckdb
 
-    from scalellm_dagster.teachers.runner import TEXT_HASH_SQL, text_hash
+    from scalellm_dagster.core.text_hash import TEXT_HASH_SQL, text_hash
 
     texts = [t for t in ODD_TEXTS if "\x00" not in t]
     got = duckdb.connect().execute(f"SELECT {TEXT_HASH_SQL.format(column='t')} FROM unnest(?) AS u(t)",

@@ -6,6 +6,7 @@ import pickle
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
@@ -16,12 +17,12 @@ from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
 from scalellm_dagster.cluster.parts import embed_part, embed_rows, iter_batches, join, split_rows
 from scalellm_dagster.core.corpus import few
 from scalellm_dagster.core.incremental import plan_refresh
+from scalellm_dagster.core.text_hash import TEXT_HASH_SQL, text_hash
 from scalellm_dagster.embedders.unreadable import with_fallback
 from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema
 from scalellm_dagster.names import CORPUS, EMBEDDINGS
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
-from scalellm_dagster.teachers.runner import TEXT_HASH_SQL, text_hash
 
 
 @asset(
@@ -77,76 +78,87 @@ def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, ware
     # DuckDB hashes the texts (the same digest as `text_hash`) on every core while it reads them.
     rows, corpus_read = warehouse.read_df_with_snapshot(
         f"SELECT id, text, {TEXT_HASH_SQL.format(column='text')} AS text_hash FROM {CORPUS}", CORPUS)
-    id_type = warehouse.id_type(CORPUS)
     model, current = (embedder.build(), None) if embedder.refit else stored_embedder(embedder, warehouse)
     # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
-    stored = warehouse.embedding_state(EMBEDDINGS, current) if current else None
-    plan = plan_refresh(rows, stored)
+    plan = plan_refresh(rows, warehouse.embedding_state(EMBEDDINGS, current) if current else None)
     context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
                      f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
     start = time.perf_counter()
-    cache_note, blob, unreadable = {}, None, []
+    blob, version = _fit_and_version(embedder, model, current, rows, plan, context.log.info)
     todo = rows.iloc[plan.compute]
-    if embedder.spec.fitted_on_corpus and not len(plan.reuse):
-        # Everything to embed: fit (on a sample) unless fitted; the model is kept with the vectors it makes.
-        if not model.fitted:
-            model.fit(rows["text"].tolist(), log=context.log.info)
-        blob = pickle.dumps(model)
-        version = embedding_version(blob)
-    else:
-        # A refresh keeps LSA's stored version: the same model pickles to other bytes in another process (a set's
-        # order follows the hash seed), and re-hashing it would re-stamp every row and make the next predictions
-        # redo them all. A fit-free model's version is its name.
-        version = current if embedder.spec.fitted_on_corpus else model.name
-    if embedder.spec.remote:
-        fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
-        fresh, fallback = with_fallback(todo["text"], fresh)
-        unreadable.extend(todo["id"].iloc[fallback].tolist())
-        batches = [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version, id_type)] \
-            if len(fresh) else []
-        dim = int(model.dim or (fresh.shape[1] if len(fresh) else _stored_dim(warehouse)))
-    elif client is not None and len(todo):
-        dim = model.dim
-        done = _embed_on_cluster(client, model, todo, parts, embedding_schema(id_type, dim), version,
-                                 cluster.rows_per_part, context.log.info)
-        unreadable.extend(i for d in done for i in d.unreadable)
-        batches = iter_batches([d.part for d in done])
-    else:
-        batches = _embedding_batches(model, todo, version, id_type, context.log.info, unreadable)
-        dim = model.dim
+    id_type = warehouse.id_type(CORPUS)
+    made = _make_vectors(context, embedder, model, warehouse, cluster, client, parts, todo, version, id_type)
     # Vectors are written chunk by chunk as they are made (or as the cluster's parts are read), and unchanged rows
     # are carried over inside DuckDB: memory stays flat whatever the corpus size.
     ingest = time.perf_counter()
     written = warehouse.write_embedding_batches(
-        EMBEDDINGS, embedding_schema(id_type, dim), batches,
+        EMBEDDINGS, embedding_schema(id_type, made.dim), made.batches,
         model=(model.name, blob) if blob is not None else None,
         keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None,
-        same_transaction=warehouse.snapshot_statements(EMBEDDINGS, context.run.run_id, corpus_read and corpus_read.run_id))
-    where = cluster_metadata(cluster.describe(), done, time.perf_counter() - ingest) \
-        if client is not None and len(todo) else {"ran_on": "in process"}
+        same_transaction=warehouse.snapshot_statements(EMBEDDINGS, context.run.run_id,
+                                                       corpus_read and corpus_read.run_id))
+    where = cluster_metadata(cluster.describe(), made.parts_done, time.perf_counter() - ingest) \
+        if made.parts_done is not None else {"ran_on": "in process"}
     seconds = time.perf_counter() - start
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
-    if unreadable:
-        context.log.warning(f"{len(unreadable):,} texts no embedder can read (no letter or digit, or a zero vector) "
-                            f"got the shared fallback vector: ids {few(unreadable, 10)}")
-    return MaterializeResult(
-        metadata={
-            "dagster/row_count": written,
-            **plan.summary,
-            **cache_note,
-            "embedder": model.name,
-            "unreadable_texts": len(unreadable),
-            "unreadable_text_ids": few(unreadable, 10) if unreadable else "none",
-            "embedding_version": version,
-            "dim": int(dim),  # declared by the embedder; the embeddings check compares the table to it
-            "embed_seconds": MetadataValue.float(round(seconds, 3)),
-            "rows_per_second": MetadataValue.float(round(rate, 1)),
-            **where,
-            "table": f"{warehouse.database}::{EMBEDDINGS}",
-            "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(dim)),
-        }
-    )
+    if made.unreadable:
+        context.log.warning(f"{len(made.unreadable):,} texts no embedder can read (no letter or digit, or a zero "
+                            f"vector) got the shared fallback vector: ids {few(made.unreadable, 10)}")
+    return MaterializeResult(metadata={
+        "dagster/row_count": written, **plan.summary, **made.cache_note, "embedder": model.name,
+        "unreadable_texts": len(made.unreadable),
+        "unreadable_text_ids": few(made.unreadable, 10) if made.unreadable else "none",
+        "embedding_version": version,
+        "dim": int(made.dim),  # declared by the embedder; the embeddings check compares the table to it
+        "embed_seconds": MetadataValue.float(round(seconds, 3)), "rows_per_second": MetadataValue.float(round(rate, 1)),
+        **where, "table": f"{warehouse.database}::{EMBEDDINGS}",
+        "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(made.dim)),
+    })
+
+
+def _fit_and_version(embedder: EmbedderResource, model, current: str | None, rows, plan, log):
+    """(the fitted model's pickle to keep, or None; the version stamped on the vectors made now)."""
+    if embedder.spec.fitted_on_corpus and not len(plan.reuse):
+        # Everything to embed: fit (on a sample) unless fitted; the model is kept with the vectors it makes.
+        if not model.fitted:
+            model.fit(rows["text"].tolist(), log=log)
+        blob = pickle.dumps(model)
+        return blob, embedding_version(blob)
+    # A refresh keeps a fitted model's stored version: the same model pickles to other bytes in another process (a
+    # set's order follows the hash seed), and re-hashing it would re-stamp every row and make the next predictions
+    # redo them all. A fit-free model's version is its name.
+    return None, current if embedder.spec.fitted_on_corpus else model.name
+
+
+@dataclass
+class _Vectors:
+    batches: object  # an iterable of embedding batches, consumed by the write
+    dim: int
+    unreadable: list = field(default_factory=list)  # ids given the fallback vector
+    cache_note: dict = field(default_factory=dict)
+    parts_done: list | None = None  # the cluster's part reports, when it embedded
+
+
+def _make_vectors(context, embedder: EmbedderResource, model, warehouse: Warehouse, cluster: ClusterResource,
+                  client, parts: str | None, todo, version: str, id_type) -> _Vectors:
+    """The vectors of `todo`: a remote model's through the warehouse's vector cache, on the cluster when there is
+    one, else in process, chunk by chunk."""
+    if embedder.spec.remote:
+        fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
+        fresh, fallback = with_fallback(todo["text"], fresh)
+        batches = [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version, id_type)] \
+            if len(fresh) else []
+        dim = int(model.dim or (fresh.shape[1] if len(fresh) else _stored_dim(warehouse)))
+        return _Vectors(batches, dim, todo["id"].iloc[fallback].tolist(), cache_note)
+    if client is not None and len(todo):
+        done = _embed_on_cluster(client, model, todo, parts, embedding_schema(id_type, model.dim), version,
+                                 cluster.rows_per_part, context.log.info)
+        return _Vectors(iter_batches([d.part for d in done]), model.dim,
+                        [i for d in done for i in d.unreadable], parts_done=done)
+    made = _Vectors(None, model.dim)
+    made.batches = _embedding_batches(model, todo, version, id_type, context.log.info, made.unreadable)
+    return made
 
 
 def embedding_version(blob: bytes) -> str:

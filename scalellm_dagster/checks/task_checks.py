@@ -98,9 +98,13 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
 
 
 def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
-    sample_key = AssetKey(task_key(task, LABELED_SAMPLE))
+    return [sample_labels_valid_check(task), sample_invalid_answers_rare_check(task),
+            every_candidate_evaluated_check(task), student_chosen_check(task),
+            chosen_student_above_floor_check(task), predictions_cover_corpus_check(task), audit_check(task)]
 
-    @asset_check(asset=sample_key, name="sample_labels_valid", blocking=True,
+
+def sample_labels_valid_check(task: TaskSpec) -> AssetChecksDefinition:
+    @asset_check(asset=AssetKey(task_key(task, LABELED_SAMPLE)), name="sample_labels_valid", blocking=True,
                  description=f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
                  "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.")
     def sample_labels_valid(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
@@ -124,7 +128,11 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
             **read.metadata, "classes_covered": f"{covered} of {len(task.labels)}",
             "invalid_answers": int((~df["valid"]).sum()), **outcome.metadata()})
 
-    @asset_check(asset=sample_key, name="sample_invalid_answers_rare",
+    return sample_labels_valid
+
+
+def sample_invalid_answers_rare_check(task: TaskSpec) -> AssetChecksDefinition:
+    @asset_check(asset=AssetKey(task_key(task, LABELED_SAMPLE)), name="sample_invalid_answers_rare",
                  description=f"At most {MAX_INVALID_ANSWER_FRACTION:.0%} of teacher answers are unparseable or "
                  "outside the label set (a warning: the prompt or model may need attention).")
     def sample_invalid_answers_rare(warehouse: Warehouse) -> AssetCheckResult:
@@ -135,6 +143,10 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
             "invalid_examples": examples.to_markdown(index=False) if len(examples) else "none",
             **outcome.metadata()})
 
+    return sample_invalid_answers_rare
+
+
+def every_candidate_evaluated_check(task: TaskSpec) -> AssetChecksDefinition:
     @asset_check(asset=AssetKey(task_key(task, STUDENT_CANDIDATES)), name="every_candidate_evaluated", blocking=True,
                  description="Every configured candidate at every sample size, or its failure or pruning (clearly "
                  "behind at a smaller size) recorded with the reason; accuracies in [0, 1].")
@@ -145,18 +157,22 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
         outcome = validate(df, candidates_expectations(task, sizes), f"{task.name}_candidates", id_column=None)
         return AssetCheckResult(passed=outcome.passed, metadata={"sample_sizes": sizes, **outcome.metadata()})
 
-    report_key = AssetKey(task_key(task, MODEL_SELECTION_REPORT))
+    return every_candidate_evaluated
 
-    @asset_check(asset=report_key, name="student_chosen", blocking=True,
+
+def student_chosen_check(task: TaskSpec) -> AssetChecksDefinition:
+    @asset_check(asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)), name="student_chosen", blocking=True,
                  description="Exactly one configured candidate is marked as the chosen student.")
     def student_chosen(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT candidate, chosen::INT AS chosen_int FROM {task_table(task, MODEL_SELECTION_REPORT)}")
         outcome = validate(df, chosen_expectations(task), f"{task.name}_chosen", id_column=None)
         return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
-    severity = AssetCheckSeverity.ERROR if task.accuracy_floor_is_hard else AssetCheckSeverity.WARN
+    return student_chosen
 
-    @asset_check(asset=report_key, name="chosen_student_above_floor", blocking=task.accuracy_floor_is_hard,
+
+def chosen_student_above_floor_check(task: TaskSpec) -> AssetChecksDefinition:
+    @asset_check(asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)), name="chosen_student_above_floor", blocking=task.accuracy_floor_is_hard,
                  description=f"The chosen student's cross-validated accuracy vs the teacher is at least "
                  f"{task.accuracy_floor:.2f} ({'hard floor: blocks predictions' if task.accuracy_floor_is_hard else 'warning'};"
                  " set accuracy_floor / accuracy_floor_is_hard in the task).")
@@ -164,9 +180,14 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
         df = warehouse.read_df(
             f"SELECT candidate, cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")
         outcome = validate(df, floor_expectations(task), f"{task.name}_floor", id_column=None)
-        return AssetCheckResult(passed=outcome.passed, severity=severity, metadata={
+        return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.ERROR if task.accuracy_floor_is_hard
+                                else AssetCheckSeverity.WARN, metadata={
             "floor": task.accuracy_floor, **outcome.metadata()})
 
+    return chosen_student_above_floor
+
+
+def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
     @asset_check(asset=AssetKey(task_key(task, PREDICTIONS)), name="predictions_cover_corpus", blocking=True,
                  description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
                  "teacher labelled keep the teacher's label.")
@@ -194,8 +215,7 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
         outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
         return AssetCheckResult(passed=outcome.passed, metadata={**read.metadata, **outcome.metadata()})
 
-    return [sample_labels_valid, sample_invalid_answers_rare, every_candidate_evaluated, student_chosen,
-            chosen_student_above_floor, predictions_cover_corpus, audit_check(task)]
+    return predictions_cover_corpus
 
 
 def audit_expectations() -> list:

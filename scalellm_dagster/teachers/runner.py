@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from scalellm_dagster.core.text_hash import text_hash
 from scalellm_dagster.teachers.base import Answer, Teacher, TeacherError, TeacherFatalError
 
 # A run goes on past failed requests (their rows stay unanswered, asked again next run) while they are at most
@@ -54,13 +55,6 @@ class _StoreBuffer:
             if self.journal is not None:
                 self.journal.clear()
         self.last = time.monotonic()
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
-TEXT_HASH_SQL = "left(sha256({column}), 32)"  # `text_hash` in DuckDB SQL: the same digest, on every core
 
 
 @dataclass
@@ -186,32 +180,9 @@ def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats
                     stats.failed_requests += 1
                     log(f"teacher request failed, its {len(batch)} rows left for the next run: {errors[-1]}")
                     continue
-                answered = []
-                for key, text, h in batch:
-                    answer = result.answers.get(key)
-                    if answer is None:
-                        missing.append((key, text, h))
-                        continue
-                    known[h] = answer
-                    stats.normalised += answer.normalised
-                    answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
-                cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
-                answered_now += len(answered)
-                buffer.add(answered, {
-                    "request_id": uuid.uuid4().hex, "rows_asked": len(batch), "rows_answered": len(answered),
-                    "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-                    "cost_usd": cost, "seconds": result.seconds, "tokens_estimated": result.tokens_estimated,
-                    "response_format": result.response_format,
-                })
-                if result.response_format:
-                    stats.response_formats.add(result.response_format)
-                stats.requests += 1
-                stats.prompt_tokens += result.prompt_tokens
-                stats.completion_tokens += result.completion_tokens
-                stats.cost_usd += cost
-                stats.request_seconds += result.seconds
-                stats.tokens_estimated |= result.tokens_estimated
-                stats.notes.extend(n for n in result.notes if n not in stats.notes)
+                answered_count, unanswered = _keep_answers(teacher, result, batch, known, buffer, stats)
+                answered_now += answered_count
+                missing.extend(unanswered)
                 done_rows += len(batch)
                 if done_rows / total_rows >= next_log or done_rows == total_rows:
                     elapsed = time.perf_counter() - started
@@ -232,6 +203,37 @@ def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats
             f"run tolerates (first: {errors[0]}); {kept}"
         )
     return missing
+
+
+def _keep_answers(teacher, result, batch, known: dict, buffer: _StoreBuffer, stats) -> tuple[int, list]:
+    """One request's answers into `known` and the store buffer, with its ledger row and its share of `stats`;
+    returns (rows answered, the batch's rows left unanswered, to ask again)."""
+    answered, unanswered = [], []
+    for key, text, h in batch:
+        answer = result.answers.get(key)
+        if answer is None:
+            unanswered.append((key, text, h))
+            continue
+        known[h] = answer
+        stats.normalised += answer.normalised
+        answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
+    cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
+    buffer.add(answered, {
+        "request_id": uuid.uuid4().hex, "rows_asked": len(batch), "rows_answered": len(answered),
+        "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+        "cost_usd": cost, "seconds": result.seconds, "tokens_estimated": result.tokens_estimated,
+        "response_format": result.response_format,
+    })
+    if result.response_format:
+        stats.response_formats.add(result.response_format)
+    stats.requests += 1
+    stats.prompt_tokens += result.prompt_tokens
+    stats.completion_tokens += result.completion_tokens
+    stats.cost_usd += cost
+    stats.request_seconds += result.seconds
+    stats.tokens_estimated |= result.tokens_estimated
+    stats.notes.extend(n for n in result.notes if n not in stats.notes)
+    return len(answered), unanswered
 
 
 def _take(iterator, n):
