@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 LLM_STAMP := $(VENV)/.installed-llm
 
-.PHONY: demo test ui minilm llm clean
+.PHONY: demo test lint ui minilm llm clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ $(LLM_STAMP): $(STAMP) scripts/install_llm.sh
 demo: $(STAMP)  ## materialize every asset on the bundled demo, offline
 	$(VENV)/bin/scalellm demo
 
-test: $(LLM_STAMP)  ## the test suite (offline; starts local OpenAI-compatible servers: a fake with faults, llama.cpp)
+test: $(LLM_STAMP) lint  ## lint, then the test suite (offline; starts local OpenAI-compatible servers: a fake with faults, llama.cpp)
 	$(VENV)/bin/python -m pytest
+
+LINTED := scalellm_dagster tests benchmarks scripts
+lint: $(STAMP)  ## ruff (lint + format) and the layer contracts (import-linter), as configured in pyproject.toml
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/lint-imports --no-cache
 
 ui: $(STAMP)  ## browse the asset graph and the demo's runs
 	DAGSTER_HOME=$(CURDIR)/data/dagster_home $(VENV)/bin/dagster dev

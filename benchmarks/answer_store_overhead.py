@@ -36,8 +36,15 @@ def run(server, rows: pd.DataFrame, batch_size: int, window: float, folder: Path
     task = next(t for t in load_tasks(DEMO_TASKS) if t.name == "topic")
     teacher = OpenAIChatTeacher(task, make_client(server.base_url, "bench", 30, 4), "bench-model", 0.15, 0.60)
     warehouse = Warehouse(database=str(folder / f"window{window}-{journaled}.duckdb"))
-    cache = warehouse.answer_cache({"provider": teacher.provider, "model": teacher.model,
-                                    "prompt_version": teacher.prompt_version, "task": task.name, "run_id": "bench"})
+    cache = warehouse.answer_cache(
+        {
+            "provider": teacher.provider,
+            "model": teacher.model,
+            "prompt_version": teacher.prompt_version,
+            "task": task.name,
+            "run_id": "bench",
+        }
+    )
     writes = []
 
     def store(answers, ledger):
@@ -45,11 +52,24 @@ def run(server, rows: pd.DataFrame, batch_size: int, window: float, folder: Path
         cache.store(answers, ledger)
 
     start = time.perf_counter()
-    _, stats = label_with_cache(teacher, rows, cache.lookup, store, batch_size=batch_size, concurrency=2,
-                                flush_seconds=window, flush_rows=1 if window <= 0 else 200,
-                                journal=cache.journal if journaled else None)
-    return {"store_window_seconds": window, "journal": journaled, "requests": stats.requests, "writes": len(writes),
-            "wall_seconds": round(time.perf_counter() - start, 2)}
+    _, stats = label_with_cache(
+        teacher,
+        rows,
+        cache.lookup,
+        store,
+        batch_size=batch_size,
+        concurrency=2,
+        flush_seconds=window,
+        flush_rows=1 if window <= 0 else 200,
+        journal=cache.journal if journaled else None,
+    )
+    return {
+        "store_window_seconds": window,
+        "journal": journaled,
+        "requests": stats.requests,
+        "writes": len(writes),
+        "wall_seconds": round(time.perf_counter() - start, 2),
+    }
 
 
 def main() -> None:
@@ -61,8 +81,10 @@ def main() -> None:
     corpus = pd.read_parquet(DEMO_CORPUS).drop_duplicates("text")
     rows = corpus.head(args.requests * args.batch_size)[["id", "text"]].reset_index(drop=True)
     gold = dict(zip(corpus["text"], corpus["topic"]))
-    with FakeOpenAI(lambda t: gold[t], latency_s=args.latency_ms / 1000) as server, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        FakeOpenAI(lambda t: gold[t], latency_s=args.latency_ms / 1000) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         grouped = run(server, rows, args.batch_size, 1.0, Path(tmp), journaled=False)
         each = run(server, rows, args.batch_size, 0.0, Path(tmp), journaled=False)
         journaled = run(server, rows, args.batch_size, 1.0, Path(tmp), journaled=True)
@@ -70,11 +92,23 @@ def main() -> None:
     def overhead(other: dict) -> float:
         return round(1000 * (other["wall_seconds"] - grouped["wall_seconds"]) / max(other["requests"], 1), 2)
 
-    print(json.dumps({"rows": len(rows), "batch_size": args.batch_size, "latency_ms": args.latency_ms,
-                      "grouped_no_journal": grouped, "warehouse_write_per_request": each,
-                      "journal_then_grouped": journaled,
-                      "overhead_ms_per_request": {"warehouse_write_per_request": overhead(each),
-                                                  "journal_then_grouped": overhead(journaled)}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": len(rows),
+                "batch_size": args.batch_size,
+                "latency_ms": args.latency_ms,
+                "grouped_no_journal": grouped,
+                "warehouse_write_per_request": each,
+                "journal_then_grouped": journaled,
+                "overhead_ms_per_request": {
+                    "warehouse_write_per_request": overhead(each),
+                    "journal_then_grouped": overhead(journaled),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,20 +44,40 @@ def main() -> None:
     rows = []
     for e in args.expected:
         for n in args.sizes:
-            rows.append({"expected": e, "audit_rows": n, "false_alarm": round(power(n, e, e), 4),
-                         **{f"drift_{int(x * 100)}pct": round(power(n, e, e * (1 - x)), 3) for x in (0.1, 0.25, 0.5)},
-                         "drop_10_points": round(power(n, e, e - 0.10), 3)})
+            rows.append(
+                {
+                    "expected": e,
+                    "audit_rows": n,
+                    "false_alarm": round(power(n, e, e), 4),
+                    **{f"drift_{int(x * 100)}pct": round(power(n, e, e * (1 - x)), 3) for x in (0.1, 0.25, 0.5)},
+                    "drop_10_points": round(power(n, e, e - 0.10), 3),
+                }
+            )
     sequential = []
     for e in args.expected:
         for pool_rows in (0, 300):
             for drift in (0.0, 0.1, 0.25):
-                sequential.append({"expected": e, "audit_rows": 30, "audit_pool_rows": pool_rows, "drift": drift,
-                                   **simulate(e, e * (1 - drift), 30, pool_rows, args.refreshes, args.sequences)})
+                sequential.append(
+                    {
+                        "expected": e,
+                        "audit_rows": 30,
+                        "audit_pool_rows": pool_rows,
+                        "drift": drift,
+                        **simulate(e, e * (1 - drift), 30, pool_rows, args.refreshes, args.sequences),
+                    }
+                )
     print(json.dumps({"single_audit": rows, "sequential": sequential}, indent=1))
 
 
-def simulate(expected: float, true_agreement: float, audit_rows: int, pool_rows: int, refreshes: int,
-             sequences: int, seed: int = 0) -> dict:
+def simulate(
+    expected: float,
+    true_agreement: float,
+    audit_rows: int,
+    pool_rows: int,
+    refreshes: int,
+    sequences: int,
+    seed: int = 0,
+) -> dict:
     """Share of sequences in which a top-up is called within `refreshes`, and the median refresh it is called at."""
     from scalellm_dagster.core.audit import FAILURES_BEFORE_TOPUP, judge_audit
 
@@ -75,8 +95,10 @@ def simulate(expected: float, true_agreement: float, audit_rows: int, pool_rows:
                 break
         called_at.append(at)
     called = [a for a in called_at if a is not None]
-    return {f"topup_within_{refreshes}": round(len(called) / sequences, 3),
-            "median_refresh_called": float(np.median(called)) if called else None}
+    return {
+        f"topup_within_{refreshes}": round(len(called) / sequences, 3),
+        "median_refresh_called": float(np.median(called)) if called else None,
+    }
 
 
 if __name__ == "__main__":

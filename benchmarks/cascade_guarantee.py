@@ -59,30 +59,48 @@ def one_dataset(name: str, df: pd.DataFrame, args, targets: list[float]) -> dict
         predicted = predict_with_confidence(fit_student(STUDENT, Xs, ys, seed), X[unseen])
         student_agrees = predicted.labels == teacher[unseen]
         for target in targets:
-            plan = plan_guaranteed_cascade(oof.confidence, oof.correct, predicted.confidence, target, args.delta,
-                                           max_teacher_rows=len(unseen))
+            plan = plan_guaranteed_cascade(
+                oof.confidence, oof.correct, predicted.confidence, target, args.delta, max_teacher_rows=len(unseen)
+            )
             sent = np.zeros(len(unseen), bool)
-            sent[np.argsort(predicted.confidence, kind="stable")[:plan.teacher_rows]] = True
+            sent[np.argsort(predicted.confidence, kind="stable")[: plan.teacher_rows]] = True
             realised = float((sent | student_agrees).mean())
-            rows.append({"seed": seed, "target": target, "reached": plan.reached, "realised": realised,
-                         "certified": plan.guaranteed_agreement, "teacher_rows_sent": int(sent.sum()),
-                         "student_alone": float(student_agrees.mean()),
-                         "calls_saved": 1 - (len(sample) + int(sent.sum())) / len(df)})
+            rows.append(
+                {
+                    "seed": seed,
+                    "target": target,
+                    "reached": plan.reached,
+                    "realised": realised,
+                    "certified": plan.guaranteed_agreement,
+                    "teacher_rows_sent": int(sent.sum()),
+                    "student_alone": float(student_agrees.mean()),
+                    "calls_saved": 1 - (len(sample) + int(sent.sum())) / len(df),
+                }
+            )
         if (seed + 1) % 10 == 0:
             print(f"{name}: {seed + 1}/{args.seeds} seeds ({time.perf_counter() - start:.0f}s)", flush=True)
     table = pd.DataFrame(rows)
     summary = []
     for target, group in table.groupby("target"):
-        summary.append({"dataset": name, "rows": len(df), "classes": len(labels), "budget": args.budget,
-                        "target": target, "delta": args.delta, "seeds": len(group),
-                        "misses": int((group["realised"] < target).sum()),
-                        "miss_rate": round(float((group["realised"] < target).mean()), 3),
-                        "realised_mean": round(float(group["realised"].mean()), 4),
-                        "realised_min": round(float(group["realised"].min()), 4),
-                        "certified_mean": round(float(group["certified"].mean()), 4),
-                        "student_alone_mean": round(float(group["student_alone"].mean()), 4),
-                        "teacher_rows_sent_mean": round(float(group["teacher_rows_sent"].mean()), 1),
-                        "calls_saved_vs_all_rows": round(float(group["calls_saved"].mean()), 4)})
+        summary.append(
+            {
+                "dataset": name,
+                "rows": len(df),
+                "classes": len(labels),
+                "budget": args.budget,
+                "target": target,
+                "delta": args.delta,
+                "seeds": len(group),
+                "misses": int((group["realised"] < target).sum()),
+                "miss_rate": round(float((group["realised"] < target).mean()), 3),
+                "realised_mean": round(float(group["realised"].mean()), 4),
+                "realised_min": round(float(group["realised"].min()), 4),
+                "certified_mean": round(float(group["certified"].mean()), 4),
+                "student_alone_mean": round(float(group["student_alone"].mean()), 4),
+                "teacher_rows_sent_mean": round(float(group["teacher_rows_sent"].mean()), 1),
+                "calls_saved_vs_all_rows": round(float(group["calls_saved"].mean()), 4),
+            }
+        )
     return {"summary": summary, "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -99,9 +117,17 @@ def main() -> None:
     results = [one_dataset(*load(path), args, targets) for path in args.datasets]
     summary = [row for r in results for row in r["summary"]]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "student": STUDENT, "teacher":
-                                          "simulated (gold, 90 % accurate, errors to the nearest other class)",
-                                          "summary": summary}, indent=2))
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "settings": vars(args),
+                "student": STUDENT,
+                "teacher": "simulated (gold, 90 % accurate, errors to the nearest other class)",
+                "summary": summary,
+            },
+            indent=2,
+        )
+    )
     print(pd.DataFrame(summary).to_markdown(index=False))
 
 

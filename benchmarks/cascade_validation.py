@@ -39,8 +39,15 @@ SEEDS = list(range(20_261_130, 20_261_130 + 300))  # pre-registered; the develop
 DATASETS = ["tweet_eval_offensive", "ag_news", "banking77"]
 POLICIES = ["keep", "reask", "drop"]
 FAILING = [0.0, 0.05, 0.15]
-SETTINGS = {"rows": 2_000, "budget": 300, "target": 0.90, "delta": 0.1, "teacher_accuracy": 0.9,
-            "candidates": ["logistic_regression", "ridge", "linear_svm"], "batch_size": 10}
+SETTINGS = {
+    "rows": 2_000,
+    "budget": 300,
+    "target": 0.90,
+    "delta": 0.1,
+    "teacher_accuracy": 0.9,
+    "candidates": ["logistic_regression", "ridge", "linear_svm"],
+    "batch_size": 10,
+}
 
 
 class FailingTeacher:
@@ -91,30 +98,59 @@ def one_run(root: str, name: str, seed: int, policies: tuple = tuple(POLICIES)) 
     keys = df["id"].astype(str).tolist()
     out = []
     for policy in policies:
-        task = parse_task({"name": "v", "instruction": "classify", "labels": labels, "budget": SETTINGS["budget"],
-                           "seed": seed % 100_000, "candidates": SETTINGS["candidates"], "suspect_labels": policy,
-                           "cascade_budget": SETTINGS["rows"], "cascade_target_agreement": SETTINGS["target"],
-                           "cascade_delta": SETTINGS["delta"]})
-        simulated = SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, accuracy=SETTINGS["teacher_accuracy"],
-                                                 latency_ms=0.0, seed=seed % 100_000)
+        task = parse_task(
+            {
+                "name": "v",
+                "instruction": "classify",
+                "labels": labels,
+                "budget": SETTINGS["budget"],
+                "seed": seed % 100_000,
+                "candidates": SETTINGS["candidates"],
+                "suspect_labels": policy,
+                "cascade_budget": SETTINGS["rows"],
+                "cascade_target_agreement": SETTINGS["target"],
+                "cascade_delta": SETTINGS["delta"],
+            }
+        )
+        simulated = SimulatedTeacher.from_corpus(
+            task, df["id"], df["label"], X, accuracy=SETTINGS["teacher_accuracy"], latency_ms=0.0, seed=seed % 100_000
+        )
         says = simulated.label_batch(list(zip(keys, df["text"]))).answers
         teacher_says = np.array([says[k].label for k in keys], dtype=object)
         # the failing rows are drawn once for the largest share; a smaller share takes a prefix of the same draw
         order = rng.permutation(len(keys))
-        run, timings = run_flow(replace(task, cascade_budget=0), df, X, simulated, np.zeros(len(df), bool),
-                                SETTINGS["batch_size"], 8)
+        run, timings = run_flow(
+            replace(task, cascade_budget=0), df, X, simulated, np.zeros(len(df), bool), SETTINGS["batch_size"], 8
+        )
         outside = ~np.isin(df["id"].to_numpy(), run.sample.ids)
         for share in FAILING:
             failing = {keys[i] for i in order[: int(round(share * len(keys)))]} - {str(i) for i in run.sample.ids}
-            session = TeacherSession(FailingTeacher(simulated, failing), MemoryCache(), df.set_index("id")["text"],
-                                     SETTINGS["batch_size"], 8)
-            final, calls, g = cascade_step(task, *timings["cascade_inputs"][:4], run.labels,
-                                           timings["cascade_inputs"][4], df["id"].to_numpy(), lambda: session)
+            session = TeacherSession(
+                FailingTeacher(simulated, failing), MemoryCache(), df.set_index("id")["text"], SETTINGS["batch_size"], 8
+            )
+            final, calls, g = cascade_step(
+                task,
+                *timings["cascade_inputs"][:4],
+                run.labels,
+                timings["cascade_inputs"][4],
+                df["id"].to_numpy(),
+                lambda session=session: session,
+            )
             realised = float((final[outside] == teacher_says[outside]).mean())
-            out.append({"dataset": name, "policy": policy, "failing": share, "seed": seed,
-                        "claimed": bool(g.reached), "stated": float(g.guaranteed_agreement), "realised": realised,
-                        "unanswered": int(g.unanswered), "chosen": run.choice,
-                        "teacher_calls": int(len(run.sample.ids) + calls + timings["reask_calls"])})
+            out.append(
+                {
+                    "dataset": name,
+                    "policy": policy,
+                    "failing": share,
+                    "seed": seed,
+                    "claimed": bool(g.reached),
+                    "stated": float(g.guaranteed_agreement),
+                    "realised": realised,
+                    "unanswered": int(g.unanswered),
+                    "chosen": run.choice,
+                    "teacher_calls": int(len(run.sample.ids) + calls + timings["reask_calls"]),
+                }
+            )
     return out
 
 
@@ -128,11 +164,21 @@ def summarise(rows: list[dict]) -> list[dict]:
         misses = int((cell["claimed"] & (cell["realised"] < SETTINGS["target"])).sum())
         below = int((cell["realised"] < cell["stated"]).sum())
         upper = clopper_pearson(misses, runs, confidence=0.90)[1]  # one-sided 95 %
-        table.append({"dataset": name, "policy": policy, "failing": share, "runs": runs, "claims": claims,
-                      "misses": misses, "miss_rate_upper95": round(upper, 4), "holds": upper <= SETTINGS["delta"],
-                      "below_stated_bound": below,
-                      "teacher_calls_saved": round(1 - cell["teacher_calls"].mean() / SETTINGS["rows"], 3),
-                      "realised_mean": round(float(cell["realised"].mean()), 4)})
+        table.append(
+            {
+                "dataset": name,
+                "policy": policy,
+                "failing": share,
+                "runs": runs,
+                "claims": claims,
+                "misses": misses,
+                "miss_rate_upper95": round(upper, 4),
+                "holds": upper <= SETTINGS["delta"],
+                "below_stated_bound": below,
+                "teacher_calls_saved": round(1 - cell["teacher_calls"].mean() / SETTINGS["rows"], 3),
+                "realised_mean": round(float(cell["realised"].mean()), 4),
+            }
+        )
     return table
 
 
@@ -155,8 +201,13 @@ def main() -> None:
             rows.extend(result)
             if n % 25 == 0:
                 print(f"{n}/{len(jobs)} runs ({time.perf_counter() - start:.0f}s)", flush=True)
-    report = {"settings": SETTINGS, "seeds": f"{seeds[0]}..{seeds[-1]}", "cells": summarise(rows),
-              "seconds": round(time.perf_counter() - start, 1), "runs": rows}
+    report = {
+        "settings": SETTINGS,
+        "seeds": f"{seeds[0]}..{seeds[-1]}",
+        "cells": summarise(rows),
+        "seconds": round(time.perf_counter() - start, 1),
+        "runs": rows,
+    }
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text)

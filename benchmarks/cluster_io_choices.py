@@ -70,42 +70,67 @@ def main() -> None:
             batch = embedding_batch(np.arange(begin, begin + len(m)), m, ["h"] * len(m), "v", pa.int64())
             parts.append(write_part(pa.Table.from_batches([batch]), join(tmp, "parts", f"out-{n:05d}.parquet")))
         schema = embedding_schema(pa.int64(), args.dim)
-        report["ingest_seconds"], _ = timed(lambda: wh.write_embedding_batches("embeddings", schema,
-                                                                               iter_batches(parts)))
+        report["ingest_seconds"], _ = timed(
+            lambda: wh.write_embedding_batches("embeddings", schema, iter_batches(parts))
+        )
         files = "[" + ", ".join(f"'{p}'" for p in parts) + "]"
-        report["view_seconds"], _ = timed(lambda: wh.execute(
-            f"CREATE VIEW embeddings_view AS SELECT * REPLACE (vector::FLOAT[{args.dim}] AS vector) "
-            f"FROM read_parquet({files})"))
+        report["view_seconds"], _ = timed(
+            lambda: wh.execute(
+                f"CREATE VIEW embeddings_view AS SELECT * REPLACE (vector::FLOAT[{args.dim}] AS vector) "
+                f"FROM read_parquet({files})"
+            )
+        )
         sample = rng.choice(args.rows, 1_500, replace=False)
         for name, relation in (("table", "embeddings"), ("view", "embeddings_view")):
-            report[f"{name}_check_scan_seconds"], _ = timed(lambda: wh.vector_stats(relation))
-            report[f"{name}_sample_read_seconds"], _ = timed(lambda: wh.read_embeddings(relation, ids=sample))
-            report[f"{name}_full_read_seconds"], _ = timed(lambda: sum(
-                len(wh.read_embeddings(relation, ids=np.arange(b, min(b + 200_000, args.rows)))[0])
-                for b in range(0, args.rows, 200_000)))
+            report[f"{name}_check_scan_seconds"], _ = timed(lambda relation=relation: wh.vector_stats(relation))
+            report[f"{name}_sample_read_seconds"], _ = timed(
+                lambda relation=relation: wh.read_embeddings(relation, ids=sample)
+            )
+            report[f"{name}_full_read_seconds"], _ = timed(
+                lambda relation=relation: sum(
+                    len(wh.read_embeddings(relation, ids=np.arange(b, min(b + 200_000, args.rows)))[0])
+                    for b in range(0, args.rows, 200_000)
+                )
+            )
         stats = wh.vector_stats("embeddings").assign(row_matches_corpus="yes")
         stats["finite"] = stats["finite"].astype(bool)
         expected = embeddings_expectations(args.dim, args.rows)
         report["embeddings_check_gx_one_by_one_seconds"], _ = timed(
-            lambda: [validate(stats, [e], "embeddings") for e in expected])
+            lambda: [validate(stats, [e], "embeddings") for e in expected]
+        )
         report["embeddings_check_gx_suite_seconds"], _ = timed(lambda: validate(stats, expected, "embeddings"))
         rows = wh.read_df("SELECT id, text FROM corpus")
         report["corpus_check_on_driver_one_by_one_seconds"], _ = timed(
-            lambda: [validate(rows, [e], "corpus") for e in corpus_expectations(20_000)])
-        report["corpus_check_on_driver_seconds"], _ = timed(lambda: validate(rows, corpus_expectations(20_000),
-                                                                             "corpus"))
+            lambda: [validate(rows, [e], "corpus") for e in corpus_expectations(20_000)]
+        )
+        report["corpus_check_on_driver_seconds"], _ = timed(
+            lambda: validate(rows, corpus_expectations(20_000), "corpus")
+        )
         report["corpus_export_to_parts_seconds"], _ = timed(lambda: split_rows(rows, join(tmp, "corpus"), 50_000))
         from distributed import Client, LocalCluster
 
         from scalellm_dagster.resources.cluster import WORKER_ENV
 
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None,
-                          env=WORKER_ENV) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, dashboard_address=None, env=WORKER_ENV
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+
             def on_cluster():
                 ids = validate(wh.read_df("SELECT id FROM corpus"), corpus_id_expectations(), "ids")
-                texts, _ = validate_on_cluster(client, "local", wh, "SELECT id, text FROM corpus",
-                                               join(tmp, "check"), 50_000,
-                                               partial(corpus_text_expectations, 20_000), "text", lambda _m: None)
+                texts, _ = validate_on_cluster(
+                    client,
+                    "local",
+                    wh,
+                    "SELECT id, text FROM corpus",
+                    join(tmp, "check"),
+                    50_000,
+                    partial(corpus_text_expectations, 20_000),
+                    "text",
+                    lambda _m: None,
+                )
                 return ids.passed and texts.passed
 
             # the first run pays each worker's Great Expectations import and context; the second is the steady state

@@ -1,7 +1,8 @@
 """The whole graph at 1M rows in process and on a 2-worker Dask cluster on this machine, then Amdahl's-law
 projections for 10M and 100M rows on 4, 16 and 64 workers, at 30 ms and 500 ms a teacher call.
 
-    .venv/bin/python benchmarks/cluster_scaling.py [--rows 1000000] [--dask local:2] [--out benchmarks/results/cluster_1m.json]
+    .venv/bin/python benchmarks/cluster_scaling.py [--rows 1000000] [--dask local:2] \
+        [--out benchmarks/results/cluster_1m.json]
 
 Both runs go through benchmarks/scaling.py (one task, budget 1,000, simulated teacher at 0 ms, every check). The
 projection splits the measured cluster run into
@@ -45,10 +46,17 @@ def project(measured: dict, fixed: float, rows: int) -> dict:
                 ours = fixed + teacher + per_row_serial * n + per_row_parallel * n / workers
                 baseline = n * latency / CONCURRENCY
                 table[f"{n // 1_000_000}M rows, {workers} workers, {int(latency * 1000)} ms"] = {
-                    "seconds": round(ours), "baseline_seconds": round(baseline), "speedup": round(baseline / ours, 1),
-                    "serial_share": round((fixed + teacher + per_row_serial * n) / ours, 3)}
-    return {"parallel_worker_seconds": round(parallel, 1), "serial_row_seconds": round(serial_rows, 1),
-            "fixed_seconds": round(fixed, 1), "projections": table}
+                    "seconds": round(ours),
+                    "baseline_seconds": round(baseline),
+                    "speedup": round(baseline / ours, 1),
+                    "serial_share": round((fixed + teacher + per_row_serial * n) / ours, 3),
+                }
+    return {
+        "parallel_worker_seconds": round(parallel, 1),
+        "serial_row_seconds": round(serial_rows, 1),
+        "fixed_seconds": round(fixed, 1),
+        "projections": table,
+    }
 
 
 def main() -> None:
@@ -58,19 +66,25 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cluster_1m.json"))
     args = parser.parse_args()
     small = run(100_000)
-    fixed = sum(s for step, s in small["steps"].items() if not step.startswith(("embeddings", "topic__predictions",
-                                                                                "corpus")))
+    fixed = sum(
+        s for step, s in small["steps"].items() if not step.startswith(("embeddings", "topic__predictions", "corpus"))
+    )
     in_process = run(args.rows)
     on_cluster = run(args.rows, args.dask)
     workers = int(args.dask.split(":")[1]) if args.dask.startswith("local:") else 2
     on_cluster["workers"] = workers
     row_steps = ("embeddings", "topic__predictions")
     speedup = {step: round(in_process["steps"][step] / on_cluster["steps"][step], 2) for step in row_steps}
-    report = {"rows": args.rows, "dask": args.dask, "in_process": in_process, "on_cluster": on_cluster,
-              "step_speedup": speedup,
-              "parallel_efficiency": {s: round(v / workers, 2) for s, v in speedup.items()},
-              "whole_run_speedup": round(in_process["seconds"] / on_cluster["seconds"], 2),
-              **project(on_cluster, fixed, args.rows)}
+    report = {
+        "rows": args.rows,
+        "dask": args.dask,
+        "in_process": in_process,
+        "on_cluster": on_cluster,
+        "step_speedup": speedup,
+        "parallel_efficiency": {s: round(v / workers, 2) for s, v in speedup.items()},
+        "whole_run_speedup": round(in_process["seconds"] / on_cluster["seconds"], 2),
+        **project(on_cluster, fixed, args.rows),
+    }
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
     print("\n| projection | ours (s) | baseline (s) | speedup | serial share |\n|---|---:|---:|---:|---:|")

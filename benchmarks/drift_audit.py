@@ -70,16 +70,27 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
         student = fit_student(chosen, X[sample], y, seed)
         for share in DRIFT_SHARES:
             n_novel = min(int(round(share * NEW_ROWS)), len(novel))
-            new = np.concatenate([rng.choice(novel, n_novel, replace=False),
-                                  rng.choice(unseen_old, NEW_ROWS - n_novel, replace=False)])
+            new = np.concatenate(
+                [rng.choice(novel, n_novel, replace=False), rng.choice(unseen_old, NEW_ROWS - n_novel, replace=False)]
+            )
             agrees = student.predict(X[new]) == teacher[new]
             for size in audit_sizes:
                 picked = draw_audit(np.arange(len(new)), size, seed)
                 verdict = judge_audit(agrees[picked], estimate)
-                rows.append({"dataset": name, "seed": seed, "held_out_classes": len(held_out), "drift_share": share,
-                             "novel_rows": n_novel, "audit_rows": size, "estimate": estimate,
-                             "agreement_all_new": float(agrees.mean()), "audit_agreement": verdict.agreement,
-                             "failed": not verdict.passed})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "seed": seed,
+                        "held_out_classes": len(held_out),
+                        "drift_share": share,
+                        "novel_rows": n_novel,
+                        "audit_rows": size,
+                        "estimate": estimate,
+                        "agreement_all_new": float(agrees.mean()),
+                        "audit_agreement": verdict.agreement,
+                        "failed": not verdict.passed,
+                    }
+                )
         if (seed + 1) % 10 == 0:
             print(f"{name}: {seed + 1}/{args.seeds} seeds ({time.perf_counter() - start:.0f}s)", flush=True)
     return rows
@@ -87,10 +98,17 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
 
 def summarise(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
-    return table.groupby(["dataset", "drift_share", "audit_rows"]).agg(
-        seeds=("seed", "nunique"), estimate_mean=("estimate", "mean"),
-        agreement_on_all_new_rows=("agreement_all_new", "mean"), audit_fail_rate=("failed", "mean"),
-    ).reset_index().round(4)
+    return (
+        table.groupby(["dataset", "drift_share", "audit_rows"])
+        .agg(
+            seeds=("seed", "nunique"),
+            estimate_mean=("estimate", "mean"),
+            agreement_on_all_new_rows=("agreement_all_new", "mean"),
+            audit_fail_rate=("failed", "mean"),
+        )
+        .reset_index()
+        .round(4)
+    )
 
 
 def main() -> None:
@@ -105,8 +123,9 @@ def main() -> None:
     rows = [row for path in args.datasets for row in one_dataset(*load(path), args)]
     summary = summarise(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "students": STUDENTS,
-                                          "summary": summary.to_dict("records")}, indent=1))
+    Path(args.out).write_text(
+        json.dumps({"settings": vars(args), "students": STUDENTS, "summary": summary.to_dict("records")}, indent=1)
+    )
     print(summary.to_markdown(index=False))
 
 

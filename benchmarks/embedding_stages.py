@@ -44,8 +44,9 @@ def main() -> None:
         warehouse.write_table("corpus", corpus)
         start = time.perf_counter()
         if hasattr(runner, "TEXT_HASH_SQL"):
-            rows = warehouse.read_df(f"SELECT id, text, {runner.TEXT_HASH_SQL.format(column='text')} AS text_hash "
-                                     "FROM corpus")
+            rows = warehouse.read_df(
+                f"SELECT id, text, {runner.TEXT_HASH_SQL.format(column='text')} AS text_hash FROM corpus"
+            )
         else:
             rows = warehouse.read_df("SELECT id, text FROM corpus")
             rows["text_hash"] = rows["text"].map(runner.text_hash)
@@ -63,16 +64,27 @@ def main() -> None:
         id_type = warehouse.id_type("corpus")
         start = time.perf_counter()
         chunk = 50_000
-        batches = [embedding_batch(rows["id"].iloc[s : s + chunk], vectors[s : s + chunk],
-                                   rows["text_hash"].iloc[s : s + chunk].tolist(), model.name, id_type)
-                   for s in range(0, len(rows), chunk)]
+        batches = [
+            embedding_batch(
+                rows["id"].iloc[s : s + chunk],
+                vectors[s : s + chunk],
+                rows["text_hash"].iloc[s : s + chunk].tolist(),
+                model.name,
+                id_type,
+            )
+            for s in range(0, len(rows), chunk)
+        ]
         seconds["arrow_batches"] = time.perf_counter() - start
         start = time.perf_counter()
         warehouse.write_embedding_batches("embeddings", embedding_schema(id_type, model.dim), batches)
         seconds["write"] = time.perf_counter() - start
-    report = {"rows": args.rows, "code": str(Path(sys.modules["scalellm_dagster"].__file__).parents[1]),
-              "cpus": os.cpu_count(), "seconds": {k: round(v, 2) for k, v in seconds.items()},
-              "sum_seconds": round(sum(seconds.values()), 2)}
+    report = {
+        "rows": args.rows,
+        "code": str(Path(sys.modules["scalellm_dagster"].__file__).parents[1]),
+        "cpus": os.cpu_count(),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "sum_seconds": round(sum(seconds.values()), 2),
+    }
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

@@ -41,7 +41,8 @@ meta = result.asset_materializations_for_node("embeddings")[0].metadata
 step = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"][0]
 print(json.dumps({"step_seconds": round(step.event_specific_data.duration_ms / 1000, 2),
                   "embed_and_write_seconds": meta["embed_seconds"].value, "rows": meta["dagster/row_count"].value,
-                  "embedder": meta["embedder"].value, "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+                  "embedder": meta["embedder"].value,
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 """
 
 
@@ -64,19 +65,36 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "corpus.parquet"
         corpus[["id", "text"]].to_parquet(path, index=False)
-        env = {**os.environ, "SCALELLM_CORPUS": str(path), "SCALELLM_DUCKDB_PATH": str(Path(tmp) / "wh.duckdb"),
-               "SCALELLM_EMBEDDER": args.embedder, "DAGSTER_HOME": tmp}
-        subprocess.run([sys.executable, "-c", "from scalellm_dagster.definitions import build_definitions as b;"
-                        "from scalellm_dagster.resources import Warehouse; import pandas as pd, os;"
-                        "Warehouse(database=os.environ['SCALELLM_DUCKDB_PATH']).write_table('corpus', "
-                        "pd.read_parquet(os.environ['SCALELLM_CORPUS']))"], env=env, check=True)
+        env = {
+            **os.environ,
+            "SCALELLM_CORPUS": str(path),
+            "SCALELLM_DUCKDB_PATH": str(Path(tmp) / "wh.duckdb"),
+            "SCALELLM_EMBEDDER": args.embedder,
+            "DAGSTER_HOME": tmp,
+        }
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from scalellm_dagster.definitions import build_definitions as b;"
+                "from scalellm_dagster.resources import Warehouse; import pandas as pd, os;"
+                "Warehouse(database=os.environ['SCALELLM_DUCKDB_PATH']).write_table('corpus', "
+                "pd.read_parquet(os.environ['SCALELLM_CORPUS']))",
+            ],
+            env=env,
+            check=True,
+        )
         child = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
         if child.returncode:
             sys.exit(child.stderr[-3000:])
         report = json.loads(child.stdout.strip().splitlines()[-1])
-    report.update(data=args.data, mean_chars=round(float(corpus["text"].str.len().mean()), 1), cpus=os.cpu_count(),
-                  rows_per_second_step=round(report["rows"] / report["step_seconds"]),
-                  rows_per_second_embed_and_write=round(report["rows"] / report["embed_and_write_seconds"]))
+    report.update(
+        data=args.data,
+        mean_chars=round(float(corpus["text"].str.len().mean()), 1),
+        cpus=os.cpu_count(),
+        rows_per_second_step=round(report["rows"] / report["step_seconds"]),
+        rows_per_second_embed_and_write=round(report["rows"] / report["embed_and_write_seconds"]),
+    )
     print(json.dumps(report, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

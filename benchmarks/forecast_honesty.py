@@ -51,40 +51,68 @@ def main() -> None:
         X_all = StaticEmbedder().fit_embed(df["text"].tolist())
         labels = sorted(df["label"].unique())
         for seed in SEEDS[: args.seeds]:
-            task = parse_task({"name": "f", "instruction": "classify", "labels": labels, "budget": 2000,
-                               "seed": seed, "candidates": [args.student], "sample_sizes": SIZES,
-                               "prune_candidates": False})
+            task = parse_task(
+                {
+                    "name": "f",
+                    "instruction": "classify",
+                    "labels": labels,
+                    "budget": 2000,
+                    "seed": seed,
+                    "candidates": [args.student],
+                    "sample_sizes": SIZES,
+                    "prune_candidates": False,
+                }
+            )
             pick = np.random.default_rng(seed).choice(len(df), 2000, replace=False)
             sample, X = df.iloc[pick].reset_index(drop=True), X_all[pick]
-            teacher = SimulatedTeacher.from_corpus(task, df["id"], df["label"], X_all, accuracy=0.9, latency_ms=0,
-                                                   seed=seed)
+            teacher = SimulatedTeacher.from_corpus(
+                task, df["id"], df["label"], X_all, accuracy=0.9, latency_ms=0, seed=seed
+            )
             keys = sample["id"].astype(str).tolist()
             answers = teacher.label_batch(list(zip(keys, sample["text"]))).answers
             y = np.array([answers[k].label for k in keys], dtype=object)
             scores = evaluate_students(X, y, task).scores.sort_values("sample_size")
             measured = scores.set_index("sample_size")["cv_accuracy"]
             noise = estimate_teacher_noise(y[:500], out_of_fold(args.student, X[:500], y[:500], 5, seed))
-            treatments = {"none": None, "flagged share as a floor (before)": FloorPrior(noise.rate, 0.001),
-                          "corrected estimate with its uncertainty (now)": noise.floor_prior()}
+            treatments = {
+                "none": None,
+                "flagged share as a floor (before)": FloorPrior(noise.rate, 0.001),
+                "corrected estimate with its uncertainty (now)": noise.floor_prior(),
+            }
             for treatment, prior in treatments.items():
                 curve = fit_learning_curve(SIZES[:4], [measured[s] for s in SIZES[:4]], prior)
                 if curve is None:
                     continue
                 band = curve.band(np.array([2000.0]))
                 forecast = float(curve.accuracy_at(2000))
-                rows.append({"dataset": name, "seed": seed, "treatment": treatment, "truth": float(measured[2000]),
-                             "forecast": forecast, "error": forecast - float(measured[2000]),
-                             "band_holds": None if band is None else bool(band[0][0] <= measured[2000] <= band[1][0]),
-                             "flagged": noise.rate})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "seed": seed,
+                        "treatment": treatment,
+                        "truth": float(measured[2000]),
+                        "forecast": forecast,
+                        "error": forecast - float(measured[2000]),
+                        "band_holds": None if band is None else bool(band[0][0] <= measured[2000] <= band[1][0]),
+                        "flagged": noise.rate,
+                    }
+                )
             print(name, seed, "done", flush=True)
     frame = pd.DataFrame(rows)
-    table = frame.groupby(["dataset", "treatment"], sort=False).agg(
-        runs=("error", "size"), truth=("truth", "mean"), mean_error=("error", "mean"),
-        mean_abs_error=("error", lambda e: e.abs().mean()), band_coverage=("band_holds", "mean")).round(4)
+    table = (
+        frame.groupby(["dataset", "treatment"], sort=False)
+        .agg(
+            runs=("error", "size"),
+            truth=("truth", "mean"),
+            mean_error=("error", "mean"),
+            mean_abs_error=("error", lambda e: e.abs().mean()),
+            band_coverage=("band_holds", "mean"),
+        )
+        .round(4)
+    )
     print(table.to_markdown())
     if args.out:
-        Path(args.out).write_text(json.dumps({"rows": rows, "table": table.reset_index().to_dict("records")},
-                                             indent=1))
+        Path(args.out).write_text(json.dumps({"rows": rows, "table": table.reset_index().to_dict("records")}, indent=1))
 
 
 if __name__ == "__main__":

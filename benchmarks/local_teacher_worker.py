@@ -34,10 +34,17 @@ def requests(n: int, rows: int) -> list[dict]:
     for i in range(n):
         batch = [(str(i * rows + j), texts[i * rows + j]) for j in range(rows)]
         keys = [k for k, _ in batch]
-        out.append({"messages": [{"role": "system", "content": system_prompt(task)},
-                                 {"role": "user", "content": user_prompt(batch)}],
-                    "temperature": 0, "max_tokens": 40 * rows,
-                    "response_format": response_format("json_object+schema", answer_schema(task, keys), keys)})
+        out.append(
+            {
+                "messages": [
+                    {"role": "system", "content": system_prompt(task)},
+                    {"role": "user", "content": user_prompt(batch)},
+                ],
+                "temperature": 0,
+                "max_tokens": 40 * rows,
+                "response_format": response_format("json_object+schema", answer_schema(task, keys), keys),
+            }
+        )
     return out
 
 
@@ -49,8 +56,11 @@ def timed(call, reqs: list[dict]) -> dict:
         out = call(**request)
         seconds.append(time.perf_counter() - start)
         tokens += out["usage"]["completion_tokens"]
-    return {"requests": len(seconds), "seconds_per_request": round(sum(seconds) / len(seconds), 3),
-            "completion_tokens_per_second": round(tokens / sum(seconds), 1)}
+    return {
+        "requests": len(seconds),
+        "seconds_per_request": round(sum(seconds) / len(seconds), 3),
+        "completion_tokens_per_second": round(tokens / sum(seconds), 1),
+    }
 
 
 def in_process(n: int, rows: int) -> dict:
@@ -79,12 +89,26 @@ def main() -> None:
         in_worker = timed(worker.request, requests(args.requests, args.rows))
     finally:
         worker.close()
-    proc = subprocess.run([sys.executable, __file__, "--in-process-only", "--requests", str(args.requests),
-                           "--rows", str(args.rows)], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--in-process-only", "--requests", str(args.requests), "--rows", str(args.rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     before = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(json.dumps({"rows_per_request": args.rows, "in_process_before": before, "worker_process_now": in_worker,
-                      "worker_overhead_seconds_per_request": round(in_worker["seconds_per_request"]
-                                                                   - before["seconds_per_request"], 3)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows_per_request": args.rows,
+                "in_process_before": before,
+                "worker_process_now": in_worker,
+                "worker_overhead_seconds_per_request": round(
+                    in_worker["seconds_per_request"] - before["seconds_per_request"], 3
+                ),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,23 +55,37 @@ def main() -> None:
 
     df = pd.read_parquet(args.data).reset_index(drop=True)
     labels = sorted(df["label"].unique())
-    task = parse_task({"name": "bench", "instruction": "Label the text.", "budget": args.budget,
-                       "labels": labels, "gold_column": "label"})
+    task = parse_task(
+        {
+            "name": "bench",
+            "instruction": "Label the text.",
+            "budget": args.budget,
+            "labels": labels,
+            "gold_column": "label",
+        }
+    )
     start = time.perf_counter()
     X = LsaEmbedder(dim=384, seed=args.seed).fit_embed(df["text"].tolist())
     embed_seconds = time.perf_counter() - start
     ids = df["id"].to_numpy()
     pos = pd.Series(np.arange(len(df)), index=ids)
-    teacher = SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, accuracy=args.teacher_accuracy,
-                                           seed=args.seed)
+    teacher = SimulatedTeacher.from_corpus(
+        task, df["id"], df["label"], X, accuracy=args.teacher_accuracy, seed=args.seed
+    )
 
     def ask(chosen):
         answers = teacher.label_batch([(str(i), df["text"].iat[pos[i]]) for i in chosen]).answers
         return [answers[str(i)].label for i in chosen]
 
     gold = df["label"].to_numpy()
-    out = {"data": args.data, "rows": len(df), "classes": len(labels), "embed_seconds": round(embed_seconds, 1),
-           "teacher_accuracy": args.teacher_accuracy, "budget": args.budget}
+    out = {
+        "data": args.data,
+        "rows": len(df),
+        "classes": len(labels),
+        "embed_seconds": round(embed_seconds, 1),
+        "teacher_accuracy": args.teacher_accuracy,
+        "budget": args.budget,
+    }
 
     # 1. forecast vs measured: fit on sizes up to budget/4... budget, forecast the held-back size
     order = random_sample(ids, args.heldback, args.seed)
@@ -81,10 +95,15 @@ def main() -> None:
     fit_part = scores[scores["sample_size"] <= args.budget]
     curve = fit_learning_curve(fit_part["sample_size"], fit_part["cv_accuracy"])
     measured = float(scores.loc[scores["sample_size"] == args.heldback, "cv_accuracy"].iloc[0])
-    out["forecast"] = {"fit_sizes": [int(s) for s in fit_part["sample_size"]], "heldback": args.heldback,
-                       "alpha": round(curve.alpha, 3), "c": round(curve.c, 3), "r2": round(curve.r2, 3),
-                       "forecast_vs_teacher": round(float(curve.accuracy_at(args.heldback)), 4),
-                       "measured_vs_teacher": round(measured, 4)}
+    out["forecast"] = {
+        "fit_sizes": [int(s) for s in fit_part["sample_size"]],
+        "heldback": args.heldback,
+        "alpha": round(curve.alpha, 3),
+        "c": round(curve.c, 3),
+        "r2": round(curve.r2, 3),
+        "forecast_vs_teacher": round(float(curve.accuracy_at(args.heldback)), 4),
+        "measured_vs_teacher": round(measured, 4),
+    }
 
     # 2. sampling strategies at equal budget
     strategies = {
@@ -100,9 +119,14 @@ def main() -> None:
         model = fit_student(STUDENT, X[pos[chosen].to_numpy()][ok], y[ok], args.seed)
         unseen = np.setdiff1d(np.arange(len(df)), pos[chosen].to_numpy())
         pred = predict_with_confidence(model, X[unseen])
-        out["sampling"].append({"strategy": name, "teacher_calls": len(chosen),
-                                "student_accuracy_vs_gold_unseen": round(float((pred.labels == gold[unseen]).mean()), 4),
-                                "teacher_accuracy_vs_gold_on_sample": round(float((y == gold[pos[chosen]]).mean()), 4)})
+        out["sampling"].append(
+            {
+                "strategy": name,
+                "teacher_calls": len(chosen),
+                "student_accuracy_vs_gold_unseen": round(float((pred.labels == gold[unseen]).mean()), 4),
+                "teacher_accuracy_vs_gold_on_sample": round(float((y == gold[pos[chosen]]).mean()), 4),
+            }
+        )
 
     # 3. the cascade on top of the random sample
     chosen = random_sample(ids, args.budget, args.seed)
@@ -120,13 +144,19 @@ def main() -> None:
     final = pred.labels.astype(object).copy()
     final[pick] = ask(ids[unseen[pick]])
     out["cascade"] = {
-        "without": {"teacher_calls": len(chosen),
-                    "accuracy_vs_gold_unseen": round(float((pred.labels == gold[unseen]).mean()), 4),
-                    "expected_agreement_with_teacher": round(plan.expected_agreement_without, 4)},
-        "with": {"teacher_calls": len(chosen) + len(pick),
-                 "accuracy_vs_gold_unseen": round(float((final == gold[unseen]).mean()), 4),
-                 "expected_agreement_with_teacher": round(plan.expected_agreement_with, 4),
-                 "threshold": round(plan.threshold, 4), "target": args.cascade_target, "reached": plan.reached},
+        "without": {
+            "teacher_calls": len(chosen),
+            "accuracy_vs_gold_unseen": round(float((pred.labels == gold[unseen]).mean()), 4),
+            "expected_agreement_with_teacher": round(plan.expected_agreement_without, 4),
+        },
+        "with": {
+            "teacher_calls": len(chosen) + len(pick),
+            "accuracy_vs_gold_unseen": round(float((final == gold[unseen]).mean()), 4),
+            "expected_agreement_with_teacher": round(plan.expected_agreement_with, 4),
+            "threshold": round(plan.threshold, 4),
+            "target": args.cascade_target,
+            "reached": plan.reached,
+        },
     }
     print(json.dumps(out, indent=1))
 

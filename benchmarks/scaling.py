@@ -86,16 +86,21 @@ def main(sizes: list[int], dask: str = "", part_rows: int = 50_000) -> None:
             corpus["id"] = range(n)
             corpus.to_parquet(f"{tmp}/corpus.parquet", index=False)
             Path(f"{tmp}/tasks.yaml").write_text(TASKS)
-            env = {**os.environ, "SCALELLM_CORPUS": f"{tmp}/corpus.parquet", "SCALELLM_TASKS": f"{tmp}/tasks.yaml",
-                   "SCALELLM_DUCKDB_PATH": f"{tmp}/wh.duckdb", "SCALELLM_SIMULATED_LATENCY_MS": "0",
-                   "TQDM_DISABLE": "1", "SCALELLM_DASK_PART_ROWS": str(part_rows)}
+            env = {
+                **os.environ,
+                "SCALELLM_CORPUS": f"{tmp}/corpus.parquet",
+                "SCALELLM_TASKS": f"{tmp}/tasks.yaml",
+                "SCALELLM_DUCKDB_PATH": f"{tmp}/wh.duckdb",
+                "SCALELLM_SIMULATED_LATENCY_MS": "0",
+                "TQDM_DISABLE": "1",
+                "SCALELLM_DASK_PART_ROWS": str(part_rows),
+            }
             if dask:
                 env["SCALELLM_DASK_SCHEDULER" if "://" in dask else "SCALELLM_DASK"] = dask
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             start = time.perf_counter()
             args = [sys.executable, "-c", CHILD]
-            child = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+            child = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             peaks: list[float] = []
             sampler = threading.Thread(target=_sample, args=(child, peaks), daemon=True)
             sampler.start()
@@ -111,9 +116,20 @@ def main(sizes: list[int], dask: str = "", part_rows: int = 50_000) -> None:
             out = json.loads(proc.stdout.strip().splitlines()[-1])
             db_mb = Path(f"{tmp}/wh.duckdb").stat().st_size / 2**20
             extra = {"dask": dask, "part_rows": part_rows} if dask else {}
-            print(json.dumps({"rows": n, **extra, "wall_seconds": round(wall, 1), **out,
-                              "peak_rss_mb": round(max(peak, before) / 1024),
-                              "peak_tree_rss_mb": round(tree_peak), "warehouse_mb": round(db_mb)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "rows": n,
+                        **extra,
+                        "wall_seconds": round(wall, 1),
+                        **out,
+                        "peak_rss_mb": round(max(peak, before) / 1024),
+                        "peak_tree_rss_mb": round(tree_peak),
+                        "warehouse_mb": round(db_mb),
+                    }
+                ),
+                flush=True,
+            )
 
 
 def _sample(child: subprocess.Popen, peaks: list[float]) -> None:
@@ -125,7 +141,9 @@ def _sample(child: subprocess.Popen, peaks: list[float]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", type=int, nargs="*", default=[10_000, 100_000])
-    parser.add_argument("--dask", default="", help="local:N, or a scheduler address tcp://host:port; default: in process")
+    parser.add_argument(
+        "--dask", default="", help="local:N, or a scheduler address tcp://host:port; default: in process"
+    )
     parser.add_argument("--part-rows", type=int, default=50_000, help="rows per part on the cluster")
     a = parser.parse_args()
     main(a.sizes, a.dask, a.part_rows)

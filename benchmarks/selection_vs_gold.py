@@ -49,12 +49,14 @@ def main() -> None:
         test = (df["split"] == "test").to_numpy()
         if not test.any():  # a training subset only (ag_news): a seeded quarter of the rows is held out instead
             test = np.random.default_rng(12345).random(len(df)) < 0.25
-        task = parse_task({"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10,
-                           "gold_column": "label"})
+        task = parse_task(
+            {"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10, "gold_column": "label"}
+        )
         for accuracy in accuracies:
             for seed in [int(s) for s in args.seeds.split(",")]:
-                teacher = SimulatedTeacher.from_corpus(task, df["id"], df["label"].astype(str), X,
-                                                       accuracy=accuracy, seed=seed)
+                teacher = SimulatedTeacher.from_corpus(
+                    task, df["id"], df["label"].astype(str), X, accuracy=accuracy, seed=seed
+                )
                 keys = df["id"].astype(str).tolist()
                 said = teacher.label_batch(list(zip(keys, df["text"]))).answers
                 says = np.array([said[k].label for k in keys], dtype=object)
@@ -62,23 +64,36 @@ def main() -> None:
                 for budget in [int(b) for b in args.budgets.split(",")]:
                     rows = pool[:budget]
                     rows = rows[pd.notna(says[rows])]
-                    scores = evaluate_candidates(X[rows], says[rows], DEFAULT_CANDIDATES,
-                                                 default_sample_sizes(len(rows)), seed=seed)
+                    scores = evaluate_candidates(
+                        X[rows], says[rows], DEFAULT_CANDIDATES, default_sample_sizes(len(rows)), seed=seed
+                    )
                     choice = choose_student(scores, corpus_rows=len(df), seconds_per_point=10.0)
-                    vs_gold = {c: float((fit_student(c, X[rows], says[rows], seed).predict(X[test])
-                                         == gold[test]).mean()) for c in DEFAULT_CANDIDATES}
+                    vs_gold = {
+                        c: float((fit_student(c, X[rows], says[rows], seed).predict(X[test]) == gold[test]).mean())
+                        for c in DEFAULT_CANDIDATES
+                    }
                     best = max(vs_gold, key=vs_gold.get)
                     at_max = scores[scores["sample_size"] == scores["sample_size"].max()].set_index("candidate")
-                    results.append({"dataset": name, "teacher_accuracy": accuracy, "seed": seed, "budget": budget,
-                                    "chosen": choice.candidate, "chosen_vs_gold": round(vs_gold[choice.candidate], 4),
-                                    "best_vs_gold": best, "best_vs_gold_accuracy": round(vs_gold[best], 4),
-                                    "vs_gold": {k: round(v, 4) for k, v in vs_gold.items()},
-                                    "cv_vs_teacher": {k: round(float(v), 4) for k, v in
-                                                      at_max["cv_accuracy"].dropna().items()}})
+                    results.append(
+                        {
+                            "dataset": name,
+                            "teacher_accuracy": accuracy,
+                            "seed": seed,
+                            "budget": budget,
+                            "chosen": choice.candidate,
+                            "chosen_vs_gold": round(vs_gold[choice.candidate], 4),
+                            "best_vs_gold": best,
+                            "best_vs_gold_accuracy": round(vs_gold[best], 4),
+                            "vs_gold": {k: round(v, 4) for k, v in vs_gold.items()},
+                            "cv_vs_teacher": {k: round(float(v), 4) for k, v in at_max["cv_accuracy"].dropna().items()},
+                        }
+                    )
                     r = results[-1]
-                    print(f"{name} teacher {accuracy} seed {seed} budget {budget}: chose {r['chosen']} "
-                          f"{r['chosen_vs_gold']:.3f} vs gold; best {best} {r['best_vs_gold_accuracy']:.3f}",
-                          flush=True)
+                    print(
+                        f"{name} teacher {accuracy} seed {seed} budget {budget}: chose {r['chosen']} "
+                        f"{r['chosen_vs_gold']:.3f} vs gold; best {best} {r['best_vs_gold_accuracy']:.3f}",
+                        flush=True,
+                    )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
 

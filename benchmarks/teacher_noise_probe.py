@@ -34,11 +34,18 @@ def main(rows: int = 1500, seed: int = 0) -> None:
             y[flipped] = [rng.choice(labels[labels != g]) for g in y[flipped]]
             start = time.perf_counter()
             noise = estimate_teacher_noise(y, out_of_fold(student, X, y, 5, seed))
-            out.append({"task": column, "classes": len(labels), "student": student,
-                        "labels_flipped": round(flipped.mean(), 3), "flagged": round(noise.rate, 3),
-                        "precision": round(flipped[noise.suspect].mean(), 2) if noise.flagged else None,
-                        "recall": round(noise.suspect[flipped].mean(), 2) if flipped.any() else None,
-                        "seconds": round(time.perf_counter() - start, 1)})
+            out.append(
+                {
+                    "task": column,
+                    "classes": len(labels),
+                    "student": student,
+                    "labels_flipped": round(flipped.mean(), 3),
+                    "flagged": round(noise.rate, 3),
+                    "precision": round(flipped[noise.suspect].mean(), 2) if noise.flagged else None,
+                    "recall": round(noise.suspect[flipped].mean(), 2) if flipped.any() else None,
+                    "seconds": round(time.perf_counter() - start, 1),
+                }
+            )
     print(pd.DataFrame(out).to_markdown(index=False))
 
 

@@ -32,21 +32,32 @@ from tests.fake_openai import FakeOpenAI  # noqa: E402
 def job(server, warehouse, rows, concurrency, batch_size):
     task = next(t for t in load_tasks(DEMO_TASKS) if t.name == "topic")
     teacher = OpenAIChatTeacher(task, make_client(server.base_url, "bench", 30, 4), "bench-model", 0.15, 0.60)
-    key = {"provider": teacher.provider, "model": teacher.model, "prompt_version": teacher.prompt_version,
-           "task": task.name, "run_id": f"bench-c{concurrency}"}
+    key = {
+        "provider": teacher.provider,
+        "model": teacher.model,
+        "prompt_version": teacher.prompt_version,
+        "task": task.name,
+        "run_id": f"bench-c{concurrency}",
+    }
     cache = warehouse.answer_cache(key)
     before = len(server.chat_requests())
     start = time.perf_counter()
     out, stats = label_with_cache(
-        teacher, rows,
-        lookup=cache.lookup, store=cache.store,
-        batch_size=batch_size, concurrency=concurrency)
+        teacher, rows, lookup=cache.lookup, store=cache.store, batch_size=batch_size, concurrency=concurrency
+    )
     wall = time.perf_counter() - start
     requests = len(server.chat_requests()) - before
-    return {"concurrency": concurrency, "rows": len(rows), "requests": requests,
-            "rows_per_request": round(len(rows) / requests, 2) if requests else None,
-            "wall_seconds": round(wall, 2), "rows_per_second": round(len(rows) / wall, 1),
-            "cache_hits": stats.cache_hits, "cost_usd": round(stats.cost_usd, 6), "valid": int(out["valid"].sum())}
+    return {
+        "concurrency": concurrency,
+        "rows": len(rows),
+        "requests": requests,
+        "rows_per_request": round(len(rows) / requests, 2) if requests else None,
+        "wall_seconds": round(wall, 2),
+        "rows_per_second": round(len(rows) / wall, 1),
+        "cache_hits": stats.cache_hits,
+        "cost_usd": round(stats.cost_usd, 6),
+        "valid": int(out["valid"].sum()),
+    }
 
 
 def main() -> None:
@@ -58,12 +69,15 @@ def main() -> None:
     corpus = pd.read_parquet(DEMO_CORPUS).head(args.rows)
     gold = dict(zip(corpus["text"], corpus["topic"]))
     results = []
-    with FakeOpenAI(lambda t: gold[t], latency_s=args.latency_ms / 1000) as server, \
-            tempfile.TemporaryDirectory() as tmp:
+    with (
+        FakeOpenAI(lambda t: gold[t], latency_s=args.latency_ms / 1000) as server,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         for concurrency in (1, 16):
             warehouse = Warehouse(database=f"{tmp}/c{concurrency}.duckdb")
-            results.append({"run": "first", **job(server, warehouse, corpus[["id", "text"]], concurrency,
-                                                   args.batch_size)})
+            results.append(
+                {"run": "first", **job(server, warehouse, corpus[["id", "text"]], concurrency, args.batch_size)}
+            )
         results.append({"run": "rerun", **job(server, warehouse, corpus[["id", "text"]], 16, args.batch_size)})
     print(pd.DataFrame(results).to_markdown(index=False))
     print(json.dumps({"latency_ms": args.latency_ms, "batch_size": args.batch_size, "results": results}))

@@ -63,20 +63,26 @@ def _materialized_fingerprint(instance, task_name: str) -> str | None:
 
 
 def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
-    return [build(settings, tasks, all_job) for build in (corpus_folder_sensor, task_config_sensor,
-                                                           drift_topup_sensor)]
+    return [build(settings, tasks, all_job) for build in (corpus_folder_sensor, task_config_sensor, drift_topup_sensor)]
 
 
 def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    refresh_keys = [AssetKey(CORPUS), AssetKey(EMBEDDINGS),
-                    *[AssetKey(task_key(t, name)) for t in tasks for name in (PREDICTIONS, DRIFT_AUDIT)]]
+    refresh_keys = [
+        AssetKey(CORPUS),
+        AssetKey(EMBEDDINGS),
+        *[AssetKey(task_key(t, name)) for t in tasks for name in (PREDICTIONS, DRIFT_AUDIT)],
+    ]
 
-    @sensor(name="corpus_folder_sensor", job=all_job, minimum_interval_seconds=settings.sensor_interval_seconds,
-            default_status=DefaultSensorStatus.STOPPED,
-            description="When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
-            "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
-            "A file counts as processed when the cursor or the latest corpus materialization has its size and "
-            "mtime, so no file is processed twice, even one materialized before the sensor started.")
+    @sensor(
+        name="corpus_folder_sensor",
+        job=all_job,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=DefaultSensorStatus.STOPPED,
+        description="When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
+        "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
+        "A file counts as processed when the cursor or the latest corpus materialization has its size and "
+        "mtime, so no file is processed twice, even one materialized before the sensor started.",
+    )
     def corpus_folder_sensor(context: SensorEvaluationContext):
         folder = Path(settings.corpus)
         if not folder.is_dir():
@@ -89,8 +95,13 @@ def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
             return SkipReason(f"no new or changed file among {len(files)} in {folder}")
         run_key = hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:16]
         return SensorResult(
-            run_requests=[RunRequest(run_key=run_key, asset_selection=refresh_keys,
-                                     tags={**WAREHOUSE_TAGS, "scalellm/new_files": ",".join(sorted(new))[:200]})],
+            run_requests=[
+                RunRequest(
+                    run_key=run_key,
+                    asset_selection=refresh_keys,
+                    tags={**WAREHOUSE_TAGS, "scalellm/new_files": ",".join(sorted(new))[:200]},
+                )
+            ],
             cursor=json.dumps(files, sort_keys=True),
         )
 
@@ -98,11 +109,15 @@ def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
 
 
 def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    @sensor(name="task_config_sensor", job=all_job, minimum_interval_seconds=settings.sensor_interval_seconds,
-            default_status=DefaultSensorStatus.STOPPED,
-            description="Reruns a task's four assets when its definition in the tasks file changes (after the code "
-            "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "
-            "changed prompt re-asks the teacher because the prompt version is part of every cache key.")
+    @sensor(
+        name="task_config_sensor",
+        job=all_job,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=DefaultSensorStatus.STOPPED,
+        description="Reruns a task's four assets when its definition in the tasks file changes (after the code "
+        "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "
+        "changed prompt re-asks the teacher because the prompt version is part of every cache key.",
+    )
     def task_config_sensor(context: SensorEvaluationContext):
         try:
             current = {t.name: task_fingerprint(t) for t in load_tasks(settings.tasks)}
@@ -117,8 +132,11 @@ def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
         else:
             seen = json.loads(context.cursor)
         # a definition already materialized (by hand, or by an earlier run) needs no run
-        changed = sorted(name for name, fp in current.items()
-                         if seen.get(name) != fp and name in loaded and made_with.get(name) != fp)
+        changed = sorted(
+            name
+            for name, fp in current.items()
+            if seen.get(name) != fp and name in loaded and made_with.get(name) != fp
+        )
         pending = sorted(name for name, fp in current.items() if seen.get(name) != fp and name not in loaded)
         if not changed:
             reason = "no task changed" + (f"; reload the code location to pick up {pending}" if pending else "")
@@ -127,9 +145,14 @@ def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
             kept = {name: fp for name, fp in current.items() if name not in pending}
             kept.update({name: seen[name] for name in pending if name in seen and context.cursor is not None})
             return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(kept, sort_keys=True))
-        requests = [RunRequest(run_key=f"{name}-{current[name]}",
-                               asset_selection=[AssetKey(task_key(name, a)) for a in TASK_ASSETS],
-                               tags={**WAREHOUSE_TAGS, "scalellm/task": name}) for name in changed]
+        requests = [
+            RunRequest(
+                run_key=f"{name}-{current[name]}",
+                asset_selection=[AssetKey(task_key(name, a)) for a in TASK_ASSETS],
+                tags={**WAREHOUSE_TAGS, "scalellm/task": name},
+            )
+            for name in changed
+        ]
         kept = {name: fp for name, fp in current.items() if name not in pending}
         kept.update({name: seen[name] for name in pending if name in seen})
         return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))
@@ -138,12 +161,16 @@ def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
 
 
 def drift_topup_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    @sensor(name="drift_topup_sensor", job=all_job, minimum_interval_seconds=settings.sensor_interval_seconds,
-            default_status=DefaultSensorStatus.STOPPED,
-            description=f"When a task's drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row (their "
-            "agreement with the teacher on new rows fell below the report's estimate by more than the audit's "
-            "interval), reruns the task's sample (which then takes its drift top-up from the failing refreshes' "
-            "rows), candidates, selection, predictions and audit. One run per failing streak.")
+    @sensor(
+        name="drift_topup_sensor",
+        job=all_job,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=DefaultSensorStatus.STOPPED,
+        description=f"When a task's drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row (their "
+        "agreement with the teacher on new rows fell below the report's estimate by more than the audit's "
+        "interval), reruns the task's sample (which then takes its drift top-up from the failing refreshes' "
+        "rows), candidates, selection, predictions and audit. One run per failing streak.",
+    )
     def drift_topup_sensor(context: SensorEvaluationContext):
         requests = []
         for task in tasks:
@@ -152,10 +179,13 @@ def drift_topup_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
             if "drift_topup_due" not in meta or not meta["drift_topup_due"].value:
                 continue
             last_failed = meta["last_failed_audit_run_id"].value
-            requests.append(RunRequest(
-                run_key=f"{task.name}-drift-topup-{last_failed}",
-                asset_selection=[AssetKey(task_key(task, a)) for a in (*TASK_ASSETS, DRIFT_AUDIT)],
-                tags={**WAREHOUSE_TAGS, "scalellm/task": task.name, "scalellm/drift_after_audit": last_failed}))
+            requests.append(
+                RunRequest(
+                    run_key=f"{task.name}-drift-topup-{last_failed}",
+                    asset_selection=[AssetKey(task_key(task, a)) for a in (*TASK_ASSETS, DRIFT_AUDIT)],
+                    tags={**WAREHOUSE_TAGS, "scalellm/task": task.name, "scalellm/drift_after_audit": last_failed},
+                )
+            )
         if not requests:
             return SkipReason(f"no task has {FAILURES_BEFORE_TOPUP} failed drift audits in a row awaiting a top-up")
         return SensorResult(run_requests=requests)

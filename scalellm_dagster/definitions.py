@@ -27,9 +27,12 @@ from scalellm_dagster.tasks_config import load_tasks
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     tasks = load_tasks(settings.tasks)
-    all_job = define_asset_job(ALL_JOB, selection=AssetSelection.all(), tags=WAREHOUSE_TAGS,
-                               description="Materialize the corpus, its embeddings and every task's branch, with all "
-                               "checks.")
+    all_job = define_asset_job(
+        ALL_JOB,
+        selection=AssetSelection.all(),
+        tags=WAREHOUSE_TAGS,
+        description="Materialize the corpus, its embeddings and every task's branch, with all checks.",
+    )
     return Definitions(
         assets=[corpus, embeddings, *[a for task in tasks for a in build_task_assets(task, settings.teacher)]],
         asset_checks=build_checks(tasks),

@@ -28,8 +28,13 @@ def embedding_schema(id_type: pa.DataType, dim: int, hashes: bool = True, versio
     return pa.schema([*fields, pa.field("vector", pa.list_(pa.float32(), dim))])
 
 
-def embedding_batch(ids, matrix: np.ndarray, text_hashes: list[str] | None = None,
-                    version: str | None = None, id_type: pa.DataType | None = None) -> pa.RecordBatch:
+def embedding_batch(
+    ids,
+    matrix: np.ndarray,
+    text_hashes: list[str] | None = None,
+    version: str | None = None,
+    id_type: pa.DataType | None = None,
+) -> pa.RecordBatch:
     """One batch of `embedding_schema(id_type, ...)`; `id_type` defaults to what the ids are (never empty ids)."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     ids = pa.array(np.asarray(ids), type=id_type)

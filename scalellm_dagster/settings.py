@@ -82,9 +82,11 @@ class Settings:
     def from_env(cls, environ=None) -> Settings:
         environ = os.environ if environ is None else environ
         if environ.get("SCALELLM_SHARDS") not in (None, "", "0"):
-            raise SettingError("SCALELLM_SHARDS is gone: the row-parallel steps run on a Dask cluster instead. Set "
-                               "SCALELLM_DASK=local:N (N worker processes here) or SCALELLM_DASK_SCHEDULER="
-                               "tcp://host:8786 (README: More than one machine), and unset SCALELLM_SHARDS")
+            raise SettingError(
+                "SCALELLM_SHARDS is gone: the row-parallel steps run on a Dask cluster instead. Set "
+                "SCALELLM_DASK=local:N (N worker processes here) or SCALELLM_DASK_SCHEDULER="
+                "tcp://host:8786 (README: More than one machine), and unset SCALELLM_SHARDS"
+            )
         values = {}
         for f in fields(cls):
             raw = environ.get(f.metadata["env"])
@@ -98,14 +100,20 @@ class Settings:
 
     def _check(self) -> None:
         if self.csv_id_type not in CSV_ID_TYPES:
-            raise SettingError(f"SCALELLM_CSV_ID_TYPE={self.csv_id_type!r}: expected one of {list(CSV_ID_TYPES)} "
-                               "(how a CSV/TSV id column is read; 'text' keeps keys verbatim)")
+            raise SettingError(
+                f"SCALELLM_CSV_ID_TYPE={self.csv_id_type!r}: expected one of {list(CSV_ID_TYPES)} "
+                "(how a CSV/TSV id column is read; 'text' keeps keys verbatim)"
+            )
         if self.dask and not (self.dask.startswith("local:") and self.dask[6:].isdigit() and int(self.dask[6:]) > 0):
-            raise SettingError(f"SCALELLM_DASK={self.dask!r}: expected local:N (N local worker processes, N >= 1); "
-                               "to use a running cluster set SCALELLM_DASK_SCHEDULER=tcp://host:8786 instead")
+            raise SettingError(
+                f"SCALELLM_DASK={self.dask!r}: expected local:N (N local worker processes, N >= 1); "
+                "to use a running cluster set SCALELLM_DASK_SCHEDULER=tcp://host:8786 instead"
+            )
         if self.sensor_interval_seconds < 1:
-            raise SettingError(f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={self.sensor_interval_seconds}"
-                               ": expected a whole number of seconds, at least 1")
+            raise SettingError(
+                f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={self.sensor_interval_seconds}"
+                ": expected a whole number of seconds, at least 1"
+            )
 
     @property
     def dask_local_workers(self) -> int:

@@ -125,11 +125,13 @@ class _Number:
     def read(self, value, key: str, where: str):
         if value is None and self.default is None:
             return None
-        low_ok = isinstance(value, int | float) and (value > self.minimum if self.exclusive_minimum
-                                                      else value >= self.minimum)
+        low_ok = isinstance(value, int | float) and (
+            value > self.minimum if self.exclusive_minimum else value >= self.minimum
+        )
         if isinstance(value, bool) or not low_ok or not value <= self.maximum or value == float("inf"):
-            raise TaskConfigError(f"{where}: '{key}' must be {self.expected or f'a number >= {self.minimum:g}'}, "
-                                  f"got {value!r}")
+            raise TaskConfigError(
+                f"{where}: '{key}' must be {self.expected or f'a number >= {self.minimum:g}'}, got {value!r}"
+            )
         return float(value)
 
 
@@ -152,8 +154,10 @@ class _Choice:
     def read(self, value, key: str, where: str):
         value = value.replace("_", "-") if key == "sampling" and isinstance(value, str) else value
         if value not in self.options:
-            raise TaskConfigError(f"{where}: '{key}' {self.says + ': one of' if self.says else 'must be one of'} "
-                                  f"{list(self.options)}, got {value!r}")
+            raise TaskConfigError(
+                f"{where}: '{key}' {self.says + ': one of' if self.says else 'must be one of'} "
+                f"{list(self.options)}, got {value!r}"
+            )
         return value
 
 
@@ -192,8 +196,9 @@ FIELDS = {
     "cascade_budget": _Integer(0),
     "cascade_target_agreement": _Number(0.95, maximum=1.0, exclusive_minimum=True, expected=_FRACTION),
     "cascade_delta": _Number(None, maximum=1.0, exclusive_minimum=True, expected=_FRACTION),
-    "suspect_labels": _Choice(SUSPECT_POLICIES, "keep",
-                              "says what to do with teacher labels the students find implausible"),
+    "suspect_labels": _Choice(
+        SUSPECT_POLICIES, "keep", "says what to do with teacher labels the students find implausible"
+    ),
     "audit_rows": _Integer(30),
     "audit_pool_rows": _Integer(300),
     "drift_topup_rows": _Integer(None, minimum=1),
@@ -214,9 +219,14 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         raise TaskConfigError(f"{where}: 'instruction' must be a non-empty string telling the teacher what to decide")
     labels = _parse_labels(entry.get("labels"), where)
     values = {key: rule.read(_given(entry, key, rule), key, where) for key, rule in FIELDS.items()}
-    values.update(name=name, instruction=instruction.strip(), labels=labels,
-                  candidates=_parse_candidates(entry, where), few_shot=_parse_few_shot(entry, labels, where),
-                  sample_sizes=_parse_sample_sizes(entry, values["budget"], where))
+    values.update(
+        name=name,
+        instruction=instruction.strip(),
+        labels=labels,
+        candidates=_parse_candidates(entry, where),
+        few_shot=_parse_few_shot(entry, labels, where),
+        sample_sizes=_parse_sample_sizes(entry, values["budget"], where),
+    )
     _check_together(values, where)
     return TaskSpec(**values)
 
@@ -232,23 +242,27 @@ def _given(entry: dict, key: str, rule) -> Any:
 
 def _check_together(values: dict, where: str) -> None:
     """The rules that tie one field to another."""
-    if values["follow_budget_advice"] and values["target_accuracy"] is None \
-            and values["max_teacher_cost_usd"] is None:
+    if values["follow_budget_advice"] and values["target_accuracy"] is None and values["max_teacher_cost_usd"] is None:
         raise TaskConfigError(f"{where}: 'follow_budget_advice' needs 'target_accuracy' or 'max_teacher_cost_usd'")
     if values["max_budget"] is not None and values["max_budget"] < values["budget"]:
-        raise TaskConfigError(f"{where}: 'max_budget' must be an integer >= {values['budget']}, "
-                              f"got {values['max_budget']!r}")
+        raise TaskConfigError(
+            f"{where}: 'max_budget' must be an integer >= {values['budget']}, got {values['max_budget']!r}"
+        )
     delta = values["cascade_delta"]
     if delta is not None and delta >= 0.5:
-        raise TaskConfigError(f"{where}: 'cascade_delta' is the probability that the cascade misses its target: a "
-                              f"number in (0, 0.5), e.g. 0.05, got {delta!r}")
+        raise TaskConfigError(
+            f"{where}: 'cascade_delta' is the probability that the cascade misses its target: a "
+            f"number in (0, 0.5), e.g. 0.05, got {delta!r}"
+        )
     if delta is not None and values["sampling"] != "random":
         # The bound reads the rows outside the sample off the sample's held-out pairs: only a random draw is like them.
-        raise TaskConfigError(f"{where}: 'cascade_delta' certifies agreement only on a random sample, and 'sampling' "
-                              f"is {values['sampling']!r}: its rows are chosen by the embeddings or the student's "
-                              "doubt, so they are not like the other rows and the statement would not hold. Use "
-                              "sampling: random, or leave cascade_delta unset (the cascade then plans on expected "
-                              "agreement, with no guarantee)")
+        raise TaskConfigError(
+            f"{where}: 'cascade_delta' certifies agreement only on a random sample, and 'sampling' "
+            f"is {values['sampling']!r}: its rows are chosen by the embeddings or the student's "
+            "doubt, so they are not like the other rows and the statement would not hold. Use "
+            "sampling: random, or leave cascade_delta unset (the cascade then plans on expected "
+            "agreement, with no guarantee)"
+        )
 
 
 def _parse_name(name: Any, where: str) -> str:
@@ -301,7 +315,7 @@ def _parse_labels(raw: Any, where: str) -> dict[str, str]:
         if isinstance(label, bool):
             raise TaskConfigError(
                 f"{where}: label {label!r} was read as a boolean (YAML turns yes/no/true/false into booleans); "
-                "quote it, e.g. \"yes\""
+                'quote it, e.g. "yes"'
             )
         if not isinstance(label, str) or not label.strip():
             raise TaskConfigError(f"{where}: every label must be a non-empty string, got {label!r}")

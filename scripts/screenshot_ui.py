@@ -50,9 +50,13 @@ def main(*page: str) -> None:
     from scalellm_dagster.settings import ensure_dagster_home
 
     ensure_dagster_home(Path(env["DAGSTER_HOME"]))
-    server = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1",
-                               "-p", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(120):
             try:
@@ -63,12 +67,28 @@ def main(*page: str) -> None:
         for path, out, *height in pages:
             (ROOT / out).parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory() as profile:
-                subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                                "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                                "--disable-sync", f"--user-data-dir={profile}", "--hide-scrollbars",
-                                f"--window-size=1600,{height[0] if height else 1000}", "--virtual-time-budget=20000",
-                                f"--screenshot={ROOT / out}", f"http://127.0.0.1:{port}/{path}"],
-                               check=True, capture_output=True, timeout=120)
+                subprocess.run(
+                    [
+                        chromium,
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-quic",
+                        "--no-first-run",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        f"--user-data-dir={profile}",
+                        "--hide-scrollbars",
+                        f"--window-size=1600,{height[0] if height else 1000}",
+                        "--virtual-time-budget=20000",
+                        f"--screenshot={ROOT / out}",
+                        f"http://127.0.0.1:{port}/{path}",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
             print(f"wrote {out}")
         # The plots the report's metadata opens (Show Markdown), as the demo wrote them beside the warehouse.
         for name in PLOTS:

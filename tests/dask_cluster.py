@@ -20,18 +20,34 @@ class Cluster:
     def __init__(self, folder: Path, workers: int):
         self.folder, self.scheduler_file = folder, folder / "scheduler.json"
         self.procs: dict[str, subprocess.Popen] = {}
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                    "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "RAYON_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
         self.workers = workers
 
     def _start(self, name: str, *args: str) -> None:
-        log = open(self.folder / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen([DASK, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=self.folder, start_new_session=True)
+        log = open(self.folder / f"{name}.log", "w")  # noqa: SIM115 - the process writes it for its life
+        self.procs[name] = subprocess.Popen(
+            [DASK, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True
+        )
 
     def start(self, timeout: float = 60.0) -> Cluster:
-        self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                    "--scheduler-file", str(self.scheduler_file))
+        self._start(
+            "scheduler",
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(self.scheduler_file),
+        )
         self._wait(lambda: self.scheduler_file.exists(), timeout, "the scheduler's file")
         for n in range(1, self.workers + 1):
             self.start_worker(f"w{n}")
@@ -39,8 +55,21 @@ class Cluster:
         return self
 
     def start_worker(self, name: str) -> None:
-        self._start(name, "worker", "--scheduler-file", str(self.scheduler_file), "--nthreads", "1", "--nworkers",
-                    "1", "--name", name, "--no-dashboard", "--host", "127.0.0.1")
+        self._start(
+            name,
+            "worker",
+            "--scheduler-file",
+            str(self.scheduler_file),
+            "--nthreads",
+            "1",
+            "--nworkers",
+            "1",
+            "--name",
+            name,
+            "--no-dashboard",
+            "--host",
+            "127.0.0.1",
+        )
 
     @property
     def address(self) -> str:

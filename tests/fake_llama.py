@@ -29,10 +29,20 @@ class FakeLlama:
             if "SLOW" in row["text"]:
                 time.sleep(5)
         answers = [{"id": r["id"], "label": next((lb for lb in labels if lb in r["text"]), labels[0])} for r in rows]
-        return {"id": "fake", "object": "chat.completion", "created": 0, "model": "fake",
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": json.dumps({"answers": answers})}}],
-                "usage": {"prompt_tokens": 10 * len(rows), "completion_tokens": 5 * len(rows), "total_tokens": 0}}
+        return {
+            "id": "fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": json.dumps({"answers": answers})},
+                }
+            ],
+            "usage": {"prompt_tokens": 10 * len(rows), "completion_tokens": 5 * len(rows), "total_tokens": 0},
+        }
 
 
 def _first_time(key: str) -> bool:

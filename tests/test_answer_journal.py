@@ -64,8 +64,10 @@ def test_a_journal_whose_lines_were_stored_books_nothing_twice(tmp_path):
 def test_a_live_sessions_journal_is_not_replayed(tmp_path):
     wh = Warehouse(database=str(tmp_path / "wh.duckdb"))
     live = wh.answer_cache(KEY)
-    live.journal.append([{"text_hash": "h", "label": "a", "raw_answer": "a"}],
-                        [{"request_id": "r", "rows_asked": 1, "rows_answered": 1}])
+    live.journal.append(
+        [{"text_hash": "h", "label": "a", "raw_answer": "a"}],
+        [{"request_id": "r", "rows_asked": 1, "rows_answered": 1}],
+    )
     assert wh.replay_journals() == 0 and live.journal.path.exists()
     live.journal.close()
     assert not live.journal.path.exists()

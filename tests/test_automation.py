@@ -15,8 +15,9 @@ from tests.pipeline_helpers import query, run_pipeline
 
 
 def _tick(defs, name, instance, cursor=None):
-    return defs.resolve_sensor_def(name).evaluate_tick(build_sensor_context(instance=instance, cursor=cursor,
-                                                                        definitions=defs))
+    return defs.resolve_sensor_def(name).evaluate_tick(
+        build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    )
 
 
 @pytest.fixture
@@ -40,8 +41,12 @@ def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pi
         new = _tick(defs, "corpus_folder_sensor", instance, cursor=first.cursor)
         assert len(new.run_requests) == 1
         request = new.run_requests[0]
-        assert set(request.asset_selection) == {AssetKey("corpus"), AssetKey("embeddings"),
-                                                AssetKey(["topic", "predictions"]), AssetKey(["topic", "drift_audit"])}
+        assert set(request.asset_selection) == {
+            AssetKey("corpus"),
+            AssetKey("embeddings"),
+            AssetKey(["topic", "predictions"]),
+            AssetKey(["topic", "drift_audit"]),
+        }
         assert request.tags["scalellm/new_files"] == "part-001.parquet"
         again = _tick(defs, "corpus_folder_sensor", instance, cursor=new.cursor)
         assert again.run_requests == []  # the same file is not processed twice
@@ -50,8 +55,7 @@ def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pi
 
         result = run_pipeline(instance, selection=AssetSelection.assets(*request.asset_selection))
         assert result.success
-    meta = {e.asset_key.to_user_string(): e.materialization.metadata
-            for e in result.get_asset_materialization_events()}
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
     assert meta["embeddings"]["rows_computed"].value == 60 and meta["embeddings"]["rows_reused"].value == 400
     assert meta["topic/predictions"]["rows_predicted"].value == 60
     assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 460
@@ -79,9 +83,10 @@ def test_task_config_sensor_reruns_only_the_changed_or_added_task(pipeline_env, 
         tick = _tick(reloaded, "task_config_sensor", instance, cursor=baseline.cursor)
         assert sorted(r.tags["scalellm/task"] for r in tick.run_requests) == ["is_card", "topic"]
         is_card = next(r for r in tick.run_requests if r.tags["scalellm/task"] == "is_card")
-        assert set(is_card.asset_selection) == {AssetKey(["is_card", n]) for n in
-                                                ("labeled_sample", "student_candidates", "model_selection_report",
-                                                 "predictions")}
+        assert set(is_card.asset_selection) == {
+            AssetKey(["is_card", n])
+            for n in ("labeled_sample", "student_candidates", "model_selection_report", "predictions")
+        }
         assert _tick(reloaded, "task_config_sensor", instance, cursor=tick.cursor).run_requests == []
 
 
@@ -108,8 +113,7 @@ def test_first_tick_of_the_folder_sensor_skips_files_already_materialized(pipeli
         assert new.run_requests[0].tags["scalellm/writes"] == "warehouse"
 
 
-def test_first_tick_of_the_task_sensor_reruns_only_tasks_materialized_with_another_definition(pipeline_env,
-                                                                                              tasks_file):
+def test_first_tick_of_the_task_sensor_reruns_only_tasks_materialized_with_another_definition(pipeline_env, tasks_file):
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success
         defs = build_definitions(Settings.from_env())
@@ -158,8 +162,9 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
         # The first run's checks, evaluated now, as that run (their own steps, with its run id).
         as_first_run = SimpleNamespace(run=SimpleNamespace(run_id=first.run_id), instance=instance)
         defs = build_definitions(Settings.from_env())
-        [predictions_check] = [c for c in defs.asset_checks if "predictions_cover_corpus" in
-                               {k.name for k in c.check_keys}]
+        [predictions_check] = [
+            c for c in defs.asset_checks if "predictions_cover_corpus" in {k.name for k in c.check_keys}
+        ]
         for check in (predictions_check, embeddings_match_corpus):
             verdict = check.node_def.compute_fn.decorated_fn(as_first_run, warehouse)
             assert verdict.passed, verdict.metadata
@@ -167,8 +172,10 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
         assert "(400 rows)" in verdict.metadata["corpus_compared"].text
 
         # Checks run on their own judge the tables as they stand: made from an older corpus, they are stale.
-        stale = {e.check_name: e for e in run_checks(instance, ["embeddings", "topic/predictions"])
-                 .get_asset_check_evaluations()}
+        stale = {
+            e.check_name: e
+            for e in run_checks(instance, ["embeddings", "topic/predictions"]).get_asset_check_evaluations()
+        }
         assert not stale["embeddings_match_corpus"].passed and not stale["predictions_cover_corpus"].passed
 
         # The stand-in still catches a table that lost a row after it was written.

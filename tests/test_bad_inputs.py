@@ -12,8 +12,9 @@ from scalellm_dagster.embedders.lsa import LsaEmbedder
 from tests.conftest import demo_slice
 from tests.pipeline_helpers import query, run_pipeline
 
-DOWNSTREAM_OF_EMBEDDINGS = {AssetKey(["topic", n]) for n in
-                            ("labeled_sample", "student_candidates", "model_selection_report", "predictions")}
+DOWNSTREAM_OF_EMBEDDINGS = {
+    AssetKey(["topic", n]) for n in ("labeled_sample", "student_candidates", "model_selection_report", "predictions")
+}
 
 
 def materialized(result) -> set[AssetKey]:
@@ -27,8 +28,11 @@ def failed_checks(result) -> dict[str, dict]:
 def step_error(result) -> str:
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failures, "expected a failed step"
-    return failures[0].step_failure_data.error.cause.message if failures[0].step_failure_data.error.cause \
+    return (
+        failures[0].step_failure_data.error.cause.message
+        if failures[0].step_failure_data.error.cause
         else failures[0].step_failure_data.error.message
+    )
 
 
 def write_corpus(path, df: pd.DataFrame) -> None:
@@ -38,12 +42,18 @@ def write_corpus(path, df: pd.DataFrame) -> None:
 @pytest.mark.parametrize(
     "corrupt, expected",
     [
-        (lambda df: df.assign(id=df["id"].astype("float").where(df.index != 3)),
-         "column 'id' has 1 null id(s) at row position(s) 3"),
-        (lambda df: df.assign(id=df["id"].where(df.index != 5, df["id"].iloc[4])),
-         "column 'id' has 1 duplicated id(s)"),
-        (lambda df: df.assign(text=df["text"].where(df.index != 7, "   ")),
-         "column 'text' is null or blank for 1 row(s), ids "),
+        (
+            lambda df: df.assign(id=df["id"].astype("float").where(df.index != 3)),
+            "column 'id' has 1 null id(s) at row position(s) 3",
+        ),
+        (
+            lambda df: df.assign(id=df["id"].where(df.index != 5, df["id"].iloc[4])),
+            "column 'id' has 1 duplicated id(s)",
+        ),
+        (
+            lambda df: df.assign(text=df["text"].where(df.index != 7, "   ")),
+            "column 'text' is null or blank for 1 row(s), ids ",
+        ),
     ],
     ids=["null_ids", "duplicate_ids", "empty_text"],
 )
@@ -85,8 +95,10 @@ def test_gold_labels_outside_label_set_block_that_task_only(pipeline_env, small_
     assert not done & DOWNSTREAM_OF_EMBEDDINGS  # the task with the bad gold column stopped before its teacher
     assert {AssetKey("embeddings"), AssetKey(["is_card", "predictions"])} <= done  # the other task went on
     message = step_error(result)
-    assert "task 'topic': gold column 'topic' holds 2 value(s) outside the task's labels: 'mortgages (2 rows)'" \
-        in message and str(df.loc[0, "id"]) in message
+    assert (
+        "task 'topic': gold column 'topic' holds 2 value(s) outside the task's labels: 'mortgages (2 rows)'" in message
+        and str(df.loc[0, "id"]) in message
+    )
     lines = failure_lines(result.all_events)
     assert any(line.startswith("topic/labeled_sample: task 'topic': gold column") for line in lines)
     assert "corpus: check topic_gold_labels_in_label_set failed:" in lines

@@ -23,8 +23,7 @@ class CrowdedFake(FakeOpenAI):
 
 def test_agreement_drops_where_the_teacher_answers_worse_and_the_advice_stops_before():
     with CrowdedFake(rule) as server:
-        table = probe_batch_sizes(teacher_for(server), ROWS, [5, 10, 20], concurrency=2,
-                                  gold=ROWS["text"].map(rule))
+        table = probe_batch_sizes(teacher_for(server), ROWS, [5, 10, 20], concurrency=2, gold=ROWS["text"].map(rule))
     by_size = table.set_index("rows_per_request")
     assert list(by_size.index) == [1, 5, 10, 20]
     assert by_size.loc[5, "agreement_with_1_row"] == 1.0 and by_size.loc[20, "agreement_with_1_row"] < 0.8

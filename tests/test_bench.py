@@ -12,11 +12,39 @@ from scalellm_dagster.settings import DEMO_CORPUS
 
 def test_bench_writes_a_complete_report(tmp_path, capsys):
     out = tmp_path / "report.json"
-    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--split-column", "split",
-                 "--eval-split", "test", "--max-rows", "900", "--budgets", "60,120", "--teacher-accuracy", "0.8",
-                 "--teacher-latency-ms", "5", "--baseline-sample", "40", "--candidates",
-                 "logistic_regression,ridge", "--probe-rows", "5000", "--out", str(out),
-                 "--plot"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--data",
+                str(DEMO_CORPUS),
+                "--label-column",
+                "topic",
+                "--split-column",
+                "split",
+                "--eval-split",
+                "test",
+                "--max-rows",
+                "900",
+                "--budgets",
+                "60,120",
+                "--teacher-accuracy",
+                "0.8",
+                "--teacher-latency-ms",
+                "5",
+                "--baseline-sample",
+                "40",
+                "--candidates",
+                "logistic_regression,ridge",
+                "--probe-rows",
+                "5000",
+                "--out",
+                str(out),
+                "--plot",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["rows"] == 900 and report["classes"] == 6 and report["embedder"].startswith("static-minilm256-")
     assert report["teacher"]["name"] == "simulated" and 0.7 < report["teacher"]["accuracy_vs_gold"] < 0.9
@@ -26,8 +54,9 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert [r["budget"] for r in report["runs"]] == [60, 120]
     for run in report["runs"]:
         assert run["teacher_calls"] == run["budget"]
-        assert run["seconds_total"] == pytest.approx(report["embed_seconds"] + run["seconds_teacher"]
-                                                     + run["seconds_train"] + run["seconds_predict"], abs=0.01)
+        assert run["seconds_total"] == pytest.approx(
+            report["embed_seconds"] + run["seconds_teacher"] + run["seconds_train"] + run["seconds_predict"], abs=0.01
+        )
         assert run["speedup_vs_baseline"] == pytest.approx(base["seconds"] / run["seconds_total"], rel=0.02)
         assert 0.3 < run["accuracy_vs_gold"] <= 1 and 0.3 < run["agreement_with_teacher"] <= 1
     assert report["inference_rows_per_second"] > 0 and report["peak_rss_mb"] > 0
@@ -45,8 +74,9 @@ def test_resampling_grows_the_corpus_with_distinct_texts_and_keeps_eval_rows_uns
 
     from scalellm_dagster.cli.bench import resample
 
-    df = pd.DataFrame({"id": [10, 11, 12], "text": ["a", "b", "c"], "label": ["x", "y", "x"],
-                       "split": ["train", "train", "test"]})
+    df = pd.DataFrame(
+        {"id": [10, 11, 12], "text": ["a", "b", "c"], "label": ["x", "y", "x"], "split": ["train", "train", "test"]}
+    )
     big = resample(df, 1000, seed=0)
     assert len(big) == 1000 and big["id"].is_unique and big["text"].is_unique
     assert big.iloc[:3]["text"].tolist() == ["a", "b", "c"]  # every original once, unchanged
@@ -58,9 +88,36 @@ def test_resampling_grows_the_corpus_with_distinct_texts_and_keeps_eval_rows_uns
 
 def test_bench_at_a_resampled_scale_reports_the_source_rows(tmp_path):
     out = tmp_path / "report.json"
-    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "500",
-                 "--resample-to", "3000", "--budgets", "60", "--teacher-latency-ms", "0", "--baseline-sample", "40",
-                 "--candidates", "ridge", "--dim", "32", "--probe-rows", "3000", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--data",
+                str(DEMO_CORPUS),
+                "--label-column",
+                "topic",
+                "--max-rows",
+                "500",
+                "--resample-to",
+                "3000",
+                "--budgets",
+                "60",
+                "--teacher-latency-ms",
+                "0",
+                "--baseline-sample",
+                "40",
+                "--candidates",
+                "ridge",
+                "--dim",
+                "32",
+                "--probe-rows",
+                "3000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["rows"] == 3000 and report["resampled_from_rows"] == 500
     assert report["baseline"]["teacher_calls"] == 3000 and report["runs"][0]["teacher_calls"] == 60
@@ -68,10 +125,40 @@ def test_bench_at_a_resampled_scale_reports_the_source_rows(tmp_path):
 
 def test_bench_takes_the_guaranteed_cascade_settings(tmp_path):
     out = tmp_path / "report.json"
-    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "900",
-                 "--budgets", "150", "--teacher-latency-ms", "0", "--baseline-sample", "20", "--candidates",
-                 "logistic_regression", "--dim", "64", "--probe-rows", "2000", "--cascade-budget", "300",
-                 "--cascade-target", "0.9", "--cascade-delta", "0.05", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--data",
+                str(DEMO_CORPUS),
+                "--label-column",
+                "topic",
+                "--max-rows",
+                "900",
+                "--budgets",
+                "150",
+                "--teacher-latency-ms",
+                "0",
+                "--baseline-sample",
+                "20",
+                "--candidates",
+                "logistic_regression",
+                "--dim",
+                "64",
+                "--probe-rows",
+                "2000",
+                "--cascade-budget",
+                "300",
+                "--cascade-target",
+                "0.9",
+                "--cascade-delta",
+                "0.05",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     [run] = json.loads(out.read_text())["runs"]
     assert run["cascade_delta"] == 0.05 and 0 < run["cascade_guaranteed_agreement"] <= 1
     assert 150 < run["teacher_calls"] <= 150 + 300

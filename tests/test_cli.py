@@ -12,8 +12,13 @@ from tests.pipeline_helpers import query
 
 def test_cli_run_multiprocess_succeeds_and_summarises(pipeline_env, tmp_path):
     env = {**os.environ, **pipeline_env, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    proc = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run", "--multiprocess"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scalellm_dagster.cli", "run", "--multiprocess"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "teacher simulated (simulation of an LLM from gold labels)" in out
@@ -26,20 +31,32 @@ def test_cli_run_multiprocess_succeeds_and_summarises(pipeline_env, tmp_path):
 
 
 def test_cli_run_on_a_local_cluster_and_the_settings_it_refuses(pipeline_env, tmp_path):
-    env = {**os.environ, **pipeline_env, "DAGSTER_HOME": str(tmp_path / "dagster_home"), "SCALELLM_DASK": "local:2",
-           "SCALELLM_DASK_PART_ROWS": "100"}
-    proc = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        **pipeline_env,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "SCALELLM_DASK": "local:2",
+        "SCALELLM_DASK_PART_ROWS": "100",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "scalellm_dagster.cli", "run"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "cluster local:2" in proc.stdout and "400 corpus rows" in proc.stdout
     assert "cluster: 4/4 parts done (400 rows" in proc.stdout + proc.stderr  # embeddings, then predictions
     assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 400
 
-    for setting, message in [({"SCALELLM_DASK": "four"}, "SCALELLM_DASK='four': expected local:N"),
-                             ({"SCALELLM_SHARDS": "4"}, "SCALELLM_SHARDS is gone: the row-parallel steps run on a "
-                                                        "Dask cluster instead")]:
-        bad = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"],
-                             env={**env, **setting}, capture_output=True, text=True, timeout=600)
+    for setting, message in [
+        ({"SCALELLM_DASK": "four"}, "SCALELLM_DASK='four': expected local:N"),
+        ({"SCALELLM_SHARDS": "4"}, "SCALELLM_SHARDS is gone: the row-parallel steps run on a Dask cluster instead"),
+    ]:
+        bad = subprocess.run(
+            [sys.executable, "-m", "scalellm_dagster.cli", "run"],
+            env={**env, **setting},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-2000:]
 
 
@@ -56,8 +73,13 @@ def test_the_workspace_run_uses_dagsters_internals_as_they_are():
 
     assert list(inspect.signature(execute_run).parameters)[:3] == ["job", "dagster_run", "instance"]
     assert list(inspect.signature(location_origin_from_module_name).parameters)[:4] == [
-        "module_name", "attribute", "working_directory", "location_name"]
-    [location] = [o for o in location_origins_from_yaml_paths([str(WORKSPACE_YAML)])
-                  if o.location_name == LOCATION_NAME]
+        "module_name",
+        "attribute",
+        "working_directory",
+        "location_name",
+    ]
+    [location] = [
+        o for o in location_origins_from_yaml_paths([str(WORKSPACE_YAML)]) if o.location_name == LOCATION_NAME
+    ]
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "scalellm_all")
     assert origin.job_name == "scalellm_all" and origin.repository_origin.code_location_origin == location

@@ -75,8 +75,9 @@ def test_the_graph_on_the_cluster_equals_the_in_process_run(on_cluster, cluster,
     assert meta["cluster_scheduler"] == str(cluster.scheduler_file) and meta["cluster_parts"] == 7  # 400 rows / 60
     assert set(meta["cluster_parts_per_worker"]) == {"w1", "w2"}  # both workers embedded parts
     assert meta["cluster_seconds_per_part_max"] > 0 and meta["driver_ingest_seconds"] >= 0
-    predicted = [e for e in result.get_asset_materialization_events()
-                 if e.asset_key.to_user_string() == "topic/predictions"][0].materialization.metadata
+    predicted = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == "topic/predictions"
+    ][0].materialization.metadata
     assert predicted["cluster_parts"].value == 7 and set(predicted["cluster_parts_per_worker"].value) == {"w1", "w2"}
     _same_results(on_cluster["SCALELLM_DUCKDB_PATH"], _in_process_run(tmp_path, monkeypatch))
     parts = tmp_path / "wh.parts"
@@ -139,7 +140,8 @@ def test_the_corpus_checks_text_scan_runs_part_by_part_on_the_cluster(on_cluster
     assert not on["passed"] and on["cluster_parts"] == 7 and set(on["cluster_parts_per_worker"]) == {"w1", "w2"}
     assert on["failed_expectations"] == [
         "expect_column_value_lengths_to_be_between(text): expected between 1 and 500; 2 unexpected of 400; e.g. "
-        f"{'x' * 40}, {'x' * 40}; ids {rows.loc[7, 'id']}, {rows.loc[333, 'id']}"]
+        f"{'x' * 40}, {'x' * 40}; ids {rows.loc[7, 'id']}, {rows.loc[333, 'id']}"
+    ]
     monkeypatch.delenv("SCALELLM_DASK_SCHEDULER")
     in_process = _corpus_check(on_cluster, selection)
     assert in_process["ran_on"] == "in process"
@@ -165,11 +167,17 @@ def test_an_unreachable_scheduler_is_one_line_before_any_work(pipeline_env, monk
         result = run_pipeline(instance)
     assert not result.success
     lines = failure_lines(result.all_events)
-    assert len(lines) == 1 and lines[0].startswith("embeddings: cannot reach the Dask scheduler at tcp://127.0.0.1:9 "
-                                                   "within 10s (")
+    assert len(lines) == 1 and lines[0].startswith(
+        "embeddings: cannot reach the Dask scheduler at tcp://127.0.0.1:9 within 10s ("
+    )
     assert lines[0].endswith("); start it with `dask scheduler`, or unset SCALELLM_DASK_SCHEDULER to run in process")
-    assert query(pipeline_env["SCALELLM_DUCKDB_PATH"],
-                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'embeddings'")[0][0] == 0
+    assert (
+        query(
+            pipeline_env["SCALELLM_DUCKDB_PATH"],
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'embeddings'",
+        )[0][0]
+        == 0
+    )
 
 
 def test_a_part_that_cannot_be_read_fails_naming_it_and_leaves_no_half_file(cluster, tmp_path):
@@ -183,10 +191,20 @@ def test_a_part_that_cannot_be_read_fails_naming_it_and_leaves_no_half_file(clus
     paths = split_rows(rows, join(str(tmp_path), "in"), 60)
     (tmp_path / "in" / "in-00001.parquet").write_bytes(b"PAR1 not really")
     outs = [join(str(tmp_path), "out", f"out-{n}.parquet") for n in range(2)]
-    with Client(scheduler_file=str(cluster.scheduler_file), timeout="10s") as client, \
-            pytest.raises(PartError, match=r"part .*in-00001.parquet cannot be read"):
-        run_parts(client, embed_part, paths, outs, StaticEmbedder(), lambda _m: None,
-                  schema=embedding_schema(pa.int64(), 256), version="v")
+    with (
+        Client(scheduler_file=str(cluster.scheduler_file), timeout="10s") as client,
+        pytest.raises(PartError, match=r"part .*in-00001.parquet cannot be read"),
+    ):
+        run_parts(
+            client,
+            embed_part,
+            paths,
+            outs,
+            StaticEmbedder(),
+            lambda _m: None,
+            schema=embedding_schema(pa.int64(), 256),
+            version="v",
+        )
     time.sleep(1)
     leftovers = [p.name for p in (tmp_path / "out").glob("*")] if (tmp_path / "out").exists() else []
     assert all(name.endswith(".parquet") and ".partial-" not in name for name in leftovers)

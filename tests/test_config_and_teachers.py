@@ -21,23 +21,33 @@ def test_demo_tasks_load_with_two_tasks_on_one_corpus():
     assert tasks[1].labels["cards"].startswith("ordering")
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"name": "Bad Name"}, "'name' must be lower-case letters"),
-    ({"budget": 5}, "'budget' must be an integer >= 10, got 5"),
-    ({"labels": ["only"]}, "'labels' must list at least two labels"),
-    ({"labels": [True, "no"]}, "read as a boolean"),
-    ({"sampling": "magic"}, "'sampling' must be one of ['random', 'stratified-by-cluster', 'uncertainty'], got 'magic'"),
-    ({"follow_budget_advice": True}, "'follow_budget_advice' needs 'target_accuracy' or 'max_teacher_cost_usd'"),
-    ({"cascade_target_agreement": 1.5}, "'cascade_target_agreement' must be a number in (0, 1], got 1.5"),
-    ({"inference_seconds_per_point": -1}, "'inference_seconds_per_point' must be a number >= 0, got -1"),
-    ({"cascade_delta": 0.5}, "'cascade_delta' is the probability that the cascade misses its target: a number in "
-                             "(0, 0.5)"),
-    ({"cascade_delta": 0.05, "sampling": "uncertainty"}, "'cascade_delta' certifies agreement only on a random "
-                                                         "sample, and 'sampling' is 'uncertainty'"),
-    ({"candidates": ["gpt5"]}, "unknown student(s) ['gpt5']"),
-    ({"budgett": 3}, "unknown field(s) ['budgett']"),
-    ({"instruction": ""}, "'instruction' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"name": "Bad Name"}, "'name' must be lower-case letters"),
+        ({"budget": 5}, "'budget' must be an integer >= 10, got 5"),
+        ({"labels": ["only"]}, "'labels' must list at least two labels"),
+        ({"labels": [True, "no"]}, "read as a boolean"),
+        (
+            {"sampling": "magic"},
+            "'sampling' must be one of ['random', 'stratified-by-cluster', 'uncertainty'], got 'magic'",
+        ),
+        ({"follow_budget_advice": True}, "'follow_budget_advice' needs 'target_accuracy' or 'max_teacher_cost_usd'"),
+        ({"cascade_target_agreement": 1.5}, "'cascade_target_agreement' must be a number in (0, 1], got 1.5"),
+        ({"inference_seconds_per_point": -1}, "'inference_seconds_per_point' must be a number >= 0, got -1"),
+        (
+            {"cascade_delta": 0.5},
+            "'cascade_delta' is the probability that the cascade misses its target: a number in (0, 0.5)",
+        ),
+        (
+            {"cascade_delta": 0.05, "sampling": "uncertainty"},
+            "'cascade_delta' certifies agreement only on a random sample, and 'sampling' is 'uncertainty'",
+        ),
+        ({"candidates": ["gpt5"]}, "unknown student(s) ['gpt5']"),
+        ({"budgett": 3}, "unknown field(s) ['budgett']"),
+        ({"instruction": ""}, "'instruction' must be a non-empty string"),
+    ],
+)
 def test_task_errors_name_the_field_and_what_was_expected(change, message):
     with pytest.raises(TaskConfigError) as err:
         parse_task({**BASE, **change}, where="tasks.yaml: tasks[0]")
@@ -46,8 +56,10 @@ def test_task_errors_name_the_field_and_what_was_expected(change, message):
 
 def test_duplicate_task_names_are_rejected(tmp_path):
     path = tmp_path / "tasks.yaml"
-    path.write_text("tasks:\n  - {name: t, instruction: x, budget: 10, labels: [a, b]}\n"
-                    "  - {name: t, instruction: y, budget: 10, labels: [a, b]}\n")
+    path.write_text(
+        "tasks:\n  - {name: t, instruction: x, budget: 10, labels: [a, b]}\n"
+        "  - {name: t, instruction: y, budget: 10, labels: [a, b]}\n"
+    )
     with pytest.raises(TaskConfigError, match="task name 't' is used twice"):
         load_tasks(path)
 
@@ -61,8 +73,9 @@ def test_prompt_version_changes_with_the_task_wording():
 
 def test_parser_accepts_json_prose_and_lines_and_never_coerces():
     keys, labels = ["1", "2", "3"], ["pos", "neg"]
-    got = parse_answers('Here: {"answers": [{"id": "1", "label": "pos"}, {"id": "2", "label": "Positive"}]}',
-                        keys, labels)
+    got = parse_answers(
+        'Here: {"answers": [{"id": "1", "label": "pos"}, {"id": "2", "label": "Positive"}]}', keys, labels
+    )
     assert got["1"].label == "pos" and got["2"].label is None and got["2"].raw == "Positive"
     assert "3" not in got  # missing rows are left out, to be asked again
     assert parse_answers('{"1": "neg", "3": "pos"}', keys, labels)["3"].label == "pos"
@@ -106,8 +119,16 @@ def test_dry_run_estimate_scales_with_rows_and_requests():
 
     task = parse_task({**BASE, "budget": 100})
     texts = ["a short message about my card"] * 50
-    ours, baseline = estimate_vs_baseline(task, texts, corpus_rows=10_000, batch_size=10, concurrency=4,
-                                          seconds_per_request=1.0, price_in=0.15, price_out=0.6)
+    ours, baseline = estimate_vs_baseline(
+        task,
+        texts,
+        corpus_rows=10_000,
+        batch_size=10,
+        concurrency=4,
+        seconds_per_request=1.0,
+        price_in=0.15,
+        price_out=0.6,
+    )
     assert (ours.rows, ours.requests, ours.seconds) == (100, 10, 3.0)  # ceil(10 / 4) rounds of 1 s
     assert (baseline.rows, baseline.requests, baseline.seconds) == (10_000, 10_000, 2500.0)
     # the system prompt is paid once per request: batching makes each row cheaper

@@ -38,8 +38,14 @@ def _records(instance: DagsterInstance):
 
 
 def _dagster(env: dict, *args: str) -> None:
-    subprocess.run([str(BIN / "dagster"), *args, "-w", env["_WORKSPACE"]], env=env, check=True, cwd=REPO,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [str(BIN / "dagster"), *args, "-w", env["_WORKSPACE"]],
+        env=env,
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -48,10 +54,17 @@ def daemon_world(pipeline_env, tmp_path, monkeypatch):
     folder, rows = corpus_folder(tmp_path, monkeypatch, 520)
     home = ensure_dagster_home(tmp_path / "dagster_home")
     workspace = tmp_path / "workspace.yaml"
-    workspace.write_text(f"load_from:\n  - python_module:\n      module_name: scalellm_dagster.definitions\n"
-                         f"      working_directory: {REPO}\n")
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SCALELLM_SENSOR_INTERVAL_SECONDS": "2",
-           "SCALELLM_REFRESH_CRON": "* * * * *", "_WORKSPACE": str(workspace)}
+    workspace.write_text(
+        f"load_from:\n  - python_module:\n      module_name: scalellm_dagster.definitions\n"
+        f"      working_directory: {REPO}\n"
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SCALELLM_SENSOR_INTERVAL_SECONDS": "2",
+        "SCALELLM_REFRESH_CRON": "* * * * *",
+        "_WORKSPACE": str(workspace),
+    }
     with DagsterInstance.from_config(str(home)) as instance:
         assert run_pipeline(instance).success  # as `dagster asset materialize --select '*'` would
     return folder, rows, home, env
@@ -64,8 +77,13 @@ def test_daemon_sensor_and_schedule_runs_queue_and_refresh_only_new_rows(daemon_
     _dagster(env, "sensor", "start", "corpus_folder_sensor")
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
-        daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", env["_WORKSPACE"]], env=env, cwd=REPO,
-                                  stdout=out, stderr=subprocess.STDOUT)
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", env["_WORKSPACE"]],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         with DagsterInstance.from_config(str(home)) as instance:
             runs_before = len(_records(instance))
@@ -80,14 +98,16 @@ def test_daemon_sensor_and_schedule_runs_queue_and_refresh_only_new_rows(daemon_
                 rows.iloc[400:460].to_parquet(folder / "part-001.parquet", index=False)
                 first = _wait("the first sensor run to start", lambda: _started(instance, runs_before), 60, log)
                 rows.iloc[460:520].to_parquet(folder / "part-002.parquet", index=False)
-                second = _wait("a second sensor run", lambda: _records(instance)[runs_before + 1:], 60, log)[0]
+                second = _wait("a second sensor run", lambda: _records(instance)[runs_before + 1 :], 60, log)[0]
                 time.sleep(6)  # a few dequeue intervals: a queue that let it through would have done so by now
                 assert _status(instance, second) == DagsterRunStatus.QUEUED
                 assert _status(instance, first) == DagsterRunStatus.STARTED
             sensor_runs = _wait("two finished sensor runs", lambda: _finished(instance, runs_before, 2), 150, log)
             assert [r.dagster_run.status for r in sensor_runs] == [DagsterRunStatus.SUCCESS] * 2
-            assert [r.dagster_run.tags["scalellm/new_files"] for r in sensor_runs] == ["part-001.parquet",
-                                                                                     "part-002.parquet"]
+            assert [r.dagster_run.tags["scalellm/new_files"] for r in sensor_runs] == [
+                "part-001.parquet",
+                "part-002.parquet",
+            ]
             assert sensor_runs[1].start_time >= sensor_runs[0].end_time  # started only after the first ended
             # Each run embeds and predicts only what is new to it (the first may already have read both files).
             embedded = [_metadata(instance, run, "embeddings") for run in sensor_runs]
@@ -96,25 +116,29 @@ def test_daemon_sensor_and_schedule_runs_queue_and_refresh_only_new_rows(daemon_
             assert sum(_metadata(instance, run, "topic/predictions")["rows_predicted"] for run in sensor_runs) == 120
             # Refreshes take the sample's answers from the cache: the teacher was asked only the drift audits' rows.
             audited = query(db, "SELECT count(*) FROM topic.audit_answers")[0][0]
-            assert query(db, "SELECT sum(rows_answered) FROM scalellm_cache.teacher_ledger")[0][0] \
-                == answered_before + audited - 30  # less the first audit's, made before
+            assert (
+                query(db, "SELECT sum(rows_answered) FROM scalellm_cache.teacher_ledger")[0][0]
+                == answered_before + audited - 30
+            )  # less the first audit's, made before
             # one audit per run that brought new rows, after the first materialization's
-            assert query(db, "SELECT count(*) FROM topic.audit_log")[0][0] == 1 + sum(e["rows_computed"] > 0
-                                                                                  for e in embedded)
+            assert query(db, "SELECT count(*) FROM topic.audit_log")[0][0] == 1 + sum(
+                e["rows_computed"] > 0 for e in embedded
+            )
 
             # 3. The schedule ticks while a sensor run is going: its run waits in the queue.
             with _warehouse_locked(db):
-                rows.iloc[:30].assign(id=rows["id"].iloc[:30] + 10**7).to_parquet(folder / "part-003.parquet",
-                                                                                index=False)
-                sensor_run = _wait("the third sensor run to start", lambda: _started(instance, runs_before + 2), 60,
-                                   log)
+                rows.iloc[:30].assign(id=rows["id"].iloc[:30] + 10**7).to_parquet(
+                    folder / "part-003.parquet", index=False
+                )
+                sensor_run = _wait(
+                    "the third sensor run to start", lambda: _started(instance, runs_before + 2), 60, log
+                )
                 _dagster(env, "schedule", "start", "nightly_refresh")  # every minute (SCALELLM_REFRESH_CRON)
-                scheduled = _wait("the schedule's run", lambda: _records(instance)[runs_before + 3:], 75, log)[0]
+                scheduled = _wait("the schedule's run", lambda: _records(instance)[runs_before + 3 :], 75, log)[0]
                 assert scheduled.dagster_run.tags.get("dagster/schedule_name") == "nightly_refresh"
                 time.sleep(6)
                 assert _status(instance, scheduled) == DagsterRunStatus.QUEUED
-            runs = _wait("the sensor run and the schedule's run", lambda: _finished(instance, runs_before, 4), 180,
-                         log)
+            runs = _wait("the sensor run and the schedule's run", lambda: _finished(instance, runs_before, 4), 180, log)
             assert runs[2].dagster_run.run_id == sensor_run.dagster_run.run_id
             assert runs[2].dagster_run.tags.get("scalellm/new_files") == "part-003.parquet"
             assert [r.dagster_run.status for r in runs[2:]] == [DagsterRunStatus.SUCCESS] * 2
@@ -157,6 +181,9 @@ def _finished(instance: DagsterInstance, skip: int, count: int):
 
 
 def _metadata(instance: DagsterInstance, record, asset: str) -> dict:
-    [event] = [e for e in instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
-               if e.dagster_event.asset_key == AssetKey.from_user_string(asset)]
+    [event] = [
+        e
+        for e in instance.all_logs(record.dagster_run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        if e.dagster_event.asset_key == AssetKey.from_user_string(asset)
+    ]
     return {k: v.value for k, v in event.dagster_event.event_specific_data.materialization.metadata.items()}

@@ -13,25 +13,29 @@ from tests.pipeline_helpers import query, run_pipeline
 
 
 def _audit_check(result) -> tuple[bool, str]:
-    check = next(e for e in result.get_asset_check_evaluations()
-                 if e.check_name == "audit_agreement_within_estimate")
+    check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "audit_agreement_within_estimate")
     return check.passed, check.severity.value
 
 
 def _audit_meta(result) -> dict:
-    return next(e.materialization.metadata for e in result.get_asset_materialization_events()
-                if e.asset_key == AssetKey(["topic", "drift_audit"]))
+    return next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(["topic", "drift_audit"])
+    )
 
 
 # what corpus_folder_sensor runs for a new file: the deployed student predicts the new rows; nothing is retrained
-REFRESH = AssetSelection.assets(AssetKey("corpus"), AssetKey("embeddings"), AssetKey(["topic", "predictions"]),
-                                AssetKey(["topic", "drift_audit"]))
+REFRESH = AssetSelection.assets(
+    AssetKey("corpus"), AssetKey("embeddings"), AssetKey(["topic", "predictions"]), AssetKey(["topic", "drift_audit"])
+)
 
 
 def _tick(instance):
     defs = build_definitions(Settings.from_env())
     return defs.resolve_sensor_def("drift_topup_sensor").evaluate_tick(
-        build_sensor_context(instance=instance, definitions=defs))
+        build_sensor_context(instance=instance, definitions=defs)
+    )
 
 
 @pytest.fixture
@@ -83,8 +87,9 @@ def test_new_rows_of_an_unseen_label_fail_two_audits_and_the_top_up_fixes_it(pip
         assert not _audit_meta(topped)["drift_topup_due"].value  # the streak is answered: no second request
         assert _tick(instance).run_requests == []
 
-        drift = query(db, "SELECT s.id, c.topic FROM topic.labeled_sample s JOIN corpus c USING (id) "
-                          "WHERE s.drift_topup")
+        drift = query(
+            db, "SELECT s.id, c.topic FROM topic.labeled_sample s JOIN corpus c USING (id) WHERE s.drift_topup"
+        )
         assert len(drift) == 50 and {t for _, t in drift} == {"top_ups"}  # from the failing refreshes' rows
         audited = {r[0] for r in query(db, "SELECT id FROM topic.audit_answers")}
         sampled = {r[0] for r in query(db, "SELECT id FROM topic.labeled_sample")}
@@ -118,8 +123,7 @@ def test_a_refresh_with_nothing_new_is_not_audited_rather_than_passed(pipeline_e
         result = run_pipeline(instance, REFRESH)  # the same corpus: no new rows
     assert result.success
     # no result at all (the UI shows the check as not evaluated), not the previous run's audit judged again
-    assert not [e for e in result.get_asset_check_evaluations()
-                if e.check_name == "audit_agreement_within_estimate"]
+    assert not [e for e in result.get_asset_check_evaluations() if e.check_name == "audit_agreement_within_estimate"]
     assert _audit_meta(result)["audit_passed"].value == "not audited this run"
 
 
@@ -144,20 +148,25 @@ def test_invalid_audit_answers_count_as_disagreements_not_as_fewer_rows(pipeline
     with DagsterInstance.ephemeral() as instance:
         meta = _audit_meta(run_pipeline(instance))
     assert meta["audited_rows"].value == 30 and meta["audit_invalid_answers"].value == 10
-    rows = query(pipeline_env["SCALELLM_DUCKDB_PATH"],
-                 "SELECT count(*), count(teacher_label), count(*) FILTER (WHERE agrees) FROM topic.audit_answers")
+    rows = query(
+        pipeline_env["SCALELLM_DUCKDB_PATH"],
+        "SELECT count(*), count(teacher_label), count(*) FILTER (WHERE agrees) FROM topic.audit_answers",
+    )
     assert rows[0][0] == 30 and rows[0][1] == 20 and rows[0][2] <= 20
 
 
 def test_with_a_cascade_the_audit_expects_the_agreement_of_the_rows_the_student_keeps(pipeline_env, tasks_file):
-    tasks_file.write_text(tasks_file.read_text().replace("    budget: 120\n", "    budget: 120\n    cascade_budget: 80\n"
-                                                         "    cascade_target_agreement: 0.99\n"))
+    tasks_file.write_text(
+        tasks_file.read_text().replace(
+            "    budget: 120\n", "    budget: 120\n    cascade_budget: 80\n    cascade_target_agreement: 0.99\n"
+        )
+    )
     with DagsterInstance.ephemeral() as instance:
         result = run_pipeline(instance)
     meta = _audit_meta(result)
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
-    (estimate, population), = query(db, "SELECT estimate, population FROM topic.audit_expectation")
-    (cv,), = query(db, "SELECT cv_accuracy FROM topic.model_selection_report WHERE chosen")
+    ((estimate, population),) = query(db, "SELECT estimate, population FROM topic.audit_expectation")
+    ((cv,),) = query(db, "SELECT cv_accuracy FROM topic.model_selection_report WHERE chosen")
     sent = query(db, "SELECT count(*) FROM topic.predictions WHERE source = 'teacher-cascade'")[0][0]
     assert sent == 80 and "most confident" in population and meta["estimate_population"].value == population
     assert meta["expected_agreement"].value == pytest.approx(estimate, abs=1e-4)

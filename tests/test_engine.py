@@ -55,7 +55,9 @@ def test_every_candidate_is_scored_at_every_size(toy):
     assert len(scores) == 15 and (scores["status"] == "ok").all()
     assert scores["cv_accuracy"].between(0, 1).all() and (scores["cv_fit_seconds"] > 0).all()
     largest = scores["sample_size"] == 600  # speed is measured where it decides: the largest size
-    assert (scores.loc[largest, "predict_rows_per_second"] > 0).all() and (scores.loc[largest, "train_seconds"] > 0).all()
+    assert (scores.loc[largest, "predict_rows_per_second"] > 0).all() and (
+        scores.loc[largest, "train_seconds"] > 0
+    ).all()
     assert scores.loc[~largest, ["predict_rows_per_second", "train_seconds"]].isna().all().all()
     by_size = scores.groupby("sample_size")["cv_accuracy"].mean()
     assert by_size[600] > by_size[100]  # more teacher labels help on average
@@ -65,8 +67,9 @@ def test_every_candidate_is_scored_at_every_size(toy):
 def test_a_candidate_clearly_behind_at_a_small_size_is_not_evaluated_at_the_larger_ones():
     X = np.random.default_rng(0).normal(size=(600, 40)).astype(np.float32)
     y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")  # linear in 2 of 40 dims: hopeless for cosine knn
-    scores = evaluate_candidates(X, y, ["logistic_regression", "ridge", "linear_svm", "knn"],
-                                 [150, 300, 600], cv_folds=5)
+    scores = evaluate_candidates(
+        X, y, ["logistic_regression", "ridge", "linear_svm", "knn"], [150, 300, 600], cv_folds=5
+    )
     knn = scores[scores["candidate"] == "knn"].set_index("sample_size")
     assert knn.loc[150, "status"] == "ok" and set(knn.loc[[300, 600], "status"]) == {"pruned"}
     assert "behind" in knn.loc[600, "error"] and "labels" in knn.loc[600, "error"]
@@ -82,8 +85,9 @@ def test_clearly_behind_spares_the_top_two_and_close_or_noisy_candidates():
     def r(name, acc, std=0.01):
         return {"candidate": name, "sample_size": 100, "status": "ok", "cv_accuracy": acc, "cv_std": std}
 
-    assert clearly_behind([r("a", 0.9), r("b", 0.5), r("c", 0.4)], folds=5) == {"c": clearly_behind(
-        [r("a", 0.9), r("b", 0.5), r("c", 0.4)], folds=5)["c"]}  # b is second: kept for the report's runner-up
+    assert clearly_behind([r("a", 0.9), r("b", 0.5), r("c", 0.4)], folds=5) == {
+        "c": clearly_behind([r("a", 0.9), r("b", 0.5), r("c", 0.4)], folds=5)["c"]
+    }  # b is second: kept for the report's runner-up
     assert clearly_behind([r("a", 0.9), r("b", 0.89), r("c", 0.885)], folds=5) == {}  # within two points
     assert clearly_behind([r("a", 0.9, 0.2), r("b", 0.85, 0.2), r("c", 0.8, 0.2)], folds=5) == {}  # noisy folds
     failed = {"candidate": "d", "sample_size": 100, "status": "failed", "cv_accuracy": np.nan, "cv_std": np.nan}
@@ -109,17 +113,20 @@ def test_confidence_is_a_probability_for_every_student(toy):
 
 
 def _scores(rows):
-    return pd.DataFrame(rows, columns=["candidate", "sample_size", "cv_accuracy", "predict_rows_per_second",
-                                       "status", "error"])
+    return pd.DataFrame(
+        rows, columns=["candidate", "sample_size", "cv_accuracy", "predict_rows_per_second", "status", "error"]
+    )
 
 
 def test_selection_prefers_accuracy_then_speed_among_ties():
-    scores = _scores([
-        ("slow_best", 100, 0.900, 1_000, "ok", None),
-        ("fast_tied", 100, 0.897, 500_000, "ok", None),
-        ("worse", 100, 0.800, 900_000, "ok", None),
-        ("slow_best", 50, 0.990, 1_000, "ok", None),  # smaller sizes do not count
-    ])
+    scores = _scores(
+        [
+            ("slow_best", 100, 0.900, 1_000, "ok", None),
+            ("fast_tied", 100, 0.897, 500_000, "ok", None),
+            ("worse", 100, 0.800, 900_000, "ok", None),
+            ("slow_best", 50, 0.990, 1_000, "ok", None),  # smaller sizes do not count
+        ]
+    )
     assert choose_student(scores).candidate == "fast_tied"
     assert choose_student(scores, tie_tolerance=0.0).candidate == "slow_best"
     latency = choose_student(scores, "accuracy_under_latency", min_rows_per_second=600_000, tie_tolerance=0)
@@ -132,11 +139,13 @@ def test_selection_ignores_timing_jitter_between_equally_fast_ties():
     # ridge and logistic regression tie on accuracy and predict at similar speeds; which one measured faster
     # changes from run to run, the pick must not.
     for ridge_speed, logreg_speed in [(900_000, 700_000), (700_000, 900_000)]:
-        scores = _scores([
-            ("ridge", 400, 0.715, ridge_speed, "ok", None),
-            ("logistic_regression", 400, 0.710, logreg_speed, "ok", None),
-            ("random_forest", 400, 0.712, 60_000, "ok", None),
-        ])
+        scores = _scores(
+            [
+                ("ridge", 400, 0.715, ridge_speed, "ok", None),
+                ("logistic_regression", 400, 0.710, logreg_speed, "ok", None),
+                ("random_forest", 400, 0.712, 60_000, "ok", None),
+            ]
+        )
         choice = choose_student(scores)
         assert choice.candidate == "ridge"
         assert "within 10x of the fastest" in choice.reason
@@ -146,24 +155,29 @@ def test_timing_jitter_does_not_break_exact_ties_through_the_inference_cost():
     # On a small corpus the cost is thousandths of a point: it must not decide between students that tie exactly,
     # whichever of them measured faster this run.
     for forest_speed, svm_speed in [(20_000, 30_000), (30_000, 20_000)]:
-        scores = _scores([
-            ("random_forest", 200, 0.700, forest_speed, "ok", None),
-            ("rbf_svm", 200, 0.700, svm_speed, "ok", None),
-            ("ridge", 200, 0.680, 900_000, "ok", None),
-        ])
+        scores = _scores(
+            [
+                ("random_forest", 200, 0.700, forest_speed, "ok", None),
+                ("rbf_svm", 200, 0.700, svm_speed, "ok", None),
+                ("ridge", 200, 0.680, 900_000, "ok", None),
+            ]
+        )
         choice = choose_student(scores, corpus_rows=400, seconds_per_point=10)
         assert choice.candidate == "random_forest"
         assert choose_student(scores, tie_tolerance=0.0, corpus_rows=400, seconds_per_point=10).candidate == (
-            "random_forest")
+            "random_forest"
+        )
 
 
 def test_selection_weighs_inference_cost_where_the_corpus_is_large():
     """A forest 2 points ahead at 30k rows/s: worth its 0.5 s on 14k rows, not its 33 s on 1M rows at the
     default price of a point (10 s of predicting the whole corpus); at 0 the cost is ignored."""
-    scores = _scores([
-        ("random_forest", 1000, 0.820, 30_000, "ok", None),
-        ("linear_svm", 1000, 0.800, 2_000_000, "ok", None),
-    ])
+    scores = _scores(
+        [
+            ("random_forest", 1000, 0.820, 30_000, "ok", None),
+            ("linear_svm", 1000, 0.800, 2_000_000, "ok", None),
+        ]
+    )
     assert choose_student(scores, corpus_rows=14_000, seconds_per_point=10).candidate == "random_forest"
     big = choose_student(scores, corpus_rows=1_000_000, seconds_per_point=10)
     assert big.candidate == "linear_svm" and big.corpus_predict_seconds == pytest.approx(0.5)
@@ -180,11 +194,11 @@ def test_selection_fails_clearly_when_every_candidate_failed():
 
 def test_learning_curve_recovers_a_power_law_and_forecasts():
     sizes = np.array([50, 100, 200, 400, 800])
-    acc = 1 - (2.0 * sizes ** -0.5 + 0.1)
+    acc = 1 - (2.0 * sizes**-0.5 + 0.1)
     curve = fit_learning_curve(sizes, acc)
     assert curve is not None and curve.r2 > 0.99
     assert curve.alpha == pytest.approx(0.5, abs=0.05) and curve.c == pytest.approx(0.1, abs=0.02)
-    assert curve.accuracy_at(3200) == pytest.approx(1 - (2.0 * 3200 ** -0.5 + 0.1), abs=0.01)
+    assert curve.accuracy_at(3200) == pytest.approx(1 - (2.0 * 3200**-0.5 + 0.1), abs=0.01)
     assert fit_learning_curve([10, 20], [0.5, 0.6]) is None
 
 
@@ -192,8 +206,15 @@ def test_teacher_noise_flags_flipped_labels_and_bounds_the_curve_floor():
     from scalellm_dagster.core.students import out_of_fold
     from scalellm_dagster.core.teacher_noise import estimate_teacher_noise
 
-    X, gold = make_classification(n_samples=900, n_features=20, n_informative=10, n_classes=4,
-                                  n_clusters_per_class=1, class_sep=2.5, random_state=0)
+    X, gold = make_classification(
+        n_samples=900,
+        n_features=20,
+        n_informative=10,
+        n_classes=4,
+        n_clusters_per_class=1,
+        class_sep=2.5,
+        random_state=0,
+    )
     rng = np.random.default_rng(0)
     flipped = rng.random(len(gold)) < 0.15
     y = np.where(flipped, (gold + rng.integers(1, 4, len(gold))) % 4, gold)
@@ -232,7 +253,7 @@ def test_guaranteed_cascade_certifies_the_target_and_says_when_the_budget_cannot
     plan = plan_guaranteed_cascade(cal, agrees, rows, target=0.9, delta=0.05, max_teacher_rows=50_000)
     assert plan.reached and plan.guaranteed_agreement >= 0.9
     sent = np.zeros(len(rows), bool)
-    sent[np.argsort(rows)[:plan.teacher_rows]] = True
+    sent[np.argsort(rows)[: plan.teacher_rows]] = True
     assert rows[sent].max() == plan.threshold
     realised = (sent.sum() + (rng.random(50_000) < rows)[~sent].sum()) / len(rows)
     assert realised >= 0.9

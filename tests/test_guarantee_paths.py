@@ -24,9 +24,19 @@ STUDENT = "logistic_regression"
 
 
 def _task(policy: str):
-    return parse_task({"name": "t", "instruction": "x", "labels": LABELS, "budget": 400, "suspect_labels": policy,
-                       "cascade_budget": 5000, "cascade_target_agreement": 0.92, "cascade_delta": 0.1,
-                       "candidates": [STUDENT]})
+    return parse_task(
+        {
+            "name": "t",
+            "instruction": "x",
+            "labels": LABELS,
+            "budget": 400,
+            "suspect_labels": policy,
+            "cascade_budget": 5000,
+            "cascade_target_agreement": 0.92,
+            "cascade_delta": 0.1,
+            "candidates": [STUDENT],
+        }
+    )
 
 
 class Stats:
@@ -46,8 +56,15 @@ class FakeSession:
 
 
 def _world(seed: int):
-    X, gold = make_classification(n_samples=3000, n_features=16, n_informative=8, n_classes=4,
-                                  n_clusters_per_class=1, class_sep=1.2, random_state=seed)
+    X, gold = make_classification(
+        n_samples=3000,
+        n_features=16,
+        n_informative=8,
+        n_classes=4,
+        n_clusters_per_class=1,
+        class_sep=1.2,
+        random_state=seed,
+    )
     rng = np.random.default_rng(seed)
     teacher = np.array(LABELS, dtype=object)[gold]
     flip = rng.random(len(gold)) < 0.12
@@ -68,14 +85,16 @@ def _run(seed: int, policy: str, unanswered_share: float, old: bool) -> tuple[fl
     student = fit_student(STUDENT, X[sampled][trains], teacher[sampled][trains], task.seed)
     predicted = predict_with_confidence(student, X[rest])
     if old:  # before issue #27: the pairs of the training rows only, against their (kept) labels
-        calibrator = Calibrator(*out_of_fold_confidence(STUDENT, X[sampled][trains], teacher[sampled][trains],
-                                                        task.cv_folds, task.seed))
+        calibrator = Calibrator(
+            *out_of_fold_confidence(STUDENT, X[sampled][trains], teacher[sampled][trains], task.cv_folds, task.seed)
+        )
     else:
         calibrator = calibrate(STUDENT, CalibrationSample.from_answers(review.answers, X[sampled]), task)
     rng = np.random.default_rng(seed + 1)
     session = FakeSession(teacher, set(rest[rng.random(len(rest)) < unanswered_share].tolist()))
-    outcome = run_cascade(calibrator, predicted.confidence, np.ones(len(rest), bool), rest, task,
-                          task.cascade_budget, lambda: session)
+    outcome = run_cascade(
+        calibrator, predicted.confidence, np.ones(len(rest), bool), rest, task, task.cascade_budget, lambda: session
+    )
     final = predicted.labels.astype(object)
     final[outcome.answered] = outcome.labels
     realised = float((final == teacher[rest]).mean())
@@ -87,8 +106,7 @@ def _run(seed: int, policy: str, unanswered_share: float, old: bool) -> tuple[fl
 def _missed(policy: str, unanswered_share: float, old: bool) -> int:
     """Runs whose stated agreement the realised one does not reach (at delta = 0.1, about 3 of 30 at most: more
     than 6 has probability 0.026)."""
-    return sum(realised < stated for stated, realised in
-               (_run(seed, policy, unanswered_share, old) for seed in SEEDS))
+    return sum(realised < stated for stated, realised in (_run(seed, policy, unanswered_share, old) for seed in SEEDS))
 
 
 @pytest.mark.parametrize("policy", ["drop", "keep"])

@@ -10,8 +10,9 @@ from tests.pipeline_helpers import query, run_pipeline
 
 
 def _meta(result, key: str) -> dict:
-    return [e for e in result.get_asset_materialization_events()
-            if e.asset_key == AssetKey.from_user_string(key)][0].materialization.metadata
+    return [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey.from_user_string(key)][
+        0
+    ].materialization.metadata
 
 
 def test_new_changed_and_removed_rows(pipeline_env, small_corpus):
@@ -69,8 +70,9 @@ def test_the_first_refresh_after_a_fit_reuses_every_unchanged_prediction(pipelin
         assert run_pipeline(instance).success
         versions_before = {r[0] for r in query(db, "SELECT DISTINCT embedding_version FROM embeddings")}
         counter = itertools.count()
-        monkeypatch.setattr(shared.pickle, "dumps", lambda obj, *a, **k: pickle.dumps(obj, *a, **k)
-                            + b"\x00" * next(counter))  # trailing bytes: unpickles the same, hashes otherwise
+        monkeypatch.setattr(
+            shared.pickle, "dumps", lambda obj, *a, **k: pickle.dumps(obj, *a, **k) + b"\x00" * next(counter)
+        )  # trailing bytes: unpickles the same, hashes otherwise
         extra = demo_slice(2000, seed=1)
         extra = extra[~extra["id"].isin(demo_slice(400)["id"])].head(40)
         pd.concat([demo_slice(400), extra]).to_parquet(small_corpus, index=False)

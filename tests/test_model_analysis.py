@@ -24,8 +24,13 @@ def test_forecast_from_small_samples_lands_near_the_measured_accuracy_on_banking
     df = pd.read_parquet(DEMO_CORPUS)
     X = LsaEmbedder(dim=128).fit_embed(df["text"].tolist())
     order = pd.Series(np.arange(len(df)), index=df["id"])[random_sample(df["id"].to_numpy(), 3200, 0)].to_numpy()
-    scores = evaluate_candidates(X[order], df["topic"].to_numpy()[order], ["logistic_regression"],
-                                 [100, 141, 200, 283, 400, 566, 800, 3200], cv_folds=5)
+    scores = evaluate_candidates(
+        X[order],
+        df["topic"].to_numpy()[order],
+        ["logistic_regression"],
+        [100, 141, 200, 283, 400, 566, 800, 3200],
+        cv_folds=5,
+    )
     small = scores[scores["sample_size"] <= 800]
     curve = fit_learning_curve(small["sample_size"], small["cv_accuracy"])
     measured = scores.loc[scores["sample_size"] == 3200, "cv_accuracy"].iloc[0]
@@ -117,16 +122,20 @@ def test_pipeline_with_a_sampling_strategy_and_the_cascade(pipeline_env, tasks_f
         result = run_pipeline(instance)
         assert result.success
         assert all(e.passed for e in result.get_asset_check_evaluations())
-        meta = instance.get_latest_materialization_event(AssetKey(["topic", "predictions"])) \
-            .asset_materialization.metadata
+        meta = instance.get_latest_materialization_event(
+            AssetKey(["topic", "predictions"])
+        ).asset_materialization.metadata
     assert query(db, "SELECT count(*), min(sampling) FROM topic.labeled_sample")[0] == (120, sampling)
     sources = dict(query(db, "SELECT source, count(*) FROM topic.predictions GROUP BY source"))
     assert sources["teacher-sample"] == 120 and 0 < sources["teacher-cascade"] <= 40
     assert meta["teacher_rows_with_cascade"].value == 120 + sources["teacher-cascade"]
     assert meta["expected_agreement_with_cascade"].value > meta["expected_agreement_without_cascade"].value
     # the cascade's rows were answered by the (simulated) teacher, who is right ~90% of the time
-    gold_agree = query(db, """SELECT avg(CASE WHEN p.label = c.topic THEN 1 ELSE 0 END) FROM topic.predictions p
-                              JOIN corpus c USING (id) WHERE p.source = 'teacher-cascade'""")[0][0]
+    gold_agree = query(
+        db,
+        """SELECT avg(CASE WHEN p.label = c.topic THEN 1 ELSE 0 END) FROM topic.predictions p
+                              JOIN corpus c USING (id) WHERE p.source = 'teacher-cascade'""",
+    )[0][0]
     assert gold_agree > 0.75
 
 
@@ -134,8 +143,9 @@ def test_the_guaranteed_cascade_says_what_it_certifies_and_when_the_budget_canno
     tasks_file.write_text(STRATEGY_TASK.format(sampling="random") + "    cascade_delta: 0.05\n")
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success
-        meta = instance.get_latest_materialization_event(AssetKey(["topic", "predictions"])) \
-            .asset_materialization.metadata
+        meta = instance.get_latest_materialization_event(
+            AssetKey(["topic", "predictions"])
+        ).asset_materialization.metadata
     # 120 labels cannot certify 99 % agreement with 40 extra teacher rows: said plainly, with what the budget buys
     assert meta["cascade_delta"].value == 0.05
     assert "NOT certifiable" in meta["cascade_guarantee"].value and "needs" in meta["cascade_guarantee"].value
@@ -145,9 +155,12 @@ def test_the_guaranteed_cascade_says_what_it_certifies_and_when_the_budget_canno
 
 
 def test_following_budget_advice_tops_up_the_sample_from_the_cache(pipeline_env, tasks_file):
-    tasks_file.write_text(STRATEGY_TASK.format(sampling="random").replace("budget: 120", "budget: 60")
-                          .replace("cascade_budget: 40", "cascade_budget: 0")
-                          + "    target_accuracy: 0.99\n    follow_budget_advice: true\n    max_budget: 150\n")
+    tasks_file.write_text(
+        STRATEGY_TASK.format(sampling="random")
+        .replace("budget: 120", "budget: 60")
+        .replace("cascade_budget: 40", "cascade_budget: 0")
+        + "    target_accuracy: 0.99\n    follow_budget_advice: true\n    max_budget: 150\n"
+    )
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success
@@ -156,8 +169,9 @@ def test_following_budget_advice_tops_up_the_sample_from_the_cache(pipeline_env,
         first = set(r[0] for r in query(db, "SELECT id FROM topic.labeled_sample"))
         result = run_pipeline(instance)
         assert result.success
-        meta = [e for e in result.get_asset_materialization_events()
-                if e.asset_key == AssetKey(["topic", "labeled_sample"])][0].materialization.metadata
+        meta = [
+            e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(["topic", "labeled_sample"])
+        ][0].materialization.metadata
     expected = min(advice, 150)
     assert query(db, "SELECT count(*) FROM topic.labeled_sample")[0][0] == expected
     assert first <= set(r[0] for r in query(db, "SELECT id FROM topic.labeled_sample"))

@@ -36,8 +36,7 @@ def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade, s
     np.testing.assert_allclose(X, X_assets, atol=1e-5)
 
     teacher = SimulatedTeacher.from_corpus(task, corpus["id"], corpus["topic"], X, accuracy=0.9, seed=0)
-    run, timings = bench.run_flow(task, corpus, X, teacher, np.zeros(len(corpus), bool), batch_size=10,
-                                  concurrency=8)
+    run, timings = bench.run_flow(task, corpus, X, teacher, np.zeros(len(corpus), bool), batch_size=10, concurrency=8)
 
     sampled = [r[0] for r in query(db, "SELECT id FROM topic.labeled_sample ORDER BY sample_rank")]
     assert run.sample.ids.tolist() == sampled

@@ -34,8 +34,11 @@ def test_openai_teacher_and_embedder_end_to_end_without_leaking_the_key(pipeline
     assert len(chats) == 15  # 120 sample rows and the first drift audit's 30, 10 per request
     assert query(db, "SELECT count(*) FILTER (WHERE valid), count(*) FROM topic.labeled_sample")[0] == (120, 120)
     assert query(db, "SELECT DISTINCT teacher FROM topic.labeled_sample")[0][0] == "openai:local-llm"
-    agree = query(db, """SELECT avg(CASE WHEN s.teacher_label = c.topic THEN 1 ELSE 0 END)
-                         FROM topic.labeled_sample s JOIN corpus c USING (id)""")[0][0]
+    agree = query(
+        db,
+        """SELECT avg(CASE WHEN s.teacher_label = c.topic THEN 1 ELSE 0 END)
+                         FROM topic.labeled_sample s JOIN corpus c USING (id)""",
+    )[0][0]
     assert agree == 1.0  # the local server answers with the gold label
     ledger = query(db, "SELECT count(*), sum(rows_answered), sum(prompt_tokens) FROM scalellm_cache.teacher_ledger")
     assert ledger[0][0] == 15 and ledger[0][1] == 150 and ledger[0][2] > 0
@@ -60,10 +63,12 @@ def test_rerun_pays_nothing_for_answers_already_cached(pipeline_env, monkeypatch
             second = run_pipeline(instance)
             assert second.success
         assert len(server.requests) == first  # not one more request: chat answers and vectors are cached
-    meta = [e for e in second.get_asset_materialization_events()
-            if e.asset_key.to_user_string() == "topic/labeled_sample"][0].materialization.metadata
+    meta = [
+        e for e in second.get_asset_materialization_events() if e.asset_key.to_user_string() == "topic/labeled_sample"
+    ][0].materialization.metadata
     assert meta["cache_hits"].value == 120 and meta["cache_misses"].value == 0
     assert meta["cost_usd"].value == 0.0
-    embed_meta = [e for e in second.get_asset_materialization_events()
-                  if e.asset_key.to_user_string() == "embeddings"][0].materialization.metadata
+    embed_meta = [e for e in second.get_asset_materialization_events() if e.asset_key.to_user_string() == "embeddings"][
+        0
+    ].materialization.metadata
     assert embed_meta["rows_reused"].value == 400 and embed_meta["rows_computed"].value == 0

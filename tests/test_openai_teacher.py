@@ -13,8 +13,14 @@ from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
 from scalellm_dagster.teachers.runner import label_with_cache
 from tests.fake_openai import FakeOpenAI
 
-TASK = parse_task({"name": "sentiment", "instruction": "Is the review positive or negative?", "budget": 10,
-                   "labels": {"pos": "positive", "neg": "negative"}})
+TASK = parse_task(
+    {
+        "name": "sentiment",
+        "instruction": "Is the review positive or negative?",
+        "budget": 10,
+        "labels": {"pos": "positive", "neg": "negative"},
+    }
+)
 
 
 def rule(text: str) -> str:
@@ -32,8 +38,9 @@ def teacher_for(server: FakeOpenAI, timeout=5.0, retries=3) -> OpenAIChatTeacher
 
 
 def run(server, cache, rows=ROWS, batch_size=8, concurrency=4, **kw):
-    return label_with_cache(teacher_for(server, **kw), rows, cache.lookup, cache.store,
-                            batch_size=batch_size, concurrency=concurrency)
+    return label_with_cache(
+        teacher_for(server, **kw), rows, cache.lookup, cache.store, batch_size=batch_size, concurrency=concurrency
+    )
 
 
 def test_batches_with_json_schema_and_labels_every_row():
@@ -129,8 +136,11 @@ def test_an_outage_stops_the_run_clearly_and_keeps_what_was_paid_for():
     with FakeOpenAI(rule) as server:
         cache = MemoryCache()
         server.faults = [None] + ["500"] * 100  # the endpoint goes down after the first request
-        with pytest.raises(TeacherError, match=r"2 of 5 teacher requests failed, more than the 20% a run tolerates "
-                                               r"\(first: .*boom \(after 1 retries\)\); 8 answers from this round "
-                                               r"are cached; a rerun asks only the 32 other rows"):
+        with pytest.raises(
+            TeacherError,
+            match=r"2 of 5 teacher requests failed, more than the 20% a run tolerates "
+            r"\(first: .*boom \(after 1 retries\)\); 8 answers from this round "
+            r"are cached; a rerun asks only the 32 other rows",
+        ):
             run(server, cache, concurrency=1, retries=1)
         assert len(cache.answers) == 8 and len(cache.ledger) == 1

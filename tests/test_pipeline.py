@@ -25,12 +25,14 @@ def test_full_graph_materializes_every_table(pipeline_env):
     sampled, valid = query(db, "SELECT count(*), count(*) FILTER (WHERE valid) FROM topic.labeled_sample")[0]
     assert sampled == 120 and valid == 120
     # every candidate at every default size (15, 30, 60, 120 halvings stop at 20 -> 30, 60, 120)
-    assert query(db, "SELECT count(DISTINCT candidate), count(DISTINCT sample_size) FROM topic.student_candidates")[0] \
-        == (3, 3)
+    assert query(db, "SELECT count(DISTINCT candidate), count(DISTINCT sample_size) FROM topic.student_candidates")[
+        0
+    ] == (3, 3)
     assert query(db, "SELECT count(*) FROM topic.model_selection_report WHERE chosen")[0][0] == 1
     # with a gold column, every candidate evaluated at the largest size is scored against gold on unseen rows
-    gold_acc = query(db, "SELECT min(accuracy_vs_gold_heldout), count(accuracy_vs_gold_heldout) "
-                         "FROM topic.model_selection_report")[0]
+    gold_acc = query(
+        db, "SELECT min(accuracy_vs_gold_heldout), count(accuracy_vs_gold_heldout) FROM topic.model_selection_report"
+    )[0]
     assert 0.3 < gold_acc[0] <= 1 and gold_acc[1] >= 1
     # one prediction per corpus row, teacher rows keep the teacher's label
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM topic.predictions")[0] == (400, 400)
@@ -41,8 +43,7 @@ def test_full_graph_materializes_every_table(pipeline_env):
     )[0][0]
     assert mismatched == 0
     labels = {r[0] for r in query(db, "SELECT DISTINCT label FROM topic.predictions")}
-    assert labels <= {"cards", "payments_and_cash", "transfers", "top_ups", "fees_and_exchange",
-                      "account_and_security"}
+    assert labels <= {"cards", "payments_and_cash", "transfers", "top_ups", "fees_and_exchange", "account_and_security"}
     gold_acc = query(
         db,
         """SELECT avg(CASE WHEN p.label = c.topic THEN 1 ELSE 0 END) FROM topic.predictions p
@@ -64,9 +65,10 @@ def test_new_task_reuses_embeddings(pipeline_env, tasks_file: Path):
         result = run_pipeline(instance, selection=AssetSelection.groups("is_card"))
         assert result.success
         materialized = {e.asset_key for e in result.get_asset_materialization_events()}
-        assert materialized == {AssetKey(["is_card", n]) for n in
-                                ("labeled_sample", "student_candidates", "model_selection_report", "predictions",
-                                 "drift_audit")}
+        assert materialized == {
+            AssetKey(["is_card", n])
+            for n in ("labeled_sample", "student_candidates", "model_selection_report", "predictions", "drift_audit")
+        }
         after = instance.fetch_materializations(AssetKey("embeddings"), limit=10).records
         assert len(first) == 1 and [r.storage_id for r in after] == [r.storage_id for r in first]
     assert query(db, "SELECT sum(list_sum(vector::FLOAT[])) FROM embeddings")[0][0] == vectors_before

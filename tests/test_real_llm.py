@@ -43,20 +43,27 @@ def _run_twice_and_check(db: str, provider: str) -> None:
         result = run_pipeline(instance)
         assert result.success
         assert query(db, "SELECT count(*), count(DISTINCT id) FROM is_card.predictions")[0] == (400, 400)
-        sampled, valid, lost = query(db, """SELECT count(*), count(*) FILTER (WHERE valid),
+        sampled, valid, lost = query(
+            db,
+            """SELECT count(*), count(*) FILTER (WHERE valid),
                                                    count(*) FILTER (WHERE NOT valid AND raw_answer IS NULL)
-                                            FROM is_card.labeled_sample""")[0]
+                                            FROM is_card.labeled_sample""",
+        )[0]
         assert sampled == 40 and lost == 0 and valid >= 30  # a grammar-constrained reply names a label
-        requests, tokens, estimated, forms = query(db, """SELECT count(*), sum(prompt_tokens),
+        requests, tokens, estimated, forms = query(
+            db,
+            """SELECT count(*), sum(prompt_tokens),
                 bool_or(tokens_estimated), string_agg(DISTINCT response_format, ',')
-            FROM scalellm_cache.teacher_ledger""")[0]
+            FROM scalellm_cache.teacher_ledger""",
+        )[0]
         assert tokens > 0 and not estimated and forms == "json_object+schema"
         assert query(db, "SELECT DISTINCT provider FROM scalellm_cache.teacher_answers")[0][0] == provider
         again = run_pipeline(instance)
         assert again.success
         assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0] == requests  # 0 requests
-    meta = [e for e in again.get_asset_materialization_events()
-            if e.asset_key.to_user_string() == "is_card/labeled_sample"][0].materialization.metadata
+    meta = [
+        e for e in again.get_asset_materialization_events() if e.asset_key.to_user_string() == "is_card/labeled_sample"
+    ][0].materialization.metadata
     assert meta["cache_misses"].value == 0 and meta["cache_hits"].value == 40
 
 
@@ -125,10 +132,42 @@ def test_bench_with_the_local_teacher_reports_agreement_with_it(tmp_path):
     from scalellm_dagster.settings import DEMO_CORPUS
 
     out = tmp_path / "report.json"
-    assert main(["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--split-column", "split",
-                 "--eval-split", "test", "--max-rows", "600", "--budgets", "30,60", "--teacher", "local",
-                 "--teacher-batch-size", "10", "--teacher-concurrency", "1", "--baseline-sample", "12",
-                 "--candidates", "ridge", "--dim", "32", "--probe-rows", "2000", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--data",
+                str(DEMO_CORPUS),
+                "--label-column",
+                "topic",
+                "--split-column",
+                "split",
+                "--eval-split",
+                "test",
+                "--max-rows",
+                "600",
+                "--budgets",
+                "30,60",
+                "--teacher",
+                "local",
+                "--teacher-batch-size",
+                "10",
+                "--teacher-concurrency",
+                "1",
+                "--baseline-sample",
+                "12",
+                "--candidates",
+                "ridge",
+                "--dim",
+                "32",
+                "--probe-rows",
+                "2000",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     teacher = report["teacher"]
     assert teacher["name"].startswith("local:") and teacher["accuracy_measured_on_rows"] == 12

@@ -52,7 +52,7 @@ def write_source(folder: Path, df: pd.DataFrame, source: str) -> str:
             conn.register("incoming", df)
             conn.execute('CREATE SCHEMA "My Schema"')
             conn.execute('CREATE TABLE "My Schema".docs AS SELECT * FROM incoming')
-        return f"{folder / 'src.duckdb'}::\"My Schema\".docs"
+        return f'{folder / "src.duckdb"}::"My Schema".docs'
     if source == "folder":  # a typed file and text files: the CSV ids take the Parquet ids' type
         third = len(df) // 3
         df.iloc[:third].to_parquet(folder / "a.parquet", index=False)
@@ -72,8 +72,10 @@ def source_keys_sql(corpus: str, source: str) -> str:
         return f"(SELECT id FROM read_parquet('{corpus}'))", None
     if source in ("csv", "tsv"):
         return f"(SELECT id FROM read_csv('{corpus}', all_varchar = true))", None
-    return (f"(SELECT id FROM read_parquet('{corpus}/*.parquet') UNION ALL SELECT id FROM read_csv('{corpus}/b.csv') "
-            f"UNION ALL SELECT id FROM read_csv('{corpus}/c.tsv', delim = '\t'))"), None
+    return (
+        f"(SELECT id FROM read_parquet('{corpus}/*.parquet') UNION ALL SELECT id FROM read_csv('{corpus}/b.csv') "
+        f"UNION ALL SELECT id FROM read_csv('{corpus}/c.tsv', delim = '\t'))"
+    ), None
 
 
 # The whole matrix through the source reader: fast, and the keys come out exactly as they went in.
@@ -83,8 +85,9 @@ def test_every_source_keeps_every_key_type_exactly(tmp_path, kind, source):
     df = pd.DataFrame({"id": keys(kind, 30), "text": [f"row {i} NA" for i in range(30)], "n": range(30)})
     loaded = CorpusSource(path=write_source(tmp_path / "src", df, source)).load()
     integer_source = kind in ("int", "int64_limits") and source in ("parquet", "duckdb", "folder")
-    expected = df["id"].tolist() if integer_source or kind not in ("int", "int64_limits") \
-        else [str(k) for k in df["id"]]  # a lone CSV's keys are its text
+    expected = (
+        df["id"].tolist() if integer_source or kind not in ("int", "int64_limits") else [str(k) for k in df["id"]]
+    )  # a lone CSV's keys are its text
     assert sorted(loaded["id"].tolist(), key=str) == sorted(expected, key=str)
     assert loaded["text"].tolist() == df["text"].tolist()  # "NA" is text, not a null
 
@@ -98,13 +101,19 @@ def test_csv_ids_can_be_inferred_when_the_user_says_so(tmp_path):
 def test_a_folder_whose_files_disagree_on_the_id_type_names_them(tmp_path):
     pd.DataFrame({"id": [1, 2], "text": ["a", "b"]}).to_parquet(tmp_path / "a.parquet", index=False)
     pd.DataFrame({"id": ["x", "y"], "text": ["c", "d"]}).to_parquet(tmp_path / "b.parquet", index=False)
-    with pytest.raises(CorpusError, match=r"files disagree on the type of column 'id' \(a.parquet: integer, "
-                                          r"b.parquet: text\)"):
+    with pytest.raises(
+        CorpusError,
+        match=r"files disagree on the type of column 'id' \(a.parquet: integer, "
+        r"b.parquet: text\)",
+    ):
         CorpusSource(path=str(tmp_path)).load()
     (tmp_path / "b.parquet").unlink()
     pd.DataFrame({"id": ["3", "four"], "text": ["c", "d"]}).to_csv(tmp_path / "b.csv", index=False)
-    with pytest.raises(CorpusError, match=r"b.csv: column 'id' holds \['four'\] where the folder's other files "
-                                          r"have ids of type int64"):
+    with pytest.raises(
+        CorpusError,
+        match=r"b.csv: column 'id' holds \['four'\] where the folder's other files "
+        r"have ids of type int64",
+    ):
         CorpusSource(path=str(tmp_path)).load()
 
 
@@ -125,8 +134,17 @@ tasks:
     labels: [cards, payments_and_cash, transfers, top_ups, fees_and_exchange, account_and_security]
 """
 
-ODD_TEXTS = ["🎉🔥😀", "👍", "\u200b", "?!…", "Überweisung nach Zürich fehlgeschlagen", "カードが届きません",
-             "بطاقتي لا تعمل", "NA", "card " * 4000]
+ODD_TEXTS = [
+    "🎉🔥😀",
+    "👍",
+    "\u200b",
+    "?!…",
+    "Überweisung nach Zürich fehlgeschlagen",
+    "カードが届きません",
+    "بطاقتي لا تعمل",
+    "NA",
+    "card " * 4000,
+]
 
 
 @pytest.fixture
@@ -143,8 +161,16 @@ def _rows(kind: str) -> pd.DataFrame:
 
 
 # One graph run per key type, each from another source: the diagonal of the matrix above, end to end.
-@pytest.mark.parametrize("kind, source", [("uuid", "parquet"), ("string", "csv"), ("zero_padded", "tsv"),
-                                          ("spaces_non_ascii", "duckdb"), ("int64_limits", "folder")])
+@pytest.mark.parametrize(
+    "kind, source",
+    [
+        ("uuid", "parquet"),
+        ("string", "csv"),
+        ("zero_padded", "tsv"),
+        ("spaces_non_ascii", "duckdb"),
+        ("int64_limits", "folder"),
+    ],
+)
 def test_the_graph_runs_on_real_keys_and_predictions_join_back(shapes_env, monkeypatch, tmp_path, kind, source):
     df = _rows(kind)
     corpus = write_source(tmp_path / "source", df, source)
@@ -160,8 +186,11 @@ def test_the_graph_runs_on_real_keys_and_predictions_join_back(shapes_env, monke
         unmatched = conn.execute(f"""SELECT (SELECT count(*) FROM {src} s ANTI JOIN topic.predictions p ON s.id = p.id),
                                             (SELECT count(*) FROM topic.predictions p ANTI JOIN {src} s ON s.id = p.id),
                                             (SELECT count(*) FROM topic.predictions)""").fetchone()
-        types = {t for (t,) in conn.execute("""SELECT DISTINCT data_type FROM information_schema.columns
-                                                WHERE column_name = 'id'""").fetchall()}
+        types = {
+            t
+            for (t,) in conn.execute("""SELECT DISTINCT data_type FROM information_schema.columns
+                                                WHERE column_name = 'id'""").fetchall()
+        }
         typed_null = conn.execute("""SELECT table_schema || '.' || table_name || '.' || column_name
                                      FROM information_schema.columns WHERE data_type = '"NULL"'""").fetchall()
     assert typed_null == []  # every column declared: none created as type NULL from an empty or all-None chunk
@@ -186,8 +215,14 @@ def test_unreadable_texts_get_the_same_fallback_under_every_embedder():
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
 
 
-ODD_LABELS = {"cards": "Négoce & Banque", "payments_and_cash": 'Markets: "Stocks"', "transfers": "Sport ⚽",
-              "top_ups": "Autre (other)", "fees_and_exchange": "'quoted'", "account_and_security": "Autre"}
+ODD_LABELS = {
+    "cards": "Négoce & Banque",
+    "payments_and_cash": 'Markets: "Stocks"',
+    "transfers": "Sport ⚽",
+    "top_ups": "Autre (other)",
+    "fees_and_exchange": "'quoted'",
+    "account_and_security": "Autre",
+}
 
 
 def test_labels_with_any_character_are_learnt_from_exact_answers(pipeline_env, tasks_file, monkeypatch, tmp_path):
@@ -197,7 +232,8 @@ def test_labels_with_any_character_are_learnt_from_exact_answers(pipeline_env, t
     df.to_parquet(tmp_path / "odd.parquet", index=False)
     monkeypatch.setenv("SCALELLM_CORPUS", str(tmp_path / "odd.parquet"))
     labels = "\n".join(f"      - {label!r}" if '"' in label else f'      - "{label}"' for label in ODD_LABELS.values())
-    tasks_file.write_text(textwrap.dedent("""
+    tasks_file.write_text(
+        textwrap.dedent("""
         tasks:
           - name: odd
             instruction: Which desk handles the message?
@@ -205,7 +241,10 @@ def test_labels_with_any_character_are_learnt_from_exact_answers(pipeline_env, t
             budget: 80
             candidates: [logistic_regression]
             labels:
-        """) + labels + "\n")
+        """)
+        + labels
+        + "\n"
+    )
     gold = dict(zip(df["text"], df["odd"]))
     answered = []
 
@@ -221,9 +260,12 @@ def test_labels_with_any_character_are_learnt_from_exact_answers(pipeline_env, t
             result = run_pipeline(instance)
     assert result.success
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
-    sampled, valid, agree = query(db, """SELECT count(*), count(*) FILTER (WHERE valid),
+    sampled, valid, agree = query(
+        db,
+        """SELECT count(*), count(*) FILTER (WHERE valid),
                                                 count(*) FILTER (WHERE s.teacher_label = c.odd)
-                                         FROM odd.labeled_sample s JOIN corpus c USING (id)""")[0]
+                                         FROM odd.labeled_sample s JOIN corpus c USING (id)""",
+    )[0]
     assert sampled == 80 and valid == 80 and agree == 80
     predicted = {label for (label,) in query(db, "SELECT DISTINCT label FROM odd.predictions")}
     assert predicted <= set(ODD_LABELS.values())
@@ -233,8 +275,7 @@ def test_labels_with_any_character_are_learnt_from_exact_answers(pipeline_env, t
 def test_a_label_matcher_prefers_the_exact_label_then_each_normalisation():
     from scalellm_dagster.teachers.prompts import LabelMatcher
 
-    match = LabelMatcher(['Markets: "Stocks"', "'quoted'", "quoted2", "Autre", "Autre (other)", "Négoce", "Yes",
-                          "yes"])
+    match = LabelMatcher(['Markets: "Stocks"', "'quoted'", "quoted2", "Autre", "Autre (other)", "Négoce", "Yes", "yes"])
     assert match('Markets: "Stocks"') == 'Markets: "Stocks"'
     assert match(' "Markets: "Stocks"" ') == 'Markets: "Stocks"'  # quotes the label does not have
     assert match("quoted") == "'quoted'" and match("'quoted'") == "'quoted'"
@@ -244,7 +285,7 @@ def test_a_label_matcher_prefers_the_exact_label_then_each_normalisation():
 
 
 def test_the_audit_keys_on_the_text_too(shapes_env, monkeypatch, tmp_path):
-    df = _rows("string").iloc[len(ODD_TEXTS):].reset_index(drop=True)
+    df = _rows("string").iloc[len(ODD_TEXTS) :].reset_index(drop=True)
     path = tmp_path / "audited.parquet"
     df.to_parquet(path, index=False)
     monkeypatch.setenv("SCALELLM_CORPUS", str(path))

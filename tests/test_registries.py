@@ -49,8 +49,9 @@ class GoldReader:
 
     def label_batch(self, rows):
         start = time.perf_counter()
-        return BatchResult({key: Answer(self.gold[key], self.gold[key]) for key, _ in rows},
-                           seconds=time.perf_counter() - start)
+        return BatchResult(
+            {key: Answer(self.gold[key], self.gold[key]) for key, _ in rows}, seconds=time.perf_counter() - start
+        )
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return 0.0
@@ -58,11 +59,23 @@ class GoldReader:
 
 @pytest.fixture
 def toy_kinds(monkeypatch):
-    monkeypatch.setitem(embedder_kinds.EMBEDDERS, "trigrams", EmbedderKind(
-        "trigrams", "offline, a test's toy", lambda options: CharTrigrams()))
-    monkeypatch.setitem(teacher_kinds.TEACHERS, "gold-reader", TeacherKind(
-        "gold-reader", "a test's toy", lambda options, task, corpus, vectors: GoldReader(task, corpus),
-        badge="python", simulated=True, priced=False))
+    monkeypatch.setitem(
+        embedder_kinds.EMBEDDERS,
+        "trigrams",
+        EmbedderKind("trigrams", "offline, a test's toy", lambda options: CharTrigrams()),
+    )
+    monkeypatch.setitem(
+        teacher_kinds.TEACHERS,
+        "gold-reader",
+        TeacherKind(
+            "gold-reader",
+            "a test's toy",
+            lambda options, task, corpus, vectors: GoldReader(task, corpus),
+            badge="python",
+            simulated=True,
+            priced=False,
+        ),
+    )
 
 
 def test_a_registered_toy_embedder_and_teacher_run_the_whole_graph(pipeline_env, toy_kinds, monkeypatch):
@@ -74,11 +87,15 @@ def test_a_registered_toy_embedder_and_teacher_run_the_whole_graph(pipeline_env,
     assert result.success
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
     assert query(db, "SELECT DISTINCT embedding_version, array_length(vector) FROM embeddings") == [
-        ("toy-trigrams32", 32)]
+        ("toy-trigrams32", 32)
+    ]
     assert query(db, "SELECT DISTINCT teacher FROM topic.labeled_sample") == [("toy:gold-reader",)]
     assert query(db, "SELECT count(*) FROM topic.predictions")[0][0] == 400
-    sample = next(e for e in result.get_asset_materialization_events()
-                  if e.asset_key == AssetKey(task_key("topic", LABELED_SAMPLE)))
+    sample = next(
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(task_key("topic", LABELED_SAMPLE))
+    )
     assert sample.materialization.metadata["teacher"].value == "toy:gold-reader (simulation, not an LLM)"
 
 
@@ -86,11 +103,17 @@ def test_an_unknown_kind_is_refused_with_the_registered_ones_listed(toy_kinds, m
     from scalellm_dagster.resources.from_settings import build_resources
 
     monkeypatch.setenv("SCALELLM_EMBEDDER", "word2vec")
-    with pytest.raises(SettingError, match=r"SCALELLM_EMBEDDER='word2vec': expected 'static' \(offline, the "
-                                           r"default\), .*'trigrams' \(offline, a test's toy\)"):
+    with pytest.raises(
+        SettingError,
+        match=r"SCALELLM_EMBEDDER='word2vec': expected 'static' \(offline, the "
+        r"default\), .*'trigrams' \(offline, a test's toy\)",
+    ):
         build_resources(Settings.from_env())
     monkeypatch.setenv("SCALELLM_EMBEDDER", "static")
     monkeypatch.setenv("SCALELLM_TEACHER", "gpt")
-    with pytest.raises(SettingError, match=r"SCALELLM_TEACHER='gpt': expected 'simulated' \(offline\), 'openai' "
-                                           r"\(any OpenAI-compatible endpoint\), .* or 'gold-reader'"):
+    with pytest.raises(
+        SettingError,
+        match=r"SCALELLM_TEACHER='gpt': expected 'simulated' \(offline\), 'openai' "
+        r"\(any OpenAI-compatible endpoint\), .* or 'gold-reader'",
+    ):
         build_resources(Settings.from_env())

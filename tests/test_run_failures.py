@@ -14,8 +14,23 @@ from tests.conftest import demo_slice
 from tests.fake_openai import FakeOpenAI
 from tests.pipeline_helpers import query, run_pipeline
 
-ALL_FAULTS = ("429", "429_bare", "500", "503", "hang", "drop", "html", "cut_json", "off_schema", "empty_choices",
-              "malformed", "truncate", "no_label", "out_of_set", "case")
+ALL_FAULTS = (
+    "429",
+    "429_bare",
+    "500",
+    "503",
+    "hang",
+    "drop",
+    "html",
+    "cut_json",
+    "off_schema",
+    "empty_choices",
+    "malformed",
+    "truncate",
+    "no_label",
+    "out_of_set",
+    "case",
+)
 
 
 @pytest.fixture
@@ -34,8 +49,13 @@ def openai_env(pipeline_env, monkeypatch, tmp_path):
 
 def scalellm_run() -> tuple[int, str]:
     """`scalellm run` in its own process (the definitions are built from the environment at import)."""
-    proc = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"], env=dict(os.environ),
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "scalellm_dagster.cli", "run"],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc.returncode, proc.stderr
 
 
@@ -51,9 +71,11 @@ def test_a_refused_key_ends_the_run_with_the_endpoint_the_status_and_the_fix(ope
     assert code == 1
     last = _last_lines(err, 2)
     assert "FAILED" in last and "Cause:" in last
-    assert (f"topic/labeled_sample: teacher endpoint {server.base_url} (model gpt-4o-mini): HTTP 401 Incorrect API "
-            "key provided — set OPENAI_API_KEY to a key this endpoint accepts (0 answers from this round are cached; "
-            "a rerun asks only the 120 other rows)") in last
+    assert (
+        f"topic/labeled_sample: teacher endpoint {server.base_url} (model gpt-4o-mini): HTTP 401 Incorrect API "
+        "key provided — set OPENAI_API_KEY to a key this endpoint accepts (0 answers from this round are cached; "
+        "a rerun asks only the 120 other rows)"
+    ) in last
     assert "Traceback" not in last and "retries" not in last
 
 
@@ -107,19 +129,21 @@ def test_the_whole_graph_survives_a_20_percent_mixed_fault_rate(openai_env, monk
             assert booked == answered  # every answer booked once, no fabricated one
             # the sample's answered rows, and at most the first drift audit's 30 (its requests meet faults too)
             assert 120 - unanswered <= answered <= 150 - unanswered
-            assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_answers WHERE raw_answer = 'None'")[0][0] \
-                == 0
+            assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_answers WHERE raw_answer = 'None'")[0][0] == 0
             before = len(server.chat_requests())
             server.fault_rate = 0.0
             assert run_pipeline(instance).success  # a rerun asks only what was never answered
-            asked_again = sum(len([ln for ln in r["messages"][-1]["content"].splitlines() if ln.startswith("{")])
-                              for r in server.chat_requests()[before:])
+            asked_again = sum(
+                len([ln for ln in r["messages"][-1]["content"].splitlines() if ln.startswith("{")])
+                for r in server.chat_requests()[before:]
+            )
             assert asked_again == unanswered
     assert len(injected) >= 5 and len(set(injected)) >= 4  # the faults really happened, of several kinds
 
 
 def test_a_run_killed_mid_labelling_never_pays_twice_and_resumes_to_a_clean_runs_predictions(
-        openai_env, monkeypatch, gold, tmp_path):
+    openai_env, monkeypatch, gold, tmp_path
+):
     """SIGKILL to the whole `scalellm run` while it labels (400 ms a request, 5 rows a request, 2 at once): every
     answer delivered before the kill is safe (journaled before the next request is sent, stored by the rerun), so
     the rerun asks again only what was in flight; and the resumed run predicts exactly what a run never killed
@@ -132,8 +156,13 @@ def test_a_run_killed_mid_labelling_never_pays_twice_and_resumes_to_a_clean_runs
     monkeypatch.setenv("SCALELLM_TEACHER_CONCURRENCY", "2")
     with FakeOpenAI(lambda t: gold[t], latency_s=0.4) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        proc = subprocess.Popen([sys.executable, "-m", "scalellm_dagster.cli", "run"], env=dict(os.environ),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scalellm_dagster.cli", "run"],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while len(server.delivered) < 12 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
@@ -151,7 +180,9 @@ def test_a_run_killed_mid_labelling_never_pays_twice_and_resumes_to_a_clean_runs
         sample = {t for (t,) in query(openai_env["SCALELLM_DUCKDB_PATH"], "SELECT text FROM topic.labeled_sample")}
         assert len(sample) == 120 and paid <= sample
         assert len(reasked & sample) <= 120 - len(paid)  # the rest of the rerun's requests are the drift audit's
-        resumed = query(openai_env["SCALELLM_DUCKDB_PATH"], "SELECT id, label, source FROM topic.predictions ORDER BY id")
+        resumed = query(
+            openai_env["SCALELLM_DUCKDB_PATH"], "SELECT id, label, source FROM topic.predictions ORDER BY id"
+        )
         monkeypatch.setenv("SCALELLM_DUCKDB_PATH", str(tmp_path / "clean.duckdb"))
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "clean_home"))
         code, err = scalellm_run()

@@ -15,8 +15,14 @@ def test_the_weights_ship_with_the_package_with_their_licence_note():
 
 
 def test_vectors_are_unit_length_deterministic_and_independent_of_the_batch():
-    texts = ["my card was declined at the shop", "how do I top up by bank transfer?", "CARD DECLINED!!",
-             "", "😀😀", "Überweisung nicht angekommen"]
+    texts = [
+        "my card was declined at the shop",
+        "how do I top up by bank transfer?",
+        "CARD DECLINED!!",
+        "",
+        "😀😀",
+        "Überweisung nicht angekommen",
+    ]
     a = StaticEmbedder().embed(texts)
     assert a.shape == (6, 256) and a.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)  # empty and emoji-only texts too
@@ -25,11 +31,36 @@ def test_vectors_are_unit_length_deterministic_and_independent_of_the_batch():
     assert np.array_equal(a[3], a[4])  # nothing known: the one shared fallback vector
 
 
-ODD_TEXTS = ["", " ", "  double  spaces ", "tab\tsep\nnew\rline", "a\x0bb\x0cc", "nel\x85x", "zero\u200bwidth",
-             "nbsp\u00a0here", "ideo\u3000space", "Café CAFÉ cafe\u0301", "a \u0301b", "中文字符测试", "ΣΊΣΥΦΟΣ",
-             "emoji 😀👍🏽 only", "@user #tag http://t.co/x?q=1", "x" * 150, "supercalifragilistic" * 9,
-             "word,word.word!?", "\x00null\ufffdrep", "İstanbul ǅ ﬁ Ⅷ ﾊﾝｶｸ", "\u2028line sep\u2029", "a\u180eb",
-             "long text " * 400, "tok " * 600, "a" * 3100, "日本" * 2000, "[UNK] [CLS] [SEP] [PAD]", "card  card card"]
+ODD_TEXTS = [
+    "",
+    " ",
+    "  double  spaces ",
+    "tab\tsep\nnew\rline",
+    "a\x0bb\x0cc",
+    "nel\x85x",
+    "zero\u200bwidth",
+    "nbsp\u00a0here",
+    "ideo\u3000space",
+    "Café CAFÉ cafe\u0301",
+    "a \u0301b",
+    "中文字符测试",
+    "ΣΊΣΥΦΟΣ",
+    "emoji 😀👍🏽 only",
+    "@user #tag http://t.co/x?q=1",
+    "x" * 150,
+    "supercalifragilistic" * 9,
+    "word,word.word!?",
+    "\x00null\ufffdrep",
+    "İstanbul ǅ ﬁ Ⅷ ﾊﾝｶｸ",
+    "\u2028line sep\u2029",
+    "a\u180eb",
+    "long text " * 400,
+    "tok " * 600,
+    "a" * 3100,
+    "日本" * 2000,
+    "[UNK] [CLS] [SEP] [PAD]",
+    "card  card card",
+]
 
 
 def test_word_by_word_pooling_gives_model2vecs_vectors():
@@ -54,14 +85,18 @@ def test_duckdb_hashes_texts_as_python_does():
     from scalellm_dagster.core.text_hash import TEXT_HASH_SQL, text_hash
 
     texts = [t for t in ODD_TEXTS if "\x00" not in t]
-    got = duckdb.connect().execute(f"SELECT {TEXT_HASH_SQL.format(column='t')} FROM unnest(?) AS u(t)",
-                                   [texts]).fetchall()
+    got = (
+        duckdb.connect()
+        .execute(f"SELECT {TEXT_HASH_SQL.format(column='t')} FROM unnest(?) AS u(t)", [texts])
+        .fetchall()
+    )
     assert [g[0] for g in got] == [text_hash(t) for t in texts]
 
 
 def test_meaning_not_spelling_decides_similarity():
-    v = StaticEmbedder().embed(["my card payment was declined", "the shop refused my card",
-                                "what is the exchange rate for dollars"])
+    v = StaticEmbedder().embed(
+        ["my card payment was declined", "the shop refused my card", "what is the exchange rate for dollars"]
+    )
     assert v[0] @ v[1] > v[0] @ v[2]
 
 
@@ -70,8 +105,9 @@ def test_the_version_names_the_weights():
     assert name.startswith("static-minilm256-") and len(name.rsplit("-", 1)[1]) == 8
 
 
-def test_the_whole_graph_runs_on_the_static_embedder_and_refreshes_incrementally(pipeline_env, small_corpus,
-                                                                                   monkeypatch):
+def test_the_whole_graph_runs_on_the_static_embedder_and_refreshes_incrementally(
+    pipeline_env, small_corpus, monkeypatch
+):
     """SCALELLM_EMBEDDER=static: nothing to fit, so a refresh embeds only new rows and reuses every other vector and
     prediction, and the vectors' version names the weights."""
     import pandas as pd
@@ -90,8 +126,10 @@ def test_the_whole_graph_runs_on_the_static_embedder_and_refreshes_incrementally
         result = run_pipeline(instance, selection=AssetSelection.keys("corpus", "embeddings", "topic/predictions"))
         assert result.success
     meta = {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
-    assert (meta[AssetKey("embeddings")]["rows_computed"].value, meta[AssetKey("embeddings")]["rows_reused"].value) \
-        == (30, 400)
+    assert (meta[AssetKey("embeddings")]["rows_computed"].value, meta[AssetKey("embeddings")]["rows_reused"].value) == (
+        30,
+        400,
+    )
     assert meta[AssetKey(["topic", "predictions"])]["rows_predicted"].value == 30
     assert query(db, "SELECT DISTINCT embedding_version, len(vector) FROM embeddings") == [(StaticEmbedder().name, 256)]
     assert all(e.passed for e in result.get_asset_check_evaluations())

@@ -29,8 +29,9 @@ class BatchConfusedTeacher:
     def label_batch(self, rows):
         alone = len(rows) == 1
         self.single_row_requests += alone
-        return BatchResult({k: Answer(self.gold[k] if alone else self.flipped.get(k, self.gold[k]),
-                                      "x") for k, _ in rows})
+        return BatchResult(
+            {k: Answer(self.gold[k] if alone else self.flipped.get(k, self.gold[k]), "x") for k, _ in rows}
+        )
 
     def cost_usd(self, prompt_tokens, completion_tokens):
         return 0.0
@@ -38,15 +39,23 @@ class BatchConfusedTeacher:
 
 @pytest.fixture(scope="module")
 def labelled():
-    X, gold_codes = make_classification(n_samples=600, n_features=20, n_informative=10, n_classes=4,
-                                        n_clusters_per_class=1, class_sep=2.5, random_state=1)
+    X, gold_codes = make_classification(
+        n_samples=600,
+        n_features=20,
+        n_informative=10,
+        n_classes=4,
+        n_clusters_per_class=1,
+        class_sep=2.5,
+        random_state=1,
+    )
     gold = np.array(LABELS)[gold_codes]
     rng = np.random.default_rng(1)
     flipped = rng.random(len(gold)) < 0.12
     wrong = np.array(LABELS)[(gold_codes + rng.integers(1, 4, len(gold))) % 4]
     ids = np.arange(len(gold))
-    teacher = BatchConfusedTeacher({str(i): g for i, g in zip(ids, gold)},
-                                   {str(i): w for i, w, f in zip(ids, wrong, flipped) if f})
+    teacher = BatchConfusedTeacher(
+        {str(i): g for i, g in zip(ids, gold)}, {str(i): w for i, w, f in zip(ids, wrong, flipped) if f}
+    )
     texts = pd.Series([f"row {i}" for i in ids], index=ids)
     answers = TeacherSession(teacher, MemoryCache(), texts, batch_size=10, concurrency=2).ask(ids)
     answers.loc[[3, 7], ["teacher_label", "valid"]] = [None, False]  # two unusable answers stay out of everything
@@ -60,8 +69,9 @@ def _task(policy: str):
 def _review(labelled, policy, with_session=True):
     X, _gold, _flipped, teacher, texts, answers = labelled
     valid = answers["valid"].to_numpy()
-    session = (lambda: TeacherSession(teacher, MemoryCache(), texts, batch_size=1, concurrency=2)) \
-        if with_session else None
+    session = (
+        (lambda: TeacherSession(teacher, MemoryCache(), texts, batch_size=1, concurrency=2)) if with_session else None
+    )
     return review_suspects(answers, X[valid], _task(policy), session)
 
 
@@ -123,23 +133,40 @@ def test_reask_through_the_assets_pays_once_and_shows_the_suspects(pipeline_env,
         assert result.success
         flagged = query(db, "SELECT count(*) FROM topic.labeled_sample WHERE suspect AND reasked")[0][0]
         assert flagged > 0 and flagged == query(db, "SELECT count(*) FROM topic.labeled_sample WHERE suspect")[0][0]
-        one_row = query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger WHERE task = 'topic' "
-                            "AND prompt_version LIKE '%+one-row-reask'")[0][0]
+        one_row = query(
+            db,
+            "SELECT count(*) FROM scalellm_cache.teacher_ledger WHERE task = 'topic' "
+            "AND prompt_version LIKE '%+one-row-reask'",
+        )[0][0]
         assert one_row == flagged  # one request per suspect, cached apart from the batched answers
-        meta = next(m for m in result.get_asset_materialization_events()
-                    if m.asset_key == AssetKey(["topic", "labeled_sample"])).materialization.metadata
+        meta = next(
+            m for m in result.get_asset_materialization_events() if m.asset_key == AssetKey(["topic", "labeled_sample"])
+        ).materialization.metadata
         assert meta["suspect_labels_policy"].value == "reask"
         assert meta["suspects_reasked"].value == flagged
         assert "second_answer" in meta["suspect_teacher_label_examples"].value
 
         assert run_pipeline(instance).success  # a rerun asks nothing again, the re-asked suspects included
-        assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger WHERE task = 'topic' "
-                         "AND prompt_version LIKE '%+one-row-reask'")[0][0] == one_row
+        assert (
+            query(
+                db,
+                "SELECT count(*) FROM scalellm_cache.teacher_ledger WHERE task = 'topic' "
+                "AND prompt_version LIKE '%+one-row-reask'",
+            )[0][0]
+            == one_row
+        )
 
 
 def test_too_few_valid_labels_flag_nothing_and_say_why():
-    answers = pd.DataFrame({"id": [1, 2, 3], "teacher_label": ["a", None, "a"], "raw_answer": ["a", "?", "a"],
-                            "valid": [True, False, True], "from_cache": False})
+    answers = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "teacher_label": ["a", None, "a"],
+            "raw_answer": ["a", "?", "a"],
+            "valid": [True, False, True],
+            "from_cache": False,
+        }
+    )
     review = review_suspects(answers, np.zeros((2, 4)), _task("drop"))
     assert review.flagged == 0 and "not estimated" in review.noise.method
     assert review.answers["train"].tolist() == [True, False, True]

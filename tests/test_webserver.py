@@ -34,8 +34,11 @@ def _free_port() -> int:
 
 
 def _graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())["data"]
 
@@ -46,9 +49,24 @@ def webserver(pipeline_env, tmp_path):
     os.environ["DAGSTER_HOME"] = str(home)  # the in-process run below records into the same instance
     port = _free_port()
     env = {**os.environ, **pipeline_env, "DAGSTER_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", str(ROOT / "workspace.yaml"),
-                             "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster_webserver",
+            "-w",
+            str(ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -72,15 +90,26 @@ def test_graphql_serves_the_asset_graph_and_report_metadata(webserver):
     port, home, proc = webserver
     nodes = _graphql(port, ASSET_GRAPH)["assetNodes"]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-    assert {"corpus", "embeddings", "topic/labeled_sample", "topic/student_candidates",
-            "topic/model_selection_report", "topic/predictions"} <= set(by_key)
+    assert {
+        "corpus",
+        "embeddings",
+        "topic/labeled_sample",
+        "topic/student_candidates",
+        "topic/model_selection_report",
+        "topic/predictions",
+    } <= set(by_key)
     assert by_key["topic/labeled_sample"]["groupName"] == "topic"
     assert {"embeddings"} <= {"/".join(d["path"]) for d in by_key["topic/labeled_sample"]["dependencyKeys"]}
     assert "sklearn" in by_key["topic/student_candidates"]["kinds"]
 
     # `scalellm run` records an ordinary run of the workspace's job: the job's page (and the timeline) list it.
-    cli = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"], env={**os.environ},
-                         capture_output=True, text=True, timeout=600)
+    cli = subprocess.run(
+        [sys.executable, "-m", "scalellm_dagster.cli", "run"],
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
     runs = _graphql(port, JOB_RUNS)["pipelineOrError"]["runs"]
     assert [r["status"] for r in runs] == ["SUCCESS"]

@@ -9,7 +9,7 @@ Tables, per task schema, all append-only:
 - `drift_topups`   rows added to the sample after failed audits, and the audit that called for them
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -71,11 +71,11 @@ def failing_streak(history: pd.DataFrame, topups: pd.DataFrame) -> pd.DataFrame:
     if len(topups) and len(history):
         last = topups["after_audit_run_id"].iloc[-1]
         after = np.flatnonzero(history["audit_run_id"].to_numpy() == last)
-        history = history.iloc[after[-1] + 1:] if len(after) else history
+        history = history.iloc[after[-1] + 1 :] if len(after) else history
     passed = [None if pd.isna(p) else bool(p) for p in history["passed"]]
     streak = failures_in_a_row(passed)
     judged = history[[p is not None for p in passed]]
-    return judged.iloc[len(judged) - streak:] if streak else judged.iloc[:0]
+    return judged.iloc[len(judged) - streak :] if streak else judged.iloc[:0]
 
 
 def due_topup(warehouse: Warehouse, task: TaskSpec, granted: pd.DataFrame) -> tuple[np.ndarray, str] | None:
@@ -84,13 +84,16 @@ def due_topup(warehouse: Warehouse, task: TaskSpec, granted: pd.DataFrame) -> tu
     streak = failing_streak(audit_history(warehouse, task), granted)
     if len(streak) < FAILURES_BEFORE_TOPUP:
         return None
-    scope = warehouse.read_df(f"SELECT id FROM {task_table(task, AUDIT_SCOPE)} WHERE audit_run_id IN "
-                              f"(SELECT unnest(?::VARCHAR[]))", [streak["audit_run_id"].tolist()])
+    scope = warehouse.read_df(
+        f"SELECT id FROM {task_table(task, AUDIT_SCOPE)} WHERE audit_run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [streak["audit_run_id"].tolist()],
+    )
     return scope["id"].to_numpy(), str(streak["audit_run_id"].iloc[-1])
 
 
-def grant_topup(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, run_id: str,
-                log) -> tuple[np.ndarray, list[tuple[str, list]], str]:
+def grant_topup(
+    warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, run_id: str, log
+) -> tuple[np.ndarray, list[tuple[str, list]], str]:
     """The sample's drift rows: every top-up granted before, plus a new one when failed audits call for it.
     Returns (ids to add to the sample, statements recording a new grant, a note for the metadata)."""
     granted = granted_topups(warehouse, task)
@@ -101,27 +104,36 @@ def grant_topup(warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, ru
     pool, after = due
     exclude = np.concatenate([np.asarray(sample_ids), granted["id"].to_numpy(), audited_ids(warehouse, task)])
     new = drift_topup(pool, exclude, task.drift_topup, task.seed)
-    log(f"drift top-up: {FAILURES_BEFORE_TOPUP}+ failed audits in a row (last: run {after[:8]}); adding {len(new):,} "
-        f"rows from their new rows to the sample")
+    log(
+        f"drift top-up: {FAILURES_BEFORE_TOPUP}+ failed audits in a row (last: run {after[:8]}); adding {len(new):,} "
+        f"rows from their new rows to the sample"
+    )
     table = task_table(task, DRIFT_TOPUPS)
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     statements = [
         (f'CREATE SCHEMA IF NOT EXISTS "{task.name}"', []),
-        (f"CREATE TABLE IF NOT EXISTS {table} (id {_id_type(new)}, topup_rank INTEGER, granted_at TIMESTAMP, "
-         "granted_by_run_id VARCHAR, after_audit_run_id VARCHAR)", []),
-        (f"INSERT INTO {table} SELECT unnest(?), unnest(range(?)), ?, ?, ?",
-         [new.tolist(), len(new), now, run_id, after]),
+        (
+            f"CREATE TABLE IF NOT EXISTS {table} (id {_id_type(new)}, topup_rank INTEGER, granted_at TIMESTAMP, "
+            "granted_by_run_id VARCHAR, after_audit_run_id VARCHAR)",
+            [],
+        ),
+        (
+            f"INSERT INTO {table} SELECT unnest(?), unnest(range(?)), ?, ?, ?",
+            [new.tolist(), len(new), now, run_id, after],
+        ),
     ]
-    return (np.concatenate([granted["id"].to_numpy(), new]), statements,
-            f"drift top-up of {len(new):,} rows granted after failed audits (last: run {after[:8]})")
+    return (
+        np.concatenate([granted["id"].to_numpy(), new]),
+        statements,
+        f"drift top-up of {len(new):,} rows granted after failed audits (last: run {after[:8]})",
+    )
 
 
 def _id_type(ids: np.ndarray) -> str:
     return "BIGINT" if np.issubdtype(np.asarray(ids).dtype, np.integer) else "VARCHAR"
 
 
-def drift_audit_asset(task: TaskSpec, branch: dict, predictions: AssetsDefinition,
-                      kinds: set[str]) -> AssetsDefinition:
+def drift_audit_asset(task: TaskSpec, branch: dict, predictions: AssetsDefinition, kinds: set[str]) -> AssetsDefinition:
     @asset(
         name=DRIFT_AUDIT,
         deps=[predictions],
@@ -143,49 +155,77 @@ def drift_audit_asset(task: TaskSpec, branch: dict, predictions: AssetsDefinitio
     return drift_audit
 
 
-def materialize_audit(context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse,
-                      teacher: TeacherResource) -> MaterializeResult:
+def materialize_audit(
+    context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource
+) -> MaterializeResult:
     predictions, scope = task_table(task, PREDICTIONS), task_table(task, AUDIT_SCOPE)
-    new = warehouse.read_df(f"SELECT p.id, p.label, p.source, e.text_hash FROM {predictions} p "
-                            f"JOIN {EMBEDDINGS} e USING (id){_unaudited(warehouse, scope)}")
+    new = warehouse.read_df(
+        f"SELECT p.id, p.label, p.source, e.text_hash FROM {predictions} p "
+        f"JOIN {EMBEDDINGS} e USING (id){_unaudited(warehouse, scope)}"
+    )
     history, topups = audit_history(warehouse, task), granted_topups(warehouse, task)
     estimate, population = _estimate(warehouse, task)
     run_id = context.run.run_id
     if not len(new):
         context.log.info("no rows new since the last audit: nothing to audit")
-        return MaterializeResult(metadata={**_metadata(task, history, topups, None, 0, estimate, run_id, None),
-                                           "estimate_population": population})
+        return MaterializeResult(
+            metadata={
+                **_metadata(task, history, topups, None, 0, estimate, run_id, None),
+                "estimate_population": population,
+            }
+        )
     student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
     picked = draw_audit(student_rows, task.audit_rows, task.seed)
-    context.log.info(f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
-                     f"student); asking the teacher about {len(picked):,} of them")
+    context.log.info(
+        f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
+        f"student); asking the teacher about {len(picked):,} of them"
+    )
     answers, invalid = _audit_answers(context, task, warehouse, teacher, picked, new.set_index("id")["label"])
     model = _chosen(warehouse, task)
-    verdict = judge_audit(answers["agrees"].to_numpy(), estimate, _poolable(history, topups, model, estimate),
-                          task.audit_pool_rows)
+    verdict = judge_audit(
+        answers["agrees"].to_numpy(), estimate, _poolable(history, topups, model, estimate), task.audit_pool_rows
+    )
     log_row = _log_row(warehouse, run_id, new, student_rows, verdict, estimate, model)
-    warehouse.append_tables({
-        task_table(task, AUDIT_LOG): log_row,
-        task_table(task, AUDIT_ANSWERS): answers.assign(audit_run_id=run_id),
-        scope: pd.DataFrame({"id": new["id"], "text_hash": new["text_hash"], "audit_run_id": run_id}),
-    })
+    warehouse.append_tables(
+        {
+            task_table(task, AUDIT_LOG): log_row,
+            task_table(task, AUDIT_ANSWERS): answers.assign(audit_run_id=run_id),
+            scope: pd.DataFrame({"id": new["id"], "text_hash": new["text_hash"], "audit_run_id": run_id}),
+        }
+    )
     history = pd.concat([history, log_row], ignore_index=True) if len(history) else log_row
     if not verdict.audited:
         context.log.info("not audited: none of the new rows was labelled by the student")
-    return MaterializeResult(metadata={**_metadata(task, history, topups, verdict, len(new), estimate, run_id,
-                                                   answers, reports_dir(warehouse)),
-                                       "estimate_population": population, "audit_invalid_answers": invalid})
+    return MaterializeResult(
+        metadata={
+            **_metadata(task, history, topups, verdict, len(new), estimate, run_id, answers, reports_dir(warehouse)),
+            "estimate_population": population,
+            "audit_invalid_answers": invalid,
+        }
+    )
 
 
-def _audit_answers(context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource,
-                   picked: np.ndarray, deployed: pd.Series) -> tuple[pd.DataFrame, int]:
+def _audit_answers(
+    context: AssetExecutionContext,
+    task: TaskSpec,
+    warehouse: Warehouse,
+    teacher: TeacherResource,
+    picked: np.ndarray,
+    deployed: pd.Series,
+) -> tuple[pd.DataFrame, int]:
     """(the teacher's answer, the deployed label and whether they agree, per audited row; invalid answers)."""
     answers = pd.DataFrame({"id": picked[:0], "teacher_label": pd.Series([], dtype=object)})
     if len(picked):
         corpus_df = warehouse.read_df(f"SELECT * FROM {CORPUS}")
-        session = warehouse_session(task, teacher, warehouse, corpus_df,
-                                    simulation_vectors(warehouse, teacher, None), context.run.run_id,
-                                    context.log.info)
+        session = warehouse_session(
+            task,
+            teacher,
+            warehouse,
+            corpus_df,
+            simulation_vectors(warehouse, teacher, None),
+            context.run.run_id,
+            context.log.info,
+        )
         answers = session.ask(picked)[["id", "teacher_label", "valid"]]
         # an invalid answer counts as a disagreement: dropping it would shrink the audit without a trace
         answers.loc[~answers["valid"], "teacher_label"] = None
@@ -195,14 +235,35 @@ def _audit_answers(context: AssetExecutionContext, task: TaskSpec, warehouse: Wa
     return answers.drop(columns="valid"), invalid
 
 
-def _log_row(warehouse: Warehouse, run_id: str, new: pd.DataFrame, student_rows: np.ndarray,
-             verdict: AuditVerdict, estimate: float, model: str) -> pd.DataFrame:
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
-    log_row = pd.DataFrame([{
-        "audit_run_id": run_id, "audited_at": now, "corpus_rows": warehouse.row_count(CORPUS),
-        "new_rows": len(new), "student_rows": len(student_rows), "audited": verdict.audited,
-        "agreed": verdict.agreed, "agreement": verdict.agreement, "ci_low": verdict.ci_low,
-        "ci_high": verdict.ci_high, "estimate": estimate, "passed": verdict.passed, "model": model}])
+def _log_row(
+    warehouse: Warehouse,
+    run_id: str,
+    new: pd.DataFrame,
+    student_rows: np.ndarray,
+    verdict: AuditVerdict,
+    estimate: float,
+    model: str,
+) -> pd.DataFrame:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    log_row = pd.DataFrame(
+        [
+            {
+                "audit_run_id": run_id,
+                "audited_at": now,
+                "corpus_rows": warehouse.row_count(CORPUS),
+                "new_rows": len(new),
+                "student_rows": len(student_rows),
+                "audited": verdict.audited,
+                "agreed": verdict.agreed,
+                "agreement": verdict.agreement,
+                "ci_low": verdict.ci_low,
+                "ci_high": verdict.ci_high,
+                "estimate": estimate,
+                "passed": verdict.passed,
+                "model": model,
+            }
+        ]
+    )
     log_row["passed"] = log_row["passed"].astype("boolean")
     return log_row
 
@@ -214,7 +275,7 @@ def _poolable(history: pd.DataFrame, topups: pd.DataFrame, model: str, estimate:
         return []
     if len(topups):
         after = np.flatnonzero(history["audit_run_id"].to_numpy() == topups["after_audit_run_id"].iloc[-1])
-        history = history.iloc[after[-1] + 1:] if len(after) else history
+        history = history.iloc[after[-1] + 1 :] if len(after) else history
     pool = []
     for row in history.iloc[::-1].itertuples():
         if row.model != model or abs(float(row.estimate) - estimate) > 1e-9:
@@ -243,8 +304,11 @@ def _estimate(warehouse: Warehouse, task: TaskSpec) -> tuple[float, str]:
     if warehouse.table_exists(kept):
         row = warehouse.read_df(f"SELECT estimate, population FROM {kept}").iloc[0]
         return float(row["estimate"]), str(row["population"])
-    return float(warehouse.read_df(f"SELECT cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} "
-                                   "WHERE chosen")["cv_accuracy"].iloc[0]), "every row (the report's estimate)"
+    return float(
+        warehouse.read_df(f"SELECT cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")[
+            "cv_accuracy"
+        ].iloc[0]
+    ), "every row (the report's estimate)"
 
 
 def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
@@ -254,26 +318,44 @@ def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
 def _pooled_metadata(verdict: AuditVerdict | None) -> dict:
     if verdict is None or verdict.pooled_passed is None:
         return {"pooled_audit": "none (no earlier audit of this student to pool with)"}
-    return {"pooled_audit": f"{verdict.pooled_audits} audits, {verdict.pooled_audited:,} rows: agreement "
-                            f"{verdict.pooled_agreement:.3f}, 95 % interval up to {verdict.pooled_ci_high:.3f}, "
-                            f"expected {verdict.pooled_estimate:.3f}",
-            "pooled_audit_passed": verdict.pooled_passed}
+    return {
+        "pooled_audit": f"{verdict.pooled_audits} audits, {verdict.pooled_audited:,} rows: agreement "
+        f"{verdict.pooled_agreement:.3f}, 95 % interval up to {verdict.pooled_ci_high:.3f}, "
+        f"expected {verdict.pooled_estimate:.3f}",
+        "pooled_audit_passed": verdict.pooled_passed,
+    }
 
 
-def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdict: AuditVerdict | None,
-              new_rows: int, estimate: float, run_id: str, answers: pd.DataFrame | None, reports_dir=None) -> dict:
+def _metadata(
+    task: TaskSpec,
+    history: pd.DataFrame,
+    topups: pd.DataFrame,
+    verdict: AuditVerdict | None,
+    new_rows: int,
+    estimate: float,
+    run_id: str,
+    answers: pd.DataFrame | None,
+    reports_dir=None,
+) -> dict:
     streak = failing_streak(history, topups)
     due = len(streak) >= FAILURES_BEFORE_TOPUP
-    shown = history.tail(20).assign(run=lambda d: d["audit_run_id"].str.slice(0, 8))[
-        ["run", "audited_at", "new_rows", "audited", "agreement", "ci_low", "ci_high", "estimate", "passed"]] \
-        if len(history) else None
+    shown = (
+        history.tail(20).assign(run=lambda d: d["audit_run_id"].str.slice(0, 8))[
+            ["run", "audited_at", "new_rows", "audited", "agreement", "ci_low", "ci_high", "estimate", "passed"]
+        ]
+        if len(history)
+        else None
+    )
     meta = {
         "new_rows": new_rows,
         **_pooled_metadata(verdict),
         "audited_rows": verdict.audited if verdict else 0,
         "audit_agreement": MetadataValue.float(round(verdict.agreement, 4)) if verdict and verdict.audited else "none",
-        "audit_interval_95": (f"[{verdict.ci_low:.3f}, {verdict.ci_high:.3f}] (Clopper-Pearson)"
-                              if verdict and verdict.audited else "none"),
+        "audit_interval_95": (
+            f"[{verdict.ci_low:.3f}, {verdict.ci_high:.3f}] (Clopper-Pearson)"
+            if verdict and verdict.audited
+            else "none"
+        ),
         "expected_agreement": MetadataValue.float(round(estimate, 4)),  # of the audited rows
         "audit_passed": "not audited this run" if verdict is None or verdict.passed is None else verdict.passed,
         "failed_audits_in_a_row": len(streak),
@@ -298,8 +380,9 @@ def _metadata(task: TaskSpec, history: pd.DataFrame, topups: pd.DataFrame, verdi
             meta["audit_plot_png"] = MetadataValue.path(str(path))
     if answers is not None and len(answers):
         disagreements = answers[~answers["agrees"]].head(10)
-        meta["disagreements"] = md_table(disagreements[["id", "teacher_label", "deployed_label"]]) \
-            if len(disagreements) else "none"
+        meta["disagreements"] = (
+            md_table(disagreements[["id", "teacher_label", "deployed_label"]]) if len(disagreements) else "none"
+        )
     if run_id:
         meta["audit_run_id"] = run_id
     return meta

@@ -1,6 +1,5 @@
 """A task's `student_candidates` asset: every candidate student scored at several sample sizes (flow step 2)."""
 
-
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
 
 from scalellm_dagster.assets import task_io, task_metadata
@@ -10,8 +9,9 @@ from scalellm_dagster.resources import Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def student_candidates_asset(task: TaskSpec, branch: dict, sample: AssetsDefinition,
-                             embeddings: AssetsDefinition) -> AssetsDefinition:
+def student_candidates_asset(
+    task: TaskSpec, branch: dict, sample: AssetsDefinition, embeddings: AssetsDefinition
+) -> AssetsDefinition:
     @asset(
         name=STUDENT_CANDIDATES,
         deps=[sample, embeddings],  # reads the vectors directly: refreshes must order after them
@@ -27,8 +27,9 @@ def student_candidates_asset(task: TaskSpec, branch: dict, sample: AssetsDefinit
     return student_candidates
 
 
-def materialize_student_candidates(context: AssetExecutionContext, task: TaskSpec,
-                                   warehouse: Warehouse) -> MaterializeResult:
+def materialize_student_candidates(
+    context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse
+) -> MaterializeResult:
     sample, X, y = task_io.valid_sample(warehouse, task)
     key = task_io.candidates_inputs_key(task, sample, X)
     result = task_io.stored_candidates(warehouse, task, key)

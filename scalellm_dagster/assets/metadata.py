@@ -17,8 +17,11 @@ def md_table(df: pd.DataFrame, floatfmt: str = ".3f", max_rows: int = 25) -> Met
     for col in shown.columns:
         cells[col], numeric = _column_text(str(col), shown[col], floatfmt)
         align.append("right" if numeric else "left")
-    text = pd.DataFrame(cells).to_markdown(index=False, disable_numparse=True, colalign=align) if len(shown) \
+    text = (
+        pd.DataFrame(cells).to_markdown(index=False, disable_numparse=True, colalign=align)
+        if len(shown)
         else "(no rows)"
+    )
     if len(df) > max_rows:
         text += f"\n\n… {len(df) - max_rows:,} more rows"
     return MetadataValue.md(text)
@@ -34,8 +37,9 @@ def _column_text(name: str, values: pd.Series, floatfmt: str) -> tuple[list[str]
     if pd.api.types.is_numeric_dtype(values):
         finite = values.dropna()
         is_id = name == "id" or name.endswith("_id")
-        integral = pd.api.types.is_integer_dtype(values) or bool(len(finite) and (finite == finite.round()).all()
-                                                                 and finite.abs().max() >= 100)
+        integral = pd.api.types.is_integer_dtype(values) or bool(
+            len(finite) and (finite == finite.round()).all() and finite.abs().max() >= 100
+        )
         large = bool(len(finite) and finite.abs().min() >= 1000)  # rates and sizes: whole numbers read better
 
         def one(v):
@@ -44,6 +48,7 @@ def _column_text(name: str, values: pd.Series, floatfmt: str) -> tuple[list[str]
             if integral:
                 return str(int(v)) if is_id else f"{int(v):,}"
             return f"{float(v):,.0f}" if large else format(float(v), floatfmt)
+
         return [one(v) for v in values], True
     return ["–" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for v in values], False
 
@@ -52,8 +57,9 @@ def preview(df: pd.DataFrame, rows: int = 10, text_chars: int = 80) -> MetadataV
     shown = df.head(rows).copy()
     for col in shown.columns:
         if shown[col].dtype == object:
-            shown[col] = shown[col].map(lambda v: v if not isinstance(v, str) or len(v) <= text_chars
-                                        else v[: text_chars - 1] + "…")
+            shown[col] = shown[col].map(
+                lambda v: v if not isinstance(v, str) or len(v) <= text_chars else v[: text_chars - 1] + "…"
+            )
     return md_table(shown, max_rows=rows)
 
 
@@ -76,7 +82,7 @@ COLUMN_DESCRIPTIONS = {
     "text_hash": "Hash of the text the vector or prediction was made from; a changed text is recomputed.",
     "vector": "The row's L2-normalised embedding.",
     "embedding_version": "Which embedder (and, for LSA, which fit) made the vector; predictions on another "
-                         "version are redone.",
+    "version are redone.",
     "sample_rank": "Position in the sampling order: the first n rows are what a budget of n buys.",
     "teacher": "The teacher that answered: provider/model (a simulation says so).",
     "teacher_label": "The teacher's label, after normalising case, spaces and quotes; empty when invalid.",
@@ -86,7 +92,7 @@ COLUMN_DESCRIPTIONS = {
     "prompt_version": "Hash of the prompt template and task wording the answer was asked with.",
     "sampling": "How the sample was chosen (random, stratified-by-cluster, uncertainty).",
     "suspect": "A likely teacher mistake: a student trained without this row contradicts its label with confidence "
-               "(cleanlab, out of fold).",
+    "(cleanlab, out of fold).",
     "suspect_student_label": "What that student said instead (suspects only).",
     "suspect_student_score": "The student's score for its own label (suspects only).",
     "first_label": "The teacher's first answer; differs from teacher_label where a re-ask changed it.",
@@ -103,7 +109,7 @@ COLUMN_DESCRIPTIONS = {
     "predict_rows_per_second": "Inference speed on one core (measured at the largest size only).",
     "corpus_predict_seconds": "Seconds to predict every corpus row at that speed: the student's running cost.",
     "cost_adjusted_accuracy": "cv_accuracy less one point per `inference_seconds_per_point` seconds of "
-                              "corpus_predict_seconds: what the selection ranks (equal to cv_accuracy at 0).",
+    "corpus_predict_seconds: what the selection ranks (equal to cv_accuracy at 0).",
     "status": "ok, failed (see error) or pruned (clearly behind at a smaller size, not evaluated further).",
     "error": "Why the candidate failed or was pruned at this size.",
     "labels": "Teacher labels at the candidate's largest evaluated size.",
@@ -111,13 +117,13 @@ COLUMN_DESCRIPTIONS = {
     "pruned": "Whether the candidate was dropped before the largest size.",
     "curve_alpha": "Fitted learning-curve exponent: error ~ a * n^-alpha + floor.",
     "curve_floor_error": "Fitted error vs the teacher the curve levels off at (its floor), bounded below by the "
-                         "share of teacher labels flagged as likely mistakes (teacher_noise_estimate).",
+    "share of teacher labels flagged as likely mistakes (teacher_noise_estimate).",
     "curve_r2": "How well the learning curve fits the measured accuracies (R²).",
     "forecast_at_2x": "Forecast accuracy vs the teacher at twice the labels.",
     "forecast_at_4x": "Forecast accuracy vs the teacher at four times the labels.",
     "forecast_at_10x": "Forecast accuracy vs the teacher at ten times the labels.",
     "accuracy_vs_gold_heldout": "Accuracy against the gold column on up to 2,000 random rows the teacher never saw, "
-                                "trained on every teacher label (empty without a gold column).",
+    "trained on every teacher label (empty without a gold column).",
     "chosen": "The student chosen for the predictions.",
     "criterion": "The selection criterion (accuracy, or accuracy under a latency floor).",
     "reason": "Why the chosen student was chosen.",
@@ -130,20 +136,24 @@ COLUMN_DESCRIPTIONS = {
     "model": "The student model that predicted.",
     "model_version": "Hash of the student kind, its seed and the teacher labels it was trained on.",
     "inputs_key": "Hash of the labels, vectors and settings the scores were computed from; a refresh with the same "
-                  "key reuses them.",
+    "key reuses them.",
 }
 
 
 def column_schema(df: pd.DataFrame, described: dict[str, str] | None = None) -> TableSchema:
     """The table's columns for the UI's schema view (what was written, as pandas saw it), each described."""
     known = {**COLUMN_DESCRIPTIONS, **(described or {})}
-    return TableSchema(columns=[
-        TableColumn(name=str(c), type=str(t), description=known.get(str(c), "A column of the source file."))
-        for c, t in df.dtypes.items()])
+    return TableSchema(
+        columns=[
+            TableColumn(name=str(c), type=str(t), description=known.get(str(c), "A column of the source file."))
+            for c, t in df.dtypes.items()
+        ]
+    )
 
 
 def embeddings_schema(id_type: str, dim: int) -> TableSchema:
     """The embeddings table's columns."""
     types = {"id": id_type, "text_hash": "VARCHAR", "embedding_version": "VARCHAR", "vector": f"FLOAT[{dim}]"}
-    return TableSchema(columns=[TableColumn(name=c, type=t, description=COLUMN_DESCRIPTIONS[c])
-                                for c, t in types.items()])
+    return TableSchema(
+        columns=[TableColumn(name=c, type=t, description=COLUMN_DESCRIPTIONS[c]) for c, t in types.items()]
+    )

@@ -16,8 +16,17 @@ from scalellm_dagster.flow.predict import Predicted, TrainedStudent
 from scalellm_dagster.resources import Warehouse
 
 
-def predict_on_cluster(client, address: str, warehouse: Warehouse, student: TrainedStudent, ids: np.ndarray,
-                       relation: str, parts: str, rows_per_part: int, log) -> tuple[Predicted, dict]:
+def predict_on_cluster(
+    client,
+    address: str,
+    warehouse: Warehouse,
+    student: TrainedStudent,
+    ids: np.ndarray,
+    relation: str,
+    parts: str,
+    rows_per_part: int,
+    log,
+) -> tuple[Predicted, dict]:
     """(labels and confidences for `ids`, in their order; where the work ran, for the metadata)."""
     start = time.perf_counter()
     in_paths = []
@@ -33,8 +42,13 @@ def predict_on_cluster(client, address: str, warehouse: Warehouse, student: Trai
     results = pa.Table.from_batches(list(iter_batches([d.part for d in done])))
     if results.column("id").to_pylist() != ids.tolist():
         raise RuntimeError("the cluster's predictions came back in another order than the rows sent")  # a bug
-    predicted = Predicted(results.column("student_label").to_numpy(zero_copy_only=False).astype(object),
-                          results.column("confidence").to_numpy(), confidence_method(student.model),
-                          time.perf_counter() - start)
-    return predicted, {**cluster_metadata(address, done, time.perf_counter() - ingest),
-                       "driver_export_seconds": round(export, 3)}
+    predicted = Predicted(
+        results.column("student_label").to_numpy(zero_copy_only=False).astype(object),
+        results.column("confidence").to_numpy(),
+        confidence_method(student.model),
+        time.perf_counter() - start,
+    )
+    return predicted, {
+        **cluster_metadata(address, done, time.perf_counter() - ingest),
+        "driver_export_seconds": round(export, 3),
+    }

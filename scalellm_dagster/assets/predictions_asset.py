@@ -1,7 +1,6 @@
 """A task's `predictions` asset: every row's label and confidence from the chosen student, the teacher's labels
 where it answered, and the cascade's (flow steps 4 and 5)."""
 
-
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
@@ -17,12 +16,22 @@ from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.tasks_config import TaskSpec
 
-COLUMNS = ["id", "label", "source", "confidence", "student_label", "model", "text_hash", "embedding_version",
-           "model_version"]
+COLUMNS = [
+    "id",
+    "label",
+    "source",
+    "confidence",
+    "student_label",
+    "model",
+    "text_hash",
+    "embedding_version",
+    "model_version",
+]
 
 
-def predictions_asset(task: TaskSpec, branch: dict, report: AssetsDefinition,
-                      embeddings: AssetsDefinition) -> AssetsDefinition:
+def predictions_asset(
+    task: TaskSpec, branch: dict, report: AssetsDefinition, embeddings: AssetsDefinition
+) -> AssetsDefinition:
     @asset(
         name=PREDICTIONS,
         deps=[report, embeddings],
@@ -34,63 +43,116 @@ def predictions_asset(task: TaskSpec, branch: dict, report: AssetsDefinition,
         "configured, the rows are predicted there (the student sent to every worker once).",
         **branch,
     )
-    def predictions(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource,
-                    cluster: ClusterResource):
+    def predictions(
+        context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource, cluster: ClusterResource
+    ):
         with cluster.session(warehouse.database, context.run.run_id) as (client, parts):
             return materialize_predictions(context, task, warehouse, teacher, cluster, client, parts)
 
     return predictions
 
 
-def materialize_predictions(context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse,
-                            teacher: TeacherResource, cluster: ClusterResource, client,
-                            parts: str | None) -> MaterializeResult:
+def materialize_predictions(
+    context: AssetExecutionContext,
+    task: TaskSpec,
+    warehouse: Warehouse,
+    teacher: TeacherResource,
+    cluster: ClusterResource,
+    client,
+    parts: str | None,
+) -> MaterializeResult:
     sample, X_train, y_train = task_io.valid_sample(warehouse, task)
     student = train_student(task_io.chosen_student(warehouse, task), X_train, y_train, task.seed)
     table = task_table(task, PREDICTIONS)
     current, vectors_read = warehouse.read_df_with_snapshot(
-        f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS}", EMBEDDINGS)
+        f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS}", EMBEDDINGS
+    )
     version = task_io.model_version(student.name, sample, task)
-    reuse, compute = task_io.reusable_predictions(warehouse, current, version, EMBEDDINGS,
-                                                  table if warehouse.table_exists(table) else None)
+    reuse, compute = task_io.reusable_predictions(
+        warehouse, current, version, EMBEDDINGS, table if warehouse.table_exists(table) else None
+    )
     context.log.info(f"predicting {len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
     todo = current["id"].to_numpy()[compute]
     where = {"ran_on": "in process"}
     if client is not None and len(todo):
-        predicted, where = predict_on_cluster(client, cluster.describe(), warehouse, student, todo, EMBEDDINGS,
-                                              join(parts, task.name), cluster.rows_per_part, context.log.info)
+        predicted, where = predict_on_cluster(
+            client,
+            cluster.describe(),
+            warehouse,
+            student,
+            todo,
+            EMBEDDINGS,
+            join(parts, task.name),
+            cluster.rows_per_part,
+            context.log.info,
+        )
     else:
-        predicted = predict_rows(student, task_io.vector_chunks(warehouse, todo, EMBEDDINGS), len(todo),
-                                 log=context.log.info)
+        predicted = predict_rows(
+            student, task_io.vector_chunks(warehouse, todo, EMBEDDINGS), len(todo), log=context.log.info
+        )
     out = _every_row_labelled(current, version, reuse, compute, predicted, task_io.sample_labels(warehouse, task))
     out, outcome, audit = _with_cascade(context, task, warehouse, teacher, student.name, out)
     out = out.assign(model=student.name)[COLUMNS]
     log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
-    written = warehouse.write_table(table, out, same_transaction=log + (
-        task_io.audit_expectation_statements(task, *audit) if audit else []))
-    return MaterializeResult(metadata={**task_metadata.predictions_metadata(
-        out, written, student, predicted, len(reuse),
-        {**where, **task_metadata.cascade_metadata(task, outcome, out),
-         **({"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {})}),
-        **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task))})
+    written = warehouse.write_table(
+        table, out, same_transaction=log + (task_io.audit_expectation_statements(task, *audit) if audit else [])
+    )
+    return MaterializeResult(
+        metadata={
+            **task_metadata.predictions_metadata(
+                out,
+                written,
+                student,
+                predicted,
+                len(reuse),
+                {
+                    **where,
+                    **task_metadata.cascade_metadata(task, outcome, out),
+                    **({"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {}),
+                },
+            ),
+            **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task)),
+        }
+    )
 
 
-def _with_cascade(context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource,
-                  student: str, out: pd.DataFrame):
+def _with_cascade(
+    context: AssetExecutionContext,
+    task: TaskSpec,
+    warehouse: Warehouse,
+    teacher: TeacherResource,
+    student: str,
+    out: pd.DataFrame,
+):
     """(the rows with the cascade's answers, the cascade's outcome, what an audit should find): the calibration
     both need is made only when the task has a cascade or audits."""
     outcome, calibrator = None, None
     if task.cascade_budget > 0 or task.audit_rows > 0:
         calibrator = calibrate(student, task_io.calibration_sample(warehouse, task), task)
     if task.cascade_budget > 0:
+
         def session():
             corpus = warehouse.read_df(f"SELECT * FROM {CORPUS}")
-            return warehouse_session(task, teacher, warehouse, corpus,
-                                     task_io.simulation_vectors(warehouse, teacher, None), context.run.run_id,
-                                     context.log.info)
+            return warehouse_session(
+                task,
+                teacher,
+                warehouse,
+                corpus,
+                task_io.simulation_vectors(warehouse, teacher, None),
+                context.run.run_id,
+                context.log.info,
+            )
 
-        outcome = run_cascade(calibrator, out["confidence"].to_numpy(), (out["source"] == "student").to_numpy(),
-                              out["id"].to_numpy(), task, task.cascade_budget, session, context.log.info)
+        outcome = run_cascade(
+            calibrator,
+            out["confidence"].to_numpy(),
+            (out["source"] == "student").to_numpy(),
+            out["id"].to_numpy(),
+            task,
+            task.cascade_budget,
+            session,
+            context.log.info,
+        )
         out.loc[out.index[outcome.answered], "label"] = outcome.labels
         out.loc[out.index[outcome.answered], "source"] = "teacher-cascade"
     return out, outcome, audit_expectation(task, calibrator, outcome, out)
@@ -104,13 +166,17 @@ def audit_expectation(task: TaskSpec, calibrator, outcome, out: pd.DataFrame) ->
     student = int((out["source"] == "student").sum())
     sent = len(outcome.asked) if outcome is not None else 0
     share = student / max(student + sent, 1)
-    population = ("every row the student labels" if not sent else
-                  f"the {share:.0%} most confident of the rows outside the sample (the cascade sent the rest)")
+    population = (
+        "every row the student labels"
+        if not sent
+        else f"the {share:.0%} most confident of the rows outside the sample (the cascade sent the rest)"
+    )
     return agreement_of_most_confident(calibrator, share), population, len(calibrator.agrees)
 
 
-def _every_row_labelled(current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute: np.ndarray, predicted,
-                        teacher_labels: pd.Series) -> pd.DataFrame:
+def _every_row_labelled(
+    current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute: np.ndarray, predicted, teacher_labels: pd.Series
+) -> pd.DataFrame:
     """Every row: reused and fresh student predictions, and the teacher's label where it answered (`teacher_labels`
     by id: every valid answer, suspects left out of training included)."""
     out = current.assign(model_version=version, student_label=None, confidence=np.float32(np.nan))

@@ -1,7 +1,6 @@
 """A task's `model_selection_report` asset: the cost / accuracy / latency trade-off and the chosen student (flow
 step 3)."""
 
-
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
 
 from scalellm_dagster.assets import task_io, task_metadata
@@ -12,8 +11,9 @@ from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def model_selection_report_asset(task: TaskSpec, branch: dict, candidates: AssetsDefinition,
-                                 embeddings: AssetsDefinition) -> AssetsDefinition:
+def model_selection_report_asset(
+    task: TaskSpec, branch: dict, candidates: AssetsDefinition, embeddings: AssetsDefinition
+) -> AssetsDefinition:
     @asset(
         name=MODEL_SELECTION_REPORT,
         deps=[candidates, embeddings],
@@ -29,8 +29,9 @@ def model_selection_report_asset(task: TaskSpec, branch: dict, candidates: Asset
     return model_selection_report
 
 
-def materialize_report(context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse,
-                       teacher: TeacherResource) -> MaterializeResult:
+def materialize_report(
+    context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource
+) -> MaterializeResult:
     scores = warehouse.read_df(f"SELECT * FROM {task_table(task, STUDENT_CANDIDATES)}")
     sample, X, y = task_io.valid_sample(warehouse, task)
     spend = task_io.teacher_spend(warehouse, task, teacher.effective_concurrency)
@@ -38,20 +39,37 @@ def materialize_report(context: AssetExecutionContext, task: TaskSpec, warehouse
     selection = select_student(scores, X, y, task, corpus_rows, spend)
     gold = task_io.gold_labels(warehouse, task)
     answered = task_io.sample_labels(warehouse, task)  # suspects left out of training are still not held out
-    held_out = None if gold is None else task_io.gold_eval_rows(warehouse, task, gold, answered.index.to_numpy(),
-                                                                 GOLD_EVAL_ROWS)
+    held_out = (
+        None
+        if gold is None
+        else task_io.gold_eval_rows(warehouse, task, gold, answered.index.to_numpy(), GOLD_EVAL_ROWS)
+    )
     teacher_vs_gold = None
     if held_out is not None:
         selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, task.seed)
         teacher_vs_gold = task_io.teacher_accuracy_vs_gold(gold, answered.reset_index())
     written = warehouse.write_table(task_table(task, MODEL_SELECTION_REPORT), selection.report_table)
-    summary = task_metadata.report_summary(task, selection, spend, corpus_rows,
-                                           task_io.teacher_description(warehouse, task))
-    plots = task_metadata.report_plots(task, scores, selection, spend, corpus_rows, task_io.reports_dir(warehouse),
-                                       teacher_vs_gold)
-    context.log.info(f"chosen student for {task.name}: {selection.choice.candidate} "
-                     f"({selection.choice.cv_accuracy:.3f})")
-    return MaterializeResult(metadata={
-        **task_metadata.report_metadata(selection, selection.report_table, written, spend, corpus_rows, summary,
-                                        warehouse.ledger_by_run(task.name), plots),
-        **task_metadata.noise_metadata(selection.noise)})
+    summary = task_metadata.report_summary(
+        task, selection, spend, corpus_rows, task_io.teacher_description(warehouse, task)
+    )
+    plots = task_metadata.report_plots(
+        task, scores, selection, spend, corpus_rows, task_io.reports_dir(warehouse), teacher_vs_gold
+    )
+    context.log.info(
+        f"chosen student for {task.name}: {selection.choice.candidate} ({selection.choice.cv_accuracy:.3f})"
+    )
+    return MaterializeResult(
+        metadata={
+            **task_metadata.report_metadata(
+                selection,
+                selection.report_table,
+                written,
+                spend,
+                corpus_rows,
+                summary,
+                warehouse.ledger_by_run(task.name),
+                plots,
+            ),
+            **task_metadata.noise_metadata(selection.noise),
+        }
+    )

@@ -1,6 +1,5 @@
 """A task's `labeled_sample` asset: the rows chosen for the teacher and its answers (flow steps 1 and 1b)."""
 
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,8 +48,16 @@ class _Run:
     vectors: object = None  # what the simulated teacher reads (`task_io.simulation_vectors`)
 
     def session(self, one_row_reask: bool = False) -> TeacherSession:
-        return warehouse_session(self.task, self.teacher, self.warehouse, self.corpus, self.vectors,
-                                 self.context.run.run_id, self.context.log.info, one_row_reask=one_row_reask)
+        return warehouse_session(
+            self.task,
+            self.teacher,
+            self.warehouse,
+            self.corpus,
+            self.vectors,
+            self.context.run.run_id,
+            self.context.log.info,
+            one_row_reask=one_row_reask,
+        )
 
 
 def materialize_labeled_sample(run: _Run) -> MaterializeResult:
@@ -70,27 +77,41 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
     first = initial_sample_ids(pool, pool_matrix, task, budget)
     first_texts = run.corpus.set_index("id").loc[first, "text"].tolist()
     estimate = run.teacher.estimate(task, first_texts, len(run.corpus))
-    run.context.log.info(f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
-                         "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False))
+    run.context.log.info(
+        f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
+        "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False)
+    )
     labelled = label_sample(pool, pool_matrix, task, budget, session, first=first, log=run.context.log.info)
     labelled, drift_rows, topup_log, topup_note = _with_drift_topup(run, session, labelled)
     sample, review = _reviewed_sample(run, session, labelled, drift_rows)
     table = task_table(task, LABELED_SAMPLE)
-    written = warehouse.write_table(table, sample, same_transaction=(
-        task_io.keep_estimate_basis(task, run.teacher, first_texts) + topup_log
-        + warehouse.snapshot_statements(table, run.context.run.run_id, corpus_read and corpus_read.run_id)))
-    return MaterializeResult(metadata={
-        **task_metadata.sample_metadata(task, sample, written, session, run.teacher.spec.simulated, budget,
-                                        budget_note, estimate),
-        **task_metadata.suspect_metadata(review, sample), "drift_topup": topup_note,
-        "drift_topup_rows_in_sample": len(drift_rows)})
+    written = warehouse.write_table(
+        table,
+        sample,
+        same_transaction=(
+            task_io.keep_estimate_basis(task, run.teacher, first_texts)
+            + topup_log
+            + warehouse.snapshot_statements(table, run.context.run.run_id, corpus_read and corpus_read.run_id)
+        ),
+    )
+    return MaterializeResult(
+        metadata={
+            **task_metadata.sample_metadata(
+                task, sample, written, session, run.teacher.spec.simulated, budget, budget_note, estimate
+            ),
+            **task_metadata.suspect_metadata(review, sample),
+            "drift_topup": topup_note,
+            "drift_topup_rows_in_sample": len(drift_rows),
+        }
+    )
 
 
 def _with_drift_topup(run: _Run, session: TeacherSession, labelled: LabelledSample):
     """The sample with the drift top-up rows failed audits called for (asked of the teacher now), those rows,
     the statements that record the grant, and a note for the UI."""
-    drift_rows, topup_log, topup_note = grant_topup(run.warehouse, run.task, labelled.ids, run.context.run.run_id,
-                                                    run.context.log.info)
+    drift_rows, topup_log, topup_note = grant_topup(
+        run.warehouse, run.task, labelled.ids, run.context.run.run_id, run.context.log.info
+    )
     drift_rows = drift_rows[~np.isin(drift_rows, labelled.ids)]
     if len(drift_rows):
         session.ask(drift_rows)
@@ -103,11 +124,23 @@ def _reviewed_sample(run: _Run, session: TeacherSession, labelled: LabelledSampl
     """The sample table (texts, answers, the suspect review's verdicts, provenance) and the review."""
     valid_ids = labelled.valid["id"].to_numpy()
     review = review_suspects(
-        labelled.answers, run.warehouse.read_embeddings(EMBEDDINGS, ids=valid_ids)[1], run.task,
-        None if run.teacher.batch_size == 1 else lambda: run.session(one_row_reask=True), run.context.log.info)
-    sample = run.corpus.set_index("id").loc[labelled.ids, ["text"]].reset_index().merge(
-        review.answers, on="id", how="left", validate="one_to_one")
+        labelled.answers,
+        run.warehouse.read_embeddings(EMBEDDINGS, ids=valid_ids)[1],
+        run.task,
+        None if run.teacher.batch_size == 1 else lambda: run.session(one_row_reask=True),
+        run.context.log.info,
+    )
+    sample = (
+        run.corpus.set_index("id")
+        .loc[labelled.ids, ["text"]]
+        .reset_index()
+        .merge(review.answers, on="id", how="left", validate="one_to_one")
+    )
     sample.insert(0, "sample_rank", np.arange(len(sample)))
-    sample = sample.assign(teacher=session.name, prompt_version=session.teacher.prompt_version,
-                           sampling=run.task.sampling, drift_topup=sample["id"].isin(drift_rows))
+    sample = sample.assign(
+        teacher=session.name,
+        prompt_version=session.teacher.prompt_version,
+        sampling=run.task.sampling,
+        drift_topup=sample["id"].isin(drift_rows),
+    )
     return sample, review

@@ -1,6 +1,5 @@
 """The shared foundation: the corpus and its embeddings, built once and used by every task."""
 
-
 import hashlib
 import pickle
 import time
@@ -65,24 +64,34 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
         "keeps its fitted model in the warehouse)."
     ),
 )
-def embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse,
-               cluster: ClusterResource) -> MaterializeResult:
+def embeddings(
+    context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse, cluster: ClusterResource
+) -> MaterializeResult:
     # An OpenAI-compatible embedder is one client with one concurrency limit, as the teacher: it stays on the driver.
     on_cluster = cluster if not embedder.spec.remote else ClusterResource()
     with on_cluster.session(warehouse.database, context.run.run_id) as (client, parts):
         return _embeddings(context, embedder, warehouse, cluster, client, parts)
 
 
-def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse,
-                cluster: ClusterResource, client, parts: str | None) -> MaterializeResult:
+def _embeddings(
+    context: AssetExecutionContext,
+    embedder: EmbedderResource,
+    warehouse: Warehouse,
+    cluster: ClusterResource,
+    client,
+    parts: str | None,
+) -> MaterializeResult:
     # DuckDB hashes the texts (the same digest as `text_hash`) on every core while it reads them.
     rows, corpus_read = warehouse.read_df_with_snapshot(
-        f"SELECT id, text, {TEXT_HASH_SQL.format(column='text')} AS text_hash FROM {CORPUS}", CORPUS)
+        f"SELECT id, text, {TEXT_HASH_SQL.format(column='text')} AS text_hash FROM {CORPUS}", CORPUS
+    )
     model, current = (embedder.build(), None) if embedder.refit else stored_embedder(embedder, warehouse)
     # Rows whose id and text are unchanged keep the vector this model made; an unfitted LSA sees the whole corpus.
     plan = plan_refresh(rows, warehouse.embedding_state(EMBEDDINGS, current) if current else None)
-    context.log.info(f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
-                     f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)")
+    context.log.info(
+        f"embedding {len(plan.compute):,} of {len(rows):,} rows with {model.name} "
+        f"({len(plan.reuse):,} unchanged rows reused, {plan.removed:,} removed)"
+    )
     start = time.perf_counter()
     blob, version = _fit_and_version(embedder, model, current, rows, plan, context.log.info)
     todo = rows.iloc[plan.compute]
@@ -92,29 +101,45 @@ def _embeddings(context: AssetExecutionContext, embedder: EmbedderResource, ware
     # are carried over inside DuckDB: memory stays flat whatever the corpus size.
     ingest = time.perf_counter()
     written = warehouse.write_embedding_batches(
-        EMBEDDINGS, embedding_schema(id_type, made.dim), made.batches,
+        EMBEDDINGS,
+        embedding_schema(id_type, made.dim),
+        made.batches,
         model=(model.name, blob) if blob is not None else None,
         keep_ids=rows["id"].to_numpy()[plan.reuse] if len(plan.reuse) else None,
-        same_transaction=warehouse.snapshot_statements(EMBEDDINGS, context.run.run_id,
-                                                       corpus_read and corpus_read.run_id))
-    where = cluster_metadata(cluster.describe(), made.parts_done, time.perf_counter() - ingest) \
-        if made.parts_done is not None else {"ran_on": "in process"}
+        same_transaction=warehouse.snapshot_statements(
+            EMBEDDINGS, context.run.run_id, corpus_read and corpus_read.run_id
+        ),
+    )
+    where = (
+        cluster_metadata(cluster.describe(), made.parts_done, time.perf_counter() - ingest)
+        if made.parts_done is not None
+        else {"ran_on": "in process"}
+    )
     seconds = time.perf_counter() - start
     rate = len(plan.compute) / max(seconds, 1e-9)
     context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
     if made.unreadable:
-        context.log.warning(f"{len(made.unreadable):,} texts no embedder can read (no letter or digit, or a zero "
-                            f"vector) got the shared fallback vector: ids {few(made.unreadable, 10)}")
-    return MaterializeResult(metadata={
-        "dagster/row_count": written, **plan.summary, **made.cache_note, "embedder": model.name,
-        "unreadable_texts": len(made.unreadable),
-        "unreadable_text_ids": few(made.unreadable, 10) if made.unreadable else "none",
-        "embedding_version": version,
-        "dim": int(made.dim),  # declared by the embedder; the embeddings check compares the table to it
-        "embed_seconds": MetadataValue.float(round(seconds, 3)), "rows_per_second": MetadataValue.float(round(rate, 1)),
-        **where, "table": f"{warehouse.database}::{EMBEDDINGS}",
-        "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(made.dim)),
-    })
+        context.log.warning(
+            f"{len(made.unreadable):,} texts no embedder can read (no letter or digit, or a zero "
+            f"vector) got the shared fallback vector: ids {few(made.unreadable, 10)}"
+        )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": written,
+            **plan.summary,
+            **made.cache_note,
+            "embedder": model.name,
+            "unreadable_texts": len(made.unreadable),
+            "unreadable_text_ids": few(made.unreadable, 10) if made.unreadable else "none",
+            "embedding_version": version,
+            "dim": int(made.dim),  # declared by the embedder; the embeddings check compares the table to it
+            "embed_seconds": MetadataValue.float(round(seconds, 3)),
+            "rows_per_second": MetadataValue.float(round(rate, 1)),
+            **where,
+            "table": f"{warehouse.database}::{EMBEDDINGS}",
+            "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(made.dim)),
+        }
+    )
 
 
 def _fit_and_version(embedder: EmbedderResource, model, current: str | None, rows, plan, log):
@@ -140,22 +165,42 @@ class _Vectors:
     parts_done: list | None = None  # the cluster's part reports, when it embedded
 
 
-def _make_vectors(context, embedder: EmbedderResource, model, warehouse: Warehouse, cluster: ClusterResource,
-                  client, parts: str | None, todo, version: str, id_type) -> _Vectors:
+def _make_vectors(
+    context,
+    embedder: EmbedderResource,
+    model,
+    warehouse: Warehouse,
+    cluster: ClusterResource,
+    client,
+    parts: str | None,
+    todo,
+    version: str,
+    id_type,
+) -> _Vectors:
     """The vectors of `todo`: a remote model's through the warehouse's vector cache, on the cluster when there is
     one, else in process, chunk by chunk."""
     if embedder.spec.remote:
         fresh, cache_note = _embed_with_cache(model, todo["text"], warehouse, context.log.info)
         fresh, fallback = with_fallback(todo["text"], fresh)
-        batches = [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version, id_type)] \
-            if len(fresh) else []
+        batches = (
+            [embedding_batch(todo["id"], fresh, todo["text_hash"].tolist(), version, id_type)] if len(fresh) else []
+        )
         dim = int(model.dim or (fresh.shape[1] if len(fresh) else _stored_dim(warehouse)))
         return _Vectors(batches, dim, todo["id"].iloc[fallback].tolist(), cache_note)
     if client is not None and len(todo):
-        done = _embed_on_cluster(client, model, todo, parts, embedding_schema(id_type, model.dim), version,
-                                 cluster.rows_per_part, context.log.info)
-        return _Vectors(iter_batches([d.part for d in done]), model.dim,
-                        [i for d in done for i in d.unreadable], parts_done=done)
+        done = _embed_on_cluster(
+            client,
+            model,
+            todo,
+            parts,
+            embedding_schema(id_type, model.dim),
+            version,
+            cluster.rows_per_part,
+            context.log.info,
+        )
+        return _Vectors(
+            iter_batches([d.part for d in done]), model.dim, [i for d in done for i in d.unreadable], parts_done=done
+        )
     made = _Vectors(None, model.dim)
     made.batches = _embedding_batches(model, todo, version, id_type, context.log.info, made.unreadable)
     return made
@@ -195,6 +240,7 @@ def _embed_on_cluster(client, model, todo, parts: str, schema, version: str, row
 def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list, chunk: int = 50_000):
     """Batches of vectors, made as DuckDB consumes them; the ids given the fallback vector go to `unreadable`.
     An embedder that pools on several threads (`threads`) gets that many chunks in flight, in order."""
+
     def embed(begin: int):
         part = rows.iloc[begin : begin + chunk]
         return embed_rows(model, part, version, id_type, f"rows {begin:,}..{begin + len(part) - 1:,}")

@@ -78,8 +78,9 @@ def calibration_sample(warehouse: Warehouse, task: TaskSpec) -> CalibrationSampl
     student trains on the row, whether a drift top-up (not the random draw) added it. Older tables lack some."""
     table = task_table(task, LABELED_SAMPLE)
     kept = [c for c in ("first_label", "train", "drift_topup") if c in warehouse.columns(table)]
-    answers = warehouse.read_df(f"SELECT {', '.join(['id', 'teacher_label', *kept])} FROM {table} WHERE valid "
-                                "ORDER BY sample_rank")
+    answers = warehouse.read_df(
+        f"SELECT {', '.join(['id', 'teacher_label', *kept])} FROM {table} WHERE valid ORDER BY sample_rank"
+    )
     _, X = warehouse.read_embeddings(EMBEDDINGS, ids=answers["id"].to_numpy())
     return CalibrationSample.from_answers(answers, X)
 
@@ -87,14 +88,20 @@ def calibration_sample(warehouse: Warehouse, task: TaskSpec) -> CalibrationSampl
 def audit_expectation_statements(task: TaskSpec, estimate: float, population: str, rows: int) -> list:
     """What the drift audit compares its agreement with, kept beside the predictions it is about."""
     table = task_table(task, AUDIT_EXPECTATION)
-    return [(f"CREATE OR REPLACE TABLE {table} AS SELECT ?::DOUBLE AS estimate, ?::VARCHAR AS population, "
-             "?::INTEGER AS calibration_rows", [estimate, population, rows])]
+    return [
+        (
+            f"CREATE OR REPLACE TABLE {table} AS SELECT ?::DOUBLE AS estimate, ?::VARCHAR AS population, "
+            "?::INTEGER AS calibration_rows",
+            [estimate, population, rows],
+        )
+    ]
 
 
 def sample_labels(warehouse: Warehouse, task: TaskSpec) -> pd.Series:
     """Every valid teacher label by id: what the sampled rows keep in the predictions."""
-    return warehouse.read_df(f"SELECT id, teacher_label FROM {task_table(task, LABELED_SAMPLE)} WHERE valid"
-                             ).set_index("id")["teacher_label"]
+    return warehouse.read_df(f"SELECT id, teacher_label FROM {task_table(task, LABELED_SAMPLE)} WHERE valid").set_index(
+        "id"
+    )["teacher_label"]
 
 
 def candidates_inputs_key(task: TaskSpec, sample: pd.DataFrame, X: np.ndarray) -> str:
@@ -119,20 +126,33 @@ def stored_candidates(warehouse: Warehouse, task: TaskSpec, key: str) -> Candida
 
 def teacher_description(warehouse: Warehouse, task: TaskSpec) -> str:
     teacher = warehouse.read_df(f"SELECT any_value(teacher) AS t FROM {task_table(task, LABELED_SAMPLE)}")["t"][0]
-    return f"`{teacher}`" + (" — a simulation answering from gold labels, not an LLM"
-                             if str(teacher).startswith("simulated") else "")
+    return f"`{teacher}`" + (
+        " — a simulation answering from gold labels, not an LLM" if str(teacher).startswith("simulated") else ""
+    )
 
 
-ESTIMATE_BASIS_COLUMNS = ("per_request_chars", "per_row_chars", "answer_chars_per_row", "price_in_per_mtok",
-                          "price_out_per_mtok", "seconds_per_request")
+ESTIMATE_BASIS_COLUMNS = (
+    "per_request_chars",
+    "per_row_chars",
+    "answer_chars_per_row",
+    "price_in_per_mtok",
+    "price_out_per_mtok",
+    "seconds_per_request",
+)
 
 
 def keep_estimate_basis(task: TaskSpec, teacher: TeacherResource, texts: list[str]) -> list[tuple[str, list]]:
     """SQL committed with the sample: the prompt sizes and prices its dry run used, so the report prices the
     row-by-row baseline exactly as the dry run did."""
     sizes, pricing = prompt_sizes(task, texts), teacher.pricing()
-    values = [sizes.per_request_chars, sizes.per_row_chars, sizes.answer_chars_per_row,
-              pricing["price_in_per_mtok"], pricing["price_out_per_mtok"], pricing["seconds_per_request"]]
+    values = [
+        sizes.per_request_chars,
+        sizes.per_row_chars,
+        sizes.answer_chars_per_row,
+        pricing["price_in_per_mtok"],
+        pricing["price_out_per_mtok"],
+        pricing["seconds_per_request"],
+    ]
     columns = ", ".join(f"?::DOUBLE AS {c}" for c in ESTIMATE_BASIS_COLUMNS)
     return [(f"CREATE OR REPLACE TABLE {task_table(task, ESTIMATE_BASIS)} AS SELECT {columns}", values)]
 
@@ -142,18 +162,31 @@ def teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> Tea
     basis = {}
     if warehouse.table_exists(task_table(task, ESTIMATE_BASIS)):
         row = warehouse.read_df(f"SELECT * FROM {task_table(task, ESTIMATE_BASIS)}").iloc[0]
-        basis = {"prompt_sizes": PromptSizes(float(row.per_request_chars), float(row.per_row_chars),
-                                             float(row.answer_chars_per_row)),
-                 "price_in_per_mtok": float(row.price_in_per_mtok), "price_out_per_mtok": float(row.price_out_per_mtok),
-                 "assumed_seconds_per_request": float(row.seconds_per_request)}
-    return TeacherSpend(int(t["rows_answered"]), int(t["requests"]), float(t["request_seconds"]),
-                        float(t["cost_usd"]), int(t["prompt_tokens"]), int(t["completion_tokens"]),
-                        bool(t["tokens_estimated"]), concurrency, **basis)
+        basis = {
+            "prompt_sizes": PromptSizes(
+                float(row.per_request_chars), float(row.per_row_chars), float(row.answer_chars_per_row)
+            ),
+            "price_in_per_mtok": float(row.price_in_per_mtok),
+            "price_out_per_mtok": float(row.price_out_per_mtok),
+            "assumed_seconds_per_request": float(row.seconds_per_request),
+        }
+    return TeacherSpend(
+        int(t["rows_answered"]),
+        int(t["requests"]),
+        float(t["request_seconds"]),
+        float(t["cost_usd"]),
+        int(t["prompt_tokens"]),
+        int(t["completion_tokens"]),
+        bool(t["tokens_estimated"]),
+        concurrency,
+        **basis,
+    )
 
 
 def chosen_student(warehouse: Warehouse, task: TaskSpec) -> str:
-    return warehouse.read_df(
-        f"SELECT candidate FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")["candidate"].iloc[0]
+    return warehouse.read_df(f"SELECT candidate FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")[
+        "candidate"
+    ].iloc[0]
 
 
 def model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
@@ -162,19 +195,24 @@ def model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
     return hashlib.sha256(f"{chosen}|{task.seed}|".encode() + labels.tobytes()).hexdigest()[:12]
 
 
-def reusable_predictions(warehouse: Warehouse, current: pd.DataFrame, version: str, embedding_source: str,
-                         predictions_source: str | None):
+def reusable_predictions(
+    warehouse: Warehouse, current: pd.DataFrame, version: str, embedding_source: str, predictions_source: str | None
+):
     """Stored student predictions still valid (same text, vectors and student), and positions to predict.
     No stored predictions: nothing to reuse."""
     empty = pd.DataFrame(columns=["student_label", "confidence"])
-    if predictions_source is None or "model_version" not in warehouse.read_df(
-            f"SELECT * FROM {predictions_source} LIMIT 0").columns:
+    if (
+        predictions_source is None
+        or "model_version" not in warehouse.read_df(f"SELECT * FROM {predictions_source} LIMIT 0").columns
+    ):
         return empty, np.arange(len(current))
     stored = warehouse.read_df(
         f"""SELECT p.id, p.student_label, p.confidence FROM {predictions_source} p
             JOIN {embedding_source} e
             ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version
-            WHERE p.model_version = ?""", [version]).set_index("id")
+            WHERE p.model_version = ?""",
+        [version],
+    ).set_index("id")
     stored = stored[stored.index.isin(current["id"])]  # rows that left the corpus are not reused
     known = current["id"].isin(stored.index).to_numpy()
     return stored, np.flatnonzero(~known)

@@ -15,8 +15,16 @@ from scalellm_dagster.flow.suspects import REFERENCE_STUDENT, SuspectReview
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def sample_metadata(task: TaskSpec, sample: pd.DataFrame, written: int, session: TeacherSession, simulated: bool,
-                    budget: int, budget_note: str, estimate: pd.DataFrame) -> dict:
+def sample_metadata(
+    task: TaskSpec,
+    sample: pd.DataFrame,
+    written: int,
+    session: TeacherSession,
+    simulated: bool,
+    budget: int,
+    budget_note: str,
+    estimate: pd.DataFrame,
+) -> dict:
     stats = session.stats
     valid = sample[sample["valid"]]
     coverage = valid["teacher_label"].value_counts()
@@ -28,8 +36,8 @@ def sample_metadata(task: TaskSpec, sample: pd.DataFrame, written: int, session:
         "budget": budget,
         "budget_source": budget_note,
         "prompt_version": session.teacher.prompt_version,
-        "structured_output": ", ".join(sorted(stats.response_formats)) or (
-            "none (simulation)" if simulated else "none (every answer from the cache)"),
+        "structured_output": ", ".join(sorted(stats.response_formats))
+        or ("none (simulation)" if simulated else "none (every answer from the cache)"),
         "valid_labels": int(len(valid)),
         "invalid_answers": int((~sample["valid"] & sample["raw_answer"].notna()).sum()),
         "unanswered_rows": int(sample["raw_answer"].isna().sum()),
@@ -42,7 +50,8 @@ def sample_metadata(task: TaskSpec, sample: pd.DataFrame, written: int, session:
         "labelling_step_wall_seconds": MetadataValue.float(round(stats.wall_seconds, 3)),
         "teacher_request_seconds_summed": MetadataValue.float(round(stats.request_seconds, 3)),
         "teacher_seconds_at_concurrency": MetadataValue.float(
-            round(stats.request_seconds / max(session.concurrency, 1), 3)),
+            round(stats.request_seconds / max(session.concurrency, 1), 3)
+        ),
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": stats.completion_tokens,
         "tokens_estimated": stats.tokens_estimated,
@@ -74,34 +83,59 @@ def candidates_metadata(result: Candidates, written: int) -> dict:
     }
 
 
-def report_summary(task: TaskSpec, selection: Selection, spend: TeacherSpend, corpus_rows: int,
-                   teacher_label: str) -> str:
+def report_summary(
+    task: TaskSpec, selection: Selection, spend: TeacherSpend, corpus_rows: int, teacher_label: str
+) -> str:
     summary = summary_markdown(task.name, selection.choice, spend, corpus_rows, teacher_label)
     advice = selection.advice
     if advice:
-        summary += (f"\n**Budget advice** ({advice.reason}): **{advice.recommended_budget:,}** teacher labels, "
-                    f"forecast accuracy vs teacher {advice.forecast_accuracy:.3f}, teacher cost "
-                    f"${advice.teacher_cost_usd:,.4f}, teacher time {advice.teacher_seconds:,.1f} s"
-                    + (" — the next materialization tops the sample up to it (cached answers reused)."
-                       if task.follow_budget_advice else " — set it as the task's budget, or follow_budget_advice: true."))
+        summary += (
+            f"\n**Budget advice** ({advice.reason}): **{advice.recommended_budget:,}** teacher labels, "
+            f"forecast accuracy vs teacher {advice.forecast_accuracy:.3f}, teacher cost "
+            f"${advice.teacher_cost_usd:,.4f}, teacher time {advice.teacher_seconds:,.1f} s"
+            + (
+                " — the next materialization tops the sample up to it (cached answers reused)."
+                if task.follow_budget_advice
+                else " — set it as the task's budget, or follow_budget_advice: true."
+            )
+        )
     return summary
 
 
-def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spend: TeacherSpend, corpus_rows: int,
-                 reports_dir, teacher_vs_gold: float | None = None) -> dict:
+def report_plots(
+    task: TaskSpec,
+    scores: pd.DataFrame,
+    selection: Selection,
+    spend: TeacherSpend,
+    corpus_rows: int,
+    reports_dir,
+    teacher_vs_gold: float | None = None,
+) -> dict:
     """The two plots, inline (markdown) and as files beside the warehouse."""
     out = {}
     base = spend.baseline(corpus_rows)
     for key, fig in (
-        ("learning_curves", plots.learning_curves_figure(scores, selection.choice.candidate,
-                                                         f"{task.name}: accuracy vs teacher labels",
-                                                         forecast_to=corpus_rows,
-                                                         floor=selection.noise.floor_prior())),
-        ("accuracy_vs_time", plots.tradeoff_figure(selection.table,
-                                                    spend.request_seconds / max(spend.concurrency, 1),
-                                                    corpus_rows, base["seconds"],
-                                                    f"{task.name}: accuracy vs time to label every row",
-                                                    teacher_vs_gold)),
+        (
+            "learning_curves",
+            plots.learning_curves_figure(
+                scores,
+                selection.choice.candidate,
+                f"{task.name}: accuracy vs teacher labels",
+                forecast_to=corpus_rows,
+                floor=selection.noise.floor_prior(),
+            ),
+        ),
+        (
+            "accuracy_vs_time",
+            plots.tradeoff_figure(
+                selection.table,
+                spend.request_seconds / max(spend.concurrency, 1),
+                corpus_rows,
+                base["seconds"],
+                f"{task.name}: accuracy vs time to label every row",
+                teacher_vs_gold,
+            ),
+        ),
     ):
         png = figure_png(fig)
         plots.close(fig)
@@ -113,8 +147,16 @@ def report_plots(task: TaskSpec, scores: pd.DataFrame, selection: Selection, spe
     return out
 
 
-def report_metadata(selection: Selection, report_table: pd.DataFrame, written: int, spend: TeacherSpend,
-                    corpus_rows: int, summary: str, per_run: pd.DataFrame, plot_meta: dict) -> dict:
+def report_metadata(
+    selection: Selection,
+    report_table: pd.DataFrame,
+    written: int,
+    spend: TeacherSpend,
+    corpus_rows: int,
+    summary: str,
+    per_run: pd.DataFrame,
+    plot_meta: dict,
+) -> dict:
     choice, advice = selection.choice, selection.advice
     base = spend.baseline(corpus_rows)
     return {
@@ -127,7 +169,8 @@ def report_metadata(selection: Selection, report_table: pd.DataFrame, written: i
         "teacher_requests": spend.requests,
         "teacher_cost_usd": MetadataValue.float(round(spend.cost_usd, 6)),
         "teacher_seconds_at_concurrency": MetadataValue.float(
-            round(spend.request_seconds / max(spend.concurrency, 1), 3)),
+            round(spend.request_seconds / max(spend.concurrency, 1), 3)
+        ),
         "baseline_requests": base["teacher_calls"],
         "baseline_seconds_extrapolated": MetadataValue.float(round(base["seconds"], 3)),
         "baseline_cost_usd_extrapolated": MetadataValue.float(round(base["cost_usd"], 6)),
@@ -153,12 +196,17 @@ def noise_metadata(noise: TeacherNoise) -> dict:
 def suspect_metadata(review: SuspectReview, sample: pd.DataFrame, shown: int = 20) -> dict:
     """The sample's suspect teacher labels (most confident disagreement first) and the task's policy for them."""
     rows = sample[sample["suspect"]].sort_values("suspect_student_score", ascending=False)
-    table = pd.DataFrame({
-        "id": rows["id"], "text": rows["text"].str.slice(0, 100), "teacher_label": rows["first_label"],
-        "student_label": rows["suspect_student_label"], "student_score": rows["suspect_student_score"],
-        **({"second_answer": rows["teacher_label"].where(rows["reasked"])} if review.policy == "reask" else {}),
-        "used_for_training": rows["train"],
-    })
+    table = pd.DataFrame(
+        {
+            "id": rows["id"],
+            "text": rows["text"].str.slice(0, 100),
+            "teacher_label": rows["first_label"],
+            "student_label": rows["suspect_student_label"],
+            "student_score": rows["suspect_student_score"],
+            **({"second_answer": rows["teacher_label"].where(rows["reasked"])} if review.policy == "reask" else {}),
+            "used_for_training": rows["train"],
+        }
+    )
     return {
         "suspect_labels_policy": review.policy,
         "suspect_teacher_labels": review.flagged,
@@ -193,32 +241,49 @@ def cascade_metadata(task: TaskSpec, outcome: CascadeOutcome | None, out: pd.Dat
 def guarantee_metadata(g: GuaranteedPlan | None) -> dict:
     if g is None:
         return {}
-    missing = (f"; {g.unanswered:,} rows sent got no valid answer (asked twice) and keep the student's label, "
-               "counted as misses in the bound") if g.unanswered else ""
+    missing = (
+        (
+            f"; {g.unanswered:,} rows sent got no valid answer (asked twice) and keep the student's label, "
+            "counted as misses in the bound"
+        )
+        if g.unanswered
+        else ""
+    )
     if g.reached:
-        statement = (f"with probability >= {1 - g.delta:.0%}, the labels of the rows the student would label agree "
-                     f"with the teacher on >= {g.guaranteed_agreement:.1%} of them")
+        statement = (
+            f"with probability >= {1 - g.delta:.0%}, the labels of the rows the student would label agree "
+            f"with the teacher on >= {g.guaranteed_agreement:.1%} of them"
+        )
     elif g.rows_needed is None:  # the plan reached the target; unanswered rows took it below
-        statement = (f"target {g.target:.1%} NOT certified: with probability >= {1 - g.delta:.0%} the agreement is "
-                     f">= {g.guaranteed_agreement:.1%}")
+        statement = (
+            f"target {g.target:.1%} NOT certified: with probability >= {1 - g.delta:.0%} the agreement is "
+            f">= {g.guaranteed_agreement:.1%}"
+        )
     else:
-        statement = (f"target {g.target:.1%} NOT certifiable within cascade_budget: it needs {g.rows_needed:,} "
-                     f"teacher rows; the budget certifies {g.guaranteed_agreement:.1%}")
-    split = (f"delta split over the {g.candidates} candidates the selection chose among on the same labels "
-             f"(delta/{g.candidates} each), " if g.candidates > 1 else "")
+        statement = (
+            f"target {g.target:.1%} NOT certifiable within cascade_budget: it needs {g.rows_needed:,} "
+            f"teacher rows; the budget certifies {g.guaranteed_agreement:.1%}"
+        )
+    split = (
+        f"delta split over the {g.candidates} candidates the selection chose among on the same labels "
+        f"(delta/{g.candidates} each), "
+        if g.candidates > 1
+        else ""
+    )
     return {
         "cascade_delta": g.delta,
         "cascade_guarantee": statement + missing,
         "cascade_guaranteed_agreement": MetadataValue.float(round(g.guaranteed_agreement, 4)),
         "cascade_unanswered_rows": g.unanswered,
         "cascade_guarantee_assumes": g.assumption + f"; {g.calibration_rows:,} held-out labels, {split}"
-                                     "Clopper-Pearson at delta/2 plus a binomial quantile at delta/2 for the kept "
-                                     "rows, fixed-sequence testing over plans",
+        "Clopper-Pearson at delta/2 plus a binomial quantile at delta/2 for the kept "
+        "rows, fixed-sequence testing over plans",
     }
 
 
-def predictions_metadata(out: pd.DataFrame, written: int, student: TrainedStudent, predicted: Predicted,
-                         reused: int, extra: dict) -> dict:
+def predictions_metadata(
+    out: pd.DataFrame, written: int, student: TrainedStudent, predicted: Predicted, reused: int, extra: dict
+) -> dict:
     return {
         "dagster/row_count": written,
         "dagster/column_schema": column_schema(out),
@@ -233,8 +298,9 @@ def predictions_metadata(out: pd.DataFrame, written: int, student: TrainedStuden
         "predict_rows_per_second": MetadataValue.float(round(predicted.rows_per_second, 1)),
         "mean_confidence": MetadataValue.float(round(float(out["confidence"].mean()), 4)),
         **extra,
-        "label_counts": md_table(out["label"].value_counts().rename_axis("label").reset_index(name="rows"),
-                                 max_rows=15),
+        "label_counts": md_table(
+            out["label"].value_counts().rename_axis("label").reset_index(name="rows"), max_rows=15
+        ),
         "preview": preview(out),
     }
 

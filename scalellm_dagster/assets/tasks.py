@@ -5,7 +5,6 @@ Each asset reads its inputs, calls one step of the ScaleLLM flow (`scalellm_dags
 turns the step's result into metadata (`task_metadata`).
 """
 
-
 from dagster import AssetsDefinition
 
 from scalellm_dagster.assets.audit_asset import drift_audit_asset
@@ -19,13 +18,18 @@ from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
 
-def build_task_assets(task: TaskSpec, teacher: str = "simulated",
-                      embeddings_asset: AssetsDefinition = embeddings) -> list[AssetsDefinition]:
+def build_task_assets(
+    task: TaskSpec, teacher: str = "simulated", embeddings_asset: AssetsDefinition = embeddings
+) -> list[AssetsDefinition]:
     """The task's five assets: sample, candidates, report, predictions, drift audit; `teacher` is the teacher
     kind that answers (its badge shows on the assets that ask it)."""
     # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
-    branch = {"key_prefix": [task.name], "group_name": task.name, "owners": ["team:scalellm"],
-              "code_version": task_fingerprint(task)}
+    branch = {
+        "key_prefix": [task.name],
+        "group_name": task.name,
+        "owners": ["team:scalellm"],
+        "code_version": task_fingerprint(task),
+    }
     sample = labeled_sample_asset(task, branch, embeddings_asset, teacher)
     candidates = student_candidates_asset(task, branch, sample, embeddings_asset)
     report = model_selection_report_asset(task, branch, candidates, embeddings_asset)

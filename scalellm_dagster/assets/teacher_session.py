@@ -9,13 +9,35 @@ from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def warehouse_session(task: TaskSpec, teacher: TeacherResource, warehouse: Warehouse, corpus: pd.DataFrame,
-                      matrix: np.ndarray | None, run_id: str, log, one_row_reask: bool = False) -> TeacherSession:
+def warehouse_session(
+    task: TaskSpec,
+    teacher: TeacherResource,
+    warehouse: Warehouse,
+    corpus: pd.DataFrame,
+    matrix: np.ndarray | None,
+    run_id: str,
+    log,
+    one_row_reask: bool = False,
+) -> TeacherSession:
     """`matrix` (row-aligned vectors, or a callable streaming blocks) feeds the simulated teacher only.
     `one_row_reask`: one row per request, cached apart from the batched answers (it is another prompt)."""
     model = teacher.build(task, corpus, matrix)
     version = model.prompt_version + (REASK_PROMPT_SUFFIX if one_row_reask else "")
-    cache = warehouse.answer_cache({"provider": model.provider, "model": model.model,
-                                    "prompt_version": version, "task": task.name, "run_id": run_id})
-    return TeacherSession(model, cache, corpus.set_index("id")["text"], 1 if one_row_reask else teacher.batch_size,
-                          teacher.concurrency, log, store_window=teacher.store_window_seconds)
+    cache = warehouse.answer_cache(
+        {
+            "provider": model.provider,
+            "model": model.model,
+            "prompt_version": version,
+            "task": task.name,
+            "run_id": run_id,
+        }
+    )
+    return TeacherSession(
+        model,
+        cache,
+        corpus.set_index("id")["text"],
+        1 if one_row_reask else teacher.batch_size,
+        teacher.concurrency,
+        log,
+        store_window=teacher.store_window_seconds,
+    )

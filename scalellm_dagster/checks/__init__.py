@@ -1,4 +1,7 @@
-"""Asset checks backed by Great Expectations, one module per part of the graph."""
+"""Asset checks backed by Great Expectations, one module per part of the graph.
+
+Great Expectations is imported inside the functions that build expectations, never at module level: its import
+takes seconds, and a run that only materializes assets need not pay it."""
 
 from dagster import AssetChecksDefinition
 

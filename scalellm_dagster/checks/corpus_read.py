@@ -40,8 +40,10 @@ class CorpusRead:
         if self.corpus is None:
             return AssetCheckResult(passed=True, metadata={**self.metadata, "note": "no corpus write logged for it"})
         coverage = self.coverage(self.own.rows, self.own.ids_fingerprint)
-        return AssetCheckResult(passed=coverage == "yes", metadata={
-            **self.metadata, "rows": self.own.rows, "ids_match_corpus_read": coverage})
+        return AssetCheckResult(
+            passed=coverage == "yes",
+            metadata={**self.metadata, "rows": self.own.rows, "ids_match_corpus_read": coverage},
+        )
 
 
 def corpus_read(context: AssetCheckExecutionContext, warehouse: Warehouse, table: str) -> CorpusRead:
@@ -57,11 +59,20 @@ def corpus_read(context: AssetCheckExecutionContext, warehouse: Warehouse, table
     now = warehouse.snapshot(CORPUS)
     live = corpus is None or now is None or now.same_ids(corpus)
     replaced_by = latest.run_id if latest is not None and latest.run_id != own.run_id else None
-    metadata = {"corpus_compared": (f"as read by run {own.corpus_run_id[:8]}"
-                                    + (f" ({corpus.rows:,} rows)" if corpus else "")
-                                    + ("" if live else f"; run {now.run_id[:8]} has replaced it since "
-                                       f"({now.rows:,} rows): compared by id fingerprint"))}
+    metadata = {
+        "corpus_compared": (
+            f"as read by run {own.corpus_run_id[:8]}"
+            + (f" ({corpus.rows:,} rows)" if corpus else "")
+            + (
+                ""
+                if live
+                else f"; run {now.run_id[:8]} has replaced it since ({now.rows:,} rows): compared by id fingerprint"
+            )
+        )
+    }
     if replaced_by:
-        metadata["table_replaced"] = (f"run {replaced_by[:8]} has replaced this run's {table} since: judged by the "
-                                      "row count and id fingerprint logged when it was written")
+        metadata["table_replaced"] = (
+            f"run {replaced_by[:8]} has replaced this run's {table} since: judged by the "
+            "row count and id fingerprint logged when it was written"
+        )
     return CorpusRead(live=live, replaced_by=replaced_by, own=own, corpus=corpus, metadata=metadata)

@@ -51,14 +51,18 @@ class Outcome:
         failed_text = "; ".join(f"{r['expectation']}({r['column'] or ''}): {r['details']}" for r in self.failed)
         return {
             "expectations": md_table(table.assign(column=table["column"].fillna("(whole table)")), max_rows=50)
-            if len(table) else MetadataValue.md("(none)"),
+            if len(table)
+            else MetadataValue.md("(none)"),
             "expectations_evaluated": len(self.rows),
             "expectations_failed": len(self.failed),
             "failures": failed_text or "none",
             # one entry per failed expectation: what `scalellm run` prints when the check fails
             "failed_expectations": MetadataValue.json(
-                [f"{r['expectation']}({r['column'] or 'whole table'}): expected {r['expected']}; {r['details']}"
-                 for r in self.failed]),
+                [
+                    f"{r['expectation']}({r['column'] or 'whole table'}): expected {r['expected']}; {r['details']}"
+                    for r in self.failed
+                ]
+            ),
         }
 
 
@@ -144,16 +148,24 @@ def _expected(kind: str, kwargs: dict) -> str:
         parts.append(("one of " if len(kwargs["value_set"]) > 1 else "") + _short(kwargs["value_set"], 6, 40))
     if kwargs.get("min_value") is not None or kwargs.get("max_value") is not None:
         lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
-        parts.append(f"between {lo} and {hi}" if lo is not None and hi is not None
-                     else f"at least {lo}" if lo is not None else f"at most {hi}")
+        parts.append(
+            f"between {lo} and {hi}"
+            if lo is not None and hi is not None
+            else f"at least {lo}"
+            if lo is not None
+            else f"at most {hi}"
+        )
     if "value" in kwargs:
         parts.append(f"exactly {kwargs['value']:,}" if isinstance(kwargs["value"], int) else f"{kwargs['value']}")
     if "column_list" in kwargs:
         parts.append("unique over " + ", ".join(kwargs["column_list"]))
     if kwargs.get("mostly") not in (None, 1, 1.0):
         parts.append(f"for at least {kwargs['mostly']:.0%} of rows")
-    rest = {k: v for k, v in kwargs.items()
-            if k not in ("value_set", "min_value", "max_value", "value", "column_list", "mostly", "result_format")}
+    rest = {
+        k: v
+        for k, v in kwargs.items()
+        if k not in ("value_set", "min_value", "max_value", "value", "column_list", "mostly", "result_format")
+    }
     parts.extend(f"{k}={v}" for k, v in rest.items())
     return "; ".join(parts) or "-"
 

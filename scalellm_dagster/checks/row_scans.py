@@ -44,13 +44,24 @@ def export_parts(warehouse, sql: str, root: str, rows_per_part: int) -> list[str
     return paths
 
 
-def validate_on_cluster(client, address: str, warehouse, sql: str, parts: str, rows_per_part: int,
-                        expectations: Callable[[], list], name: str, log) -> tuple[Outcome, dict]:
+def validate_on_cluster(
+    client,
+    address: str,
+    warehouse,
+    sql: str,
+    parts: str,
+    rows_per_part: int,
+    expectations: Callable[[], list],
+    name: str,
+    log,
+) -> tuple[Outcome, dict]:
     """(the outcome over every row of `sql`, where the work ran)."""
     start = time.perf_counter()
     paths = export_parts(warehouse, sql, join(parts, f"check-{name}"), rows_per_part)
     export = time.perf_counter() - start
     log(f"check {name}: validating {len(paths)} parts on the cluster ({export:.1f}s to export them)")
     done = run_parts(client, validate_part, paths, paths, expectations, log, name=name)
-    return merge([d.outcome for d in done]), {**cluster_metadata(address, done),
-                                              "driver_export_seconds": round(export, 3)}
+    return merge([d.outcome for d in done]), {
+        **cluster_metadata(address, done),
+        "driver_export_seconds": round(export, 3),
+    }

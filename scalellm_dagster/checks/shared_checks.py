@@ -22,7 +22,7 @@ def corpus_expectations(max_text_chars: int) -> list:
 
 def corpus_id_expectations() -> list:
     """What needs every row at once: checked on the driver, over the id column alone."""
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1),
@@ -33,7 +33,7 @@ def corpus_id_expectations() -> list:
 
 def corpus_text_expectations(max_text_chars: int) -> list:
     """What each row passes or fails on its own: part by part on the cluster when one is configured."""
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [
         gxe.ExpectColumnValuesToNotBeNull(column="text"),
@@ -43,7 +43,7 @@ def corpus_text_expectations(max_text_chars: int) -> list:
 
 
 def embeddings_expectations(declared_dim: int, corpus_rows: int) -> list:
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [
         gxe.ExpectTableRowCountToEqual(value=corpus_rows),
@@ -56,17 +56,22 @@ def embeddings_expectations(declared_dim: int, corpus_rows: int) -> list:
 
 
 def gold_expectations(gold_column: str, labels: list[str]) -> list:
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [gxe.ExpectColumnValuesToBeInSet(column=gold_column, value_set=labels)]
 
 
-@asset_check(asset=corpus, name="corpus_rows_valid", blocking=True,
-             description="Ids unique and not null; text present, not blank, within the length bound; rows > 0. "
-             "On a Dask cluster reached through SCALELLM_DASK_SCHEDULER, the text expectations run part by part on "
-             "the workers.")
-def corpus_rows_valid(context: AssetCheckExecutionContext, warehouse: Warehouse, source: CorpusSource,
-                      cluster: ClusterResource) -> AssetCheckResult:
+@asset_check(
+    asset=corpus,
+    name="corpus_rows_valid",
+    blocking=True,
+    description="Ids unique and not null; text present, not blank, within the length bound; rows > 0. "
+    "On a Dask cluster reached through SCALELLM_DASK_SCHEDULER, the text expectations run part by part on "
+    "the workers.",
+)
+def corpus_rows_valid(
+    context: AssetCheckExecutionContext, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource
+) -> AssetCheckResult:
     if not cluster.scheduler or warehouse.row_count(CORPUS) <= cluster.rows_per_part:
         # Local workers share the driver's cores: there the parts cost more than the scan they spread (BENCHMARKS.md,
         # "the checks' scans"); so does starting a cluster for one part's rows.
@@ -76,24 +81,39 @@ def corpus_rows_valid(context: AssetCheckExecutionContext, warehouse: Warehouse,
     ids = validate(warehouse.read_df(f"SELECT id FROM {CORPUS}"), corpus_id_expectations(), "corpus_ids")
     with cluster.session(warehouse.database, context.run.run_id) as (client, parts):
         texts, where = validate_on_cluster(
-            client, cluster.describe(), warehouse, f"SELECT id, text FROM {CORPUS}", parts,
-            cluster.rows_per_part, partial(corpus_text_expectations, source.max_text_chars), "corpus_text",
-            context.log.info)
+            client,
+            cluster.describe(),
+            warehouse,
+            f"SELECT id, text FROM {CORPUS}",
+            parts,
+            cluster.rows_per_part,
+            partial(corpus_text_expectations, source.max_text_chars),
+            "corpus_text",
+            context.log.info,
+        )
     outcome = Outcome(passed=ids.passed and texts.passed, rows=ids.rows + texts.rows)
     return AssetCheckResult(passed=outcome.passed, metadata={**where, **outcome.metadata()})
 
 
 def gold_label_check(task):
     # Not blocking: it would stop `embeddings` and so every task; the task's own labeled_sample refuses to start.
-    @asset_check(asset=corpus, name=f"{task.name}_gold_labels_in_label_set", blocking=False,
-                 description=f"Gold column {task.gold_column!r} of task {task.name!r} holds only the task's labels "
-                 "(nulls allowed: those rows are simply not evaluated). When it fails, that task's labeled_sample "
-                 "stops before any teacher request; the other tasks go on.")
+    @asset_check(
+        asset=corpus,
+        name=f"{task.name}_gold_labels_in_label_set",
+        blocking=False,
+        description=f"Gold column {task.gold_column!r} of task {task.name!r} holds only the task's labels "
+        "(nulls allowed: those rows are simply not evaluated). When it fails, that task's labeled_sample "
+        "stops before any teacher request; the other tasks go on.",
+    )
     def _check(warehouse: Warehouse) -> AssetCheckResult:
         columns = warehouse.read_df(f"SELECT * FROM {CORPUS} LIMIT 0").columns
         if task.gold_column not in columns:
-            return AssetCheckResult(passed=False, metadata={
-                "error": f"gold_column {task.gold_column!r} is not a corpus column; columns: {list(columns)}"})
+            return AssetCheckResult(
+                passed=False,
+                metadata={
+                    "error": f"gold_column {task.gold_column!r} is not a corpus column; columns: {list(columns)}"
+                },
+            )
         df = warehouse.read_df(f'SELECT id, "{task.gold_column}" FROM {CORPUS}')
         outcome = validate(df, gold_expectations(task.gold_column, task.label_names), f"{task.name}_gold")
         return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
@@ -101,9 +121,13 @@ def gold_label_check(task):
     return _check
 
 
-@asset_check(asset=AssetKey(EMBEDDINGS), name="embeddings_match_corpus", blocking=True,
-             description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
-             f"with L2 norm in {list(NORM_RANGE)}.")
+@asset_check(
+    asset=AssetKey(EMBEDDINGS),
+    name="embeddings_match_corpus",
+    blocking=True,
+    description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
+    f"with L2 norm in {list(NORM_RANGE)}.",
+)
 def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
     read = corpus_read(context, warehouse, EMBEDDINGS)
     if read.replaced_by:
@@ -115,20 +139,22 @@ def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Ware
     declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
     frame["finite"] = frame["finite"].fillna(False).astype(bool)
     frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
-    frame["row_matches_corpus"] = frame["row_matches_corpus"].astype(str).replace(
-        {"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
+    frame["row_matches_corpus"] = (
+        frame["row_matches_corpus"]
+        .astype(str)
+        .replace({"both": "yes", "left_only": "extra (not in corpus)", "right_only": "missing (no vector)"})
+    )
     corpus_rows = len(corpus_ids)
     if moved:
         frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS))
         corpus_rows = read.corpus.rows
     outcome = validate(frame, embeddings_expectations(declared, corpus_rows), "embeddings")
-    return AssetCheckResult(passed=outcome.passed,
-                            metadata={**read.metadata, "declared_dim": declared, **outcome.metadata()})
+    return AssetCheckResult(
+        passed=outcome.passed, metadata={**read.metadata, "declared_dim": declared, **outcome.metadata()}
+    )
 
 
 def _declared_dim(context: AssetCheckExecutionContext, fallback: int) -> int:
     event = context.instance.get_latest_materialization_event(AssetKey(EMBEDDINGS))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     return int(meta["dim"].value) if "dim" in meta else fallback
-
-

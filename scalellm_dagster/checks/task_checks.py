@@ -36,7 +36,7 @@ def max_sample_size(task: TaskSpec) -> int:
 
 def labeled_sample_expectations(task: TaskSpec, drift_rows: int = 0) -> list:
     """`drift_rows`: rows failed audits have added to the sample beyond its budget (`drift_topups`)."""
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [
         gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=max_sample_size(task) + drift_rows),
@@ -49,13 +49,13 @@ def labeled_sample_expectations(task: TaskSpec, drift_rows: int = 0) -> list:
 
 
 def invalid_answer_expectations() -> list:
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [gxe.ExpectColumnValuesToBeInSet(column="valid", value_set=[True], mostly=1 - MAX_INVALID_ANSWER_FRACTION)]
 
 
 def candidates_expectations(task: TaskSpec, sizes: int) -> list:
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [
         gxe.ExpectColumnDistinctValuesToEqualSet(column="candidate", value_set=list(task.candidates)),
@@ -68,7 +68,7 @@ def candidates_expectations(task: TaskSpec, sizes: int) -> list:
 
 
 def chosen_expectations(task: TaskSpec) -> list:
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [
         gxe.ExpectColumnValuesToBeInSet(column="candidate", value_set=list(task.candidates)),
@@ -77,13 +77,13 @@ def chosen_expectations(task: TaskSpec) -> list:
 
 
 def floor_expectations(task: TaskSpec) -> list:
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=task.accuracy_floor, max_value=1.0)]
 
 
 def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
-    import great_expectations.expectations as gxe  # lazy: asset steps need not pay its import
+    import great_expectations.expectations as gxe
 
     return [
         gxe.ExpectTableRowCountToEqual(value=corpus_rows),
@@ -98,58 +98,89 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
 
 
 def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
-    return [sample_labels_valid_check(task), sample_invalid_answers_rare_check(task),
-            every_candidate_evaluated_check(task), student_chosen_check(task),
-            chosen_student_above_floor_check(task), predictions_cover_corpus_check(task), audit_check(task)]
+    return [
+        sample_labels_valid_check(task),
+        sample_invalid_answers_rare_check(task),
+        every_candidate_evaluated_check(task),
+        student_chosen_check(task),
+        chosen_student_above_floor_check(task),
+        predictions_cover_corpus_check(task),
+        audit_check(task),
+    ]
 
 
 def sample_labels_valid_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(asset=AssetKey(task_key(task, LABELED_SAMPLE)), name="sample_labels_valid", blocking=True,
-                 description=f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
-                 "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.")
+    @asset_check(
+        asset=AssetKey(task_key(task, LABELED_SAMPLE)),
+        name="sample_labels_valid",
+        blocking=True,
+        description=f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
+        "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.",
+    )
     def sample_labels_valid(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         table = task_table(task, LABELED_SAMPLE)
         read = corpus_read(context, warehouse, table)
         if read.replaced_by:
             # Its rows are gone; what was logged when it was written still bounds their number.
             rows = read.own.rows
-            return AssetCheckResult(passed=1 <= rows <= max_sample_size(task), metadata={
-                **read.metadata, "rows": rows, "rows_expected": f"1 to {max_sample_size(task):,}"})
+            return AssetCheckResult(
+                passed=1 <= rows <= max_sample_size(task),
+                metadata={**read.metadata, "rows": rows, "rows_expected": f"1 to {max_sample_size(task):,}"},
+            )
         # A corpus replaced since cannot tell whether it held the sampled ids: their membership is not judged then.
         corpus_ids = CORPUS if read.live else table
         df = warehouse.read_df(
             f"""SELECT s.id, s.teacher_label, s.valid, c.id IS NOT NULL AS in_corpus,
                        (s.valid = (s.teacher_label IS NOT NULL)) AS label_matches_valid
-                FROM {table} s LEFT JOIN (SELECT id FROM {corpus_ids}) c USING (id)""")
+                FROM {table} s LEFT JOIN (SELECT id FROM {corpus_ids}) c USING (id)"""
+        )
         drift_rows = len(granted_topups(warehouse, task))
         outcome = validate(df, labeled_sample_expectations(task, drift_rows), f"{task.name}_sample")
         covered = df.loc[df["valid"], "teacher_label"].nunique()
-        return AssetCheckResult(passed=outcome.passed, metadata={
-            **read.metadata, "classes_covered": f"{covered} of {len(task.labels)}",
-            "invalid_answers": int((~df["valid"]).sum()), **outcome.metadata()})
+        return AssetCheckResult(
+            passed=outcome.passed,
+            metadata={
+                **read.metadata,
+                "classes_covered": f"{covered} of {len(task.labels)}",
+                "invalid_answers": int((~df["valid"]).sum()),
+                **outcome.metadata(),
+            },
+        )
 
     return sample_labels_valid
 
 
 def sample_invalid_answers_rare_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(asset=AssetKey(task_key(task, LABELED_SAMPLE)), name="sample_invalid_answers_rare",
-                 description=f"At most {MAX_INVALID_ANSWER_FRACTION:.0%} of teacher answers are unparseable or "
-                 "outside the label set (a warning: the prompt or model may need attention).")
+    @asset_check(
+        asset=AssetKey(task_key(task, LABELED_SAMPLE)),
+        name="sample_invalid_answers_rare",
+        description=f"At most {MAX_INVALID_ANSWER_FRACTION:.0%} of teacher answers are unparseable or "
+        "outside the label set (a warning: the prompt or model may need attention).",
+    )
     def sample_invalid_answers_rare(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT id, valid, raw_answer FROM {task_table(task, LABELED_SAMPLE)}")
         outcome = validate(df, invalid_answer_expectations(), f"{task.name}_invalid")
         examples = df.loc[~df["valid"], ["id", "raw_answer"]].head(10)
-        return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.WARN, metadata={
-            "invalid_examples": examples.to_markdown(index=False) if len(examples) else "none",
-            **outcome.metadata()})
+        return AssetCheckResult(
+            passed=outcome.passed,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "invalid_examples": examples.to_markdown(index=False) if len(examples) else "none",
+                **outcome.metadata(),
+            },
+        )
 
     return sample_invalid_answers_rare
 
 
 def every_candidate_evaluated_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(asset=AssetKey(task_key(task, STUDENT_CANDIDATES)), name="every_candidate_evaluated", blocking=True,
-                 description="Every configured candidate at every sample size, or its failure or pruning (clearly "
-                 "behind at a smaller size) recorded with the reason; accuracies in [0, 1].")
+    @asset_check(
+        asset=AssetKey(task_key(task, STUDENT_CANDIDATES)),
+        name="every_candidate_evaluated",
+        blocking=True,
+        description="Every configured candidate at every sample size, or its failure or pruning (clearly "
+        "behind at a smaller size) recorded with the reason; accuracies in [0, 1].",
+    )
     def every_candidate_evaluated(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT * FROM {task_table(task, STUDENT_CANDIDATES)}")
         df["failure_explained"] = (df["status"] == "ok") | df["error"].fillna("").str.len().gt(0)
@@ -161,10 +192,16 @@ def every_candidate_evaluated_check(task: TaskSpec) -> AssetChecksDefinition:
 
 
 def student_chosen_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)), name="student_chosen", blocking=True,
-                 description="Exactly one configured candidate is marked as the chosen student.")
+    @asset_check(
+        asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)),
+        name="student_chosen",
+        blocking=True,
+        description="Exactly one configured candidate is marked as the chosen student.",
+    )
     def student_chosen(warehouse: Warehouse) -> AssetCheckResult:
-        df = warehouse.read_df(f"SELECT candidate, chosen::INT AS chosen_int FROM {task_table(task, MODEL_SELECTION_REPORT)}")
+        df = warehouse.read_df(
+            f"SELECT candidate, chosen::INT AS chosen_int FROM {task_table(task, MODEL_SELECTION_REPORT)}"
+        )
         outcome = validate(df, chosen_expectations(task), f"{task.name}_chosen", id_column=None)
         return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
@@ -172,25 +209,36 @@ def student_chosen_check(task: TaskSpec) -> AssetChecksDefinition:
 
 
 def chosen_student_above_floor_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)), name="chosen_student_above_floor", blocking=task.accuracy_floor_is_hard,
-                 description=f"The chosen student's cross-validated accuracy vs the teacher is at least "
-                 f"{task.accuracy_floor:.2f} ({'hard floor: blocks predictions' if task.accuracy_floor_is_hard else 'warning'};"
-                 " set accuracy_floor / accuracy_floor_is_hard in the task).")
+    @asset_check(
+        asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)),
+        name="chosen_student_above_floor",
+        blocking=task.accuracy_floor_is_hard,
+        description=f"The chosen student's cross-validated accuracy vs the teacher is at least "
+        f"{task.accuracy_floor:.2f} ({'hard floor: blocks predictions' if task.accuracy_floor_is_hard else 'warning'};"
+        " set accuracy_floor / accuracy_floor_is_hard in the task).",
+    )
     def chosen_student_above_floor(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(
-            f"SELECT candidate, cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")
+            f"SELECT candidate, cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen"
+        )
         outcome = validate(df, floor_expectations(task), f"{task.name}_floor", id_column=None)
-        return AssetCheckResult(passed=outcome.passed, severity=AssetCheckSeverity.ERROR if task.accuracy_floor_is_hard
-                                else AssetCheckSeverity.WARN, metadata={
-            "floor": task.accuracy_floor, **outcome.metadata()})
+        return AssetCheckResult(
+            passed=outcome.passed,
+            severity=AssetCheckSeverity.ERROR if task.accuracy_floor_is_hard else AssetCheckSeverity.WARN,
+            metadata={"floor": task.accuracy_floor, **outcome.metadata()},
+        )
 
     return chosen_student_above_floor
 
 
 def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(asset=AssetKey(task_key(task, PREDICTIONS)), name="predictions_cover_corpus", blocking=True,
-                 description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
-                 "teacher labelled keep the teacher's label.")
+    @asset_check(
+        asset=AssetKey(task_key(task, PREDICTIONS)),
+        name="predictions_cover_corpus",
+        blocking=True,
+        description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
+        "teacher labelled keep the teacher's label.",
+    )
     def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         table = task_table(task, PREDICTIONS)
         read = corpus_read(context, warehouse, table)
@@ -207,7 +255,8 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
                 FROM {table} p
                 FULL OUTER JOIN (SELECT id FROM {corpus_ids}) c ON p.id = c.id
                 LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, LABELED_SAMPLE)} WHERE valid) s
-                    ON s.id = p.id""")
+                    ON s.id = p.id"""
+        )
         df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
         corpus_rows = warehouse.row_count(CORPUS) if read.live else read.corpus.rows
         if not read.live:
@@ -233,11 +282,15 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
 
     @multi_asset_check(
         name=f"{task.name}__drift_audit_audit_agreement_within_estimate",  # the op's name: one per task
-        specs=[AssetCheckSpec(
-            name="audit_agreement_within_estimate", asset=key,
-            description="The deployed labels' agreement with the teacher on this refresh's audited new rows is not "
-            "below the agreement expected on those rows by more than the audit's 95 % interval (a warning: two in a "
-            "row call for a drift top-up). No result when nothing was audited: not audited is not passed.")],
+        specs=[
+            AssetCheckSpec(
+                name="audit_agreement_within_estimate",
+                asset=key,
+                description="The deployed labels' agreement with the teacher on this refresh's audited new rows is "
+                "not below the agreement expected on those rows by more than the audit's 95 % interval (a warning: two "
+                "in a row call for a drift top-up). No result when nothing was audited: not audited is not passed.",
+            )
+        ],
         can_subset=True,
     )
     def audit_agreement_within_estimate(context: AssetCheckExecutionContext, warehouse: Warehouse):
@@ -254,10 +307,19 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
         df = row.assign(passed=row["passed"].astype(bool))
         outcome = validate(df, audit_expectations(), f"{task.name}_audit", id_column=None)
         r = row.iloc[0]
-        yield AssetCheckResult(check_name="audit_agreement_within_estimate", asset_key=key, passed=outcome.passed,
-                               severity=AssetCheckSeverity.WARN, metadata={
-            "audit_run_id": str(r["audit_run_id"]), "agreement": float(r["agreement"]),
-            "interval_95": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", "expected_agreement": float(r["estimate"]),
-            "audited_rows": int(r["audited"]), **outcome.metadata()})
+        yield AssetCheckResult(
+            check_name="audit_agreement_within_estimate",
+            asset_key=key,
+            passed=outcome.passed,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "audit_run_id": str(r["audit_run_id"]),
+                "agreement": float(r["agreement"]),
+                "interval_95": f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+                "expected_agreement": float(r["estimate"]),
+                "audited_rows": int(r["audited"]),
+                **outcome.metadata(),
+            },
+        )
 
     return audit_agreement_within_estimate

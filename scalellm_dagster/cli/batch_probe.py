@@ -13,22 +13,28 @@ from scalellm_dagster.flow.session import MemoryCache
 from scalellm_dagster.teachers.runner import label_with_cache
 
 
-def probe_batch_sizes(teacher, rows: pd.DataFrame, sizes: list[int], concurrency: int = 1,
-                      gold: pd.Series | None = None) -> pd.DataFrame:
+def probe_batch_sizes(
+    teacher, rows: pd.DataFrame, sizes: list[int], concurrency: int = 1, gold: pd.Series | None = None
+) -> pd.DataFrame:
     """One line per batch size: requests, valid answers, agreement with the 1-row answers, tokens, seconds (and
     accuracy vs `gold`, aligned with `rows`, when given). Every size starts from an empty cache."""
     sizes = sorted(set([1, *sizes]))
     answers, lines = {}, []
     for size in sizes:
         cache = MemoryCache()
-        out, stats = label_with_cache(teacher, rows, cache.lookup, cache.store, batch_size=size,
-                                      concurrency=concurrency)
+        out, stats = label_with_cache(
+            teacher, rows, cache.lookup, cache.store, batch_size=size, concurrency=concurrency
+        )
         answers[size] = out["teacher_label"].to_numpy()
-        line = {"rows_per_request": size, "requests": stats.requests, "valid": round(float(out["valid"].mean()), 3),
-                "agreement_with_1_row": round(float((answers[size] == answers[1]).mean()), 3),
-                "prompt_tokens_per_row": round(stats.prompt_tokens / max(len(rows), 1), 1),
-                "completion_tokens_per_row": round(stats.completion_tokens / max(len(rows), 1), 1),
-                "wall_seconds": round(stats.wall_seconds, 2)}
+        line = {
+            "rows_per_request": size,
+            "requests": stats.requests,
+            "valid": round(float(out["valid"].mean()), 3),
+            "agreement_with_1_row": round(float((answers[size] == answers[1]).mean()), 3),
+            "prompt_tokens_per_row": round(stats.prompt_tokens / max(len(rows), 1), 1),
+            "completion_tokens_per_row": round(stats.completion_tokens / max(len(rows), 1), 1),
+            "wall_seconds": round(stats.wall_seconds, 2),
+        }
         if gold is not None:
             line["accuracy_vs_gold"] = round(float((answers[size] == gold.to_numpy()).mean()), 3)
         lines.append(line)

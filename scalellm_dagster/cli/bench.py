@@ -55,45 +55,80 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-column", help="column naming each row's split")
     p.add_argument("--eval-split", help="rows of this split are only evaluated, never sent to the teacher")
     p.add_argument("--max-rows", type=int, help="random subsample of the file (seeded)")
-    p.add_argument("--resample-to", type=int,
-                   help="grow the file to this many rows by drawing rows again (seeded), for timings at scale; each "
-                        "copy's text gets a ' [k]' suffix so that no cache answers it from its original")
-    p.add_argument("--teacher", default="simulated", choices=list(TEACHERS),
-                   help="simulated: answers from the label column at --teacher-accuracy (not an LLM); openai: any "
-                        "OpenAI-compatible endpoint (--base-url, --model, OPENAI_API_KEY); local: a GGUF model "
-                        "in a worker process (llm extra; --local-model, default SmolLM2-135M-Instruct)")
+    p.add_argument(
+        "--resample-to",
+        type=int,
+        help="grow the file to this many rows by drawing rows again (seeded), for timings at scale; each "
+        "copy's text gets a ' [k]' suffix so that no cache answers it from its original",
+    )
+    p.add_argument(
+        "--teacher",
+        default="simulated",
+        choices=list(TEACHERS),
+        help="simulated: answers from the label column at --teacher-accuracy (not an LLM); openai: any "
+        "OpenAI-compatible endpoint (--base-url, --model, OPENAI_API_KEY); local: a GGUF model "
+        "in a worker process (llm extra; --local-model, default SmolLM2-135M-Instruct)",
+    )
     p.add_argument("--base-url", help="with --teacher openai (default: OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--model", default="gpt-4o-mini", help="with --teacher openai")
     p.add_argument("--local-model", help="with --teacher local: a GGUF file")
     p.add_argument("--local-threads", type=int, default=1, help="with --teacher local: llama.cpp threads")
     p.add_argument("--teacher-accuracy", type=float, default=0.9)
-    p.add_argument("--teacher-bias", type=float, default=0.0,
-                   help="simulated: share of wrong answers given to one favoured label, like a small real LLM")
+    p.add_argument(
+        "--teacher-bias",
+        type=float,
+        default=0.0,
+        help="simulated: share of wrong answers given to one favoured label, like a small real LLM",
+    )
     p.add_argument("--teacher-latency-ms", type=float, default=30.0, help="per request")
     p.add_argument("--teacher-concurrency", type=int, default=8)
-    p.add_argument("--teacher-batch-size", type=int, default=1,
-                   help="rows per request (1 = the paper's one call per row, like the baseline)")
-    p.add_argument("--baseline-sample", type=int, default=400,
-                   help="row-by-row calls actually made to time the baseline; 0 = ask about every row")
+    p.add_argument(
+        "--teacher-batch-size",
+        type=int,
+        default=1,
+        help="rows per request (1 = the paper's one call per row, like the baseline)",
+    )
+    p.add_argument(
+        "--baseline-sample",
+        type=int,
+        default=400,
+        help="row-by-row calls actually made to time the baseline; 0 = ask about every row",
+    )
     p.add_argument("--budgets", default="250,500,1000,2000", help="teacher labels per run, comma-separated")
     p.add_argument("--sampling", default="random", choices=["random", "stratified-by-cluster", "uncertainty"])
     p.add_argument("--candidates", default=",".join(DEFAULT_CANDIDATES))
-    p.add_argument("--no-prune", action="store_true",
-                   help="evaluate every candidate at every sample size (default: drop those clearly behind early)")
+    p.add_argument(
+        "--no-prune",
+        action="store_true",
+        help="evaluate every candidate at every sample size (default: drop those clearly behind early)",
+    )
     p.add_argument("--cascade-budget", type=int, default=0)
     p.add_argument("--cascade-target", type=float, default=0.95)
-    p.add_argument("--cascade-delta", type=float, default=None,
-                   help="certify --cascade-target with probability >= 1 - delta (finite-sample bound)")
-    p.add_argument("--suspect-labels", default="keep", choices=SUSPECT_POLICIES,
-                   help="teacher labels the students find implausible: keep, reask (one row per request; needs "
-                        "--teacher-batch-size > 1 to be a different question) or drop from training")
-    p.add_argument("--embedder", default="static", choices=[k for k, kind in EMBEDDERS.items() if not kind.remote],
-                   help="static: MiniLM distilled to static token vectors, shipped (default); lsa: TF-IDF + SVD "
-                        "fitted on the data; minilm: all-MiniLM-L6-v2, needs the optional minilm extra")
+    p.add_argument(
+        "--cascade-delta",
+        type=float,
+        default=None,
+        help="certify --cascade-target with probability >= 1 - delta (finite-sample bound)",
+    )
+    p.add_argument(
+        "--suspect-labels",
+        default="keep",
+        choices=SUSPECT_POLICIES,
+        help="teacher labels the students find implausible: keep, reask (one row per request; needs "
+        "--teacher-batch-size > 1 to be a different question) or drop from training",
+    )
+    p.add_argument(
+        "--embedder",
+        default="static",
+        choices=[k for k, kind in EMBEDDERS.items() if not kind.remote],
+        help="static: MiniLM distilled to static token vectors, shipped (default); lsa: TF-IDF + SVD "
+        "fitted on the data; minilm: all-MiniLM-L6-v2, needs the optional minilm extra",
+    )
     p.add_argument("--dim", type=int, default=384, help="LSA's dimensions (the others have their model's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--probe-rows", type=int, default=1_000_000,
-                   help="rows tiled for the inference and DuckDB read probes")
+    p.add_argument(
+        "--probe-rows", type=int, default=1_000_000, help="rows tiled for the inference and DuckDB read probes"
+    )
     p.add_argument("--out", default="report.json")
     p.add_argument("--plot", action="store_true", help="also write <out>_budget.png and <out>_latency.png")
 
@@ -112,6 +147,7 @@ def run(args: argparse.Namespace) -> dict:
 
     simulated = teacher_kind(args.teacher).simulated
     if simulated:
+
         def teacher(latency_ms: float = args.teacher_latency_ms) -> Teacher:
             return _teacher_options(args, latency_ms).build(task, df, X)
 
@@ -128,11 +164,27 @@ def run(args: argparse.Namespace) -> dict:
     shared = None if simulated else SharedCache()
     runs = []
     for budget in [int(b) for b in args.budgets.split(",") if b]:
-        runs.append(_one_run(args, replace(task, budget=budget), df, X, gold, is_eval, teacher(), teacher_says,
-                             embed_seconds, baseline["seconds"], shared).summary)
-        print(f"budget {budget}: {runs[-1]['chosen_model']} acc vs gold {runs[-1]['accuracy_vs_gold']:.4f}, "
-              f"agreement with teacher {runs[-1]['agreement_with_teacher']}, "
-              f"speedup {runs[-1]['speedup_vs_baseline']:.1f}x", flush=True)
+        runs.append(
+            _one_run(
+                args,
+                replace(task, budget=budget),
+                df,
+                X,
+                gold,
+                is_eval,
+                teacher(),
+                teacher_says,
+                embed_seconds,
+                baseline["seconds"],
+                shared,
+            ).summary
+        )
+        print(
+            f"budget {budget}: {runs[-1]['chosen_model']} acc vs gold {runs[-1]['accuracy_vs_gold']:.4f}, "
+            f"agreement with teacher {runs[-1]['agreement_with_teacher']}, "
+            f"speedup {runs[-1]['speedup_vs_baseline']:.1f}x",
+            flush=True,
+        )
 
     peak_pipeline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the 1M-row probes below
     inference = _inference_rate(X, gold, runs, args.seed, teacher_says if simulated else gold, rows=args.probe_rows)
@@ -161,13 +213,23 @@ def run(args: argparse.Namespace) -> dict:
 def bench_task(args, labels: list[str]) -> TaskSpec:
     """The task the benchmark runs the flow with: the file's labels, the command's sampling, candidates and
     cascade settings, everything else at the tasks file's defaults (as a task in tasks.yaml would have)."""
-    return parse_task({"name": "bench", "instruction": "Label the text.", "labels": labels, "budget": 10,
-                       "gold_column": "label", "sampling": args.sampling, "seed": args.seed,
-                       "candidates": args.candidates.split(","), "cascade_budget": args.cascade_budget,
-                       "prune_candidates": not getattr(args, "no_prune", False),
-                       "cascade_target_agreement": args.cascade_target,
-                       "cascade_delta": getattr(args, "cascade_delta", None),
-                       "suspect_labels": getattr(args, "suspect_labels", "keep")})
+    return parse_task(
+        {
+            "name": "bench",
+            "instruction": "Label the text.",
+            "labels": labels,
+            "budget": 10,
+            "gold_column": "label",
+            "sampling": args.sampling,
+            "seed": args.seed,
+            "candidates": args.candidates.split(","),
+            "cascade_budget": args.cascade_budget,
+            "prune_candidates": not getattr(args, "no_prune", False),
+            "cascade_target_agreement": args.cascade_target,
+            "cascade_delta": getattr(args, "cascade_delta", None),
+            "suspect_labels": getattr(args, "suspect_labels", "keep"),
+        }
+    )
 
 
 def _embedder(args) -> Embedder:
@@ -182,17 +244,19 @@ def _embedder(args) -> Embedder:
 def _load(args) -> pd.DataFrame:
     path = Path(args.data)
     raw = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    for col in (args.text_column, args.label_column, *( [args.split_column] if args.split_column else [])):
+    for col in (args.text_column, args.label_column, *([args.split_column] if args.split_column else [])):
         if col not in raw.columns:
             raise SystemExit(f"scalellm bench: column {col!r} not in {path} (columns: {list(raw.columns)})")
     if args.eval_split and not args.split_column:
         raise SystemExit("scalellm bench: --eval-split needs --split-column")
-    df = pd.DataFrame({
-        "id": raw[args.id_column] if args.id_column in raw.columns else np.arange(len(raw)),
-        "text": raw[args.text_column].astype(str),
-        "label": raw[args.label_column].astype(str),
-        "split": raw[args.split_column].astype(str) if args.split_column else "all",
-    })
+    df = pd.DataFrame(
+        {
+            "id": raw[args.id_column] if args.id_column in raw.columns else np.arange(len(raw)),
+            "text": raw[args.text_column].astype(str),
+            "label": raw[args.label_column].astype(str),
+            "split": raw[args.split_column].astype(str) if args.split_column else "all",
+        }
+    )
     if args.max_rows and args.max_rows < len(df):
         df = df.sample(n=args.max_rows, random_state=args.seed)
     df = df.reset_index(drop=True)
@@ -222,10 +286,14 @@ def _baseline(args, df, teacher, teacher_says, gold, is_eval, simulated: bool) -
     its accuracy and the students' agreement with it (they fill `teacher_says`)."""
     measured = len(df) if args.baseline_sample <= 0 else min(args.baseline_sample, len(df))
     pool = np.flatnonzero(is_eval) if is_eval.any() else np.arange(len(df))
-    picked = np.sort(np.random.default_rng(args.seed).choice(pool, min(measured, len(pool)), replace=False)) \
-        if not simulated else np.arange(measured)  # the simulation keeps its historical rows
-    session = TeacherSession(teacher, MemoryCache(), df.set_index("id")["text"], batch_size=1,
-                             concurrency=args.teacher_concurrency)
+    picked = (
+        np.sort(np.random.default_rng(args.seed).choice(pool, min(measured, len(pool)), replace=False))
+        if not simulated
+        else np.arange(measured)
+    )  # the simulation keeps its historical rows
+    session = TeacherSession(
+        teacher, MemoryCache(), df.set_index("id")["text"], batch_size=1, concurrency=args.teacher_concurrency
+    )
     start = time.perf_counter()
     answers = session.ask(df["id"].to_numpy()[picked])
     seconds = time.perf_counter() - start
@@ -236,7 +304,8 @@ def _baseline(args, df, teacher, teacher_says, gold, is_eval, simulated: bool) -
     return {
         "teacher_calls": len(df),
         "seconds": round(seconds * len(df) / len(picked), 3),
-        "seconds_measured_or_extrapolated": "measured" if len(picked) == len(df)
+        "seconds_measured_or_extrapolated": "measured"
+        if len(picked) == len(df)
         else f"extrapolated from {len(picked):,} row-by-row calls measured ({seconds:.2f}s)",
         "accuracy_vs_gold": round(float((teacher_says[scope] == gold[scope]).mean()), 4),
         "accuracy_measured_on_rows": int(scope.sum()),
@@ -262,10 +331,17 @@ def _teacher_options(args, latency_ms: float) -> TeacherResource:
     the endpoint and key default to OPENAI_BASE_URL and OPENAI_API_KEY."""
     settings = Settings.from_env()
     return TeacherResource(
-        kind=args.teacher, model=args.model, base_url=args.base_url or settings.openai_base_url,
-        api_key=settings.openai_api_key, simulated_accuracy=args.teacher_accuracy, simulated_bias=args.teacher_bias,
-        simulated_latency_ms=latency_ms, seed=args.seed, local_model=args.local_model,
-        local_threads=args.local_threads)
+        kind=args.teacher,
+        model=args.model,
+        base_url=args.base_url or settings.openai_base_url,
+        api_key=settings.openai_api_key,
+        simulated_accuracy=args.teacher_accuracy,
+        simulated_bias=args.teacher_bias,
+        simulated_latency_ms=latency_ms,
+        seed=args.seed,
+        local_model=args.local_model,
+        local_threads=args.local_threads,
+    )
 
 
 def _real_teacher(args, task: TaskSpec):
@@ -281,16 +357,24 @@ def _real_teacher(args, task: TaskSpec):
 def _teacher_summary(args, teacher_says, gold, simulated: bool, shared, teacher: Teacher | None) -> dict:
     common = {"concurrency": args.teacher_concurrency, "rows_per_request": args.teacher_batch_size}
     if simulated:
-        return {"name": "simulated", "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
-                "configured_accuracy": args.teacher_accuracy, "bias": args.teacher_bias,
-                "latency_ms": args.teacher_latency_ms, **common}
+        return {
+            "name": "simulated",
+            "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
+            "configured_accuracy": args.teacher_accuracy,
+            "bias": args.teacher_bias,
+            "latency_ms": args.teacher_latency_ms,
+            **common,
+        }
     known = np.array([v is not None for v in teacher_says])
     counts = pd.Series(teacher_says[known]).value_counts()
-    return {"name": f"{teacher.provider}:{teacher.model}",
-            "accuracy_vs_gold": round(float((teacher_says[known] == gold[known]).mean()), 4),
-            "accuracy_measured_on_rows": int(known.sum()),
-            "answer_share_by_label": {str(k): round(v / known.sum(), 3) for k, v in counts.items()},
-            "seconds_per_row_in_sample_requests": round(shared.rate(), 4) if shared else None, **common}
+    return {
+        "name": f"{teacher.provider}:{teacher.model}",
+        "accuracy_vs_gold": round(float((teacher_says[known] == gold[known]).mean()), 4),
+        "accuracy_measured_on_rows": int(known.sum()),
+        "answer_share_by_label": {str(k): round(v / known.sum(), 3) for k, v in counts.items()},
+        "seconds_per_row_in_sample_requests": round(shared.rate(), 4) if shared else None,
+        **common,
+    }
 
 
 @dataclass
@@ -305,14 +389,23 @@ class BenchRun:
     review: SuspectReview | None = None
 
 
-def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: np.ndarray, batch_size: int,
-             concurrency: int, cache: MemoryCache | None = None) -> tuple[BenchRun, dict]:
+def run_flow(
+    task: TaskSpec,
+    df: pd.DataFrame,
+    X: np.ndarray,
+    teacher,
+    is_eval: np.ndarray,
+    batch_size: int,
+    concurrency: int,
+    cache: MemoryCache | None = None,
+) -> tuple[BenchRun, dict]:
     """The assets' steps, in memory: sample and label, evaluate candidates, select, predict, cascade.
     Returns the run and its step timings (seconds)."""
     ids = df["id"].to_numpy()
     pool = np.flatnonzero(~is_eval)
-    session = TeacherSession(teacher, cache if cache is not None else MemoryCache(), df.set_index("id")["text"],
-                             batch_size, concurrency)
+    session = TeacherSession(
+        teacher, cache if cache is not None else MemoryCache(), df.set_index("id")["text"], batch_size, concurrency
+    )
     start = time.perf_counter()
     labelled = label_sample(ids[pool], None if task.sampling == "random" else X[pool], task, task.budget, session)
     seconds_teacher = time.perf_counter() - start
@@ -330,8 +423,16 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
     start = time.perf_counter()
     candidates = evaluate_students(X_train, y_train, task)
     stats = session.stats
-    spend = TeacherSpend(stats.rows - stats.unanswered, stats.requests, stats.request_seconds, stats.cost_usd,
-                         stats.prompt_tokens, stats.completion_tokens, stats.tokens_estimated, concurrency)
+    spend = TeacherSpend(
+        stats.rows - stats.unanswered,
+        stats.requests,
+        stats.request_seconds,
+        stats.cost_usd,
+        stats.prompt_tokens,
+        stats.completion_tokens,
+        stats.tokens_estimated,
+        concurrency,
+    )
     selection = select_student(candidates.scores, X_train, y_train, task, len(df), spend)
     student = train_student(selection.choice.candidate, X_train, y_train, task.seed)
     seconds_train = time.perf_counter() - start
@@ -344,28 +445,54 @@ def run_flow(task: TaskSpec, df: pd.DataFrame, X: np.ndarray, teacher, is_eval: 
         start = time.perf_counter()
         final, cascade_calls, guarantee = cascade_step(task, *cascade_inputs, final, source, ids, lambda: session)
         seconds_teacher += time.perf_counter() - start
-    timings = {"teacher": seconds_teacher, "train": seconds_train, "predict": predicted.seconds,
-               "cascade_calls": cascade_calls, "reask_calls": review.reasked, "asked": session.stats.asked,
-               "teacher_noise": selection.noise.rate, "guarantee": guarantee,
-               # what `cascade_step` takes besides the labels, for a caller that runs it again (the validation)
-               "cascade_inputs": (*cascade_inputs, source)}
+    timings = {
+        "teacher": seconds_teacher,
+        "train": seconds_train,
+        "predict": predicted.seconds,
+        "cascade_calls": cascade_calls,
+        "reask_calls": review.reasked,
+        "asked": session.stats.asked,
+        "teacher_noise": selection.noise.rate,
+        "guarantee": guarantee,
+        # what `cascade_step` takes besides the labels, for a caller that runs it again (the validation)
+        "cascade_inputs": (*cascade_inputs, source),
+    }
     return BenchRun({}, labelled, student.name, final, predicted.labels, review), timings
 
 
-def cascade_step(task: TaskSpec, student: str, valid: pd.DataFrame, X_valid: np.ndarray, confidence: np.ndarray,
-                 final: np.ndarray, source: np.ndarray, ids: np.ndarray, session_factory):
+def cascade_step(
+    task: TaskSpec,
+    student: str,
+    valid: pd.DataFrame,
+    X_valid: np.ndarray,
+    confidence: np.ndarray,
+    final: np.ndarray,
+    source: np.ndarray,
+    ids: np.ndarray,
+    session_factory,
+):
     """(final labels after the cascade, rows it sent, its guarantee): calibrated on the first answers of every
     valid sample row, whatever the suspect review did (issue #27)."""
     calibrator = calibrate(student, CalibrationSample.from_answers(valid, X_valid), task)
-    outcome = run_cascade(calibrator, confidence, source == "student", ids, task, task.cascade_budget,
-                          session_factory)
+    outcome = run_cascade(calibrator, confidence, source == "student", ids, task, task.cascade_budget, session_factory)
     final = final.copy()
     final[outcome.answered] = outcome.labels
     return final, len(outcome.asked), outcome.guarantee
 
 
-def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seconds, baseline_seconds,
-             shared: SharedCache | None = None) -> BenchRun:
+def _one_run(
+    args,
+    task,
+    df,
+    X,
+    gold,
+    is_eval,
+    teacher,
+    teacher_says,
+    embed_seconds,
+    baseline_seconds,
+    shared: SharedCache | None = None,
+) -> BenchRun:
     run, t = run_flow(task, df, X, teacher, is_eval, args.teacher_batch_size, args.teacher_concurrency, shared)
     if shared is not None:  # what this run paid, and the time its whole sample costs at the measured rate
         shared.seconds += t["teacher"]
@@ -407,8 +534,12 @@ def _one_run(args, task, df, X, gold, is_eval, teacher, teacher_says, embed_seco
 def _guarantee_summary(guarantee) -> dict:
     if guarantee is None:
         return {}
-    return {"cascade_delta": guarantee.delta, "cascade_guaranteed_agreement": round(guarantee.guaranteed_agreement, 4),
-            "cascade_target_reached": guarantee.reached, "cascade_rows_needed": guarantee.rows_needed}
+    return {
+        "cascade_delta": guarantee.delta,
+        "cascade_guaranteed_agreement": round(guarantee.guaranteed_agreement, 4),
+        "cascade_target_reached": guarantee.reached,
+        "cascade_rows_needed": guarantee.rows_needed,
+    }
 
 
 def _inference_rate(X, gold, runs, seed, teacher_says, rows: int = 1_000_000) -> dict:
@@ -435,8 +566,11 @@ def _inference_rate(X, gold, runs, seed, teacher_says, rows: int = 1_000_000) ->
             rates[name] = {"rows": rows, "rows_per_second": round(rate)}
         else:
             rates[name] = {"rows": probe, "rows_per_second": round(rate)}
-    return {"inference_model": chosen, "inference_rows_per_second": rates[chosen]["rows_per_second"],
-            "inference_by_model": rates}
+    return {
+        "inference_model": chosen,
+        "inference_rows_per_second": rates[chosen]["rows_per_second"],
+        "inference_by_model": rates,
+    }
 
 
 def _embedding_io(X: np.ndarray, rows: int = 1_000_000) -> dict:
@@ -454,8 +588,12 @@ def _embedding_io(X: np.ndarray, rows: int = 1_000_000) -> dict:
     start = time.perf_counter()
     big.copy()
     copy = time.perf_counter() - start
-    return {"embeddings_read_rows": rows, "dim": int(X.shape[1]), "embeddings_read_seconds": round(read, 3),
-            "memory_copy_seconds": round(copy, 3)}
+    return {
+        "embeddings_read_rows": rows,
+        "dim": int(X.shape[1]),
+        "embeddings_read_seconds": round(read, 3),
+        "memory_copy_seconds": round(copy, 3),
+    }
 
 
 def _plots(report: dict, out: Path) -> None:
@@ -480,8 +618,13 @@ def _plots(report: dict, out: Path) -> None:
     ax.scatter([r["seconds_total"] for r in runs], [r["accuracy_vs_gold"] for r in runs], label="ScaleLLM")
     for r in runs:
         ax.annotate(f"{r['budget']}", (r["seconds_total"], r["accuracy_vs_gold"]), fontsize=8)
-    ax.scatter([report["baseline"]["seconds"]], [report["baseline"]["accuracy_vs_gold"]], marker="s", color="black",
-               label="teacher on every row")
+    ax.scatter(
+        [report["baseline"]["seconds"]],
+        [report["baseline"]["accuracy_vs_gold"]],
+        marker="s",
+        color="black",
+        label="teacher on every row",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("seconds to label every row (log)")
     ax.set_ylabel("accuracy vs gold")

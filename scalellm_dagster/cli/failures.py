@@ -5,9 +5,20 @@ from __future__ import annotations
 
 # Root causes whose message is already written for a person: it is shown as is. Anything else is a bug or an
 # unexpected fault: shown with its type, and the traceback stays in the log above.
-_PLAIN = {"TeacherError", "TeacherFatalError", "TeacherNotConfigured", "CorpusError", "TaskConfigError",
-          "SettingError", "NoViableStudentError", "LocalModelError", "WarehouseLockTimeout", "TaskDataError",
-          "ClusterError", "PartError"}
+_PLAIN = {
+    "TeacherError",
+    "TeacherFatalError",
+    "TeacherNotConfigured",
+    "CorpusError",
+    "TaskConfigError",
+    "SettingError",
+    "NoViableStudentError",
+    "LocalModelError",
+    "WarehouseLockTimeout",
+    "TaskDataError",
+    "ClusterError",
+    "PartError",
+}
 # A blocking check's step fails with this; the check's own evaluation says what it found.
 _CHECK_FAILED = "DagsterAssetCheckFailedError"
 MAX_DETAIL_CHARS = 400
@@ -33,7 +44,9 @@ def failure_lines(events) -> list[str]:
         head, _, rest = text.partition(": ")
         if head.endswith(error.cls_name) and rest:  # "package.module.Class: message": drop the path
             text = rest if error.cls_name in _PLAIN else f"{error.cls_name}: {rest}"
-        lines.append(f"{event.step_key.replace('__', '/')}: {text.splitlines()[0]}")  # the asset key, as the UI shows it
+        lines.append(
+            f"{event.step_key.replace('__', '/')}: {text.splitlines()[0]}"
+        )  # the asset key, as the UI shows it
     return list(dict.fromkeys(lines))
 
 
@@ -46,8 +59,7 @@ def _check_lines(evaluation) -> list[str]:
     found = meta.get("failed_expectations") or [meta[k] for k in ("error", "failures") if meta.get(k)]
     blocking = " (blocking: what depends on it did not run)" if evaluation.blocking else ""
     head = f"{evaluation.asset_key.to_user_string()}: check {evaluation.check_name} failed{blocking}"
-    return [head + (":" if found else ""),
-            *(f"    {_cut(str(detail))}" for detail in found)]
+    return [head + (":" if found else ""), *(f"    {_cut(str(detail))}" for detail in found)]
 
 
 def _cut(text: str) -> str:

@@ -17,21 +17,37 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="materialize every asset (and run every check) of the configured pipeline")
     demo = sub.add_parser("demo", help="the same on the defaults: the bundled banking77 demo, offline")
     for p in (run, demo):
-        p.add_argument("--multiprocess", action="store_true",
-                       help="run each step in its own process, as `dagster dev` does (slower to start)")
+        p.add_argument(
+            "--multiprocess",
+            action="store_true",
+            help="run each step in its own process, as `dagster dev` does (slower to start)",
+        )
         p.add_argument("--verbose", action="store_true", help="print Dagster's DEBUG events too")
-    est = sub.add_parser("estimate", help="dry run: teacher tokens, cost and time per task vs the row-by-row "
-                         "baseline, before any request (reads the corpus source; writes nothing)")
+    est = sub.add_parser(
+        "estimate",
+        help="dry run: teacher tokens, cost and time per task vs the row-by-row "
+        "baseline, before any request (reads the corpus source; writes nothing)",
+    )
     est.add_argument("--budget", type=int, help="override every task's budget")
-    probe = sub.add_parser("probe-batch", help="ask the configured teacher about the same rows at several rows per "
-                           "request and compare with its one-row answers (agreement, tokens, time)")
+    probe = sub.add_parser(
+        "probe-batch",
+        help="ask the configured teacher about the same rows at several rows per "
+        "request and compare with its one-row answers (agreement, tokens, time)",
+    )
     probe.add_argument("--task", help="task name in the tasks file (default: the first)")
     probe.add_argument("--rows", type=int, default=40, help="corpus rows asked at every size (seeded sample)")
     probe.add_argument("--sizes", default="1,5,10,20", help="rows per request, comma-separated")
-    probe.add_argument("--max-agreement-loss", type=float, default=0.02,
-                       help="the largest size within this loss of agreement with the one-row answers is advised")
-    bench = sub.add_parser("bench", help="benchmark the engine on your own labelled file against asking the "
-                           "(simulated) teacher about every row; writes a JSON report")
+    probe.add_argument(
+        "--max-agreement-loss",
+        type=float,
+        default=0.02,
+        help="the largest size within this loss of agreement with the one-row answers is advised",
+    )
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark the engine on your own labelled file against asking the "
+        "(simulated) teacher about every row; writes a JSON report",
+    )
     from scalellm_dagster.cli.bench import add_arguments
 
     add_arguments(bench)
@@ -52,9 +68,11 @@ def _dispatch(args) -> int:
         from scalellm_dagster.cli.bench import run
 
         report = run(args)
-        print(f"wrote {args.out}: {report['rows']:,} rows, baseline {report['baseline']['seconds']:,.1f}s "
-              f"({report['baseline']['seconds_measured_or_extrapolated']}), inference "
-              f"{report['inference_rows_per_second']:,} rows/s, peak RSS {report['peak_rss_mb']:,.0f} MB")
+        print(
+            f"wrote {args.out}: {report['rows']:,} rows, baseline {report['baseline']['seconds']:,.1f}s "
+            f"({report['baseline']['seconds_measured_or_extrapolated']}), inference "
+            f"{report['inference_rows_per_second']:,} rows/s, peak RSS {report['peak_rss_mb']:,.0f} MB"
+        )
         return 0
     if args.command == "estimate":
         return estimate(args.budget)
@@ -79,30 +97,40 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
 
     settings = Settings.from_env()
     simulated = teacher_kind(settings.teacher).simulated
-    print(f"scalellm: corpus {settings.corpus}\n          tasks  {settings.tasks}\n"
-          f"          warehouse {settings.duckdb_path}\n          embedder {settings.embedder}, "
-          f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if simulated else ''}"
-          + (f"\n          cluster {settings.cluster}" if settings.cluster else ""))
+    print(
+        f"scalellm: corpus {settings.corpus}\n          tasks  {settings.tasks}\n"
+        f"          warehouse {settings.duckdb_path}\n          embedder {settings.embedder}, "
+        f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if simulated else ''}"
+        + (f"\n          cluster {settings.cluster}" if settings.cluster else "")
+    )
     start = time.perf_counter()
     instance = DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
     from scalellm_dagster.cli.workspace_run import execute_as_workspace_run
 
-    result = execute_as_workspace_run(definitions.all_job_multiprocess if multiprocess else definitions.all_job,
-                                      instance, run_config, tags=WAREHOUSE_TAGS)
+    result = execute_as_workspace_run(
+        definitions.all_job_multiprocess if multiprocess else definitions.all_job,
+        instance,
+        run_config,
+        tags=WAREHOUSE_TAGS,
+    )
     success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
     seconds = time.perf_counter() - start
     if not success:
-        print(f"\nscalellm: run {run_id} FAILED after {seconds:.0f}s (tracebacks in the log above and the Dagster "
-              "UI). Cause:" + "".join(f"\n  {line}" for line in causes or ["no step failed; see the log above"]),
-              file=sys.stderr)
+        print(
+            f"\nscalellm: run {run_id} FAILED after {seconds:.0f}s (tracebacks in the log above and the Dagster "
+            "UI). Cause:" + "".join(f"\n  {line}" for line in causes or ["no step failed; see the log above"]),
+            file=sys.stderr,
+        )
         return 1
     from scalellm_dagster.cli.summary import print_summary
 
     print_summary(settings, f"run {run_id}", seconds)
     if causes:  # checks that failed without blocking anything
-        print("\nscalellm: the run succeeded, but these checks failed:" + "".join(f"\n  {line}" for line in causes),
-              file=sys.stderr)
+        print(
+            "\nscalellm: the run succeeded, but these checks failed:" + "".join(f"\n  {line}" for line in causes),
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -117,14 +145,17 @@ def estimate(budget: int | None) -> int:
     resources = build_resources(settings)
     corpus = resources["source"].load()
     teacher = resources["teacher"]
-    print(f"scalellm estimate: {len(corpus):,} rows in {settings.corpus}; teacher {teacher.kind}:{teacher.model}, "
-          f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
-          f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)")
+    print(
+        f"scalellm estimate: {len(corpus):,} rows in {settings.corpus}; teacher {teacher.kind}:{teacher.model}, "
+        f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
+        f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)"
+    )
     for task in load_tasks(settings.tasks):
         if budget:
             task = dataclasses.replace(task, budget=budget)
-        table = teacher.estimate(task, corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist(),
-                                 len(corpus))
+        table = teacher.estimate(
+            task, corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist(), len(corpus)
+        )
         print(f"\n{task.name} (budget {task.budget:,})\n" + table.to_markdown(index=False, floatfmt=",.4f"))
     return 0
 
@@ -140,8 +171,9 @@ def probe_batch(args) -> int:
     tasks = load_tasks(settings.tasks)
     task = next((t for t in tasks if t.name == args.task), None) if args.task else tasks[0]
     if task is None:
-        raise TaskConfigError(f"--task {args.task!r}: no such task in {settings.tasks} "
-                              f"(tasks: {', '.join(t.name for t in tasks)})")
+        raise TaskConfigError(
+            f"--task {args.task!r}: no such task in {settings.tasks} (tasks: {', '.join(t.name for t in tasks)})"
+        )
     corpus = resources["source"].load()
     rows = corpus.sample(min(args.rows, len(corpus)), random_state=0).reset_index(drop=True)
     teacher = resources["teacher"]
@@ -152,6 +184,8 @@ def probe_batch(args) -> int:
     print(f"scalellm probe-batch: task {task.name}, teacher {model.provider}:{model.model}, {len(rows)} rows\n")
     print(table.to_markdown(index=False))
     best = largest_within(table, args.max_agreement_loss)
-    print(f"\nlargest batch within {args.max_agreement_loss:.0%} agreement loss: {best} rows per request "
-          f"(SCALELLM_TEACHER_BATCH_SIZE={best})")
+    print(
+        f"\nlargest batch within {args.max_agreement_loss:.0%} agreement loss: {best} rows per request "
+        f"(SCALELLM_TEACHER_BATCH_SIZE={best})"
+    )
     return 0

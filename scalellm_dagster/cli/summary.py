@@ -9,18 +9,25 @@ from scalellm_dagster.tasks_config import load_tasks
 
 
 def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
-    sample = conn.execute(
-        f"SELECT count(*) FILTER (WHERE valid), count(*) FROM {task.name}.labeled_sample"
-    ).fetchone()
+    sample = conn.execute(f"SELECT count(*) FILTER (WHERE valid), count(*) FROM {task.name}.labeled_sample").fetchone()
     chosen = conn.execute(
         f"SELECT candidate, cv_accuracy FROM {task.name}.model_selection_report WHERE chosen"
     ).fetchone()
     preds = conn.execute(f"SELECT count(*) FROM {task.name}.predictions").fetchone()[0]
-    out = {"task": task.name, "teacher_labels": sample[0], "sampled": sample[1], "chosen": chosen[0],
-           "cv_accuracy_vs_teacher": chosen[1], "predictions": preds, "accuracy_vs_gold_unseen": None,
-           "last_audit": None}
-    audits = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                          "AND table_name = 'audit_log'", [task.name]).fetchone()[0]
+    out = {
+        "task": task.name,
+        "teacher_labels": sample[0],
+        "sampled": sample[1],
+        "chosen": chosen[0],
+        "cv_accuracy_vs_teacher": chosen[1],
+        "predictions": preds,
+        "accuracy_vs_gold_unseen": None,
+        "last_audit": None,
+    }
+    audits = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'audit_log'",
+        [task.name],
+    ).fetchone()[0]
     if audits:
         out["last_audit"] = conn.execute(
             f"SELECT agreement, passed FROM {task.name}.audit_log WHERE audited > 0 ORDER BY audited_at DESC LIMIT 1"
@@ -40,13 +47,17 @@ def print_summary(settings: Settings, what: str, seconds: float) -> None:
         corpus_rows = conn.execute("SELECT count(*) FROM corpus").fetchone()[0]
         print(f"\nscalellm: {what} succeeded in {seconds:.0f}s; {corpus_rows:,} corpus rows.")
         print(f"results in {settings.duckdb_path} (tables: corpus, embeddings, <task>.predictions, ...)\n")
-        print(f"{'task':<12} {'teacher labels':>15} {'chosen student':<22} {'acc vs teacher (CV)':>20} "
-              f"{'acc vs gold (unseen rows)':>26} {'predictions':>12} {'last drift audit':>17}")
+        print(
+            f"{'task':<12} {'teacher labels':>15} {'chosen student':<22} {'acc vs teacher (CV)':>20} "
+            f"{'acc vs gold (unseen rows)':>26} {'predictions':>12} {'last drift audit':>17}"
+        )
         for task in tasks:
             s = task_summary(conn, task)
             gold = f"{s['accuracy_vs_gold_unseen']:.3f}" if s["accuracy_vs_gold_unseen"] is not None else "n/a"
             audit = s["last_audit"]
             audit = "none" if not audit else f"{audit[0]:.3f} {'passed' if audit[1] else 'FAILED'}"
-            print(f"{s['task']:<12} {s['teacher_labels']:>15,} {s['chosen']:<22} {s['cv_accuracy_vs_teacher']:>20.3f} "
-                  f"{gold:>26} {s['predictions']:>12,} {audit:>17}")
+            print(
+                f"{s['task']:<12} {s['teacher_labels']:>15,} {s['chosen']:<22} {s['cv_accuracy_vs_teacher']:>20.3f} "
+                f"{gold:>26} {s['predictions']:>12,} {audit:>17}"
+            )
     print("\nBrowse: DAGSTER_HOME=$PWD/data/dagster_home .venv/bin/dagster dev   (then open http://127.0.0.1:3000)")

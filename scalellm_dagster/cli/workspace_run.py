@@ -15,8 +15,9 @@ LOCATION_NAME = "scalellm_dagster"
 REPOSITORY_NAME = "__repository__"  # what Dagster names the repository of a module's `Definitions`
 
 
-def execute_as_workspace_run(job_fn, instance: DagsterInstance, run_config: dict, tags: dict | None = None,
-                             workspace_yaml: Path = WORKSPACE_YAML):
+def execute_as_workspace_run(
+    job_fn, instance: DagsterInstance, run_config: dict, tags: dict | None = None, workspace_yaml: Path = WORKSPACE_YAML
+):
     """Run the job that `job_fn` (a module-level function) returns, here, as a run of the workspace's job: the
     origin the webserver gives the job, from the checkout's workspace.yaml, or the same module entry when the
     package is installed without one.
@@ -30,14 +31,20 @@ def execute_as_workspace_run(job_fn, instance: DagsterInstance, run_config: dict
     from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
 
     if workspace_yaml.is_file():
-        [location] = [o for o in location_origins_from_yaml_paths([str(workspace_yaml)])
-                      if o.location_name == LOCATION_NAME]
+        [location] = [
+            o for o in location_origins_from_yaml_paths([str(workspace_yaml)]) if o.location_name == LOCATION_NAME
+        ]
     else:
-        location = location_origin_from_module_name("scalellm_dagster.definitions", None, str(Path.cwd()),
-                                                    LOCATION_NAME)
+        location = location_origin_from_module_name(
+            "scalellm_dagster.definitions", None, str(Path.cwd()), LOCATION_NAME
+        )
     job = reconstructable(job_fn)
     job_def = job.get_definition()
     run = instance.create_run_for_job(
-        job_def=job_def, run_config=run_config, tags=tags, job_code_origin=job.get_python_origin(),
-        remote_job_origin=RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_def.name))
+        job_def=job_def,
+        run_config=run_config,
+        tags=tags,
+        job_code_origin=job.get_python_origin(),
+        remote_job_origin=RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_def.name),
+    )
     return execute_run(job, run, instance)

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from scalellm_dagster.cluster.parts import PartDone, PartError
 
 
-def run_parts(client, task: Callable, in_paths: list[str], out_paths: list[str], model, log: Callable[[str], None],
-              **kwargs) -> list[PartDone]:
+def run_parts(
+    client, task: Callable, in_paths: list[str], out_paths: list[str], model, log: Callable[[str], None], **kwargs
+) -> list[PartDone]:
     """`task(in_path, out_path, model, **kwargs)` for every part on the cluster; returns what each reported."""
     from distributed import as_completed
 
@@ -33,12 +34,15 @@ def run_parts(client, task: Callable, in_paths: list[str], out_paths: list[str],
                 other.cancel()
             if isinstance(error, PartError):
                 raise error
-            raise PartError(f"part {part_of[future.key]} failed on the cluster: {type(error).__name__}: "
-                            f"{error}") from None
+            raise PartError(
+                f"part {part_of[future.key]} failed on the cluster: {type(error).__name__}: {error}"
+            ) from None
         done.append(future.result())
         rows = sum(d.rows for d in done)
-        log(f"cluster: {len(done)}/{len(futures)} parts done ({rows:,} rows, "
-            f"{rows / max(time.perf_counter() - start, 1e-9):,.0f} rows/s)")
+        log(
+            f"cluster: {len(done)}/{len(futures)} parts done ({rows:,} rows, "
+            f"{rows / max(time.perf_counter() - start, 1e-9):,.0f} rows/s)"
+        )
     return sorted(done, key=lambda d: d.part)
 
 

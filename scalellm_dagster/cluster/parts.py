@@ -75,8 +75,9 @@ class PartDone:
     unreadable: tuple = ()
 
 
-def embed_rows(model, rows: pd.DataFrame, version: str, id_type: pa.DataType, where: str
-               ) -> tuple[pa.RecordBatch, list]:
+def embed_rows(
+    model, rows: pd.DataFrame, version: str, id_type: pa.DataType, where: str
+) -> tuple[pa.RecordBatch, list]:
     """(the vectors of `rows` (id, text, text_hash) as one embeddings batch, the ids given the fallback vector);
     in process and on a worker alike. `where` names the rows in the error for a vector of the wrong size."""
     from scalellm_dagster.embedding_arrow import embedding_batch
@@ -84,8 +85,10 @@ def embed_rows(model, rows: pd.DataFrame, version: str, id_type: pa.DataType, wh
     texts = rows["text"]
     vectors = model.embed(texts)
     if vectors.shape != (len(rows), model.dim):
-        raise ValueError(f"embedder {model.name} returned vectors of shape {vectors.shape} for {where}; expected "
-                        f"({len(rows)}, {model.dim}), its declared dimension")
+        raise ValueError(
+            f"embedder {model.name} returned vectors of shape {vectors.shape} for {where}; expected "
+            f"({len(rows)}, {model.dim}), its declared dimension"
+        )
     vectors, fallback = with_fallback(rows["text"], vectors)
     batch = embedding_batch(rows["id"], vectors, rows["text_hash"].tolist(), version, id_type)
     return batch, rows["id"].iloc[fallback].tolist()
@@ -110,9 +113,13 @@ def predict_part(in_path: str, out_path: str, model) -> PartDone:
     vectors = read_part(in_path)
     ids, X = ids_and_matrix(vectors)
     predicted = predict_with_confidence(model, X, workers=1)  # one core per worker: the cluster is the parallelism
-    out = pa.table({"id": vectors.column("id"),
-                    "student_label": pa.array(predicted.labels.astype(str), pa.string()),
-                    "confidence": pa.array(predicted.confidence, pa.float32())})
+    out = pa.table(
+        {
+            "id": vectors.column("id"),
+            "student_label": pa.array(predicted.labels.astype(str), pa.string()),
+            "confidence": pa.array(predicted.confidence, pa.float32()),
+        }
+    )
     write_part(out, out_path)
     return PartDone(out_path, len(ids), time.perf_counter() - start, worker_name())
 

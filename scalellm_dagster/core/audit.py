@@ -66,8 +66,9 @@ def clopper_pearson(agreed: int, audited: int, confidence: float = CONFIDENCE) -
     return low, high
 
 
-def judge_audit(agrees: np.ndarray, estimate: float, earlier: list[tuple[int, int, float]] = (),
-                pool_rows: int = 0) -> AuditVerdict:
+def judge_audit(
+    agrees: np.ndarray, estimate: float, earlier: list[tuple[int, int, float]] = (), pool_rows: int = 0
+) -> AuditVerdict:
     """This audit's verdict; with `pool_rows`, also pooled with the latest of `earlier` ((audited, agreed, estimate)
     of the consecutive earlier audits of the same student, oldest first) until the pool has `pool_rows` rows: 30 rows
     a refresh cannot see a drop of a few points, a few refreshes pooled can. It fails when either interval's upper
@@ -83,8 +84,20 @@ def judge_audit(agrees: np.ndarray, estimate: float, earlier: list[tuple[int, in
             break
         pool.append((int(audited), int(hits), float(their_estimate)))
     rows, hits = sum(p[0] for p in pool), sum(p[1] for p in pool)
-    verdict = AuditVerdict(len(agrees), agreed, agreed / len(agrees), low, high, estimate, None, len(pool), rows,
-                           hits / rows, clopper_pearson(hits, rows)[1], sum(p[0] * p[2] for p in pool) / rows)
+    verdict = AuditVerdict(
+        len(agrees),
+        agreed,
+        agreed / len(agrees),
+        low,
+        high,
+        estimate,
+        None,
+        len(pool),
+        rows,
+        hits / rows,
+        clopper_pearson(hits, rows)[1],
+        sum(p[0] * p[2] for p in pool) / rows,
+    )
     return replace(verdict, passed=high >= estimate and verdict.pooled_passed is not False)
 
 

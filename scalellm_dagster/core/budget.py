@@ -18,9 +18,15 @@ class BudgetAdvice:
     reason: str
 
 
-def advise_budget(curve: LearningCurve | None, labels_now: int, corpus_rows: int, cost_per_row: float,
-                  seconds_per_row: float, target_accuracy: float | None = None,
-                  max_cost_usd: float | None = None) -> BudgetAdvice | None:
+def advise_budget(
+    curve: LearningCurve | None,
+    labels_now: int,
+    corpus_rows: int,
+    cost_per_row: float,
+    seconds_per_row: float,
+    target_accuracy: float | None = None,
+    max_cost_usd: float | None = None,
+) -> BudgetAdvice | None:
     """None without a fitted curve or a target. Forecasts are extrapolations of the fitted power law."""
     if curve is None or (target_accuracy is None and max_cost_usd is None):
         return None
@@ -37,9 +43,11 @@ def advise_budget(curve: LearningCurve | None, labels_now: int, corpus_rows: int
         else:
             n = int(affordable[-1])
             ceiling = 1 - curve.c
-            reason = (f"target {target_accuracy:.3f} not reached within "
-                      f"{'the cost cap' if max_cost_usd is not None else 'the corpus'}; "
-                      f"the curve levels off at {ceiling:.3f}: most labels allowed")
+            reason = (
+                f"target {target_accuracy:.3f} not reached within "
+                f"{'the cost cap' if max_cost_usd is not None else 'the corpus'}; "
+                f"the curve levels off at {ceiling:.3f}: most labels allowed"
+            )
     else:
         n = int(affordable[-1])
         reason = f"most labels within ${max_cost_usd:,.2f}"

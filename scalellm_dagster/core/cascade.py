@@ -16,7 +16,7 @@ from sklearn.isotonic import IsotonicRegression
 
 @dataclass(frozen=True)
 class CascadePlan:
-    threshold: float                 # calibrated confidence below which a row goes to the teacher
+    threshold: float  # calibrated confidence below which a row goes to the teacher
     expected_agreement_without: float
     expected_agreement_with: float
     expected_fraction_to_teacher: float
@@ -69,13 +69,19 @@ def plan_cascade(calibrated: np.ndarray, target_agreement: float, max_fraction: 
         best = int(np.flatnonzero(allowed)[-1])
         reached = False
     threshold = float(p[best - 1]) if best > 0 else 0.0
-    return CascadePlan(threshold=threshold, expected_agreement_without=without,
-                       expected_agreement_with=float(agreement[best]), expected_fraction_to_teacher=best / max(n, 1),
-                       target_agreement=target_agreement, reached=reached)
+    return CascadePlan(
+        threshold=threshold,
+        expected_agreement_without=without,
+        expected_agreement_with=float(agreement[best]),
+        expected_fraction_to_teacher=best / max(n, 1),
+        target_agreement=target_agreement,
+        reached=reached,
+    )
 
 
-def cascade_tradeoff(calibrated: np.ndarray, labels_now: int, corpus_rows: int,
-                     fractions=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2)) -> list[dict]:
+def cascade_tradeoff(
+    calibrated: np.ndarray, labels_now: int, corpus_rows: int, fractions=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2)
+) -> list[dict]:
     """Expected agreement with the teacher vs total teacher calls, sending the least confident rows back.
 
     `calibrated` are held-out calibrated confidences of labelled rows, standing in for the unlabelled rows.
@@ -84,12 +90,14 @@ def cascade_tradeoff(calibrated: np.ndarray, labels_now: int, corpus_rows: int,
     rows = []
     for f in fractions:
         plan = plan_cascade(calibrated, target_agreement=1.01, max_fraction=f)  # 1.01: spend the whole fraction
-        rows.append({
-            "cascade_fraction": f,
-            "teacher_calls_total": int(labels_now + round(plan.expected_fraction_to_teacher * rest)),
-            "expected_agreement_student_rows": round(plan.expected_agreement_with, 4),
-            "threshold": round(plan.threshold, 4),
-        })
+        rows.append(
+            {
+                "cascade_fraction": f,
+                "teacher_calls_total": int(labels_now + round(plan.expected_fraction_to_teacher * rest)),
+                "expected_agreement_student_rows": round(plan.expected_agreement_with, 4),
+                "threshold": round(plan.threshold, 4),
+            }
+        )
     return rows
 
 
@@ -109,19 +117,20 @@ class GuaranteedPlan:
     calibration_rows: int
     candidates: int = 1  # the selection chose among this many students on the same labels: delta is split over them
     unanswered: int = 0  # rows sent that got no valid answer after one more try: counted as misses in the bound
-    assumption: str = ("the labelled sample's out-of-fold (confidence rank, agrees-with-the-teacher's-first-answer) "
-                       "pairs are exchangeable with the unlabelled rows' (a random sample); rows are compared by their "
-                       "rank in confidence, not its value, because fold students are less confident than the final "
-                       "one")
+    assumption: str = (
+        "the labelled sample's out-of-fold (confidence rank, agrees-with-the-teacher's-first-answer) "
+        "pairs are exchangeable with the unlabelled rows' (a random sample); rows are compared by their "
+        "rank in confidence, not its value, because fold students are less confident than the final "
+        "one"
+    )
 
-    def with_unanswered(self, rows: int, population: int) -> "GuaranteedPlan":
+    def with_unanswered(self, rows: int, population: int) -> GuaranteedPlan:
         """The statement once `rows` of the rows sent got no answer: they keep the student's label and are counted
         as misses, so the bound drops by their share of the `population` it is about."""
         if rows <= 0:
             return self
         bound = self.guaranteed_agreement - rows / max(population, 1)
-        return replace(self, guaranteed_agreement=bound, reached=self.reached and bound >= self.target,
-                       unanswered=rows)
+        return replace(self, guaranteed_agreement=bound, reached=self.reached and bound >= self.target, unanswered=rows)
 
 
 def clopper_pearson_lower(successes: np.ndarray, trials: np.ndarray, delta: float) -> np.ndarray:
@@ -142,9 +151,15 @@ def binomial_lower(trials: np.ndarray, rate: np.ndarray, delta: float) -> np.nda
     return np.where(trials > 0, np.nan_to_num(binom.ppf(delta, trials, np.clip(rate, 0, 1))), 0.0)
 
 
-def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agrees: np.ndarray,
-                            row_confidence: np.ndarray, target: float, delta: float,
-                            max_teacher_rows: int, candidates: int = 1) -> GuaranteedPlan:
+def plan_guaranteed_cascade(
+    calibration_confidence: np.ndarray,
+    calibration_agrees: np.ndarray,
+    row_confidence: np.ndarray,
+    target: float,
+    delta: float,
+    max_teacher_rows: int,
+    candidates: int = 1,
+) -> GuaranteedPlan:
     """The fewest teacher rows whose agreement bound reaches `target`, found by fixed-sequence testing.
 
     A plan keeps the share 1 - q of rows the student is most confident of and sends the rest (the share q, known
@@ -162,8 +177,7 @@ def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agre
     with probability >= 1 - delta (Bonferroni), so the chosen one's does, whatever the selection rule.
     """
     level = delta / max(candidates, 1)
-    agrees = np.asarray(calibration_agrees, bool)[np.argsort(-np.asarray(calibration_confidence, float),
-                                                             kind="stable")]
+    agrees = np.asarray(calibration_agrees, bool)[np.argsort(-np.asarray(calibration_confidence, float), kind="stable")]
     rows = np.sort(np.asarray(row_confidence, float))
     m, n = len(agrees), len(rows)
     kept_cal = np.arange(m + 1)  # plans: keep the top j calibration rows, j = 0 (all to the teacher) .. m
@@ -185,11 +199,13 @@ def plan_guaranteed_cascade(calibration_confidence: np.ndarray, calibration_agre
 
     if run > 0 and within[run - 1]:
         best = run - 1
-        return GuaranteedPlan(threshold(sent[best]), int(sent[best]), float(bound[best]), target, delta, True, None, m,
-                              candidates)
+        return GuaranteedPlan(
+            threshold(sent[best]), int(sent[best]), float(bound[best]), target, delta, True, None, m, candidates
+        )
     # Not certifiable within the budget: the most cautious affordable plan, and what it certifies on its own.
     affordable = np.flatnonzero(within)
     pick = int(affordable[0]) if len(affordable) else m
     needed = int(sent[run - 1])  # run >= 1: plan 0 sends every row and certifies 1.0
-    return GuaranteedPlan(threshold(sent[pick]), int(sent[pick]), float(bound[pick]), target, delta, False, needed, m,
-                          candidates)
+    return GuaranteedPlan(
+        threshold(sent[pick]), int(sent[pick]), float(bound[pick]), target, delta, False, needed, m, candidates
+    )

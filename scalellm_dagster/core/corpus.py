@@ -47,9 +47,7 @@ def normalise_corpus(df: pd.DataFrame, id_column: str, text_column: str, source:
             "every row needs a unique, non-empty id"
         )
     if not (pd.api.types.is_integer_dtype(df["id"]) or pd.api.types.is_string_dtype(df["id"])):
-        raise CorpusError(
-            f"{source}: column {id_column!r} has type {df['id'].dtype}; expected integer or string ids"
-        )
+        raise CorpusError(f"{source}: column {id_column!r} has type {df['id'].dtype}; expected integer or string ids")
     dupes = df.loc[df["id"].duplicated(keep=False), "id"].unique()
     if len(dupes):
         raise CorpusError(
@@ -71,8 +69,9 @@ def check_gold_column(df: pd.DataFrame, task: str, gold_column: str, labels: lis
     """Raises TaskDataError when the task's gold column is missing or holds a value outside its label set (nulls
     are allowed: those rows are simply not evaluated)."""
     if gold_column not in df.columns:
-        raise TaskDataError(f"task {task!r}: gold_column {gold_column!r} is not a corpus column; columns: "
-                            f"{list(df.columns)}")
+        raise TaskDataError(
+            f"task {task!r}: gold_column {gold_column!r} is not a corpus column; columns: {list(df.columns)}"
+        )
     gold = df[gold_column]
     outside = gold.notna() & ~gold.astype(str).isin(labels)
     if outside.any():
@@ -80,4 +79,5 @@ def check_gold_column(df: pd.DataFrame, task: str, gold_column: str, labels: lis
         raise TaskDataError(
             f"task {task!r}: gold column {gold_column!r} holds {int(outside.sum()):,} value(s) outside the task's "
             f"labels: {few([f'{v} ({n:,} rows)' for v, n in values.items()])}; ids {few(df.loc[outside, 'id'])}. "
-            f"Expected one of {few(labels, 10)} or null: fix the column or the task's labels")
+            f"Expected one of {few(labels, 10)} or null: fix the column or the task's labels"
+        )

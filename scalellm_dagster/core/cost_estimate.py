@@ -36,9 +36,16 @@ class PromptSizes:
     answer_chars_per_row: float
 
 
-def estimate_labelling(sizes: PromptSizes, rows: int, batch_size: int, concurrency: int,
-                       seconds_per_request: float, price_in_per_mtok: float, price_out_per_mtok: float,
-                       label: str) -> Estimate:
+def estimate_labelling(
+    sizes: PromptSizes,
+    rows: int,
+    batch_size: int,
+    concurrency: int,
+    seconds_per_request: float,
+    price_in_per_mtok: float,
+    price_out_per_mtok: float,
+    label: str,
+) -> Estimate:
     """Tokens for `rows` rows in requests of `batch_size`; time at `concurrency`."""
     requests = int(np.ceil(rows / batch_size))
     prompt_tokens = int((requests * sizes.per_request_chars + rows * sizes.per_row_chars) / CHARS_PER_TOKEN)
@@ -48,12 +55,25 @@ def estimate_labelling(sizes: PromptSizes, rows: int, batch_size: int, concurren
     return Estimate(label, rows, requests, prompt_tokens, completion_tokens, cost, seconds)
 
 
-def estimate_vs_baseline(sizes: PromptSizes, budget: int, corpus_rows: int, batch_size: int, concurrency: int,
-                         seconds_per_request: float, price_in: float, price_out: float) -> list[Estimate]:
-    common = dict(concurrency=concurrency, seconds_per_request=seconds_per_request,
-                  price_in_per_mtok=price_in, price_out_per_mtok=price_out)
+def estimate_vs_baseline(
+    sizes: PromptSizes,
+    budget: int,
+    corpus_rows: int,
+    batch_size: int,
+    concurrency: int,
+    seconds_per_request: float,
+    price_in: float,
+    price_out: float,
+) -> list[Estimate]:
+    common = dict(
+        concurrency=concurrency,
+        seconds_per_request=seconds_per_request,
+        price_in_per_mtok=price_in,
+        price_out_per_mtok=price_out,
+    )
     return [
-        estimate_labelling(sizes, min(budget, corpus_rows), batch_size,
-                           label=f"ScaleLLM sample ({batch_size} rows/request)", **common),
+        estimate_labelling(
+            sizes, min(budget, corpus_rows), batch_size, label=f"ScaleLLM sample ({batch_size} rows/request)", **common
+        ),
         estimate_labelling(sizes, corpus_rows, 1, label="row-by-row baseline (1 row/request)", **common),
     ]

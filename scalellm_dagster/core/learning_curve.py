@@ -102,5 +102,12 @@ def fit_learning_curve(sizes, accuracies, prior: FloorPrior | None = None) -> Le
             except np.linalg.LinAlgError:
                 cov = None
     usable = cov is not None and np.all(np.isfinite(cov))
-    return LearningCurve(a=float(params[0]), alpha=float(params[1]), c=float(params[2]), r2=float(r2), points=len(n),
-                         cov=tuple(map(tuple, cov.tolist())) if usable else None, prior=prior)
+    return LearningCurve(
+        a=float(params[0]),
+        alpha=float(params[1]),
+        c=float(params[2]),
+        r2=float(r2),
+        points=len(n),
+        cov=tuple(map(tuple, cov.tolist())) if usable else None,
+        prior=prior,
+    )

@@ -20,8 +20,9 @@ def candidate_color(name: str) -> str:
     return plt.get_cmap("tab10")(order.index(name) % 10 if name in order else 9)
 
 
-def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, forecast_to: int | None = None,
-                           floor: FloorPrior | None = None):
+def learning_curves_figure(
+    scores: pd.DataFrame, chosen: str, title: str, forecast_to: int | None = None, floor: FloorPrior | None = None
+):
     """Measured accuracy vs teacher labels per candidate (error bars: the folds' spread), and for the chosen
     student and the runner-up the fitted curve's forecast with its 68 % band, up to `forecast_to` (the corpus:
     there are no more rows to label). `floor`: the teacher's estimated unlearnable noise, weighed with the points
@@ -33,11 +34,17 @@ def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, foreca
     for name, group in ok.groupby("candidate", sort=False):
         group = group.sort_values("sample_size")
         color = candidate_color(name)
-        ax.errorbar(group["sample_size"], group["cv_accuracy"], yerr=group["cv_std"], marker="o", color=color,
-                    lw=2.5 if name == chosen else 1.2, capsize=2,
-                    label=name + (" (chosen)" if name == chosen else ""))
-        curve = (fit_learning_curve(group["sample_size"], group["cv_accuracy"], floor)
-                 if name in forecast_for else None)
+        ax.errorbar(
+            group["sample_size"],
+            group["cv_accuracy"],
+            yerr=group["cv_std"],
+            marker="o",
+            color=color,
+            lw=2.5 if name == chosen else 1.2,
+            capsize=2,
+            label=name + (" (chosen)" if name == chosen else ""),
+        )
+        curve = fit_learning_curve(group["sample_size"], group["cv_accuracy"], floor) if name in forecast_for else None
         if curve is not None:
             last = int(group["sample_size"].max())
             top = max(last, min(forecast_to or last * 10, last * 10))
@@ -47,8 +54,13 @@ def learning_curves_figure(scores: pd.DataFrame, chosen: str, title: str, foreca
             if band is not None:
                 ax.fill_between(xs, band[0], band[1], color=color, alpha=0.15, lw=0)
     if floor is not None and floor.mean > 0:
-        ax.axhline(1 - floor.mean, color="black", lw=1, ls="-.",
-                   label=f"estimated ceiling: 1 − teacher's unlearnable mistakes ({floor.mean:.1%} ± {floor.sd:.1%})")
+        ax.axhline(
+            1 - floor.mean,
+            color="black",
+            lw=1,
+            ls="-.",
+            label=f"estimated ceiling: 1 − teacher's unlearnable mistakes ({floor.mean:.1%} ± {floor.sd:.1%})",
+        )
         ax.axhspan(1 - floor.mean - floor.sd, 1 - floor.mean + floor.sd, color="black", alpha=0.05, lw=0)
     if forecast_to:
         ax.axvline(forecast_to, color="grey", lw=1, ls=":", label=f"corpus size ({forecast_to:,} rows)")
@@ -65,8 +77,14 @@ def close(fig) -> None:
     plt.close(fig)
 
 
-def tradeoff_figure(table: pd.DataFrame, teacher_seconds: float, corpus_rows: int, baseline_seconds: float,
-                    title: str, teacher_vs_gold: float | None = None):
+def tradeoff_figure(
+    table: pd.DataFrame,
+    teacher_seconds: float,
+    corpus_rows: int,
+    baseline_seconds: float,
+    title: str,
+    teacher_vs_gold: float | None = None,
+):
     """Accuracy vs time to label the whole corpus, per candidate (legend, not labels that overlap), with the
     row-by-row teacher's time as a vertical line. Accuracy is against gold on held-out rows where the task has a
     gold column (`accuracy_vs_gold_heldout`; the teacher's own accuracy vs gold drawn as a line), else against the
@@ -76,22 +94,45 @@ def tradeoff_figure(table: pd.DataFrame, teacher_seconds: float, corpus_rows: in
     fig, ax = plt.subplots(figsize=(9, 5.4))
     for row in table.itertuples():
         accuracy = float(getattr(row, column))
-        if not np.isfinite(row.predict_rows_per_second) or row.predict_rows_per_second <= 0 \
-                or not np.isfinite(accuracy):
+        if (
+            not np.isfinite(row.predict_rows_per_second)
+            or row.predict_rows_per_second <= 0
+            or not np.isfinite(accuracy)
+        ):
             continue
         seconds = teacher_seconds + corpus_rows / row.predict_rows_per_second
-        ax.scatter(seconds, accuracy, s=180 if row.chosen else 60, marker="*" if row.chosen else "o",
-                   color=candidate_color(row.candidate), edgecolor="black" if row.chosen else "none",
-                   label=f"{row.candidate}" + (" (chosen)" if row.chosen else ""), zorder=3)
-    ax.axvline(baseline_seconds, color="black", ls="--", lw=1.2,
-               label=f"teacher on every row: {baseline_seconds:,.0f} s (extrapolated)")
+        ax.scatter(
+            seconds,
+            accuracy,
+            s=180 if row.chosen else 60,
+            marker="*" if row.chosen else "o",
+            color=candidate_color(row.candidate),
+            edgecolor="black" if row.chosen else "none",
+            label=f"{row.candidate}" + (" (chosen)" if row.chosen else ""),
+            zorder=3,
+        )
+    ax.axvline(
+        baseline_seconds,
+        color="black",
+        ls="--",
+        lw=1.2,
+        label=f"teacher on every row: {baseline_seconds:,.0f} s (extrapolated)",
+    )
     if vs_gold and teacher_vs_gold is not None:
-        ax.axhline(teacher_vs_gold, color="grey", ls=":", lw=1.2,
-                   label=f"the teacher's own accuracy vs gold (on its sample): {teacher_vs_gold:.3f}")
+        ax.axhline(
+            teacher_vs_gold,
+            color="grey",
+            ls=":",
+            lw=1.2,
+            label=f"the teacher's own accuracy vs gold (on its sample): {teacher_vs_gold:.3f}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("seconds to label the corpus: teacher sample + student inference (log scale)")
-    ax.set_ylabel("accuracy vs gold (held-out rows the teacher never saw)" if vs_gold
-                  else "cross-validated accuracy vs the teacher (no gold column)")
+    ax.set_ylabel(
+        "accuracy vs gold (held-out rows the teacher never saw)"
+        if vs_gold
+        else "cross-validated accuracy vs the teacher (no gold column)"
+    )
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="best")
@@ -109,12 +150,26 @@ def audit_figure(history: pd.DataFrame, title: str):
     failed = (judged["passed"] == False).to_numpy()  # noqa: E712 - nullable booleans
     for mask, color, label in ((~failed, "tab:blue", "audit passed"), (failed, "tab:red", "audit failed")):
         if mask.any():
-            ax.errorbar(x[mask], agreement[mask], yerr=[agreement[mask] - low[mask], high[mask] - agreement[mask]],
-                        fmt="o", color=color, capsize=4, label=label)
-    ax.step(x, judged["estimate"].to_numpy(float), where="mid", color="black", ls="--",
-            label="report's estimate (cross-validated agreement)")
-    ax.set_xticks(x, [f"{str(r)[:8]}\n{n:,} new" for r, n in zip(judged["audit_run_id"], judged["new_rows"])],
-                  fontsize=7)
+            ax.errorbar(
+                x[mask],
+                agreement[mask],
+                yerr=[agreement[mask] - low[mask], high[mask] - agreement[mask]],
+                fmt="o",
+                color=color,
+                capsize=4,
+                label=label,
+            )
+    ax.step(
+        x,
+        judged["estimate"].to_numpy(float),
+        where="mid",
+        color="black",
+        ls="--",
+        label="report's estimate (cross-validated agreement)",
+    )
+    ax.set_xticks(
+        x, [f"{str(r)[:8]}\n{n:,} new" for r, n in zip(judged["audit_run_id"], judged["new_rows"])], fontsize=7
+    )
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("agreement with the teacher (audited new rows)")
     ax.set_title(title)

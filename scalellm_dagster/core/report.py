@@ -40,21 +40,44 @@ class TeacherSpend:
         one-row request (`core.estimate.estimate_labelling`, as the dry run); time from the measured mean request
         latency (the assumed one before any request). An extrapolation, not a measurement.
         """
-        per_request = (self.request_seconds / self.requests if self.requests
-                       else self.assumed_seconds_per_request)
+        per_request = self.request_seconds / self.requests if self.requests else self.assumed_seconds_per_request
         if self.prompt_sizes is None:  # a sample labelled before sizes were recorded: priced per answered row
-            return {"teacher_calls": corpus_rows, "seconds": corpus_rows * per_request / max(self.concurrency, 1),
-                    "cost_usd": corpus_rows * self.cost_usd / max(self.rows_answered, 1), "extrapolated": True,
-                    "cost_basis": "cost per answered row in batches (no prompt sizes recorded; understates)"}
-        e = estimate_labelling(self.prompt_sizes, corpus_rows, 1, self.concurrency, per_request,
-                               self.price_in_per_mtok, self.price_out_per_mtok, label="row-by-row baseline")
-        return {"teacher_calls": corpus_rows, "seconds": e.seconds, "cost_usd": e.cost_usd, "extrapolated": True,
-                "prompt_tokens": e.prompt_tokens, "completion_tokens": e.completion_tokens,
-                "cost_basis": "one row per request, instructions and labels sent with each (as the dry run)"}
+            return {
+                "teacher_calls": corpus_rows,
+                "seconds": corpus_rows * per_request / max(self.concurrency, 1),
+                "cost_usd": corpus_rows * self.cost_usd / max(self.rows_answered, 1),
+                "extrapolated": True,
+                "cost_basis": "cost per answered row in batches (no prompt sizes recorded; understates)",
+            }
+        e = estimate_labelling(
+            self.prompt_sizes,
+            corpus_rows,
+            1,
+            self.concurrency,
+            per_request,
+            self.price_in_per_mtok,
+            self.price_out_per_mtok,
+            label="row-by-row baseline",
+        )
+        return {
+            "teacher_calls": corpus_rows,
+            "seconds": e.seconds,
+            "cost_usd": e.cost_usd,
+            "extrapolated": True,
+            "prompt_tokens": e.prompt_tokens,
+            "completion_tokens": e.completion_tokens,
+            "cost_basis": "one row per request, instructions and labels sent with each (as the dry run)",
+        }
 
 
-def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int, floor: FloorPrior | None = None,
-                    corpus_rows: int = 0, seconds_per_point: float = 0.0) -> pd.DataFrame:
+def candidate_table(
+    scores: pd.DataFrame,
+    choice: Choice,
+    budget: int,
+    floor: FloorPrior | None = None,
+    corpus_rows: int = 0,
+    seconds_per_point: float = 0.0,
+) -> pd.DataFrame:
     """One row per candidate: accuracy at the largest size, speed and what predicting the whole corpus
     (`corpus_rows`) would take, the accuracy the selection weighs it with, the fitted curve and its forecasts (the
     curve's floor weighed with `floor`, the teacher's estimated unlearnable noise)."""
@@ -84,23 +107,31 @@ def candidate_table(scores: pd.DataFrame, choice: Choice, budget: int, floor: Fl
         rows.append(row)
     table = pd.DataFrame(rows)
     speed = table["predict_rows_per_second"]
-    table.insert(table.columns.get_loc("predict_rows_per_second") + 1, "corpus_predict_seconds",
-                 corpus_predict_seconds(speed, corpus_rows) if corpus_rows else np.nan)
-    table.insert(table.columns.get_loc("corpus_predict_seconds") + 1, "cost_adjusted_accuracy",
-                 cost_adjusted_accuracy(table, corpus_rows, seconds_per_point))
+    table.insert(
+        table.columns.get_loc("predict_rows_per_second") + 1,
+        "corpus_predict_seconds",
+        corpus_predict_seconds(speed, corpus_rows) if corpus_rows else np.nan,
+    )
+    table.insert(
+        table.columns.get_loc("corpus_predict_seconds") + 1,
+        "cost_adjusted_accuracy",
+        cost_adjusted_accuracy(table, corpus_rows, seconds_per_point),
+    )
     return table.sort_values(["chosen", "cv_accuracy"], ascending=False).reset_index(drop=True)
 
 
-def summary_markdown(task_name: str, choice: Choice, spend: TeacherSpend, corpus_rows: int,
-                     teacher_label: str) -> str:
+def summary_markdown(task_name: str, choice: Choice, spend: TeacherSpend, corpus_rows: int, teacher_label: str) -> str:
     base = spend.baseline(corpus_rows)
     ours_calls = spend.requests
     lines = [
         f"### {task_name}: chosen student **{choice.candidate}**",
         f"- {choice.reason}: cross-validated agreement with the teacher **{choice.cv_accuracy:.3f}**, "
         f"inference {choice.predict_rows_per_second:,.0f} rows/s"
-        + (f" ({choice.corpus_predict_seconds:,.1f} s for all {corpus_rows:,} rows)."
-           if np.isfinite(choice.corpus_predict_seconds) else "."),
+        + (
+            f" ({choice.corpus_predict_seconds:,.1f} s for all {corpus_rows:,} rows)."
+            if np.isfinite(choice.corpus_predict_seconds)
+            else "."
+        ),
         f"- Teacher: {teacher_label}. Labelled {spend.rows_answered:,} of {corpus_rows:,} rows "
         f"({spend.rows_answered / max(corpus_rows, 1):.1%}) in {ours_calls:,} requests.",
         "",

@@ -33,8 +33,9 @@ def random_sample(ids: pd.Series | np.ndarray, budget: int, seed: int = 0) -> np
     return ids[order[: min(budget, len(ids))]]
 
 
-def cluster_stratified_sample(ids, X: np.ndarray, budget: int, seed: int = 0, n_clusters: int | None = None,
-                              max_fit_rows: int = 50_000) -> np.ndarray:
+def cluster_stratified_sample(
+    ids, X: np.ndarray, budget: int, seed: int = 0, n_clusters: int | None = None, max_fit_rows: int = 50_000
+) -> np.ndarray:
     """Diversity: k-means on the embeddings, the budget spread over clusters in proportion to their size.
 
     Rows are ordered so that every prefix is itself spread over the clusters (a row's position is its rank within
@@ -60,8 +61,17 @@ def cluster_stratified_sample(ids, X: np.ndarray, budget: int, seed: int = 0, n_
     return ids[order[np.argsort(position, kind="stable")][:budget]]
 
 
-def uncertainty_sample(ids, X: np.ndarray, budget: int, ask, seed: int = 0, seed_fraction: float = 0.3,
-                       rounds: int = 4, pool_size: int = 50_000, log=lambda _m: None) -> np.ndarray:
+def uncertainty_sample(
+    ids,
+    X: np.ndarray,
+    budget: int,
+    ask,
+    seed: int = 0,
+    seed_fraction: float = 0.3,
+    rounds: int = 4,
+    pool_size: int = 50_000,
+    log=lambda _m: None,
+) -> np.ndarray:
     """Active learning: a random seed round, then rounds asking about the rows the student is least sure of.
 
     `ask(ids) -> labels` (None for invalid answers) is the teacher, called once per round. The student here is

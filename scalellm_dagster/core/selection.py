@@ -78,7 +78,7 @@ def choose_student(
         raise ValueError(f"unknown selection criterion {criterion!r}")
     value = cost_adjusted_accuracy(pool, corpus_rows, seconds_per_point)
     tied = pool[value >= value.max() - tie_tolerance]
-    # Speeds are timings: a first call can measure 2x slower than the next, so only a gap of an order of magnitude
+    # Speeds are timings: a first call can measure much slower than the next, so only a gap of an order of magnitude
     # (a linear student against a forest or an RBF SVM) decides;
     # among equally fast students the more accurate wins, then the name, so reruns pick the same student.
     fast = tied[tied["predict_rows_per_second"] * speed_ratio >= tied["predict_rows_per_second"].max()]
@@ -88,8 +88,12 @@ def choose_student(
         f"highest cross-validated accuracy vs the teacher at {int(pick.sample_size):,} labels"
         + (f", less a point per {seconds_per_point:g} s of predicting all {corpus_rows:,} rows" if weighed else "")
         + (f" among students predicting >= {min_rows_per_second:,.0f} rows/s" if criterion != "accuracy" else "")
-        + (f"; of {len(tied)} within {tie_tolerance:.1%} of the best, the most accurate of those within "
-           f"{speed_ratio:g}x of the fastest's speed" if len(tied) > 1 else "")
+        + (
+            f"; of {len(tied)} within {tie_tolerance:.1%} of the best, the most accurate of those within "
+            f"{speed_ratio:g}x of the fastest's speed"
+            if len(tied) > 1
+            else ""
+        )
     )
     return Choice(
         candidate=str(pick.candidate),

@@ -31,7 +31,7 @@ _FACTORIES: dict[str, Callable[[int], ClassifierMixin]] = {
 }
 KNOWN_CANDIDATES = frozenset(_FACTORIES)
 DEFAULT_CANDIDATES = ("logistic_regression", "linear_svm", "rbf_svm", "ridge", "random_forest")
-THROUGHPUT_ROWS = 2000  # enough for a stable rate; an RBF SVM on 77 classes predicts ~2,600 rows/s
+THROUGHPUT_ROWS = 2000  # enough for a stable rate, and quick even for the slowest student
 PARALLEL_PREDICT_ROWS = 4096
 
 
@@ -74,12 +74,14 @@ def predict_with_confidence(model: ClassifierMixin, X: np.ndarray, workers: int 
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(X) >= PARALLEL_PREDICT_ROWS:
         # libsvm and the forests' trees predict one row at a time with the GIL released: threads over row blocks
-        # use every core (an RBF SVM on 77 classes: 1.9x on 2 cores); for linear students it changes nothing.
+        # use every core (it pays for an RBF SVM on many classes); for linear students it changes nothing.
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda block: predict_with_confidence(model, block, workers=1),
-                                  np.array_split(X, workers * 2)))
-        return Prediction(np.concatenate([p.labels for p in parts]), np.concatenate([p.confidence for p in parts]),
-                          parts[0].method)
+            parts = list(
+                pool.map(lambda block: predict_with_confidence(model, block, workers=1), np.array_split(X, workers * 2))
+            )
+        return Prediction(
+            np.concatenate([p.labels for p in parts]), np.concatenate([p.confidence for p in parts]), parts[0].method
+        )
     classes = np.asarray(model.classes_)
     scores, method = class_scores(model, X)
     best = scores.argmax(axis=1)
@@ -106,8 +108,9 @@ def class_scores(model: ClassifierMixin, X: np.ndarray) -> tuple[np.ndarray, str
 
 EVALUATION_VERSION = 2  # bump when the candidates' settings or how they are scored change: stored scores expire
 # The score columns of a candidate not evaluated at a size (failed or pruned)
-UNSCORED = dict(cv_accuracy=np.nan, cv_std=np.nan, cv_fit_seconds=np.nan, train_seconds=np.nan,
-                predict_rows_per_second=np.nan)
+UNSCORED = dict(
+    cv_accuracy=np.nan, cv_std=np.nan, cv_fit_seconds=np.nan, train_seconds=np.nan, predict_rows_per_second=np.nan
+)
 PRUNE_MIN_MARGIN = 0.02  # below two points, a candidate is not "clearly behind" whatever its folds say
 
 
@@ -146,8 +149,11 @@ def evaluate_candidates(
                 rows.append(row)
                 continue
             try:
-                row.update(_score_one(make_student(name, seed), Xs, ys, cv_folds, seed,
-                                      throughput_X if largest else None, n_jobs))
+                row.update(
+                    _score_one(
+                        make_student(name, seed), Xs, ys, cv_folds, seed, throughput_X if largest else None, n_jobs
+                    )
+                )
                 row["status"], row["error"] = "ok", None
             except Exception as exc:  # noqa: BLE001 - any estimator failure is recorded, the others go on
                 row.update(UNSCORED)
@@ -183,8 +189,10 @@ def clearly_behind(results: list[dict], folds: int, keep: int = 2) -> dict[str, 
         margin = max(PRUNE_MIN_MARGIN, 2 * se)
         gap = best["cv_accuracy"] - r["cv_accuracy"]
         if gap > margin:
-            behind[r["candidate"]] = (f"{gap:.3f} behind {best['candidate']} at {r['sample_size']} labels, "
-                                      f"more than the {margin:.3f} the folds' spread allows")
+            behind[r["candidate"]] = (
+                f"{gap:.3f} behind {best['candidate']} at {r['sample_size']} labels, "
+                f"more than the {margin:.3f} the folds' spread allows"
+            )
     return behind
 
 
@@ -198,15 +206,25 @@ def _score_one(model, Xs, ys, cv_folds, seed, throughput_X, n_jobs: int) -> dict
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message="The least populated class")
         warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
-        # Threads, not processes: liblinear and libsvm release the GIL, and a worker pool's start-up (~2.5 s)
+        # Threads, not processes: liblinear and libsvm release the GIL, and a worker pool's start-up (seconds)
         # and copies would cost more than they save on samples this size.
         with parallel_config(backend="threading"):
-            cv = cross_validate(clone(model), Xs, ys, cv=KFold(folds, shuffle=True, random_state=seed),
-                                error_score="raise", n_jobs=fold_jobs)
+            cv = cross_validate(
+                clone(model),
+                Xs,
+                ys,
+                cv=KFold(folds, shuffle=True, random_state=seed),
+                error_score="raise",
+                n_jobs=fold_jobs,
+            )
         scores = cv["test_score"]
-        result = {"cv_accuracy": float(scores.mean()), "cv_std": float(scores.std()),
-                  "cv_fit_seconds": float(cv["fit_time"].mean()),
-                  "train_seconds": np.nan, "predict_rows_per_second": np.nan}
+        result = {
+            "cv_accuracy": float(scores.mean()),
+            "cv_std": float(scores.std()),
+            "cv_fit_seconds": float(cv["fit_time"].mean()),
+            "train_seconds": np.nan,
+            "predict_rows_per_second": np.nan,
+        }
         if throughput_X is None:  # speed decides only among the largest size's students
             return result
         start = time.perf_counter()
@@ -243,7 +261,8 @@ def _fit(name: str, X: np.ndarray, y: np.ndarray, seed: int) -> ClassifierMixin:
     model = make_student(name, seed).fit(X, y)
     if X.dtype == np.float32 and getattr(model, "coef_", None) is not None and model.coef_.dtype == np.float64:
         # liblinear returns float64 weights, which would make every prediction upcast a float64 copy of the
-        # float32 embeddings: 14x slower on a million rows. float32 weights change no label in practice.
+        # float32 embeddings: an order of magnitude slower on a million rows (BENCHMARKS.md). float32 weights
+        # change no label in practice.
         model.coef_ = model.coef_.astype(np.float32)
         model.intercept_ = np.asarray(model.intercept_, dtype=np.float32)
     return model
@@ -255,8 +274,9 @@ def out_of_fold_confidence(name: str, X: np.ndarray, y: np.ndarray, folds: int =
     return oof.confidence, oof.correct
 
 
-def held_out_agreement(name: str, X: np.ndarray, fit_labels: np.ndarray, fits, target_labels: np.ndarray,
-                       folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def held_out_agreement(
+    name: str, X: np.ndarray, fit_labels: np.ndarray, fits, target_labels: np.ndarray, folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(confidence, agrees with `target_labels`) for every row, each scored by a student that did not see it and was
     fitted as the final student is: on the other folds' rows where `fits`, with `fit_labels` (see `out_of_fold`)."""
     oof = out_of_fold(name, X, fit_labels, folds, seed, fits=fits, targets=target_labels)
@@ -273,8 +293,9 @@ class OutOfFold:
     classes: np.ndarray
 
 
-def out_of_fold(name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, fits=None,
-                targets: np.ndarray | None = None) -> OutOfFold:
+def out_of_fold(
+    name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, fits=None, targets: np.ndarray | None = None
+) -> OutOfFold:
     """Each fold's student trained on the other folds' labels `y`. `fits` keeps only some of those rows: a mask, or
     a function of a fold's training positions giving the mask over them (when which rows train is itself decided
     from the labels, it must be decided without the held-out fold's). `correct` compares with `targets` (default

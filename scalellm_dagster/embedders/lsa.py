@@ -14,21 +14,27 @@ class LsaEmbedder:
     """Character n-gram (2-5, within word boundaries) TF-IDF reduced to `dim` dimensions.
 
     Character n-grams make it tolerant of typos and inflections, which is most of what a small neural encoder
-    adds on short texts (on banking77 they beat word 1-2-grams by 4.9 points with a logistic-regression student).
+    adds on short texts (BENCHMARKS.md compares them with word n-grams).
     On tiny corpora the dimension shrinks to what the data allows (recorded in `dim`). Once fitted, `embed`
     places new texts in the same space, so a grown corpus need not be re-embedded.
     """
 
     threads = 1
 
-    def __init__(self, dim: int = 384, seed: int = 0, max_features: int = 200_000, fit_rows: int = 100_000,
-                 chunk_rows: int = 50_000):
+    def __init__(
+        self,
+        dim: int = 384,
+        seed: int = 0,
+        max_features: int = 200_000,
+        fit_rows: int = 100_000,
+        chunk_rows: int = 50_000,
+    ):
         self.requested_dim = dim
         self.dim = dim
         self.seed = seed
         self.max_features = max_features
-        self.fit_rows = fit_rows        # the model is fitted on at most this many texts (a seeded sample) ...
-        self.chunk_rows = chunk_rows    # ... and every text is embedded in chunks, so memory stays flat
+        self.fit_rows = fit_rows  # the model is fitted on at most this many texts (a seeded sample) ...
+        self.chunk_rows = chunk_rows  # ... and every text is embedded in chunks, so memory stays flat
         self.vectorizer: TfidfVectorizer | None = None
         self.svd: TruncatedSVD | None = None
 
@@ -46,16 +52,22 @@ class LsaEmbedder:
         if len(texts) < 3:
             raise ValueError(f"LSA needs at least 3 texts to fit, got {len(texts)}")
         vectorizer = TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2 if len(texts) > 50 else 1,
-            max_features=self.max_features, dtype=np.float32,
+            analyzer="char_wb",
+            ngram_range=(2, 5),
+            sublinear_tf=True,
+            min_df=2 if len(texts) > 50 else 1,
+            max_features=self.max_features,
+            dtype=np.float32,
         )
         fit_texts = texts
         if len(texts) > self.fit_rows:
             pick = np.random.default_rng(self.seed).choice(len(texts), self.fit_rows, replace=False)
             fit_texts = [texts[i] for i in np.sort(pick)]
         tfidf = vectorizer.fit_transform(fit_texts)
-        log(f"TF-IDF fitted on {tfidf.shape[0]:,} of {len(texts):,} rows: {tfidf.shape[1]:,} n-grams; "
-            f"reducing to {self.requested_dim} dims")
+        log(
+            f"TF-IDF fitted on {tfidf.shape[0]:,} of {len(texts):,} rows: {tfidf.shape[1]:,} n-grams; "
+            f"reducing to {self.requested_dim} dims"
+        )
         self.dim = min(self.requested_dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
         svd = TruncatedSVD(n_components=self.dim, random_state=self.seed, algorithm="randomized", n_iter=5)
         svd.fit(tfidf)

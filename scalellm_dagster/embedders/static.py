@@ -1,6 +1,6 @@
 """Offline default: static embeddings distilled from all-MiniLM-L6-v2 with model2vec.
 
-One vector per vocabulary token, shipped with the package (scalellm_dagster/embedders/static_minilm/, 7.6 MB,
+One vector per vocabulary token, shipped with the package (scalellm_dagster/embedders/static_minilm/,
 rebuilt by scripts/distill_static_embedder.py). A text's vector is the average of its tokens' rows: no torch, no
 fitting, and a row's vector never depends on the rest of the corpus, so refreshes and cluster parts embed
 independently. The average is pooled word by word (`word_pooling`): model2vec's vectors, each distinct word
@@ -48,14 +48,17 @@ class StaticEmbedder(FitFreeEmbedder):
             from model2vec import StaticModel
 
             if not (self.path / "model.safetensors").is_file():
-                raise FileNotFoundError(f"static embedder weights not found in {self.path}: reinstall the package, "
-                                        "or rebuild them with scripts/distill_static_embedder.py")
+                raise FileNotFoundError(
+                    f"static embedder weights not found in {self.path}: reinstall the package, "
+                    "or rebuild them with scripts/distill_static_embedder.py"
+                )
             model = StaticModel.from_pretrained(self.path)
             # int8 on disk keeps the package small; the pooling's sparse products want float32 rows.
             model.embedding = np.asarray(model.embedding, dtype=np.float32)
             if model.dim != self.dim:
-                raise RuntimeError(f"the static embedder in {self.path} gives {model.dim}-d vectors; "
-                                   f"expected {self.dim}")
+                raise RuntimeError(
+                    f"the static embedder in {self.path} gives {model.dim}-d vectors; expected {self.dim}"
+                )
             # The distiller zeroes the unknown token's row, so texts of unknown tokens only fall back to the
             # vocabulary's mean direction: one shared vector that says "nothing known here".
             self._fallback = _unit(model.embedding.mean(axis=0))

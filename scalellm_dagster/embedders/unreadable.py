@@ -3,7 +3,8 @@
 A text with no letter and no digit (emoji only, a zero-width space, punctuation) carries nothing a bag of words or
 subwords can represent: LSA gives it a zero vector, a static embedder an unknown-token vector. Every embedder's
 output for such a text, and any zero vector an embedder returns (LSA for a script its fit never saw), is replaced
-by the same unit vector (a non-finite vector is a fault of the embedder and still fails the embeddings check), so these rows are treated alike under every embedder and never fail the embeddings check.
+by the same unit vector (a non-finite vector is a fault of the embedder and still fails the embeddings check),
+so these rows are treated alike under every embedder and never fail the embeddings check.
 """
 
 from __future__ import annotations

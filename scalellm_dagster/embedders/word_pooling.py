@@ -49,15 +49,18 @@ class WordPooler:
         import json
 
         spec = json.loads(model.tokenizer.to_str())
-        return (model.weights is None and model.token_mapping is None
-                and (spec.get("model") or {}).get("type") == "WordPiece"
-                and (spec.get("normalizer") or {}).get("type") == "BertNormalizer"
-                and (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer")
+        return (
+            model.weights is None
+            and model.token_mapping is None
+            and (spec.get("model") or {}).get("type") == "WordPiece"
+            and (spec.get("normalizer") or {}).get("type") == "BertNormalizer"
+            and (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer"
+        )
 
     def _clear(self) -> None:
         self._row_of: dict[str, int] = {}
-        self._tokens = np.zeros(0, np.int32)     # every known word's token ids, unknown tokens left out, end to end
-        self._starts = np.zeros(1, np.int64)     # word w's tokens are _tokens[_starts[w]:_starts[w + 1]]
+        self._tokens = np.zeros(0, np.int32)  # every known word's token ids, unknown tokens left out, end to end
+        self._starts = np.zeros(1, np.int64)  # word w's tokens are _tokens[_starts[w]:_starts[w + 1]]
         self._raw_counts = np.zeros(0, np.int64)  # its token count with unknown tokens, for the token limit
 
     def pool(self, texts: pa.Array | Sequence[str], normalize: bool | None = None) -> np.ndarray:
@@ -68,11 +71,15 @@ class WordPooler:
         local = pc.dictionary_encode(words.flatten())
         starts, tokens, raw = self._tokens_of(local.dictionary.to_pylist())
         rows = self.model.embedding
-        word_sums = sp.csr_matrix((np.ones(len(tokens), np.float32), tokens, starts),
-                                  shape=(len(starts) - 1, rows.shape[0])) @ rows
+        word_sums = (
+            sp.csr_matrix((np.ones(len(tokens), np.float32), tokens, starts), shape=(len(starts) - 1, rows.shape[0]))
+            @ rows
+        )
         word_counts = np.diff(starts).astype(np.float32)
-        membership = sp.csr_matrix((np.ones(len(local.indices), np.float32), local.indices.to_numpy(), _offsets(words)),
-                                   shape=(len(texts), len(starts) - 1))
+        membership = sp.csr_matrix(
+            (np.ones(len(local.indices), np.float32), local.indices.to_numpy(), _offsets(words)),
+            shape=(len(texts), len(starts) - 1),
+        )
         sums = np.asarray(membership @ word_sums, dtype=np.float32)
         counts = membership @ word_counts
         out = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
@@ -81,8 +88,7 @@ class WordPooler:
             long |= pc.greater(pc.utf8_length(texts), self._max_chars).to_numpy(zero_copy_only=False)
         if long.any():  # truncated by model2vec: its own encoder, which knows where it cuts
             picked = np.flatnonzero(long)
-            out[picked] = self.model.encode(texts.take(picked).to_pylist(), use_multiprocessing=False,
-                                            normalize=False)
+            out[picked] = self.model.encode(texts.take(picked).to_pylist(), use_multiprocessing=False, normalize=False)
         if normalize:
             out /= np.sqrt(np.einsum("ij,ij->i", out, out))[:, None] + 1e-32
         return out

@@ -21,8 +21,25 @@ from scalellm_dagster.flow.student_selection import Selection, select_student, w
 from scalellm_dagster.flow.suspects import SuspectReview, review_suspects
 
 __all__ = [
-    "AnswerCache", "Candidates", "CascadeOutcome", "LabelledSample", "MemoryCache", "Predicted", "Selection",
-    "SuspectReview", "TeacherSession", "TrainedStudent", "calibrate", "evaluate_students", "final_labels", "initial_sample_ids",
-    "label_sample", "predict_rows", "review_suspects", "run_cascade", "select_student", "train_student",
+    "AnswerCache",
+    "Candidates",
+    "CascadeOutcome",
+    "LabelledSample",
+    "MemoryCache",
+    "Predicted",
+    "Selection",
+    "SuspectReview",
+    "TeacherSession",
+    "TrainedStudent",
+    "calibrate",
+    "evaluate_students",
+    "final_labels",
+    "initial_sample_ids",
+    "label_sample",
+    "predict_rows",
+    "review_suspects",
+    "run_cascade",
+    "select_student",
+    "train_student",
     "with_accuracy_vs_gold",
 ]

@@ -21,14 +21,16 @@ class Candidates:
     reused: bool = False  # the stored scores of the same inputs, not recomputed
 
 
-def evaluate_students(X: np.ndarray, y: np.ndarray, task: TaskSpec,
-                      progress: Callable[[str], None] | None = None) -> Candidates:
+def evaluate_students(
+    X: np.ndarray, y: np.ndarray, task: TaskSpec, progress: Callable[[str], None] | None = None
+) -> Candidates:
     """`X, y` in sampling order (valid teacher labels only)."""
     sizes = list(task.sample_sizes) or default_sample_sizes(len(y))
     sizes = [s for s in sizes if s <= len(y)] or [len(y)]
     if progress:
         progress(f"training {len(task.candidates)} candidates at sizes {sizes} on {len(y):,} labels")
     start = time.perf_counter()
-    scores = evaluate_candidates(X, y, task.candidates, sizes, task.cv_folds, task.seed, progress=progress,
-                                 prune=task.prune_candidates)
+    scores = evaluate_candidates(
+        X, y, task.candidates, sizes, task.cv_folds, task.seed, progress=progress, prune=task.prune_candidates
+    )
     return Candidates(scores, sizes, time.perf_counter() - start)

@@ -36,16 +36,16 @@ class CalibrationSample:
     random: np.ndarray  # drawn by the random sample (drift top-ups are not, and do not calibrate)
 
     @classmethod
-    def from_answers(cls, answers, X: np.ndarray) -> "CalibrationSample":
+    def from_answers(cls, answers, X: np.ndarray) -> CalibrationSample:
         """`answers`: the sample's valid rows (teacher_label, and first_label, train, drift_topup where kept);
         `X`: their vectors, in their order."""
+
         def column(name, default):
             return answers[name].to_numpy() if name in answers else np.full(len(answers), default)
 
         labels = answers["teacher_label"].to_numpy()
         first = answers["first_label"].to_numpy() if "first_label" in answers else labels
-        return cls(X, labels, column("train", True).astype(bool), first,
-                   ~column("drift_topup", False).astype(bool))
+        return cls(X, labels, column("train", True).astype(bool), first, ~column("drift_topup", False).astype(bool))
 
 
 def calibrate(student: str, sample: CalibrationSample, task: TaskSpec) -> Calibrator:
@@ -63,37 +63,61 @@ def calibrate(student: str, sample: CalibrationSample, task: TaskSpec) -> Calibr
         def fits(train: np.ndarray) -> np.ndarray:
             return ~flag_suspects(sample.X[train], sample.train_labels[train], task).suspect
 
-    confidence, agrees = held_out_agreement(student, sample.X, sample.train_labels, fits, sample.first_labels,
-                                            task.cv_folds, task.seed)
+    confidence, agrees = held_out_agreement(
+        student, sample.X, sample.train_labels, fits, sample.first_labels, task.cv_folds, task.seed
+    )
     return Calibrator(confidence[sample.random], agrees[sample.random])
 
 
-def run_cascade(calibrator: Calibrator, confidence: np.ndarray, is_student_row: np.ndarray, ids: np.ndarray,
-                task: TaskSpec, budget: int, session_factory: Callable[[], TeacherSession],
-                log: Callable[[str], None] = lambda _msg: None) -> CascadeOutcome:
+def run_cascade(
+    calibrator: Calibrator,
+    confidence: np.ndarray,
+    is_student_row: np.ndarray,
+    ids: np.ndarray,
+    task: TaskSpec,
+    budget: int,
+    session_factory: Callable[[], TeacherSession],
+    log: Callable[[str], None] = lambda _msg: None,
+) -> CascadeOutcome:
     """`confidence` and `is_student_row` cover every row (`ids`); `calibrator` (from `calibrate`) turns the
     confidence into expected agreement. The session is opened only when some row goes to the teacher."""
     agreement = calibrator(confidence)
-    plan = plan_cascade(agreement[is_student_row], task.cascade_target_agreement,
-                        max_fraction=budget / max(int(is_student_row.sum()), 1))
+    plan = plan_cascade(
+        agreement[is_student_row],
+        task.cascade_target_agreement,
+        max_fraction=budget / max(int(is_student_row.sum()), 1),
+    )
     guarantee = None
     if task.cascade_delta is not None:
-        guarantee = plan_guaranteed_cascade(calibrator.confidence, calibrator.agrees, confidence[is_student_row],
-                                            task.cascade_target_agreement, task.cascade_delta, budget,
-                                            candidates=len(task.candidates))
+        guarantee = plan_guaranteed_cascade(
+            calibrator.confidence,
+            calibrator.agrees,
+            confidence[is_student_row],
+            task.cascade_target_agreement,
+            task.cascade_delta,
+            budget,
+            candidates=len(task.candidates),
+        )
         # by rank, as the plan was made: the `teacher_rows` least confident student rows
         pick = np.flatnonzero(is_student_row)
-        pick = pick[np.argsort(confidence[pick], kind="stable")[:min(guarantee.teacher_rows, budget)]]
-        log(f"cascade: {len(pick):,} least confident rows to the teacher; with probability >= "
+        pick = pick[np.argsort(confidence[pick], kind="stable")[: min(guarantee.teacher_rows, budget)]]
+        log(
+            f"cascade: {len(pick):,} least confident rows to the teacher; with probability >= "
             f"{1 - task.cascade_delta:.0%} agreement with the teacher >= {guarantee.guaranteed_agreement:.3f} "
-            + ("(target reached)" if guarantee.reached else
-               f"(target {guarantee.target:.3f} NOT reachable within the budget of {budget:,} rows: needs "
-               + f"{guarantee.rows_needed:,} rows)"))
+            + (
+                "(target reached)"
+                if guarantee.reached
+                else f"(target {guarantee.target:.3f} NOT reachable within the budget of {budget:,} rows: needs "
+                + f"{guarantee.rows_needed:,} rows)"
+            )
+        )
     else:
         pick = np.flatnonzero(is_student_row & (agreement <= plan.threshold))
         pick = pick[np.argsort(agreement[pick], kind="stable")[:budget]]
-        log(f"cascade: {len(pick):,} least confident rows to the teacher (threshold {plan.threshold:.3f}, "
-            f"expected agreement {plan.expected_agreement_without:.3f} -> {plan.expected_agreement_with:.3f})")
+        log(
+            f"cascade: {len(pick):,} least confident rows to the teacher (threshold {plan.threshold:.3f}, "
+            f"expected agreement {plan.expected_agreement_without:.3f} -> {plan.expected_agreement_with:.3f})"
+        )
     if not len(pick):
         return CascadeOutcome(plan, pick, pick, np.array([], dtype=object), 0, guarantee)
     session = session_factory()
@@ -109,10 +133,15 @@ def run_cascade(calibrator: Calibrator, confidence: np.ndarray, is_student_row: 
     if unanswered:
         # they keep the student's label, which the plan had counted as the teacher's
         agreement_lost = float((1 - agreement[pick[~ok]]).sum()) / max(int(is_student_row.sum()), 1)
-        plan = replace(plan, expected_agreement_with=plan.expected_agreement_with - agreement_lost,
-                       reached=plan.reached and plan.expected_agreement_with - agreement_lost >= plan.target_agreement)
+        plan = replace(
+            plan,
+            expected_agreement_with=plan.expected_agreement_with - agreement_lost,
+            reached=plan.reached and plan.expected_agreement_with - agreement_lost >= plan.target_agreement,
+        )
         if guarantee is not None:
             guarantee = guarantee.with_unanswered(unanswered, int(is_student_row.sum()))
-        log(f"cascade: {unanswered:,} rows still without a valid answer keep the student's label"
-            + (" and count as misses in the guarantee" if guarantee is not None else ""))
+        log(
+            f"cascade: {unanswered:,} rows still without a valid answer keep the student's label"
+            + (" and count as misses in the guarantee" if guarantee is not None else "")
+        )
     return CascadeOutcome(plan, pick, pick[ok], labels[ok], session.stats.requests, guarantee)

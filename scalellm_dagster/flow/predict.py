@@ -38,8 +38,9 @@ def train_student(name: str, X: np.ndarray, y: np.ndarray, seed: int) -> Trained
     return TrainedStudent(name, model, time.perf_counter() - start)
 
 
-def predict_rows(student: TrainedStudent, chunks: Iterable[np.ndarray], rows: int,
-                 log: Callable[[str], None] = lambda _msg: None) -> Predicted:
+def predict_rows(
+    student: TrainedStudent, chunks: Iterable[np.ndarray], rows: int, log: Callable[[str], None] = lambda _msg: None
+) -> Predicted:
     """`chunks`: the rows' vectors, chunk by chunk in order (a million rows never need to be in memory at once)."""
     labels = np.empty(rows, dtype=object)
     confidence = np.full(rows, np.nan, dtype=np.float32)
@@ -58,8 +59,9 @@ def predict_rows(student: TrainedStudent, chunks: Iterable[np.ndarray], rows: in
     return Predicted(labels, confidence, method, time.perf_counter() - start)
 
 
-def final_labels(ids: np.ndarray, student_labels: np.ndarray, teacher_labels: pd.Series) -> tuple[np.ndarray,
-                                                                                                 np.ndarray]:
+def final_labels(
+    ids: np.ndarray, student_labels: np.ndarray, teacher_labels: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
     """(label, source) per row: rows the teacher answered keep its label (`teacher-sample`), the rest the
     student's. `teacher_labels` holds valid labels only, indexed by id."""
     from_teacher = pd.Index(teacher_labels.index).get_indexer(ids) >= 0

@@ -31,12 +31,20 @@ def initial_sample_ids(ids: np.ndarray, matrix: np.ndarray | None, task: TaskSpe
     return random_sample(ids, budget, seed=task.seed)
 
 
-def label_sample(ids: np.ndarray, matrix: np.ndarray | None, task: TaskSpec, budget: int, session: TeacherSession,
-                 first: np.ndarray | None = None, log: Callable[[str], None] = lambda _msg: None) -> LabelledSample:
+def label_sample(
+    ids: np.ndarray,
+    matrix: np.ndarray | None,
+    task: TaskSpec,
+    budget: int,
+    session: TeacherSession,
+    first: np.ndarray | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> LabelledSample:
     """`ids` are the rows the teacher may see (`matrix` row-aligned; needed unless sampling is random)."""
     if task.sampling == "uncertainty":
-        chosen = uncertainty_sample(ids, matrix, budget, session.ask_labels, seed=task.seed,
-                                    rounds=task.uncertainty_rounds, log=log)
+        chosen = uncertainty_sample(
+            ids, matrix, budget, session.ask_labels, seed=task.seed, rounds=task.uncertainty_rounds, log=log
+        )
     else:
         chosen = first if first is not None else initial_sample_ids(ids, matrix, task, budget)
         session.ask(chosen)

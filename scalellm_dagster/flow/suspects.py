@@ -25,7 +25,7 @@ from scalellm_dagster.core.teacher_noise import TeacherNoise, estimate_teacher_n
 from scalellm_dagster.flow.session import TeacherSession
 from scalellm_dagster.tasks_config import TaskSpec
 
-# Probabilistic, quick (3 s on 1,500 rows x 77 classes) and the same for every task, so flags do not depend on
+# Probabilistic, quick (BENCHMARKS.md, suspect labels) and the same for every task, so flags do not depend on
 # which candidate later wins.
 REFERENCE_STUDENT = "logistic_regression"
 REASK_PROMPT_SUFFIX = "+one-row-reask"  # a different question than the batched one: its own cache entries
@@ -55,35 +55,53 @@ class SuspectReview:
 def flag_suspects(X: np.ndarray, y: np.ndarray, task: TaskSpec) -> TeacherNoise:
     """The labels `y` the reference student, trained without each, finds implausible (confident learning)."""
     if len(np.unique(y)) < 2 or len(y) < 2 * task.cv_folds:  # nothing a student could be trained to judge with
-        return TeacherNoise(0.0, np.zeros(len(y), bool), y.copy(), np.zeros(len(y)),
-                            "not estimated: too few valid labels or classes")
+        return TeacherNoise(
+            0.0, np.zeros(len(y), bool), y.copy(), np.zeros(len(y)), "not estimated: too few valid labels or classes"
+        )
     return estimate_teacher_noise(y, out_of_fold(REFERENCE_STUDENT, X, y, task.cv_folds, task.seed))
 
 
-def review_suspects(answers: pd.DataFrame, X_valid: np.ndarray, task: TaskSpec,
-                    reask_session: Callable[[], TeacherSession] | None = None,
-                    log: Callable[[str], None] = lambda _msg: None) -> SuspectReview:
+def review_suspects(
+    answers: pd.DataFrame,
+    X_valid: np.ndarray,
+    task: TaskSpec,
+    reask_session: Callable[[], TeacherSession] | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> SuspectReview:
     """`answers`: the labelled sample (id, teacher_label, valid, ...); `X_valid`: the vectors of its valid rows,
     in their order. `reask_session` builds the one-row-per-request session the `reask` policy asks with."""
     valid = answers["valid"].to_numpy(dtype=bool)
     noise = flag_suspects(X_valid, answers.loc[valid, "teacher_label"].to_numpy(), task)
-    out = answers.assign(suspect=False, suspect_student_label=None, suspect_student_score=np.nan,
-                         first_label=answers["teacher_label"], reasked=False, train=valid)
+    out = answers.assign(
+        suspect=False,
+        suspect_student_label=None,
+        suspect_student_score=np.nan,
+        first_label=answers["teacher_label"],
+        reasked=False,
+        train=valid,
+    )
     rows = out.index[valid]
     out.loc[rows, "suspect"] = noise.suspect
     out.loc[rows[noise.suspect], "suspect_student_label"] = noise.student_label[noise.suspect]
     out.loc[rows[noise.suspect], "suspect_student_score"] = noise.student_confidence[noise.suspect]
     suspects = out.index[out["suspect"]]
-    log(f"suspect teacher labels: {len(suspects):,} of {valid.sum():,} flagged ({noise.method}); policy "
-        f"{task.suspect_labels!r}")
+    log(
+        f"suspect teacher labels: {len(suspects):,} of {valid.sum():,} flagged ({noise.method}); policy "
+        f"{task.suspect_labels!r}"
+    )
     if task.suspect_labels == "drop":
         out.loc[suspects, "train"] = False
         return SuspectReview(out, "drop", noise, note=f"{len(suspects):,} suspect labels left out of training")
     if task.suspect_labels != "reask" or not len(suspects):
         return SuspectReview(out, task.suspect_labels, noise)
     if reask_session is None:  # the first question was already one row per request: it would be asked again as is
-        return SuspectReview(out, "reask", noise, note="not re-asked: the teacher already asks one row per request, "
-                             "and the same prompt gets the same answer at temperature 0")
+        return SuspectReview(
+            out,
+            "reask",
+            noise,
+            note="not re-asked: the teacher already asks one row per request, "
+            "and the same prompt gets the same answer at temperature 0",
+        )
     second = reask_session().ask(out.loc[suspects, "id"].to_numpy()).set_index("id")
     got = second.loc[out.loc[suspects, "id"]]
     answered = got["valid"].to_numpy(dtype=bool)
@@ -91,8 +109,10 @@ def review_suspects(answers: pd.DataFrame, X_valid: np.ndarray, task: TaskSpec,
     out.loc[suspects, "reasked"] = True
     out.loc[suspects[answered], "teacher_label"] = got.loc[answered, "teacher_label"].to_numpy()
     out.loc[suspects[answered], "raw_answer"] = got.loc[answered, "raw_answer"].to_numpy()
-    note = (f"{len(suspects):,} suspects re-asked one row per request: {int(changed.sum()):,} answers changed, "
-            f"{int(answered.sum() - changed.sum()):,} confirmed, {int((~answered).sum()):,} without a valid second "
-            "answer (first kept)")
+    note = (
+        f"{len(suspects):,} suspects re-asked one row per request: {int(changed.sum()):,} answers changed, "
+        f"{int(answered.sum() - changed.sum()):,} confirmed, {int((~answered).sum()):,} without a valid second "
+        "answer (first kept)"
+    )
     log(note)
     return SuspectReview(out, "reask", noise, reasked=len(suspects), changed_by_reask=int(changed.sum()), note=note)

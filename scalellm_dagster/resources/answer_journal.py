@@ -9,6 +9,7 @@ journal replayed after its lines reached the warehouse books nothing twice (answ
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -21,7 +22,7 @@ class AnswerJournal:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{key['run_id']}-{uuid.uuid4().hex[:8]}.jsonl"
         self.key = key
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the journal's life
         fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def append(self, answers: list[dict], ledger: list[dict]) -> None:
@@ -40,10 +41,8 @@ class AnswerJournal:
             self.path.unlink(missing_ok=True)
 
     def __del__(self):
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             self.close()
-        except (OSError, ValueError, AttributeError):
-            pass
 
 
 def orphaned_entries(folder: Path):

@@ -17,8 +17,13 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 # Each worker runs one task at a time on one core: native libraries must not start a thread per core on top.
-WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1",
-              "TOKENIZERS_PARALLELISM": "false"}
+WORKER_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "RAYON_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 class ClusterError(RuntimeError):
@@ -26,12 +31,21 @@ class ClusterError(RuntimeError):
 
 
 class ClusterResource(ConfigurableResource):
-    scheduler: str | None = Field(default=None, description="tcp://host:port of a Dask scheduler, or the path of "
-                                  "its scheduler file (`dask scheduler --scheduler-file F`).")
-    local_workers: int = Field(default=0, description="Start this many local worker processes for the run "
-                               "(SCALELLM_DASK=local:N); 0 with no scheduler: run in process.")
-    parts_root: str | None = Field(default=None, description="Where parts are written: a folder or an fsspec URL "
-                                   "(s3://, gs://) every worker can read and write. Default: beside the warehouse.")
+    scheduler: str | None = Field(
+        default=None,
+        description="tcp://host:port of a Dask scheduler, or the path of "
+        "its scheduler file (`dask scheduler --scheduler-file F`).",
+    )
+    local_workers: int = Field(
+        default=0,
+        description="Start this many local worker processes for the run "
+        "(SCALELLM_DASK=local:N); 0 with no scheduler: run in process.",
+    )
+    parts_root: str | None = Field(
+        default=None,
+        description="Where parts are written: a folder or an fsspec URL "
+        "(s3://, gs://) every worker can read and write. Default: beside the warehouse.",
+    )
     rows_per_part: int = Field(default=50_000, description="Rows per part: one task each.")
     connect_timeout_seconds: float = 10.0
 
@@ -77,20 +91,35 @@ class ClusterResource(ConfigurableResource):
         if self.scheduler:
             is_file = not self.scheduler.startswith(("tcp://", "tls://", "inproc://", "ws://", "wss://"))
             if is_file and not Path(self.scheduler).is_file():
-                raise ClusterError(f"SCALELLM_DASK_SCHEDULER={self.scheduler!r}: no such scheduler file; expected "
-                                   "tcp://host:port or the file `dask scheduler --scheduler-file` writes")
+                raise ClusterError(
+                    f"SCALELLM_DASK_SCHEDULER={self.scheduler!r}: no such scheduler file; expected "
+                    "tcp://host:port or the file `dask scheduler --scheduler-file` writes"
+                )
             try:
-                client = Client(**({"scheduler_file": self.scheduler} if is_file else {"address": self.scheduler}),
-                                timeout=f"{self.connect_timeout_seconds}s", set_as_default=False)
+                client = Client(
+                    **({"scheduler_file": self.scheduler} if is_file else {"address": self.scheduler}),
+                    timeout=f"{self.connect_timeout_seconds}s",
+                    set_as_default=False,
+                )
             except (OSError, TimeoutError) as exc:
-                raise ClusterError(f"cannot reach the Dask scheduler at {self.scheduler} within "
-                                   f"{self.connect_timeout_seconds:.0f}s ({type(exc).__name__}); start it with "
-                                   "`dask scheduler`, or unset SCALELLM_DASK_SCHEDULER to run in process") from None
+                raise ClusterError(
+                    f"cannot reach the Dask scheduler at {self.scheduler} within "
+                    f"{self.connect_timeout_seconds:.0f}s ({type(exc).__name__}); start it with "
+                    "`dask scheduler`, or unset SCALELLM_DASK_SCHEDULER to run in process"
+                ) from None
             try:
                 yield client
             finally:
                 client.close()
             return
-        with LocalCluster(n_workers=self.local_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, env=WORKER_ENV) as cluster, Client(cluster, set_as_default=False) as client:
+        with (
+            LocalCluster(
+                n_workers=self.local_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env=WORKER_ENV,
+            ) as cluster,
+            Client(cluster, set_as_default=False) as client,
+        ):
             yield client

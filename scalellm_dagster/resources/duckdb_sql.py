@@ -23,8 +23,9 @@ def transaction(conn: duckdb.DuckDBPyConnection):
 def relation_kind(conn: duckdb.DuckDBPyConnection, table: str) -> str | None:
     """'BASE TABLE', 'VIEW' or None."""
     schema, name = table.split(".") if "." in table else ("main", table)
-    found = conn.execute("SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                         [schema, name]).fetchone()
+    found = conn.execute(
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchone()
     return found[0] if found else None
 
 

@@ -31,8 +31,11 @@ class CorpusSource(ConfigurableResource):
     id_column: str = "id"
     text_column: str = "text"
     max_text_chars: int = Field(default=20_000, description="Longest text the corpus checks accept.")
-    csv_id_type: str = Field(default="text", description="How a CSV/TSV id column is read: 'text' (verbatim, the "
-                             "default: zero-padded keys keep their zeros) or 'infer' (integers when they all parse).")
+    csv_id_type: str = Field(
+        default="text",
+        description="How a CSV/TSV id column is read: 'text' (verbatim, the "
+        "default: zero-padded keys keep their zeros) or 'infer' (integers when they all parse).",
+    )
 
     def file_stamps(self) -> dict[str, str]:
         """size:mtime of each file the corpus is read from (a folder's files, or the one file); {} for a table.
@@ -68,8 +71,9 @@ class CorpusSource(ConfigurableResource):
             try:
                 data = conn.sql(f"SELECT * FROM {table}").to_arrow_table()
             except duckdb.Error as exc:
-                raise CorpusError(f"corpus source {self.path}: cannot read table {table!r} "
-                                  f"({str(exc).splitlines()[0][:160]})") from None
+                raise CorpusError(
+                    f"corpus source {self.path}: cannot read table {table!r} ({str(exc).splitlines()[0][:160]})"
+                ) from None
         return _with_text_ids(data, self.id_column).to_pandas()
 
     def _read_file(self, path: Path, id_type: pa.DataType | None = None) -> pa.Table:
@@ -81,11 +85,14 @@ class CorpusSource(ConfigurableResource):
                 return _read_csv(path, self.id_column, self.text_column, id_type, self.csv_id_type)
         except (pa.ArrowInvalid, UnicodeDecodeError, OSError) as exc:
             kind = "Parquet" if suffix == ".parquet" else suffix[1:].upper()
-            raise CorpusError(f"corpus source {path}: not a readable {kind} file "
-                              f"({str(exc).splitlines()[0][:160]}); check that SCALELLM_CORPUS points at the right "
-                              "file") from None
-        raise CorpusError(f"corpus source {path}: expected a .parquet, .csv or .tsv file, a folder of them, "
-                          "or 'file.duckdb::table'")
+            raise CorpusError(
+                f"corpus source {path}: not a readable {kind} file "
+                f"({str(exc).splitlines()[0][:160]}); check that SCALELLM_CORPUS points at the right "
+                "file"
+            ) from None
+        raise CorpusError(
+            f"corpus source {path}: expected a .parquet, .csv or .tsv file, a folder of them, or 'file.duckdb::table'"
+        )
 
     def _read_folder(self, files: list[Path]) -> pd.DataFrame:
         """One table from every file; CSV ids take the Parquet files' id type; files whose id types still
@@ -99,15 +106,19 @@ class CorpusSource(ConfigurableResource):
         kinds = {p: _id_kind(t, self.id_column) for p, t in tables.items()}
         if len({k for k in kinds.values() if k is not None}) > 1:
             listing = ", ".join(f"{p.name}: {k}" for p, k in kinds.items())
-            raise CorpusError(f"corpus folder {files[0].parent}: its files disagree on the type of column "
-                              f"{self.id_column!r} ({listing}); expected one id type across the folder: write the "
-                              "ids with the same type in every file")
+            raise CorpusError(
+                f"corpus folder {files[0].parent}: its files disagree on the type of column "
+                f"{self.id_column!r} ({listing}); expected one id type across the folder: write the "
+                "ids with the same type in every file"
+            )
         try:
             return pa.concat_tables(tables.values(), promote_options="permissive").to_pandas()
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise CorpusError(f"corpus folder {files[0].parent}: its files cannot be read as one table "
-                              f"({str(exc).splitlines()[0][:200]}); expected the same columns with the same types "
-                              "in every file") from None
+            raise CorpusError(
+                f"corpus folder {files[0].parent}: its files cannot be read as one table "
+                f"({str(exc).splitlines()[0][:200]}); expected the same columns with the same types "
+                "in every file"
+            ) from None
 
 
 def corpus_files(folder_or_file: Path) -> list[Path]:
@@ -116,8 +127,7 @@ def corpus_files(folder_or_file: Path) -> list[Path]:
     return sorted(p for p in folder_or_file.iterdir() if p.suffix.lower() in CORPUS_FILE_SUFFIXES and p.is_file())
 
 
-def _read_csv(path: Path, id_column: str, text_column: str, id_type: pa.DataType | None, csv_id_type: str
-              ) -> pa.Table:
+def _read_csv(path: Path, id_column: str, text_column: str, id_type: pa.DataType | None, csv_id_type: str) -> pa.Table:
     """The text column verbatim (strings are never read as nulls); the id column as text, as `id_type`, or
     inferred."""
     columns = {text_column: pa.string()}
@@ -127,8 +137,9 @@ def _read_csv(path: Path, id_column: str, text_column: str, id_type: pa.DataType
         columns[id_column] = pa.string()  # cast afterwards, so a bad value is named
     table = pacsv.read_csv(
         path,
-        parse_options=pacsv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
-                                         newlines_in_values=True),
+        parse_options=pacsv.ParseOptions(
+            delimiter="\t" if path.suffix.lower() == ".tsv" else ",", newlines_in_values=True
+        ),
         convert_options=pacsv.ConvertOptions(column_types=columns),
     )
     if id_type is None or pa.types.is_string(id_type) or id_column not in table.column_names:
@@ -138,8 +149,10 @@ def _read_csv(path: Path, id_column: str, text_column: str, id_type: pa.DataType
         cast = ids.cast(id_type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         bad = [v for v in ids.to_pylist() if not _castable(v, id_type)][:5]
-        raise CorpusError(f"corpus source {path}: column {id_column!r} holds {bad} where the folder's other files "
-                          f"have ids of type {id_type}; expected one id type across the folder") from None
+        raise CorpusError(
+            f"corpus source {path}: column {id_column!r} holds {bad} where the folder's other files "
+            f"have ids of type {id_type}; expected one id type across the folder"
+        ) from None
     return table.set_column(table.column_names.index(id_column), id_column, cast)
 
 
@@ -171,7 +184,9 @@ def _with_text_ids(table: pa.Table, id_column: str) -> pa.Table:
         return table
     found = table.schema.field(id_column).type
     if isinstance(found, pa.ExtensionType) or pa.types.is_fixed_size_binary(found):
-        values = [None if v is None else str(uuid.UUID(bytes=v)) if isinstance(v, bytes) and len(v) == 16 else str(v)
-                  for v in table[id_column].to_pylist()]
+        values = [
+            None if v is None else str(uuid.UUID(bytes=v)) if isinstance(v, bytes) and len(v) == 16 else str(v)
+            for v in table[id_column].to_pylist()
+        ]
         return table.set_column(table.column_names.index(id_column), id_column, pa.array(values, pa.string()))
     return table

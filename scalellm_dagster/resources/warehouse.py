@@ -51,9 +51,14 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, DuckDBResourc
         delay = 0.05
         while True:
             try:
-                return duckdb.connect(self.database, config={"custom_user_agent": "scalellm",
-                                                             "memory_limit": self.memory_limit,
-                                                             **self.connection_config})
+                return duckdb.connect(
+                    self.database,
+                    config={
+                        "custom_user_agent": "scalellm",
+                        "memory_limit": self.memory_limit,
+                        **self.connection_config,
+                    },
+                )
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise

@@ -4,7 +4,7 @@ and the vectors of paid embedding endpoints."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +17,22 @@ from scalellm_dagster.resources.duckdb_sql import transaction
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA
 from scalellm_dagster.teachers.base import Answer
 
-LEDGER_COLUMNS = ("rows_asked", "rows_answered", "prompt_tokens", "completion_tokens", "cost_usd", "seconds",
-                  "tokens_estimated", "response_format")
+LEDGER_COLUMNS = (
+    "rows_asked",
+    "rows_answered",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "seconds",
+    "tokens_estimated",
+    "response_format",
+)
 
 
 class CachesAndLedger:
     """Mixed into `Warehouse`: needs its `get_connection`, `read_df` and `table_exists`."""
 
-    def answer_cache(self, key: dict) -> "WarehouseAnswerCache":
+    def answer_cache(self, key: dict) -> WarehouseAnswerCache:
         """The answer cache and ledger for `key` (provider, model, prompt_version, task, run_id), after storing
         what killed runs had journaled and not stored."""
         self.ensure_cache_tables()
@@ -84,14 +92,17 @@ class CachesAndLedger:
     def store_vectors(self, model: str, hashes: list[str], matrix: np.ndarray) -> None:
         table = vector_cache_table(model)
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        incoming = pa.table({
-            "text_hash": pa.array(hashes, pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]),
-        })
+        incoming = pa.table(
+            {
+                "text_hash": pa.array(hashes, pa.string()),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1]),
+            }
+        )
         with self.get_connection() as conn:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} "
-                         f"(text_hash VARCHAR PRIMARY KEY, vector FLOAT[{matrix.shape[1]}])")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} (text_hash VARCHAR PRIMARY KEY, vector FLOAT[{matrix.shape[1]}])"
+            )
             conn.register("_vectors", incoming)
             conn.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM _vectors")
 
@@ -110,28 +121,27 @@ class CachesAndLedger:
 
     def store_answers(self, key: dict, answers: list[dict], ledger: list[dict]) -> None:
         """Answers and the ledger lines of the requests that paid for them, in one transaction."""
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
         ledger_df = pd.DataFrame(ledger, columns=[*LEDGER_COLUMNS, "request_id"])
-        with self.get_connection() as conn:
-            with transaction(conn):
-                if len(answers_df):
-                    conn.register("_answers", answers_df)
-                    conn.execute(
-                        f"""INSERT OR REPLACE INTO {CACHE_SCHEMA}.teacher_answers
-                            SELECT ?, ?, ?, text_hash, label, raw_answer, ? FROM _answers""",
-                        [key["provider"], key["model"], key["prompt_version"], now],
-                    )
-                conn.register("_ledger", ledger_df)
+        with self.get_connection() as conn, transaction(conn):
+            if len(answers_df):
+                conn.register("_answers", answers_df)
                 conn.execute(
-                    f"""INSERT INTO {CACHE_SCHEMA}.teacher_ledger
+                    f"""INSERT OR REPLACE INTO {CACHE_SCHEMA}.teacher_answers
+                            SELECT ?, ?, ?, text_hash, label, raw_answer, ? FROM _answers""",
+                    [key["provider"], key["model"], key["prompt_version"], now],
+                )
+            conn.register("_ledger", ledger_df)
+            conn.execute(
+                f"""INSERT INTO {CACHE_SCHEMA}.teacher_ledger
                             (task, run_id, provider, model, prompt_version, {", ".join(LEDGER_COLUMNS)}, requested_at,
                              request_id)
                         SELECT ?, ?, ?, ?, ?, {", ".join(LEDGER_COLUMNS)}, ?, request_id FROM _ledger
                         WHERE request_id IS NULL OR request_id NOT IN
                             (SELECT request_id FROM {CACHE_SCHEMA}.teacher_ledger WHERE request_id IS NOT NULL)""",
-                    [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"], now],
-                )
+                [key["task"], key["run_id"], key["provider"], key["model"], key["prompt_version"], now],
+            )
 
     def ledger_totals(self, task: str) -> dict:
         """Everything the teacher was paid for this task, across runs."""
@@ -141,7 +151,9 @@ class CachesAndLedger:
                        coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
                        coalesce(sum(completion_tokens), 0) AS completion_tokens,
                        coalesce(bool_or(tokens_estimated), false) AS tokens_estimated
-                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ?""", [task]).iloc[0]
+                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ?""",
+            [task],
+        ).iloc[0]
         return row.to_dict()
 
     def ledger_by_run(self, task: str) -> pd.DataFrame:
@@ -150,7 +162,9 @@ class CachesAndLedger:
                        sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
                        sum(cost_usd) AS cost_usd, sum(seconds) AS request_seconds,
                        string_agg(DISTINCT response_format, ', ') AS response_format
-                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ? GROUP BY run_id ORDER BY started""", [task])
+                FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ? GROUP BY run_id ORDER BY started""",
+            [task],
+        )
 
 
 def vector_cache_table(model: str) -> str:
@@ -166,8 +180,9 @@ class WarehouseAnswerCache:
         self.journal = AnswerJournal(folder, key) if folder else None
 
     def lookup(self, hashes: list[str]) -> dict[str, Answer]:
-        return self.warehouse.cached_answers(self.key["provider"], self.key["model"], self.key["prompt_version"],
-                                             hashes)
+        return self.warehouse.cached_answers(
+            self.key["provider"], self.key["model"], self.key["prompt_version"], hashes
+        )
 
     def store(self, answered: list[dict], ledger: list[dict]) -> None:
         self.warehouse.store_answers(self.key, answered, ledger)

@@ -37,11 +37,18 @@ class SnapshotLog:
     @staticmethod
     def snapshot_statements(table: str, run_id: str, corpus_run_id: str | None) -> list[tuple[str, list]]:
         """`same_transaction` statements for `write_table`: log the table as just written, in the same transaction."""
-        return [("CREATE SCHEMA IF NOT EXISTS scalellm_meta", []),
-                (f"CREATE TABLE IF NOT EXISTS {SNAPSHOTS} (table_name VARCHAR, run_id VARCHAR, corpus_run_id VARCHAR, "
-                 "rows BIGINT, ids_fingerprint UBIGINT, written_at TIMESTAMP)", []),
-                (f"INSERT INTO {SNAPSHOTS} SELECT ?, ?, ?, {FINGERPRINT_SQL}, now() FROM {quote(table)}",
-                 [table, run_id, corpus_run_id])]
+        return [
+            ("CREATE SCHEMA IF NOT EXISTS scalellm_meta", []),
+            (
+                f"CREATE TABLE IF NOT EXISTS {SNAPSHOTS} (table_name VARCHAR, run_id VARCHAR, corpus_run_id VARCHAR, "
+                "rows BIGINT, ids_fingerprint UBIGINT, written_at TIMESTAMP)",
+                [],
+            ),
+            (
+                f"INSERT INTO {SNAPSHOTS} SELECT ?, ?, ?, {FINGERPRINT_SQL}, now() FROM {quote(table)}",
+                [table, run_id, corpus_run_id],
+            ),
+        ]
 
     def snapshot(self, table: str, run_id: str | None = None) -> Snapshot | None:
         """The latest logged write of `table` (by `run_id` when given); None when none is logged."""
@@ -63,7 +70,10 @@ class SnapshotLog:
 def _snapshot(conn, table: str, run_id: str | None) -> Snapshot | None:
     if relation_kind(conn, SNAPSHOTS) is None:
         return None
-    row = conn.execute(f"SELECT table_name, run_id, corpus_run_id, rows, ids_fingerprint FROM {SNAPSHOTS} "
-                       "WHERE table_name = ? AND (? IS NULL OR run_id = ?) ORDER BY written_at DESC, rowid DESC "
-                       "LIMIT 1", [table, run_id, run_id]).fetchone()
+    row = conn.execute(
+        f"SELECT table_name, run_id, corpus_run_id, rows, ids_fingerprint FROM {SNAPSHOTS} "
+        "WHERE table_name = ? AND (? IS NULL OR run_id = ?) ORDER BY written_at DESC, rowid DESC "
+        "LIMIT 1",
+        [table, run_id, run_id],
+    ).fetchone()
     return Snapshot(row[0], row[1], row[2], int(row[3]), int(row[4])) if row else None

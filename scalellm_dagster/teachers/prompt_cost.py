@@ -19,7 +19,23 @@ def prompt_sizes(task: TaskSpec, texts: list[str]) -> PromptSizes:
     )
 
 
-def estimate_vs_baseline(task: TaskSpec, texts: list[str], corpus_rows: int, batch_size: int, concurrency: int,
-                         seconds_per_request: float, price_in: float, price_out: float) -> list[Estimate]:
-    return _estimate(prompt_sizes(task, texts), task.budget, corpus_rows, batch_size, concurrency,
-                     seconds_per_request, price_in, price_out)
+def estimate_vs_baseline(
+    task: TaskSpec,
+    texts: list[str],
+    corpus_rows: int,
+    batch_size: int,
+    concurrency: int,
+    seconds_per_request: float,
+    price_in: float,
+    price_out: float,
+) -> list[Estimate]:
+    return _estimate(
+        prompt_sizes(task, texts),
+        task.budget,
+        corpus_rows,
+        batch_size,
+        concurrency,
+        seconds_per_request,
+        price_in,
+        price_out,
+    )

@@ -9,7 +9,6 @@ holds. Grouping the warehouse writes matters: one costs tens of milliseconds, mo
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -76,11 +75,23 @@ class LabelingStats:
     tokens_estimated: bool = False
     notes: list[str] = field(default_factory=list)
 
-    def add(self, other: "LabelingStats") -> None:
+    def add(self, other: LabelingStats) -> None:
         """Accumulate another call's figures (a sample asked in several rounds)."""
-        for name in ("rows", "unique_texts", "cache_hits", "asked", "requests", "unanswered", "failed_requests",
-                     "normalised", "prompt_tokens", "completion_tokens", "cost_usd", "request_seconds",
-                     "wall_seconds"):
+        for name in (
+            "rows",
+            "unique_texts",
+            "cache_hits",
+            "asked",
+            "requests",
+            "unanswered",
+            "failed_requests",
+            "normalised",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "request_seconds",
+            "wall_seconds",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.response_formats |= other.response_formats
         self.tokens_estimated |= other.tokens_estimated
@@ -119,8 +130,10 @@ def label_with_cache(
     stats.cache_hits = len(cached)
     pending = [(str(r.id), r.text, r.text_hash) for r in first.itertuples() if r.text_hash not in known]
     stats.asked = len(pending)
-    log(f"teacher {teacher.provider}/{teacher.model}: {len(rows):,} rows, {stats.cache_hits:,} answered from "
-        f"cache, {len(pending):,} to ask in batches of {batch_size} with concurrency {concurrency}")
+    log(
+        f"teacher {teacher.provider}/{teacher.model}: {len(rows):,} rows, {stats.cache_hits:,} answered from "
+        f"cache, {len(pending):,} to ask in batches of {batch_size} with concurrency {concurrency}"
+    )
 
     buffer = _StoreBuffer(store, flush_rows, flush_seconds, journal)
     try:
@@ -128,8 +141,9 @@ def label_with_cache(
             if not pending:
                 break
             batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
-            missing = _run_round(teacher, batches, known, buffer, concurrency, stats, log, round_no, started,
-                                 max_failed_share)
+            missing = _run_round(
+                teacher, batches, known, buffer, concurrency, stats, log, round_no, started, max_failed_share
+            )
             if missing:
                 log(f"round {round_no}: {len(missing):,} rows were missing from the teacher's answers; asking again")
             pending = missing
@@ -151,8 +165,9 @@ def label_with_cache(
     return out, stats
 
 
-def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats, log, round_no, started,
-               max_failed_share: float) -> list:
+def _run_round(
+    teacher, batches, known, buffer: _StoreBuffer, concurrency, stats, log, round_no, started, max_failed_share: float
+) -> list:
     missing: list = []
     errors: list[str] = []
     fatal: TeacherFatalError | None = None
@@ -186,15 +201,19 @@ def _run_round(teacher, batches, known, buffer: _StoreBuffer, concurrency, stats
                 done_rows += len(batch)
                 if done_rows / total_rows >= next_log or done_rows == total_rows:
                     elapsed = time.perf_counter() - started
-                    log(f"teacher round {round_no}: {done_rows:,}/{total_rows:,} rows "
-                        f"({done_rows / max(elapsed, 1e-9):,.0f} rows/s)")
+                    log(
+                        f"teacher round {round_no}: {done_rows:,}/{total_rows:,} rows "
+                        f"({done_rows / max(elapsed, 1e-9):,.0f} rows/s)"
+                    )
                     next_log += 0.1
             if fatal or len(errors) > allowed:
                 continue  # stop feeding new requests; the ones in flight finish and their answers are kept
             for batch in _take(queue, len(finished)):
                 running[pool.submit(teacher.label_batch, [(k, t) for k, t, _ in batch])] = batch
-    kept = (f"{answered_now:,} answers from this round are cached; a rerun asks only the "
-            f"{total_rows - answered_now:,} other rows")
+    kept = (
+        f"{answered_now:,} answers from this round are cached; a rerun asks only the "
+        f"{total_rows - answered_now:,} other rows"
+    )
     if fatal:
         raise TeacherFatalError(f"{fatal} ({kept})") from fatal
     if len(errors) > allowed:
@@ -218,12 +237,20 @@ def _keep_answers(teacher, result, batch, known: dict, buffer: _StoreBuffer, sta
         stats.normalised += answer.normalised
         answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
     cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
-    buffer.add(answered, {
-        "request_id": uuid.uuid4().hex, "rows_asked": len(batch), "rows_answered": len(answered),
-        "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-        "cost_usd": cost, "seconds": result.seconds, "tokens_estimated": result.tokens_estimated,
-        "response_format": result.response_format,
-    })
+    buffer.add(
+        answered,
+        {
+            "request_id": uuid.uuid4().hex,
+            "rows_asked": len(batch),
+            "rows_answered": len(answered),
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cost_usd": cost,
+            "seconds": result.seconds,
+            "tokens_estimated": result.tokens_estimated,
+            "response_format": result.response_format,
+        },
+    )
     if result.response_format:
         stats.response_formats.add(result.response_format)
     stats.requests += 1

@@ -54,8 +54,9 @@ def nearest_other_class_streamed(blocks: Blocks, gold_by_id: pd.Series, labels: 
         known = codes >= 0
         if sums is None:
             sums = np.zeros((len(present), vectors.shape[1]))
-        members = sparse.csr_matrix((np.ones(int(known.sum())), (codes[known], np.flatnonzero(known))),
-                                    shape=(len(present), len(vectors)))
+        members = sparse.csr_matrix(
+            (np.ones(int(known.sum())), (codes[known], np.flatnonzero(known))), shape=(len(present), len(vectors))
+        )
         sums += members @ vectors
         counts += np.bincount(codes[known], minlength=len(present))
     centroids = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
@@ -115,8 +116,9 @@ class SimulatedTeacher:
         keys = ids.astype(str).to_numpy()
         gold_arr = gold.astype(object).to_numpy()
         if callable(embeddings):
-            by_id = nearest_other_class_streamed(embeddings, pd.Series(gold_arr, index=ids.to_numpy()),
-                                                 task.label_names)
+            by_id = nearest_other_class_streamed(
+                embeddings, pd.Series(gold_arr, index=ids.to_numpy()), task.label_names
+            )
             confusion = by_id.reindex(ids.to_numpy()).to_numpy(dtype=object)
         else:
             confusion = nearest_other_class(embeddings, gold_arr, task.label_names)

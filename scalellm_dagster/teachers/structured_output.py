@@ -29,7 +29,10 @@ def response_format(form: str, schema: dict, keys: list[str]) -> dict | None:
         item = body["properties"]["answers"].pop("items")
         body["properties"]["answers"].update(
             prefixItems=[{**item, "properties": {**item["properties"], "id": {"const": key}}} for key in keys],
-            items=False, minItems=len(keys), maxItems=len(keys))
+            items=False,
+            minItems=len(keys),
+            maxItems=len(keys),
+        )
         return {"type": "json_object", "schema": body}
     if form == "json_object":
         return {"type": "json_object"}
@@ -40,8 +43,11 @@ def response_format(form: str, schema: dict, keys: list[str]) -> dict | None:
 
 def is_format_rejection(exc: Exception) -> bool:
     """A server refusing the `response_format` we sent, which servers report as 400, 422 or even 500."""
-    return (isinstance(exc, openai.APIStatusError) and exc.status_code in (400, 422, 500)
-            and any(word in str(exc).lower() for word in _REJECTION_WORDS))
+    return (
+        isinstance(exc, openai.APIStatusError)
+        and exc.status_code in (400, 422, 500)
+        and any(word in str(exc).lower() for word in _REJECTION_WORDS)
+    )
 
 
 def answer_token_bound(keys: list[str], labels: list[str]) -> int:

@@ -43,8 +43,9 @@ def teacher_kind(name: str) -> TeacherKind:
         return TEACHERS[name]
     except KeyError:
         parts = [f"{n!r} ({k.summary})" for n, k in TEACHERS.items()]
-        raise SettingError(f"SCALELLM_TEACHER={name!r}: expected " + ", ".join(parts[:-1])
-                           + f" or {parts[-1]}") from None
+        raise SettingError(
+            f"SCALELLM_TEACHER={name!r}: expected " + ", ".join(parts[:-1]) + f" or {parts[-1]}"
+        ) from None
 
 
 def _prices(options) -> dict:
@@ -56,8 +57,9 @@ def _openai(options, task, corpus, embeddings) -> Teacher:
     from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
 
     client = make_client(options.base_url, options.api_key, options.timeout_seconds, options.max_retries)
-    return OpenAIChatTeacher(task, client, options.model, endpoint=options.base_url or "https://api.openai.com/v1",
-                             **_prices(options))
+    return OpenAIChatTeacher(
+        task, client, options.model, endpoint=options.base_url or "https://api.openai.com/v1", **_prices(options)
+    )
 
 
 def _local(options, task, corpus, embeddings) -> Teacher:
@@ -92,13 +94,28 @@ def _simulated(options, task, corpus, embeddings) -> Teacher:
             f"(columns: {list(corpus.columns)})"
         )
     return SimulatedTeacher.from_corpus(
-        task, corpus["id"], corpus[task.gold_column], embeddings,
-        accuracy=options.simulated_accuracy, latency_ms=options.simulated_latency_ms, seed=options.seed,
-        bias=options.simulated_bias, **_prices(options),
+        task,
+        corpus["id"],
+        corpus[task.gold_column],
+        embeddings,
+        accuracy=options.simulated_accuracy,
+        latency_ms=options.simulated_latency_ms,
+        seed=options.seed,
+        bias=options.simulated_bias,
+        **_prices(options),
     )
 
 
 register(TeacherKind("simulated", "offline", _simulated, badge="python", simulated=True))
 register(TeacherKind("openai", "any OpenAI-compatible endpoint", _openai, badge="openai"))
-register(TeacherKind("local", "a GGUF model in-process, llm extra", _local, badge="llama", priced=False,
-                     one_at_a_time=True, missing=_local_missing))
+register(
+    TeacherKind(
+        "local",
+        "a GGUF model in-process, llm extra",
+        _local,
+        badge="llama",
+        priced=False,
+        one_at_a_time=True,
+        missing=_local_missing,
+    )
+)
