@@ -62,6 +62,16 @@ def _materialized_fingerprint(instance, task_name: str) -> str | None:
     return (event.asset_materialization.tags or {}).get("dagster/code_version") if event else None
 
 
+def _stopped_sensor(settings: Settings, all_job, description: str):
+    """`@sensor` for the refresh job, off until switched on in the UI; named after the decorated function."""
+    return sensor(
+        job=all_job,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=DefaultSensorStatus.STOPPED,
+        description=description,
+    )
+
+
 def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
     return [build(settings, tasks, all_job) for build in (corpus_folder_sensor, task_config_sensor, drift_topup_sensor)]
 
@@ -73,15 +83,15 @@ def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
         *[AssetKey(task_key(t, name)) for t in tasks for name in (PREDICTIONS, DRIFT_AUDIT)],
     ]
 
-    @sensor(
-        name="corpus_folder_sensor",
-        job=all_job,
-        minimum_interval_seconds=settings.sensor_interval_seconds,
-        default_status=DefaultSensorStatus.STOPPED,
-        description="When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
-        "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
-        "A file counts as processed when the cursor or the latest corpus materialization has its size and "
-        "mtime, so no file is processed twice, even one materialized before the sensor started.",
+    @_stopped_sensor(
+        settings,
+        all_job,
+        (
+            "When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
+            "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
+            "A file counts as processed when the cursor or the latest corpus materialization has its size and "
+            "mtime, so no file is processed twice, even one materialized before the sensor started."
+        ),
     )
     def corpus_folder_sensor(context: SensorEvaluationContext):
         folder = Path(settings.corpus)
@@ -109,14 +119,14 @@ def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
 
 
 def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    @sensor(
-        name="task_config_sensor",
-        job=all_job,
-        minimum_interval_seconds=settings.sensor_interval_seconds,
-        default_status=DefaultSensorStatus.STOPPED,
-        description="Reruns a task's four assets when its definition in the tasks file changes (after the code "
-        "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "
-        "changed prompt re-asks the teacher because the prompt version is part of every cache key.",
+    @_stopped_sensor(
+        settings,
+        all_job,
+        (
+            "Reruns a task's four assets when its definition in the tasks file changes (after the code "
+            "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "
+            "changed prompt re-asks the teacher because the prompt version is part of every cache key."
+        ),
     )
     def task_config_sensor(context: SensorEvaluationContext):
         try:
@@ -161,15 +171,15 @@ def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
 
 
 def drift_topup_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    @sensor(
-        name="drift_topup_sensor",
-        job=all_job,
-        minimum_interval_seconds=settings.sensor_interval_seconds,
-        default_status=DefaultSensorStatus.STOPPED,
-        description=f"When a task's drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row (their "
-        "agreement with the teacher on new rows fell below the report's estimate by more than the audit's "
-        "interval), reruns the task's sample (which then takes its drift top-up from the failing refreshes' "
-        "rows), candidates, selection, predictions and audit. One run per failing streak.",
+    @_stopped_sensor(
+        settings,
+        all_job,
+        (
+            f"When a task's drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row (their "
+            "agreement with the teacher on new rows fell below the report's estimate by more than the audit's "
+            "interval), reruns the task's sample (which then takes its drift top-up from the failing refreshes' "
+            "rows), candidates, selection, predictions and audit. One run per failing streak."
+        ),
     )
     def drift_topup_sensor(context: SensorEvaluationContext):
         requests = []

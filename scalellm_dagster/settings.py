@@ -25,8 +25,13 @@ def default_data_dir() -> Path:
     return (repo if (repo / "pyproject.toml").is_file() else Path.cwd()) / "data"
 
 
-def _var(name: str, default, lower: bool = False):
-    return field(default=default, metadata={"env": name, "lower": lower})
+def _var(name: str, default, lower: bool = False, feeds: str | tuple[str, ...] = ()):
+    """A setting read from the environment variable `name`; `feeds` names the resource options it sets
+    (`"teacher.model"`), which `Settings.options` hands over."""
+    return field(
+        default=default,
+        metadata={"env": name, "lower": lower, "feeds": (feeds,) if isinstance(feeds, str) else feeds},
+    )
 
 
 def _cast(name: str, raw: str, default):
@@ -42,39 +47,41 @@ def _cast(name: str, raw: str, default):
 
 @dataclass(frozen=True)
 class Settings:
-    corpus: str = _var("SCALELLM_CORPUS", str(DEMO_CORPUS))
+    corpus: str = _var("SCALELLM_CORPUS", str(DEMO_CORPUS), feeds="source.path")
     tasks: str = _var("SCALELLM_TASKS", str(DEMO_TASKS))
-    duckdb_path: str = _var("SCALELLM_DUCKDB_PATH", "")  # from_env: data/scalellm.duckdb when unset
-    duckdb_memory_limit: str = _var("SCALELLM_DUCKDB_MEMORY_LIMIT", "2GB")
-    id_column: str = _var("SCALELLM_ID_COLUMN", "id")
-    text_column: str = _var("SCALELLM_TEXT_COLUMN", "text")
-    csv_id_type: str = _var("SCALELLM_CSV_ID_TYPE", "text", lower=True)
-    max_text_chars: int = _var("SCALELLM_MAX_TEXT_CHARS", 20_000)
+    duckdb_path: str = _var(
+        "SCALELLM_DUCKDB_PATH", "", feeds="warehouse.database"
+    )  # from_env: data/scalellm.duckdb when unset
+    duckdb_memory_limit: str = _var("SCALELLM_DUCKDB_MEMORY_LIMIT", "2GB", feeds="warehouse.memory_limit")
+    id_column: str = _var("SCALELLM_ID_COLUMN", "id", feeds="source.id_column")
+    text_column: str = _var("SCALELLM_TEXT_COLUMN", "text", feeds="source.text_column")
+    csv_id_type: str = _var("SCALELLM_CSV_ID_TYPE", "text", lower=True, feeds="source.csv_id_type")
+    max_text_chars: int = _var("SCALELLM_MAX_TEXT_CHARS", 20_000, feeds="source.max_text_chars")
     embedder: str = _var("SCALELLM_EMBEDDER", "static", lower=True)
-    embedding_dim: int = _var("SCALELLM_EMBEDDING_DIM", 384)
-    embedding_model: str = _var("SCALELLM_EMBEDDING_MODEL", "text-embedding-3-small")
-    embedding_batch_size: int = _var("SCALELLM_EMBEDDING_BATCH_SIZE", 256)
-    embedding_refit: bool = _var("SCALELLM_EMBEDDING_REFIT", False)
+    embedding_dim: int = _var("SCALELLM_EMBEDDING_DIM", 384, feeds="embedder.dim")
+    embedding_model: str = _var("SCALELLM_EMBEDDING_MODEL", "text-embedding-3-small", feeds="embedder.model")
+    embedding_batch_size: int = _var("SCALELLM_EMBEDDING_BATCH_SIZE", 256, feeds="embedder.batch_size")
+    embedding_refit: bool = _var("SCALELLM_EMBEDDING_REFIT", False, feeds="embedder.refit")
     teacher: str = _var("SCALELLM_TEACHER", "simulated", lower=True)
-    teacher_model: str = _var("SCALELLM_TEACHER_MODEL", "gpt-4o-mini")
-    teacher_batch_size: int = _var("SCALELLM_TEACHER_BATCH_SIZE", 10)
-    teacher_concurrency: int = _var("SCALELLM_TEACHER_CONCURRENCY", 8)
-    teacher_max_retries: int = _var("SCALELLM_TEACHER_MAX_RETRIES", 4)
-    teacher_timeout_seconds: float = _var("SCALELLM_TEACHER_TIMEOUT_SECONDS", 60.0)
-    teacher_store_seconds: float = _var("SCALELLM_TEACHER_STORE_SECONDS", 1.0)
-    price_in_per_mtok: float = _var("SCALELLM_PRICE_IN_PER_MTOK", 0.15)
-    price_out_per_mtok: float = _var("SCALELLM_PRICE_OUT_PER_MTOK", 0.60)
-    simulated_accuracy: float = _var("SCALELLM_SIMULATED_ACCURACY", 0.9)
-    simulated_bias: float = _var("SCALELLM_SIMULATED_BIAS", 0.0)
-    simulated_latency_ms: float = _var("SCALELLM_SIMULATED_LATENCY_MS", 20.0)
-    local_model: str | None = _var("SCALELLM_LOCAL_MODEL", None)
-    local_threads: int = _var("SCALELLM_LOCAL_THREADS", 1)
-    openai_base_url: str | None = _var("OPENAI_BASE_URL", None)
+    teacher_model: str = _var("SCALELLM_TEACHER_MODEL", "gpt-4o-mini", feeds="teacher.model")
+    teacher_batch_size: int = _var("SCALELLM_TEACHER_BATCH_SIZE", 10, feeds="teacher.batch_size")
+    teacher_concurrency: int = _var("SCALELLM_TEACHER_CONCURRENCY", 8, feeds="teacher.concurrency")
+    teacher_max_retries: int = _var("SCALELLM_TEACHER_MAX_RETRIES", 4, feeds="teacher.max_retries")
+    teacher_timeout_seconds: float = _var("SCALELLM_TEACHER_TIMEOUT_SECONDS", 60.0, feeds="teacher.timeout_seconds")
+    teacher_store_seconds: float = _var("SCALELLM_TEACHER_STORE_SECONDS", 1.0, feeds="teacher.store_window_seconds")
+    price_in_per_mtok: float = _var("SCALELLM_PRICE_IN_PER_MTOK", 0.15, feeds="teacher.price_in_per_mtok")
+    price_out_per_mtok: float = _var("SCALELLM_PRICE_OUT_PER_MTOK", 0.60, feeds="teacher.price_out_per_mtok")
+    simulated_accuracy: float = _var("SCALELLM_SIMULATED_ACCURACY", 0.9, feeds="teacher.simulated_accuracy")
+    simulated_bias: float = _var("SCALELLM_SIMULATED_BIAS", 0.0, feeds="teacher.simulated_bias")
+    simulated_latency_ms: float = _var("SCALELLM_SIMULATED_LATENCY_MS", 20.0, feeds="teacher.simulated_latency_ms")
+    local_model: str | None = _var("SCALELLM_LOCAL_MODEL", None, feeds="teacher.local_model")
+    local_threads: int = _var("SCALELLM_LOCAL_THREADS", 1, feeds="teacher.local_threads")
+    openai_base_url: str | None = _var("OPENAI_BASE_URL", None, feeds=("embedder.base_url", "teacher.base_url"))
     openai_api_key: str | None = _var("OPENAI_API_KEY", None)  # passed on as an EnvVar: its value is never shown
     dask: str = _var("SCALELLM_DASK", "")
-    dask_scheduler: str | None = _var("SCALELLM_DASK_SCHEDULER", None)
-    dask_parts: str | None = _var("SCALELLM_DASK_PARTS", None)
-    dask_part_rows: int = _var("SCALELLM_DASK_PART_ROWS", 50_000)
+    dask_scheduler: str | None = _var("SCALELLM_DASK_SCHEDULER", None, feeds="cluster.scheduler")
+    dask_parts: str | None = _var("SCALELLM_DASK_PARTS", None, feeds="cluster.parts_root")
+    dask_part_rows: int = _var("SCALELLM_DASK_PART_ROWS", 50_000, feeds="cluster.rows_per_part")
     refresh_cron: str = _var("SCALELLM_REFRESH_CRON", "0 2 * * *")
     sensor_interval_seconds: int = _var("SCALELLM_SENSOR_INTERVAL_SECONDS", 60)
 
@@ -114,6 +121,16 @@ class Settings:
                 f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={self.sensor_interval_seconds}"
                 ": expected a whole number of seconds, at least 1"
             )
+
+    def options(self, resource: str) -> dict:
+        """The options of `resource` ("teacher", "embedder", ...) these settings set, by option name."""
+        out = {}
+        for f in fields(self):
+            for feed in f.metadata["feeds"]:
+                owner, option = feed.split(".")
+                if owner == resource:
+                    out[option] = getattr(self, f.name)
+        return out
 
     @property
     def dask_local_workers(self) -> int:

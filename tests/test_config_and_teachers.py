@@ -115,13 +115,14 @@ def test_simulated_teacher_errs_towards_the_nearest_other_class_deterministicall
 
 
 def test_dry_run_estimate_scales_with_rows_and_requests():
-    from scalellm_dagster.teachers.prompt_cost import estimate_vs_baseline
+    from scalellm_dagster.core.cost_estimate import estimate_vs_baseline
+    from scalellm_dagster.teachers.prompt_cost import prompt_sizes
 
     task = parse_task({**BASE, "budget": 100})
     texts = ["a short message about my card"] * 50
     ours, baseline = estimate_vs_baseline(
-        task,
-        texts,
+        prompt_sizes(task, texts),
+        task.budget,
         corpus_rows=10_000,
         batch_size=10,
         concurrency=4,

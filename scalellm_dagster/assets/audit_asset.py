@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue
 
 from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown
+from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.assets.task_io import reports_dir, simulation_vectors
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core import plots
@@ -133,19 +134,19 @@ def _id_type(ids: np.ndarray) -> str:
     return "BIGINT" if np.issubdtype(np.asarray(ids).dtype, np.integer) else "VARCHAR"
 
 
-def drift_audit_asset(task: TaskSpec, branch: dict, predictions: AssetsDefinition, kinds: set[str]) -> AssetsDefinition:
-    @asset(
-        name=DRIFT_AUDIT,
-        deps=[predictions],
-        kinds=kinds,
-        tags={"task": task.name, "layer": "audit"},
-        description=(
+def drift_audit_asset(task: TaskSpec, predictions: AssetsDefinition, kinds: set[str]) -> AssetsDefinition:
+    @task_asset(
+        task,
+        DRIFT_AUDIT,
+        [predictions],
+        "audit",
+        (
             f"Each refresh's new rows audited: {task.audit_rows} of those the student labelled, asked of the "
             "teacher (never trained on), their agreement with the deployed labels and its 95 % interval against "
             "the report's estimate. Two failed audits in a row call for a drift top-up of "
             f"{task.drift_topup:,} sample rows from the failing refreshes (drift_topup_sensor reruns the task)."
         ),
-        **branch,
+        kinds=kinds,
     )
     def drift_audit(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         if task.audit_rows == 0:

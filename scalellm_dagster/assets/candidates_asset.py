@@ -1,8 +1,9 @@
 """A task's `student_candidates` asset: every candidate student scored at several sample sizes (flow step 2)."""
 
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.flow import evaluate_students
 from scalellm_dagster.names import STUDENT_CANDIDATES, task_table
 from scalellm_dagster.resources import Warehouse
@@ -10,16 +11,17 @@ from scalellm_dagster.tasks_config import TaskSpec
 
 
 def student_candidates_asset(
-    task: TaskSpec, branch: dict, sample: AssetsDefinition, embeddings: AssetsDefinition
+    task: TaskSpec, sample: AssetsDefinition, embeddings: AssetsDefinition
 ) -> AssetsDefinition:
-    @asset(
-        name=STUDENT_CANDIDATES,
-        deps=[sample, embeddings],  # reads the vectors directly: refreshes must order after them
-        kinds={"duckdb", "sklearn"},
-        tags={"task": task.name, "layer": "students"},
-        description="Every candidate student at several sample sizes: cross-validated accuracy against the "
-        "teacher's labels, train time, inference throughput; failures recorded with their reason.",
-        **branch,
+    @task_asset(
+        task,
+        STUDENT_CANDIDATES,
+        [sample, embeddings],  # reads the vectors directly: refreshes must order after them
+        "students",
+        (
+            "Every candidate student at several sample sizes: cross-validated accuracy against the "
+            "teacher's labels, train time, inference throughput; failures recorded with their reason."
+        ),
     )
     def student_candidates(context: AssetExecutionContext, warehouse: Warehouse):
         return materialize_student_candidates(context, task, warehouse)

@@ -3,10 +3,11 @@ where it answered, and the cascade's (flow steps 4 and 5)."""
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
 from scalellm_dagster.assets.on_cluster import predict_on_cluster
+from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.cluster.parts import join
 from scalellm_dagster.core.cascade import agreement_of_most_confident
@@ -29,19 +30,18 @@ COLUMNS = [
 ]
 
 
-def predictions_asset(
-    task: TaskSpec, branch: dict, report: AssetsDefinition, embeddings: AssetsDefinition
-) -> AssetsDefinition:
-    @asset(
-        name=PREDICTIONS,
-        deps=[report, embeddings],
-        kinds={"duckdb", "sklearn"},
-        tags={"task": task.name, "layer": "predictions"},
-        description="Every corpus row with its label, the student's confidence, and where the label came from: "
-        "`teacher-sample` (sampled rows keep the teacher's label), `teacher-cascade` (rows the student was least "
-        "sure of, sent back to the teacher when the task sets cascade_budget) or `student`. With a cluster "
-        "configured, the rows are predicted there (the student sent to every worker once).",
-        **branch,
+def predictions_asset(task: TaskSpec, report: AssetsDefinition, embeddings: AssetsDefinition) -> AssetsDefinition:
+    @task_asset(
+        task,
+        PREDICTIONS,
+        [report, embeddings],
+        "predictions",
+        (
+            "Every corpus row with its label, the student's confidence, and where the label came from: "
+            "`teacher-sample` (sampled rows keep the teacher's label), `teacher-cascade` (rows the student was least "
+            "sure of, sent back to the teacher when the task sets cascade_budget) or `student`. With a cluster "
+            "configured, the rows are predicted there (the student sent to every worker once)."
+        ),
     )
     def predictions(
         context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource, cluster: ClusterResource

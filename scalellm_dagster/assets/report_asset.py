@@ -1,9 +1,10 @@
 """A task's `model_selection_report` asset: the cost / accuracy / latency trade-off and the chosen student (flow
 step 3)."""
 
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.flow import select_student, with_accuracy_vs_gold
 from scalellm_dagster.flow.student_selection import GOLD_EVAL_ROWS
 from scalellm_dagster.names import CORPUS, MODEL_SELECTION_REPORT, STUDENT_CANDIDATES, task_table
@@ -12,16 +13,17 @@ from scalellm_dagster.tasks_config import TaskSpec
 
 
 def model_selection_report_asset(
-    task: TaskSpec, branch: dict, candidates: AssetsDefinition, embeddings: AssetsDefinition
+    task: TaskSpec, candidates: AssetsDefinition, embeddings: AssetsDefinition
 ) -> AssetsDefinition:
-    @asset(
-        name=MODEL_SELECTION_REPORT,
-        deps=[candidates, embeddings],
-        kinds={"duckdb", "sklearn"},
-        tags={"task": task.name, "layer": "selection"},
-        description="The cost / accuracy / latency trade-off: accuracy vs teacher labels per candidate with a "
-        "fitted learning curve and forecasts, teacher cost and time vs a row-by-row baseline, the chosen student.",
-        **branch,
+    @task_asset(
+        task,
+        MODEL_SELECTION_REPORT,
+        [candidates, embeddings],
+        "selection",
+        (
+            "The cost / accuracy / latency trade-off: accuracy vs teacher labels per candidate with a "
+            "fitted learning curve and forecasts, teacher cost and time vs a row-by-row baseline, the chosen student."
+        ),
     )
     def model_selection_report(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         return materialize_report(context, task, warehouse, teacher)

@@ -4,10 +4,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
 from scalellm_dagster.assets.audit_asset import audited_ids, grant_topup
+from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core.corpus import check_gold_column
 from scalellm_dagster.flow import LabelledSample, TeacherSession, initial_sample_ids, label_sample
@@ -18,17 +19,18 @@ from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
 
-def labeled_sample_asset(task: TaskSpec, branch: dict, upstream: AssetsDefinition, teacher: str) -> AssetsDefinition:
-    @asset(
-        name=LABELED_SAMPLE,
-        deps=[upstream],
-        kinds={"duckdb", teacher_kind(teacher).badge},  # what really answers: a simulation wears no OpenAI badge
-        tags={"task": task.name, "layer": "teacher", "teacher": teacher},
-        description=(
+def labeled_sample_asset(task: TaskSpec, upstream: AssetsDefinition, teacher: str) -> AssetsDefinition:
+    @task_asset(
+        task,
+        LABELED_SAMPLE,
+        [upstream],
+        "teacher",
+        (
             f"Rows chosen for the teacher ({task.sampling} sampling, budget {task.budget:,}) and the teacher's "
             f"label for each, raw answer kept. Task: {task.description or task.instruction}"
         ),
-        **branch,
+        kinds={"duckdb", teacher_kind(teacher).badge},  # what really answers: a simulation wears no OpenAI badge
+        tags={"teacher": teacher},
     )
     def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         return materialize_labeled_sample(_Run(context, task, warehouse, teacher))

@@ -13,7 +13,6 @@ from scalellm_dagster.assets.predictions_asset import predictions_asset
 from scalellm_dagster.assets.report_asset import model_selection_report_asset
 from scalellm_dagster.assets.sample_asset import labeled_sample_asset
 from scalellm_dagster.assets.shared import embeddings
-from scalellm_dagster.names import task_fingerprint
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
@@ -23,16 +22,9 @@ def build_task_assets(
 ) -> list[AssetsDefinition]:
     """The task's five assets: sample, candidates, report, predictions, drift audit; `teacher` is the teacher
     kind that answers (its badge shows on the assets that ask it)."""
-    # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
-    branch = {
-        "key_prefix": [task.name],
-        "group_name": task.name,
-        "owners": ["team:scalellm"],
-        "code_version": task_fingerprint(task),
-    }
-    sample = labeled_sample_asset(task, branch, embeddings_asset, teacher)
-    candidates = student_candidates_asset(task, branch, sample, embeddings_asset)
-    report = model_selection_report_asset(task, branch, candidates, embeddings_asset)
-    predictions = predictions_asset(task, branch, report, embeddings_asset)
-    audit = drift_audit_asset(task, branch, predictions, {"duckdb", teacher_kind(teacher).badge})
+    sample = labeled_sample_asset(task, embeddings_asset, teacher)
+    candidates = student_candidates_asset(task, sample, embeddings_asset)
+    report = model_selection_report_asset(task, candidates, embeddings_asset)
+    predictions = predictions_asset(task, report, embeddings_asset)
+    audit = drift_audit_asset(task, predictions, {"duckdb", teacher_kind(teacher).badge})
     return [sample, candidates, report, predictions, audit]

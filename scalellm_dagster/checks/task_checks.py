@@ -97,6 +97,11 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
     ]
 
 
+def _task_check(task: TaskSpec, asset_name: str, description: str, blocking: bool = True):
+    """`@asset_check` on one of `task`'s assets; the check takes the decorated function's name."""
+    return asset_check(asset=AssetKey(task_key(task, asset_name)), blocking=blocking, description=description)
+
+
 def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
     return [
         sample_labels_valid_check(task),
@@ -110,12 +115,13 @@ def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
 
 
 def sample_labels_valid_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(
-        asset=AssetKey(task_key(task, LABELED_SAMPLE)),
-        name="sample_labels_valid",
-        blocking=True,
-        description=f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
-        "label set (invalid answers kept with valid=false, never coerced); at least two classes covered.",
+    @_task_check(
+        task,
+        LABELED_SAMPLE,
+        (
+            f"At most {max_sample_size(task):,} rows, all in the corpus; every accepted label in the task's "
+            "label set (invalid answers kept with valid=false, never coerced); at least two classes covered."
+        ),
     )
     def sample_labels_valid(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         table = task_table(task, LABELED_SAMPLE)
@@ -151,11 +157,14 @@ def sample_labels_valid_check(task: TaskSpec) -> AssetChecksDefinition:
 
 
 def sample_invalid_answers_rare_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(
-        asset=AssetKey(task_key(task, LABELED_SAMPLE)),
-        name="sample_invalid_answers_rare",
-        description=f"At most {MAX_INVALID_ANSWER_FRACTION:.0%} of teacher answers are unparseable or "
-        "outside the label set (a warning: the prompt or model may need attention).",
+    @_task_check(
+        task,
+        LABELED_SAMPLE,
+        (
+            f"At most {MAX_INVALID_ANSWER_FRACTION:.0%} of teacher answers are unparseable or "
+            "outside the label set (a warning: the prompt or model may need attention)."
+        ),
+        blocking=False,
     )
     def sample_invalid_answers_rare(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT id, valid, raw_answer FROM {task_table(task, LABELED_SAMPLE)}")
@@ -174,12 +183,13 @@ def sample_invalid_answers_rare_check(task: TaskSpec) -> AssetChecksDefinition:
 
 
 def every_candidate_evaluated_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(
-        asset=AssetKey(task_key(task, STUDENT_CANDIDATES)),
-        name="every_candidate_evaluated",
-        blocking=True,
-        description="Every configured candidate at every sample size, or its failure or pruning (clearly "
-        "behind at a smaller size) recorded with the reason; accuracies in [0, 1].",
+    @_task_check(
+        task,
+        STUDENT_CANDIDATES,
+        (
+            "Every configured candidate at every sample size, or its failure or pruning (clearly "
+            "behind at a smaller size) recorded with the reason; accuracies in [0, 1]."
+        ),
     )
     def every_candidate_evaluated(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT * FROM {task_table(task, STUDENT_CANDIDATES)}")
@@ -192,11 +202,10 @@ def every_candidate_evaluated_check(task: TaskSpec) -> AssetChecksDefinition:
 
 
 def student_chosen_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(
-        asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)),
-        name="student_chosen",
-        blocking=True,
-        description="Exactly one configured candidate is marked as the chosen student.",
+    @_task_check(
+        task,
+        MODEL_SELECTION_REPORT,
+        "Exactly one configured candidate is marked as the chosen student.",
     )
     def student_chosen(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(
@@ -209,13 +218,16 @@ def student_chosen_check(task: TaskSpec) -> AssetChecksDefinition:
 
 
 def chosen_student_above_floor_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(
-        asset=AssetKey(task_key(task, MODEL_SELECTION_REPORT)),
-        name="chosen_student_above_floor",
+    kind = "hard floor: blocks predictions" if task.accuracy_floor_is_hard else "warning"
+
+    @_task_check(
+        task,
+        MODEL_SELECTION_REPORT,
+        (
+            f"The chosen student's cross-validated accuracy vs the teacher is at least "
+            f"{task.accuracy_floor:.2f} ({kind}; set accuracy_floor / accuracy_floor_is_hard in the task)."
+        ),
         blocking=task.accuracy_floor_is_hard,
-        description=f"The chosen student's cross-validated accuracy vs the teacher is at least "
-        f"{task.accuracy_floor:.2f} ({'hard floor: blocks predictions' if task.accuracy_floor_is_hard else 'warning'};"
-        " set accuracy_floor / accuracy_floor_is_hard in the task).",
     )
     def chosen_student_above_floor(warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(
@@ -232,12 +244,13 @@ def chosen_student_above_floor_check(task: TaskSpec) -> AssetChecksDefinition:
 
 
 def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
-    @asset_check(
-        asset=AssetKey(task_key(task, PREDICTIONS)),
-        name="predictions_cover_corpus",
-        blocking=True,
-        description="One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
-        "teacher labelled keep the teacher's label.",
+    @_task_check(
+        task,
+        PREDICTIONS,
+        (
+            "One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
+            "teacher labelled keep the teacher's label."
+        ),
     )
     def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         table = task_table(task, PREDICTIONS)

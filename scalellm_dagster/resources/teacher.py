@@ -7,9 +7,10 @@ import pandas as pd
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
+from scalellm_dagster.core.cost_estimate import estimate_vs_baseline
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Teacher, TeacherNotConfigured
-from scalellm_dagster.teachers.prompt_cost import estimate_vs_baseline
+from scalellm_dagster.teachers.prompt_cost import prompt_sizes
 from scalellm_dagster.teachers.teacher_kinds import TeacherKind, teacher_kind
 
 __all__ = ["TeacherNotConfigured", "TeacherResource"]
@@ -79,8 +80,8 @@ class TeacherResource(ConfigurableResource):
         """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
         p = self.pricing()
         rows = estimate_vs_baseline(
-            task,
-            texts,
+            prompt_sizes(task, texts),
+            task.budget,
             corpus_rows,
             self.batch_size,
             self.effective_concurrency,

@@ -12,7 +12,13 @@ import openai
 
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import BatchResult, MalformedReplyError, TeacherFatalError, TeacherRequestError
-from scalellm_dagster.teachers.prompts import answer_schema, parse_answers, prompt_version, system_prompt, user_prompt
+from scalellm_dagster.teachers.prompts import (
+    PromptedTeacher,
+    answer_schema,
+    parse_answers,
+    system_prompt,
+    user_prompt,
+)
 from scalellm_dagster.teachers.structured_output import (
     FORMS,
     answer_token_bound,
@@ -35,7 +41,7 @@ _ADVICE = {
 }
 
 
-class OpenAIChatTeacher:
+class OpenAIChatTeacher(PromptedTeacher):
     """Asks for a JSON answer whose label field is an enum of the task's labels (and id an enum of the batch's).
 
     Structured output: the first request probes the forms in `structured_output.FORMS` order, without the
@@ -68,13 +74,6 @@ class OpenAIChatTeacher:
         self._probe_lock = threading.Lock()
         self._fatal: str | None = None  # once the endpoint refuses us for good, no request is sent again
         self.max_retries = int(getattr(client, "max_retries", 2))
-
-    @property
-    def prompt_version(self) -> str:
-        return prompt_version(self.task)
-
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self._prices[0] + completion_tokens * self._prices[1]) / 1e6
 
     def label_batch(self, rows: list[tuple[str, str]]) -> BatchResult:
         if self._fatal:

@@ -150,3 +150,18 @@ def _json_pairs(content: str) -> list[tuple[str, str]] | None:
     if isinstance(doc, dict):  # {"<id>": "<label>", ...} is a common shape from servers without schema support
         return [(str(k), v) for k, v in doc.items() if isinstance(v, str)]
     return None
+
+
+class PromptedTeacher:
+    """What every teacher of a task asked with this module's prompt shares: the prompt's version (part of every
+    cache key) and the price of its tokens. Subclasses set `task` and `_prices` (USD per million in, out)."""
+
+    task: TaskSpec
+    _prices: tuple[float, float]
+
+    @property
+    def prompt_version(self) -> str:
+        return prompt_version(self.task)
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self._prices[0] + completion_tokens * self._prices[1]) / 1e6

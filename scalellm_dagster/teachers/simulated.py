@@ -25,7 +25,7 @@ from scipy import sparse
 
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Answer, BatchResult
-from scalellm_dagster.teachers.prompts import prompt_version, system_prompt, user_prompt
+from scalellm_dagster.teachers.prompts import PromptedTeacher, system_prompt, user_prompt
 
 CHUNK = 65_536
 
@@ -77,7 +77,7 @@ def error_draw(text: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-class SimulatedTeacher:
+class SimulatedTeacher(PromptedTeacher):
     provider = "simulated"
 
     def __init__(
@@ -123,13 +123,6 @@ class SimulatedTeacher:
         else:
             confusion = nearest_other_class(embeddings, gold_arr, task.label_names)
         return cls(task, dict(zip(keys, gold_arr)), dict(zip(keys, confusion)), **kwargs)
-
-    @property
-    def prompt_version(self) -> str:
-        return prompt_version(self.task)
-
-    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self._prices[0] + completion_tokens * self._prices[1]) / 1e6
 
     def label_batch(self, rows: list[tuple[str, str]]) -> BatchResult:
         start = time.perf_counter()
