@@ -75,18 +75,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-threads", type=int, default=1, help="with --teacher local: llama.cpp threads")
     p.add_argument("--teacher-accuracy", type=float, default=0.9)
     p.add_argument(
-        "--teacher-bias",
-        type=float,
-        default=0.0,
-        help="simulated: share of wrong answers given to one favoured label, like a small real LLM",
+        "--teacher-bias", type=float, default=0.0, help="simulated: share of wrong answers given to one label"
     )
     p.add_argument("--teacher-latency-ms", type=float, default=30.0, help="per request")
     p.add_argument("--teacher-concurrency", type=int, default=8)
     p.add_argument(
-        "--teacher-batch-size",
-        type=int,
-        default=1,
-        help="rows per request (1 = the paper's one call per row, like the baseline)",
+        "--teacher-batch-size", type=int, default=1, help="rows per request (1: one call a row, as the baseline)"
     )
     p.add_argument(
         "--baseline-sample",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scalellm_dagster.embedders.protocol import Embedder
-from scalellm_dagster.settings import SettingError
+from scalellm_dagster.kind_registry import KindRegistry
 
 
 @dataclass(frozen=True)
@@ -28,25 +28,8 @@ class EmbedderKind:
     missing: Callable[[], str | None] = lambda: None
 
 
-EMBEDDERS: dict[str, EmbedderKind] = {}
-
-
-def register(kind: EmbedderKind) -> EmbedderKind:
-    EMBEDDERS[kind.name] = kind
-    return kind
-
-
-def embedder_kind(name: str) -> EmbedderKind:
-    try:
-        return EMBEDDERS[name]
-    except KeyError:
-        raise SettingError(f"SCALELLM_EMBEDDER={name!r}: expected {described()}") from None
-
-
-def described() -> str:
-    """The kinds as a settings error lists them: `'static' (offline, the default), 'lsa' (...) or ...`."""
-    parts = [f"{name!r} ({kind.summary})" for name, kind in EMBEDDERS.items()]
-    return ", ".join(parts[:-1]) + f" or {parts[-1]}" if len(parts) > 1 else parts[0]
+EMBEDDERS = KindRegistry("SCALELLM_EMBEDDER")
+embedder_kind = EMBEDDERS.get_kind
 
 
 def _static(options) -> Embedder:
@@ -83,7 +66,7 @@ def _openai(options) -> Embedder:
     return OpenAIEmbedder(client, options.model, batch_size=options.batch_size, concurrency=options.concurrency)
 
 
-register(EmbedderKind("static", "offline, the default", _static))
-register(EmbedderKind("lsa", "offline, fitted on the corpus", _lsa, fitted_on_corpus=True))
-register(EmbedderKind("minilm", "offline, optional extra", _minilm, missing=_minilm_missing))
-register(EmbedderKind("openai", "any OpenAI-compatible endpoint", _openai, remote=True))
+EMBEDDERS.register(EmbedderKind("static", "offline, the default", _static))
+EMBEDDERS.register(EmbedderKind("lsa", "offline, fitted on the corpus", _lsa, fitted_on_corpus=True))
+EMBEDDERS.register(EmbedderKind("minilm", "offline, optional extra", _minilm, missing=_minilm_missing))
+EMBEDDERS.register(EmbedderKind("openai", "any OpenAI-compatible endpoint", _openai, remote=True))

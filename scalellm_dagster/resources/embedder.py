@@ -1,16 +1,16 @@
-"""The embedder resource: which kind (`embedders.registry`: `static` by default) and its options."""
+"""The embedder resource: which kind (`embedders.embedder_kinds`: `static` by default) and its options."""
 
 from __future__ import annotations
 
 from dagster import ConfigurableResource
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from scalellm_dagster.embedders.embedder_kinds import EmbedderKind, embedder_kind
 from scalellm_dagster.embedders.protocol import Embedder
 
 
 class EmbedderResource(ConfigurableResource):
-    kind: str = Field(default="static", description="An embedder kind of `embedders.registry`.")
+    kind: str = Field(default="static", description="An embedder kind of `embedders.embedder_kinds`.")
     dim: int = Field(default=384, description="LSA dimensions (static, minilm and openai give their model's).")
     model: str = "text-embedding-3-small"
     base_url: str | None = None
@@ -21,12 +21,6 @@ class EmbedderResource(ConfigurableResource):
     max_retries: int = 4
     seed: int = 0
     refit: bool = Field(default=False, description="Refit LSA on the whole corpus and re-embed every row.")
-
-    @field_validator("kind")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        embedder_kind(value)
-        return value
 
     @property
     def spec(self) -> EmbedderKind:

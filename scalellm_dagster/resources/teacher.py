@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 from dagster import ConfigurableResource
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from scalellm_dagster.core.cost_estimate import estimate_vs_baseline
 from scalellm_dagster.tasks_config import TaskSpec
@@ -17,7 +17,7 @@ __all__ = ["TeacherNotConfigured", "TeacherResource"]
 
 
 class TeacherResource(ConfigurableResource):
-    kind: str = Field(default="simulated", description="A teacher kind of `teachers.registry`.")
+    kind: str = Field(default="simulated", description="A teacher kind of `teachers.teacher_kinds`.")
     model: str = "gpt-4o-mini"
     base_url: str | None = None
     api_key: str | None = None
@@ -49,12 +49,6 @@ class TeacherResource(ConfigurableResource):
         "costs tens of ms). Each request's answers are journaled to disk (fsync) before the next request is sent, "
         "whatever this is, so a killed run never pays twice for an answer it received.",
     )
-
-    @field_validator("kind")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        teacher_kind(value)
-        return value
 
     @property
     def spec(self) -> TeacherKind:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scalellm_dagster.settings import SettingError
+from scalellm_dagster.kind_registry import KindRegistry
 from scalellm_dagster.teachers.base import Teacher, TeacherNotConfigured
 
 
@@ -30,22 +30,8 @@ class TeacherKind:
     missing: Callable[[Any], str | None] = lambda options: None
 
 
-TEACHERS: dict[str, TeacherKind] = {}
-
-
-def register(kind: TeacherKind) -> TeacherKind:
-    TEACHERS[kind.name] = kind
-    return kind
-
-
-def teacher_kind(name: str) -> TeacherKind:
-    try:
-        return TEACHERS[name]
-    except KeyError:
-        parts = [f"{n!r} ({k.summary})" for n, k in TEACHERS.items()]
-        raise SettingError(
-            f"SCALELLM_TEACHER={name!r}: expected " + ", ".join(parts[:-1]) + f" or {parts[-1]}"
-        ) from None
+TEACHERS = KindRegistry("SCALELLM_TEACHER")
+teacher_kind = TEACHERS.get_kind
 
 
 def _prices(options) -> dict:
@@ -106,9 +92,9 @@ def _simulated(options, task, corpus, embeddings) -> Teacher:
     )
 
 
-register(TeacherKind("simulated", "offline", _simulated, badge="python", simulated=True))
-register(TeacherKind("openai", "any OpenAI-compatible endpoint", _openai, badge="openai"))
-register(
+TEACHERS.register(TeacherKind("simulated", "offline", _simulated, badge="python", simulated=True))
+TEACHERS.register(TeacherKind("openai", "any OpenAI-compatible endpoint", _openai, badge="openai"))
+TEACHERS.register(
     TeacherKind(
         "local",
         "a GGUF model in-process, llm extra",
