@@ -1,7 +1,7 @@
 """Every setting, read from environment variables once, typed, with defaults that need nothing installed.
 
 `Settings.from_env()` is the only place that reads `SCALELLM_*` / `OPENAI_*` variables; the code location, the
-CLI and the sensors take the `Settings` it returns. README ("Configuration") lists the variables."""
+CLI and the sensors take the `Settings` it returns. README ("Point it at your own table") lists the variables."""
 
 from __future__ import annotations
 
