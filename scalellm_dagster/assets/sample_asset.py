@@ -78,7 +78,7 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
     pool, pool_matrix = ids[in_pool], None if matrix is None else matrix[in_pool]
     first = initial_sample_ids(pool, pool_matrix, task, budget)
     first_texts = run.corpus.set_index("id").loc[first, "text"].tolist()
-    estimate = run.teacher.estimate(task, first_texts, len(run.corpus))
+    estimate = run.teacher.cost_estimate(task, first_texts, len(run.corpus))
     run.context.log.info(
         f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
         "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False)

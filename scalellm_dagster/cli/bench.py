@@ -39,6 +39,7 @@ from scalellm_dagster.flow import (
 )
 from scalellm_dagster.flow.cascade_step import CalibrationSample, calibrate
 from scalellm_dagster.flow.suspects import SuspectReview, review_suspects
+from scalellm_dagster.names import EMBEDDINGS
 from scalellm_dagster.resources.embedder import EmbedderResource
 from scalellm_dagster.resources.teacher import TeacherResource
 from scalellm_dagster.settings import Settings
@@ -574,9 +575,9 @@ def _embedding_io(X: np.ndarray, rows: int = 1_000_000) -> dict:
     big = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
     with tempfile.TemporaryDirectory() as tmp:
         wh = Warehouse(database=f"{tmp}/bench.duckdb")
-        wh.write_embeddings("embeddings", np.arange(rows), big)
+        wh.write_embeddings(EMBEDDINGS, np.arange(rows), big)
         start = time.perf_counter()
-        _, back = wh.read_embeddings("embeddings")
+        _, back = wh.read_embeddings(EMBEDDINGS)
         read = time.perf_counter() - start
     assert back.shape == big.shape
     start = time.perf_counter()

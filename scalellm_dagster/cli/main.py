@@ -153,7 +153,7 @@ def estimate(budget: int | None) -> int:
     for task in load_tasks(settings.tasks):
         if budget:
             task = dataclasses.replace(task, budget=budget)
-        table = teacher.estimate(
+        table = teacher.cost_estimate(
             task, corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist(), len(corpus)
         )
         print(f"\n{task.name} (budget {task.budget:,})\n" + table.to_markdown(index=False, floatfmt=",.4f"))

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import duckdb
 
+from scalellm_dagster.names import (
+    AUDIT_LOG,
+    CORPUS,
+    EMBEDDINGS,
+    LABELED_SAMPLE,
+    MODEL_SELECTION_REPORT,
+    PREDICTIONS,
+    task_table,
+)
 from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import load_tasks
 
 
 def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
-    sample = conn.execute(f"SELECT count(*) FILTER (WHERE valid), count(*) FROM {task.name}.labeled_sample").fetchone()
-    chosen = conn.execute(
-        f"SELECT candidate, cv_accuracy FROM {task.name}.model_selection_report WHERE chosen"
+    sample = conn.execute(
+        f"SELECT count(*) FILTER (WHERE valid), count(*) FROM {task_table(task, LABELED_SAMPLE)}"
     ).fetchone()
-    preds = conn.execute(f"SELECT count(*) FROM {task.name}.predictions").fetchone()[0]
+    chosen = conn.execute(
+        f"SELECT candidate, cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen"
+    ).fetchone()
+    preds = conn.execute(f"SELECT count(*) FROM {task_table(task, PREDICTIONS)}").fetchone()[0]
     out = {
         "task": task.name,
         "teacher_labels": sample[0],
@@ -25,17 +36,18 @@ def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
         "last_audit": None,
     }
     audits = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'audit_log'",
-        [task.name],
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        [task.name, AUDIT_LOG],
     ).fetchone()[0]
     if audits:
         out["last_audit"] = conn.execute(
-            f"SELECT agreement, passed FROM {task.name}.audit_log WHERE audited > 0 ORDER BY audited_at DESC LIMIT 1"
+            f"SELECT agreement, passed FROM {task_table(task, AUDIT_LOG)} WHERE audited > 0 "
+            "ORDER BY audited_at DESC LIMIT 1"
         ).fetchone()
     if task.gold_column:
         out["accuracy_vs_gold_unseen"] = conn.execute(
             f"""SELECT avg(CASE WHEN p.label = c."{task.gold_column}" THEN 1.0 ELSE 0.0 END)
-                FROM {task.name}.predictions p JOIN corpus c USING (id) WHERE p.source = 'student'"""
+                FROM {task_table(task, PREDICTIONS)} p JOIN {CORPUS} c USING (id) WHERE p.source = 'student'"""
         ).fetchone()[0]
     return out
 
@@ -44,9 +56,9 @@ def print_summary(settings: Settings, what: str, seconds: float) -> None:
     """`what` names the run, e.g. "run 1a2b3c"."""
     tasks = load_tasks(settings.tasks)
     with duckdb.connect(settings.duckdb_path, read_only=True) as conn:
-        corpus_rows = conn.execute("SELECT count(*) FROM corpus").fetchone()[0]
+        corpus_rows = conn.execute(f"SELECT count(*) FROM {CORPUS}").fetchone()[0]
         print(f"\nscalellm: {what} succeeded in {seconds:.0f}s; {corpus_rows:,} corpus rows.")
-        print(f"results in {settings.duckdb_path} (tables: corpus, embeddings, <task>.predictions, ...)\n")
+        print(f"results in {settings.duckdb_path} (tables: {CORPUS}, {EMBEDDINGS}, <task>.{PREDICTIONS}, ...)\n")
         print(
             f"{'task':<12} {'teacher labels':>15} {'chosen student':<22} {'acc vs teacher (CV)':>20} "
             f"{'acc vs gold (unseen rows)':>26} {'predictions':>12} {'last drift audit':>17}"

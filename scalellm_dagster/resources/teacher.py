@@ -70,7 +70,7 @@ class TeacherResource(ConfigurableResource):
             "seconds_per_request": latency,
         }
 
-    def estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
+    def cost_estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
         """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
         p = self.pricing()
         rows = estimate_vs_baseline(

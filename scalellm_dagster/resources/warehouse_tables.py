@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from scalellm_dagster.embedding_arrow import embedding_batch, ids_and_matrix
+from scalellm_dagster.embedding_arrow import embedding_batch
+from scalellm_dagster.names import CORPUS, EMBEDDINGS, ids_and_matrix
 from scalellm_dagster.resources.duckdb_sql import frame_to_arrow, quote, relation_kind, transaction
 
 CACHE_SCHEMA = "scalellm_cache"
@@ -90,9 +91,9 @@ class TablesAndEmbeddings:
 
     def _corpus_id_type(self, frame: pd.DataFrame) -> pa.DataType | None:
         """The corpus's id type, looked up only for an id column Arrow cannot type (empty, or all None)."""
-        if "id" not in frame.columns or frame["id"].notna().any() or not self.table_exists("corpus"):
+        if "id" not in frame.columns or frame["id"].notna().any() or not self.table_exists(CORPUS):
             return None
-        return self.id_type("corpus")
+        return self.id_type(CORPUS)
 
     def execute(self, sql: str, params: list | None = None) -> None:
         with self.get_connection() as conn:
@@ -119,7 +120,7 @@ class TablesAndEmbeddings:
         with self.get_connection() as conn:
             return int(conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
 
-    def id_type(self, table: str = "corpus") -> pa.DataType:
+    def id_type(self, table: str = CORPUS) -> pa.DataType:
         """The Arrow type of `table`'s id column: every table that carries a corpus id is written with it."""
         with self.get_connection() as conn:
             return conn.sql(f"SELECT id FROM {quote(table)} LIMIT 0").to_arrow_table().schema.field("id").type
@@ -168,7 +169,7 @@ class TablesAndEmbeddings:
             raw_floats=True,
         )
 
-    def vector_stats(self, table: str = "embeddings", relation_sql: str | None = None) -> pd.DataFrame:
+    def vector_stats(self, table: str = EMBEDDINGS, relation_sql: str | None = None) -> pd.DataFrame:
         """id, dim, finite, norm for every stored vector, computed inside DuckDB (no matrix in Python memory).
         `relation_sql` reads another relation instead."""
         relation = relation_sql or quote(table)
@@ -208,7 +209,7 @@ class TablesAndEmbeddings:
             return conn.execute(f"SELECT id, text_hash FROM {quote(table)} WHERE embedding_version = ?", [version]).df()
 
     def read_embeddings(
-        self, table: str = "embeddings", ids=None, relation_sql: str | None = None
+        self, table: str = EMBEDDINGS, ids=None, relation_sql: str | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(ids, float32 matrix) through Arrow, with no Python object per row; in `ids` order when given.
         `relation_sql` reads another relation instead."""
@@ -224,7 +225,7 @@ class TablesAndEmbeddings:
                 ).to_arrow_table()
         return ids_and_matrix(result)
 
-    def iter_embeddings(self, table: str = "embeddings", batch_rows: int = 131_072, scan_memory: str = "512MB"):
+    def iter_embeddings(self, table: str = EMBEDDINGS, batch_rows: int = 131_072, scan_memory: str = "512MB"):
         """(ids, float32 matrix) blocks of a stored table, one rowid range at a time, so only a block (and at most
         `scan_memory` of DuckDB's buffers) is in memory. The connection and its lock are held while iterating."""
         with self.get_connection() as conn:
