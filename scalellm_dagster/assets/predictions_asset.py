@@ -72,10 +72,32 @@ def materialize_predictions(
         warehouse, current, version, EMBEDDINGS, table if warehouse.table_exists(table) else None
     )
     context.log.info(f"predicting {len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
-    todo = current["id"].to_numpy()[compute]
-    where = {"ran_on": "in process"}
+    predicted, where = _predict(
+        context, task, warehouse, cluster, client, parts, student, current["id"].to_numpy()[compute]
+    )
+    out = _every_row_labelled(current, version, reuse, compute, predicted, task_io.sample_labels(warehouse, task))
+    out, outcome, audit = _with_cascade(context, task, warehouse, teacher, student.name, out)
+    out = out.assign(model=student.name)[COLUMNS]
+    log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
+    written = warehouse.write_table(
+        table, out, same_transaction=log + (task_io.audit_expectation_statements(task, *audit) if audit else [])
+    )
+    audit_note = {"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {}
+    where = {**where, **task_metadata.cascade_metadata(task, outcome, out), **audit_note}
+    return MaterializeResult(
+        metadata={
+            **task_metadata.predictions_metadata(out, written, student, predicted, len(reuse), where),
+            **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task)),
+        }
+    )
+
+
+def _predict(
+    context, task: TaskSpec, warehouse: Warehouse, cluster: ClusterResource, client, parts: str | None, student, todo
+) -> tuple:
+    """(the student's labels and confidences for the `todo` ids, where they were computed)."""
     if client is not None and len(todo):
-        predicted, where = predict_on_cluster(
+        return predict_on_cluster(
             client,
             cluster.describe(),
             warehouse,
@@ -86,34 +108,8 @@ def materialize_predictions(
             cluster.rows_per_part,
             context.log.info,
         )
-    else:
-        predicted = predict_rows(
-            student, task_io.vector_chunks(warehouse, todo, EMBEDDINGS), len(todo), log=context.log.info
-        )
-    out = _every_row_labelled(current, version, reuse, compute, predicted, task_io.sample_labels(warehouse, task))
-    out, outcome, audit = _with_cascade(context, task, warehouse, teacher, student.name, out)
-    out = out.assign(model=student.name)[COLUMNS]
-    log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
-    written = warehouse.write_table(
-        table, out, same_transaction=log + (task_io.audit_expectation_statements(task, *audit) if audit else [])
-    )
-    return MaterializeResult(
-        metadata={
-            **task_metadata.predictions_metadata(
-                out,
-                written,
-                student,
-                predicted,
-                len(reuse),
-                {
-                    **where,
-                    **task_metadata.cascade_metadata(task, outcome, out),
-                    **({"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {}),
-                },
-            ),
-            **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task)),
-        }
-    )
+    chunks = task_io.vector_chunks(warehouse, todo, EMBEDDINGS)
+    return predict_rows(student, chunks, len(todo), log=context.log.info), {"ran_on": "in process"}
 
 
 def _with_cascade(

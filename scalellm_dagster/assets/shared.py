@@ -116,8 +116,9 @@ def _embeddings(
         else {"ran_on": "in process"}
     )
     seconds = time.perf_counter() - start
-    rate = len(plan.compute) / max(seconds, 1e-9)
-    context.log.info(f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({rate:,.0f} rows/s)")
+    context.log.info(
+        f"embedded {len(plan.compute):,} rows in {seconds:.1f}s ({len(plan.compute) / max(seconds, 1e-9):,.0f} rows/s)"
+    )
     if made.unreadable:
         context.log.warning(
             f"{len(made.unreadable):,} texts no embedder can read (no letter or digit, or a zero "
@@ -127,19 +128,25 @@ def _embeddings(
         metadata={
             "dagster/row_count": written,
             **plan.summary,
-            **made.cache_note,
-            "embedder": model.name,
-            "unreadable_texts": len(made.unreadable),
-            "unreadable_text_ids": few(made.unreadable, 10) if made.unreadable else "none",
-            "embedding_version": version,
-            "dim": int(made.dim),  # declared by the embedder; the embeddings check compares the table to it
-            "embed_seconds": MetadataValue.float(round(seconds, 3)),
-            "rows_per_second": MetadataValue.float(round(rate, 1)),
+            **_made_metadata(model, made, version, seconds, len(plan.compute)),
             **where,
             "table": f"{warehouse.database}::{EMBEDDINGS}",
             "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(made.dim)),
         }
     )
+
+
+def _made_metadata(model, made, version: str, seconds: float, rows: int) -> dict:
+    return {
+        **made.cache_note,
+        "embedder": model.name,
+        "unreadable_texts": len(made.unreadable),
+        "unreadable_text_ids": few(made.unreadable, 10) if made.unreadable else "none",
+        "embedding_version": version,
+        "dim": int(made.dim),  # declared by the embedder; the embeddings check compares the table to it
+        "embed_seconds": MetadataValue.float(round(seconds, 3)),
+        "rows_per_second": MetadataValue.float(round(rows / max(seconds, 1e-9), 1)),
+    }
 
 
 def _fit_and_version(embedder: EmbedderResource, model, current: str | None, rows, plan, log):
