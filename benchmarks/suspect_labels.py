@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalellm_dagster import bench
+from scalellm_dagster.cli import bench
 from scalellm_dagster.embedders.lsa import LsaEmbedder
 from scalellm_dagster.flow import MemoryCache
 from scalellm_dagster.settings import DEMO_CORPUS

@@ -128,7 +128,7 @@ def test_a_refresh_with_nothing_new_is_not_audited_rather_than_passed(pipeline_e
 
 
 def test_invalid_audit_answers_count_as_disagreements_not_as_fewer_rows(pipeline_env, monkeypatch):
-    from scalellm_dagster.assets import audit as audit_module
+    from scalellm_dagster.assets import audit_asset as audit_module
 
     real = audit_module.warehouse_session
 

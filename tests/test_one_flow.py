@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
-from scalellm_dagster import bench
+from scalellm_dagster.cli import bench
 from scalellm_dagster.tasks_config import load_tasks
 from scalellm_dagster.teachers.simulated import SimulatedTeacher
 from tests.pipeline_helpers import query, run_pipeline

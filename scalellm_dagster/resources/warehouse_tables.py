@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from scalellm_dagster.embedding_arrow import embedding_batch
-from scalellm_dagster.names import CORPUS, EMBEDDINGS, ids_and_matrix
+from scalellm_dagster.embedding_arrow import embedding_batch, ids_and_matrix
+from scalellm_dagster.names import CORPUS, EMBEDDINGS
 from scalellm_dagster.resources.duckdb_sql import frame_to_arrow, quote, relation_kind, transaction
 
 CACHE_SCHEMA = "scalellm_cache"
