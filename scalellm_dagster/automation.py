@@ -133,41 +133,43 @@ def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
             current = {t.name: task_fingerprint(t) for t in load_tasks(settings.tasks)}
         except TaskConfigError as exc:
             return SkipReason(f"tasks file does not load: {exc}")
-        loaded = {t.name for t in tasks}
-        made_with = {name: _materialized_fingerprint(context.instance, name) for name in current if name in loaded}
-        if context.cursor is None:
-            # First tick: a task whose predictions were made with another definition is stale; the rest are
-            # recorded (a task never materialized waits for its first materialization).
-            seen = {name: made_with.get(name) or fp for name, fp in current.items()}
-        else:
-            seen = json.loads(context.cursor)
-        # a definition already materialized (by hand, or by an earlier run) needs no run
-        changed = sorted(
-            name
-            for name, fp in current.items()
-            if seen.get(name) != fp and name in loaded and made_with.get(name) != fp
-        )
-        pending = sorted(name for name, fp in current.items() if seen.get(name) != fp and name not in loaded)
-        if not changed:
-            reason = "no task changed" + (f"; reload the code location to pick up {pending}" if pending else "")
-            if context.cursor is None:
-                reason = f"recorded {len(current)} task definitions; " + reason
-            kept = {name: fp for name, fp in current.items() if name not in pending}
-            kept.update({name: seen[name] for name in pending if name in seen and context.cursor is not None})
-            return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(kept, sort_keys=True))
-        requests = [
-            RunRequest(
-                run_key=f"{name}-{current[name]}",
-                asset_selection=[AssetKey(task_key(name, a)) for a in TASK_ASSETS],
-                tags={**WAREHOUSE_TAGS, "scalellm/task": name},
-            )
-            for name in changed
-        ]
-        kept = {name: fp for name, fp in current.items() if name not in pending}
-        kept.update({name: seen[name] for name in pending if name in seen})
-        return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))
+        return _task_config_tick(context, current, {t.name for t in tasks})
 
     return task_config_sensor
+
+
+def _task_config_tick(context: SensorEvaluationContext, current: dict[str, str], loaded: set[str]) -> SensorResult:
+    """One tick of `task_config_sensor`: `current` is each task's fingerprint in the tasks file now, `loaded` the
+    tasks the code location was built with (a task added since waits for a reload)."""
+    made_with = {name: _materialized_fingerprint(context.instance, name) for name in current if name in loaded}
+    if context.cursor is None:
+        # First tick: a task whose predictions were made with another definition is stale; the rest are
+        # recorded (a task never materialized waits for its first materialization).
+        seen = {name: made_with.get(name) or fp for name, fp in current.items()}
+    else:
+        seen = json.loads(context.cursor)
+    # a definition already materialized (by hand, or by an earlier run) needs no run
+    changed = sorted(
+        name for name, fp in current.items() if seen.get(name) != fp and name in loaded and made_with.get(name) != fp
+    )
+    pending = sorted(name for name, fp in current.items() if seen.get(name) != fp and name not in loaded)
+    kept = {name: fp for name, fp in current.items() if name not in pending}
+    if not changed:
+        reason = "no task changed" + (f"; reload the code location to pick up {pending}" if pending else "")
+        if context.cursor is None:
+            reason = f"recorded {len(current)} task definitions; " + reason
+        kept.update({name: seen[name] for name in pending if name in seen and context.cursor is not None})
+        return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(kept, sort_keys=True))
+    requests = [
+        RunRequest(
+            run_key=f"{name}-{current[name]}",
+            asset_selection=[AssetKey(task_key(name, a)) for a in TASK_ASSETS],
+            tags={**WAREHOUSE_TAGS, "scalellm/task": name},
+        )
+        for name in changed
+    ]
+    kept.update({name: seen[name] for name in pending if name in seen})
+    return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))
 
 
 def drift_topup_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
