@@ -69,5 +69,40 @@ def test_a_live_sessions_journal_is_not_replayed(tmp_path):
         [{"request_id": "r", "rows_asked": 1, "rows_answered": 1}],
     )
     assert wh.replay_journals() == 0 and live.journal.path.exists()
+    live.journal.clear()  # its answers reached the warehouse
     live.journal.close()
     assert not live.journal.path.exists()
+
+
+def test_a_session_whose_last_store_failed_keeps_its_journal_for_the_next_run(tmp_path):
+    """Closing (or garbage-collecting) a session removes its journal only when everything in it was stored: answers
+    whose warehouse write failed are replayed by the next session, never paid for again."""
+    db = str(tmp_path / "wh.duckdb")
+    wh = Warehouse(database=db)
+    cache = wh.answer_cache(KEY)
+    answers = [{"text_hash": "h0", "label": "a", "raw_answer": "a"}]
+    ledger = [
+        {
+            "request_id": "r0",
+            "rows_asked": 1,
+            "rows_answered": 1,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "cost_usd": 0.0,
+            "seconds": 0.1,
+            "tokens_estimated": False,
+            "response_format": None,
+        }
+    ]
+    cache.journal.append(answers, ledger)  # received; the store that should follow failed
+    cache.journal.close()
+    assert cache.journal.path.exists()
+    Warehouse(database=db).answer_cache({**KEY, "run_id": "run2"})  # the next session replays it
+    assert _counts(Warehouse(database=db)) == (1, 1) and not cache.journal.path.exists()
+
+    stored = Warehouse(database=db).answer_cache({**KEY, "run_id": "run3"})
+    stored.journal.append(answers, ledger)
+    stored.store(answers, ledger)
+    stored.journal.clear()
+    stored.journal.close()
+    assert not stored.journal.path.exists()  # everything stored: nothing left behind

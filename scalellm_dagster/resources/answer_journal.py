@@ -36,9 +36,13 @@ class AnswerJournal:
         self._file.seek(0)
 
     def close(self) -> None:
+        """Ends the session: an empty journal (everything stored) is removed; one holding answers the warehouse
+        never took (the last store failed) is kept, unlocked, for the next session to replay."""
         if not self._file.closed:
+            stored = self._file.tell() == 0
             self._file.close()
-            self.path.unlink(missing_ok=True)
+            if stored:
+                self.path.unlink(missing_ok=True)
 
     def __del__(self):
         with contextlib.suppress(OSError, ValueError, AttributeError):
