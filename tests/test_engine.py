@@ -262,3 +262,21 @@ def test_guaranteed_cascade_certifies_the_target_and_says_when_the_budget_cannot
     short = plan_guaranteed_cascade(cal, agrees, rows, target=0.9, delta=0.05, max_teacher_rows=1000)
     assert not short.reached and short.rows_needed == plan.teacher_rows and short.teacher_rows <= 1000
     assert short.guaranteed_agreement < 0.9
+
+
+def test_the_measured_predict_speed_is_the_fastest_blocks():
+    """A block slowed by other work on the machine does not lower the speed the selection weighs."""
+    import time
+
+    from scalellm_dagster.core.students import predict_rate
+
+    class Slowed:
+        calls = 0
+
+        def predict(self, X):
+            self.calls += 1
+            time.sleep(0.2 if self.calls == 1 else 0.01)  # the first block shares the CPU with something else
+            return np.zeros(len(X))
+
+    rate = predict_rate(Slowed(), np.zeros((300, 4)))
+    assert 100 / 0.02 < rate <= 100 / 0.01  # 100 rows a block, at the unhindered blocks' pace
