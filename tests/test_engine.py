@@ -6,14 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.svm import SVC
 
 from scalellm_dagster.core.learning_curve import fit_learning_curve
 from scalellm_dagster.core.sampling import random_sample
 from scalellm_dagster.core.selection import NoViableStudentError, choose_student
 from scalellm_dagster.core.students import (
+    class_scores,
     default_sample_sizes,
     evaluate_candidates,
     fit_student,
+    make_student,
+    ovr_from_pairwise,
     predict_with_confidence,
 )
 
@@ -280,3 +284,15 @@ def test_the_measured_predict_speed_is_the_fastest_blocks():
 
     rate = predict_rate(Slowed(), np.zeros((300, 4)))
     assert 100 / 0.02 < rate <= 100 / 0.01  # 100 rows a block, at the unhindered blocks' pace
+
+
+def test_the_rbf_svms_class_scores_are_scikit_learns_one_vs_rest_scores():
+    X, y = make_classification(n_samples=300, n_features=8, n_informative=6, n_classes=5, random_state=0)
+    pairwise = make_student("rbf_svm").fit(X, y)
+    assert pairwise.decision_function_shape == "ovo"
+    one_vs_rest = SVC(**{**pairwise.get_params(), "decision_function_shape": "ovr"}).fit(X, y)
+    expected = one_vs_rest.decision_function(X)
+    got = ovr_from_pairwise(pairwise.decision_function(X), n_classes=5)
+    np.testing.assert_allclose(got, expected, atol=1e-10)
+    scores, _ = class_scores(pairwise, X)
+    np.testing.assert_array_equal(scores.argmax(axis=1), expected.argmax(axis=1))

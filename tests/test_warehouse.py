@@ -1,4 +1,5 @@
-"""The warehouse: atomic replacement (failure and kill mid-write), embeddings round trip, waiting for locks."""
+"""The warehouse: atomic replacement (failure and kill mid-write), embeddings round trip, waiting for locks, and
+keeping the database open during a run."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import sys
 import textwrap
 import time
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
 from scalellm_dagster.resources.warehouse import Warehouse, WarehouseLockTimeout
+from scalellm_dagster.resources import warehouse_keep_open
+from scalellm_dagster.resources.warehouse_keep_open import KEEP_OPEN
 
 
 def _slow_reader(batches: int, fail_after: int | None = None, sleep_s: float = 0.0) -> pa.RecordBatchReader:
@@ -104,3 +108,66 @@ def test_gives_up_on_a_lock_with_a_clear_error(tmp_path):
             Warehouse(database=str(db), lock_timeout_seconds=1.0).write_table("x", pd.DataFrame({"a": [1]}))
     finally:
         proc.kill()
+
+
+def _another_process_opens(db) -> bool:
+    script = f"import duckdb; duckdb.connect({str(db)!r}).close()"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60).returncode == 0
+
+
+def test_a_run_keeps_the_database_open_between_connections_and_lets_go_when_idle(tmp_path, monkeypatch):
+    monkeypatch.setattr(warehouse_keep_open, "MAX_HOLD_SECONDS", 60.0)  # this test's pauses are longer than a step's
+    db = tmp_path / "w.duckdb"
+    wh = Warehouse(database=str(db), keep_open_idle_seconds=3.0)
+    outside = Warehouse(database=str(tmp_path / "other.duckdb"))
+    outside.write_table("x", pd.DataFrame({"a": [1]}))
+    assert not KEEP_OPEN.is_open(outside._key)  # outside a run, nothing is kept open
+
+    wh.setup_for_execution(None)  # what Dagster does when a run or step takes the resource
+    try:
+        wh.write_embeddings("embeddings", np.arange(10), np.ones((10, 4), dtype=np.float32))
+        assert KEEP_OPEN.is_open(wh._key)
+        assert not _another_process_opens(db)  # held between connections...
+        time.sleep(3.5)
+        assert not KEEP_OPEN.is_open(wh._key)
+        assert _another_process_opens(db)  # ...until idle
+
+        configured = wh.read_df("SELECT current_setting('memory_limit') AS m")["m"][0]
+        assert len(list(wh.iter_embeddings("embeddings", batch_rows=4))) == 3  # lowers the limit while it scans
+        assert KEEP_OPEN.is_open(wh._key)
+        # the database outlives the scan's connection: its setting must not
+        assert wh.read_df("SELECT current_setting('memory_limit') AS m")["m"][0] == configured
+    finally:
+        wh.teardown_after_execution(None)
+    assert not KEEP_OPEN.is_open(wh._key)  # closed at the run's end, not a second later
+    assert _another_process_opens(db)
+
+
+def test_dagster_runs_keep_the_warehouse_open_and_close_it_at_the_end(tmp_path):
+    db = tmp_path / "w.duckdb"
+    seen = []
+
+    @dg.asset
+    def two_writes(warehouse: Warehouse) -> None:
+        warehouse.write_table("a", pd.DataFrame({"x": [1]}))
+        seen.append(KEEP_OPEN.is_open(warehouse._key))
+        warehouse.write_table("b", pd.DataFrame({"x": [2]}))
+
+    result = dg.materialize([two_writes], resources={"warehouse": Warehouse(database=str(db))})
+    assert result.success and seen == [True]
+    assert not KEEP_OPEN.is_open(str(db.resolve()))
+    assert _another_process_opens(db)
+
+
+def test_a_long_stream_of_short_connections_lets_other_processes_in(tmp_path, monkeypatch):
+    monkeypatch.setattr(warehouse_keep_open, "MAX_HOLD_SECONDS", 0.5)
+    wh = Warehouse(database=str(tmp_path / "w.duckdb"), keep_open_idle_seconds=30.0)
+    wh.setup_for_execution(None)
+    try:
+        wh.write_table("x", pd.DataFrame({"a": [1]}))
+        assert KEEP_OPEN.is_open(wh._key)  # idle for less than 30 s: kept
+        time.sleep(0.6)
+        wh.write_table("x", pd.DataFrame({"a": [2]}))
+        assert not KEEP_OPEN.is_open(wh._key)  # open for longer than MAX_HOLD_SECONDS: closed when the write ended
+    finally:
+        wh.teardown_after_execution(None)

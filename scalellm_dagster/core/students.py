@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,11 +20,13 @@ from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.model_selection import KFold, cross_validate
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC, LinearSVC
+from threadpoolctl import threadpool_limits
 
 _FACTORIES: dict[str, Callable[[int], ClassifierMixin]] = {
     "logistic_regression": lambda seed: LogisticRegression(C=10.0, max_iter=2000),
     "linear_svm": lambda seed: LinearSVC(C=1.0, random_state=seed),
-    "rbf_svm": lambda seed: SVC(kernel="rbf", C=10.0, gamma="scale", random_state=seed),
+    # Pairwise ("ovo") decision values: `class_scores` turns them into scikit-learn's one-vs-rest shape itself, faster
+    "rbf_svm": lambda seed: SVC(kernel="rbf", C=10.0, gamma="scale", decision_function_shape="ovo", random_state=seed),
     "ridge": lambda seed: RidgeClassifier(alpha=1.0),
     "random_forest": lambda seed: RandomForestClassifier(n_estimators=150, random_state=seed, n_jobs=-1),
     "knn": lambda seed: KNeighborsClassifier(n_neighbors=10, weights="distance", metric="cosine"),
@@ -75,7 +77,7 @@ def predict_with_confidence(model: ClassifierMixin, X: np.ndarray, workers: int 
     if workers > 1 and len(X) >= PARALLEL_PREDICT_ROWS:
         # libsvm and the forests' trees predict one row at a time with the GIL released: threads over row blocks
         # use every core (it pays for an RBF SVM on many classes); for linear students it changes nothing.
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(workers) as pool, one_blas_thread_each(workers):
             parts = list(
                 pool.map(lambda block: predict_with_confidence(model, block, workers=1), np.array_split(X, workers * 2))
             )
@@ -98,12 +100,31 @@ def class_scores(model: ClassifierMixin, X: np.ndarray) -> tuple[np.ndarray, str
     if hasattr(model, "predict_proba"):
         return model.predict_proba(X), confidence_method(model)
     scores = np.asarray(model.decision_function(X), dtype=np.float64)
+    if isinstance(model, SVC) and model.decision_function_shape == "ovo" and len(model.classes_) > 2:
+        scores = ovr_from_pairwise(scores, len(model.classes_))
     if scores.ndim == 1:
         scores = np.column_stack([-scores, scores])
     scores -= scores.max(axis=1, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=1, keepdims=True)
     return scores, confidence_method(model)
+
+
+def ovr_from_pairwise(decision: np.ndarray, n_classes: int) -> np.ndarray:
+    """One score per class from an SVM's pairwise decision values, as scikit-learn's `decision_function_shape="ovr"`
+    makes them (`sklearn.utils.multiclass._ovr_decision_function`: each class's votes plus its summed confidence
+    squashed below 1/3), as two matrix products. scikit-learn loops over the pairs in Python: on 77 classes (2,926
+    pairs) that loop took longer than libsvm's own prediction (BENCHMARKS.md, issue #28)."""
+    first, second = np.triu_indices(n_classes, k=1)  # libsvm's pair order: (0, 1), (0, 2), ..., (1, 2), ...
+    pairs = np.arange(len(first))
+    to_first = np.zeros((len(first), n_classes))
+    to_first[pairs, first] = 1.0
+    to_second = np.zeros_like(to_first)
+    to_second[pairs, second] = 1.0
+    confidence = decision @ (to_first - to_second)  # a pair's decision counts for its first class, against its second
+    first_wins = decision >= 0
+    votes = first_wins @ to_first + ~first_wins @ to_second
+    return votes + confidence / (3 * (np.abs(confidence) + 1))
 
 
 EVALUATION_VERSION = 2  # bump when the candidates' settings or how they are scored change: stored scores expire
@@ -208,7 +229,7 @@ def _score_one(model, Xs, ys, cv_folds, seed, throughput_X, n_jobs: int) -> dict
         warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
         # Threads, not processes: liblinear and libsvm release the GIL, and a worker pool's start-up (seconds)
         # and copies would cost more than they save on samples this size.
-        with parallel_config(backend="threading"):
+        with parallel_config(backend="threading"), one_blas_thread_each(fold_jobs):
             cv = cross_validate(
                 clone(model),
                 Xs,
@@ -252,8 +273,17 @@ def fit_student(name: str, X: np.ndarray, y: np.ndarray, seed: int = 0) -> Class
 
 def fit_students(names: Sequence[str], X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[ClassifierMixin]:
     """`fit_student` for each name, on every core (threads: the fits release the GIL)."""
-    with _quiet_fits(), ThreadPoolExecutor(max(1, min(len(names), os.cpu_count() or 1))) as pool:
+    threads = max(1, min(len(names), os.cpu_count() or 1))
+    with _quiet_fits(), ThreadPoolExecutor(threads) as pool, one_blas_thread_each(threads):
         return list(pool.map(lambda name: _fit(name, X, y, seed), names))
+
+
+def one_blas_thread_each(threads: int):
+    """While `threads` of ours fit or predict at once (`threads` -1: every core), each one's matrix products run on
+    one core. Otherwise every BLAS call starts threads of its own on cores ours already fill: oversubscribed, the
+    demo's logistic regressions on 77 classes trained 4-5x slower (BENCHMARKS.md, issue #28). Process-wide, as
+    BLAS's thread count is: entered around a parallel section, never inside its threads."""
+    return threadpool_limits(limits=1, user_api="blas") if threads != 1 else nullcontext()
 
 
 @contextmanager
@@ -327,7 +357,8 @@ def out_of_fold(
         return test, model.classes_, class_scores(model, X[test])[0]
 
     # Folds on every core, as threads: liblinear, libsvm and numpy release the GIL, and each fold is deterministic.
-    with _quiet_fits(), ThreadPoolExecutor(max(1, min(len(splits), os.cpu_count() or 1))) as pool:
+    threads = max(1, min(len(splits), os.cpu_count() or 1))
+    with _quiet_fits(), ThreadPoolExecutor(threads) as pool, one_blas_thread_each(threads):
         done = list(pool.map(lambda s: fold(*s), splits))
     for test, model_classes, fold_scores in done:
         scores[np.ix_(test, np.searchsorted(classes, model_classes))] = fold_scores

@@ -3,7 +3,8 @@ each table came from, each in its own module, behind one Dagster resource.
 
 DuckDB lets one process hold a database file at a time, and Dagster runs each step in its own process. So every
 method opens a connection, does its I/O and closes it at once (heavy compute happens outside), and opening waits
-with jittered backoff while another step holds the file instead of failing.
+with jittered backoff while another step holds the file instead of failing. Within a run or step the database stays
+open between connections until it has been idle for `keep_open_idle_seconds` (`warehouse_keep_open`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import Field
 
 from scalellm_dagster.embedding_arrow import embedding_batch
 from scalellm_dagster.resources.warehouse_cache import LEDGER_COLUMNS, CachesAndLedger
+from scalellm_dagster.resources.warehouse_keep_open import KEEP_OPEN
 from scalellm_dagster.resources.warehouse_snapshots import Snapshot, SnapshotLog
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA, TablesAndEmbeddings
 
@@ -35,16 +37,42 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, DuckDBResourc
 
     lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another process's lock.")
     memory_limit: str = Field(default="2GB", description="DuckDB's buffer memory per connection; it spills beyond.")
+    keep_open_idle_seconds: float = Field(
+        default=0.5,
+        description="During a run or step, keep the database open between connections until it has been idle this "
+        "long (each opening costs ~20 ms); other processes wait at most this much longer for its lock. 0: never.",
+    )
+
+    def setup_for_execution(self, context) -> None:
+        if self._keeps_open:
+            KEEP_OPEN.begin(self._key)
+
+    def teardown_after_execution(self, context) -> None:
+        if self._keeps_open:
+            KEEP_OPEN.end(self._key)
+
+    @property
+    def _keeps_open(self) -> bool:
+        return self.database != ":memory:" and self.keep_open_idle_seconds > 0
+
+    @property
+    def _key(self) -> str:
+        return str(Path(self.database).resolve())
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.database != ":memory:":
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect_waiting_for_lock()
+        kept = self._keeps_open and KEEP_OPEN.acquire(self._key, self._connect_waiting_for_lock)
         try:
-            yield conn
+            conn = self._connect_waiting_for_lock()
+            try:
+                yield conn
+            finally:
+                conn.close()
         finally:
-            conn.close()
+            if kept:
+                KEEP_OPEN.release(self._key, self.keep_open_idle_seconds)
 
     def _connect_waiting_for_lock(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + self.lock_timeout_seconds

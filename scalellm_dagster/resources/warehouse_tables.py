@@ -231,13 +231,20 @@ class TablesAndEmbeddings:
         with self.get_connection() as conn:
             # A plain streaming scan keeps every block it read in DuckDB's buffer cache (up to memory_limit).
             conn.execute(f"SET memory_limit = '{scan_memory}'")
-            end = conn.sql(f"SELECT coalesce(max(rowid) + 1, 0) FROM {quote(table)}").fetchall()[0][0]
-            for start in range(0, end, batch_rows):
-                yield ids_and_matrix(
-                    conn.sql(
-                        f"SELECT id, vector FROM {quote(table)} WHERE rowid >= {start} AND rowid < {start + batch_rows}"
-                    ).to_arrow_table()
-                )
+            try:
+                end = conn.sql(f"SELECT coalesce(max(rowid) + 1, 0) FROM {quote(table)}").fetchall()[0][0]
+                for start in range(0, end, batch_rows):
+                    yield ids_and_matrix(
+                        conn.sql(
+                            f"SELECT id, vector FROM {quote(table)} "
+                            f"WHERE rowid >= {start} AND rowid < {start + batch_rows}"
+                        ).to_arrow_table()
+                    )
+            finally:
+                # The limit is the database's, not this connection's: it outlives the connection while a run keeps
+                # the database open (warehouse_keep_open)
+                limit = self.connection_config.get("memory_limit", self.memory_limit)
+                conn.execute(f"SET memory_limit = '{limit}'")
 
 
 def write_settings(conn, raw_floats: bool) -> list[str]:
