@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from scalellm_dagster.resources.warehouse import Warehouse, WarehouseLockTimeout
 from scalellm_dagster.resources import warehouse_keep_open
+from scalellm_dagster.resources.warehouse import Warehouse, WarehouseLockTimeout
 from scalellm_dagster.resources.warehouse_keep_open import KEEP_OPEN
 
 
