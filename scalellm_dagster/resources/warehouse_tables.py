@@ -24,6 +24,7 @@ class TablesAndEmbeddings:
         same_transaction: list[tuple[str, list]] | None = None,
         keep_ids=None,
         raw_floats: bool = False,
+        relations: dict[str, pa.Table] | None = None,
     ) -> int:
         """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
 
@@ -31,7 +32,8 @@ class TablesAndEmbeddings:
         `same_transaction` are further (sql, params) statements committed in the same transaction. `keep_ids`: rows
         of the old table with these ids are carried into the new one, ahead of `data`, without passing through Python.
         `raw_floats`: store float columns uncompressed, for vectors (compressing float noise saves
-        little space and slows the write most, BENCHMARKS.md "Embedding speed").
+        little space and slows the write most, BENCHMARKS.md "Embedding speed"), with DuckDB's buffers bounded.
+        `relations`: Arrow tables the `same_transaction` statements read, by name.
         """
         if isinstance(data, pd.DataFrame):
             data = frame_to_arrow(data, self._corpus_id_type(data))
@@ -40,7 +42,9 @@ class TablesAndEmbeddings:
             conn.register("_incoming", data)
             if keep_ids is not None:
                 conn.register("_keep", pa.table({"id": pa.array(np.asarray(keep_ids))}))
-            settings = write_settings(conn, raw_floats)
+            for name, relation in (relations or {}).items():
+                conn.register(name, relation)
+            settings = write_settings(conn, raw_floats, self.connection_config.get("memory_limit", self.memory_limit))
             try:
                 with transaction(conn):
                     if schema:
@@ -60,11 +64,13 @@ class TablesAndEmbeddings:
                     for sql, params in same_transaction or []:
                         conn.execute(sql, params)
             finally:
-                for name in settings:
-                    conn.execute(f"RESET {name}")
+                for restore in settings:
+                    conn.execute(restore)
                 conn.unregister("_incoming")
                 if keep_ids is not None:
                     conn.unregister("_keep")
+                for name in relations or {}:
+                    conn.unregister(name)
         return int(rows)
 
     def append_tables(self, frames: dict[str, pd.DataFrame]) -> None:
@@ -150,23 +156,14 @@ class TablesAndEmbeddings:
     ) -> int:
         """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
         never need to be in memory at once. `keep_ids`: stored vectors carried over unchanged (a refresh)."""
-        same_transaction = list(same_transaction or [])
-        if model is not None:
-            same_transaction += [
-                (f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
-                (
-                    f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
-                    "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)",
-                    [],
-                ),
-                (f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [model[0], model[1]]),
-            ]
+        same_transaction = list(same_transaction or []) + (_save_model_statements(model[0]) if model else [])
         return self.write_table(
             table,
             pa.RecordBatchReader.from_batches(schema, iter(batches)),
             same_transaction=same_transaction,
             keep_ids=keep_ids,
             raw_floats=True,
+            relations={"_model_parts": model_parts(*model)} if model else None,
         )
 
     def vector_stats(self, table: str = EMBEDDINGS, relation_sql: str | None = None) -> pd.DataFrame:
@@ -183,19 +180,27 @@ class TablesAndEmbeddings:
 
     def save_model(self, name: str, blob: bytes) -> None:
         with self.get_connection() as conn:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}")
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
-                "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)"
-            )
-            conn.execute(f"INSERT OR REPLACE INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [name, blob])
+            conn.register("_model_parts", model_parts(name, blob))
+            try:
+                with transaction(conn):
+                    for sql, params in _save_model_statements(name):
+                        conn.execute(sql, params)
+            finally:
+                conn.unregister("_model_parts")
 
     def load_model(self, name: str) -> bytes | None:
-        if not self.table_exists(f"{CACHE_SCHEMA}.models"):
-            return None
+        """The model's pickle: from its parts, else from the one-row table of versions before issue #28."""
         with self.get_connection() as conn:
-            found = conn.execute(f"SELECT blob FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]).fetchone()
-        return bytes(found[0]) if found else None
+            if relation_kind(conn, f"{CACHE_SCHEMA}.model_parts"):
+                parts = conn.execute(
+                    f"SELECT blob FROM {CACHE_SCHEMA}.model_parts WHERE name = ? ORDER BY part", [name]
+                ).fetchall()
+                if parts:
+                    return b"".join(bytes(part[0]) for part in parts)
+            if relation_kind(conn, f"{CACHE_SCHEMA}.models"):
+                found = conn.execute(f"SELECT blob FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]).fetchone()
+                return bytes(found[0]) if found else None
+        return None
 
     def embedding_state(self, table: str, version: str) -> pd.DataFrame | None:
         """(id, text_hash) of the stored vectors made by embedding `version`, or None when there are none or no
@@ -247,18 +252,52 @@ class TablesAndEmbeddings:
                 conn.execute(f"SET memory_limit = '{limit}'")
 
 
-def write_settings(conn, raw_floats: bool) -> list[str]:
-    """Sets the connection's settings for one write; returns their names, to reset after it. Insertion order is
-    kept: reads that stream a table in storage order (the simulated teacher's class centroids) stay reproducible."""
+MODEL_PART_BYTES = 16 * 2**20
+# DuckDB's buffers while vectors stream in: the written blocks stay cached up to the memory limit otherwise, and
+# at 1M rows they were most of the embedding step's peak (BENCHMARKS.md, issue #28)
+VECTOR_WRITE_MEMORY = "512MB"
+
+
+def model_parts(name: str, blob: bytes) -> pa.Table:
+    """A fitted model's pickle as rows of at most MODEL_PART_BYTES, without copying it. Bound as one parameter, a
+    229 MB LSA model cost DuckDB 2.3 GB and 12 s to insert; in 16 MB parts read from Arrow, 0.9 GB and 0.6 s."""
+    count = max(1, -(-len(blob) // MODEL_PART_BYTES))
+    offsets = np.minimum(np.arange(count + 1, dtype=np.int64) * MODEL_PART_BYTES, len(blob))
+    parts = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(blob)]
+    )
+    return pa.table(
+        {"name": pa.array([name] * count), "part": pa.array(np.arange(count, dtype=np.int32)), "blob": parts}
+    )
+
+
+def _save_model_statements(name: str) -> list[tuple[str, list]]:
+    return [
+        (f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
+        (
+            f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.model_parts "
+            "(name VARCHAR, part INTEGER, blob BLOB, saved_at TIMESTAMP)",
+            [],
+        ),
+        (f"DELETE FROM {CACHE_SCHEMA}.model_parts WHERE name = ?", [name]),
+        (f"INSERT INTO {CACHE_SCHEMA}.model_parts SELECT name, part, blob, now() FROM _model_parts", []),
+    ]
+
+
+def write_settings(conn, raw_floats: bool, memory_limit: str) -> list[str]:
+    """Sets the connection's settings for one write; returns the statements that undo them. Insertion order is
+    kept: reads that stream a table in storage order (the simulated teacher's class centroids) stay reproducible.
+    Settings are the database's, not the connection's, so a memory limit is set back to the configured one."""
     wanted = {}
     if raw_floats:
         # A debugging setting of DuckDB's: a version without it writes compressed, as before, only slower.
-        wanted["force_compression"] = "'uncompressed'"
-    applied = []
-    for name, value in wanted.items():
+        wanted["force_compression"] = ("'uncompressed'", "RESET force_compression")
+        wanted["memory_limit"] = (f"'{VECTOR_WRITE_MEMORY}'", f"SET memory_limit = '{memory_limit}'")
+    undo = []
+    for name, (value, restore) in wanted.items():
         try:
             conn.execute(f"SET {name} = {value}")
-            applied.append(name)
+            undo.append(restore)
         except duckdb.Error:
             pass
-    return applied
+    return undo
