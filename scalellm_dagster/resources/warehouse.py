@@ -52,6 +52,11 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, DuckDBResourc
             KEEP_OPEN.end(self._key)
 
     @property
+    def configured_memory_limit(self) -> str:
+        """The memory limit every connection opens with; a setting lowered for one scan or write goes back to it."""
+        return self.connection_config.get("memory_limit", self.memory_limit)
+
+    @property
     def _keeps_open(self) -> bool:
         return self.database != ":memory:" and self.keep_open_idle_seconds > 0
 

@@ -99,10 +99,7 @@ class KeepOpen:
     def _close_if_idle(self, path: str, held: _Held) -> None:
         with self._lock:
             if self._held.get(path) is held and held.users == 0:
-                if held.anchor is not None:
-                    held.anchor.close()
-                    held.anchor = None
-                held.timer = None
+                self._close(path, held)
 
     def _close(self, path: str, held: _Held) -> None:
         if held.timer is not None:

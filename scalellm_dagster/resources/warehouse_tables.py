@@ -44,7 +44,7 @@ class TablesAndEmbeddings:
                 conn.register("_keep", pa.table({"id": pa.array(np.asarray(keep_ids))}))
             for name, relation in (relations or {}).items():
                 conn.register(name, relation)
-            settings = write_settings(conn, raw_floats, self.connection_config.get("memory_limit", self.memory_limit))
+            settings = write_settings(conn, raw_floats, self.configured_memory_limit)
             try:
                 with transaction(conn):
                     if schema:
@@ -248,8 +248,7 @@ class TablesAndEmbeddings:
             finally:
                 # The limit is the database's, not this connection's: it outlives the connection while a run keeps
                 # the database open (warehouse_keep_open)
-                limit = self.connection_config.get("memory_limit", self.memory_limit)
-                conn.execute(f"SET memory_limit = '{limit}'")
+                conn.execute(f"SET memory_limit = '{self.configured_memory_limit}'")
 
 
 MODEL_PART_BYTES = 16 * 2**20
