@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 
 from scalellm_dagster.embedding_arrow import embedding_schema
-from scalellm_dagster.resources import warehouse_keep_open, warehouse_tables
+from scalellm_dagster.resources import warehouse_keep_open
 from scalellm_dagster.resources.warehouse import Warehouse, WarehouseLockTimeout
 from scalellm_dagster.resources.warehouse_keep_open import KEEP_OPEN
 
@@ -174,21 +174,13 @@ def test_a_long_stream_of_short_connections_lets_other_processes_in(tmp_path, mo
         wh.teardown_after_execution(None)
 
 
-def test_a_fitted_model_round_trips_in_parts_and_older_warehouses_still_load(tmp_path, monkeypatch):
-    monkeypatch.setattr(warehouse_tables, "MODEL_PART_BYTES", 1000)
+def test_a_fitted_model_is_stored_with_its_vectors_and_replaced(tmp_path):
     wh = Warehouse(database=str(tmp_path / "w.duckdb"))
-    blob = os.urandom(4500)  # five parts, the last one short
-    wh.write_embedding_batches(
-        "embeddings", embedding_schema(pa.int64(), 4), [], model=("lsa", blob), same_transaction=[]
-    )
+    blob = os.urandom(4500)
+    wh.write_embedding_batches("embeddings", embedding_schema(pa.int64(), 4), [], model=("lsa", blob))
     assert wh.load_model("lsa") == blob
-    assert wh.read_df("SELECT count(*) AS n FROM scalellm_cache.model_parts")["n"][0] == 5
-    wh.save_model("lsa", b"refitted")  # replaces every part
+    wh.write_embedding_batches("embeddings", embedding_schema(pa.int64(), 4), [], model=("lsa", blob[::-1]))
+    assert wh.load_model("lsa") == blob[::-1]  # a refit replaces the row in the same transaction as the vectors
+    wh.save_model("lsa", b"refitted")
     assert wh.load_model("lsa") == b"refitted" and wh.load_model("other") is None
-
-    old = Warehouse(database=str(tmp_path / "old.duckdb"))  # as versions before issue #28 stored models
-    with old.get_connection() as conn:
-        conn.execute("CREATE SCHEMA scalellm_cache")
-        conn.execute("CREATE TABLE scalellm_cache.models (name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)")
-        conn.execute("INSERT INTO scalellm_cache.models VALUES ('lsa', ?, now())", [blob])
-    assert old.load_model("lsa") == blob and old.load_model("other") is None
+    assert wh.read_df("SELECT count(*) AS n FROM scalellm_cache.models")["n"][0] == 1

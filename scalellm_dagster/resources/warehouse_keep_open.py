@@ -3,13 +3,13 @@
 Starting a DuckDB database costs ~20 ms a connection on this machine, even in memory, and closing it checkpoints:
 the demo's run opened 180 connections, and keeping the database open between them took the run from 50 to 37 s
 (BENCHMARKS.md, issue #28). While one connection to a file is open, DuckDB shares that database with every new
-connection to it in the process (0.4 ms). So while a Dagster run or step has the warehouse resource, the first
-connection leaves one "anchor" connection open, and a timer closes it once no connection has been in use for
-`idle_seconds`. The lock on the file is then held at most that much longer than before: another process (a sensor,
-a step of a parallel run) waiting for it, with its backoff, still gets it between a step's bursts of I/O, never only
-after the step's compute. Nor does a long stream of short writes (a teacher's answers, request by request) keep it:
-an anchor open for more than MAX_HOLD_SECONDS is closed as soon as no connection is in use, as every connection was
-before. Outside a run (scripts, tests, Dask workers) nothing is kept open.
+connection to it in the process (0.05 ms, benchmarks/duckdb_costs.py). So while a Dagster run or step has the
+warehouse resource, the first connection leaves one "anchor" connection open, and a timer closes it once no
+connection has been in use for `idle_seconds`. The lock on the file is then held at most that much longer than
+before: another process (a sensor, a step of a parallel run) waiting for it, with its backoff, still gets it between
+a step's bursts of I/O, never only after the step's compute. Nor does a long stream of short writes (a teacher's
+answers, request by request) keep it: an anchor open for more than MAX_HOLD_SECONDS is closed as soon as no
+connection is in use, as every connection was before. Outside a run (scripts, tests, Dask workers) nothing is kept open.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ class TablesAndEmbeddings:
         same_transaction: list[tuple[str, list]] | None = None,
         keep_ids=None,
         raw_floats: bool = False,
-        relations: dict[str, pa.Table] | None = None,
     ) -> int:
         """Replace `table` ("name" or "schema.name") in one transaction; returns the rows written.
 
@@ -33,7 +32,6 @@ class TablesAndEmbeddings:
         of the old table with these ids are carried into the new one, ahead of `data`, without passing through Python.
         `raw_floats`: store float columns uncompressed, for vectors (compressing float noise saves
         little space and slows the write most, BENCHMARKS.md "Embedding speed"), with DuckDB's buffers bounded.
-        `relations`: Arrow tables the `same_transaction` statements read, by name.
         """
         if isinstance(data, pd.DataFrame):
             data = frame_to_arrow(data, self._corpus_id_type(data))
@@ -42,8 +40,6 @@ class TablesAndEmbeddings:
             conn.register("_incoming", data)
             if keep_ids is not None:
                 conn.register("_keep", pa.table({"id": pa.array(np.asarray(keep_ids))}))
-            for name, relation in (relations or {}).items():
-                conn.register(name, relation)
             settings = write_settings(conn, raw_floats, self.configured_memory_limit)
             try:
                 with transaction(conn):
@@ -69,8 +65,6 @@ class TablesAndEmbeddings:
                 conn.unregister("_incoming")
                 if keep_ids is not None:
                     conn.unregister("_keep")
-                for name in relations or {}:
-                    conn.unregister(name)
         return int(rows)
 
     def append_tables(self, frames: dict[str, pd.DataFrame]) -> None:
@@ -156,14 +150,13 @@ class TablesAndEmbeddings:
     ) -> int:
         """Like `write_embeddings`, from an iterable of batches consumed while DuckDB writes: a corpus's vectors
         never need to be in memory at once. `keep_ids`: stored vectors carried over unchanged (a refresh)."""
-        same_transaction = list(same_transaction or []) + (_save_model_statements(model[0]) if model else [])
+        same_transaction = list(same_transaction or []) + (_save_model_statements(*model) if model else [])
         return self.write_table(
             table,
             pa.RecordBatchReader.from_batches(schema, iter(batches)),
             same_transaction=same_transaction,
             keep_ids=keep_ids,
             raw_floats=True,
-            relations={"_model_parts": model_parts(*model)} if model else None,
         )
 
     def vector_stats(self, table: str = EMBEDDINGS, relation_sql: str | None = None) -> pd.DataFrame:
@@ -179,28 +172,16 @@ class TablesAndEmbeddings:
         )
 
     def save_model(self, name: str, blob: bytes) -> None:
-        with self.get_connection() as conn:
-            conn.register("_model_parts", model_parts(name, blob))
-            try:
-                with transaction(conn):
-                    for sql, params in _save_model_statements(name):
-                        conn.execute(sql, params)
-            finally:
-                conn.unregister("_model_parts")
+        with self.get_connection() as conn, transaction(conn):
+            for sql, params in _save_model_statements(name, blob):
+                conn.execute(sql, params)
 
     def load_model(self, name: str) -> bytes | None:
-        """The model's pickle: from its parts, else from the one-row table of versions before issue #28."""
+        if not self.table_exists(f"{CACHE_SCHEMA}.models"):
+            return None
         with self.get_connection() as conn:
-            if relation_kind(conn, f"{CACHE_SCHEMA}.model_parts"):
-                parts = conn.execute(
-                    f"SELECT blob FROM {CACHE_SCHEMA}.model_parts WHERE name = ? ORDER BY part", [name]
-                ).fetchall()
-                if parts:
-                    return b"".join(bytes(part[0]) for part in parts)
-            if relation_kind(conn, f"{CACHE_SCHEMA}.models"):
-                found = conn.execute(f"SELECT blob FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]).fetchone()
-                return bytes(found[0]) if found else None
-        return None
+            found = conn.execute(f"SELECT blob FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]).fetchone()
+        return bytes(found[0]) if found else None
 
     def embedding_state(self, table: str, version: str) -> pd.DataFrame | None:
         """(id, text_hash) of the stored vectors made by embedding `version`, or None when there are none or no
@@ -251,35 +232,23 @@ class TablesAndEmbeddings:
                 conn.execute(f"SET memory_limit = '{self.configured_memory_limit}'")
 
 
-MODEL_PART_BYTES = 16 * 2**20
 # DuckDB's buffers while vectors stream in: the written blocks stay cached up to the memory limit otherwise, and
 # at 1M rows they were most of the embedding step's peak (BENCHMARKS.md, issue #28)
 VECTOR_WRITE_MEMORY = "512MB"
 
 
-def model_parts(name: str, blob: bytes) -> pa.Table:
-    """A fitted model's pickle as rows of at most MODEL_PART_BYTES, without copying it. Bound as one parameter, a
-    229 MB LSA model cost DuckDB 2.3 GB and 12 s to insert; in 16 MB parts read from Arrow, 0.9 GB and 0.6 s."""
-    count = max(1, -(-len(blob) // MODEL_PART_BYTES))
-    offsets = np.minimum(np.arange(count + 1, dtype=np.int64) * MODEL_PART_BYTES, len(blob))
-    parts = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), count, [None, pa.py_buffer(offsets), pa.py_buffer(blob)]
-    )
-    return pa.table(
-        {"name": pa.array([name] * count), "part": pa.array(np.arange(count, dtype=np.int32)), "blob": parts}
-    )
-
-
-def _save_model_statements(name: str) -> list[tuple[str, list]]:
+def _save_model_statements(name: str, blob: bytes) -> list[tuple[str, list]]:
+    """A fitted model's pickle replaced by a delete and an insert. Not `INSERT OR REPLACE`: on a 229 MB LSA model
+    that took DuckDB 13.0 s and 2.3 GB more memory, against 2.6 s and 0.95 GB (benchmarks/duckdb_costs.py)."""
     return [
         (f"CREATE SCHEMA IF NOT EXISTS {CACHE_SCHEMA}", []),
         (
-            f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.model_parts "
-            "(name VARCHAR, part INTEGER, blob BLOB, saved_at TIMESTAMP)",
+            f"CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.models "
+            "(name VARCHAR PRIMARY KEY, blob BLOB, saved_at TIMESTAMP)",
             [],
         ),
-        (f"DELETE FROM {CACHE_SCHEMA}.model_parts WHERE name = ?", [name]),
-        (f"INSERT INTO {CACHE_SCHEMA}.model_parts SELECT name, part, blob, now() FROM _model_parts", []),
+        (f"DELETE FROM {CACHE_SCHEMA}.models WHERE name = ?", [name]),
+        (f"INSERT INTO {CACHE_SCHEMA}.models VALUES (?, ?, now())", [name, blob]),
     ]
 
 
