@@ -3,12 +3,13 @@
 Pre-registered before the first run (2026-11-30), not tuned afterwards: the seeds are `SEEDS` below; the cells are
 every suspect-label policy x every share of teacher requests failing, on each shared dataset; the settings are
 `SETTINGS`. Each run takes a fresh corpus of `rows` rows drawn from the dataset (by the run's seed), and goes the
-real path `scalellm bench` goes (`bench.run_flow`): random sample of `budget` rows labelled by the simulated teacher
-(accuracy 0.9; an LLM simulation, not an LLM), the suspect review, every candidate scored and the selection made,
-the final student, its predictions, and the guaranteed cascade at `target` with delta 0.1 (`bench.cascade_step`,
-the step `run_flow` ends with). A failing share f: that share of the rows outside the sample (drawn per run) gets an
-invalid answer every time the cascade asks (the worst case: asking again never helps); the three shares share the
-run's sample, selection and student.
+real path `scalellm bench` goes (`bench.run_flow`): random sample of `budget` rows labelled by a simulated teacher
+(accuracy 0.9; an LLM simulation, not an LLM: `--teacher simulated` errs on rows drawn by a hash, `simulated_hard`,
+answers decided on the whole dataset, on the rows a model finds hard), the suspect review, every candidate scored
+and the selection made, the final student, its predictions, and the guaranteed cascade at `target` with delta 0.1
+(`bench.cascade_step`, the step `run_flow` ends with). A failing share f: that share of the rows outside the sample
+(drawn per run) gets an invalid answer every time the cascade asks (the worst case: asking again never helps); the
+three shares share the run's sample, selection and student.
 
 A run *claims* when it prints the target as certified; it *misses* when it claims and the realised agreement with
 the teacher on the rows outside the sample is below the target. Also counted: runs whose printed bound (whatever it
@@ -26,7 +27,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # simulated_teachers, parallel
+from parallel import run_jobs  # noqa: E402
 
 SEEDS = list(range(20_261_130, 20_261_130 + 300))  # pre-registered; the development set was 0..149
 DATASETS = ["tweet_eval_offensive", "ag_news", "banking77"]
@@ -82,7 +84,9 @@ def _dataset(root: str, name: str):
     return _DATA[name]
 
 
-def one_run(root: str, name: str, seed: int, policies: tuple = tuple(POLICIES)) -> list[dict]:
+def one_run(
+    root: str, name: str, seed: int, policies: tuple = tuple(POLICIES), teacher_kind: str = "simulated"
+) -> list[dict]:
     """Every (policy, failing share) cell of one seed on one dataset."""
     from scalellm_dagster.cli.bench import cascade_step, run_flow
     from scalellm_dagster.flow import MemoryCache, TeacherSession
@@ -96,6 +100,19 @@ def one_run(root: str, name: str, seed: int, policies: tuple = tuple(POLICIES)) 
     df["id"] = np.arange(len(df))
     labels = sorted(full["label"].unique())
     keys = df["id"].astype(str).tolist()
+    if teacher_kind != "simulated":  # answers decided on the whole dataset, so a row's does not depend on the draw
+        from simulated_teachers import answers_for
+
+        whole = answers_for(
+            teacher_kind,
+            full["text"].tolist(),
+            full["label"],
+            labels,
+            X_full,
+            seed % 100_000,
+            SETTINGS["teacher_accuracy"],
+        )
+        answers = whole[pick]
     out = []
     for policy in policies:
         task = parse_task(
@@ -112,9 +129,22 @@ def one_run(root: str, name: str, seed: int, policies: tuple = tuple(POLICIES)) 
                 "cascade_delta": SETTINGS["delta"],
             }
         )
-        simulated = SimulatedTeacher.from_corpus(
-            task, df["id"], df["label"], X, accuracy=SETTINGS["teacher_accuracy"], latency_ms=0.0, seed=seed % 100_000
-        )
+        if teacher_kind == "simulated":
+            simulated = SimulatedTeacher.from_corpus(
+                task,
+                df["id"],
+                df["label"],
+                X,
+                accuracy=SETTINGS["teacher_accuracy"],
+                latency_ms=0.0,
+                seed=seed % 100_000,
+            )
+        else:
+            from simulated_teachers import table_teacher
+
+            simulated = table_teacher(
+                teacher_kind, task, df["id"], answers, SETTINGS["teacher_accuracy"], seed % 100_000
+            )
         says = simulated.label_batch(list(zip(keys, df["text"]))).answers
         teacher_says = np.array([says[k].label for k in keys], dtype=object)
         # the failing rows are drawn once for the largest share; a smaller share takes a prefix of the same draw
@@ -140,6 +170,7 @@ def one_run(root: str, name: str, seed: int, policies: tuple = tuple(POLICIES)) 
             out.append(
                 {
                     "dataset": name,
+                    "teacher": teacher_kind,
                     "policy": policy,
                     "failing": share,
                     "seed": seed,
@@ -190,18 +221,20 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=DATASETS)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--policies", nargs="*", default=POLICIES)
+    parser.add_argument(
+        "--teacher",
+        default="simulated",
+        choices=["simulated", "simulated_hard"],
+        help="the simulation of the teacher: errors uniform over rows, or on the rows a model finds hard",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     start = time.perf_counter()
     seeds = SEEDS[args.offset : args.offset + args.runs]
-    jobs = [(args.datasets, name, seed, tuple(args.policies)) for name in args.only for seed in seeds]
-    rows: list[dict] = []
-    with ProcessPoolExecutor(args.processes) as pool:
-        for n, result in enumerate(pool.map(one_run, *zip(*jobs), chunksize=4), start=1):
-            rows.extend(result)
-            if n % 25 == 0:
-                print(f"{n}/{len(jobs)} runs ({time.perf_counter() - start:.0f}s)", flush=True)
+    jobs = [(args.datasets, name, seed, tuple(args.policies), args.teacher) for name in args.only for seed in seeds]
+    rows = run_jobs(one_run, jobs, args.processes, 25, "runs")
     report = {
+        "teacher": args.teacher,
         "settings": SETTINGS,
         "seeds": f"{seeds[0]}..{seeds[-1]}",
         "cells": summarise(rows),

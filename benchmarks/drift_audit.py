@@ -6,7 +6,8 @@
 Per dataset (`data.parquet`: id, text, label; the bundled banking77 demo when none is given), embedded once with the
 static embedder. Per seed, a quarter of the classes (at least one; picked by the seed) is held out of the "old"
 rows; a two-class dataset is skipped (holding one out leaves nothing to learn). The simulated teacher
-(90 % accurate, errors to the nearest other class) labels `--budget` random old rows; the chosen student is the
+(90 % accurate; `--teacher simulated`: errors on rows drawn by a hash, to the nearest other class; `simulated_hard`:
+errors on the rows a model finds hard) labels `--budget` random old rows; the chosen student is the
 best of logistic regression, linear SVM and ridge by 5-fold cross-validated agreement with the teacher, which is
 the report's estimate. A refresh brings 2,000 new rows of which a share comes from the held-out class (0 %: no
 drift) and the rest are unseen old rows; the audit (`core.audit`: seeded draw, exact 95 % interval, fails when its
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -30,7 +32,9 @@ from scalellm_dagster.core.audit import draw_audit, judge_audit
 from scalellm_dagster.core.students import fit_student, make_student
 from scalellm_dagster.embedders.static import StaticEmbedder
 from scalellm_dagster.settings import DEMO_CORPUS
-from scalellm_dagster.teachers.simulated import error_draw, nearest_other_class
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulated_teachers import KINDS, answers_for  # noqa: E402
 
 STUDENTS = ["logistic_regression", "linear_svm", "ridge"]
 DRIFT_SHARES = [0.0, 0.1, 0.25, 0.5, 1.0]
@@ -51,14 +55,13 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
     if len(classes) < 3:
         print(f"{name}: {len(classes)} classes, skipped (holding one out leaves nothing to learn)")
         return []
-    confusion = nearest_other_class(X, gold.astype(object), classes).astype(str)
     audit_sizes = [int(a) for a in args.audit_rows.split(",")]
     rows = []
     start = time.perf_counter()
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
         held_out = rng.choice(classes, max(1, len(classes) // 4), replace=False)
-        teacher = np.where(np.array([error_draw(t, seed) for t in texts]) < 0.9, gold, confusion)
+        teacher = answers_for(args.teacher, texts, gold, classes, X, seed, 0.9).astype(str)
         old = np.flatnonzero(~np.isin(gold, held_out))
         novel = np.flatnonzero(np.isin(gold, held_out))
         sample = rng.choice(old, size=min(args.budget, len(old) // 2), replace=False)
@@ -80,6 +83,7 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
                 rows.append(
                     {
                         "dataset": name,
+                        "teacher": args.teacher,
                         "seed": seed,
                         "held_out_classes": len(held_out),
                         "drift_share": share,
@@ -99,7 +103,7 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
 def summarise(rows: list[dict]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     return (
-        table.groupby(["dataset", "drift_share", "audit_rows"])
+        table.groupby(["dataset", "teacher", "drift_share", "audit_rows"])
         .agg(
             seeds=("seed", "nunique"),
             estimate_mean=("estimate", "mean"),
@@ -118,6 +122,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=50)
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--audit-rows", default="30,100")
+    parser.add_argument("--teacher", default="simulated", choices=KINDS, help="which simulation of the teacher")
     parser.add_argument("--out", default="benchmarks/results/drift_audit.json")
     args = parser.parse_args()
     rows = [row for path in args.datasets for row in one_dataset(*load(path), args)]

@@ -1,7 +1,8 @@
 """Are the learning curves' forecasts honest? (issue #27): fit on up to 500 teacher labels, forecast 2,000, compare.
 
-Pre-registered seeds (`SEEDS`). Per dataset and seed: 2,000 random rows labelled by the simulated teacher (accuracy
-0.9; an LLM simulation), static embeddings; the student's cross-validated accuracy vs the teacher at 62, 125, 250,
+Pre-registered seeds (`SEEDS`). Per dataset and seed: 2,000 random rows labelled by a simulated teacher (accuracy
+0.9; an LLM simulation; `--teacher simulated` errs on rows drawn by a hash, `simulated_hard` on the rows a model
+finds hard), static embeddings; the student's cross-validated accuracy vs the teacher at 62, 125, 250,
 500 and 2,000 labels (`evaluate_students`, the report's own scores); the teacher-noise estimate from the 500-label
 sample. The curve fitted on the first four points forecasts 2,000; the truth is the measured point at 2,000. Three
 treatments of the noise estimate: none; as a near-hard floor at the flagged share (what the report did before:
@@ -9,7 +10,8 @@ a prior with sd 0.001, since the fit no longer takes a bound); as an estimate co
 with its uncertainty (now). Reported: the mean and mean absolute error of the forecast, and how often the 68 % band
 holds the truth (it says 68 %).
 
-    .venv/bin/python benchmarks/forecast_honesty.py ../shared/datasets [--seeds 10] [--student logistic_regression]
+    .venv/bin/python benchmarks/forecast_honesty.py ../shared/datasets [--seeds 10] [--student logistic_regression] \
+        [--teacher simulated_hard]
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulated_teachers import KINDS, answers_for  # noqa: E402
 
 SEEDS = list(range(7_000, 7_000 + 30))  # pre-registered
 DATASETS = ["tweet_eval_offensive", "ag_news", "banking77"]
@@ -42,6 +46,7 @@ def main() -> None:
     parser.add_argument("datasets")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--student", default="logistic_regression")
+    parser.add_argument("--teacher", default="simulated", choices=KINDS, help="which simulation of the teacher")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rows = []
@@ -65,12 +70,15 @@ def main() -> None:
             )
             pick = np.random.default_rng(seed).choice(len(df), 2000, replace=False)
             sample, X = df.iloc[pick].reset_index(drop=True), X_all[pick]
-            teacher = SimulatedTeacher.from_corpus(
-                task, df["id"], df["label"], X_all, accuracy=0.9, latency_ms=0, seed=seed
-            )
-            keys = sample["id"].astype(str).tolist()
-            answers = teacher.label_batch(list(zip(keys, sample["text"]))).answers
-            y = np.array([answers[k].label for k in keys], dtype=object)
+            if args.teacher == "simulated":
+                teacher = SimulatedTeacher.from_corpus(
+                    task, df["id"], df["label"], X_all, accuracy=0.9, latency_ms=0, seed=seed
+                )
+                keys = sample["id"].astype(str).tolist()
+                answers = teacher.label_batch(list(zip(keys, sample["text"]))).answers
+                y = np.array([answers[k].label for k in keys], dtype=object)
+            else:  # decided on the whole dataset, as the simulation answers a corpus
+                y = answers_for(args.teacher, df["text"].tolist(), df["label"], labels, X_all, seed, 0.9)[pick]
             scores = evaluate_students(X, y, task).scores.sort_values("sample_size")
             measured = scores.set_index("sample_size")["cv_accuracy"]
             noise = estimate_teacher_noise(y[:500], out_of_fold(args.student, X[:500], y[:500], 5, seed))
@@ -88,6 +96,7 @@ def main() -> None:
                 rows.append(
                     {
                         "dataset": name,
+                        "teacher": args.teacher,
                         "seed": seed,
                         "treatment": treatment,
                         "truth": float(measured[2000]),

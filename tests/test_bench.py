@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -47,7 +48,8 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     )
     report = json.loads(out.read_text())
     assert report["rows"] == 900 and report["classes"] == 6 and report["embedder"].startswith("static-minilm256-")
-    assert report["teacher"]["name"] == "simulated" and 0.7 < report["teacher"]["accuracy_vs_gold"] < 0.9
+    assert report["teacher"]["name"] == "simulated_hard"  # the default: a simulation erring on hard rows
+    assert report["teacher"]["accuracy_vs_gold"] == pytest.approx(0.8, abs=0.002)
     base = report["baseline"]
     assert base["teacher_calls"] == 900 and "extrapolated from 40" in base["seconds_measured_or_extrapolated"]
     assert base["seconds"] >= 900 * 0.005 / 8  # at least the latency floor
@@ -62,6 +64,29 @@ def test_bench_writes_a_complete_report(tmp_path, capsys):
     assert report["inference_rows_per_second"] > 0 and report["peak_rss_mb"] > 0
     assert (tmp_path / "report_budget.png").stat().st_size > 1000
     assert "wrote" in capsys.readouterr().out
+
+
+def test_bench_runs_two_teachers_side_by_side_on_the_same_budgets(tmp_path, capsys):
+    out = tmp_path / "both.json"
+    argv = ["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "600"]
+    argv += ["--budgets", "60,120", "--teacher-accuracy", "0.8", "--teacher-latency-ms", "0", "--baseline-sample"]
+    argv += ["20", "--candidates", "logistic_regression", "--probe-rows", "2000", "--out", str(out)]
+    assert main([*argv, "--teacher", "simulated,simulated_hard"]) == 0
+    both = json.loads(out.read_text())
+    assert both["teachers"] == ["simulated", "simulated_hard"]
+    assert [(r["teacher"], r["budget"]) for r in both["runs"]] == [
+        ("simulated", 60),
+        ("simulated", 120),
+        ("simulated_hard", 60),
+        ("simulated_hard", 120),
+    ]
+    for kind, path in both["reports"].items():
+        assert json.loads(Path(path).read_text())["teacher"]["name"] == kind
+    printed = capsys.readouterr().out
+    assert "teacher_accuracy_vs_gold" in printed and "simulated_hard" in printed
+    with pytest.raises(SystemExit):
+        main([*argv, "--teacher", "simulated,oracle"])
+    assert "unknown teacher 'oracle'" in capsys.readouterr().err
 
 
 def test_bench_names_a_missing_column(tmp_path):

@@ -9,6 +9,7 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, build_sensor_cont
 
 from scalellm_dagster.definitions import build_definitions
 from scalellm_dagster.settings import DEMO_CORPUS, Settings
+from tests.conftest import corpus_folder
 from tests.pipeline_helpers import query, run_pipeline
 
 
@@ -55,9 +56,18 @@ def test_new_rows_of_an_unseen_label_fail_two_audits_and_the_top_up_fixes_it(pip
     folder, familiar, novel = drifting_corpus
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]
     with DagsterInstance.ephemeral() as instance:
-        first = _audit_meta(run_pipeline(instance))  # every row is new to the first audit: like the sample
-        assert first["audited_rows"].value == 30 and first["audit_passed"].value is True
-        assert first["new_rows"].value == 400
+        # every row is new to the first audit, and is the population the sample came from: a baseline, no test
+        first_run = run_pipeline(instance)
+        first = _audit_meta(first_run)
+        assert first["audited_rows"].value == 0 and first["audit_passed"].value.startswith("baseline, not a drift test")
+        assert first["new_rows"].value == 400 and first["failed_audits_in_a_row"].value == 0
+        assert not [
+            e for e in first_run.get_asset_check_evaluations() if e.check_name == "audit_agreement_within_estimate"
+        ]
+        tables = {
+            t for (t,) in query(db, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'topic'")
+        }
+        assert "audit_answers" not in tables  # the teacher was asked nothing
 
         familiar.iloc[:150].to_parquet(folder / "part-001.parquet", index=False)
         result = run_pipeline(instance, REFRESH)
@@ -99,7 +109,7 @@ def test_new_rows_of_an_unseen_label_fail_two_audits_and_the_top_up_fixes_it(pip
         after = _audit_meta(run_pipeline(instance, REFRESH))
         assert after["audit_passed"].value is True and after["failed_audits_in_a_row"].value == 0
         log = query(db, "SELECT new_rows, passed FROM topic.audit_log ORDER BY audited_at")
-        assert log == [(400, True), (150, True), (150, False), (150, False), (150, True)]
+        assert log == [(400, None), (150, True), (150, False), (150, False), (150, True)]
 
 
 def test_the_audit_interval_is_the_exact_one_and_failures_count_in_a_row():
@@ -127,8 +137,10 @@ def test_a_refresh_with_nothing_new_is_not_audited_rather_than_passed(pipeline_e
     assert _audit_meta(result)["audit_passed"].value == "not audited this run"
 
 
-def test_invalid_audit_answers_count_as_disagreements_not_as_fewer_rows(pipeline_env, monkeypatch):
+def test_invalid_audit_answers_count_as_disagreements_not_as_fewer_rows(pipeline_env, tmp_path, monkeypatch):
     from scalellm_dagster.assets import audit_asset as audit_module
+
+    folder, rows = corpus_folder(tmp_path, monkeypatch, 550)
 
     real = audit_module.warehouse_session
 
@@ -146,7 +158,9 @@ def test_invalid_audit_answers_count_as_disagreements_not_as_fewer_rows(pipeline
 
     monkeypatch.setattr(audit_module, "warehouse_session", failing_session)
     with DagsterInstance.ephemeral() as instance:
-        meta = _audit_meta(run_pipeline(instance))
+        assert run_pipeline(instance).success  # the baseline
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
+        meta = _audit_meta(run_pipeline(instance, REFRESH))
     assert meta["audited_rows"].value == 30 and meta["audit_invalid_answers"].value == 10
     rows = query(
         pipeline_env["SCALELLM_DUCKDB_PATH"],

@@ -236,7 +236,7 @@ def test_teacher_noise_flags_flipped_labels_and_bounds_the_curve_floor():
     weighed = fit_learning_curve(sizes, acc, prior)
     assert abs(weighed.c - prior.mean) < 2 * prior.sd  # an estimate weighed with the points, not a hard bound
     assert fit_learning_curve(sizes, acc).accuracy_at(1e5) > weighed.accuracy_at(1e5)
-    # issue #27: the 68 % band is narrow where it was measured and holds the measurement
+    # the fit's parameter band is narrow where it was measured and holds the measurement (not drawn: issue #36)
     low, high = weighed.band(np.array([1500.0]))
     assert low[0] < 0.677 < high[0] and high[0] - low[0] < 0.05
     # a floor estimate above what was already measured gives way to the measurement

@@ -11,8 +11,8 @@ import pytest
 from dagster import DagsterInstance
 
 from scalellm_dagster.cli import bench
+from scalellm_dagster.resources import TeacherResource
 from scalellm_dagster.tasks_config import load_tasks
-from scalellm_dagster.teachers.simulated import SimulatedTeacher
 from tests.pipeline_helpers import query, run_pipeline
 
 
@@ -35,7 +35,7 @@ def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade, s
     X_assets = np.array([stored[i] for i in corpus["id"]], dtype=np.float32)
     np.testing.assert_allclose(X, X_assets, atol=1e-5)
 
-    teacher = SimulatedTeacher.from_corpus(task, corpus["id"], corpus["topic"], X, accuracy=0.9, seed=0)
+    teacher = TeacherResource(simulated_latency_ms=0).build(task, corpus, X)  # the code location's default kind
     run, timings = bench.run_flow(task, corpus, X, teacher, np.zeros(len(corpus), bool), batch_size=10, concurrency=8)
 
     sampled = [r[0] for r in query(db, "SELECT id FROM topic.labeled_sample ORDER BY sample_rank")]

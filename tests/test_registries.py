@@ -113,7 +113,8 @@ def test_an_unknown_kind_is_refused_with_the_registered_ones_listed(toy_kinds, m
     monkeypatch.setenv("SCALELLM_TEACHER", "gpt")
     with pytest.raises(
         SettingError,
-        match=r"SCALELLM_TEACHER='gpt': expected 'simulated' \(offline\), 'openai' "
-        r"\(any OpenAI-compatible endpoint\), .* or 'gold-reader'",
+        match=r"SCALELLM_TEACHER='gpt': expected 'simulated' \(offline, errors uniform over rows\), 'simulated_hard' "
+        r"\(offline, errors on the rows a model finds hard\), 'openai' \(any OpenAI-compatible endpoint\), .* or "
+        r"'gold-reader'",
     ):
         build_resources(Settings.from_env())

@@ -184,3 +184,18 @@ def test_a_fitted_model_is_stored_with_its_vectors_and_replaced(tmp_path):
     wh.save_model("lsa", b"refitted")
     assert wh.load_model("lsa") == b"refitted" and wh.load_model("other") is None
     assert wh.read_df("SELECT count(*) AS n FROM scalellm_cache.models")["n"][0] == 1
+
+
+def test_a_checks_parts_stream_out_of_duckdb_without_the_db_api_copy_warning(tmp_path):
+    import warnings
+
+    from scalellm_dagster.checks.row_scans import export_parts
+    from scalellm_dagster.cluster.parts import read_part
+
+    wh = Warehouse(database=str(tmp_path / "w.duckdb"))
+    wh.write_table("rows", pd.DataFrame({"id": np.arange(250), "text": [f"t{i}" for i in range(250)]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pyarrow's "Arrow output on a DB-API result makes an extra copy" included
+        paths = export_parts(wh, "SELECT id, text FROM rows ORDER BY id", str(tmp_path / "parts"), 100)
+    assert [read_part(p).num_rows for p in paths] == [100, 100, 50]
+    assert read_part(paths[-1]).column("id").to_pylist() == list(range(200, 250))

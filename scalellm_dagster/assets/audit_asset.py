@@ -176,6 +176,8 @@ def materialize_audit(
             }
         )
     student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
+    if not warehouse.table_exists(scope):
+        return _baseline(context, task, warehouse, new, student_rows, history, topups, estimate, population)
     picked = draw_audit(student_rows, task.audit_rows, task.seed)
     context.log.info(
         f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
@@ -202,6 +204,46 @@ def materialize_audit(
             **_metadata(task, history, topups, verdict, len(new), estimate, run_id, answers, reports_dir(warehouse)),
             "estimate_population": population,
             "audit_invalid_answers": invalid,
+        }
+    )
+
+
+BASELINE = (
+    "baseline, not a drift test: these rows are the population the sample was drawn from, and the report's "
+    "cross-validated estimate already measures the student on them; audits start with the rows new after this run"
+)
+
+
+def _baseline(
+    context: AssetExecutionContext,
+    task: TaskSpec,
+    warehouse: Warehouse,
+    new: pd.DataFrame,
+    student_rows: np.ndarray,
+    history: pd.DataFrame,
+    topups: pd.DataFrame,
+    estimate: float,
+    population: str,
+) -> MaterializeResult:
+    """The task's first audit: every row is in its scope, none goes to the teacher. Auditing the rows the sample came
+    from can only re-measure the report's estimate, and at 30 rows one run in fifty or so would read as drift."""
+    run_id = context.run.run_id
+    unjudged = AuditVerdict(0, 0, None, None, None, estimate, None)
+    log_row = _log_row(warehouse, run_id, new, student_rows, unjudged, estimate, _chosen(warehouse, task))
+    warehouse.append_tables(
+        {
+            task_table(task, AUDIT_LOG): log_row,
+            task_table(task, AUDIT_SCOPE): pd.DataFrame(
+                {"id": new["id"], "text_hash": new["text_hash"], "audit_run_id": run_id}
+            ),
+        }
+    )
+    context.log.info(f"first audit of {task.name}: {len(new):,} rows recorded as the {BASELINE}")
+    return MaterializeResult(
+        metadata={
+            **_metadata(task, log_row, topups, None, len(new), estimate, run_id, None),
+            "audit_passed": BASELINE,
+            "estimate_population": population,
         }
     )
 
@@ -265,8 +307,8 @@ def _log_row(
             }
         ]
     )
-    log_row["passed"] = log_row["passed"].astype("boolean")
-    return log_row
+    # typed, so that a baseline's empty verdict does not make the table's first columns text
+    return log_row.astype({"agreement": "Float64", "ci_low": "Float64", "ci_high": "Float64", "passed": "boolean"})
 
 
 def _poolable(history: pd.DataFrame, topups: pd.DataFrame, model: str, estimate: float) -> list[tuple]:

@@ -33,7 +33,7 @@ def _column_text(name: str, values: pd.Series, floatfmt: str) -> tuple[list[str]
     if pd.api.types.is_datetime64_any_dtype(values):
         return [v.strftime("%Y-%m-%d %H:%M:%S") if not pd.isna(v) else "–" for v in values], False
     if pd.api.types.is_bool_dtype(values):
-        return ["yes" if v else "no" for v in values], False
+        return ["–" if pd.isna(v) else "yes" if v else "no" for v in values], False  # NA: not judged
     if pd.api.types.is_numeric_dtype(values):
         finite = values.dropna()
         is_id = name == "id" or name.endswith("_id")

@@ -18,7 +18,7 @@ from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
 
 def build_task_assets(
-    task: TaskSpec, teacher: str = "simulated", embeddings_asset: AssetsDefinition = embeddings
+    task: TaskSpec, teacher: str = "simulated_hard", embeddings_asset: AssetsDefinition = embeddings
 ) -> list[AssetsDefinition]:
     """The task's five assets: sample, candidates, report, predictions, drift audit; `teacher` is the teacher
     kind that answers (its badge shows on the assets that ask it)."""

@@ -315,7 +315,9 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
             row = log.tail(1)
         row = row[row["audited"] > 0] if len(row) else row
         if not len(row):
-            context.log.info("not audited: no new rows the student labelled in this audit; no check result")
+            context.log.info(
+                "not audited (a first audit is a baseline; or no new rows the student labelled): no check result"
+            )
             return
         df = row.assign(passed=row["passed"].astype(bool))
         outcome = validate(df, audit_expectations(), f"{task.name}_audit", id_column=None)

@@ -64,11 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--teacher",
-        default="simulated",
-        choices=list(TEACHERS),
-        help="simulated: answers from the label column at --teacher-accuracy (not an LLM); openai: any "
+        default="simulated_hard",
+        type=_teacher_kinds,
+        help="simulated: answers from the label column at --teacher-accuracy, wrong on rows drawn by a hash (not "
+        "an LLM); simulated_hard: the same, wrong on the rows a model finds hard (not an LLM); openai: any "
         "OpenAI-compatible endpoint (--base-url, --model, OPENAI_API_KEY); local: a GGUF model "
-        "in a worker process (llm extra; --local-model, default SmolLM2-135M-Instruct)",
+        "in a worker process (llm extra; --local-model, default SmolLM2-135M-Instruct). Several, comma-separated "
+        "(simulated,simulated_hard): each runs the same budgets and seed, side by side, one report each",
     )
     p.add_argument("--base-url", help="with --teacher openai (default: OPENAI_BASE_URL, else OpenAI)")
     p.add_argument("--model", default="gpt-4o-mini", help="with --teacher openai")
@@ -126,6 +128,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", default="report.json")
     p.add_argument("--plot", action="store_true", help="also write <out>_budget.png and <out>_latency.png")
+
+
+def _teacher_kinds(value: str) -> str:
+    for kind in value.split(","):
+        if kind not in TEACHERS:
+            raise argparse.ArgumentTypeError(f"unknown teacher {kind!r} (choose from {', '.join(TEACHERS)})")
+    return value
+
+
+def run_side_by_side(args: argparse.Namespace) -> dict:
+    """Each teacher of `--teacher a,b` through the same flow, budgets and seed; `<out>_<teacher>.json` each, and
+    `<out>` with the runs side by side."""
+    out = Path(args.out)
+    reports, paths = {}, {}
+    for kind in args.teacher.split(","):
+        print(f"teacher {kind}:", flush=True)
+        paths[kind] = str(out.with_name(f"{out.stem}_{kind}{out.suffix}"))
+        reports[kind] = run(argparse.Namespace(**{**vars(args), "teacher": kind, "out": paths[kind]}))
+    rows = [
+        {
+            "teacher": kind,
+            "teacher_accuracy_vs_gold": report["teacher"]["accuracy_vs_gold"],
+            "budget": one["budget"],
+            "chosen_model": one["chosen_model"],
+            "accuracy_vs_gold": one["accuracy_vs_gold"],
+            "agreement_with_teacher": one["agreement_with_teacher"],
+        }
+        for kind, report in reports.items()
+        for one in report["runs"]
+    ]
+    table = pd.DataFrame(rows).sort_values(["budget", "teacher"], kind="stable")
+    print(table.to_string(index=False), flush=True)
+    side_by_side = {"data": args.data, "teachers": list(reports), "runs": rows, "reports": paths}
+    out.write_text(json.dumps(side_by_side, indent=1))
+    return side_by_side
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -353,7 +390,7 @@ def _teacher_summary(args, teacher_says, gold, simulated: bool, shared, teacher:
     common = {"concurrency": args.teacher_concurrency, "rows_per_request": args.teacher_batch_size}
     if simulated:
         return {
-            "name": "simulated",
+            "name": args.teacher,
             "accuracy_vs_gold": round(float((teacher_says == gold).mean()), 4),
             "configured_accuracy": args.teacher_accuracy,
             "bias": args.teacher_bias,

@@ -65,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "bench":
-        from scalellm_dagster.cli.bench import run
+        from scalellm_dagster.cli.bench import run, run_side_by_side
 
+        if "," in args.teacher:
+            run_side_by_side(args)
+            print(f"wrote {args.out} (the teachers side by side) and one report per teacher beside it")
+            return 0
         report = run(args)
         print(
             f"wrote {args.out}: {report['rows']:,} rows, baseline {report['baseline']['seconds']:,.1f}s "

@@ -40,10 +40,13 @@ def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
         [task.name, AUDIT_LOG],
     ).fetchone()[0]
     if audits:
-        out["last_audit"] = conn.execute(
-            f"SELECT agreement, passed FROM {task_table(task, AUDIT_LOG)} WHERE audited > 0 "
-            "ORDER BY audited_at DESC LIMIT 1"
-        ).fetchone()
+        out["last_audit"] = (
+            conn.execute(
+                f"SELECT agreement, passed FROM {task_table(task, AUDIT_LOG)} WHERE audited > 0 "
+                "ORDER BY audited_at DESC LIMIT 1"
+            ).fetchone()
+            or "baseline"
+        )  # the first audit asks nothing: its rows are those the sample came from
     if task.gold_column:
         out["accuracy_vs_gold_unseen"] = conn.execute(
             f"""SELECT avg(CASE WHEN p.label = c."{task.gold_column}" THEN 1.0 ELSE 0.0 END)
@@ -67,7 +70,9 @@ def print_summary(settings: Settings, what: str, seconds: float) -> None:
             s = task_summary(conn, task)
             gold = f"{s['accuracy_vs_gold_unseen']:.3f}" if s["accuracy_vs_gold_unseen"] is not None else "n/a"
             audit = s["last_audit"]
-            audit = "none" if not audit else f"{audit[0]:.3f} {'passed' if audit[1] else 'FAILED'}"
+            if audit and audit != "baseline":
+                audit = f"{audit[0]:.3f} {'passed' if audit[1] else 'FAILED'}"
+            audit = audit or "none"
             print(
                 f"{s['task']:<12} {s['teacher_labels']:>15,} {s['chosen']:<22} {s['cv_accuracy_vs_teacher']:>20.3f} "
                 f"{gold:>26} {s['predictions']:>12,} {audit:>17}"

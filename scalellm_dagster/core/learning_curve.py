@@ -33,8 +33,10 @@ class LearningCurve:
         return 1.0 - (self.a * np.power(n, -self.alpha) + self.c)
 
     def band(self, n: np.ndarray, draws: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
-        """A 68 % band of forecast accuracy at `n`: parameters drawn from the fit's covariance, kept within the
-        fit's bounds. None when the fit gave no usable covariance (e.g. as many points as parameters)."""
+        """The fit's parameter uncertainty at `n` (16th-84th percentiles of parameters drawn from its covariance,
+        kept within the fit's bounds). Not a calibrated 68 % interval: it ignores that the measured points share
+        their labels and the floor estimate's own error, and held the next measured point in 1-5 of 10 runs
+        (BENCHMARKS.md, issue #36), so the report does not draw it. None without a usable covariance."""
         if self.cov is None:
             return None
         cov = np.asarray(self.cov, dtype=float)

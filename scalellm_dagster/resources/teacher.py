@@ -17,7 +17,7 @@ __all__ = ["TeacherNotConfigured", "TeacherResource"]
 
 
 class TeacherResource(ConfigurableResource):
-    kind: str = Field(default="simulated", description="A teacher kind of `teachers.teacher_kinds`.")
+    kind: str = Field(default="simulated_hard", description="A teacher kind of `teachers.teacher_kinds`.")
     model: str = "gpt-4o-mini"
     base_url: str | None = None
     api_key: str | None = None

@@ -124,18 +124,21 @@ class SimulatedTeacher(PromptedTeacher):
             confusion = nearest_other_class(embeddings, gold_arr, task.label_names)
         return cls(task, dict(zip(keys, gold_arr)), dict(zip(keys, confusion)), **kwargs)
 
+    def answer(self, key: str, text: str) -> str:
+        gold = self.gold[key]
+        draw = error_draw(text, self.seed)
+        if draw < self.accuracy:
+            return gold
+        # the same draw decides which kind of error, so a text keeps its answer
+        wrong_share = (draw - self.accuracy) / max(1 - self.accuracy, 1e-12)
+        favoured = self.favoured if self.favoured != gold else self.confusion[key]
+        return favoured if wrong_share < self.bias else self.confusion[key]
+
     def label_batch(self, rows: list[tuple[str, str]]) -> BatchResult:
         start = time.perf_counter()
         answers = {}
         for key, text in rows:
-            gold = self.gold[key]
-            draw = error_draw(text, self.seed)
-            if draw < self.accuracy:
-                label = gold
-            else:  # the same draw decides which kind of error, so a text keeps its answer
-                wrong_share = (draw - self.accuracy) / max(1 - self.accuracy, 1e-12)
-                favoured = self.favoured if self.favoured != gold else self.confusion[key]
-                label = favoured if wrong_share < self.bias else self.confusion[key]
+            label = self.answer(key, text)
             answers[key] = Answer(label=label if label in self.task.labels else None, raw=str(label))
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000.0)

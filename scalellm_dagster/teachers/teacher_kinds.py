@@ -64,9 +64,8 @@ def _local_missing(options) -> str | None:
     return None
 
 
-def _simulated(options, task, corpus, embeddings) -> Teacher:
-    from scalellm_dagster.teachers.simulated import SimulatedTeacher
-
+def _gold_column(task, corpus):
+    """The simulations answer from the task's gold column: say which setting to change when there is none."""
     if not task.gold_column:
         raise TeacherNotConfigured(
             f"task {task.name!r} has no gold_column, and the only teacher configured is the offline "
@@ -79,10 +78,16 @@ def _simulated(options, task, corpus, embeddings) -> Teacher:
             f"task {task.name!r}: gold_column {task.gold_column!r} is not a corpus column "
             f"(columns: {list(corpus.columns)})"
         )
+    return corpus[task.gold_column]
+
+
+def _simulated(options, task, corpus, embeddings) -> Teacher:
+    from scalellm_dagster.teachers.simulated import SimulatedTeacher
+
     return SimulatedTeacher.from_corpus(
         task,
         corpus["id"],
-        corpus[task.gold_column],
+        _gold_column(task, corpus),
         embeddings,
         accuracy=options.simulated_accuracy,
         latency_ms=options.simulated_latency_ms,
@@ -92,7 +97,34 @@ def _simulated(options, task, corpus, embeddings) -> Teacher:
     )
 
 
-TEACHERS.register(TeacherKind("simulated", "offline", _simulated, badge="python", simulated=True))
+def _simulated_hard(options, task, corpus, embeddings) -> Teacher:
+    from scalellm_dagster.teachers.simulated_hard import HardRowsTeacher
+
+    return HardRowsTeacher.from_texts(
+        task,
+        corpus["id"],
+        corpus["text"],
+        _gold_column(task, corpus),
+        accuracy=options.simulated_accuracy,
+        seed=options.seed,
+        lean=options.simulated_bias,
+        latency_ms=options.simulated_latency_ms,
+        **_prices(options),
+    )
+
+
+TEACHERS.register(
+    TeacherKind("simulated", "offline, errors uniform over rows", _simulated, badge="python", simulated=True)
+)
+TEACHERS.register(
+    TeacherKind(
+        "simulated_hard",
+        "offline, errors on the rows a model finds hard",
+        _simulated_hard,
+        badge="python",
+        simulated=True,
+    )
+)
 TEACHERS.register(TeacherKind("openai", "any OpenAI-compatible endpoint", _openai, badge="openai"))
 TEACHERS.register(
     TeacherKind(
