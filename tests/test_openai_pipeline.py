@@ -41,7 +41,7 @@ def test_openai_teacher_and_embedder_end_to_end_without_leaking_the_key(pipeline
     )[0][0]
     assert agree == 1.0  # the local server answers with the gold label
     ledger = query(db, "SELECT count(*), sum(rows_answered), sum(prompt_tokens) FROM scalellm_cache.teacher_ledger")
-    assert ledger[0][0] == 15 and ledger[0][1] == 150 and ledger[0][2] > 0
+    assert ledger[0][0] == 12 and ledger[0][1] == 120 and ledger[0][2] > 0  # the sample only: the audit is a baseline
 
     assert SECRET not in events
     with duckdb.connect(db, read_only=True) as conn:
