@@ -1,7 +1,8 @@
 """The code location: one `Definitions` from the `Settings` (environment variables, read once).
 
-With nothing set, everything is local and offline: the bundled banking77 demo, static embeddings, the `simulated`
-teacher, and a DuckDB file under data/. README ("Configuration") lists the variables that switch on real providers.
+With nothing set, everything is local and offline: the bundled banking77 demo, static embeddings, the
+`simulated_hard` teacher (a simulation of an LLM from gold labels), and a DuckDB file under data/. README
+("Configuration") lists the variables that switch on real providers.
 """
 
 from __future__ import annotations

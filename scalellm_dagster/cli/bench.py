@@ -2,9 +2,11 @@
 every row. Framework-free: the same flow steps the Dagster assets call (`scalellm_dagster.flow`), with an
 in-memory answer cache instead of the warehouse and timing around each step.
 
-The teacher is the `simulated` one (a stand-in for an LLM with a given accuracy and latency, answering from the
-label column) or a real LLM (`--teacher openai|local`). Accuracy is measured on evaluation rows the teacher never
-saw; a real teacher's own accuracy and the students' agreement with it on the baseline's rows, where it was asked.
+The teacher is a simulated one (a stand-in for an LLM with a given accuracy and latency, answering from the label
+column: `simulated_hard` errs on the rows a model finds hard, `simulated` at random; both side by side with
+`--teacher simulated,simulated_hard`) or a real LLM (`--teacher openai|local`). Accuracy is measured on evaluation
+rows the teacher never saw; a real teacher's own accuracy and the students' agreement with it on the baseline's rows,
+where it was asked.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The teacher resource: `openai` (any OpenAI-compatible endpoint), `local` (a GGUF model in a worker process, optional
-`llm` extra) or `simulated` (offline default, not an LLM)."""
+`llm` extra), `simulated_hard` (offline default: a simulation of an LLM, wrong on hard rows) or `simulated` (wrong at
+random)."""
 
 from __future__ import annotations
 
