@@ -36,6 +36,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # simulated_teachers, parallel
 from parallel import run_jobs  # noqa: E402
+from simulated_teachers import KINDS  # noqa: E402
 
 SEEDS = list(range(20_261_130, 20_261_130 + 300))  # pre-registered; the development set was 0..149
 DATASETS = ["tweet_eval_offensive", "ag_news", "banking77"]
@@ -224,7 +225,7 @@ def main() -> None:
     parser.add_argument(
         "--teacher",
         default="simulated",
-        choices=["simulated", "simulated_hard"],
+        choices=KINDS,
         help="the simulation of the teacher: errors uniform over rows, or on the rows a model finds hard",
     )
     parser.add_argument("--out", default=None)

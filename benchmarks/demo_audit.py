@@ -37,6 +37,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parallel import run_jobs  # noqa: E402
+from simulated_teachers import KINDS  # noqa: E402
 
 SEEDS = list(range(36_000, 36_000 + 400))  # pre-registered for issue #36
 ALPHA = 0.025
@@ -129,7 +130,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", default="simulated_hard", choices=["simulated", "simulated_hard"])
+    parser.add_argument("--teacher", default="simulated_hard", choices=KINDS)
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--new-rows", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2)

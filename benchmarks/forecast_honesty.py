@@ -40,7 +40,6 @@ def main() -> None:
     from scalellm_dagster.embedders.static import StaticEmbedder
     from scalellm_dagster.flow import evaluate_students
     from scalellm_dagster.tasks_config import parse_task
-    from scalellm_dagster.teachers.simulated import SimulatedTeacher
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("datasets")
@@ -69,16 +68,9 @@ def main() -> None:
                 }
             )
             pick = np.random.default_rng(seed).choice(len(df), 2000, replace=False)
-            sample, X = df.iloc[pick].reset_index(drop=True), X_all[pick]
-            if args.teacher == "simulated":
-                teacher = SimulatedTeacher.from_corpus(
-                    task, df["id"], df["label"], X_all, accuracy=0.9, latency_ms=0, seed=seed
-                )
-                keys = sample["id"].astype(str).tolist()
-                answers = teacher.label_batch(list(zip(keys, sample["text"]))).answers
-                y = np.array([answers[k].label for k in keys], dtype=object)
-            else:  # decided on the whole dataset, as the simulation answers a corpus
-                y = answers_for(args.teacher, df["text"].tolist(), df["label"], labels, X_all, seed, 0.9)[pick]
+            X = X_all[pick]
+            # decided on the whole dataset, as the simulation answers a corpus
+            y = answers_for(args.teacher, df["text"].tolist(), df["label"], labels, X_all, seed, 0.9)[pick]
             scores = evaluate_students(X, y, task).scores.sort_values("sample_size")
             measured = scores.set_index("sample_size")["cv_accuracy"]
             noise = estimate_teacher_noise(y[:500], out_of_fold(args.student, X[:500], y[:500], 5, seed))

@@ -177,7 +177,7 @@ def materialize_audit(
         )
     student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
     if not warehouse.table_exists(scope):
-        return _baseline(context, task, warehouse, new, student_rows, history, topups, estimate, population)
+        return _baseline(context, task, warehouse, new, student_rows, topups, estimate, population)
     picked = draw_audit(student_rows, task.audit_rows, task.seed)
     context.log.info(
         f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
@@ -220,7 +220,6 @@ def _baseline(
     warehouse: Warehouse,
     new: pd.DataFrame,
     student_rows: np.ndarray,
-    history: pd.DataFrame,
     topups: pd.DataFrame,
     estimate: float,
     population: str,

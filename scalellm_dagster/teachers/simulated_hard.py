@@ -24,7 +24,6 @@ an LLM's".
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +33,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from scalellm_dagster.tasks_config import TaskSpec
-from scalellm_dagster.teachers.simulated import SimulatedTeacher
+from scalellm_dagster.teachers.simulated import SimulatedTeacher, error_draw
 
 BLOCK = 65_536  # rows embedded at a time: a corpus of any size needs one block of vectors in memory
 
@@ -60,11 +59,7 @@ def label_texts(task_labels: dict[str, str]) -> list[str]:
 
 def _draw(texts: Sequence[str], seed: int, salt: str) -> np.ndarray:
     """A uniform number per (seed, salt, text): the same text always draws the same."""
-    out = np.empty(len(texts))
-    for i, text in enumerate(texts):
-        digest = hashlib.sha256(f"{seed}\x00{salt}\x00{text}".encode()).digest()
-        out[i] = int.from_bytes(digest[:8], "big") / 2**64
-    return out
+    return np.array([error_draw(f"{salt}\x00{text}", seed) for text in texts])
 
 
 def _row_standardised(scores: np.ndarray) -> np.ndarray:
@@ -98,6 +93,8 @@ def hard_answers(
         return HardAnswers(answers, np.zeros(n, bool), np.zeros(n), np.zeros(n))
     known = code >= 0
     label_vectors = embed(label_texts(task_labels))
+    if vectors is None and n <= BLOCK:  # one block: embed it once for both passes
+        vectors = embed(texts)
 
     def rows_embedded(start: int) -> np.ndarray:
         if vectors is not None:
