@@ -1,5 +1,5 @@
-"""Schedules and sensors: a nightly refresh, new files in the corpus folder, changed task definitions, and drift
-audits that failed twice in a row."""
+"""Schedules and sensors: a nightly refresh, new files in the corpus folder, a changed PostgreSQL source table,
+changed task definitions, and drift audits that failed twice in a row."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from dagster import (
 )
 
 from scalellm_dagster.core.audit import FAILURES_BEFORE_TOPUP
+from scalellm_dagster.core.corpus import CorpusError
 from scalellm_dagster.names import (
     CORPUS,
     DRIFT_AUDIT,
     EMBEDDINGS,
+    EXPORTED_PREDICTIONS,
     PREDICTIONS,
     TASK_ASSETS,
     WAREHOUSE_TAGS,
@@ -56,6 +58,13 @@ def _materialized_files(instance) -> dict[str, str]:
     return dict(meta["source_files"].value) if "source_files" in meta else {}
 
 
+def _materialized_source(instance) -> tuple[str | None, str]:
+    """(the `rows:hash` of the PostgreSQL source the latest corpus materialization read, that run's id)."""
+    event = instance.get_latest_materialization_event(AssetKey(CORPUS))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return (meta["source_fingerprint"].value if "source_fingerprint" in meta else None), (event.run_id if event else "")
+
+
 def _materialized_fingerprint(instance, task_name: str) -> str | None:
     """The task definition (its fingerprint, the assets' code version) its latest predictions were made with."""
     event = instance.get_latest_materialization_event(AssetKey(task_key(task_name, PREDICTIONS)))
@@ -73,15 +82,59 @@ def _stopped_sensor(settings: Settings, all_job, description: str):
 
 
 def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
-    return [build(settings, tasks, all_job) for build in (corpus_folder_sensor, task_config_sensor, drift_topup_sensor)]
+    sensors = (corpus_folder_sensor, corpus_table_sensor, task_config_sensor, drift_topup_sensor)
+    return [build(settings, tasks, all_job) for build in sensors]
+
+
+def _refresh_keys(settings: Settings, tasks: list[TaskSpec]) -> list[AssetKey]:
+    """What new source rows refresh: the corpus, its embeddings, and every task's predictions, audit and export."""
+    per_task = (PREDICTIONS, DRIFT_AUDIT, *((EXPORTED_PREDICTIONS,) if settings.predictions_to else ()))
+    return [AssetKey(CORPUS), AssetKey(EMBEDDINGS), *[AssetKey(task_key(t, name)) for t in tasks for name in per_task]]
+
+
+def corpus_table_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
+    refresh_keys = _refresh_keys(settings, tasks)
+
+    @_stopped_sensor(
+        settings,
+        all_job,
+        (
+            "When SCALELLM_CORPUS is a PostgreSQL table or query: rows added, edited or deleted there (its row count "
+            "and a hash of every row, computed on the server) request one run of corpus -> embeddings -> every "
+            "task's predictions (and their export), which embeds and predicts only the changed rows. A state the "
+            "cursor or the latest corpus materialization already has requests nothing."
+        ),
+    )
+    def corpus_table_sensor(context: SensorEvaluationContext):
+        source = CorpusSource(path=settings.corpus)
+        if not source.is_postgres:
+            return SkipReason(f"SCALELLM_CORPUS={settings.corpus} is not a PostgreSQL table or query")
+        try:
+            now = source.table_fingerprint()
+        except CorpusError as exc:
+            return SkipReason(f"cannot read the source: {exc}")
+        materialized, by_run = _materialized_source(context.instance)
+        if now in (context.cursor, materialized):
+            return SensorResult(
+                skip_reason=SkipReason(f"{source.display}: unchanged ({now.split(':')[0]} rows)"), cursor=now
+            )
+        return SensorResult(
+            run_requests=[
+                RunRequest(
+                    # a table that returns to an earlier state after a refresh is new again to that refresh
+                    run_key=f"table-{now}-after-{by_run[:8]}",
+                    asset_selection=refresh_keys,
+                    tags={**WAREHOUSE_TAGS, "scalellm/source_rows": now.split(":")[0]},
+                )
+            ],
+            cursor=now,
+        )
+
+    return corpus_table_sensor
 
 
 def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    refresh_keys = [
-        AssetKey(CORPUS),
-        AssetKey(EMBEDDINGS),
-        *[AssetKey(task_key(t, name)) for t in tasks for name in (PREDICTIONS, DRIFT_AUDIT)],
-    ]
+    refresh_keys = _refresh_keys(settings, tasks)
 
     @_stopped_sensor(
         settings,

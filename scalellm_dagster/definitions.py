@@ -28,6 +28,7 @@ from scalellm_dagster.tasks_config import load_tasks
 def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     tasks = load_tasks(settings.tasks)
+    export = bool(settings.predictions_to)
     all_job = define_asset_job(
         ALL_JOB,
         selection=AssetSelection.all(),
@@ -35,8 +36,12 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         description="Materialize the corpus, its embeddings and every task's branch, with all checks.",
     )
     return Definitions(
-        assets=[corpus, embeddings, *[a for task in tasks for a in build_task_assets(task, settings.teacher)]],
-        asset_checks=build_checks(tasks),
+        assets=[
+            corpus,
+            embeddings,
+            *[a for task in tasks for a in build_task_assets(task, settings.teacher, export=export)],
+        ],
+        asset_checks=build_checks(tasks, export),
         jobs=[all_job],
         schedules=build_schedules(all_job, settings.refresh_cron),
         sensors=build_sensors(settings, tasks, all_job),

@@ -14,6 +14,7 @@ STUDENT_CANDIDATES = "student_candidates"
 MODEL_SELECTION_REPORT = "model_selection_report"
 PREDICTIONS = "predictions"
 DRIFT_AUDIT = "drift_audit"
+EXPORTED_PREDICTIONS = "exported_predictions"  # a task's predictions written to PostgreSQL (SCALELLM_PREDICTIONS_TO)
 TASK_ASSETS = (LABELED_SAMPLE, STUDENT_CANDIDATES, MODEL_SELECTION_REPORT, PREDICTIONS)  # what a task rerun makes
 
 # Tables a task keeps beside its assets' tables.
@@ -27,7 +28,7 @@ DRIFT_TOPUPS = "drift_topups"
 ALL_JOB = "scalellm_all"
 
 # Every run the sensors and the schedule request writes the warehouse: the instance's run queue limits runs with
-# this tag to one at a time (dagster.yaml written by `ensure_dagster_home`, and deploy/kubernetes/dagster.yaml).
+# this tag to one at a time (dagster.yaml written by `ensure_dagster_home`, and deploy/postgres/dagster.yaml).
 WAREHOUSE_TAGS = {"scalellm/writes": "warehouse"}
 
 

@@ -57,6 +57,8 @@ class Settings:
     text_column: str = _var("SCALELLM_TEXT_COLUMN", "text", feeds="source.text_column")
     csv_id_type: str = _var("SCALELLM_CSV_ID_TYPE", "text", lower=True, feeds="source.csv_id_type")
     max_text_chars: int = _var("SCALELLM_MAX_TEXT_CHARS", 20_000, feeds="source.max_text_chars")
+    # postgresql://user@host:port/db::schema: each task's predictions upserted into <schema>.<task>_predictions
+    predictions_to: str = _var("SCALELLM_PREDICTIONS_TO", "", feeds="sink.location")
     embedder: str = _var("SCALELLM_EMBEDDER", "static", lower=True)
     embedding_dim: int = _var("SCALELLM_EMBEDDING_DIM", 384, feeds="embedder.dim")
     embedding_model: str = _var("SCALELLM_EMBEDDING_MODEL", "text-embedding-3-small", feeds="embedder.model")

@@ -32,16 +32,19 @@ from scalellm_dagster.resources.cluster import ClusterResource
     description="The source rows (id, text and any other columns), loaded from the configured file or table.",
 )
 def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Warehouse) -> MaterializeResult:
-    stamps = source.file_stamps()  # before reading: a file changed meanwhile looks changed to the sensor
+    # before reading: a file or table changed meanwhile looks changed to the sensor
+    stamps = source.file_stamps()
+    fingerprint = source.table_fingerprint()
     df = source.load()
     run_id = context.run.run_id
     rows = warehouse.write_table(CORPUS, df, same_transaction=warehouse.snapshot_statements(CORPUS, run_id, run_id))
-    context.log.info(f"corpus: {rows:,} rows from {source.path}")
+    context.log.info(f"corpus: {rows:,} rows from {source.display}")
     return MaterializeResult(
         metadata={
             "dagster/row_count": rows,
-            "source": source.path,
+            "source": source.display,
             "source_files": MetadataValue.json(stamps),
+            **({"source_fingerprint": fingerprint} if fingerprint else {}),
             "table": f"{warehouse.database}::{CORPUS}",
             "dagster/column_schema": column_schema(df),
             "preview": preview(df),

@@ -9,6 +9,7 @@ from dagster import AssetsDefinition
 
 from scalellm_dagster.assets.audit_asset import drift_audit_asset
 from scalellm_dagster.assets.candidates_asset import student_candidates_asset
+from scalellm_dagster.assets.export_asset import exported_predictions_asset
 from scalellm_dagster.assets.predictions_asset import predictions_asset
 from scalellm_dagster.assets.report_asset import model_selection_report_asset
 from scalellm_dagster.assets.sample_asset import labeled_sample_asset
@@ -18,13 +19,19 @@ from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
 
 def build_task_assets(
-    task: TaskSpec, teacher: str = "simulated_hard", embeddings_asset: AssetsDefinition = embeddings
+    task: TaskSpec,
+    teacher: str = "simulated_hard",
+    embeddings_asset: AssetsDefinition = embeddings,
+    export: bool = False,
 ) -> list[AssetsDefinition]:
-    """The task's five assets: sample, candidates, report, predictions, drift audit; `teacher` is the teacher
-    kind that answers (its badge shows on the assets that ask it)."""
+    """The task's five assets: sample, candidates, report, predictions, drift audit, and with `export` (a
+    predictions sink is configured) the predictions written to PostgreSQL; `teacher` is the teacher kind that
+    answers (its badge shows on the assets that ask it)."""
     sample = labeled_sample_asset(task, embeddings_asset, teacher)
     candidates = student_candidates_asset(task, sample, embeddings_asset)
     report = model_selection_report_asset(task, candidates, embeddings_asset)
     predictions = predictions_asset(task, report, embeddings_asset)
     audit = drift_audit_asset(task, predictions, {"duckdb", teacher_kind(teacher).badge})
-    return [sample, candidates, report, predictions, audit]
+    return [sample, candidates, report, predictions, audit] + (
+        [exported_predictions_asset(task, predictions)] if export else []
+    )

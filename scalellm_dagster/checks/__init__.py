@@ -5,15 +5,18 @@ takes seconds, and a run that only materializes assets need not pay it."""
 
 from dagster import AssetChecksDefinition
 
+from scalellm_dagster.checks.export_checks import export_matches_warehouse_check
 from scalellm_dagster.checks.shared_checks import corpus_rows_valid, embeddings_match_corpus, gold_label_check
 from scalellm_dagster.checks.task_checks import build_task_checks
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def build_checks(tasks: list[TaskSpec]) -> list[AssetChecksDefinition]:
+def build_checks(tasks: list[TaskSpec], export: bool = False) -> list[AssetChecksDefinition]:
     checks = [corpus_rows_valid, embeddings_match_corpus]
     for task in tasks:
         if task.gold_column:
             checks.append(gold_label_check(task))
         checks.extend(build_task_checks(task))
+        if export:
+            checks.append(export_matches_warehouse_check(task))
     return checks

@@ -7,6 +7,7 @@ from dagster import EnvVar
 from scalellm_dagster.embedders.embedder_kinds import embedder_kind
 from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.resources.embedder import EmbedderResource
+from scalellm_dagster.resources.predictions_sink import PredictionsSink, check_sink_setting
 from scalellm_dagster.resources.source import CorpusSource
 from scalellm_dagster.resources.teacher import TeacherResource
 from scalellm_dagster.resources.warehouse import Warehouse
@@ -17,7 +18,11 @@ from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 def check_kinds(settings: Settings) -> None:
     """An unknown kind, or one that cannot run here (an optional extra or a model file missing), is one line at
     start-up, before any step runs."""
-    missing = embedder_kind(settings.embedder).missing() or teacher_kind(settings.teacher).missing(settings)
+    missing = (
+        embedder_kind(settings.embedder).missing()
+        or teacher_kind(settings.teacher).missing(settings)
+        or check_sink_setting(settings.predictions_to)
+    )
     if missing:
         raise SettingError(missing)
 
@@ -32,4 +37,5 @@ def build_resources(settings: Settings) -> dict:
         "embedder": EmbedderResource(kind=settings.embedder, api_key=api_key, **settings.options("embedder")),
         "cluster": ClusterResource(local_workers=settings.dask_local_workers, **settings.options("cluster")),
         "teacher": TeacherResource(kind=settings.teacher, api_key=api_key, **settings.options("teacher")),
+        "sink": PredictionsSink(**settings.options("sink")),
     }

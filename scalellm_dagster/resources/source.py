@@ -1,4 +1,5 @@
-"""Where the corpus comes from: a Parquet, CSV or TSV file, a folder of them, or a table in a DuckDB file.
+"""Where the corpus comes from: a Parquet, CSV or TSV file, a folder of them, a table in a DuckDB file, or a
+PostgreSQL table or query (`postgresql://user@host/db::schema.table`, resources/postgres.py).
 
 Keys are kept exactly as the source has them. A CSV/TSV has no types, so its id and text columns are read as
 text, verbatim (`00042` stays `00042`, a key or text `NA` stays `NA`), unless `csv_id_type` says `infer`. In a
@@ -19,15 +20,20 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from scalellm_dagster.core.corpus import CorpusError, normalise_corpus
+from scalellm_dagster.resources import postgres
 from scalellm_dagster.settings import CSV_ID_TYPES
 
 CORPUS_FILE_SUFFIXES = (".parquet", ".csv", ".tsv")
 
 
 class CorpusSource(ConfigurableResource):
-    """`path` is `data.parquet`, `data.csv`, a folder of such files (read as one table), or `file.duckdb::table`."""
+    """`path` is `data.parquet`, `data.csv`, a folder of such files (read as one table), `file.duckdb::table`, or
+    `postgresql://user@host:port/db::schema.table` (or `::SELECT ...`)."""
 
-    path: str = Field(description="Parquet/CSV file, a folder of them, or 'file.duckdb::table'.")
+    path: str = Field(
+        description="Parquet/CSV file, a folder of them, 'file.duckdb::table' or "
+        "'postgresql://user@host:port/db::schema.table' (password from PGPASSWORD or ~/.pgpass)."
+    )
     id_column: str = "id"
     text_column: str = "text"
     max_text_chars: int = Field(default=20_000, description="Longest text the corpus checks accept.")
@@ -45,12 +51,41 @@ class CorpusSource(ConfigurableResource):
             return {}
         return {p.name: f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in corpus_files(path)}
 
+    @property
+    def is_postgres(self) -> bool:
+        return postgres.is_postgres(self.path)
+
+    @property
+    def display(self) -> str:
+        """The source as messages and metadata show it: a PostgreSQL password as ***."""
+        return str(self._postgres()) if self.is_postgres else self.path
+
+    def table_fingerprint(self) -> str | None:
+        """`rows:hash` of a PostgreSQL source (what the corpus sensor compares), None for files."""
+        if not self.is_postgres:
+            return None
+        try:
+            return postgres.fingerprint(self._postgres())
+        except postgres.PostgresError as exc:
+            raise CorpusError(str(exc)) from None
+
     def load(self) -> pd.DataFrame:
-        return normalise_corpus(self.read_raw(), self.id_column, self.text_column, source=self.path)
+        return normalise_corpus(self.read_raw(), self.id_column, self.text_column, source=self.display)
+
+    def _postgres(self) -> postgres.Location:
+        try:
+            return postgres.Location.parse(self.path, "SCALELLM_CORPUS")
+        except postgres.PostgresError as exc:
+            raise CorpusError(str(exc)) from None
 
     def read_raw(self) -> pd.DataFrame:
         if self.csv_id_type not in CSV_ID_TYPES:
             raise CorpusError(f"SCALELLM_CSV_ID_TYPE={self.csv_id_type!r}: expected one of {list(CSV_ID_TYPES)}")
+        if self.is_postgres:
+            try:
+                return _with_text_ids(postgres.read_rows(self._postgres()), self.id_column).to_pandas()
+            except postgres.PostgresError as exc:
+                raise CorpusError(str(exc)) from None
         if "::" in self.path:
             return self._read_duckdb()
         path = Path(self.path)

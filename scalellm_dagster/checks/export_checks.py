@@ -1,0 +1,61 @@
+"""The check on a task's `exported_predictions`: the PostgreSQL table, read back, row for row against the warehouse."""
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetChecksDefinition, AssetKey, asset_check
+
+from scalellm_dagster.assets.export_asset import EXPORT_SELECT
+from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.names import EXPORTED_PREDICTIONS, PREDICTIONS, task_key, task_table
+from scalellm_dagster.resources import PredictionsSink, Warehouse
+from scalellm_dagster.tasks_config import TaskSpec
+
+COMPARED = ("label", "source", "student", "confidence")
+
+
+def export_expectations(rows: int) -> list:
+    import great_expectations.expectations as gxe
+
+    return [
+        gxe.ExpectTableRowCountToEqual(value=rows),
+        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        gxe.ExpectColumnValuesToBeInSet(column="row_matches", value_set=["yes"]),
+        *[gxe.ExpectColumnValuesToBeInSet(column=f"{c}_matches", value_set=[True]) for c in COMPARED],
+    ]
+
+
+def compare(warehouse_rows: pd.DataFrame, written: pd.DataFrame) -> pd.DataFrame:
+    """One row per id on either side: whether it is on both, and whether each value is the same (ids compared as
+    text, so an integer key and its text form meet)."""
+    ours = warehouse_rows.assign(id=warehouse_rows["id"].astype(str))
+    both = ours.merge(written, on="id", how="outer", suffixes=("", "_written"), indicator=True)
+    both["row_matches"] = both["_merge"].map(
+        {"both": "yes", "left_only": "missing (not written)", "right_only": "extra (not in the warehouse)"}
+    )
+    for column in COMPARED:
+        left, right = both[column], both[f"{column}_written"]
+        if column == "confidence":
+            # REAL in PostgreSQL is the warehouse's float32: the same number, read back as a float64
+            same = (left.astype("float32") == right.astype("float32")) | (left.isna() & right.isna())
+        else:
+            same = (left.astype(object) == right.astype(object)) | (left.isna() & right.isna())
+        both[f"{column}_matches"] = same.fillna(False).astype(bool)
+    return both.drop(columns="_merge")
+
+
+def export_matches_warehouse_check(task: TaskSpec) -> AssetChecksDefinition:
+    @asset_check(
+        asset=AssetKey(task_key(task, EXPORTED_PREDICTIONS)),
+        description=(
+            "The PostgreSQL table read back holds exactly the warehouse's predictions: one row per id, no row "
+            "missing or extra, the same label, source, student and confidence in every row."
+        ),
+    )
+    def export_matches_warehouse(warehouse: Warehouse, sink: PredictionsSink) -> AssetCheckResult:
+        ours = warehouse.read_df(EXPORT_SELECT.format(table=task_table(task, PREDICTIONS)))
+        both = compare(ours, sink.read(task.name))
+        outcome = validate(both, export_expectations(len(ours)), f"{task.name}_export")
+        return AssetCheckResult(
+            passed=outcome.passed, metadata={"table": sink.display(task.name), **outcome.metadata()}
+        )
+
+    return export_matches_warehouse

@@ -1,0 +1,52 @@
+"""Where a task's predictions are written back for the users' own queries: a PostgreSQL schema, one table per task
+(`<schema>.<task>_predictions`), when SCALELLM_PREDICTIONS_TO is set."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from scalellm_dagster.resources import postgres
+
+
+class PredictionsSink(ConfigurableResource):
+    location: str = Field(
+        default="",
+        description="'postgresql://user@host:port/db::schema' (password from PGPASSWORD or ~/.pgpass); empty: off.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.location)
+
+    def parsed(self) -> postgres.Location:
+        return postgres.Location.parse(self.location, "SCALELLM_PREDICTIONS_TO", queries=False)
+
+    def table(self, task: str) -> str:
+        return postgres.export_table(self.parsed().target, task)
+
+    def display(self, task: str) -> str:
+        return f"{postgres.redact(self.parsed().url)}::{self.table(task)}"
+
+    def write(self, task: str, frame: pd.DataFrame, run_id: str) -> postgres.Written:
+        return postgres.write_predictions(self.parsed(), self.table(task), frame, run_id)
+
+    def read(self, task: str) -> pd.DataFrame:
+        return postgres.read_predictions(self.parsed(), self.table(task))
+
+
+def check_sink_setting(value: str) -> str | None:
+    """What is wrong with a SCALELLM_PREDICTIONS_TO value, or None: checked once at start-up."""
+    if not value:
+        return None
+    try:
+        location = postgres.Location.parse(value, "SCALELLM_PREDICTIONS_TO", queries=False)
+    except postgres.PostgresError as exc:
+        return str(exc)
+    if "." in location.target:
+        return (
+            f"SCALELLM_PREDICTIONS_TO={postgres.redact(value)}: expected a schema after '::' (each task is written to "
+            f"<schema>.<task>_predictions), not {location.target!r}"
+        )
+    return None
