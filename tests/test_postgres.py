@@ -95,6 +95,13 @@ def test_bad_postgres_input_is_one_line_naming_the_cause(pg):
     assert "::rows: cannot connect (connection" in error(f"postgresql://postgres@127.0.0.1:{_closed_port()}/bad::rows")
     assert "expected postgresql://user@host:port/database::schema.table" in error(url)
     assert "neither a table name" in error(f"{url}::rows; DROP TABLE rows")
+    # writing where the user may not: one line from the sink too
+    sink = postgres.Location.parse(f"{reader}::labels", "X", queries=False)
+    frame = pd.DataFrame(
+        {"id": ["a"], "label": ["x"], "source": ["student"], "student": ["ridge"], "confidence": [0.5]}
+    )
+    with pytest.raises(postgres.PostgresError, match="predictions sink .*: permission denied for database bad"):
+        postgres.write_predictions(sink, "labels.t_predictions", frame, "run")
     # the sink is checked when the code location loads
     with pytest.raises(SettingError, match="expected a schema after '::'"):
         build_resources(Settings.from_env({"SCALELLM_PREDICTIONS_TO": f"{url}::labels.topic"}))
@@ -235,6 +242,28 @@ def test_a_write_killed_midway_leaves_the_previous_table_and_a_rerun_completes_i
     again = postgres.write_predictions(location, table, rerun, "third")  # nothing changed: nothing rewritten
     assert (again.inserted, again.updated, again.deleted, again.unchanged) == (0, 0, 0, 3000)
     assert set(_written(url, table)["run_id"]) == {"rerun"}
+
+
+def test_export_keeps_integer_keys_and_the_types_of_a_table_made_beforehand(pg):
+    url = pg.new_database("types")
+    location = postgres.Location.parse(f"{url}::out", "X", queries=False)
+    ints = pd.DataFrame({"id": [10**12, 7], "label": "a", "source": "student", "student": "ridge", "confidence": 0.5})
+    postgres.write_predictions(location, "out.ints_predictions", ints, "r1")
+    assert pg.execute("SELECT pg_typeof(id)::text, id FROM out.ints_predictions ORDER BY id", "types") == [
+        ("bigint", 7),
+        ("bigint", 10**12),
+    ]
+    keys = [str(uuid.uuid4()) for _ in range(3)]
+    pg.execute(
+        "CREATE TABLE out.uuids_predictions (id uuid PRIMARY KEY, label text NOT NULL, source text NOT NULL, "
+        "student text, confidence real, run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())",
+        "types",
+    )
+    frame = pd.DataFrame({"id": keys, "label": "a", "source": "student", "student": "ridge", "confidence": 0.5})
+    done = postgres.write_predictions(location, "out.uuids_predictions", frame, "r1")
+    assert done.inserted == 3
+    assert sorted(str(k) for (k,) in pg.execute("SELECT id FROM out.uuids_predictions", "types")) == sorted(keys)
+    assert sorted(postgres.read_predictions(location, "out.uuids_predictions")["id"]) == sorted(keys)
 
 
 def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg, pipeline_env, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ _PLAIN = {
     "TaskDataError",
     "ClusterError",
     "PartError",
+    "PostgresError",
 }
 # A blocking check's step fails with this; the check's own evaluation says what it found.
 _CHECK_FAILED = "DagsterAssetCheckFailedError"

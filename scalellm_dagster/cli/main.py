@@ -96,16 +96,18 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
 
     from scalellm_dagster import definitions
     from scalellm_dagster.cli.failures import failure_lines
+    from scalellm_dagster.resources.postgres import redact
     from scalellm_dagster.settings import Settings
     from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
     settings = Settings.from_env()
     simulated = teacher_kind(settings.teacher).simulated
     print(
-        f"scalellm: corpus {settings.corpus}\n          tasks  {settings.tasks}\n"
+        f"scalellm: corpus {redact(settings.corpus)}\n          tasks  {settings.tasks}\n"
         f"          warehouse {settings.duckdb_path}\n          embedder {settings.embedder}, "
         f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if simulated else ''}"
         + (f"\n          cluster {settings.cluster}" if settings.cluster else "")
+        + (f"\n          predictions also to {redact(settings.predictions_to)}" if settings.predictions_to else "")
     )
     start = time.perf_counter()
     instance = DagsterInstance.get()
@@ -142,6 +144,7 @@ def estimate(budget: int | None) -> int:
     import dataclasses
 
     from scalellm_dagster.resources.from_settings import build_resources
+    from scalellm_dagster.resources.postgres import redact
     from scalellm_dagster.settings import Settings
     from scalellm_dagster.tasks_config import load_tasks
 
@@ -150,7 +153,8 @@ def estimate(budget: int | None) -> int:
     corpus = resources["source"].load()
     teacher = resources["teacher"]
     print(
-        f"scalellm estimate: {len(corpus):,} rows in {settings.corpus}; teacher {teacher.kind}:{teacher.model}, "
+        f"scalellm estimate: {len(corpus):,} rows in {redact(settings.corpus)}; "
+        f"teacher {teacher.kind}:{teacher.model}, "
         f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
         f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)"
     )

@@ -119,7 +119,7 @@ def _described(cursor, location: Location, what: str):
     except psycopg.errors.UndefinedTable as exc:
         raise PostgresError(f"{what} {location}: {first_line(exc)}") from None
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise PostgresError(f"{what} {location}: permission denied ({first_line(exc)})") from None
+        raise PostgresError(f"{what} {location}: {first_line(exc)}") from None
     except psycopg.Error as exc:
         raise PostgresError(f"{what} {location}: cannot read it ({first_line(exc)})") from None
     return [(c.name, c.type_code) for c in cursor.description]
@@ -254,7 +254,7 @@ def write_predictions(location: Location, table: str, frame: pd.DataFrame, run_i
             deleted = cursor.rowcount
             conn.commit()
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise PostgresError(f"predictions sink {location}: permission denied ({first_line(exc)})") from None
+            raise PostgresError(f"predictions sink {location}: {first_line(exc)}") from None
         except psycopg.Error as exc:
             raise PostgresError(f"predictions sink {location}: writing {table} failed ({first_line(exc)})") from None
     return Written(table, len(frame), inserted, updated, deleted, time.perf_counter() - start)
