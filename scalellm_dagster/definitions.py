@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from scalellm_dagster.assets import build_task_assets, corpus, embeddings
+from scalellm_dagster.assets.shared_requests_asset import shareable, shared_requests_asset
 from scalellm_dagster.automation import build_schedules, build_sensors
 from scalellm_dagster.checks import build_checks
 from scalellm_dagster.names import ALL_JOB, WAREHOUSE_TAGS
@@ -29,6 +30,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     tasks = load_tasks(settings.tasks)
     export = bool(settings.predictions_to)
+    joint = shareable(tasks) if settings.shared_requests else []
+    shared = shared_requests_asset(joint, settings.teacher, embeddings) if len(joint) >= 2 else None
     all_job = define_asset_job(
         ALL_JOB,
         selection=AssetSelection.all(),
@@ -39,7 +42,14 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         assets=[
             corpus,
             embeddings,
-            *[a for task in tasks for a in build_task_assets(task, settings.teacher, export=export)],
+            *([shared] if shared is not None else []),
+            *[
+                a
+                for task in tasks
+                for a in build_task_assets(
+                    task, settings.teacher, export=export, shared=shared if task in joint else None
+                )
+            ],
         ],
         asset_checks=build_checks(tasks, export),
         jobs=[all_job],

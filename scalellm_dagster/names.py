@@ -14,6 +14,7 @@ STUDENT_CANDIDATES = "student_candidates"
 MODEL_SELECTION_REPORT = "model_selection_report"
 PREDICTIONS = "predictions"
 DRIFT_AUDIT = "drift_audit"
+SHARED_REQUESTS = "shared_teacher_requests"  # every task's question in one request (SCALELLM_SHARED_REQUESTS)
 EXPORTED_PREDICTIONS = "exported_predictions"  # a task's predictions written to PostgreSQL (SCALELLM_PREDICTIONS_TO)
 TASK_ASSETS = (LABELED_SAMPLE, STUDENT_CANDIDATES, MODEL_SELECTION_REPORT, PREDICTIONS)  # what a task rerun makes
 

@@ -68,6 +68,10 @@ class Settings:
     teacher_model: str = _var("SCALELLM_TEACHER_MODEL", "gpt-4o-mini", feeds="teacher.model")
     teacher_batch_size: int = _var("SCALELLM_TEACHER_BATCH_SIZE", 10, feeds="teacher.batch_size")
     teacher_concurrency: int = _var("SCALELLM_TEACHER_CONCURRENCY", 8, feeds="teacher.concurrency")
+    teacher_rpm: float = _var("SCALELLM_TEACHER_RPM", 0.0, feeds="teacher.requests_per_minute")
+    teacher_tpm: float = _var("SCALELLM_TEACHER_TPM", 0.0, feeds="teacher.tokens_per_minute")
+    # one request asks every task's question about rows in two or more tasks' samples (teachers/multi_task.py)
+    shared_requests: bool = _var("SCALELLM_SHARED_REQUESTS", False)
     teacher_max_retries: int = _var("SCALELLM_TEACHER_MAX_RETRIES", 4, feeds="teacher.max_retries")
     teacher_timeout_seconds: float = _var("SCALELLM_TEACHER_TIMEOUT_SECONDS", 60.0, feeds="teacher.timeout_seconds")
     teacher_store_seconds: float = _var("SCALELLM_TEACHER_STORE_SECONDS", 1.0, feeds="teacher.store_window_seconds")
@@ -118,6 +122,12 @@ class Settings:
                 f"SCALELLM_DASK={self.dask!r}: expected local:N (N local worker processes, N >= 1); "
                 "to use a running cluster set SCALELLM_DASK_SCHEDULER=tcp://host:8786 instead"
             )
+        for name, value in (("SCALELLM_TEACHER_RPM", self.teacher_rpm), ("SCALELLM_TEACHER_TPM", self.teacher_tpm)):
+            if value < 0:
+                raise SettingError(
+                    f"environment variable {name}={value:g}: expected the endpoint's limit per minute, or 0 to take "
+                    "it from the endpoint's x-ratelimit headers"
+                )
         if self.sensor_interval_seconds < 1:
             raise SettingError(
                 f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={self.sensor_interval_seconds}"

@@ -10,6 +10,11 @@ when it is empty, a seeded share `fault_rate` of requests get a fault drawn from
   bad answers:   "malformed" (answer JSON cut), "truncate" (half the rows), "no_label" (items without a label),
                  "out_of_set" (labels outside the set), "case" (labels in another case, padded)
   format:        "reject_schema" (400 naming response_format)
+`limits` (a `Limits`) makes it enforce requests and tokens per minute as a token bucket holding `burst_seconds` of
+each limit, as OpenAI does ("a 60,000 RPM limit may be enforced as 1,000 requests per second"): a chat request the
+buckets cannot pay for is answered 429 with `Retry-After`/`retry-after-ms` (when it is refused), and every reply
+carries `x-ratelimit-limit/remaining/reset-requests/-tokens` unless `send_headers` is off. A request costs one
+request and (message characters / 4, rounded up) + max_tokens tokens. Admitted requests are in `admitted`.
 `schema_support`: "json_schema" (OpenAI-like), "llama_cpp" (json_schema answered with HTTP 500 naming
 response_format, json_object with a schema accepted) or "none" (any response_format: 400). `api_key`: when set,
 other keys get 401.
@@ -19,14 +24,46 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+
+
+@dataclass
+class Limits:
+    rpm: float = 0
+    tpm: float = 0
+    burst_seconds: float = 1.0
+    send_headers: bool = True
+
+
+class _Bucket:
+    def __init__(self, per_minute: float, burst_seconds: float, at_least: float = 1.0):
+        self.rate = per_minute / 60.0
+        self.capacity = max(self.rate * burst_seconds, at_least)
+        self.level, self.stamp = self.capacity, time.monotonic()
+
+    def refill(self, now: float) -> None:
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def wait_for(self, cost: float) -> float:
+        return max(cost - self.level, 0.0) / self.rate
+
+    def reset_s(self) -> float:
+        return (self.capacity - self.level) / self.rate
+
+
+def request_cost(body: dict) -> int:
+    chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+    return math.ceil(chars / 4) + int(body.get("max_tokens") or 0)
 
 
 class FakeOpenAI:
@@ -41,6 +78,7 @@ class FakeOpenAI:
         fault_rate: float = 0.0,
         fault_mix: tuple[str, ...] = (),
         seed: int = 0,
+        limits: Limits | None = None,
     ):
         self.labeler = labeler
         self.latency_s = latency_s
@@ -55,6 +93,15 @@ class FakeOpenAI:
         self.headers: list[dict] = []
         self.delivered: list[tuple[float, list[str]]] = []  # (monotonic time the reply was sent, its rows' texts)
         self.lock = threading.Lock()
+        self.limits = limits
+        self.admitted: list[tuple[float, int]] = []  # (monotonic time, tokens) of each request the limits let in
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, tokens) of every chat request received
+        self.refused = 0  # requests answered 429 by the limits (not by injected faults)
+        self._buckets: dict[str, _Bucket] = {}
+        if limits and limits.rpm:
+            self._buckets["requests"] = _Bucket(limits.rpm, limits.burst_seconds)
+        if limits and limits.tpm:
+            self._buckets["tokens"] = _Bucket(limits.tpm, limits.burst_seconds, at_least=limits.tpm / 60)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -73,6 +120,32 @@ class FakeOpenAI:
 
     def chat_requests(self) -> list[dict]:
         return [r for r in self.requests if "messages" in r]
+
+    def _admit(self, body: dict) -> tuple[float, dict]:
+        """(seconds to wait, 0 when admitted, and the rate-limit headers) for a chat request under `limits`."""
+        if not self._buckets:
+            return 0.0, {}
+        costs = {"requests": 1, "tokens": request_cost(body)}
+        with self.lock:
+            now = time.monotonic()
+            self.arrivals.append((now, costs["tokens"]))
+            for bucket in self._buckets.values():
+                bucket.refill(now)
+            wait = max(b.wait_for(costs[k]) for k, b in self._buckets.items())
+            if wait > 0:
+                self.refused += 1
+            else:
+                for kind, bucket in self._buckets.items():
+                    bucket.level -= costs[kind]
+                self.admitted.append((now, costs["tokens"]))
+            headers = {}
+            if self.limits.send_headers:
+                limits = {"requests": self.limits.rpm, "tokens": self.limits.tpm}
+                for kind, bucket in self._buckets.items():
+                    headers[f"x-ratelimit-limit-{kind}"] = f"{limits[kind]:g}"
+                    headers[f"x-ratelimit-remaining-{kind}"] = str(max(int(bucket.level), 0))
+                    headers[f"x-ratelimit-reset-{kind}"] = f"{bucket.reset_s():.3f}s"
+            return wait, headers
 
     def _next_fault(self) -> str | None:
         with self.lock:
@@ -106,6 +179,14 @@ class FakeOpenAI:
                     return self._json(
                         401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
                     )
+                wait, limit_headers = fake._admit(body)
+                if wait > 0:
+                    return self._json(
+                        429,
+                        {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+                        {**limit_headers, "Retry-After": f"{wait:.3f}", "retry-after-ms": f"{wait * 1000:.0f}"},
+                    )
+                self.limit_headers = limit_headers
                 fault = fake._next_fault()
                 if fault in ("429", "429_bare"):
                     return self._json(
@@ -132,7 +213,7 @@ class FakeOpenAI:
                 reply = fake._chat(body, fault)
                 if fault == "empty_choices":
                     reply["choices"] = []
-                self._json(200, reply)
+                self._json(200, reply, self.limit_headers)
                 with fake.lock:  # answered: when, and which texts
                     fake.delivered.append((time.monotonic(), _texts(body)))
 
@@ -177,7 +258,11 @@ class FakeOpenAI:
     def _chat(self, body: dict, fault: str | None) -> dict:
         user = body["messages"][-1]["content"]
         rows = [json.loads(line) for line in user.splitlines()[1:] if line.startswith("{")]
-        answers = [{"id": r["id"], "label": self.labeler(r["text"])} for r in rows]
+        questions = _questions(body.get("response_format"))
+        if questions:  # a joint request (teachers/multi_task.py): one field per task, answered by `labeler(text, task)`
+            answers = [{"id": r["id"], **{q: self.labeler(r["text"], q) for q in questions}} for r in rows]
+        else:
+            answers = [{"id": r["id"], "label": self.labeler(r["text"])} for r in rows]
         if fault == "truncate":
             answers = answers[: len(answers) // 2]
         elif fault == "no_label":
@@ -221,6 +306,14 @@ class FakeOpenAI:
             "model": body["model"],
             "usage": {"prompt_tokens": 0, "total_tokens": 0},
         }
+
+
+def _questions(fmt: dict | None) -> list[str]:
+    """The task fields of a joint request's schema (every item property but id), or [] for a single task's."""
+    schema = (fmt or {}).get("json_schema", {}).get("schema") or (fmt or {}).get("schema") or {}
+    items = schema.get("properties", {}).get("answers", {}).get("items") or {}
+    fields = [f for f in items.get("properties", {}) if f != "id"]
+    return [] if fields == ["label"] else fields
 
 
 def _texts(body: dict) -> list[str]:

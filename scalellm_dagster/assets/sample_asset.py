@@ -19,11 +19,15 @@ from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
 
-def labeled_sample_asset(task: TaskSpec, upstream: AssetsDefinition, teacher: str) -> AssetsDefinition:
+def labeled_sample_asset(
+    task: TaskSpec, upstream: AssetsDefinition, teacher: str, shared: AssetsDefinition | None = None
+) -> AssetsDefinition:
+    """`shared`: the `shared_teacher_requests` asset, when this task's shared rows are asked jointly before it."""
+
     @task_asset(
         task,
         LABELED_SAMPLE,
-        [upstream],
+        [upstream, *([shared] if shared is not None else [])],
         "teacher",
         (
             f"Rows chosen for the teacher ({task.sampling} sampling, budget {task.budget:,}) and the teacher's "
@@ -62,21 +66,44 @@ class _Run:
         )
 
 
+@dataclass
+class SamplePlan:
+    """What a task's sample is drawn from, and its first rows: known before any request."""
+
+    budget: int
+    budget_note: str
+    matrix: np.ndarray | None  # every corpus row's vector, when the sampling needs them
+    pool: np.ndarray
+    pool_matrix: np.ndarray | None
+    first: np.ndarray
+
+
+def sample_plan(warehouse: Warehouse, task: TaskSpec, ids: np.ndarray) -> SamplePlan:
+    budget, budget_note = task_io.effective_budget(warehouse, task)
+    # clustering and the student's uncertainty need every vector at once
+    matrix = None if task.sampling == "random" else warehouse.read_embeddings(EMBEDDINGS, ids=ids)[1]
+    # rows an audit asked about never train a student: they are not sampled
+    in_pool = ~np.isin(ids, audited_ids(warehouse, task))
+    pool, pool_matrix = ids[in_pool], None if matrix is None else matrix[in_pool]
+    first = initial_sample_ids(pool, pool_matrix, task, budget)
+    return SamplePlan(budget, budget_note, matrix, pool, pool_matrix, first)
+
+
 def materialize_labeled_sample(run: _Run) -> MaterializeResult:
     task, warehouse = run.task, run.warehouse
     run.corpus, corpus_read = warehouse.read_df_with_snapshot(f"SELECT * FROM {CORPUS}", CORPUS)
     if task.gold_column:  # before any teacher request; the other tasks go on
         check_gold_column(run.corpus, task.name, task.gold_column, task.label_names)
-    ids = run.corpus["id"].to_numpy()
-    budget, budget_note = task_io.effective_budget(warehouse, task)
-    # clustering and the student's uncertainty need every vector at once
-    matrix = None if task.sampling == "random" else warehouse.read_embeddings(EMBEDDINGS, ids=ids)[1]
-    run.vectors = task_io.simulation_vectors(warehouse, run.teacher, matrix)
+    plan = sample_plan(warehouse, task, run.corpus["id"].to_numpy())
+    budget, budget_note, pool, pool_matrix, first = (
+        plan.budget,
+        plan.budget_note,
+        plan.pool,
+        plan.pool_matrix,
+        plan.first,
+    )
+    run.vectors = task_io.simulation_vectors(warehouse, run.teacher, plan.matrix)
     session = run.session()
-    # rows an audit asked about never train a student: they are not sampled
-    in_pool = ~np.isin(ids, audited_ids(warehouse, task))
-    pool, pool_matrix = ids[in_pool], None if matrix is None else matrix[in_pool]
-    first = initial_sample_ids(pool, pool_matrix, task, budget)
     first_texts = run.corpus.set_index("id").loc[first, "text"].tolist()
     estimate = run.teacher.cost_estimate(task, first_texts, len(run.corpus))
     run.context.log.info(

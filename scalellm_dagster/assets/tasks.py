@@ -23,11 +23,13 @@ def build_task_assets(
     teacher: str = "simulated_hard",
     embeddings_asset: AssetsDefinition = embeddings,
     export: bool = False,
+    shared: AssetsDefinition | None = None,
 ) -> list[AssetsDefinition]:
     """The task's five assets: sample, candidates, report, predictions, drift audit, and with `export` (a
     predictions sink is configured) the predictions written to PostgreSQL; `teacher` is the teacher kind that
-    answers (its badge shows on the assets that ask it)."""
-    sample = labeled_sample_asset(task, embeddings_asset, teacher)
+    answers (its badge shows on the assets that ask it); `shared`: the shared_teacher_requests asset, when it asks
+    this task's shared rows first."""
+    sample = labeled_sample_asset(task, embeddings_asset, teacher, shared)
     candidates = student_candidates_asset(task, sample, embeddings_asset)
     report = model_selection_report_asset(task, candidates, embeddings_asset)
     predictions = predictions_asset(task, report, embeddings_asset)

@@ -22,6 +22,7 @@ class Estimate:
     completion_tokens: int
     cost_usd: float
     seconds: float
+    limited_by: str = "latency"  # what sets `seconds`: latency at the concurrency, or a requests/tokens limit
 
     def as_row(self) -> dict:
         return self.__dict__.copy()
@@ -34,6 +35,8 @@ class PromptSizes:
     per_request_chars: float
     per_row_chars: float
     answer_chars_per_row: float
+    # what a tokens/min limit counts per row beyond the prompt: the completion bound sent as max_tokens
+    answer_bound_tokens_per_row: float = 0.0
 
 
 def estimate_labelling(
@@ -45,14 +48,23 @@ def estimate_labelling(
     price_in_per_mtok: float,
     price_out_per_mtok: float,
     label: str,
+    requests_per_minute: float = 0,
+    tokens_per_minute: float = 0,
 ) -> Estimate:
-    """Tokens for `rows` rows in requests of `batch_size`; time at `concurrency`."""
+    """Tokens for `rows` rows in requests of `batch_size`; time at `concurrency`, or as the endpoint's rate limits
+    pace it when that is longer (a tokens/min limit counts the prompt and the completion bound, as endpoints do)."""
     requests = int(np.ceil(rows / batch_size))
     prompt_tokens = int((requests * sizes.per_request_chars + rows * sizes.per_row_chars) / CHARS_PER_TOKEN)
     completion_tokens = int(rows * sizes.answer_chars_per_row / CHARS_PER_TOKEN)
     cost = (prompt_tokens * price_in_per_mtok + completion_tokens * price_out_per_mtok) / 1e6
-    seconds = float(np.ceil(requests / max(concurrency, 1)) * seconds_per_request)
-    return Estimate(label, rows, requests, prompt_tokens, completion_tokens, cost, seconds)
+    times = {"latency": float(np.ceil(requests / max(concurrency, 1)) * seconds_per_request)}
+    if requests_per_minute > 0:
+        times["requests/min limit"] = requests * 60.0 / requests_per_minute
+    if tokens_per_minute > 0:
+        counted = prompt_tokens + rows * max(sizes.answer_bound_tokens_per_row, sizes.answer_chars_per_row / 4)
+        times["tokens/min limit"] = counted * 60.0 / tokens_per_minute
+    limited_by = max(times, key=times.get)
+    return Estimate(label, rows, requests, prompt_tokens, completion_tokens, cost, times[limited_by], limited_by)
 
 
 def estimate_vs_baseline(
@@ -64,12 +76,16 @@ def estimate_vs_baseline(
     seconds_per_request: float,
     price_in: float,
     price_out: float,
+    requests_per_minute: float = 0,
+    tokens_per_minute: float = 0,
 ) -> list[Estimate]:
     common = dict(
         concurrency=concurrency,
         seconds_per_request=seconds_per_request,
         price_in_per_mtok=price_in,
         price_out_per_mtok=price_out,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
     )
     return [
         estimate_labelling(

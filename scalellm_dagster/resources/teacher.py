@@ -23,7 +23,13 @@ class TeacherResource(ConfigurableResource):
     base_url: str | None = None
     api_key: str | None = None
     batch_size: int = Field(default=10, description="Rows per request.")
-    concurrency: int = Field(default=8, description="Requests in flight at once.")
+    concurrency: int = Field(default=8, description="Requests in flight at once (at most; fewer after a 429).")
+    requests_per_minute: float = Field(
+        default=0, description="The endpoint's request limit; 0: learned from its x-ratelimit headers, if any."
+    )
+    tokens_per_minute: float = Field(
+        default=0, description="The endpoint's token limit (prompt + max_tokens); 0: learned from its headers."
+    )
     timeout_seconds: float = 60.0
     max_retries: int = 4
     price_in_per_mtok: float = Field(default=0.15, description="USD per million prompt tokens (gpt-4o-mini).")
@@ -83,6 +89,9 @@ class TeacherResource(ConfigurableResource):
             p["seconds_per_request"],
             p["price_in_per_mtok"],
             p["price_out_per_mtok"],
+            # a simulation answers at no endpoint: no limit paces it
+            requests_per_minute=0 if self.spec.simulated else self.requests_per_minute,
+            tokens_per_minute=0 if self.spec.simulated else self.tokens_per_minute,
         )
         return pd.DataFrame([r.as_row() for r in rows])
 

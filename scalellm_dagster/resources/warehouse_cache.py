@@ -26,6 +26,7 @@ LEDGER_COLUMNS = (
     "seconds",
     "tokens_estimated",
     "response_format",
+    "shared_with",  # the other tasks a joint request also answered (its tokens split between them); else null
 )
 
 
@@ -75,6 +76,7 @@ class CachesAndLedger:
             conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS response_format VARCHAR")
             # a journal replayed after its lines were stored books nothing twice (resources/answer_journal.py)
             conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS request_id VARCHAR")
+            conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS shared_with VARCHAR")
 
     def cached_vectors(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Vectors already paid for from `model`, by text hash (OpenAI-compatible embedders only)."""
@@ -124,6 +126,9 @@ class CachesAndLedger:
         now = datetime.now(UTC).replace(tzinfo=None)
         answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
         ledger_df = pd.DataFrame(ledger, columns=[*LEDGER_COLUMNS, "request_id"])
+        # text columns a line may leave out: NULL, never a float NaN cast to the text 'nan'
+        for column in ("response_format", "shared_with", "request_id"):
+            ledger_df[column] = pd.Series([line.get(column) for line in ledger], dtype=object)
         with self.get_connection() as conn, transaction(conn):
             if len(answers_df):
                 conn.register("_answers", answers_df)

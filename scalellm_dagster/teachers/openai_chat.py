@@ -19,6 +19,7 @@ from scalellm_dagster.teachers.prompts import (
     system_prompt,
     user_prompt,
 )
+from scalellm_dagster.teachers.rate_limit import RateLimiter, request_tokens, retry_after
 from scalellm_dagster.teachers.structured_output import (
     FORMS,
     answer_token_bound,
@@ -44,11 +45,14 @@ _ADVICE = {
 class OpenAIChatTeacher(PromptedTeacher):
     """Asks for a JSON answer whose label field is an enum of the task's labels (and id an enum of the batch's).
 
-    Structured output: the first request probes the forms in `structured_output.FORMS` order, without the
-    client's retries, and the first the server accepts is kept for the rest of the run (recorded per request).
-    Completion tokens are bounded by what the batch's answer can need. Retries with backoff on 429/5xx/timeouts,
-    honouring `Retry-After`, are the `openai` client's own (`max_retries`); replies that are not a chat completion
-    (HTML, a cut body, no choices) are retried here with the same number of tries and backoff.
+    Structured output: the first request probes the forms in `structured_output.FORMS` order, without
+    retrying a refusal, and the first the server accepts is kept for the rest of the run (recorded per request).
+    Completion tokens are bounded by what the batch's answer can need. Every send passes the `RateLimiter`
+    (requests and tokens per minute, configured or learned from the endpoint's headers; a 429 holds every send for
+    its `Retry-After` and narrows concurrency): a 429 is waited out, not counted as a failure, up to
+    `MAX_RATE_LIMITED` times a request. 5xx, timeouts and dropped connections are retried `max_retries` times with
+    backoff (honouring `Retry-After`), as are replies that are not a chat completion (HTML, a cut body, no choices).
+    The `openai` client's own retries are off: they would bypass the limiter.
     """
 
     provider = "openai"
@@ -62,6 +66,7 @@ class OpenAIChatTeacher(PromptedTeacher):
         price_out_per_mtok: float = 0.0,
         forms: tuple[str, ...] = FORMS,
         endpoint: str | None = None,
+        limiter: RateLimiter | None = None,
     ):
         self.task = task
         self.client = client
@@ -74,6 +79,8 @@ class OpenAIChatTeacher(PromptedTeacher):
         self._probe_lock = threading.Lock()
         self._fatal: str | None = None  # once the endpoint refuses us for good, no request is sent again
         self.max_retries = int(getattr(client, "max_retries", 2))
+        self.sender = client.with_options(max_retries=0)
+        self.limiter = limiter or RateLimiter()
 
     def label_batch(self, rows: list[tuple[str, str]]) -> BatchResult:
         if self._fatal:
@@ -83,9 +90,9 @@ class OpenAIChatTeacher(PromptedTeacher):
             "model": self.model,
             "messages": [{"role": "system", "content": self._system}, {"role": "user", "content": user_prompt(rows)}],
             "temperature": 0,
-            "max_tokens": answer_token_bound(keys, self.task.label_names),
+            "max_tokens": self._max_tokens(keys),
         }
-        schema = answer_schema(self.task, keys)
+        schema = self._schema(keys)
         formats = {form: response_format(form, schema, keys) for form in self._forms}
         start = time.perf_counter()
         try:
@@ -96,16 +103,32 @@ class OpenAIChatTeacher(PromptedTeacher):
         except openai.APIError as exc:  # 429, 5xx, timeouts, dropped connections: the client retried them
             raise TeacherRequestError(
                 f"{self.endpoint}: {type(exc).__name__}: {_describe(exc)} (after {self.max_retries} retries)"
+                + (
+                    f"; {self.limiter.stats.rate_limited} rate-limited replies so far"
+                    if self.limiter.stats.rate_limited
+                    else ""
+                )
             ) from exc
         usage = getattr(response, "usage", None)
-        return BatchResult(
-            answers=parse_answers(response.choices[0].message.content, keys, self.task.label_names),
+        return self._result(
+            response.choices[0].message.content,
+            keys,
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             seconds=time.perf_counter() - start,
             notes=notes,
             response_format=form,
         )
+
+    # What a subclass asking another question changes (teachers.multi_task: every task's question at once).
+    def _max_tokens(self, keys: list[str]) -> int:
+        return answer_token_bound(keys, self.task.label_names)
+
+    def _schema(self, keys: list[str]) -> dict:
+        return answer_schema(self.task, keys)
+
+    def _result(self, content: str | None, keys: list[str], **measured) -> BatchResult:
+        return BatchResult(answers=parse_answers(content, keys, self.task.label_names), **measured)
 
     def _complete(self, request: dict, formats: dict):
         if self._form is None:
@@ -114,14 +137,13 @@ class OpenAIChatTeacher(PromptedTeacher):
                     raise TeacherFatalError(self._fatal)
                 if self._form is None:
                     return self._probe(request, formats)
-        return self._call(self.client, request, formats[self._form]), self._form, []
+        return self._call(request, formats[self._form]), self._form, []
 
     def _probe(self, request: dict, formats: dict):
         notes = []
-        quick = self.client.with_options(max_retries=0)  # a rejection is not worth retrying
         for form in self._forms:
             try:
-                response = self._call(quick, request, formats[form])
+                response = self._call(request, formats[form], retry_faults=False)  # a rejection: no retry
             except openai.APIStatusError as exc:
                 if form != self._forms[-1] and is_format_rejection(exc):
                     notes.append(f"server rejected response_format {form} (HTTP {exc.status_code}); trying the next")
@@ -129,20 +151,20 @@ class OpenAIChatTeacher(PromptedTeacher):
                 if isinstance(exc, _FATAL):
                     raise
                 _wait_retry_after(exc)
-                response = self._call(self.client, request, formats[form])  # a passing fault: the usual retries
+                response = self._call(request, formats[form])  # a passing fault: the usual retries
             except (openai.APIConnectionError, openai.APITimeoutError):
-                response = self._call(self.client, request, formats[form])
+                response = self._call(request, formats[form])
             self._form = form
             notes.append(f"structured output: {form}")
             return response, form, notes
         raise AssertionError("unreachable: the last form is always tried for real")
 
-    def _call(self, client, request: dict, fmt: dict | None):
+    def _call(self, request: dict, fmt: dict | None, retry_faults: bool = True):
         kwargs = {**request, **({"response_format": fmt} if fmt else {})}
         delay, last = 0.5, ""
         for attempt in range(self.max_retries + 1):
             try:
-                response = client.chat.completions.create(**kwargs)
+                response = self._send(kwargs, retry_faults)
                 choices = getattr(response, "choices", None)
                 if choices and getattr(choices[0], "message", None) is not None:
                     return response
@@ -156,11 +178,51 @@ class OpenAIChatTeacher(PromptedTeacher):
                 delay = min(delay * 2, 8.0)
         raise MalformedReplyError(f"{self.endpoint}: malformed reply after {self.max_retries} retries: {last}")
 
+    def _send(self, kwargs: dict, retry_faults: bool):
+        """One request through the limiter: 429s waited out (every send held), transient faults retried with backoff
+        when `retry_faults`; returns the parsed reply."""
+        tokens = request_tokens(kwargs)
+        delay, faults, limited = 0.5, 0, 0
+        while True:
+            with self.limiter.slot(tokens):
+                try:
+                    response, headers = _create(self.sender, kwargs)
+                except openai.RateLimitError as exc:
+                    limited += 1
+                    self.limiter.rate_limited(exc.response.headers)
+                    if limited > MAX_RATE_LIMITED:
+                        raise
+                    continue
+                except (openai.APIConnectionError, openai.InternalServerError, openai.ConflictError) as exc:
+                    if not retry_faults or faults >= self.max_retries:
+                        raise
+                    faults += 1
+                    headers = getattr(getattr(exc, "response", None), "headers", None)
+                    wait = retry_after(headers)
+                    time.sleep(min(wait, 60.0) if wait is not None else delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 8.0)
+                    continue
+            self.limiter.observe(headers)
+            return response
+
     def _fatal_line(self, exc: openai.APIStatusError) -> str:
         advice = _ADVICE.get(exc.status_code, "the server rejected the request; retrying cannot help")
         return (
             f"teacher endpoint {self.endpoint} (model {self.model}): HTTP {exc.status_code} {_describe(exc)} — {advice}"
         )
+
+
+# 429s one request may wait out before it counts as failed: at the limiter's backoff cap, about ten minutes.
+MAX_RATE_LIMITED = 20
+
+
+def _create(client, kwargs: dict):
+    """(the reply, its headers); a client without raw responses (the local model's) has no headers."""
+    raw = getattr(client.chat.completions, "with_raw_response", None)
+    if raw is None:
+        return client.chat.completions.create(**kwargs), {}
+    reply = raw.create(**kwargs)
+    return reply.parse(), reply.headers
 
 
 def _wait_retry_after(exc: openai.APIStatusError, cap: float = 60.0) -> None:

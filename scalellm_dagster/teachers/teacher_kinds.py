@@ -41,11 +41,12 @@ def _prices(options) -> dict:
 def _openai(options, task, corpus, embeddings) -> Teacher:
     from scalellm_dagster.openai_client import make_client
     from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+    from scalellm_dagster.teachers.rate_limit import shared_limiter
 
     client = make_client(options.base_url, options.api_key, options.timeout_seconds, options.max_retries)
-    return OpenAIChatTeacher(
-        task, client, options.model, endpoint=options.base_url or "https://api.openai.com/v1", **_prices(options)
-    )
+    endpoint = options.base_url or "https://api.openai.com/v1"
+    limiter = shared_limiter(endpoint, options.requests_per_minute, options.tokens_per_minute, options.concurrency)
+    return OpenAIChatTeacher(task, client, options.model, endpoint=endpoint, limiter=limiter, **_prices(options))
 
 
 def _local(options, task, corpus, embeddings) -> Teacher:

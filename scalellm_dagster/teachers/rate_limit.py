@@ -1,0 +1,214 @@
+"""Keeping a teacher under an endpoint's rate limits: requests and tokens per minute, paced, and adaptive.
+
+Every request (and every retry) passes `RateLimiter.slot(tokens)` before it is sent:
+- **Pacing.** With a limit of R requests/min, sends are spaced 60/R s apart; with T tokens/min, a request of t tokens
+  holds the next send back t·60/T s. No burst is taken, so a server that enforces the same limits with any bucket
+  of at least one request never refuses one, and the sent rate stays at the limit (BENCHMARKS.md: issue #38).
+  Tokens are counted as the endpoint counts them before answering: prompt characters / 4 plus `max_tokens`.
+- **Limits learned from headers.** A limit not configured is taken from the `x-ratelimit-limit-requests/-tokens`
+  headers of the first reply that carries them (OpenAI, Azure, vLLM behind a gateway...). A reply whose
+  `x-ratelimit-remaining-*` is 0 holds every send until its `x-ratelimit-reset-*` has passed.
+- **429.** Every send waits out the `Retry-After` (or `retry-after-ms`, or the reset header; else an exponential
+  backoff), not just the refused one, so threads do not storm back together; the requests allowed in flight are
+  halved, and grow back by one per that many successes (additive increase, multiplicative decrease). An endpoint
+  that states no limit but refuses: the limiter paces at 80 % of the rate it was sending at when refused, and
+  speeds up 1 % per reply (the same rule, on the rate: a fast server admits any concurrency).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+CHARS_PER_TOKEN = 4  # as prompt_cost estimates, and as the repository's fault server counts
+MAX_BACKOFF_S = 30.0
+
+
+def request_tokens(kwargs: dict) -> int:
+    """What a chat request counts against a tokens/min limit before it is answered."""
+    chars = sum(len(str(m.get("content", ""))) for m in kwargs.get("messages", []))
+    return math.ceil(chars / CHARS_PER_TOKEN) + int(kwargs.get("max_tokens") or 0)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds in a reset header: "1s", "6m0s", "20ms", "1h2m3.5s", or a bare number of seconds."""
+    if value is None:
+        return None
+    value = str(value).strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    match = _DURATION.match(value)
+    if not match or not any(match.groups()):
+        return None
+    h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + s + ms / 1000
+
+
+def retry_after(headers) -> float | None:
+    """Seconds a 429 (or 503) asks to wait: `retry-after-ms`, `retry-after` (seconds), or the later reset."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(float(ms) / 1000, 0.0)
+        except ValueError:
+            pass
+    seconds = parse_duration(headers.get("retry-after"))
+    if seconds is not None:
+        return seconds
+    resets = [parse_duration(headers.get(f"x-ratelimit-reset-{k}")) for k in ("requests", "tokens")]
+    resets = [r for r in resets if r is not None]
+    return max(resets) if resets else None
+
+
+@dataclass
+class LimiterStats:
+    rate_limited: int = 0  # 429s received
+    waited_s: float = 0.0  # time sends were held back, summed over requests
+    learned: str = ""  # limits taken from the endpoint's headers
+
+
+class RateLimiter:
+    def __init__(self, requests_per_minute: float = 0, tokens_per_minute: float = 0, concurrency: int = 8):
+        self.rpm, self.tpm = float(requests_per_minute or 0), float(tokens_per_minute or 0)
+        self.max_in_flight = max(1, int(concurrency))
+        self.allowed = self.max_in_flight
+        self.stats = LimiterStats()
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._next_send = 0.0  # monotonic time before which no request is sent
+        self._paused_until = 0.0
+        self._successes = 0
+        self._backoff = 0.5
+        self._configured = (self.rpm > 0, self.tpm > 0)
+        self._adaptive_rpm = 0.0  # the pace found by refusals, while no limit is configured or stated
+        self._sent: deque[float] = deque(maxlen=256)
+
+    @contextmanager
+    def slot(self, tokens: int):
+        """Hold a request until the limits allow it to be sent; the body sends it."""
+        waited = self._acquire(tokens)
+        try:
+            yield waited
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def _acquire(self, tokens: int) -> float:
+        start = time.monotonic()
+        with self._cond:
+            while self._in_flight >= self.allowed:
+                self._cond.wait(0.5)
+            self._in_flight += 1
+            while True:
+                now = time.monotonic()
+                at = max(now, self._next_send, self._paused_until)
+                if at <= now:
+                    break
+                self._cond.wait(at - now)
+            # reserve this send's share of the minute: the next send waits for it
+            rpm = self.rpm or self._adaptive_rpm
+            spacing = max(60.0 / rpm if rpm else 0.0, tokens * 60.0 / self.tpm if self.tpm else 0.0)
+            self._next_send = max(now, self._next_send) + spacing
+            self._sent.append(now)
+        waited = time.monotonic() - start
+        self.stats.waited_s += waited
+        return waited
+
+    def observe(self, headers) -> None:
+        """A reply arrived: learn limits, respect an exhausted quota, and widen the window after a streak."""
+        with self._cond:
+            self._learn(headers)
+            for kind in ("requests", "tokens"):
+                remaining = _number(headers, f"x-ratelimit-remaining-{kind}")
+                reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}")) if headers else None
+                if remaining is not None and remaining <= 0 and reset:
+                    self._paused_until = max(self._paused_until, time.monotonic() + reset)
+            self._backoff = 0.5
+            if self._adaptive_rpm:
+                self._adaptive_rpm *= 1.01
+            self._successes += 1
+            if self.allowed < self.max_in_flight and self._successes >= self.allowed:
+                self.allowed += 1
+                self._successes = 0
+            self._cond.notify_all()
+
+    def rate_limited(self, headers) -> float:
+        """A 429: every send waits; fewer requests in flight. Returns the wait imposed."""
+        with self._cond:
+            self._learn(headers)
+            self.stats.rate_limited += 1
+            wait = retry_after(headers)
+            if wait is None:
+                wait, self._backoff = self._backoff, min(self._backoff * 2, MAX_BACKOFF_S)
+            self._paused_until = max(self._paused_until, time.monotonic() + min(wait, MAX_BACKOFF_S * 4))
+            self.allowed = max(1, self.allowed // 2)
+            self._successes = 0
+            if not self.rpm:
+                recent = [t for t in self._sent if t >= time.monotonic() - 5.0]
+                if len(recent) >= 2:
+                    sending = (len(recent) - 1) * 60.0 / max(recent[-1] - recent[0], 1e-3)
+                    self._adaptive_rpm = 0.8 * min(sending, self._adaptive_rpm or sending)
+            self._cond.notify_all()
+            return wait
+
+    def _learn(self, headers) -> None:
+        learned = []
+        if not self._configured[0]:
+            limit = _number(headers, "x-ratelimit-limit-requests")
+            if limit and limit != self.rpm:
+                self.rpm = limit
+                learned.append(f"{limit:,.0f} requests/min")
+        if not self._configured[1]:
+            limit = _number(headers, "x-ratelimit-limit-tokens")
+            if limit and limit != self.tpm:
+                self.tpm = limit
+                learned.append(f"{limit:,.0f} tokens/min")
+        if learned:
+            self.stats.learned = ", ".join(learned)
+
+    def describe(self) -> str:
+        limits = [
+            f"{self.rpm:,.0f} requests/min" if self.rpm else "",
+            f"{self.tpm:,.0f} tokens/min" if self.tpm else "",
+        ]
+        limits = [x for x in limits if x]
+        return ", ".join(limits) if limits else "no rate limit known"
+
+
+_SHARED: dict[tuple, RateLimiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_limiter(
+    endpoint: str, requests_per_minute: float, tokens_per_minute: float, concurrency: int
+) -> RateLimiter:
+    """One limiter per endpoint and limits in this process: every task's teacher on that endpoint shares its pace,
+    what it learned from headers, and its 429 pauses."""
+    key = (endpoint, float(requests_per_minute or 0), float(tokens_per_minute or 0), int(concurrency))
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = RateLimiter(requests_per_minute, tokens_per_minute, concurrency)
+        return _SHARED[key]
+
+
+def _number(headers, name: str) -> float | None:
+    if not headers:
+        return None
+    value = headers.get(name)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,115 @@
+"""The `openai` teacher at a rate-limited endpoint: the repository's fault server enforcing requests and tokens per
+minute as a token bucket, answering 429 with Retry-After and sending x-ratelimit headers. The run finishes with every
+row answered once, sends never exceed the limit by more than one request in any window, and throughput stays at
+>= 90 % of the limit (the figures at larger sizes: benchmarks/rate_limits.py, BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from scalellm_dagster.flow import MemoryCache
+from scalellm_dagster.openai_client import make_client
+from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+from scalellm_dagster.teachers.rate_limit import RateLimiter, parse_duration, retry_after
+from scalellm_dagster.teachers.runner import label_with_cache
+from tests.fake_openai import FakeOpenAI, Limits, request_cost
+from tests.test_openai_teacher import TASK, rule
+
+ROWS = pd.DataFrame({"id": range(400), "text": [f"review {i} is {'good' if i % 3 else 'bad'}" for i in range(400)]})
+
+
+def label(server: FakeOpenAI, limiter: RateLimiter, rows=ROWS, batch_size=4, concurrency=8):
+    client = make_client(server.base_url, "sk-test", 10.0, 3)
+    teacher = OpenAIChatTeacher(TASK, client, "test-model", limiter=limiter)
+    cache = MemoryCache()
+    out, stats = label_with_cache(
+        teacher, rows, cache.lookup, cache.store, batch_size=batch_size, concurrency=concurrency
+    )
+    return out, stats, cache
+
+
+def most_in_window(events: list[tuple[float, int]], window: float, weight=lambda e: 1) -> float:
+    """The most requests (or tokens, with `weight`) sent in any `window` seconds."""
+    times = [t for t, _ in events]
+    best, j, total = 0.0, 0, 0.0
+    for i, (t, _) in enumerate(events):
+        total += weight(events[i])
+        while times[j] < t - window:
+            total -= weight(events[j])
+            j += 1
+        best = max(best, total)
+    return best
+
+
+def rate(events: list[tuple[float, int]], weight=lambda e: 1) -> float:
+    """Sent per second from the first send to the last (the first send's amount is its own burst)."""
+    span = events[-1][0] - events[0][0]
+    return sum(weight(e) for e in events[1:]) / span
+
+
+def test_configured_request_limit_is_never_exceeded_and_throughput_holds():
+    limit = 1200  # requests/min: 20/s, so 100 requests take about 5 s
+    with FakeOpenAI(rule, limits=Limits(rpm=limit)) as server:
+        out, stats, cache = label(server, RateLimiter(requests_per_minute=limit, concurrency=8))
+    assert out["valid"].all() and stats.requests == len(cache.ledger) == 100 and stats.failed_requests == 0
+    assert server.refused == 0 and len(server.arrivals) == 100  # never refused: nothing sent twice
+    per_second = limit / 60
+    assert most_in_window(server.arrivals, 1.0) <= per_second + 1
+    assert most_in_window(server.arrivals, 3.0) <= per_second * 3 + 1
+    assert rate(server.arrivals) >= 0.9 * per_second
+
+
+def test_configured_token_limit_is_never_exceeded_and_throughput_holds():
+    with FakeOpenAI(rule) as probe:  # the cost of one request, as the server counts it
+        label(probe, RateLimiter(), rows=ROWS.head(4))
+        cost = request_cost(probe.chat_requests()[0])
+    limit = cost * 15 * 60  # about 15 requests a second
+    with FakeOpenAI(rule, limits=Limits(tpm=limit)) as server:
+        out, stats, _ = label(server, RateLimiter(tokens_per_minute=limit, concurrency=8))
+    assert out["valid"].all() and stats.failed_requests == 0 and server.refused == 0
+    tokens = lambda e: e[1]  # noqa: E731
+    biggest = max(c for _, c in server.arrivals)
+    assert most_in_window(server.arrivals, 1.0, tokens) <= limit / 60 + biggest
+    assert rate(server.arrivals, tokens) >= 0.9 * limit / 60
+
+
+def test_limits_learned_from_the_endpoints_headers():
+    limit = 1200
+    with FakeOpenAI(rule, limits=Limits(rpm=limit)) as server:
+        limiter = RateLimiter(concurrency=8)  # nothing configured
+        out, stats, cache = label(server, limiter)
+    assert out["valid"].all() and len(cache.ledger) == 100 and stats.failed_requests == 0
+    assert limiter.stats.learned == "1,200 requests/min" and limiter.rpm == limit
+    # before the first reply nothing is known: the first sends go out together (here within the bucket)
+    assert server.refused <= 2
+    assert most_in_window(server.arrivals, 1.0) <= limit / 60 + 1
+    assert rate(server.arrivals) >= 0.9 * limit / 60
+
+
+def test_429s_without_headers_are_waited_out_together_no_storm_no_lost_or_doubled_answer():
+    """An endpoint that only answers 429 + Retry-After (no x-ratelimit headers, no limit configured): concurrency
+    narrows, every send waits out the Retry-After, and the run still answers every row exactly once."""
+    with FakeOpenAI(rule, limits=Limits(rpm=600, burst_seconds=0.5, send_headers=False)) as server:
+        limiter = RateLimiter(concurrency=8)
+        out, stats, cache = label(server, limiter)
+    assert out["valid"].all() and stats.failed_requests == 0
+    assert len(cache.ledger) == 100 and sum(r["rows_answered"] for r in cache.ledger) == 400  # each paid once
+    assert limiter.stats.rate_limited == server.refused > 0
+    # a storm would refuse a request for every thread at every Retry-After: AIMD keeps refusals to a fraction
+    assert server.refused <= 0.5 * len(cache.ledger)
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.25", 0.25), ("soon", None)],
+)
+def test_reset_durations_parse(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+def test_retry_after_prefers_milliseconds_then_seconds_then_reset():
+    assert retry_after({"retry-after-ms": "250", "retry-after": "3"}) == 0.25
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({"x-ratelimit-reset-requests": "2s", "x-ratelimit-reset-tokens": "500ms"}) == 2.0
+    assert retry_after({}) is None
