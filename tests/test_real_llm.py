@@ -176,3 +176,56 @@ def test_bench_with_the_local_teacher_reports_agreement_with_it(tmp_path):
     for run in report["runs"]:
         assert run["agreement_measured_on_rows"] == 12 and 0 <= run["agreement_with_teacher"] <= 1
         assert run["seconds_teacher_basis"] == "projected from the measured seconds per row"
+
+
+TWO_TASKS = (
+    CARD_TASK
+    + """
+  - name: is_transfer
+    instruction: Is the customer's message about a bank transfer?
+    gold_column: is_transfer
+    budget: 40
+    candidates: [logistic_regression, ridge]
+    labels: {transfer: about a transfer, other: about something else}
+"""
+)
+
+
+def test_shared_requests_through_llama_cpp_server_answer_both_tasks(card_env, tasks_file, monkeypatch, tmp_path):
+    """Both tasks' questions in one request to a real model behind llama.cpp's server (json_schema refused, the
+    joint schema sent as json_object + schema): both samples answered from the joint requests, real tokens split
+    between the tasks' ledgers, and a rerun asks nothing."""
+    import pandas as pd
+
+    corpus = pd.read_parquet(card_env["SCALELLM_CORPUS"])
+    corpus["is_transfer"] = corpus["topic"].eq("transfers").map({True: "transfer", False: "other"})
+    corpus.to_parquet(card_env["SCALELLM_CORPUS"], index=False)
+    tasks_file.write_text(textwrap.dedent(TWO_TASKS))
+    monkeypatch.setenv("SCALELLM_SHARED_REQUESTS", "true")
+    db = card_env["SCALELLM_DUCKDB_PATH"]
+    with llama_server() as base_url:
+        monkeypatch.setenv("SCALELLM_TEACHER", "openai")
+        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+        monkeypatch.setenv("SCALELLM_TEACHER_MODEL", "smollm2-135m")
+        with DagsterInstance.ephemeral() as instance:
+            assert run_pipeline(instance).success
+            joint = query(
+                db,
+                """SELECT task, count(*), sum(rows_answered), sum(prompt_tokens), bool_or(tokens_estimated),
+                          string_agg(DISTINCT response_format, ',')
+                   FROM scalellm_cache.teacher_ledger WHERE shared_with IS NOT NULL GROUP BY task ORDER BY task""",
+            )
+            # same budget and seed: the same 40 rows, 4 joint requests of 10, booked half to each task
+            assert [(t, n) for t, n, *_ in joint] == [("is_card", 4), ("is_transfer", 4)]
+            assert all(
+                answered >= 36 and tokens > 0 and not estimated for _, _, answered, tokens, estimated, _ in joint
+            )
+            assert {form for *_, form in joint} == {"json_object+schema"}
+            for task in ("is_card", "is_transfer"):
+                sampled, valid = query(
+                    db, f"SELECT count(*), count(*) FILTER (WHERE valid) FROM {task}.labeled_sample"
+                )[0]
+                assert sampled == 40 and valid >= 36  # grammar-constrained: each field names one of its labels
+            requests = query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0]
+            assert run_pipeline(instance).success
+            assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0] == requests

@@ -157,15 +157,46 @@ def estimate(budget: int | None) -> int:
         f"teacher {teacher.kind}:{teacher.model}, "
         f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
         f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)"
+        + (
+            f"; paced to {teacher.requests_per_minute:g} requests/min, {teacher.tokens_per_minute:g} tokens/min "
+            "(0: learned from the endpoint's headers)"
+            if teacher.requests_per_minute or teacher.tokens_per_minute
+            else ""
+        )
     )
-    for task in load_tasks(settings.tasks):
-        if budget:
-            task = dataclasses.replace(task, budget=budget)
+    tasks = [dataclasses.replace(t, budget=budget) if budget else t for t in load_tasks(settings.tasks)]
+    for task in tasks:
         table = teacher.cost_estimate(
             task, corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist(), len(corpus)
         )
         print(f"\n{task.name} (budget {task.budget:,})\n" + table.to_markdown(index=False, floatfmt=",.4f"))
+    if settings.shared_requests:
+        print(_shared_estimate(tasks, teacher, corpus))
     return 0
+
+
+def _shared_estimate(tasks, teacher, corpus) -> str:
+    """The rows the tasks' random samples share, asked task by task or jointly (SCALELLM_SHARED_REQUESTS)."""
+    import pandas as pd
+
+    from scalellm_dagster.assets.shared_requests_asset import shared_estimate
+    from scalellm_dagster.flow import initial_sample_ids
+    from scalellm_dagster.flow.shared_requests import shared_rows
+
+    joint = [t for t in tasks if t.sampling == "random"]  # other samplings need the embeddings: the run logs theirs
+    if len(joint) < 2:
+        return (
+            "\nshared requests: fewer than two tasks sample at random; the run's shared_teacher_requests logs "
+            "its estimate"
+        )
+    ids = corpus["id"].to_numpy()
+    both = shared_rows({t.name: pd.Series(initial_sample_ids(ids, None, t, t.budget)) for t in joint})
+    texts = corpus.set_index("id").loc[both, "text"].tolist()
+    table = shared_estimate(joint, teacher, texts)
+    return (
+        f"\nshared requests ({', '.join(t.name for t in joint)}): {len(both):,} rows in two or more samples\n"
+        + table.to_markdown(index=False, floatfmt=",.4f")
+    )
 
 
 def probe_batch(args) -> int:
