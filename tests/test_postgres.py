@@ -5,6 +5,7 @@ daemon's sensor refreshing from a changed table."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from scalellm_dagster.settings import SettingError, Settings
 from tests.conftest import demo_slice
 from tests.pipeline_helpers import query, run_pipeline
 from tests.postgres_server import LocalPostgres, wait_for_port_closed
+from tests.test_daemon import _wait
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -314,7 +316,12 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)], env=env, cwd=REPO, stdout=out, stderr=out
+            [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # its code server too is ended with it, below
         )
     try:
         with DagsterInstance.get() as instance:
@@ -344,18 +351,10 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
             assert _materialization(instance, ["topic", "exported_predictions"])["inserted"].value == 60
         assert len(_written(url, "labels.topic_predictions")) == 460
     finally:
-        daemon.terminate()
+        os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)
-
-
-def _wait(what: str, condition, timeout: float, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(daemon.pid, signal.SIGKILL)  # a code server still holding its PostgreSQL connections
 
 
 def test_server_down_after_start_is_named(pg, tmp_path):

@@ -94,17 +94,20 @@ def test_the_real_model_process_killed_mid_request_fails_that_request_only(sig):
     worker = ModelWorker(str(model_path(None)))
     worker.start()
     pid, errors = worker.process.pid, []
-    long_answer = [{"role": "user", "content": "Count from one to two hundred in words."}]
+    long_answer = [{"role": "user", "content": "Count from one to two hundred."}]
+    # a grammar that cannot close before 150 numbers: 400 tokens, seconds of decoding (free text can stop in 0.3 s)
+    numbers = {"type": "array", "items": {"type": "integer"}, "minItems": 150}
+    at_length = {"type": "json_object", "schema": {"type": "object", "properties": {"n": numbers}, "required": ["n"]}}
 
     def ask():
         try:
-            worker.request(messages=long_answer, temperature=0, max_tokens=400)
+            worker.request(messages=long_answer, temperature=0, max_tokens=400, response_format=at_length)
         except LocalModelDied as exc:
             errors.append(str(exc))
 
     thread = threading.Thread(target=ask)
     thread.start()
-    time.sleep(0.3)  # decoding by then: 400 tokens take seconds
+    time.sleep(0.5)  # decoding by then: 400 tokens take seconds
     os.kill(pid, sig)
     thread.join(30)
     try:

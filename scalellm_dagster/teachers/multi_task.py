@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Answer, BatchResult
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
-from scalellm_dagster.teachers.prompts import LabelMatcher, user_prompt
+from scalellm_dagster.teachers.prompts import LabelMatcher, answers_schema, user_prompt
 
 _JSON_OBJECT_START = "{"
 
@@ -39,28 +39,7 @@ def joint_system_prompt(tasks: list[TaskSpec]) -> str:
 
 
 def joint_schema(tasks: list[TaskSpec], keys: list[str] | None = None) -> dict:
-    properties = {"id": {"type": "string", **({"enum": list(keys)} if keys else {})}}
-    properties.update({t.name: {"type": "string", "enum": t.label_names} for t in tasks})
-    return {
-        "name": "labels",
-        "strict": True,
-        "schema": {
-            "type": "object",
-            "properties": {
-                "answers": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": properties,
-                        "required": list(properties),
-                        "additionalProperties": False,
-                    },
-                }
-            },
-            "required": ["answers"],
-            "additionalProperties": False,
-        },
-    }
+    return answers_schema({t.name: t.label_names for t in tasks}, keys)
 
 
 def joint_token_bound(keys: list[str], tasks: list[TaskSpec]) -> int:

@@ -45,6 +45,13 @@ def prompt_version(task: TaskSpec) -> str:
 def answer_schema(task: TaskSpec, keys: list[str] | None = None) -> dict:
     """The answer's JSON schema; with `keys`, ids are limited to the batch's (a grammar-constrained small model
     otherwise invents ids, and its answer then matches no row)."""
+    return answers_schema({"label": task.label_names}, keys)
+
+
+def answers_schema(fields: dict[str, list[str]], keys: list[str] | None = None) -> dict:
+    """`{"answers": [{"id": ..., <field>: <one of its labels>, ...}]}`: one field per question asked."""
+    properties = {"id": {"type": "string", **({"enum": list(keys)} if keys else {})}}
+    properties.update({name: {"type": "string", "enum": labels} for name, labels in fields.items()})
     return {
         "name": "labels",
         "strict": True,
@@ -55,11 +62,8 @@ def answer_schema(task: TaskSpec, keys: list[str] | None = None) -> dict:
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "properties": {
-                            "id": {"type": "string", **({"enum": list(keys)} if keys else {})},
-                            "label": {"type": "string", "enum": task.label_names},
-                        },
-                        "required": ["id", "label"],
+                        "properties": properties,
+                        "required": list(properties),
                         "additionalProperties": False,
                     },
                 }
