@@ -246,6 +246,71 @@ def test_a_write_killed_midway_leaves_the_previous_table_and_a_rerun_completes_i
     assert set(_written(url, table)["run_id"]) == {"rerun"}
 
 
+def test_scalellm_run_killed_mid_export_leaves_the_previous_table_and_the_rerun_completes(
+    pg, pipeline_env, monkeypatch, tmp_path
+):
+    """A real `scalellm run` SIGKILLed in the middle of its export: its rows are staged in PostgreSQL and its upsert
+    waits on a lock the test holds. The readers' table stays the previous run's, whole; the rerun writes the rest,
+    with no row doubled or lost."""
+    url = pg.new_database("killrun")
+    rows = demo_slice(460).assign(id=[f"{i:05d}" for i in range(460)])
+    _load(url, "messages", rows.iloc[:400])
+    monkeypatch.setenv("SCALELLM_CORPUS", f"{url}::messages")
+    monkeypatch.setenv("SCALELLM_PREDICTIONS_TO", f"{url}::labels")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    table = "labels.topic_predictions"
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+    before = _written(url, table)
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        conn.cursor().copy("COPY messages (id, text, topic, is_card) FROM STDIN") as copy,
+    ):
+        for row in rows.iloc[400:][["id", "text", "topic", "is_card"]].itertuples(index=False):
+            copy.write_row(tuple(row))
+
+    with psycopg.connect(url) as holder:
+        # SHARE lets the run stage its rows (COPY into a temp table LIKE the target) but not upsert them
+        holder.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        run = subprocess.Popen(
+            [sys.executable, "-m", "scalellm_dagster.cli", "run"],
+            env=dict(os.environ),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'scalellm' AND wait_event_type = 'Lock'"
+            )
+            deadline = time.monotonic() + 300
+            while not pg.execute(waiting, "killrun")[0][0]:
+                assert run.poll() is None and time.monotonic() < deadline, "the run never reached its export"
+                time.sleep(0.1)
+            staged = pg.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'scalellm' "
+                "AND query LIKE 'WITH up AS%'",
+                "killrun",
+            )[0][0]
+            assert staged == 1  # the staging COPY is done: the upsert is what waits
+        finally:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(60)
+        holder.rollback()
+    deadline = time.monotonic() + 30
+    while pg.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'scalellm'", "killrun")[0][0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    pd.testing.assert_frame_equal(_written(url, table), before)  # the previous complete table, nothing else
+
+    with DagsterInstance.ephemeral() as instance:
+        again = run_pipeline(instance)
+        assert again.success and _check_passed(again, "export_matches_warehouse")
+    after = _written(url, table)
+    assert len(after) == 460 and after["id"].is_unique and set(after["id"]) == set(rows["id"])
+
+
 def test_export_keeps_integer_keys_and_the_types_of_a_table_made_beforehand(pg):
     url = pg.new_database("types")
     location = postgres.Location.parse(f"{url}::out", "X", queries=False)
