@@ -113,3 +113,50 @@ def test_retry_after_prefers_milliseconds_then_seconds_then_reset():
     assert retry_after({"retry-after": "3"}) == 3.0
     assert retry_after({"x-ratelimit-reset-requests": "2s", "x-ratelimit-reset-tokens": "500ms"}) == 2.0
     assert retry_after({}) is None
+
+
+TWO_PROCESSES = """
+import sys
+import pandas as pd
+from scalellm_dagster.flow import MemoryCache
+from scalellm_dagster.openai_client import make_client
+from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+from scalellm_dagster.teachers.rate_limit import shared_limiter
+from scalellm_dagster.teachers.runner import label_with_cache
+from tests.test_openai_teacher import TASK
+
+base_url, rpm, pace_dir, tag = sys.argv[1], float(sys.argv[2]), sys.argv[3] or None, sys.argv[4]
+rows = pd.DataFrame({"id": range(200), "text": [f"{tag} review {i} is good" for i in range(200)]})
+limiter = shared_limiter(base_url, rpm, 0, 8, pace_dir)
+teacher = OpenAIChatTeacher(TASK, make_client(base_url, "sk-test", 10.0, 3), "test-model", limiter=limiter)
+cache = MemoryCache()
+out, stats = label_with_cache(teacher, rows, cache.lookup, cache.store, batch_size=4, concurrency=8)
+assert out["valid"].all() and len(cache.ledger) == 50, (stats, len(cache.ledger))
+"""
+
+
+@pytest.mark.parametrize("shared_pace", [True, False])
+def test_two_processes_share_one_pace_through_the_pace_file(tmp_path, shared_pace):
+    """Two processes at one endpoint (say two steps of a --multiprocess run): with the pace file beside the
+    warehouse they keep to the limit together; each pacing alone, they send twice the limit and are refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    limit = 1200
+    pace_dir = str(tmp_path / "wh.pace") if shared_pace else ""
+    with FakeOpenAI(rule, limits=Limits(rpm=limit)) as server:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", TWO_PROCESSES, server.base_url, str(limit), pace_dir, tag],
+                cwd=Path(__file__).resolve().parents[1],
+            )
+            for tag in ("a", "b")
+        ]
+        assert [p.wait(120) for p in procs] == [0, 0]  # every row answered in both, however often refused
+    if shared_pace:
+        assert server.refused == 0 and len(server.arrivals) == 100
+        assert most_in_window(server.arrivals, 1.0) <= limit / 60 + 1
+        assert rate(server.admitted) >= 0.9 * limit / 60
+    else:
+        assert server.refused > 0 or most_in_window(server.arrivals, 1.0) > limit / 60 + 1

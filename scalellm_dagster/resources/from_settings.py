@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import EnvVar
 
 from scalellm_dagster.embedders.embedder_kinds import embedder_kind
@@ -27,6 +29,14 @@ def check_kinds(settings: Settings) -> None:
         raise SettingError(missing)
 
 
+def pace_dir(duckdb_path: str) -> str | None:
+    """Where the teacher's send schedule is shared between processes: beside the warehouse they all write."""
+    if not duckdb_path or duckdb_path == ":memory:":
+        return None
+    path = Path(duckdb_path)
+    return str(path.parent / f"{path.stem}.pace")
+
+
 def build_resources(settings: Settings) -> dict:
     check_kinds(settings)
     # The key is passed as an EnvVar so Dagster shows its name, never its value, in the UI and run config.
@@ -36,6 +46,11 @@ def build_resources(settings: Settings) -> dict:
         "source": CorpusSource(**settings.options("source")),
         "embedder": EmbedderResource(kind=settings.embedder, api_key=api_key, **settings.options("embedder")),
         "cluster": ClusterResource(local_workers=settings.dask_local_workers, **settings.options("cluster")),
-        "teacher": TeacherResource(kind=settings.teacher, api_key=api_key, **settings.options("teacher")),
+        "teacher": TeacherResource(
+            kind=settings.teacher,
+            api_key=api_key,
+            pace_dir=pace_dir(settings.duckdb_path),
+            **settings.options("teacher"),
+        ),
         "sink": PredictionsSink(**settings.options("sink")),
     }

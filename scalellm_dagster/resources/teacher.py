@@ -30,6 +30,11 @@ class TeacherResource(ConfigurableResource):
     tokens_per_minute: float = Field(
         default=0, description="The endpoint's token limit (prompt + max_tokens); 0: learned from its headers."
     )
+    pace_dir: str | None = Field(
+        default=None,
+        description="Folder of the send schedules every process on this machine shares, so that together they keep "
+        "to the limits (set beside the warehouse); unset: each process paces alone.",
+    )
     timeout_seconds: float = 60.0
     max_retries: int = 4
     price_in_per_mtok: float = Field(default=0.15, description="USD per million prompt tokens (gpt-4o-mini).")

@@ -13,10 +13,16 @@ Every request (and every retry) passes `RateLimiter.slot(tokens)` before it is s
   halved, and grow back by one per that many successes (additive increase, multiplicative decrease). An endpoint
   that states no limit but refuses: the limiter paces at 80 % of the rate it was sending at when refused, and
   speeds up 1 % per reply (the same rule, on the rate: a fast server admits any concurrency).
+- **Across processes.** With a `pace_file` (in the warehouse's folder: `<warehouse>.pace/`), the next send time and
+  any 429 pause live in that file, under an exclusive lock: every process on the machine (the steps of a
+  `--multiprocess` run, a second run) takes its turn from the same schedule, so together they keep to the limit.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import math
 import re
 import threading
@@ -24,6 +30,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 CHARS_PER_TOKEN = 4  # as prompt_cost estimates, and as the repository's fault server counts
 MAX_BACKOFF_S = 30.0
@@ -79,16 +86,78 @@ class LimiterStats:
     learned: str = ""  # limits taken from the endpoint's headers
 
 
+class _MemoryPace:
+    """The send schedule of one process: the next send time and the end of any 429 pause."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self):
+        self.next_send = self.paused_until = 0.0
+
+    def reserve(self, spacing: float) -> float:
+        """Take the next send slot; seconds until it comes."""
+        now = self.clock()
+        at = max(now, self.next_send, self.paused_until)
+        self.next_send = at + spacing
+        return at - now
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+    def paused_for(self) -> float:
+        return max(self.paused_until - self.clock(), 0.0)
+
+
+class FilePace(_MemoryPace):
+    """The same schedule in a file every process on the machine shares (wall-clock times, an exclusive lock)."""
+
+    clock = staticmethod(time.time)
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _update(self, change):
+        with open(self.path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            try:
+                state = json.loads(f.read() or "{}")
+            except json.JSONDecodeError:  # a file cut by a crash: start the schedule again
+                state = {}
+            self.next_send, self.paused_until = state.get("next_send", 0.0), state.get("paused_until", 0.0)
+            out = change()
+            f.seek(0)
+            f.truncate()
+            f.write(json.dumps({"next_send": self.next_send, "paused_until": self.paused_until}))
+            return out
+
+    def reserve(self, spacing: float) -> float:
+        return self._update(lambda: _MemoryPace.reserve(self, spacing))
+
+    def pause(self, seconds: float) -> None:
+        self._update(lambda: _MemoryPace.pause(self, seconds))
+
+    def paused_for(self) -> float:
+        return self._update(lambda: _MemoryPace.paused_for(self))
+
+
 class RateLimiter:
-    def __init__(self, requests_per_minute: float = 0, tokens_per_minute: float = 0, concurrency: int = 8):
+    def __init__(
+        self,
+        requests_per_minute: float = 0,
+        tokens_per_minute: float = 0,
+        concurrency: int = 8,
+        pace_file: str | Path | None = None,
+    ):
         self.rpm, self.tpm = float(requests_per_minute or 0), float(tokens_per_minute or 0)
         self.max_in_flight = max(1, int(concurrency))
         self.allowed = self.max_in_flight
         self.stats = LimiterStats()
         self._cond = threading.Condition()
         self._in_flight = 0
-        self._next_send = 0.0  # monotonic time before which no request is sent
-        self._paused_until = 0.0
+        self._pace = FilePace(Path(pace_file)) if pace_file else _MemoryPace()
         self._successes = 0
         self._backoff = 0.5
         self._configured = (self.rpm > 0, self.tpm > 0)
@@ -112,17 +181,20 @@ class RateLimiter:
             while self._in_flight >= self.allowed:
                 self._cond.wait(0.5)
             self._in_flight += 1
-            while True:
-                now = time.monotonic()
-                at = max(now, self._next_send, self._paused_until)
-                if at <= now:
-                    break
-                self._cond.wait(at - now)
-            # reserve this send's share of the minute: the next send waits for it
-            rpm = self.rpm or self._adaptive_rpm
-            spacing = max(60.0 / rpm if rpm else 0.0, tokens * 60.0 / self.tpm if self.tpm else 0.0)
-            self._next_send = max(now, self._next_send) + spacing
-            self._sent.append(now)
+        while True:
+            with self._cond:
+                # take this send's share of the minute: the next send waits for it
+                rpm = self.rpm or self._adaptive_rpm
+                spacing = max(60.0 / rpm if rpm else 0.0, tokens * 60.0 / self.tpm if self.tpm else 0.0)
+                delay = self._pace.reserve(spacing)
+            time.sleep(max(delay, 0.0))
+            with self._cond:
+                paused = self._pace.paused_for()  # a 429 arrived meanwhile: its pause first, then a new slot
+            if paused <= 0:
+                break
+            time.sleep(paused)
+        with self._cond:
+            self._sent.append(time.monotonic())
         waited = time.monotonic() - start
         self.stats.waited_s += waited
         return waited
@@ -135,7 +207,7 @@ class RateLimiter:
                 remaining = _number(headers, f"x-ratelimit-remaining-{kind}")
                 reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}")) if headers else None
                 if remaining is not None and remaining <= 0 and reset:
-                    self._paused_until = max(self._paused_until, time.monotonic() + reset)
+                    self._pace.pause(reset)
             self._backoff = 0.5
             if self._adaptive_rpm:
                 self._adaptive_rpm *= 1.01
@@ -153,7 +225,7 @@ class RateLimiter:
             wait = retry_after(headers)
             if wait is None:
                 wait, self._backoff = self._backoff, min(self._backoff * 2, MAX_BACKOFF_S)
-            self._paused_until = max(self._paused_until, time.monotonic() + min(wait, MAX_BACKOFF_S * 4))
+            self._pace.pause(min(wait, MAX_BACKOFF_S * 4))
             self.allowed = max(1, self.allowed // 2)
             self._successes = 0
             if not self.rpm:
@@ -193,14 +265,17 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_limiter(
-    endpoint: str, requests_per_minute: float, tokens_per_minute: float, concurrency: int
+    endpoint: str, requests_per_minute: float, tokens_per_minute: float, concurrency: int, pace_dir: str | None = None
 ) -> RateLimiter:
     """One limiter per endpoint and limits in this process: every task's teacher on that endpoint shares its pace,
-    what it learned from headers, and its 429 pauses."""
-    key = (endpoint, float(requests_per_minute or 0), float(tokens_per_minute or 0), int(concurrency))
+    what it learned from headers, and its 429 pauses; with `pace_dir`, every process on the machine shares the pace
+    (a file per endpoint and limits)."""
+    key = (endpoint, float(requests_per_minute or 0), float(tokens_per_minute or 0), int(concurrency), pace_dir)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = RateLimiter(requests_per_minute, tokens_per_minute, concurrency)
+            name = hashlib.sha256(repr(key[:3]).encode()).hexdigest()[:16]
+            pace_file = Path(pace_dir) / f"{name}.json" if pace_dir else None
+            _SHARED[key] = RateLimiter(requests_per_minute, tokens_per_minute, concurrency, pace_file)
         return _SHARED[key]
 
 

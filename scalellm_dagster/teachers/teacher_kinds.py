@@ -45,7 +45,9 @@ def _openai(options, task, corpus, embeddings) -> Teacher:
 
     client = make_client(options.base_url, options.api_key, options.timeout_seconds, options.max_retries)
     endpoint = options.base_url or "https://api.openai.com/v1"
-    limiter = shared_limiter(endpoint, options.requests_per_minute, options.tokens_per_minute, options.concurrency)
+    limiter = shared_limiter(
+        endpoint, options.requests_per_minute, options.tokens_per_minute, options.concurrency, options.pace_dir
+    )
     return OpenAIChatTeacher(task, client, options.model, endpoint=endpoint, limiter=limiter, **_prices(options))
 
 
