@@ -21,7 +21,7 @@ from pathlib import Path
 PASSWORD = "scalellm-test"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -76,7 +76,7 @@ class LocalPostgres:
             "--auth-host=scram-sha-256",
             f"--pwfile={pwfile}",
         )
-        self.port = _free_port()
+        self.port = free_port()
         self._bin = bin_path
         # fsync off: a test server's data need not survive a power cut, and its commits are then fast on any disk
         options = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"

@@ -28,7 +28,7 @@ from scalellm_dagster.resources.source import CorpusSource
 from scalellm_dagster.settings import SettingError, Settings
 from tests.conftest import demo_slice
 from tests.pipeline_helpers import query, run_pipeline
-from tests.postgres_server import LocalPostgres, wait_for_port_closed
+from tests.postgres_server import LocalPostgres, free_port, wait_for_port_closed
 from tests.test_daemon import _wait
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,9 +47,17 @@ def _load(url: str, table: str, frame: pd.DataFrame, id_type: str = "text") -> N
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
         conn.execute(f"CREATE TABLE {table} (id {id_type} PRIMARY KEY, text text NOT NULL, topic text, is_card text)")
-        with conn.cursor().copy(f"COPY {table} (id, text, topic, is_card) FROM STDIN") as copy:
-            for row in frame[["id", "text", "topic", "is_card"]].itertuples(index=False):
-                copy.write_row(tuple(None if pd.isna(v) else v for v in row))
+    _append(url, table, frame)
+
+
+def _append(url: str, table: str, frame: pd.DataFrame) -> None:
+    """`frame`'s rows (id, text, topic, is_card) added to `table`, NaN as NULL."""
+    with (
+        psycopg.connect(url, autocommit=True) as conn,
+        conn.cursor().copy(f"COPY {table} (id, text, topic, is_card) FROM STDIN") as copy,
+    ):
+        for row in frame[["id", "text", "topic", "is_card"]].itertuples(index=False):
+            copy.write_row(tuple(None if pd.isna(v) else v for v in row))
 
 
 def test_source_keeps_keys_as_written_from_a_table_or_a_query(pg):
@@ -94,7 +102,7 @@ def test_bad_postgres_input_is_one_line_naming_the_cause(pg):
     )
     assert "permission denied for table rows" in error(f"{reader}::rows")
     assert "password authentication failed" in error(pg.url("bad", password="wrong") + "::rows")
-    assert "::rows: cannot connect (connection" in error(f"postgresql://postgres@127.0.0.1:{_closed_port()}/bad::rows")
+    assert "::rows: cannot connect (connection" in error(f"postgresql://postgres@127.0.0.1:{free_port()}/bad::rows")
     assert "expected postgresql://user@host:port/database::schema.table" in error(url)
     assert "neither a table name" in error(f"{url}::rows; DROP TABLE rows")
     # writing where the user may not: one line from the sink too
@@ -107,14 +115,6 @@ def test_bad_postgres_input_is_one_line_naming_the_cause(pg):
     # the sink is checked when the code location loads
     with pytest.raises(SettingError, match="expected a schema after '::'"):
         build_resources(Settings.from_env({"SCALELLM_PREDICTIONS_TO": f"{url}::labels.topic"}))
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _written(url: str, table: str) -> pd.DataFrame:
@@ -153,10 +153,8 @@ def test_pipeline_reads_postgres_writes_predictions_back_and_refreshes_increment
         assert corpus_meta["source"].value == pg.url("flow", password="***") + "::public.messages"  # password hidden
 
         # The source changes: 60 rows appended, 5 texts edited, 10 rows deleted.
+        _append(url, "messages", rows.iloc[400:])
         with psycopg.connect(url, autocommit=True) as conn:
-            with conn.cursor().copy("COPY messages (id, text, topic, is_card) FROM STDIN") as copy:
-                for row in rows.iloc[400:][["id", "text", "topic", "is_card"]].itertuples(index=False):
-                    copy.write_row(tuple(row))
             conn.execute(
                 "UPDATE messages SET text = text || ' (edited)' WHERE id IN ('00010','00011','00012','00013','00014')"
             )
@@ -262,12 +260,7 @@ def test_scalellm_run_killed_mid_export_leaves_the_previous_table_and_the_rerun_
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success
     before = _written(url, table)
-    with (
-        psycopg.connect(url, autocommit=True) as conn,
-        conn.cursor().copy("COPY messages (id, text, topic, is_card) FROM STDIN") as copy,
-    ):
-        for row in rows.iloc[400:][["id", "text", "topic", "is_card"]].itertuples(index=False):
-            copy.write_row(tuple(row))
+    _append(url, "messages", rows.iloc[400:])
 
     with psycopg.connect(url) as holder:
         # SHARE lets the run stage its rows (COPY into a temp table LIKE the target) but not upsert them
@@ -392,12 +385,7 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
         with DagsterInstance.get() as instance:
             _wait("the sensor's first tick", lambda: "unchanged (400 rows)" in log.read_text(), 90, log)
             assert len(instance.get_run_records(RunsFilter())) == runs_before  # already materialized: no run
-            with (
-                psycopg.connect(url, autocommit=True) as conn,
-                conn.cursor().copy("COPY messages (id, text, topic, is_card) FROM STDIN") as copy,
-            ):
-                for row in rows.iloc[400:][["id", "text", "topic", "is_card"]].itertuples(index=False):
-                    copy.write_row(tuple(row))
+            _append(url, "messages", rows.iloc[400:])
 
             def finished():
                 records = instance.get_run_records(RunsFilter())[

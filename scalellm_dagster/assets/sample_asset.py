@@ -95,22 +95,17 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
     if task.gold_column:  # before any teacher request; the other tasks go on
         check_gold_column(run.corpus, task.name, task.gold_column, task.label_names)
     plan = sample_plan(warehouse, task, run.corpus["id"].to_numpy())
-    budget, budget_note, pool, pool_matrix, first = (
-        plan.budget,
-        plan.budget_note,
-        plan.pool,
-        plan.pool_matrix,
-        plan.first,
-    )
     run.vectors = task_io.simulation_vectors(warehouse, run.teacher, plan.matrix)
     session = run.session()
-    first_texts = run.corpus.set_index("id").loc[first, "text"].tolist()
+    first_texts = run.corpus.set_index("id").loc[plan.first, "text"].tolist()
     estimate = run.teacher.cost_estimate(task, first_texts, len(run.corpus))
     run.context.log.info(
-        f"{task.sampling} sampling, budget {budget:,} ({budget_note}); dry-run estimate before "
+        f"{task.sampling} sampling, budget {plan.budget:,} ({plan.budget_note}); dry-run estimate before "
         "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False)
     )
-    labelled = label_sample(pool, pool_matrix, task, budget, session, first=first, log=run.context.log.info)
+    labelled = label_sample(
+        plan.pool, plan.pool_matrix, task, plan.budget, session, first=plan.first, log=run.context.log.info
+    )
     labelled, drift_rows, topup_log, topup_note = _with_drift_topup(run, session, labelled)
     sample, review = _reviewed_sample(run, session, labelled, drift_rows)
     table = task_table(task, LABELED_SAMPLE)
@@ -126,7 +121,7 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
     return MaterializeResult(
         metadata={
             **task_metadata.sample_metadata(
-                task, sample, written, session, run.teacher.spec.simulated, budget, budget_note, estimate
+                task, sample, written, session, run.teacher.spec.simulated, plan.budget, plan.budget_note, estimate
             ),
             **task_metadata.suspect_metadata(review, sample),
             "drift_topup": topup_note,

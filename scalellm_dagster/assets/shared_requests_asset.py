@@ -114,10 +114,6 @@ def shared_estimate(tasks: list[TaskSpec], teacher: TeacherResource, texts: list
     """Asking about `texts` for every task: task by task (summed) against one joint request per batch, priced and
     paced as the dry run prices the sample."""
     p = teacher.pricing()
-    limits = {
-        "requests_per_minute": 0 if teacher.spec.simulated else teacher.requests_per_minute,
-        "tokens_per_minute": 0 if teacher.spec.simulated else teacher.tokens_per_minute,
-    }
     common = dict(
         rows=len(texts),
         batch_size=teacher.batch_size,
@@ -125,7 +121,7 @@ def shared_estimate(tasks: list[TaskSpec], teacher: TeacherResource, texts: list
         seconds_per_request=p["seconds_per_request"],
         price_in_per_mtok=p["price_in_per_mtok"],
         price_out_per_mtok=p["price_out_per_mtok"],
-        **limits,
+        **teacher.pacing(),
     )
     singles = [estimate_labelling(prompt_sizes(t, texts), label=t.name, **common) for t in tasks]
     joint = estimate_labelling(joint_prompt_sizes(tasks, texts), label="one request for every task", **common)

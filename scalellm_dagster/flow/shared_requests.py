@@ -105,9 +105,8 @@ def _store(result, batch: pd.DataFrame, caches: dict, teacher, outcome: SharedOu
             "rows_asked": len(batch),
             "rows_answered": len(rows),
             # the request's tokens, cost and time split evenly: the tasks' ledgers add up to what was paid
-            "prompt_tokens": result.prompt_tokens // len(tasks) + (result.prompt_tokens % len(tasks) if i == 0 else 0),
-            "completion_tokens": result.completion_tokens // len(tasks)
-            + (result.completion_tokens % len(tasks) if i == 0 else 0),
+            "prompt_tokens": _share(result.prompt_tokens, len(tasks), i),
+            "completion_tokens": _share(result.completion_tokens, len(tasks), i),
             "cost_usd": cost * share,
             "seconds": result.seconds * share,
             "tokens_estimated": result.tokens_estimated,
@@ -123,3 +122,8 @@ def _store(result, batch: pd.DataFrame, caches: dict, teacher, outcome: SharedOu
     outcome.cost_usd += cost
     outcome.seconds += result.seconds
     outcome.tokens_estimated |= result.tokens_estimated
+
+
+def _share(total: int, parts: int, i: int) -> int:
+    """Part `i` of `total` split into `parts` whole shares; the first takes the remainder, so they add up."""
+    return total // parts + (total % parts if i == 0 else 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -116,9 +117,8 @@ def _described(cursor, location: Location, what: str):
 
     try:
         cursor.execute(f"SELECT * FROM {location.rows_sql} AS scalellm_rows LIMIT 0")
-    except psycopg.errors.UndefinedTable as exc:
-        raise PostgresError(f"{what} {location}: {first_line(exc)}") from None
-    except psycopg.errors.InsufficientPrivilege as exc:
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege) as exc:
+        # the server's own line names the relation or the privilege
         raise PostgresError(f"{what} {location}: {first_line(exc)}") from None
     except psycopg.Error as exc:
         raise PostgresError(f"{what} {location}: cannot read it ({first_line(exc)})") from None
@@ -212,8 +212,6 @@ def write_predictions(location: Location, table: str, frame: pd.DataFrame, run_i
     """Upsert `frame` (EXPORT_COLUMNS but run_id) into `table` by id, and delete the rows `frame` no longer has, in
     one transaction: readers see the previous complete table until it commits, and an interrupted write (a killed
     process, a lost connection) leaves that table as it was. Rows whose values did not change keep their run id."""
-    import time
-
     import psycopg
 
     start = time.perf_counter()

@@ -82,6 +82,13 @@ class TeacherResource(ConfigurableResource):
             "seconds_per_request": latency,
         }
 
+    def pacing(self) -> dict:
+        """The rate limits the dry run paces requests to (a simulation answers at no endpoint: none)."""
+        return {
+            "requests_per_minute": 0 if self.spec.simulated else self.requests_per_minute,
+            "tokens_per_minute": 0 if self.spec.simulated else self.tokens_per_minute,
+        }
+
     def cost_estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
         """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
         p = self.pricing()
@@ -94,9 +101,7 @@ class TeacherResource(ConfigurableResource):
             p["seconds_per_request"],
             p["price_in_per_mtok"],
             p["price_out_per_mtok"],
-            # a simulation answers at no endpoint: no limit paces it
-            requests_per_minute=0 if self.spec.simulated else self.requests_per_minute,
-            tokens_per_minute=0 if self.spec.simulated else self.tokens_per_minute,
+            **self.pacing(),
         )
         return pd.DataFrame([r.as_row() for r in rows])
 

@@ -18,6 +18,7 @@ from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Answer, BatchResult
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
 from scalellm_dagster.teachers.prompts import LabelMatcher, answers_schema, user_prompt
+from scalellm_dagster.teachers.simulated import SimulatedTeacher
 
 _JSON_OBJECT_START = "{"
 
@@ -86,6 +87,12 @@ class JointResult(BatchResult):
 
     by_task: dict[str, dict[str, Answer]] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, tasks: list[TaskSpec], keys: list[str], by_task: dict[str, dict[str, Answer]], **measured):
+        every = set.intersection(*(set(a) for a in by_task.values()))
+        first = by_task[tasks[0].name]
+        return cls(answers={k: first[k] for k in keys if k in every}, by_task=by_task, **measured)
+
 
 class JointChatTeacher(OpenAIChatTeacher):
     """An OpenAI-compatible (or local llama.cpp) teacher asking every task's question at once. It shares the single
@@ -103,10 +110,7 @@ class JointChatTeacher(OpenAIChatTeacher):
         return joint_schema(self.tasks, keys)
 
     def _result(self, content: str | None, keys: list[str], **measured) -> JointResult:
-        by_task = parse_joint(content, keys, self.tasks)
-        every = set.intersection(*(set(a) for a in by_task.values()))
-        first = by_task[self.tasks[0].name]
-        return JointResult(answers={k: first[k] for k in keys if k in every}, by_task=by_task, **measured)
+        return JointResult.of(self.tasks, keys, parse_joint(content, keys, self.tasks), **measured)
 
 
 def joint_teacher(tasks: list[TaskSpec], singles: dict[str, object]):
@@ -114,7 +118,7 @@ def joint_teacher(tasks: list[TaskSpec], singles: dict[str, object]):
     first = singles[tasks[0].name]
     if isinstance(first, OpenAIChatTeacher):
         return JointChatTeacher(tasks, first)
-    if getattr(first, "provider", "").startswith("simulated"):
+    if isinstance(first, SimulatedTeacher):
         return SimulatedJointTeacher(tasks, singles)
     raise ValueError(f"teacher {first.provider}: no joint form (shared requests need an LLM or a simulation)")
 
@@ -137,18 +141,18 @@ class SimulatedJointTeacher:
         start = time.perf_counter()
         by_task = {t.name: self.singles[t.name].label_batch(rows).answers for t in self.tasks}
         keys = [k for k, _ in rows]
-        every = set.intersection(*(set(a) for a in by_task.values()))
         prompt_chars = len(self._system) + len(user_prompt(rows))
         item = {"id": "", **{t.name: "" for t in self.tasks}}
         completion_chars = sum(
             len(json.dumps({**item, "id": k, **{t: by_task[t][k].raw for t in by_task if k in by_task[t]}}))
             for k in keys
         )
-        return JointResult(
-            answers={k: by_task[self.tasks[0].name][k] for k in keys if k in every},
+        return JointResult.of(
+            self.tasks,
+            keys,
+            by_task,
             prompt_tokens=prompt_chars // 4,
             completion_tokens=completion_chars // 4,
             seconds=time.perf_counter() - start,
             tokens_estimated=True,
-            by_task=by_task,
         )

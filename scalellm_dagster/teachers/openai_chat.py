@@ -19,7 +19,7 @@ from scalellm_dagster.teachers.prompts import (
     system_prompt,
     user_prompt,
 )
-from scalellm_dagster.teachers.rate_limit import RateLimiter, request_tokens, retry_after
+from scalellm_dagster.teachers.rate_limit import RateLimiter, parse_duration, request_tokens, retry_after
 from scalellm_dagster.teachers.structured_output import (
     FORMS,
     answer_token_bound,
@@ -227,11 +227,9 @@ def _create(client, kwargs: dict):
 
 def _wait_retry_after(exc: openai.APIStatusError, cap: float = 60.0) -> None:
     """Honour a `Retry-After` (seconds) that came with a fault the probe did not retry itself."""
-    try:
-        seconds = float(exc.response.headers.get("retry-after", 0))
-    except (TypeError, ValueError):
-        return
-    time.sleep(min(max(seconds, 0.0), cap))
+    seconds = parse_duration(exc.response.headers.get("retry-after"))
+    if seconds:
+        time.sleep(min(seconds, cap))
 
 
 def _describe(exc: openai.APIError) -> str:

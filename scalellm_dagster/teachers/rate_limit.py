@@ -32,7 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-CHARS_PER_TOKEN = 4  # as prompt_cost estimates, and as the repository's fault server counts
+from scalellm_dagster.core.cost_estimate import CHARS_PER_TOKEN  # the fault server counts the same way
+
 MAX_BACKOFF_S = 30.0
 
 
