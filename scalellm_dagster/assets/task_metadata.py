@@ -59,7 +59,11 @@ def sample_metadata(
         "classes_covered": f"{len(coverage)} of {len(task.labels)}",
         "label_counts": md_table(coverage.rename_axis("label").reset_index(name="rows"), max_rows=15),
         "preview": preview(sample[["id", "text", "teacher_label", "raw_answer", "valid", "from_cache"]]),
-        "estimate_before_calls": md_table(estimate, floatfmt=".4f"),
+        # `limited_by` only says something when a rate limit, not latency, sets a time
+        "estimate_before_calls": md_table(
+            estimate.drop(columns="limited_by") if (estimate["limited_by"] == "latency").all() else estimate,
+            floatfmt=".4f",
+        ),
         # the same arithmetic as the report's baseline: one row per request, instructions sent with each
         "baseline_cost_usd_estimate": MetadataValue.float(round(float(estimate["cost_usd"].iloc[-1]), 6)),
         "notes": "; ".join(stats.notes) or "none",
