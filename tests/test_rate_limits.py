@@ -143,7 +143,7 @@ def test_two_processes_share_one_pace_through_the_pace_file(tmp_path, shared_pac
     import sys
     from pathlib import Path
 
-    limit = 1200
+    limit = 600  # 10/s: 100 ms between sends, so a late wake-up on a loaded machine shifts few into one second
     pace_dir = str(tmp_path / "wh.pace") if shared_pace else ""
     with FakeOpenAI(rule, limits=Limits(rpm=limit)) as server:
         procs = [
@@ -156,7 +156,9 @@ def test_two_processes_share_one_pace_through_the_pace_file(tmp_path, shared_pac
         assert [p.wait(120) for p in procs] == [0, 0]  # every row answered in both, however often refused
     if shared_pace:
         assert server.refused == 0 and len(server.arrivals) == 100
-        assert most_in_window(server.arrivals, 1.0) <= limit / 60 + 1
+        # the server times arrivals: three busy processes on two cores wake a send up to ~0.1 s late, which lets
+        # one more of the previous second's slots arrive inside the next (the schedule itself is exact)
+        assert most_in_window(server.arrivals, 1.0) <= limit / 60 + 2
         assert rate(server.admitted) >= 0.9 * limit / 60
     else:
-        assert server.refused > 0 or most_in_window(server.arrivals, 1.0) > limit / 60 + 1
+        assert server.refused > 0 or most_in_window(server.arrivals, 1.0) > limit / 60 + 2
