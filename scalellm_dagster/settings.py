@@ -64,6 +64,8 @@ class Settings:
     embedding_model: str = _var("SCALELLM_EMBEDDING_MODEL", "text-embedding-3-small", feeds="embedder.model")
     embedding_batch_size: int = _var("SCALELLM_EMBEDDING_BATCH_SIZE", 256, feeds="embedder.batch_size")
     embedding_refit: bool = _var("SCALELLM_EMBEDDING_REFIT", False, feeds="embedder.refit")
+    embedding_rpm: float = _var("SCALELLM_EMBEDDING_RPM", 0.0, feeds="embedder.requests_per_minute")
+    embedding_tpm: float = _var("SCALELLM_EMBEDDING_TPM", 0.0, feeds="embedder.tokens_per_minute")
     teacher: str = _var("SCALELLM_TEACHER", "simulated_hard", lower=True)
     teacher_model: str = _var("SCALELLM_TEACHER_MODEL", "gpt-4o-mini", feeds="teacher.model")
     teacher_batch_size: int = _var("SCALELLM_TEACHER_BATCH_SIZE", 10, feeds="teacher.batch_size")

@@ -11,10 +11,12 @@ when it is empty, a seeded share `fault_rate` of requests get a fault drawn from
                  "out_of_set" (labels outside the set), "case" (labels in another case, padded)
   format:        "reject_schema" (400 naming response_format)
 `limits` (a `Limits`) makes it enforce requests and tokens per minute as a token bucket holding `burst_seconds` of
-each limit, as OpenAI does ("a 60,000 RPM limit may be enforced as 1,000 requests per second"): a chat request the
-buckets cannot pay for is answered 429 with `Retry-After`/`retry-after-ms` (when it is refused), and every reply
-carries `x-ratelimit-limit/remaining/reset-requests/-tokens` unless `send_headers` is off. A request costs one
-request and (message characters / 4, rounded up) + max_tokens tokens. Admitted requests are in `admitted`.
+each limit, as OpenAI does ("a 60,000 RPM limit may be enforced as 1,000 requests per second"): a chat or embeddings
+request the buckets cannot pay for is answered 429 with `Retry-After`/`retry-after-ms` (when it is refused), and every
+reply carries `x-ratelimit-limit/remaining/reset-requests/-tokens` unless `send_headers` is off. A chat request costs
+one request and (message characters / 4, rounded up) + max_tokens tokens; an embeddings request one request and each
+input's characters / 4. Admitted requests are in `admitted`. `embed_faults` queues faults ("500", "503", "drop")
+for the next embeddings requests.
 `schema_support`: "json_schema" (OpenAI-like), "llama_cpp" (json_schema answered with HTTP 500 naming
 response_format, json_object with a schema accepted) or "none" (any response_format: 400). `api_key`: when set,
 other keys get 401.
@@ -62,6 +64,9 @@ class _Bucket:
 
 
 def request_cost(body: dict) -> int:
+    if "input" in body:  # embeddings: each input's characters / 4
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return sum(math.ceil(len(str(t)) / 4) for t in inputs)
     chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
     return math.ceil(chars / 4) + int(body.get("max_tokens") or 0)
 
@@ -89,13 +94,14 @@ class FakeOpenAI:
         self._rng = random.Random(seed)
         self.injected: list[str] = []  # every fault injected, in order
         self.faults: list[str] = []
+        self.embed_faults: list[str] = []  # "500", "503" or "drop" for the next embeddings requests, in order
         self.requests: list[dict] = []  # every request body received, for assertions
         self.headers: list[dict] = []
         self.delivered: list[tuple[float, list[str]]] = []  # (monotonic time the reply was sent, its rows' texts)
         self.lock = threading.Lock()
         self.limits = limits
         self.admitted: list[tuple[float, int]] = []  # (monotonic time, tokens) of each request the limits let in
-        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, tokens) of every chat request received
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, tokens) of every limited request received
         self.refused = 0  # requests answered 429 by the limits (not by injected faults)
         self._buckets: dict[str, _Bucket] = {}
         if limits and limits.rpm:
@@ -122,7 +128,7 @@ class FakeOpenAI:
         return [r for r in self.requests if "messages" in r]
 
     def _admit(self, body: dict) -> tuple[float, dict]:
-        """(seconds to wait, 0 when admitted, and the rate-limit headers) for a chat request under `limits`."""
+        """(seconds to wait, 0 when admitted, and the rate-limit headers) for a request under `limits`."""
         if not self._buckets:
             return 0.0, {}
         costs = {"requests": 1, "tokens": request_cost(body)}
@@ -172,7 +178,16 @@ class FakeOpenAI:
                     fake.requests.append(body)
                     fake.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if self.path.endswith("/embeddings"):
-                    return self._json(200, fake._embeddings(body))
+                    wait, limit_headers = fake._admit(body)
+                    if wait > 0:
+                        return self._refuse(wait, limit_headers)
+                    with fake.lock:
+                        fault = fake.embed_faults.pop(0) if fake.embed_faults else None
+                    if fault in ("500", "503"):
+                        return self._json(int(fault), {"error": {"message": "boom"}})
+                    if fault == "drop":
+                        return self._raw(200, b'{"object": "list", "data": [', "application/json", cut=True)
+                    return self._json(200, fake._embeddings(body), limit_headers)
                 if not self.path.endswith("/chat/completions"):
                     return self._json(404, {"error": {"message": "not found"}})
                 if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
@@ -181,11 +196,7 @@ class FakeOpenAI:
                     )
                 wait, limit_headers = fake._admit(body)
                 if wait > 0:
-                    return self._json(
-                        429,
-                        {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
-                        {**limit_headers, "Retry-After": f"{wait:.3f}", "retry-after-ms": f"{wait * 1000:.0f}"},
-                    )
+                    return self._refuse(wait, limit_headers)
                 self.limit_headers = limit_headers
                 fault = fake._next_fault()
                 if fault in ("429", "429_bare"):
@@ -226,6 +237,13 @@ class FakeOpenAI:
                 if cut:  # the connection drops before the promised body is complete
                     self.wfile.flush()
                     self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _refuse(self, wait: float, limit_headers: dict):
+                return self._json(
+                    429,
+                    {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+                    {**limit_headers, "Retry-After": f"{wait:.3f}", "retry-after-ms": f"{wait * 1000:.0f}"},
+                )
 
             def _json(self, status, payload, headers=None):
                 data = json.dumps(payload).encode()

@@ -5,13 +5,15 @@ row answered once, sends never exceed the limit by more than one request in any 
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from scalellm_dagster.embedders.openai_embed import OpenAIEmbedder
 from scalellm_dagster.flow import MemoryCache
 from scalellm_dagster.openai_client import make_client
+from scalellm_dagster.rate_limit import RateLimiter, parse_duration, retry_after
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
-from scalellm_dagster.teachers.rate_limit import RateLimiter, parse_duration, retry_after
 from scalellm_dagster.teachers.runner import label_with_cache
 from tests.fake_openai import FakeOpenAI, Limits, request_cost
 from tests.test_openai_teacher import TASK, rule
@@ -121,7 +123,7 @@ import pandas as pd
 from scalellm_dagster.flow import MemoryCache
 from scalellm_dagster.openai_client import make_client
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
-from scalellm_dagster.teachers.rate_limit import shared_limiter
+from scalellm_dagster.rate_limit import shared_limiter
 from scalellm_dagster.teachers.runner import label_with_cache
 from tests.test_openai_teacher import TASK
 
@@ -162,3 +164,78 @@ def test_two_processes_share_one_pace_through_the_pace_file(tmp_path, shared_pac
         assert rate(server.admitted) >= 0.9 * limit / 60
     else:
         assert server.refused > 0 or most_in_window(server.arrivals, 1.0) > limit / 60 + 2
+
+
+TEXTS = [f"row {i} asks about {'a card payment' if i % 2 else 'a transfer'} made {i % 7} days ago" for i in range(200)]
+
+
+def embed(server: FakeOpenAI, **limits) -> tuple[np.ndarray, OpenAIEmbedder]:
+    embedder = OpenAIEmbedder(
+        make_client(server.base_url, "sk-test", 10.0, 3), "embed-model", batch_size=4, concurrency=4, **limits
+    )
+    return embedder.fit_embed(TEXTS), embedder
+
+
+def test_embedder_keeps_to_a_configured_request_limit_and_its_vectors_are_unchanged():
+    with FakeOpenAI(rule) as plain:
+        expected, _ = embed(plain)
+    limit = 1200
+    with FakeOpenAI(rule, limits=Limits(rpm=limit)) as server:
+        vectors, _ = embed(server, requests_per_minute=limit)
+    assert np.array_equal(vectors, expected)  # every row's vector, in order
+    assert server.refused == 0 and len(server.arrivals) == 50
+    assert most_in_window(server.arrivals, 1.0) <= limit / 60 + 1
+    assert rate(server.arrivals) >= 0.9 * limit / 60
+
+
+def test_embedder_learns_a_token_limit_from_headers():
+    with FakeOpenAI(rule) as probe:
+        embed(probe)
+        cost = request_cost(probe.requests[0])
+    limit = cost * 15 * 60  # about 15 requests a second
+    with FakeOpenAI(rule, limits=Limits(tpm=limit)) as server:
+        _, embedder = embed(server)
+    assert embedder.limiter.stats.learned == f"{limit:,.0f} tokens/min"
+    assert server.refused == 0  # the first request went alone, the rest after its headers were read
+    tokens = lambda e: e[1]  # noqa: E731
+    sent = server.arrivals
+    assert most_in_window(sent, 1.0, tokens) <= limit / 60 + max(c for _, c in sent)
+    assert rate(sent, tokens) >= 0.9 * limit / 60
+
+
+def test_embedder_waits_out_429s_and_retries_faults_without_losing_a_vector():
+    """An embeddings endpoint that only answers 429 (no headers, no limit configured) and fails three requests on the
+    way: the step finishes with every vector (with only the client's own retries, the 429s failed it)."""
+    with FakeOpenAI(rule) as plain:
+        expected, _ = embed(plain)
+    with FakeOpenAI(rule, limits=Limits(rpm=600, burst_seconds=0.5, send_headers=False)) as server:
+        server.embed_faults = ["503", "drop", "500"]
+        vectors, embedder = embed(server)
+    assert np.array_equal(vectors, expected)
+    assert not server.embed_faults  # all three were met
+    assert embedder.limiter.stats.rate_limited == server.refused > 0
+    assert server.refused <= 0.5 * len(server.admitted)  # no storm
+
+
+def test_limits_and_the_shared_schedule_come_from_the_settings(tmp_path):
+    from scalellm_dagster.resources.from_settings import build_resources
+    from scalellm_dagster.settings import Settings
+    from tests.test_openai_teacher import TASK
+
+    env = {
+        "SCALELLM_DUCKDB_PATH": str(tmp_path / "wh.duckdb"),
+        "SCALELLM_TEACHER": "openai",
+        "SCALELLM_EMBEDDER": "openai",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "SCALELLM_TEACHER_RPM": "500",
+        "SCALELLM_TEACHER_TPM": "200000",
+        "SCALELLM_EMBEDDING_RPM": "3000",
+    }
+    resources = build_resources(Settings.from_env(env))
+    teacher = resources["teacher"].build(TASK, pd.DataFrame({"id": [], "text": []}), None)
+    embedder = resources["embedder"].build()
+    assert (teacher.limiter.rpm, teacher.limiter.tpm) == (500, 200000)
+    assert (embedder.limiter.rpm, embedder.limiter.tpm) == (3000, 0)
+    assert teacher.limiter is not embedder.limiter  # each model is limited on its own
+    pace_dir = tmp_path / "wh.pace"
+    assert embedder.limiter._pace.path.parent == teacher.limiter._pace.path.parent == pace_dir

@@ -63,7 +63,16 @@ def _openai(options) -> Embedder:
     from scalellm_dagster.openai_client import make_client
 
     client = make_client(options.base_url, options.api_key, options.timeout_seconds, options.max_retries)
-    return OpenAIEmbedder(client, options.model, batch_size=options.batch_size, concurrency=options.concurrency)
+    return OpenAIEmbedder(
+        client,
+        options.model,
+        batch_size=options.batch_size,
+        concurrency=options.concurrency,
+        endpoint=options.base_url or "https://api.openai.com/v1",
+        requests_per_minute=options.requests_per_minute,
+        tokens_per_minute=options.tokens_per_minute,
+        pace_dir=options.pace_dir,
+    )
 
 
 EMBEDDERS.register(EmbedderKind("static", "offline, the default", _static))

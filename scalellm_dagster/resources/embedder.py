@@ -16,7 +16,17 @@ class EmbedderResource(ConfigurableResource):
     base_url: str | None = None
     api_key: str | None = None
     batch_size: int = 256
-    concurrency: int = 4
+    concurrency: int = Field(default=4, description="Requests in flight at once (at most; fewer after a 429).")
+    requests_per_minute: float = Field(
+        default=0, description="The embeddings endpoint's request limit; 0: learned from its x-ratelimit headers."
+    )
+    tokens_per_minute: float = Field(
+        default=0, description="The embeddings endpoint's token limit (input characters / 4); 0: learned."
+    )
+    pace_dir: str | None = Field(
+        default=None,
+        description="Folder of the send schedules every process on this machine shares (set beside the warehouse).",
+    )
     timeout_seconds: float = 60.0
     max_retries: int = 4
     seed: int = 0

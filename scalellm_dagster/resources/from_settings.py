@@ -30,7 +30,8 @@ def check_kinds(settings: Settings) -> None:
 
 
 def pace_dir(duckdb_path: str) -> str | None:
-    """Where the teacher's send schedule is shared between processes: beside the warehouse they all write."""
+    """Where the teacher's and embedder's send schedules are shared between processes: beside the warehouse they
+    all write."""
     if not duckdb_path or duckdb_path == ":memory:":
         return None
     path = Path(duckdb_path)
@@ -44,7 +45,12 @@ def build_resources(settings: Settings) -> dict:
     return {
         "warehouse": Warehouse(**settings.options("warehouse")),
         "source": CorpusSource(**settings.options("source")),
-        "embedder": EmbedderResource(kind=settings.embedder, api_key=api_key, **settings.options("embedder")),
+        "embedder": EmbedderResource(
+            kind=settings.embedder,
+            api_key=api_key,
+            pace_dir=pace_dir(settings.duckdb_path),
+            **settings.options("embedder"),
+        ),
         "cluster": ClusterResource(local_workers=settings.dask_local_workers, **settings.options("cluster")),
         "teacher": TeacherResource(
             kind=settings.teacher,

@@ -10,6 +10,7 @@ import time
 
 import openai
 
+from scalellm_dagster.rate_limit import RateLimiter, parse_duration, request_tokens, send
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import BatchResult, MalformedReplyError, TeacherFatalError, TeacherRequestError
 from scalellm_dagster.teachers.prompts import (
@@ -19,7 +20,6 @@ from scalellm_dagster.teachers.prompts import (
     system_prompt,
     user_prompt,
 )
-from scalellm_dagster.teachers.rate_limit import RateLimiter, parse_duration, request_tokens, retry_after
 from scalellm_dagster.teachers.structured_output import (
     FORMS,
     answer_token_bound,
@@ -179,41 +179,15 @@ class OpenAIChatTeacher(PromptedTeacher):
         raise MalformedReplyError(f"{self.endpoint}: malformed reply after {self.max_retries} retries: {last}")
 
     def _send(self, kwargs: dict, retry_faults: bool):
-        """One request through the limiter: 429s waited out (every send held), transient faults retried with backoff
-        when `retry_faults`; returns the parsed reply."""
-        tokens = request_tokens(kwargs)
-        delay, faults, limited = 0.5, 0, 0
-        while True:
-            with self.limiter.slot(tokens):
-                try:
-                    response, headers = _create(self.sender, kwargs)
-                except openai.RateLimitError as exc:
-                    limited += 1
-                    self.limiter.rate_limited(exc.response.headers)
-                    if limited > MAX_RATE_LIMITED:
-                        raise
-                    continue
-                except (openai.APIConnectionError, openai.InternalServerError, openai.ConflictError) as exc:
-                    if not retry_faults or faults >= self.max_retries:
-                        raise
-                    faults += 1
-                    headers = getattr(getattr(exc, "response", None), "headers", None)
-                    wait = retry_after(headers)
-                    time.sleep(min(wait, 60.0) if wait is not None else delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 8.0)
-                    continue
-            self.limiter.observe(headers)
-            return response
+        return send(
+            self.limiter, lambda: _create(self.sender, kwargs), request_tokens(kwargs), self.max_retries, retry_faults
+        )
 
     def _fatal_line(self, exc: openai.APIStatusError) -> str:
         advice = _ADVICE.get(exc.status_code, "the server rejected the request; retrying cannot help")
         return (
             f"teacher endpoint {self.endpoint} (model {self.model}): HTTP {exc.status_code} {_describe(exc)} — {advice}"
         )
-
-
-# 429s one request may wait out before it counts as failed: at the limiter's backoff cap, about ten minutes.
-MAX_RATE_LIMITED = 20
 
 
 def _create(client, kwargs: dict):

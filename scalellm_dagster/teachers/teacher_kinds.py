@@ -40,8 +40,8 @@ def _prices(options) -> dict:
 
 def _openai(options, task, corpus, embeddings) -> Teacher:
     from scalellm_dagster.openai_client import make_client
+    from scalellm_dagster.rate_limit import shared_limiter
     from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
-    from scalellm_dagster.teachers.rate_limit import shared_limiter
 
     client = make_client(options.base_url, options.api_key, options.timeout_seconds, options.max_retries)
     endpoint = options.base_url or "https://api.openai.com/v1"

@@ -1,12 +1,15 @@
-"""Keeping a teacher under an endpoint's rate limits: requests and tokens per minute, paced, and adaptive.
+"""Keeping the teacher and the embedder under an endpoint's rate limits: requests and tokens per minute, paced,
+and adaptive.
 
-Every request (and every retry) passes `RateLimiter.slot(tokens)` before it is sent:
+Every request (and every retry) passes `RateLimiter.slot(tokens)` before it is sent (`send`: one request, its 429s
+waited out and its transient faults retried):
 - **Pacing.** With a limit of R requests/min, sends are spaced 60/R s apart; with T tokens/min, a request of t tokens
   holds the next send back t·60/T s. No burst is taken, so a server that enforces the same limits with any bucket
   of at least one request never refuses one, and the sent rate stays at the limit (BENCHMARKS.md: issue #38).
   Tokens are counted as the endpoint counts them before answering: prompt characters / 4 plus `max_tokens`.
 - **Limits learned from headers.** A limit not configured is taken from the `x-ratelimit-limit-requests/-tokens`
-  headers of the first reply that carries them (OpenAI, Azure, vLLM behind a gateway...). A reply whose
+  headers of the first reply that carries them (OpenAI, Azure, vLLM behind a gateway...); with none configured,
+  the first request is sent alone, so the others wait for what its reply says. A reply whose
   `x-ratelimit-remaining-*` is 0 holds every send until its `x-ratelimit-reset-*` has passed.
 - **429.** Every send waits out the `Retry-After` (or `retry-after-ms`, or the reset header; else an exponential
   backoff), not just the refused one, so threads do not storm back together; the requests allowed in flight are
@@ -24,6 +27,7 @@ import fcntl
 import hashlib
 import json
 import math
+import random
 import re
 import threading
 import time
@@ -32,15 +36,52 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
+
 from scalellm_dagster.core.cost_estimate import CHARS_PER_TOKEN  # the fault server counts the same way
 
 MAX_BACKOFF_S = 30.0
+# 429s one request may wait out before it counts as failed: at the limiter's backoff cap, about ten minutes.
+MAX_RATE_LIMITED = 20
 
 
 def request_tokens(kwargs: dict) -> int:
     """What a chat request counts against a tokens/min limit before it is answered."""
     chars = sum(len(str(m.get("content", ""))) for m in kwargs.get("messages", []))
     return math.ceil(chars / CHARS_PER_TOKEN) + int(kwargs.get("max_tokens") or 0)
+
+
+def input_tokens(texts: list[str]) -> int:
+    """What an embeddings request of `texts` counts against a tokens/min limit."""
+    return sum(math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts)
+
+
+def send(limiter: RateLimiter, create, tokens: int, max_retries: int, retry_faults: bool = True):
+    """`create()` (a request returning (reply, headers)) through `limiter`: its 429s waited out (every send held,
+    up to `MAX_RATE_LIMITED`), its transient faults (connection, 5xx, 409) retried `max_retries` times with backoff
+    honouring `Retry-After` when `retry_faults`; returns the reply. The client's own retries must be off: they
+    would bypass the limiter."""
+    delay, faults, limited = 0.5, 0, 0
+    while True:
+        with limiter.slot(tokens):
+            try:
+                reply, headers = create()
+            except openai.RateLimitError as exc:
+                limited += 1
+                limiter.rate_limited(exc.response.headers)
+                if limited > MAX_RATE_LIMITED:
+                    raise
+                continue
+            except (openai.APIConnectionError, openai.InternalServerError, openai.ConflictError) as exc:
+                if not retry_faults or faults >= max_retries:
+                    raise
+                faults += 1
+                wait = retry_after(getattr(getattr(exc, "response", None), "headers", None))
+                time.sleep(min(wait, 60.0) if wait is not None else delay * (0.5 + random.random()))
+                delay = min(delay * 2, 8.0)
+                continue
+        limiter.observe(headers)
+        return reply
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
@@ -154,7 +195,9 @@ class RateLimiter:
     ):
         self.rpm, self.tpm = float(requests_per_minute or 0), float(tokens_per_minute or 0)
         self.max_in_flight = max(1, int(concurrency))
-        self.allowed = self.max_in_flight
+        # with no limit configured, the first request goes alone: its reply's headers may state the limits
+        self._first_reply = not (requests_per_minute or tokens_per_minute)
+        self.allowed = 1 if self._first_reply else self.max_in_flight
         self.stats = LimiterStats()
         self._cond = threading.Condition()
         self._in_flight = 0
@@ -210,6 +253,8 @@ class RateLimiter:
                 if remaining is not None and remaining <= 0 and reset:
                     self._pace.pause(reset)
             self._backoff = 0.5
+            if self._first_reply:
+                self._first_reply, self.allowed = False, self.max_in_flight
             if self._adaptive_rpm:
                 self._adaptive_rpm *= 1.01
             self._successes += 1
@@ -227,6 +272,7 @@ class RateLimiter:
             if wait is None:
                 wait, self._backoff = self._backoff, min(self._backoff * 2, MAX_BACKOFF_S)
             self._pace.pause(min(wait, MAX_BACKOFF_S * 4))
+            self._first_reply = False  # refused: concurrency grows back from here, one per streak of successes
             self.allowed = max(1, self.allowed // 2)
             self._successes = 0
             if not self.rpm:
@@ -266,15 +312,21 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_limiter(
-    endpoint: str, requests_per_minute: float, tokens_per_minute: float, concurrency: int, pace_dir: str | None = None
+    endpoint: str,
+    requests_per_minute: float,
+    tokens_per_minute: float,
+    concurrency: int,
+    pace_dir: str | None = None,
+    scope: str = "chat",
 ) -> RateLimiter:
-    """One limiter per endpoint and limits in this process: every task's teacher on that endpoint shares its pace,
-    what it learned from headers, and its 429 pauses; with `pace_dir`, every process on the machine shares the pace
-    (a file per endpoint and limits)."""
-    key = (endpoint, float(requests_per_minute or 0), float(tokens_per_minute or 0), int(concurrency), pace_dir)
+    """One limiter per endpoint, `scope` and limits in this process: every task's teacher on that endpoint shares its
+    pace, what it learned from headers, and its 429 pauses; with `pace_dir`, every process on the machine shares the
+    pace (a file per endpoint, scope and limits). Scopes ("chat", "embeddings") pace apart: endpoints limit each
+    model on its own."""
+    key = (endpoint, scope, float(requests_per_minute or 0), float(tokens_per_minute or 0), int(concurrency), pace_dir)
     with _SHARED_LOCK:
         if key not in _SHARED:
-            name = hashlib.sha256(repr(key[:3]).encode()).hexdigest()[:16]
+            name = hashlib.sha256(repr(key[:4]).encode()).hexdigest()[:16]
             pace_file = Path(pace_dir) / f"{name}.json" if pace_dir else None
             _SHARED[key] = RateLimiter(requests_per_minute, tokens_per_minute, concurrency, pace_file)
         return _SHARED[key]
