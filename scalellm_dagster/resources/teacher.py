@@ -5,10 +5,10 @@ random)."""
 from __future__ import annotations
 
 import pandas as pd
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from scalellm_dagster.core.cost_estimate import estimate_vs_baseline
+from scalellm_dagster.resources.endpoint import EndpointOptions
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Teacher, TeacherNotConfigured
 from scalellm_dagster.teachers.prompt_cost import prompt_sizes
@@ -17,26 +17,10 @@ from scalellm_dagster.teachers.teacher_kinds import TeacherKind, teacher_kind
 __all__ = ["TeacherNotConfigured", "TeacherResource"]
 
 
-class TeacherResource(ConfigurableResource):
+class TeacherResource(EndpointOptions):
     kind: str = Field(default="simulated_hard", description="A teacher kind of `teachers.teacher_kinds`.")
     model: str = "gpt-4o-mini"
-    base_url: str | None = None
-    api_key: str | None = None
     batch_size: int = Field(default=10, description="Rows per request.")
-    concurrency: int = Field(default=8, description="Requests in flight at once (at most; fewer after a 429).")
-    requests_per_minute: float = Field(
-        default=0, description="The endpoint's request limit; 0: learned from its x-ratelimit headers, if any."
-    )
-    tokens_per_minute: float = Field(
-        default=0, description="The endpoint's token limit (prompt + max_tokens); 0: learned from its headers."
-    )
-    pace_dir: str | None = Field(
-        default=None,
-        description="Folder of the send schedules every process on this machine shares, so that together they keep "
-        "to the limits (set beside the warehouse); unset: each process paces alone.",
-    )
-    timeout_seconds: float = 60.0
-    max_retries: int = 4
     price_in_per_mtok: float = Field(default=0.15, description="USD per million prompt tokens (gpt-4o-mini).")
     price_out_per_mtok: float = Field(default=0.60, description="USD per million completion tokens (gpt-4o-mini).")
     expected_seconds_per_request: float = Field(
