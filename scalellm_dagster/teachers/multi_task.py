@@ -99,7 +99,17 @@ class JointChatTeacher(OpenAIChatTeacher):
     teacher's client, limiter, retries and structured-output probe; only the prompt, schema and parser differ."""
 
     def __init__(self, tasks: list[TaskSpec], single: OpenAIChatTeacher):
-        self.__dict__.update(single.__dict__)  # the same endpoint, client, limiter, prices and settled form
+        super().__init__(
+            tasks[0],
+            single.client,
+            single.model,
+            *single._prices,
+            forms=single._forms,
+            endpoint=single.endpoint,
+            limiter=single.limiter,
+        )
+        self.provider = single.provider  # "local" for the in-process llama.cpp model
+        self._form = single._form  # the structured-output form the endpoint already accepted, if probed
         self.tasks = list(tasks)
         self._system = joint_system_prompt(self.tasks)
 
