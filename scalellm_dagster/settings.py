@@ -66,6 +66,7 @@ class Settings:
     embedding_refit: bool = _var("SCALELLM_EMBEDDING_REFIT", False, feeds="embedder.refit")
     embedding_rpm: float = _var("SCALELLM_EMBEDDING_RPM", 0.0, feeds="embedder.requests_per_minute")
     embedding_tpm: float = _var("SCALELLM_EMBEDDING_TPM", 0.0, feeds="embedder.tokens_per_minute")
+    embedding_price_per_mtok: float = _var("SCALELLM_EMBEDDING_PRICE_PER_MTOK", 0.02, feeds="embedder.price_per_mtok")
     teacher: str = _var("SCALELLM_TEACHER", "simulated_hard", lower=True)
     teacher_model: str = _var("SCALELLM_TEACHER_MODEL", "gpt-4o-mini", feeds="teacher.model")
     teacher_batch_size: int = _var("SCALELLM_TEACHER_BATCH_SIZE", 10, feeds="teacher.batch_size")

@@ -83,3 +83,39 @@ def test_the_workspace_run_uses_dagsters_internals_as_they_are():
     ]
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "scalellm_all")
     assert origin.job_name == "scalellm_all" and origin.repository_origin.code_location_origin == location
+
+
+def test_cli_estimate_prices_embeddings_and_labels_under_the_limits_and_sends_nothing(pipeline_env):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(lambda text: "x") as server:
+        env = {
+            **os.environ,
+            **pipeline_env,
+            "SCALELLM_EMBEDDER": "openai",
+            "SCALELLM_TEACHER": "openai",
+            "OPENAI_BASE_URL": server.base_url,
+            "SCALELLM_EMBEDDING_RPM": "6",  # 10 s between requests: the limit, not latency, sets the time
+            "SCALELLM_TEACHER_RPM": "60",
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "scalellm_dagster.cli", "estimate"], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert server.requests == []  # a dry run
+    out = proc.stdout
+    assert "embeddings: openai:text-embedding-3-small, $0.02 per M tokens" in out
+    embed_row = next(line for line in out.splitlines() if line.startswith("| embeddings ("))
+    cells = [c.strip() for c in embed_row.strip("|").split("|")]
+    assert cells[1:3] == ["400", "2"] and cells[-2:] == ["20.0000", "requests/min limit"], cells  # 400 rows / 256
+    sample_row = next(line for line in out.splitlines() if line.startswith("| ScaleLLM sample"))
+    cells = [c.strip() for c in sample_row.strip("|").split("|")]
+    assert cells[1:3] == ["120", "12"] and cells[-2:] == ["12.0000", "requests/min limit"], cells  # 1 s apart
+
+    offline = subprocess.run(
+        [sys.executable, "-m", "scalellm_dagster.cli", "estimate"],
+        env={**os.environ, **pipeline_env},
+        capture_output=True,
+        text=True,
+    )
+    assert "embeddings: static, offline (no requests, nothing to pay)" in offline.stdout

@@ -158,21 +158,45 @@ def estimate(budget: int | None) -> int:
         f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
         f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)"
         + (
-            f"; paced to {teacher.requests_per_minute:g} requests/min, {teacher.tokens_per_minute:g} tokens/min "
+            f"; paced to {teacher.requests_per_minute:,.0f} requests/min, {teacher.tokens_per_minute:,.0f} tokens/min "
             "(0: learned from the endpoint's headers)"
             if teacher.requests_per_minute or teacher.tokens_per_minute
             else ""
         )
     )
+    texts = corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist()
+    print(_embedding_estimate(resources["embedder"], texts, len(corpus)))
     tasks = [dataclasses.replace(t, budget=budget) if budget else t for t in load_tasks(settings.tasks)]
     for task in tasks:
-        table = teacher.cost_estimate(
-            task, corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist(), len(corpus)
-        )
+        table = teacher.cost_estimate(task, texts, len(corpus))
         print(f"\n{task.name} (budget {task.budget:,})\n" + table.to_markdown(index=False, floatfmt=",.4f"))
     if settings.shared_requests:
         print(_shared_estimate(tasks, teacher, corpus))
     return 0
+
+
+def _embedding_estimate(embedder, texts: list[str], rows: int) -> str:
+    """The embeddings every task shares: free offline; at a remote endpoint, tokens, cost and time under its limits
+    for a first run (a refresh embeds only new or edited rows)."""
+    import pandas as pd
+
+    estimate = embedder.cost_estimate(texts, rows)
+    if estimate is None:
+        return f"\nembeddings: {embedder.kind}, offline (no requests, nothing to pay)"
+    row = estimate.as_row()
+    row = {"input_tokens" if k == "prompt_tokens" else k: v for k, v in row.items() if k != "completion_tokens"}
+    limits = (
+        f"; paced to {embedder.requests_per_minute:,.0f} requests/min, {embedder.tokens_per_minute:,.0f} tokens/min "
+        "(0: learned from the endpoint's headers)"
+        if embedder.requests_per_minute or embedder.tokens_per_minute
+        else ""
+    )
+    return (
+        f"\nembeddings: {embedder.kind}:{embedder.model}, ${embedder.price_per_mtok} per M tokens, "
+        f"{embedder.expected_seconds_per_request:g} s a request assumed, concurrency {embedder.concurrency}{limits}; "
+        "a first run embeds every row once, a refresh only new or edited rows, and every task reuses them\n"
+        + pd.DataFrame([row]).to_markdown(index=False, floatfmt=",.4f")
+    )
 
 
 def _shared_estimate(tasks, teacher, corpus) -> str:
