@@ -17,6 +17,7 @@ import pandas as pd
 
 from scalellm_dagster.core.text_hash import text_hash
 from scalellm_dagster.teachers.base import TeacherFatalError
+from scalellm_dagster.teachers.runner import ledger_line
 
 
 @dataclass
@@ -90,7 +91,6 @@ def ask_shared(
 def _store(result, batch: pd.DataFrame, caches: dict, teacher, outcome: SharedOutcome) -> None:
     """Each task's answers into its cache, with its share of the request in its ledger."""
     tasks = list(caches)
-    share = 1 / len(tasks)
     request_id = uuid.uuid4().hex
     cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
     for i, task in enumerate(tasks):
@@ -101,16 +101,7 @@ def _store(result, batch: pd.DataFrame, caches: dict, teacher, outcome: SharedOu
             if k in answers
         ]
         ledger = {
-            "request_id": f"{request_id}-{i}",
-            "rows_asked": len(batch),
-            "rows_answered": len(rows),
-            # the request's tokens, cost and time split evenly: the tasks' ledgers add up to what was paid
-            "prompt_tokens": _share(result.prompt_tokens, len(tasks), i),
-            "completion_tokens": _share(result.completion_tokens, len(tasks), i),
-            "cost_usd": cost * share,
-            "seconds": result.seconds * share,
-            "tokens_estimated": result.tokens_estimated,
-            "response_format": result.response_format,
+            **ledger_line(f"{request_id}-{i}", result, cost, len(batch), len(rows), part=i, parts=len(tasks)),
             "shared_with": ",".join(t for t in tasks if t != task),
         }
         caches[task].store(rows, [ledger])
@@ -122,8 +113,3 @@ def _store(result, batch: pd.DataFrame, caches: dict, teacher, outcome: SharedOu
     outcome.cost_usd += cost
     outcome.seconds += result.seconds
     outcome.tokens_estimated |= result.tokens_estimated
-
-
-def _share(total: int, parts: int, i: int) -> int:
-    """Part `i` of `total` split into `parts` whole shares; the first takes the remainder, so they add up."""
-    return total // parts + (total % parts if i == 0 else 0)

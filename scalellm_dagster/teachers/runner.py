@@ -237,20 +237,7 @@ def _keep_answers(teacher, result, batch, known: dict, buffer: _StoreBuffer, sta
         stats.normalised += answer.normalised
         answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
     cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
-    buffer.add(
-        answered,
-        {
-            "request_id": uuid.uuid4().hex,
-            "rows_asked": len(batch),
-            "rows_answered": len(answered),
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "cost_usd": cost,
-            "seconds": result.seconds,
-            "tokens_estimated": result.tokens_estimated,
-            "response_format": result.response_format,
-        },
-    )
+    buffer.add(answered, ledger_line(uuid.uuid4().hex, result, cost, len(batch), len(answered)))
     if result.response_format:
         stats.response_formats.add(result.response_format)
     stats.requests += 1
@@ -269,3 +256,26 @@ def _take(iterator, n):
             yield next(iterator)
         except StopIteration:
             return
+
+
+def ledger_line(
+    request_id: str, result, cost: float, rows_asked: int, rows_answered: int, part: int = 0, parts: int = 1
+) -> dict:
+    """One request's line in the teacher ledger. A request several tasks share (`parts` of them) is booked to
+    each as part `part`: its tokens, cost and time split evenly, so the tasks' ledgers add up to what was paid."""
+    return {
+        "request_id": request_id,
+        "rows_asked": rows_asked,
+        "rows_answered": rows_answered,
+        "prompt_tokens": _share(result.prompt_tokens, parts, part),
+        "completion_tokens": _share(result.completion_tokens, parts, part),
+        "cost_usd": cost / parts,
+        "seconds": result.seconds / parts,
+        "tokens_estimated": result.tokens_estimated,
+        "response_format": result.response_format,
+    }
+
+
+def _share(total: int, parts: int, i: int) -> int:
+    """Part `i` of `total` split into `parts` whole shares; the first takes the remainder, so they add up."""
+    return total // parts + (total % parts if i == 0 else 0)
