@@ -55,13 +55,14 @@ def estimate_labelling(
     pace it when that is longer (a tokens/min limit counts the prompt and the completion bound, as endpoints do)."""
     requests = int(np.ceil(rows / batch_size))
     prompt_tokens = int((requests * sizes.per_request_chars + rows * sizes.per_row_chars) / CHARS_PER_TOKEN)
-    completion_tokens = int(rows * sizes.answer_chars_per_row / CHARS_PER_TOKEN)
+    answer_tokens = sizes.answer_chars_per_row / CHARS_PER_TOKEN  # per row
+    completion_tokens = int(rows * answer_tokens)
     cost = (prompt_tokens * price_in_per_mtok + completion_tokens * price_out_per_mtok) / 1e6
     times = {"latency": float(np.ceil(requests / max(concurrency, 1)) * seconds_per_request)}
     if requests_per_minute > 0:
         times["requests/min limit"] = requests * 60.0 / requests_per_minute
     if tokens_per_minute > 0:
-        counted = prompt_tokens + rows * max(sizes.answer_bound_tokens_per_row, sizes.answer_chars_per_row / 4)
+        counted = prompt_tokens + rows * max(sizes.answer_bound_tokens_per_row, answer_tokens)
         times["tokens/min limit"] = counted * 60.0 / tokens_per_minute
     limited_by = max(times, key=times.get)
     return Estimate(label, rows, requests, prompt_tokens, completion_tokens, cost, times[limited_by], limited_by)

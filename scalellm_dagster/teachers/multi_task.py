@@ -14,6 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from scalellm_dagster.core.cost_estimate import CHARS_PER_TOKEN
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Answer, BatchResult
 from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
@@ -161,8 +162,8 @@ class SimulatedJointTeacher:
             self.tasks,
             keys,
             by_task,
-            prompt_tokens=prompt_chars // 4,
-            completion_tokens=completion_chars // 4,
+            prompt_tokens=prompt_chars // CHARS_PER_TOKEN,
+            completion_tokens=completion_chars // CHARS_PER_TOKEN,
             seconds=time.perf_counter() - start,
             tokens_estimated=True,
         )

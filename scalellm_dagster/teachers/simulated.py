@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from scalellm_dagster.core.cost_estimate import CHARS_PER_TOKEN
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Answer, BatchResult
 from scalellm_dagster.teachers.prompts import PromptedTeacher, system_prompt, user_prompt
@@ -147,8 +148,8 @@ class SimulatedTeacher(PromptedTeacher):
         completion_chars = sum(len(k) + len(a.raw) + 24 for k, a in answers.items())
         return BatchResult(
             answers=answers,
-            prompt_tokens=prompt_chars // 4,
-            completion_tokens=completion_chars // 4,
+            prompt_tokens=prompt_chars // CHARS_PER_TOKEN,
+            completion_tokens=completion_chars // CHARS_PER_TOKEN,
             seconds=time.perf_counter() - start,
             tokens_estimated=True,
         )
