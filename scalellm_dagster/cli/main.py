@@ -157,12 +157,7 @@ def estimate(budget: int | None) -> int:
         f"teacher {teacher.kind}:{teacher.model}, "
         f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
         f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)"
-        + (
-            f"; paced to {teacher.requests_per_minute:,.0f} requests/min, {teacher.tokens_per_minute:,.0f} tokens/min "
-            "(0: learned from the endpoint's headers)"
-            if teacher.requests_per_minute or teacher.tokens_per_minute
-            else ""
-        )
+        + teacher.limits_note()
     )
     texts = corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist()
     print(_embedding_estimate(resources["embedder"], texts, len(corpus)))
@@ -185,15 +180,10 @@ def _embedding_estimate(embedder, texts: list[str], rows: int) -> str:
         return f"\nembeddings: {embedder.kind}, offline (no requests, nothing to pay)"
     row = estimate.as_row()
     row = {"input_tokens" if k == "prompt_tokens" else k: v for k, v in row.items() if k != "completion_tokens"}
-    limits = (
-        f"; paced to {embedder.requests_per_minute:,.0f} requests/min, {embedder.tokens_per_minute:,.0f} tokens/min "
-        "(0: learned from the endpoint's headers)"
-        if embedder.requests_per_minute or embedder.tokens_per_minute
-        else ""
-    )
     return (
         f"\nembeddings: {embedder.kind}:{embedder.model}, ${embedder.price_per_mtok} per M tokens, "
-        f"{embedder.expected_seconds_per_request:g} s a request assumed, concurrency {embedder.concurrency}{limits}; "
+        f"{embedder.expected_seconds_per_request:g} s a request assumed, concurrency {embedder.concurrency}"
+        f"{embedder.limits_note()}; "
         "a first run embeds every row once, a refresh only new or edited rows, and every task reuses them\n"
         + pd.DataFrame([row]).to_markdown(index=False, floatfmt=",.4f")
     )

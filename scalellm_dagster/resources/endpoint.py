@@ -25,3 +25,12 @@ class EndpointOptions(ConfigurableResource):
     )
     timeout_seconds: float = 60.0
     max_retries: int = 4
+
+    def limits_note(self) -> str:
+        """ "; paced to …" for a message, when limits are configured; else ""."""
+        if not (self.requests_per_minute or self.tokens_per_minute):
+            return ""
+        return (
+            f"; paced to {self.requests_per_minute:,.0f} requests/min, {self.tokens_per_minute:,.0f} tokens/min "
+            "(0: learned from the endpoint's headers)"
+        )

@@ -42,20 +42,21 @@ def build_resources(settings: Settings) -> dict:
     check_kinds(settings)
     # The key is passed as an EnvVar so Dagster shows its name, never its value, in the UI and run config.
     api_key = EnvVar("OPENAI_API_KEY") if settings.openai_api_key else None
+    pace = pace_dir(settings.duckdb_path)
     return {
         "warehouse": Warehouse(**settings.options("warehouse")),
         "source": CorpusSource(**settings.options("source")),
         "embedder": EmbedderResource(
             kind=settings.embedder,
             api_key=api_key,
-            pace_dir=pace_dir(settings.duckdb_path),
+            pace_dir=pace,
             **settings.options("embedder"),
         ),
         "cluster": ClusterResource(local_workers=settings.dask_local_workers, **settings.options("cluster")),
         "teacher": TeacherResource(
             kind=settings.teacher,
             api_key=api_key,
-            pace_dir=pace_dir(settings.duckdb_path),
+            pace_dir=pace,
             **settings.options("teacher"),
         ),
         "sink": PredictionsSink(**settings.options("sink")),
