@@ -25,6 +25,9 @@ ESTIMATE_BASIS = "estimate_basis"
 AUDIT_ANSWERS = "audit_answers"
 AUDIT_EXPECTATION = "audit_expectation"
 DRIFT_TOPUPS = "drift_topups"
+MODEL_HISTORY = "model_history"  # one row per sample draw: when, from how many rows, under which definition, why
+DEPLOYED_MODEL = "deployed_model"  # the trained student per model version, pickled
+EXPORTED_STATE = "exported_state"  # what the last export wrote to PostgreSQL: the next one sends only the difference
 
 ALL_JOB = "scalellm_all"
 
@@ -43,7 +46,16 @@ def task_key(task, name: str) -> list[str]:
     return [getattr(task, "name", task), name]
 
 
+# A task's fields that say *when* its model is replaced, not what it is: changing them replaces nothing.
+POLICY_FIELDS = ("retrain_cron", "retrain_growth")
+
+
 def task_fingerprint(task) -> str:
     """Changes whenever anything the teacher or the students see changes (labels, instruction, budget, ...): the
-    code version of the task's assets, which the task sensor compares."""
-    return hashlib.sha256(repr(task).encode()).hexdigest()[:12]
+    code version of the task's assets, which `code_version_changed` and the replacement policy compare. The
+    replacement policy's own fields are left out (and absent ones leave the fingerprint as it was before them)."""
+    fields = getattr(task, "__dataclass_fields__", None)
+    if fields is None:
+        return hashlib.sha256(repr(task).encode()).hexdigest()[:12]
+    shown = ", ".join(f"{name}={getattr(task, name)!r}" for name in fields if name not in POLICY_FIELDS)
+    return hashlib.sha256(f"{type(task).__name__}({shown})".encode()).hexdigest()[:12]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from croniter import croniter
 
 from scalellm_dagster.core.students import DEFAULT_CANDIDATES, KNOWN_CANDIDATES
 
@@ -67,6 +68,10 @@ class TaskSpec:
     audit_rows: int = 30  # teacher checks on each refresh's new rows, never trained on (0: no audits)
     audit_pool_rows: int = 300  # each audit is also judged pooled with the same student's latest audits (0: alone)
     drift_topup_rows: int | None = None  # rows added to the sample after two failed audits (None: budget // 4, >= 50)
+    # When the deployed model is replaced besides a changed definition or a drift top-up (`retrain:` in the file):
+    # on a cron schedule, and/or once the corpus has grown by this share since the sample was drawn.
+    retrain_cron: str | None = None
+    retrain_growth: float | None = None
 
     @property
     def drift_topup(self) -> int:
@@ -209,6 +214,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     if not isinstance(entry, dict):
         raise TaskConfigError(f"{where}: expected a mapping with name, instruction, labels and budget")
     known = set(TaskSpec.__dataclass_fields__)
+    known = (known - {"retrain_cron", "retrain_growth"}) | {"retrain"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise TaskConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
@@ -226,6 +232,7 @@ def parse_task(entry: Any, where: str = "task") -> TaskSpec:
         candidates=_parse_candidates(entry, where),
         few_shot=_parse_few_shot(entry, labels, where),
         sample_sizes=_parse_sample_sizes(entry, values["budget"], where),
+        **_parse_retrain(entry.get("retrain"), where),
     )
     _check_together(values, where)
     return TaskSpec(**values)
@@ -290,6 +297,27 @@ def _parse_sample_sizes(entry: dict, budget: int, where: str) -> tuple[int, ...]
     if not isinstance(sizes, list) or not all(isinstance(s, int) and 2 <= s <= budget for s in sizes):
         raise TaskConfigError(f"{where}: 'sample_sizes' must be a list of integers between 2 and budget ({budget})")
     return tuple(sorted(set(sizes)))
+
+
+def _parse_retrain(raw: Any, where: str) -> dict:
+    """`retrain: {cron: "0 3 * * 0", growth: 0.25}`: either or both; absent, the model is replaced only when the
+    task's definition changes, a drift top-up is due, or a user asks."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw or set(raw) - {"cron", "growth"}:
+        raise TaskConfigError(
+            f"{where}: 'retrain' must be a mapping with 'cron' (a cron string, e.g. \"0 3 * * 0\") and/or 'growth' "
+            f"(a share of the corpus, e.g. 0.25), got {raw!r}"
+        )
+    cron, growth = raw.get("cron"), raw.get("growth")
+    if cron is not None and not (isinstance(cron, str) and croniter.is_valid(cron)):
+        raise TaskConfigError(f"{where}: 'retrain.cron' must be a cron string such as \"0 3 * * 0\", got {cron!r}")
+    if growth is not None and (isinstance(growth, bool) or not isinstance(growth, int | float) or growth <= 0):
+        raise TaskConfigError(
+            f"{where}: 'retrain.growth' must be a number > 0 (0.25: replace the model once the corpus has grown by "
+            f"25 % since its sample was drawn), got {growth!r}"
+        )
+    return {"retrain_cron": cron, "retrain_growth": None if growth is None else float(growth)}
 
 
 def _parse_few_shot(entry: dict, labels: dict[str, str], where: str) -> tuple[FewShotExample, ...]:

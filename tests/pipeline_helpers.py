@@ -10,12 +10,14 @@ from scalellm_dagster.names import ALL_JOB
 from scalellm_dagster.settings import Settings
 
 
-def run_pipeline(instance: DagsterInstance, selection: AssetSelection | None = None, raise_on_error=False):
+def run_pipeline(
+    instance: DagsterInstance, selection: AssetSelection | None = None, raise_on_error=False, tags: dict | None = None
+):
     """Materialize (a selection of) the graph defined by the current environment, checks included."""
     defs = build_definitions(Settings.from_env())
     job = defs.resolve_job_def(ALL_JOB)
     keys = list(selection.resolve(defs.resolve_asset_graph())) if selection is not None else None
-    return job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=raise_on_error)
+    return job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=raise_on_error, tags=tags)
 
 
 def query(db_path: str, sql: str):

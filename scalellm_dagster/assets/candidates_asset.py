@@ -3,6 +3,7 @@
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.deployed_model import draw_id
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.flow import evaluate_students
 from scalellm_dagster.names import STUDENT_CANDIDATES, task_table
@@ -33,7 +34,7 @@ def materialize_student_candidates(
     context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse
 ) -> MaterializeResult:
     sample, X, y = task_io.valid_sample(warehouse, task)
-    key = task_io.candidates_inputs_key(task, sample, X)
+    key = task_io.candidates_inputs_key(task, sample, X, draw_id(warehouse, task))
     result = task_io.stored_candidates(warehouse, task, key)
     if result is not None:
         context.log.info("same labels, vectors and settings as the stored scores: reused, nothing retrained")

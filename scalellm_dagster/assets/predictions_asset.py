@@ -1,17 +1,28 @@
 """A task's `predictions` asset: every row's label and confidence from the chosen student, the teacher's labels
 where it answered, and the cascade's (flow steps 4 and 5)."""
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.deployed_model import deploy_statements, draw_id, load_student
 from scalellm_dagster.assets.on_cluster import predict_on_cluster
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.cluster.parts import join
 from scalellm_dagster.core.cascade import agreement_of_most_confident
-from scalellm_dagster.flow import calibrate, final_labels, predict_rows, run_cascade, train_student
+from scalellm_dagster.flow import (
+    TrainedStudent,
+    calibrate,
+    cascade_new_rows,
+    final_labels,
+    predict_rows,
+    run_cascade,
+    train_student,
+)
 from scalellm_dagster.names import CORPUS, EMBEDDINGS, PREDICTIONS, task_table
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
@@ -52,6 +63,36 @@ def predictions_asset(task: TaskSpec, report: AssetsDefinition, embeddings: Asse
     return predictions
 
 
+@dataclass
+class _Run:
+    """What one materialization's steps share."""
+
+    context: AssetExecutionContext
+    task: TaskSpec
+    warehouse: Warehouse
+    teacher: TeacherResource
+    cluster: ClusterResource
+    client: object
+    parts: str | None
+    student: TrainedStudent | None = None
+    version: str = ""
+    deploy: list = field(default_factory=list)  # statements that keep a newly trained student with its predictions
+    current: pd.DataFrame | None = None  # every embedded row: id, text_hash, embedding_version
+    log: list = field(default_factory=list)  # the write's snapshot statements
+
+    def session(self):
+        corpus = self.warehouse.read_df(f"SELECT * FROM {CORPUS}")
+        return warehouse_session(
+            self.task,
+            self.teacher,
+            self.warehouse,
+            corpus,
+            task_io.simulation_vectors(self.warehouse, self.teacher, None),
+            self.context.run.run_id,
+            self.context.log.info,
+        )
+
+
 def materialize_predictions(
     context: AssetExecutionContext,
     task: TaskSpec,
@@ -61,84 +102,174 @@ def materialize_predictions(
     client,
     parts: str | None,
 ) -> MaterializeResult:
-    sample, X_train, y_train = task_io.valid_sample(warehouse, task)
-    student = train_student(task_io.chosen_student(warehouse, task), X_train, y_train, task.seed)
+    run = _Run(context, task, warehouse, teacher, cluster, client, parts)
     table = task_table(task, PREDICTIONS)
-    current, vectors_read = warehouse.read_df_with_snapshot(
+    run.current, vectors_read = warehouse.read_df_with_snapshot(
         f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS}", EMBEDDINGS
     )
-    version = task_io.model_version(student.name, sample, task)
-    reuse, compute = task_io.reusable_predictions(
-        warehouse, current, version, EMBEDDINGS, table if warehouse.table_exists(table) else None
+    run.student, run.version, run.deploy = _deployed_student(run)
+    run.log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
+    stored = task_io.stored_predictions(warehouse, table)
+    previous = _versions(warehouse, table)
+    if stored is not None and previous == {run.version}:
+        return _follow_the_data(run, table, stored)
+    return _replace_every_prediction(run, table, previous)
+
+
+def _deployed_student(run: _Run) -> tuple[TrainedStudent, str, list]:
+    """(the deployed student, its model version, statements that keep it when it was trained now).
+
+    The student the report chose is trained once per model version and kept in the warehouse; later refreshes load
+    it. When the stored vectors were made by another embedder version than the one it was trained on (a re-fit
+    embedder, a run that did not redraw the sample), the same student is trained again on the same teacher labels
+    with today's vectors, under a new version: a model cannot read vectors of another embedder."""
+    task, warehouse = run.task, run.warehouse
+    chosen, version = task_io.deployed_choice(warehouse, task)
+    found = load_student(warehouse, task, version) if version else None
+    if found is not None and found[1] in set(run.current["embedding_version"]):
+        run.context.log.info(f"model {version} ({chosen}): the deployed student, loaded from the warehouse")
+        return TrainedStudent(chosen, found[0], 0.0), version, []
+    sample, X, y = task_io.valid_sample(warehouse, task)
+    embedding = str(run.current["embedding_version"].mode().iloc[0]) if len(run.current) else ""
+    key = task_io.candidates_inputs_key(task, sample, X, draw_id(warehouse, task))
+    if version is None or found is not None:
+        version = task_io.model_version(chosen, task, f"{key}|{embedding}")
+    student = train_student(chosen, X, y, task.seed)
+    run.context.log.info(
+        f"model {version} ({chosen}): trained on {len(y):,} teacher labels"
+        + (
+            f" (the vectors changed under model {found and task_io.deployed_choice(warehouse, task)[1]})"
+            if found
+            else ""
+        )
     )
-    context.log.info(f"predicting {len(compute):,} rows ({len(reuse):,} unchanged predictions reused)")
-    predicted, where = _predict(
-        context, task, warehouse, cluster, client, parts, student, current["id"].to_numpy()[compute]
+    return student, version, deploy_statements(task, version, student, embedding, run.context.run.run_id)
+
+
+def _versions(warehouse: Warehouse, table: str) -> set[str]:
+    if not warehouse.table_exists(table) or "model_version" not in warehouse.columns(table):
+        return set()
+    return set(warehouse.read_df(f"SELECT DISTINCT model_version FROM {table}")["model_version"])
+
+
+def _follow_the_data(run: _Run, table: str, stored: pd.DataFrame) -> MaterializeResult:
+    """The deployed model stays: rows whose id, text and vectors are unchanged keep their stored prediction as
+    written (label, source, confidence); only new or edited rows are predicted, and only they are written."""
+    task, warehouse = run.task, run.warehouse
+    before = warehouse.row_count(table)
+    todo = run.current[~run.current["id"].isin(stored["id"])].reset_index(drop=True)
+    run.context.log.info(
+        f"model {run.version} kept: predicting {len(todo):,} new or edited rows; {len(stored):,} predictions kept "
+        f"as they are, {before - len(stored):,} removed or replaced"
     )
-    out = _every_row_labelled(current, version, reuse, compute, predicted, task_io.sample_labels(warehouse, task))
-    out, outcome, audit = _with_cascade(context, task, warehouse, teacher, student.name, out)
-    out = out.assign(model=student.name)[COLUMNS]
-    log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
-    written = warehouse.write_table(
-        table, out, same_transaction=log + (task_io.audit_expectation_statements(task, *audit) if audit else [])
-    )
-    audit_note = {"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {}
-    where = {**where, **task_metadata.cascade_metadata(task, outcome, out), **audit_note}
+    predicted, where = _predict(run, todo["id"].to_numpy())
+    new = _labelled(todo, run.version, predicted, task_io.sample_labels(warehouse, task))
+    cascade = {}
+    if task.cascade_budget > 0:
+        new, cascade = _cascade_new_rows(run, new, stored)
+    new = new.assign(model=run.student.name)[COLUMNS]
+    written = warehouse.replace_rows(table, new, stored["id"].to_numpy(), same_transaction=run.log + run.deploy)
+    out = pd.concat([stored[COLUMNS], new], ignore_index=True) if len(new) else stored[COLUMNS]
+    extra = {
+        "model_update": f"kept: model {run.version} predicted only the new or edited rows",
+        "model_version": run.version,
+        "rows_written": len(new),
+        "rows_removed": before - len(stored),
+        **where,
+        **cascade,
+    }
     return MaterializeResult(
         metadata={
-            **task_metadata.predictions_metadata(out, written, student, predicted, len(reuse), where),
+            **task_metadata.predictions_metadata(out, written, run.student, predicted, len(stored), extra),
             **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task)),
         }
     )
 
 
-def _predict(
-    context, task: TaskSpec, warehouse: Warehouse, cluster: ClusterResource, client, parts: str | None, student, todo
-) -> tuple:
+def _cascade_new_rows(run: _Run, new: pd.DataFrame, stored: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The new rows through the deployed cascade: the least confident go to the teacher, up to the confidence of
+    the least sure row it sent when the model was deployed."""
+    sent = stored.loc[stored["source"] == "teacher-cascade", "confidence"]
+    threshold = float(sent.max()) if len(sent) else None
+    outcome = cascade_new_rows(
+        new["confidence"].to_numpy(),
+        (new["source"] == "student").to_numpy(),
+        new["id"].to_numpy(),
+        threshold,
+        run.task.cascade_budget,
+        run.session,
+        run.context.log.info,
+    )
+    new.loc[new.index[outcome.answered], "label"] = outcome.labels
+    new.loc[new.index[outcome.answered], "source"] = "teacher-cascade"
+    return new, {
+        "cascade_new_rows_sent": len(outcome.asked),
+        "cascade_new_rows_answered": len(outcome.answered),
+        "cascade_requests": outcome.requests,
+        "cascade_confidence_threshold": "none (the deployed cascade sent no row)" if threshold is None else threshold,
+    }
+
+
+def _replace_every_prediction(run: _Run, table: str, previous: set[str]) -> MaterializeResult:
+    """A new model (or none before): every row predicted, the cascade planned over all of them, and what changed
+    against the model it replaces said in the metadata."""
+    task, warehouse = run.task, run.warehouse
+    before = warehouse.read_df(f"SELECT id, label, student_label FROM {table}") if previous else None
+    ids = run.current["id"].to_numpy()
+    run.context.log.info(
+        f"model {run.version} replaces {', '.join(sorted(previous))}: predicting every row ({len(ids):,})"
+        if previous
+        else f"model {run.version}: predicting every row ({len(ids):,})"
+    )
+    predicted, where = _predict(run, ids)
+    out = _labelled(run.current, run.version, predicted, task_io.sample_labels(warehouse, task))
+    out, outcome, audit = _with_cascade(run, out)
+    out = out.assign(model=run.student.name)[COLUMNS]
+    expectation = task_io.audit_expectation_statements(task, *audit) if audit else []
+    written = warehouse.write_table(table, out, same_transaction=run.log + expectation + run.deploy)
+    audit_note = {"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {}
+    extra = {
+        **task_metadata.replacement_metadata(previous, run.version, before, out),
+        "model_version": run.version,
+        "rows_written": len(out),
+        **where,
+        **task_metadata.cascade_metadata(task, outcome, out),
+        **audit_note,
+    }
+    return MaterializeResult(
+        metadata={
+            **task_metadata.predictions_metadata(out, written, run.student, predicted, 0, extra),
+            **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task)),
+        }
+    )
+
+
+def _predict(run: _Run, todo: np.ndarray) -> tuple:
     """(the student's labels and confidences for the `todo` ids, where they were computed)."""
-    if client is not None and len(todo):
+    if run.client is not None and len(todo):
         return predict_on_cluster(
-            client,
-            cluster.describe(),
-            warehouse,
-            student,
+            run.client,
+            run.cluster.describe(),
+            run.warehouse,
+            run.student,
             todo,
             EMBEDDINGS,
-            join(parts, task.name),
-            cluster.rows_per_part,
-            context.log.info,
+            join(run.parts, run.task.name),
+            run.cluster.rows_per_part,
+            run.context.log.info,
         )
-    chunks = task_io.vector_chunks(warehouse, todo, EMBEDDINGS)
-    return predict_rows(student, chunks, len(todo), log=context.log.info), {"ran_on": "in process"}
+    chunks = task_io.vector_chunks(run.warehouse, todo, EMBEDDINGS)
+    return predict_rows(run.student, chunks, len(todo), log=run.context.log.info), {"ran_on": "in process"}
 
 
-def _with_cascade(
-    context: AssetExecutionContext,
-    task: TaskSpec,
-    warehouse: Warehouse,
-    teacher: TeacherResource,
-    student: str,
-    out: pd.DataFrame,
-):
+def _with_cascade(run: _Run, out: pd.DataFrame):
     """(the rows with the cascade's answers, the cascade's outcome, what an audit should find): the calibration
     both need is made only when the task has a cascade or audits."""
+    task, warehouse, student = run.task, run.warehouse, run.student.name
     outcome, calibrator = None, None
     if task.cascade_budget > 0 or task.audit_rows > 0:
         calibrator = calibrate(student, task_io.calibration_sample(warehouse, task), task)
     if task.cascade_budget > 0:
-
-        def session():
-            corpus = warehouse.read_df(f"SELECT * FROM {CORPUS}")
-            return warehouse_session(
-                task,
-                teacher,
-                warehouse,
-                corpus,
-                task_io.simulation_vectors(warehouse, teacher, None),
-                context.run.run_id,
-                context.log.info,
-            )
-
         outcome = run_cascade(
             calibrator,
             out["confidence"].to_numpy(),
@@ -146,8 +277,8 @@ def _with_cascade(
             out["id"].to_numpy(),
             task,
             task.cascade_budget,
-            session,
-            context.log.info,
+            run.session,
+            run.context.log.info,
         )
         out.loc[out.index[outcome.answered], "label"] = outcome.labels
         out.loc[out.index[outcome.answered], "source"] = "teacher-cascade"
@@ -170,18 +301,13 @@ def audit_expectation(task: TaskSpec, calibrator, outcome, out: pd.DataFrame) ->
     return agreement_of_most_confident(calibrator, share), population, len(calibrator.agrees)
 
 
-def _every_row_labelled(
-    current: pd.DataFrame, version: str, reuse: pd.DataFrame, compute: np.ndarray, predicted, teacher_labels: pd.Series
-) -> pd.DataFrame:
-    """Every row: reused and fresh student predictions, and the teacher's label where it answered (`teacher_labels`
-    by id: every valid answer, suspects left out of training included)."""
-    out = current.assign(model_version=version, student_label=None, confidence=np.float32(np.nan))
-    if len(reuse):
-        out = out.set_index("id")
-        out.loc[reuse.index, ["student_label", "confidence"]] = reuse[["student_label", "confidence"]]
-        out = out.reset_index()
-    out.loc[compute, "student_label"] = predicted.labels
-    out.loc[compute, "confidence"] = predicted.confidence
-    out["confidence"] = out["confidence"].astype(np.float32)
+def _labelled(rows: pd.DataFrame, version: str, predicted, teacher_labels: pd.Series) -> pd.DataFrame:
+    """`rows` (id, text_hash, embedding_version) with the student's predictions, in order, and the teacher's label
+    where it answered (`teacher_labels` by id: every valid answer, suspects left out of training included)."""
+    out = rows.assign(
+        model_version=version,
+        student_label=np.asarray(predicted.labels, dtype=object),
+        confidence=np.asarray(predicted.confidence, dtype=np.float32),
+    )
     label, source = final_labels(out["id"].to_numpy(), out["student_label"].to_numpy(), teacher_labels)
     return out.assign(label=label, source=source)

@@ -4,6 +4,7 @@ step 3)."""
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.deployed_model import draw_id
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.flow import select_student, with_accuracy_vs_gold
 from scalellm_dagster.flow.student_selection import GOLD_EVAL_ROWS
@@ -36,6 +37,20 @@ def materialize_report(
 ) -> MaterializeResult:
     scores = warehouse.read_df(f"SELECT * FROM {task_table(task, STUDENT_CANDIDATES)}")
     sample, X, y = task_io.valid_sample(warehouse, task)
+    key = task_io.candidates_inputs_key(task, sample, X, draw_id(warehouse, task))
+    kept = task_io.stored_report(warehouse, task, key)
+    if kept is not None:
+        # The deployed model's choice stands: the corpus's size and the teacher's later spend (audits) change the
+        # report's figures, but must not swap the student under predictions already made.
+        context.log.info(f"same sample, vectors and task as the deployed model's report: kept ({kept})")
+        return MaterializeResult(
+            metadata={
+                "model": "kept: same sample, vectors and task as the deployed model's report",
+                "chosen_student": kept,
+                "dagster/row_count": warehouse.row_count(task_table(task, MODEL_SELECTION_REPORT)),
+            }
+        )
+    scores = scores.drop(columns="inputs_key", errors="ignore")
     spend = task_io.teacher_spend(warehouse, task, teacher.effective_concurrency)
     corpus_rows = warehouse.row_count(CORPUS)
     selection = select_student(scores, X, y, task, corpus_rows, spend)
@@ -50,7 +65,12 @@ def materialize_report(
     if held_out is not None:
         selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, task.seed)
         teacher_vs_gold = task_io.teacher_accuracy_vs_gold(gold, answered.reset_index())
-    written = warehouse.write_table(task_table(task, MODEL_SELECTION_REPORT), selection.report_table)
+    written = warehouse.write_table(
+        task_table(task, MODEL_SELECTION_REPORT),
+        selection.report_table.assign(
+            inputs_key=key, model_version=task_io.model_version(selection.choice.candidate, task, key)
+        ),
+    )
     summary = task_metadata.report_summary(
         task, selection, spend, corpus_rows, task_io.teacher_description(warehouse, task)
     )

@@ -7,13 +7,21 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
-from scalellm_dagster.assets.audit_asset import audited_ids, grant_topup
+from scalellm_dagster.assets.audit_asset import audited_ids, due_topup, grant_topup, granted_topups
+from scalellm_dagster.assets.deployed_model import (
+    draw_statements,
+    embedding_versions,
+    last_draw,
+    retrain_requested,
+    utc_now,
+)
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core.corpus import check_gold_column
+from scalellm_dagster.core.model_policy import Decision, decide
 from scalellm_dagster.flow import LabelledSample, TeacherSession, initial_sample_ids, label_sample
 from scalellm_dagster.flow.suspects import review_suspects
-from scalellm_dagster.names import CORPUS, EMBEDDINGS, LABELED_SAMPLE, task_table
+from scalellm_dagster.names import CORPUS, EMBEDDINGS, LABELED_SAMPLE, task_fingerprint, task_table
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.teacher_kinds import teacher_kind
@@ -89,8 +97,29 @@ def sample_plan(warehouse: Warehouse, task: TaskSpec, ids: np.ndarray) -> Sample
     return SamplePlan(budget, budget_note, matrix, pool, pool_matrix, first)
 
 
+def model_decision(run: _Run) -> Decision:
+    """Whether this materialization replaces the task's deployed model (draws a new sample) or keeps it."""
+    task, warehouse = run.task, run.warehouse
+    has_sample = warehouse.table_exists(task_table(task, LABELED_SAMPLE))
+    return decide(
+        last_draw(warehouse, task) if has_sample else None,
+        definition=task_fingerprint(task),
+        corpus_rows=warehouse.row_count(CORPUS),
+        now=utc_now(),
+        cron=task.retrain_cron,
+        growth=task.retrain_growth,
+        drift_due=due_topup(warehouse, task, granted_topups(warehouse, task)) is not None,
+        requested=retrain_requested(run.context.run.tags, task.name),
+        embedding_versions=embedding_versions(warehouse),
+    )
+
+
 def materialize_labeled_sample(run: _Run) -> MaterializeResult:
     task, warehouse = run.task, run.warehouse
+    decision = model_decision(run)
+    run.context.log.info(f"{task.name}: model {'replaced' if decision.replace else 'kept'} ({decision.reason})")
+    if not decision.replace:
+        return _kept_sample(run, decision)
     run.corpus, corpus_read = warehouse.read_df_with_snapshot(f"SELECT * FROM {CORPUS}", CORPUS)
     if task.gold_column:  # before any teacher request; the other tasks go on
         check_gold_column(run.corpus, task.name, task.gold_column, task.label_names)
@@ -116,10 +145,15 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
             task_io.keep_estimate_basis(task, run.teacher, first_texts)
             + topup_log
             + warehouse.snapshot_statements(table, run.context.run.run_id, corpus_read and corpus_read.run_id)
+            + draw_statements(
+                task, run.context.run.run_id, len(run.corpus), _main_embedding_version(warehouse), decision.reason
+            )
         ),
     )
     return MaterializeResult(
         metadata={
+            "model": "replaced: a new sample was drawn",
+            "model_decision": decision.reason,
             **task_metadata.sample_metadata(
                 task, sample, written, session, run.teacher.spec.simulated, plan.budget, plan.budget_note, estimate
             ),
@@ -127,6 +161,29 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
             "drift_topup": topup_note,
             "drift_topup_rows_in_sample": len(drift_rows),
         }
+    )
+
+
+def _main_embedding_version(warehouse: Warehouse) -> str:
+    """The embedder version of most vectors: what the model drawn now is trained on."""
+    found = warehouse.read_df(
+        f"SELECT embedding_version FROM {EMBEDDINGS} GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+    )
+    return str(found["embedding_version"].iloc[0]) if len(found) else ""
+
+
+def _kept_sample(run: _Run, decision: Decision) -> MaterializeResult:
+    """The deployed model stays: the sample is left as drawn (no request, no write). Its checks judge it against the
+    corpus it was drawn from, which this run's snapshot points to."""
+    task, warehouse = run.task, run.warehouse
+    table = task_table(task, LABELED_SAMPLE)
+    drawn = warehouse.snapshot(table)
+    for sql, params in warehouse.snapshot_statements(table, run.context.run.run_id, drawn and drawn.corpus_run_id):
+        warehouse.execute(sql, params)
+    return MaterializeResult(
+        metadata=task_metadata.kept_sample_metadata(
+            decision, last_draw(warehouse, task), warehouse.row_count(table), warehouse.row_count(CORPUS)
+        )
     )
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from scalellm_dagster.core.cost_estimate import PromptSizes
 from scalellm_dagster.core.report import TeacherSpend
 from scalellm_dagster.core.students import EVALUATION_VERSION
+from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
 from scalellm_dagster.flow import Candidates
 from scalellm_dagster.flow.cascade_step import CalibrationSample
 from scalellm_dagster.names import (
@@ -63,11 +64,13 @@ def simulation_vectors(warehouse: Warehouse, teacher: TeacherResource, matrix):
 
 def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The teacher labels students train on, in sampling order: (frame of id, text, teacher_label; X; y). Valid
-    answers, less the suspects the task's `suspect_labels: drop` leaves out (`train`; older tables lack it)."""
+    answers, less the suspects the task's `suspect_labels: drop` leaves out (`train`; older tables lack it), of the
+    rows still embedded (a sampled row deleted since has no vector to train on)."""
     table = task_table(task, LABELED_SAMPLE)
-    train = "train" if "train" in warehouse.columns(table) else "true"
+    train = "s.train" if "train" in warehouse.columns(table) else "true"
     sample = warehouse.read_df(
-        f"SELECT id, text, teacher_label FROM {table} WHERE valid AND {train} ORDER BY sample_rank"
+        f"SELECT s.id, s.text, s.teacher_label FROM {table} s SEMI JOIN {EMBEDDINGS} e ON s.id = e.id "
+        f"WHERE s.valid AND {train} ORDER BY s.sample_rank"
     )
     _, X = warehouse.read_embeddings(EMBEDDINGS, ids=sample["id"].to_numpy())
     return sample, X, sample["teacher_label"].to_numpy()
@@ -77,9 +80,10 @@ def calibration_sample(warehouse: Warehouse, task: TaskSpec) -> CalibrationSampl
     """Every valid answer of the sample with what the cascade's calibration needs: the first answer, whether the
     student trains on the row, whether a drift top-up (not the random draw) added it. Older tables lack some."""
     table = task_table(task, LABELED_SAMPLE)
-    kept = [c for c in ("first_label", "train", "drift_topup") if c in warehouse.columns(table)]
+    kept = [f"s.{c}" for c in ("first_label", "train", "drift_topup") if c in warehouse.columns(table)]
     answers = warehouse.read_df(
-        f"SELECT {', '.join(['id', 'teacher_label', *kept])} FROM {table} WHERE valid ORDER BY sample_rank"
+        f"SELECT {', '.join(['s.id', 's.teacher_label', *kept])} FROM {table} s SEMI JOIN {EMBEDDINGS} e "
+        "ON s.id = e.id WHERE s.valid ORDER BY s.sample_rank"
     )
     _, X = warehouse.read_embeddings(EMBEDDINGS, ids=answers["id"].to_numpy())
     return CalibrationSample.from_answers(answers, X)
@@ -98,18 +102,23 @@ def audit_expectation_statements(task: TaskSpec, estimate: float, population: st
 
 
 def sample_labels(warehouse: Warehouse, task: TaskSpec) -> pd.Series:
-    """Every valid teacher label by id: what the sampled rows keep in the predictions."""
-    return warehouse.read_df(f"SELECT id, teacher_label FROM {task_table(task, LABELED_SAMPLE)} WHERE valid").set_index(
-        "id"
-    )["teacher_label"]
+    """Every valid teacher label by id, of the rows whose text is still the one the teacher read: what the sampled
+    rows keep in the predictions (a sampled row edited since is labelled like any other new text)."""
+    return warehouse.read_df(
+        f"""SELECT s.id, s.teacher_label FROM {task_table(task, LABELED_SAMPLE)} s JOIN {EMBEDDINGS} e
+            ON s.id = e.id AND e.text_hash = {TEXT_HASH_SQL.format(column="s.text")} WHERE s.valid"""
+    ).set_index("id")["teacher_label"]
 
 
-def candidates_inputs_key(task: TaskSpec, sample: pd.DataFrame, X: np.ndarray) -> str:
-    """What the candidates' scores are a function of: the labels in order, their vectors, the task's settings and
-    the evaluation's own version. Same key, same scores: a refresh reuses them instead of retraining."""
-    digest = hashlib.sha256(f"{EVALUATION_VERSION}|{task_fingerprint(task)}|".encode())
-    digest.update(pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy())
-    digest.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+def candidates_inputs_key(task: TaskSpec, sample: pd.DataFrame, X: np.ndarray, draw: str | None = None) -> str:
+    """What the candidates' scores, the choice and the deployed student are a function of: the task's settings, the
+    evaluation's own version, and the draw the labels came from (`draw`: its run id) or, for a sample drawn before
+    draws were recorded, the labels in order and their vectors. Same key, same scores, same model: a refresh reuses them.
+    Keyed on the draw, a kept model stays the same when rows of its sample are edited or deleted later."""
+    digest = hashlib.sha256(f"{EVALUATION_VERSION}|{task_fingerprint(task)}|{draw or ''}|".encode())
+    if draw is None:  # a draw's sample table is written once, with its run: its id names the labels
+        digest.update(pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy())
+        digest.update(np.ascontiguousarray(X, dtype=np.float32).tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -122,6 +131,26 @@ def stored_candidates(warehouse: Warehouse, task: TaskSpec, key: str) -> Candida
         return None
     scores = stored.drop(columns="inputs_key")
     return Candidates(scores, sorted(int(s) for s in scores["sample_size"].unique()), 0.0, reused=True)
+
+
+def stored_report(warehouse: Warehouse, task: TaskSpec, key: str) -> str | None:
+    """The chosen student of the stored report when it was made from the same inputs (`candidates_inputs_key`)."""
+    table = task_table(task, MODEL_SELECTION_REPORT)
+    if not warehouse.table_exists(table) or "inputs_key" not in warehouse.columns(table):
+        return None
+    found = warehouse.read_df(f"SELECT candidate, inputs_key FROM {table} WHERE chosen")
+    return str(found["candidate"].iloc[0]) if len(found) and set(found["inputs_key"]) == {key} else None
+
+
+def deployed_choice(warehouse: Warehouse, task: TaskSpec) -> tuple[str, str | None]:
+    """(the chosen student, the model version the report gave it; None for a report from before versions)."""
+    table = task_table(task, MODEL_SELECTION_REPORT)
+    versioned = "model_version" in warehouse.columns(table)
+    found = warehouse.read_df(
+        f"SELECT candidate, {'model_version' if versioned else 'NULL AS model_version'} FROM {table} WHERE chosen"
+    )
+    version = found["model_version"].iloc[0]
+    return str(found["candidate"].iloc[0]), None if pd.isna(version) else str(version)
 
 
 def teacher_description(warehouse: Warehouse, task: TaskSpec) -> str:
@@ -189,33 +218,21 @@ def chosen_student(warehouse: Warehouse, task: TaskSpec) -> str:
     ].iloc[0]
 
 
-def model_version(chosen: str, sample: pd.DataFrame, task: TaskSpec) -> str:
-    """The student is a function of its kind, its seed and the teacher's labels: same inputs, same predictions."""
-    labels = pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy()
-    return hashlib.sha256(f"{chosen}|{task.seed}|".encode() + labels.tobytes()).hexdigest()[:12]
+def model_version(chosen: str, task: TaskSpec, inputs_key: str) -> str:
+    """The student is a function of its kind, its seed and what it trains on (`candidates_inputs_key`: the teacher's
+    labels, their vectors, the task): same inputs, same model, same predictions."""
+    return hashlib.sha256(f"{chosen}|{task.seed}|{inputs_key}".encode()).hexdigest()[:12]
 
 
-def reusable_predictions(
-    warehouse: Warehouse, current: pd.DataFrame, version: str, embedding_source: str, predictions_source: str | None
-):
-    """Stored student predictions still valid (same text, vectors and student), and positions to predict.
-    No stored predictions: nothing to reuse."""
-    empty = pd.DataFrame(columns=["student_label", "confidence"])
-    if (
-        predictions_source is None
-        or "model_version" not in warehouse.read_df(f"SELECT * FROM {predictions_source} LIMIT 0").columns
-    ):
-        return empty, np.arange(len(current))
-    stored = warehouse.read_df(
-        f"""SELECT p.id, p.student_label, p.confidence FROM {predictions_source} p
-            JOIN {embedding_source} e
-            ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version
-            WHERE p.model_version = ?""",
-        [version],
-    ).set_index("id")
-    stored = stored[stored.index.isin(current["id"])]  # rows that left the corpus are not reused
-    known = current["id"].isin(stored.index).to_numpy()
-    return stored, np.flatnonzero(~known)
+def stored_predictions(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
+    """The stored predictions still valid for their rows (same id, text and vectors), every column as written; None
+    when there is no table (or one from before model versions)."""
+    if not warehouse.table_exists(table) or "model_version" not in warehouse.columns(table):
+        return None
+    return warehouse.read_df(
+        f"""SELECT p.* FROM {table} p JOIN {EMBEDDINGS} e
+            ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version"""
+    )
 
 
 def vector_chunks(warehouse: Warehouse, ids: np.ndarray, relation: str, chunk: int = PREDICT_CHUNK):

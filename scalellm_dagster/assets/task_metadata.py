@@ -70,6 +70,19 @@ def sample_metadata(
     }
 
 
+def kept_sample_metadata(decision, drawn, sample_rows: int, corpus_rows: int) -> dict:
+    """A materialization that keeps the deployed model: what it kept and why, nothing asked of the teacher."""
+    return {
+        "model": "kept: the sample is the one drawn for the deployed model",
+        "model_decision": decision.reason,
+        "dagster/row_count": sample_rows,
+        "drawn_at": f"{drawn.at:%Y-%m-%d %H:%M:%S} UTC" if drawn else "unknown",
+        "corpus_rows_at_draw": drawn.corpus_rows if drawn else 0,
+        "corpus_rows_now": corpus_rows,
+        "teacher_requests": 0,
+    }
+
+
 def candidates_metadata(result: Candidates, written: int) -> dict:
     scores = result.scores
     pivot = scores.pivot_table(index="candidate", columns="sample_size", values="cv_accuracy")
@@ -282,6 +295,23 @@ def guarantee_metadata(g: GuaranteedPlan | None) -> dict:
         "cascade_guarantee_assumes": g.assumption + f"; {g.calibration_rows:,} held-out labels, {split}"
         "Clopper-Pearson at delta/2 plus a binomial quantile at delta/2 for the kept "
         "rows, fixed-sequence testing over plans",
+    }
+
+
+def replacement_metadata(previous: set[str], version: str, before: pd.DataFrame | None, out: pd.DataFrame) -> dict:
+    """What replacing the deployed model changed: versions, labels changed on the rows both models labelled, and
+    how often the two students agree there."""
+    if not previous or before is None:
+        return {"model_update": f"first model: {version}"}
+    both = out[["id", "label", "student_label"]].merge(before, on="id", suffixes=("", "_before"))
+    changed = int((both["label"] != both["label_before"]).sum())
+    agree = float((both["student_label"] == both["student_label_before"]).mean()) if len(both) else float("nan")
+    return {
+        "model_update": f"replaced: {', '.join(sorted(previous))} -> {version}; every row predicted again",
+        "previous_model_version": ", ".join(sorted(previous)),
+        "labels_changed": changed,
+        "labels_changed_share": MetadataValue.float(round(changed / max(len(both), 1), 4)),
+        "student_agreement_with_previous_model": MetadataValue.float(round(agree, 4)),
     }
 
 

@@ -14,6 +14,7 @@ from dagster import (
 from scalellm_dagster.assets.audit_asset import audit_history, granted_topups
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
 from scalellm_dagster.names import (
     CORPUS,
     DRIFT_AUDIT,
@@ -249,7 +250,7 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
         PREDICTIONS,
         (
             "One row per corpus id; labels in the label set; confidence in [0, 1]; rows the "
-            "teacher labelled keep the teacher's label."
+            "teacher labelled (text unchanged since) keep the teacher's label."
         ),
     )
     def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
@@ -267,8 +268,10 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
                            AS keeps_teacher_label
                 FROM {table} p
                 FULL OUTER JOIN (SELECT id FROM {corpus_ids}) c ON p.id = c.id
-                LEFT JOIN (SELECT id, teacher_label FROM {task_table(task, LABELED_SAMPLE)} WHERE valid) s
-                    ON s.id = p.id"""
+                LEFT JOIN (
+                    SELECT id, teacher_label, {TEXT_HASH_SQL.format(column="text")} AS text_hash
+                    FROM {task_table(task, LABELED_SAMPLE)} WHERE valid
+                ) s ON s.id = p.id AND s.text_hash = p.text_hash"""
         )
         df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
         corpus_rows = warehouse.row_count(CORPUS) if read.live else read.corpus.rows

@@ -13,7 +13,7 @@ Each step takes plain inputs (arrays, frames, the task spec, a teacher session) 
 """
 
 from scalellm_dagster.flow.candidates import Candidates, evaluate_students
-from scalellm_dagster.flow.cascade_step import CascadeOutcome, calibrate, run_cascade
+from scalellm_dagster.flow.cascade_step import CascadeOutcome, NewRowsCascade, calibrate, cascade_new_rows, run_cascade
 from scalellm_dagster.flow.predict import Predicted, TrainedStudent, final_labels, predict_rows, train_student
 from scalellm_dagster.flow.sample import LabelledSample, initial_sample_ids, label_sample
 from scalellm_dagster.flow.session import AnswerCache, MemoryCache, TeacherSession
@@ -26,12 +26,14 @@ __all__ = [
     "CascadeOutcome",
     "LabelledSample",
     "MemoryCache",
+    "NewRowsCascade",
     "Predicted",
     "Selection",
     "SuspectReview",
     "TeacherSession",
     "TrainedStudent",
     "calibrate",
+    "cascade_new_rows",
     "evaluate_students",
     "final_labels",
     "initial_sample_ids",

@@ -145,3 +145,40 @@ def run_cascade(
             + (" and count as misses in the guarantee" if guarantee is not None else "")
         )
     return CascadeOutcome(plan, pick, pick[ok], labels[ok], session.stats.requests, guarantee)
+
+
+@dataclass(frozen=True)
+class NewRowsCascade:
+    asked: np.ndarray  # positions (among the new rows) sent to the teacher
+    answered: np.ndarray  # positions (among `asked`) with a valid answer
+    labels: np.ndarray  # the teacher's labels for `answered`
+    requests: int
+
+
+def cascade_new_rows(
+    confidence: np.ndarray,
+    is_student_row: np.ndarray,
+    ids: np.ndarray,
+    threshold: float | None,
+    budget: int,
+    session_factory: Callable[[], TeacherSession],
+    log: Callable[[str], None] = lambda _msg: None,
+) -> NewRowsCascade:
+    """A refresh's new rows under the deployed model's cascade: those the student is no surer of than the least sure
+    row the cascade kept for the teacher when the model was deployed (`threshold`, a confidence) go to the teacher,
+    least confident first, at most `budget`. The rows labelled before keep their labels: the cascade is not re-planned
+    over the whole corpus, so no untouched row changes source. None: that cascade sent no row, so none is sent now."""
+    pick = np.array([], dtype=int)
+    if threshold is not None and budget > 0:
+        pick = np.flatnonzero(is_student_row & (confidence <= threshold))
+        pick = pick[np.argsort(confidence[pick], kind="stable")[:budget]]
+    log(
+        f"cascade on the new rows: {len(pick):,} of {int(is_student_row.sum()):,} at or below the deployed cascade's "
+        f"confidence {threshold if threshold is not None else float('nan'):.3f} go to the teacher"
+    )
+    if not len(pick):
+        return NewRowsCascade(pick, pick, np.array([], dtype=object), 0)
+    session = session_factory()
+    answers = session.ask(ids[pick])
+    ok = answers["valid"].to_numpy(dtype=bool)
+    return NewRowsCascade(pick, pick[ok], answers["teacher_label"].to_numpy()[ok], session.stats.requests)

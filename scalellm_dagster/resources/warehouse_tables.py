@@ -67,6 +67,35 @@ class TablesAndEmbeddings:
                     conn.unregister("_keep")
         return int(rows)
 
+    def replace_rows(
+        self, table: str, data: pd.DataFrame, keep_ids, same_transaction: list[tuple[str, list]] | None = None
+    ) -> int:
+        """Change `table` in place, in one transaction: every row whose id is not in `keep_ids` is deleted and
+        `data`'s rows are inserted; the kept rows are not rewritten. Returns the table's rows after the change.
+        Readers see the table before or after, never between; a failure or a kill rolls back."""
+        incoming = frame_to_arrow(data, self._corpus_id_type(data))
+        keep = np.asarray(keep_ids)
+        with self.get_connection() as conn:
+            conn.register("_incoming", incoming)
+            conn.register("_keep", pa.table({"id": pa.array(keep)}))
+            try:
+                with transaction(conn):
+                    if len(keep):
+                        conn.execute(
+                            f"DELETE FROM {quote(table)} t WHERE NOT EXISTS (SELECT 1 FROM _keep k WHERE k.id = t.id)"
+                        )
+                    else:
+                        conn.execute(f"DELETE FROM {quote(table)}")
+                    if len(data):
+                        conn.execute(f"INSERT INTO {quote(table)} BY NAME SELECT * FROM _incoming")
+                    rows = conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+                    for sql, params in same_transaction or []:
+                        conn.execute(sql, params)
+            finally:
+                conn.unregister("_incoming")
+                conn.unregister("_keep")
+        return int(rows)
+
     def append_tables(self, frames: dict[str, pd.DataFrame]) -> None:
         """Append each frame to its table (created on first use, columns matched by name), all in one transaction:
         a log and its detail rows land together or not at all."""
