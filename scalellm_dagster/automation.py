@@ -1,258 +1,193 @@
-"""Schedules and sensors: a nightly refresh, new files in the corpus folder, a changed PostgreSQL source table,
-changed task definitions, and drift audits that failed twice in a row."""
+"""Declarative automation: which asset updates when, said on the assets themselves so the asset pages and the
+Automation tab show why each run happened or waits.
+
+- `corpus_source` is the outside data (a file, a folder of files, a DuckDB or PostgreSQL table): an external asset.
+  `corpus_source_sensor` only *reports* a new version of it when the source's fingerprint changes; it launches
+  nothing.
+- `corpus`, `embeddings`, each task's `predictions`, `drift_audit` and export are `eager`: they follow new data.
+- Each task's model chain (`labeled_sample` -> `student_candidates` -> `model_selection_report`) changes when its
+  definition changes (`code_version_changed`: the code version is the task's fingerprint), when it was never made,
+  or on its `retrain: {cron: ...}`; the candidates and the report follow the sample, not the embeddings.
+- `model_policy_sensor` is the one sensor that launches runs, for the two rules no condition can state: a drift
+  top-up due after failed audits in a row, and a corpus grown by the task's `retrain: {growth: ...}` share since
+  the draw (both compare figures inside materializations, not their times).
+
+The assets decide for themselves whether the model is replaced (`core.model_policy`): a run launched by any path
+(these conditions, `scalellm run`, the UI) keeps or replaces it by the same rules.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-
 from dagster import (
     AssetKey,
-    DefaultScheduleStatus,
+    AssetMaterialization,
+    AssetSelection,
+    AssetSpec,
+    AutomationConditionSensorDefinition,
+    DataVersion,
     DefaultSensorStatus,
     RunRequest,
-    ScheduleDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     sensor,
 )
 
+from scalellm_dagster.assets.conditions import source_version
 from scalellm_dagster.core.audit import FAILURES_BEFORE_TOPUP
 from scalellm_dagster.core.corpus import CorpusError
 from scalellm_dagster.names import (
     CORPUS,
+    CORPUS_SOURCE,
     DRIFT_AUDIT,
-    EMBEDDINGS,
     EXPORTED_PREDICTIONS,
-    PREDICTIONS,
+    LABELED_SAMPLE,
     TASK_ASSETS,
     WAREHOUSE_TAGS,
-    task_fingerprint,
     task_key,
 )
 from scalellm_dagster.resources.source import CorpusSource
 from scalellm_dagster.settings import Settings
-from scalellm_dagster.tasks_config import TaskConfigError, TaskSpec, load_tasks
+from scalellm_dagster.tasks_config import TaskSpec
+
+AUTOMATION_SENSOR = "scalellm_automation"
 
 
-def build_schedules(all_job, cron: str) -> list[ScheduleDefinition]:
-    return [
-        ScheduleDefinition(
-            name="nightly_refresh",
-            job=all_job,
-            cron_schedule=cron,
-            default_status=DefaultScheduleStatus.STOPPED,
-            tags=WAREHOUSE_TAGS,
-            description="Reload the corpus and refresh everything downstream: unchanged rows are not re-embedded "
-            "or re-predicted, cached teacher answers are not paid for again (cron: SCALELLM_REFRESH_CRON).",
-        )
-    ]
-
-
-def _materialized_files(instance) -> dict[str, str]:
-    """The files (size:mtime) the latest corpus materialization read."""
-    event = instance.get_latest_materialization_event(AssetKey(CORPUS))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return dict(meta["source_files"].value) if "source_files" in meta else {}
-
-
-def _materialized_source(instance) -> tuple[str | None, str]:
-    """(the `rows:hash` of the PostgreSQL source the latest corpus materialization read, that run's id)."""
-    event = instance.get_latest_materialization_event(AssetKey(CORPUS))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return (meta["source_fingerprint"].value if "source_fingerprint" in meta else None), (event.run_id if event else "")
-
-
-def _materialized_fingerprint(instance, task_name: str) -> str | None:
-    """The task definition (its fingerprint, the assets' code version) its latest predictions were made with."""
-    event = instance.get_latest_materialization_event(AssetKey(task_key(task_name, PREDICTIONS)))
-    return (event.asset_materialization.tags or {}).get("dagster/code_version") if event else None
-
-
-def _stopped_sensor(settings: Settings, all_job, description: str):
-    """`@sensor` for the refresh job, off until switched on in the UI; named after the decorated function."""
-    return sensor(
-        job=all_job,
-        minimum_interval_seconds=settings.sensor_interval_seconds,
-        default_status=DefaultSensorStatus.STOPPED,
-        description=description,
+def corpus_source_spec(settings: Settings) -> AssetSpec:
+    source = CorpusSource(path=settings.corpus)
+    return AssetSpec(
+        CORPUS_SOURCE,
+        group_name="shared",
+        kinds={"postgres"} if source.is_postgres else {"file"},
+        description=(
+            f"The outside data the corpus is read from ({source.display}). Not materialized here: "
+            "corpus_source_sensor reports a new version when its fingerprint changes (files: names, sizes and "
+            "mtimes; a PostgreSQL table or query: row count and a hash of every row)."
+        ),
     )
+
+
+def sensor_status(settings: Settings) -> DefaultSensorStatus:
+    return DefaultSensorStatus.RUNNING if settings.automation else DefaultSensorStatus.STOPPED
 
 
 def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
-    sensors = (corpus_folder_sensor, corpus_table_sensor, task_config_sensor, drift_topup_sensor)
-    return [build(settings, tasks, all_job) for build in sensors]
-
-
-def _refresh_keys(settings: Settings, tasks: list[TaskSpec]) -> list[AssetKey]:
-    """What new source rows refresh: the corpus, its embeddings, and every task's predictions, audit and export."""
-    per_task = (PREDICTIONS, DRIFT_AUDIT, *((EXPORTED_PREDICTIONS,) if settings.predictions_to else ()))
-    return [AssetKey(CORPUS), AssetKey(EMBEDDINGS), *[AssetKey(task_key(t, name)) for t in tasks for name in per_task]]
-
-
-def corpus_table_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    refresh_keys = _refresh_keys(settings, tasks)
-
-    @_stopped_sensor(
-        settings,
-        all_job,
-        (
-            "When SCALELLM_CORPUS is a PostgreSQL table or query: rows added, edited or deleted there (its row count "
-            "and a hash of every row, computed on the server) request one run of corpus -> embeddings -> every "
-            "task's predictions (and their export), which embeds and predicts only the changed rows. A state the "
-            "cursor or the latest corpus materialization already has requests nothing."
+    return [
+        AutomationConditionSensorDefinition(
+            AUTOMATION_SENSOR,
+            target=AssetSelection.all(),
+            default_status=sensor_status(settings),
+            minimum_interval_seconds=settings.sensor_interval_seconds,
+            run_tags=WAREHOUSE_TAGS,
+            description=(
+                "Evaluates the assets' automation conditions: new source data refreshes the corpus, its embeddings "
+                "and every task's predictions, audit and export (only new or edited rows); a task's model is "
+                "rebuilt when its definition changes or its retrain schedule ticks. On by default with "
+                "SCALELLM_AUTOMATION=on."
+            ),
         ),
-    )
-    def corpus_table_sensor(context: SensorEvaluationContext):
-        source = CorpusSource(path=settings.corpus)
-        if not source.is_postgres:
-            return SkipReason(f"SCALELLM_CORPUS={settings.corpus} is not a PostgreSQL table or query")
-        try:
-            now = source.table_fingerprint()
-        except CorpusError as exc:
-            return SkipReason(f"cannot read the source: {exc}")
-        materialized, by_run = _materialized_source(context.instance)
-        if now in (context.cursor, materialized):
-            return SensorResult(
-                skip_reason=SkipReason(f"{source.display}: unchanged ({now.split(':')[0]} rows)"), cursor=now
-            )
-        return SensorResult(
-            run_requests=[
-                RunRequest(
-                    # a table that returns to an earlier state after a refresh is new again to that refresh
-                    run_key=f"table-{now}-after-{by_run[:8]}",
-                    asset_selection=refresh_keys,
-                    tags={**WAREHOUSE_TAGS, "scalellm/source_rows": now.split(":")[0]},
-                )
-            ],
-            cursor=now,
-        )
-
-    return corpus_table_sensor
-
-
-def corpus_folder_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    refresh_keys = _refresh_keys(settings, tasks)
-
-    @_stopped_sensor(
-        settings,
-        all_job,
-        (
-            "When SCALELLM_CORPUS is a folder: a new or changed Parquet/CSV file there requests one "
-            "run of corpus -> embeddings -> every task's predictions, which embeds and predicts only the new rows. "
-            "A file counts as processed when the cursor or the latest corpus materialization has its size and "
-            "mtime, so no file is processed twice, even one materialized before the sensor started."
-        ),
-    )
-    def corpus_folder_sensor(context: SensorEvaluationContext):
-        folder = Path(settings.corpus)
-        if not folder.is_dir():
-            return SkipReason(f"SCALELLM_CORPUS={settings.corpus} is a file, not a folder to watch")
-        seen = json.loads(context.cursor) if context.cursor else {}
-        materialized = _materialized_files(context.instance)
-        files = CorpusSource(path=settings.corpus).file_stamps()
-        new = {name: stamp for name, stamp in files.items() if stamp not in (seen.get(name), materialized.get(name))}
-        if not new:
-            return SkipReason(f"no new or changed file among {len(files)} in {folder}")
-        run_key = hashlib.sha256(json.dumps(new, sort_keys=True).encode()).hexdigest()[:16]
-        return SensorResult(
-            run_requests=[
-                RunRequest(
-                    run_key=run_key,
-                    asset_selection=refresh_keys,
-                    tags={**WAREHOUSE_TAGS, "scalellm/new_files": ",".join(sorted(new))[:200]},
-                )
-            ],
-            cursor=json.dumps(files, sort_keys=True),
-        )
-
-    return corpus_folder_sensor
-
-
-def task_config_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    @_stopped_sensor(
-        settings,
-        all_job,
-        (
-            "Reruns a task's four assets when its definition in the tasks file changes (after the code "
-            "location reloads). Only that task reruns; a bigger budget tops up the sample from the cache, and a "
-            "changed prompt re-asks the teacher because the prompt version is part of every cache key."
-        ),
-    )
-    def task_config_sensor(context: SensorEvaluationContext):
-        try:
-            current = {t.name: task_fingerprint(t) for t in load_tasks(settings.tasks)}
-        except TaskConfigError as exc:
-            return SkipReason(f"tasks file does not load: {exc}")
-        return _task_config_tick(context, current, {t.name for t in tasks})
-
-    return task_config_sensor
-
-
-def _task_config_tick(context: SensorEvaluationContext, current: dict[str, str], loaded: set[str]) -> SensorResult:
-    """One tick of `task_config_sensor`: `current` is each task's fingerprint in the tasks file now, `loaded` the
-    tasks the code location was built with (a task added since waits for a reload)."""
-    made_with = {name: _materialized_fingerprint(context.instance, name) for name in current if name in loaded}
-    if context.cursor is None:
-        # First tick: a task whose predictions were made with another definition is stale; the rest are
-        # recorded (a task never materialized waits for its first materialization).
-        seen = {name: made_with.get(name) or fp for name, fp in current.items()}
-    else:
-        seen = json.loads(context.cursor)
-    # a definition already materialized (by hand, or by an earlier run) needs no run
-    changed = sorted(
-        name for name, fp in current.items() if seen.get(name) != fp and name in loaded and made_with.get(name) != fp
-    )
-    pending = sorted(name for name, fp in current.items() if seen.get(name) != fp and name not in loaded)
-    kept = {name: fp for name, fp in current.items() if name not in pending}
-    if not changed:
-        reason = "no task changed" + (f"; reload the code location to pick up {pending}" if pending else "")
-        if context.cursor is None:
-            reason = f"recorded {len(current)} task definitions; " + reason
-        kept.update({name: seen[name] for name in pending if name in seen and context.cursor is not None})
-        return SensorResult(skip_reason=SkipReason(reason), cursor=json.dumps(kept, sort_keys=True))
-    requests = [
-        RunRequest(
-            run_key=f"{name}-{current[name]}",
-            asset_selection=[AssetKey(task_key(name, a)) for a in TASK_ASSETS],
-            tags={**WAREHOUSE_TAGS, "scalellm/task": name},
-        )
-        for name in changed
+        corpus_source_sensor(settings),
+        model_policy_sensor(settings, tasks, all_job),
     ]
-    kept.update({name: seen[name] for name in pending if name in seen})
-    return SensorResult(run_requests=requests, cursor=json.dumps(kept, sort_keys=True))
 
 
-def drift_topup_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
-    @_stopped_sensor(
-        settings,
-        all_job,
-        (
-            f"When a task's drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row (their "
-            "agreement with the teacher on new rows fell below the report's estimate by more than the audit's "
-            "interval), reruns the task's sample (which then takes its drift top-up from the failing refreshes' "
-            "rows), candidates, selection, predictions and audit. One run per failing streak."
+def _latest_metadata(instance, key: list[str]) -> tuple[dict, str]:
+    event = instance.get_latest_materialization_event(AssetKey(key))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return {k: v.value for k, v in meta.items()}, (event.run_id if event else "")
+
+
+def corpus_source_sensor(settings: Settings):
+    @sensor(
+        name="corpus_source_sensor",
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=sensor_status(settings),
+        description=(
+            "Reports a new version of corpus_source when the source changed (a file added or replaced in the "
+            "folder, rows added, edited or deleted in the table); launches nothing itself: the corpus and "
+            "everything downstream follow by their eager automation conditions. A version the latest corpus "
+            "materialization already read is not reported again."
         ),
     )
-    def drift_topup_sensor(context: SensorEvaluationContext):
-        requests = []
+    def corpus_source_sensor(context: SensorEvaluationContext):
+        source = CorpusSource(path=settings.corpus)
+        try:
+            version = source_version(source)
+        except (CorpusError, OSError) as exc:
+            return SkipReason(f"cannot read the source {source.display}: {exc}")
+        read, _ = _latest_metadata(context.instance, [CORPUS])
+        if version in (context.cursor, read.get("source_version")):
+            return SensorResult(skip_reason=SkipReason(f"{source.display}: unchanged ({version})"), cursor=version)
+        return SensorResult(
+            asset_events=[
+                AssetMaterialization(
+                    CORPUS_SOURCE,
+                    description=f"{source.display} changed",
+                    metadata={"source_version": version, "source": source.display},
+                    tags={"dagster/data_version": DataVersion(version).value},
+                )
+            ],
+            cursor=version,
+        )
+
+    return corpus_source_sensor
+
+
+def _model_keys(settings: Settings, task: TaskSpec) -> list[AssetKey]:
+    """A task's model chain and everything after it: what a replacement reruns."""
+    names = (*TASK_ASSETS, DRIFT_AUDIT, *((EXPORTED_PREDICTIONS,) if settings.predictions_to else ()))
+    return [AssetKey(task_key(task, name)) for name in names]
+
+
+def model_policy_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
+    @sensor(
+        name="model_policy_sensor",
+        job=all_job,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=sensor_status(settings),
+        description=(
+            f"Replaces a task's model when its drift audits have failed {FAILURES_BEFORE_TOPUP} times in a row "
+            "(the sample then takes a drift top-up from the failing refreshes' rows), or when the corpus has grown "
+            "by the task's retrain: {growth: ...} share since its sample was drawn. One run per failing streak, "
+            "one per draw. A sensor because both rules compare figures inside materializations, which no "
+            "automation condition reads."
+        ),
+    )
+    def model_policy_sensor(context: SensorEvaluationContext):
+        corpus, _ = _latest_metadata(context.instance, [CORPUS])
+        requests, waiting = [], []
         for task in tasks:
-            event = context.instance.get_latest_materialization_event(AssetKey(task_key(task.name, DRIFT_AUDIT)))
-            meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-            if "drift_topup_due" not in meta or not meta["drift_topup_due"].value:
+            reason, key = _replacement_due(context.instance, task, corpus.get("dagster/row_count"))
+            if reason is None:
+                waiting.append(f"{task.name}: {key}")
                 continue
-            last_failed = meta["last_failed_audit_run_id"].value
             requests.append(
                 RunRequest(
-                    run_key=f"{task.name}-drift-topup-{last_failed}",
-                    asset_selection=[AssetKey(task_key(task, a)) for a in (*TASK_ASSETS, DRIFT_AUDIT)],
-                    tags={**WAREHOUSE_TAGS, "scalellm/task": task.name, "scalellm/drift_after_audit": last_failed},
+                    run_key=key,
+                    asset_selection=_model_keys(settings, task),
+                    tags={**WAREHOUSE_TAGS, "scalellm/task": task.name, "scalellm/model_policy": reason},
                 )
             )
         if not requests:
-            return SkipReason(f"no task has {FAILURES_BEFORE_TOPUP} failed drift audits in a row awaiting a top-up")
+            return SkipReason("; ".join(waiting))
         return SensorResult(run_requests=requests)
 
-    return drift_topup_sensor
+    return model_policy_sensor
+
+
+def _replacement_due(instance, task: TaskSpec, corpus_rows) -> tuple[str | None, str]:
+    """(why the task's model is due for replacement, the run key that requests it once) or (None, why not)."""
+    audit, _ = _latest_metadata(instance, task_key(task, DRIFT_AUDIT))
+    if audit.get("drift_topup_due"):
+        last_failed = audit["last_failed_audit_run_id"]
+        return "drift", f"{task.name}-drift-topup-{last_failed}"
+    if task.retrain_growth is None:
+        return None, "no drift top-up due; no growth policy"
+    sample, run_id = _latest_metadata(instance, task_key(task, LABELED_SAMPLE))
+    drawn, drawn_by = sample.get("corpus_rows_at_draw"), sample.get("drawn_by_run", run_id)
+    if not drawn or corpus_rows is None:
+        return None, "no draw or corpus materialized yet"
+    grown = corpus_rows / drawn - 1
+    if grown < task.retrain_growth:
+        return None, f"corpus {grown:+.1%} since the draw (retrain at +{task.retrain_growth:.0%})"
+    return "growth", f"{task.name}-growth-{drawn_by}"

@@ -17,10 +17,11 @@ from dagster import (
 )
 
 from scalellm_dagster.assets import build_task_assets, corpus, embeddings
+from scalellm_dagster.assets.deployed_model import RETRAIN_TAG
 from scalellm_dagster.assets.shared_requests_asset import shareable, shared_requests_asset
-from scalellm_dagster.automation import build_schedules, build_sensors
+from scalellm_dagster.automation import build_sensors, corpus_source_spec
 from scalellm_dagster.checks import build_checks
-from scalellm_dagster.names import ALL_JOB, WAREHOUSE_TAGS
+from scalellm_dagster.names import ALL_JOB, CORPUS, CORPUS_SOURCE, EMBEDDINGS, RETRAIN_JOB, WAREHOUSE_TAGS
 from scalellm_dagster.resources.from_settings import build_resources
 from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import load_tasks
@@ -36,10 +37,24 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         ALL_JOB,
         selection=AssetSelection.all(),
         tags=WAREHOUSE_TAGS,
-        description="Materialize the corpus, its embeddings and every task's branch, with all checks.",
+        description=(
+            "Materialize the corpus, its embeddings and every task's branch, with all checks. Each task's model is "
+            "kept unless its replacement policy says otherwise: new or edited rows are predicted with it."
+        ),
+    )
+    retrain_job = define_asset_job(
+        RETRAIN_JOB,
+        selection=AssetSelection.all() - AssetSelection.keys(CORPUS_SOURCE, CORPUS, EMBEDDINGS),
+        tags={**WAREHOUSE_TAGS, RETRAIN_TAG: "all"},
+        description=(
+            "Replace every task's model now: a new sample from the corpus as it is, candidates, report and student, "
+            "then every row predicted again. One task only: launch it with the tag scalellm/retrain=<task>, or "
+            "`scalellm run --retrain <task>`."
+        ),
     )
     return Definitions(
         assets=[
+            corpus_source_spec(settings),
             corpus,
             embeddings,
             *([shared] if shared is not None else []),
@@ -52,8 +67,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             ],
         ],
         asset_checks=build_checks(tasks, export),
-        jobs=[all_job],
-        schedules=build_schedules(all_job, settings.refresh_cron),
+        jobs=[all_job, retrain_job],
         sensors=build_sensors(settings, tasks, all_job),
         resources=build_resources(settings),
         # One process per run: a step process costs seconds of imports, more than most steps compute, and steps

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
+CORPUS_SOURCE = "corpus_source"  # the outside data, an external asset whose new versions a sensor reports
 CORPUS = "corpus"
 EMBEDDINGS = "embeddings"
 
@@ -30,6 +31,7 @@ DEPLOYED_MODEL = "deployed_model"  # the trained student per model version, pick
 EXPORTED_STATE = "exported_state"  # what the last export wrote to PostgreSQL: the next one sends only the difference
 
 ALL_JOB = "scalellm_all"
+RETRAIN_JOB = "retrain_models"  # every task's model replaced (run tag scalellm/retrain=all), then its predictions
 
 # Every run the sensors and the schedule request writes the warehouse: the instance's run queue limits runs with
 # this tag to one at a time (dagster.yaml written by `ensure_dagster_home`, and deploy/postgres/dagster.yaml).

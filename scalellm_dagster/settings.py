@@ -34,10 +34,19 @@ def _var(name: str, default, lower: bool = False, feeds: str | tuple[str, ...] =
     )
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _cast(name: str, raw: str, default):
     kind = type(default) if default is not None else str
     if kind is bool:
-        return raw.strip().lower() in ("1", "true", "yes")
+        word = raw.strip().lower()
+        if word not in (*TRUE_WORDS, *FALSE_WORDS):
+            raise SettingError(
+                f"environment variable {name}={raw!r}: expected one of {', '.join(TRUE_WORDS)} or "
+                f"{', '.join(FALSE_WORDS)}"
+            )
+        return word in TRUE_WORDS
     try:
         return kind(raw)
     except ValueError:
@@ -91,7 +100,8 @@ class Settings:
     dask_scheduler: str | None = _var("SCALELLM_DASK_SCHEDULER", None, feeds="cluster.scheduler")
     dask_parts: str | None = _var("SCALELLM_DASK_PARTS", None, feeds="cluster.parts_root")
     dask_part_rows: int = _var("SCALELLM_DASK_PART_ROWS", 50_000, feeds="cluster.rows_per_part")
-    refresh_cron: str = _var("SCALELLM_REFRESH_CRON", "0 2 * * *")
+    # on: the automation sensors (conditions, the source's reports, the model policy) start running by themselves
+    automation: bool = _var("SCALELLM_AUTOMATION", False)
     sensor_interval_seconds: int = _var("SCALELLM_SENSOR_INTERVAL_SECONDS", 60)
 
     @classmethod
@@ -102,6 +112,13 @@ class Settings:
                 "SCALELLM_SHARDS is gone: the row-parallel steps run on a Dask cluster instead. Set "
                 "SCALELLM_DASK=local:N (N worker processes here) or SCALELLM_DASK_SCHEDULER="
                 "tcp://host:8786 (README: More than one machine), and unset SCALELLM_SHARDS"
+            )
+        if environ.get("SCALELLM_REFRESH_CRON"):
+            raise SettingError(
+                "SCALELLM_REFRESH_CRON is gone: refreshes follow the source (corpus_source_sensor reports a change and "
+                "the assets' automation conditions refresh only what it touched). Switch the automation on with "
+                "SCALELLM_AUTOMATION=on (README: Automation), give a task a `retrain: {cron: ...}` to replace its "
+                "model on a schedule, and unset SCALELLM_REFRESH_CRON"
             )
         values = {}
         for f in fields(cls):

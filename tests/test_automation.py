@@ -1,16 +1,23 @@
-"""Sensors and the schedule, evaluated with Dagster's testing utilities against a real instance."""
+"""The automation: the source sensor, the assets' conditions and the model policy sensor, evaluated with Dagster's
+testing utilities against a real instance (tests/test_daemon.py runs them under the real daemon)."""
 
 from __future__ import annotations
 
-import json
+import textwrap
 
 import duckdb
 import pytest
-from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sensor_context
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    DagsterInstance,
+    build_sensor_context,
+    evaluate_automation_conditions,
+)
 
 from scalellm_dagster.definitions import build_definitions
-from scalellm_dagster.settings import Settings
-from tests.conftest import SECOND_TASK, corpus_folder
+from scalellm_dagster.settings import SettingError, Settings
+from tests.conftest import SECOND_TASK, SMALL_TASKS, corpus_folder
 from tests.pipeline_helpers import query, run_pipeline
 
 
@@ -26,104 +33,106 @@ def drop_folder(pipeline_env, tmp_path, monkeypatch):
     return corpus_folder(tmp_path, monkeypatch, 460)
 
 
-def test_corpus_folder_sensor_runs_once_per_new_file_and_embeds_only_new_rows(pipeline_env, drop_folder):
+def _wanted(defs, instance, cursor) -> tuple[set[str], object]:
+    """What the automation conditions request now (keys as strings), and the cursor for the next evaluation."""
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys() if result.get_num_requested(k)}
+    return keys, result.cursor
+
+
+def _report(instance, tick) -> None:
+    """What the daemon does with a sensor's reported events."""
+    for event in tick.asset_events:
+        instance.report_runless_asset_event(event)
+
+
+def test_the_source_sensor_reports_changes_and_launches_nothing(pipeline_env, drop_folder):
     folder, rows = drop_folder
-    with DagsterInstance.ephemeral() as instance:
-        defs = build_definitions(Settings.from_env())
-        first = _tick(defs, "corpus_folder_sensor", instance)
-        assert len(first.run_requests) == 1  # the folder's first file
-        assert run_pipeline(instance).success
-
-        nothing = _tick(defs, "corpus_folder_sensor", instance, cursor=first.cursor)
-        assert nothing.run_requests == [] and "no new or changed file" in nothing.skip_message
-
-        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
-        new = _tick(defs, "corpus_folder_sensor", instance, cursor=first.cursor)
-        assert len(new.run_requests) == 1
-        request = new.run_requests[0]
-        assert set(request.asset_selection) == {
-            AssetKey("corpus"),
-            AssetKey("embeddings"),
-            AssetKey(["topic", "predictions"]),
-            AssetKey(["topic", "drift_audit"]),
-        }
-        assert request.tags["scalellm/new_files"] == "part-001.parquet"
-        again = _tick(defs, "corpus_folder_sensor", instance, cursor=new.cursor)
-        assert again.run_requests == []  # the same file is not processed twice
-
-        from dagster import AssetSelection
-
-        result = run_pipeline(instance, selection=AssetSelection.assets(*request.asset_selection))
-        assert result.success
-    meta = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
-    assert meta["embeddings"]["rows_computed"].value == 60 and meta["embeddings"]["rows_reused"].value == 400
-    assert meta["topic/predictions"]["rows_predicted"].value == 60
-    assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 460
-
-
-def test_corpus_folder_sensor_skips_when_the_corpus_is_a_file(pipeline_env):
-    with DagsterInstance.ephemeral() as instance:
-        defs = build_definitions(Settings.from_env())
-        tick = _tick(defs, "corpus_folder_sensor", instance)
-    assert tick.run_requests == [] and "is a file, not a folder" in tick.skip_message
-
-
-def test_task_config_sensor_reruns_only_the_changed_or_added_task(pipeline_env, tasks_file):
-    with DagsterInstance.ephemeral() as instance:
-        defs = build_definitions(Settings.from_env())
-        baseline = _tick(defs, "task_config_sensor", instance)
-        assert baseline.run_requests == [] and json.loads(baseline.cursor).keys() == {"topic"}
-        assert _tick(defs, "task_config_sensor", instance, cursor=baseline.cursor).run_requests == []
-
-        tasks_file.write_text(tasks_file.read_text().replace("budget: 120", "budget: 150") + SECOND_TASK)
-        stale = _tick(defs, "task_config_sensor", instance, cursor=baseline.cursor)  # before the reload
-        assert [r.tags["scalellm/task"] for r in stale.run_requests] == ["topic"]
-
-        reloaded = build_definitions(Settings.from_env())
-        tick = _tick(reloaded, "task_config_sensor", instance, cursor=baseline.cursor)
-        assert sorted(r.tags["scalellm/task"] for r in tick.run_requests) == ["is_card", "topic"]
-        is_card = next(r for r in tick.run_requests if r.tags["scalellm/task"] == "is_card")
-        assert set(is_card.asset_selection) == {
-            AssetKey(["is_card", n])
-            for n in ("labeled_sample", "student_candidates", "model_selection_report", "predictions")
-        }
-        assert _tick(reloaded, "task_config_sensor", instance, cursor=tick.cursor).run_requests == []
-
-
-def test_nightly_schedule_requests_the_whole_graph(pipeline_env, monkeypatch):
-    monkeypatch.setenv("SCALELLM_REFRESH_CRON", "30 3 * * *")
     defs = build_definitions(Settings.from_env())
-    schedule = defs.resolve_schedule_def("nightly_refresh")
-    assert schedule.cron_schedule == "30 3 * * *"
-    with DagsterInstance.ephemeral() as instance:
-        data = schedule.evaluate_tick(build_schedule_context(instance=instance))
-    assert len(data.run_requests) == 1 and data.run_requests[0].job_name in (None, "scalellm_all")
-
-
-def test_first_tick_of_the_folder_sensor_skips_files_already_materialized(pipeline_env, drop_folder):
-    folder, rows = drop_folder
-    with DagsterInstance.ephemeral() as instance:
-        defs = build_definitions(Settings.from_env())
-        assert run_pipeline(instance).success  # materialized before the sensor ever ran
-        first = _tick(defs, "corpus_folder_sensor", instance)
-        assert first.run_requests == [] and "no new or changed file" in first.skip_message
-        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
-        new = _tick(defs, "corpus_folder_sensor", instance, cursor=first.cursor)
-        assert [r.tags["scalellm/new_files"] for r in new.run_requests] == ["part-001.parquet"]
-        assert new.run_requests[0].tags["scalellm/writes"] == "warehouse"
-
-
-def test_first_tick_of_the_task_sensor_reruns_only_tasks_materialized_with_another_definition(pipeline_env, tasks_file):
     with DagsterInstance.ephemeral() as instance:
         assert run_pipeline(instance).success
-        defs = build_definitions(Settings.from_env())
-        fresh = _tick(defs, "task_config_sensor", instance)
-        assert fresh.run_requests == [] and json.loads(fresh.cursor).keys() == {"topic"}
+        first = _tick(defs, "corpus_source_sensor", instance)  # the files the corpus read: nothing to report
+        assert first.asset_events == [] and first.run_requests == [] and first.cursor
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
+        changed = _tick(defs, "corpus_source_sensor", instance, cursor=first.cursor)
+        assert changed.run_requests == [] and [e.asset_key for e in changed.asset_events] == [AssetKey("corpus_source")]
+        assert changed.asset_events[0].tags["dagster/data_version"] == changed.cursor != first.cursor
+        again = _tick(defs, "corpus_source_sensor", instance, cursor=changed.cursor)
+        assert again.asset_events == [] and again.run_requests == []
 
-        tasks_file.write_text(tasks_file.read_text().replace("budget: 120", "budget: 130"))
-        reloaded = build_definitions(Settings.from_env())
-        stale = _tick(reloaded, "task_config_sensor", instance)  # a sensor started after the edit
-        assert [r.tags["scalellm/task"] for r in stale.run_requests] == ["topic"]
+
+def test_new_data_refreshes_the_predictions_and_a_changed_definition_only_that_tasks_model(
+    pipeline_env, drop_folder, tasks_file
+):
+    """The conditions, evaluated as the automation sensor would: a new source version requests the corpus, its
+    embeddings and every task's predictions and audit, never a model; a task whose definition changed requests its
+    model chain and nothing of the other task's."""
+    folder, rows = drop_folder
+    tasks_file.write_text(textwrap.dedent(SMALL_TASKS + SECOND_TASK))
+    defs = build_definitions(Settings.from_env())
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        nothing, cursor = _wanted(defs, instance, None)
+        assert nothing == set()
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
+        _report(instance, _tick(defs, "corpus_source_sensor", instance))
+        refresh, cursor = _wanted(defs, instance, cursor)
+        assert refresh == {
+            "corpus",
+            "embeddings",
+            *(f"{t}/{a}" for t in ("topic", "is_card") for a in ("predictions", "drift_audit")),
+        }
+        assert run_pipeline(instance, selection=AssetSelection.keys(*map(AssetKey.from_user_string, refresh))).success
+        settled, cursor = _wanted(defs, instance, cursor)
+        assert settled == set()
+
+        tasks_file.write_text(textwrap.dedent(SMALL_TASKS + SECOND_TASK.replace("budget: 60", "budget: 70")))
+        reloaded = build_definitions(Settings.from_env())  # the code location reloaded with the edited file
+        changed, _ = _wanted(reloaded, instance, cursor)
+        assert changed == {
+            f"is_card/{a}"
+            for a in ("labeled_sample", "student_candidates", "model_selection_report", "predictions", "drift_audit")
+        }
+
+
+def test_the_model_policy_sensor_requests_a_growth_replacement_once(pipeline_env, drop_folder, tasks_file):
+    folder, rows = drop_folder
+    tasks_file.write_text(textwrap.dedent(SMALL_TASKS) + "    retrain: {growth: 0.1}\n")
+    defs = build_definitions(Settings.from_env())
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        waiting = _tick(defs, "model_policy_sensor", instance)
+        assert waiting.run_requests == [] and "corpus +0.0% since the draw (retrain at +10%)" in waiting.skip_message
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)  # +15 %
+        assert run_pipeline(instance, selection=AssetSelection.keys("corpus", "embeddings")).success
+        due = _tick(defs, "model_policy_sensor", instance)
+        [request] = due.run_requests
+        assert request.tags["scalellm/model_policy"] == "growth"
+        assert AssetKey(["topic", "labeled_sample"]) in request.asset_selection
+        again = _tick(defs, "model_policy_sensor", instance)
+        assert again.run_requests[0].run_key == request.run_key  # the same key: Dagster runs it once
+        replaced = run_pipeline(instance, selection=AssetSelection.keys(*request.asset_selection))
+        assert replaced.success
+        assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.model_history")[0][0] == 2
+        assert _tick(defs, "model_policy_sensor", instance).run_requests == []  # measured from the new draw
+
+
+def test_the_retrain_job_replaces_every_model(pipeline_env):
+    defs = build_definitions(Settings.from_env())
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        result = defs.resolve_job_def("retrain_models").execute_in_process(instance=instance)
+        assert result.success
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(["topic", "labeled_sample"])
+    ]
+    assert "requested" in event.materialization.metadata["model_decision"].value
+    assert AssetKey("corpus") not in {e.asset_key for e in result.get_asset_materialization_events()}
+
+
+def test_the_old_refresh_cron_setting_is_refused_with_what_replaced_it():
+    with pytest.raises(SettingError, match="SCALELLM_REFRESH_CRON is gone.*SCALELLM_AUTOMATION=on"):
+        Settings.from_env({"SCALELLM_REFRESH_CRON": "0 2 * * *"})
 
 
 def test_the_local_instance_runs_one_run_at_a_time(tmp_path):

@@ -111,8 +111,6 @@ def test_a_changed_task_definition_replaces_only_that_tasks_model(pipeline_env, 
     assert query(db, "SELECT count(*) FROM topic.labeled_sample")[0][0] == 150
 
 
-
-
 def test_the_growth_policy_replaces_the_model_once_at_its_threshold(pipeline_env, tasks_file, small_corpus):
     tasks_file.write_text(textwrap.dedent(SMALL_TASKS) + "    retrain: {growth: 0.25}\n")
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]

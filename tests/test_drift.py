@@ -26,7 +26,7 @@ def _audit_meta(result) -> dict:
     )
 
 
-# what corpus_folder_sensor runs for a new file: the deployed student predicts the new rows; nothing is retrained
+# what the automation runs for a new file: the deployed student predicts the new rows; nothing is retrained
 REFRESH = AssetSelection.assets(
     AssetKey("corpus"), AssetKey("embeddings"), AssetKey(["topic", "predictions"]), AssetKey(["topic", "drift_audit"])
 )
@@ -34,7 +34,7 @@ REFRESH = AssetSelection.assets(
 
 def _tick(instance):
     defs = build_definitions(Settings.from_env())
-    return defs.resolve_sensor_def("drift_topup_sensor").evaluate_tick(
+    return defs.resolve_sensor_def("model_policy_sensor").evaluate_tick(
         build_sensor_context(instance=instance, definitions=defs)
     )
 

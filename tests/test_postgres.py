@@ -165,17 +165,55 @@ def test_pipeline_reads_postgres_writes_predictions_back_and_refreshes_increment
         assert (embedded["rows_computed"].value, embedded["rows_reused"].value) == (65, 385)
         export = _materialization(instance, ["topic", "exported_predictions"])
         assert export["inserted"].value == 60 and export["deleted"].value == 10
+        # only the new and edited rows travel: the deployed model kept every other row's prediction
+        assert export["sync"].value == "changes only" and export["rows_sent"].value == 65
         after = _written(url, "labels.topic_predictions")
         assert len(after) == 450 and after["id"].is_unique
         assert not set(after["id"]) & {f"{i:05d}" for i in range(20, 30)}
         assert (after["run_id"] == second.run_id).sum() == export["inserted"].value + export["updated"].value
+        untouched = ~after["id"].isin({*rows["id"].iloc[400:], *(f"{i:05d}" for i in range(10, 15))})
+        pd.testing.assert_frame_equal(
+            after[untouched].reset_index(drop=True),
+            written[written["id"].isin(after.loc[untouched, "id"])].reset_index(drop=True),
+        )
 
         # Nothing changed since: the export rewrites nothing, and every row keeps the run that last changed it.
         third = run_pipeline(instance)
         assert third.success and _check_passed(third, "export_matches_warehouse")
         export = _materialization(instance, ["topic", "exported_predictions"])
         assert (export["inserted"].value, export["updated"].value, export["deleted"].value) == (0, 0, 0)
+        assert export["rows_sent"].value == 0
         pd.testing.assert_frame_equal(_written(url, "labels.topic_predictions"), after)
+
+        # A table emptied by hand behind our back: the row counts disagree, so the next export syncs everything.
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM labels.topic_predictions")
+        fourth = run_pipeline(instance)
+        assert fourth.success and _check_passed(fourth, "export_matches_warehouse")
+        export = _materialization(instance, ["topic", "exported_predictions"])
+        assert export["sync"].value.startswith("full (the table holds 0 rows") and export["inserted"].value == 450
+
+
+def test_a_least_privilege_role_reads_and_writes_back_end_to_end(pg, pipeline_env, monkeypatch):
+    """What a DBA hands out: a login that owns its output schema and may read the source table, with no CREATE on
+    the database (`CREATE SCHEMA IF NOT EXISTS` on an existing schema is refused for it)."""
+    url = pg.new_database("leastpriv")
+    _load(url, "messages", demo_slice(400).assign(id=[f"m{i:04d}" for i in range(400)]))
+    pg.execute(
+        "DROP ROLE IF EXISTS labeller; CREATE ROLE labeller LOGIN PASSWORD 'l'; "
+        "GRANT CONNECT ON DATABASE leastpriv TO labeller; REVOKE CREATE ON DATABASE leastpriv FROM PUBLIC; "
+        "GRANT SELECT ON messages TO labeller; CREATE SCHEMA labels AUTHORIZATION labeller",
+        "leastpriv",
+    )
+    labeller = pg.url("leastpriv", user="labeller", password="l")
+    with psycopg.connect(labeller) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CREATE SCHEMA IF NOT EXISTS labels")  # what the sink used to run first
+    monkeypatch.setenv("SCALELLM_CORPUS", f"{labeller}::public.messages")
+    monkeypatch.setenv("SCALELLM_PREDICTIONS_TO", f"{labeller}::labels")
+    with DagsterInstance.ephemeral() as instance:
+        result = run_pipeline(instance)
+        assert result.success and _check_passed(result, "export_matches_warehouse")
+    assert len(_written(url, "labels.topic_predictions")) == 400
 
 
 def _materialization(instance, path: list[str]) -> dict:

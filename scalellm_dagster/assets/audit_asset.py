@@ -144,7 +144,7 @@ def drift_audit_asset(task: TaskSpec, predictions: AssetsDefinition, kinds: set[
             f"Each refresh's new rows audited: {task.audit_rows} of those the student labelled, asked of the "
             "teacher (never trained on), their agreement with the deployed labels and its 95 % interval against "
             "the report's estimate. Two failed audits in a row call for a drift top-up of "
-            f"{task.drift_topup:,} sample rows from the failing refreshes (drift_topup_sensor reruns the task)."
+            f"{task.drift_topup:,} sample rows from the failing refreshes (model_policy_sensor reruns the task)."
         ),
         kinds=kinds,
     )

@@ -3,6 +3,7 @@
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.conditions import follows_the_model
 from scalellm_dagster.assets.deployed_model import draw_id
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.flow import evaluate_students
@@ -23,6 +24,7 @@ def student_candidates_asset(
             "Every candidate student at several sample sizes: cross-validated accuracy against the "
             "teacher's labels, train time, inference throughput; failures recorded with their reason."
         ),
+        automation_condition=follows_the_model(embeddings.key),
     )
     def student_candidates(context: AssetExecutionContext, warehouse: Warehouse):
         return materialize_student_candidates(context, task, warehouse)

@@ -4,6 +4,7 @@ step 3)."""
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets.conditions import follows_the_model
 from scalellm_dagster.assets.deployed_model import draw_id
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.flow import select_student, with_accuracy_vs_gold
@@ -25,6 +26,7 @@ def model_selection_report_asset(
             "The cost / accuracy / latency trade-off: accuracy vs teacher labels per candidate with a "
             "fitted learning curve and forecasts, teacher cost and time vs a row-by-row baseline, the chosen student."
         ),
+        automation_condition=follows_the_model(embeddings.key),
     )
     def model_selection_report(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         return materialize_report(context, task, warehouse, teacher)

@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
 from scalellm_dagster.assets.audit_asset import audited_ids, due_topup, grant_topup, granted_topups
+from scalellm_dagster.assets.conditions import model_condition
 from scalellm_dagster.assets.deployed_model import (
     draw_statements,
     embedding_versions,
@@ -43,6 +44,7 @@ def labeled_sample_asset(
         ),
         kinds={"duckdb", teacher_kind(teacher).badge},  # what really answers: a simulation wears no OpenAI badge
         tags={"teacher": teacher},
+        automation_condition=model_condition(task),
     )
     def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         return materialize_labeled_sample(_Run(context, task, warehouse, teacher))
@@ -154,6 +156,8 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
         metadata={
             "model": "replaced: a new sample was drawn",
             "model_decision": decision.reason,
+            "corpus_rows_at_draw": len(run.corpus),
+            "drawn_by_run": run.context.run.run_id,
             **task_metadata.sample_metadata(
                 task, sample, written, session, run.teacher.spec.simulated, plan.budget, plan.budget_note, estimate
             ),

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA, source_version
 from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, preview
 from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
 from scalellm_dagster.cluster.parts import embed_part, embed_rows, iter_batches, join, split_rows
@@ -19,22 +20,25 @@ from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL, text_hash
 from scalellm_dagster.embedders.unreadable import with_fallback
 from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema
-from scalellm_dagster.names import CORPUS, EMBEDDINGS
+from scalellm_dagster.names import CORPUS, CORPUS_SOURCE, EMBEDDINGS
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 
 
 @asset(
+    deps=[AssetKey(CORPUS_SOURCE)],
     group_name="shared",
     kinds={"duckdb", "pandas"},
     owners=["team:scalellm"],
     tags={"layer": "source"},
+    automation_condition=FOLLOW_THE_DATA,
     description="The source rows (id, text and any other columns), loaded from the configured file or table.",
 )
 def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Warehouse) -> MaterializeResult:
-    # before reading: a file or table changed meanwhile looks changed to the sensor
+    # before reading: a file or table changed meanwhile looks changed to the source sensor
     stamps = source.file_stamps()
     fingerprint = source.table_fingerprint()
+    version = source_version(source)
     df = source.load()
     run_id = context.run.run_id
     rows = warehouse.write_table(CORPUS, df, same_transaction=warehouse.snapshot_statements(CORPUS, run_id, run_id))
@@ -45,6 +49,7 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
             "source": source.display,
             "source_files": MetadataValue.json(stamps),
             **({"source_fingerprint": fingerprint} if fingerprint else {}),
+            "source_version": version,  # what corpus_source_sensor compares: a version read is not reported again
             "table": f"{warehouse.database}::{CORPUS}",
             "dagster/column_schema": column_schema(df),
             "preview": preview(df),
@@ -59,6 +64,7 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
 @asset(
     deps=[corpus],
     kinds={"duckdb", "sklearn"},
+    automation_condition=FOLLOW_THE_DATA,
     **FOUNDATION,
     description=(
         "One L2-normalised float32 vector per corpus row, stored as a FLOAT[d] array column with the hash of the "

@@ -1,8 +1,9 @@
 """What every asset of a task's branch declares: the branch (key prefix, group, owner, code version) and the
 `task_asset` decorator the asset modules use."""
 
-from dagster import asset
+from dagster import AutomationCondition, asset
 
+from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA
 from scalellm_dagster.names import task_fingerprint
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -25,13 +26,16 @@ def task_asset(
     description: str,
     kinds: set[str] = frozenset({"duckdb", "sklearn"}),
     tags: dict | None = None,
+    automation_condition: AutomationCondition = FOLLOW_THE_DATA,
 ):
-    """`@asset` for one of `task`'s assets, tagged with the task and the layer of the flow it belongs to."""
+    """`@asset` for one of `task`'s assets, tagged with the task and the layer of the flow it belongs to; it follows
+    new data unless told otherwise (the model chain: `conditions.model_condition`)."""
     return asset(
         name=name,
         deps=deps,
         kinds=set(kinds),
         tags={"task": task.name, "layer": layer, **(tags or {})},
         description=description,
+        automation_condition=automation_condition,
         **branch_of(task),
     )

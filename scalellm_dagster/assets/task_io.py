@@ -113,8 +113,8 @@ def sample_labels(warehouse: Warehouse, task: TaskSpec) -> pd.Series:
 def candidates_inputs_key(task: TaskSpec, sample: pd.DataFrame, X: np.ndarray, draw: str | None = None) -> str:
     """What the candidates' scores, the choice and the deployed student are a function of: the task's settings, the
     evaluation's own version, and the draw the labels came from (`draw`: its run id) or, for a sample drawn before
-    draws were recorded, the labels in order and their vectors. Same key, same scores, same model: a refresh reuses them.
-    Keyed on the draw, a kept model stays the same when rows of its sample are edited or deleted later."""
+    draws were recorded, the labels in order and their vectors. Same key, same scores, same model: a refresh reuses
+    them. Keyed on the draw, a kept model stays the same when rows of its sample are edited or deleted later."""
     digest = hashlib.sha256(f"{EVALUATION_VERSION}|{task_fingerprint(task)}|{draw or ''}|".encode())
     if draw is None:  # a draw's sample table is written once, with its run: its id names the labels
         digest.update(pd.util.hash_pandas_object(sample[["id", "teacher_label"]].astype(str), index=False).to_numpy())

@@ -78,6 +78,7 @@ def kept_sample_metadata(decision, drawn, sample_rows: int, corpus_rows: int) ->
         "dagster/row_count": sample_rows,
         "drawn_at": f"{drawn.at:%Y-%m-%d %H:%M:%S} UTC" if drawn else "unknown",
         "corpus_rows_at_draw": drawn.corpus_rows if drawn else 0,
+        "drawn_by_run": drawn.run_id if drawn else "",
         "corpus_rows_now": corpus_rows,
         "teacher_requests": 0,
     }

@@ -23,6 +23,13 @@ def main(argv: list[str] | None = None) -> int:
             help="run each step in its own process, as `dagster dev` does (slower to start)",
         )
         p.add_argument("--verbose", action="store_true", help="print Dagster's DEBUG events too")
+    run.add_argument(
+        "--retrain",
+        nargs="*",
+        metavar="TASK",
+        help="replace these tasks' models (none named: every task's) instead of keeping them: a new sample from the "
+        "corpus as it is, candidates, report and student, then every row predicted again",
+    )
     est = sub.add_parser(
         "estimate",
         help="dry run: teacher tokens, cost and time per task vs the row-by-row "
@@ -82,10 +89,26 @@ def _dispatch(args) -> int:
         return estimate(args.budget)
     if args.command == "probe-batch":
         return probe_batch(args)
-    return run_all(multiprocess=args.multiprocess, verbose=args.verbose)
+    return run_all(multiprocess=args.multiprocess, verbose=args.verbose, retrain=getattr(args, "retrain", None))
 
 
-def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
+def retrain_tags(retrain: list[str] | None, tasks_path: str) -> dict:
+    """The run tag that replaces the named tasks' models (`[]`: every task's); a name not in the tasks file is an
+    error naming the known ones."""
+    if retrain is None:
+        return {}
+    from scalellm_dagster.assets.deployed_model import RETRAIN_TAG
+    from scalellm_dagster.settings import SettingError
+    from scalellm_dagster.tasks_config import load_tasks
+
+    known = [t.name for t in load_tasks(tasks_path)]
+    unknown = [name for name in retrain if name not in known]
+    if unknown:
+        raise SettingError(f"--retrain: no task named {', '.join(unknown)} in {tasks_path}; tasks: {', '.join(known)}")
+    return {RETRAIN_TAG: ",".join(retrain) if retrain else "all"}
+
+
+def run_all(multiprocess: bool = False, verbose: bool = False, retrain: list[str] | None = None) -> int:
     from scalellm_dagster.settings import default_data_dir, ensure_dagster_home
 
     os.environ.setdefault("DAGSTER_HOME", str(default_data_dir() / "dagster_home"))
@@ -101,6 +124,7 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
     from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
     settings = Settings.from_env()
+    tags = {**WAREHOUSE_TAGS, **retrain_tags(retrain, settings.tasks)}
     simulated = teacher_kind(settings.teacher).simulated
     print(
         f"scalellm: corpus {redact(settings.corpus)}\n          tasks  {settings.tasks}\n"
@@ -108,6 +132,7 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
         f"teacher {settings.teacher}{' (simulation of an LLM from gold labels)' if simulated else ''}"
         + (f"\n          cluster {settings.cluster}" if settings.cluster else "")
         + (f"\n          predictions also to {redact(settings.predictions_to)}" if settings.predictions_to else "")
+        + (f"\n          replacing the models of: {tags['scalellm/retrain']}" if retrain is not None else "")
     )
     start = time.perf_counter()
     instance = DagsterInstance.get()
@@ -118,7 +143,7 @@ def run_all(multiprocess: bool = False, verbose: bool = False) -> int:
         definitions.all_job_multiprocess if multiprocess else definitions.all_job,
         instance,
         run_config,
-        tags=WAREHOUSE_TAGS,
+        tags=tags,
     )
     success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
     seconds = time.perf_counter() - start

@@ -24,7 +24,9 @@ def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
     chosen = conn.execute(
         f"SELECT candidate, cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen"
     ).fetchone()
-    preds = conn.execute(f"SELECT count(*) FROM {task_table(task, PREDICTIONS)}").fetchone()[0]
+    preds, version = conn.execute(
+        f"SELECT count(*), string_agg(DISTINCT model_version, ',') FROM {task_table(task, PREDICTIONS)}"
+    ).fetchone()
     out = {
         "task": task.name,
         "teacher_labels": sample[0],
@@ -32,6 +34,7 @@ def task_summary(conn: duckdb.DuckDBPyConnection, task) -> dict:
         "chosen": chosen[0],
         "cv_accuracy_vs_teacher": chosen[1],
         "predictions": preds,
+        "model_version": version,
         "accuracy_vs_gold_unseen": None,
         "last_audit": None,
     }
@@ -64,7 +67,7 @@ def print_summary(settings: Settings, what: str, seconds: float) -> None:
         print(f"results in {settings.duckdb_path} (tables: {CORPUS}, {EMBEDDINGS}, <task>.{PREDICTIONS}, ...)\n")
         print(
             f"{'task':<12} {'teacher labels':>15} {'chosen student':<22} {'acc vs teacher (CV)':>20} "
-            f"{'acc vs gold (unseen rows)':>26} {'predictions':>12} {'last drift audit':>17}"
+            f"{'acc vs gold (unseen rows)':>26} {'predictions':>12} {'model':>13} {'last drift audit':>17}"
         )
         for task in tasks:
             s = task_summary(conn, task)
@@ -75,6 +78,6 @@ def print_summary(settings: Settings, what: str, seconds: float) -> None:
             audit = audit or "none"
             print(
                 f"{s['task']:<12} {s['teacher_labels']:>15,} {s['chosen']:<22} {s['cv_accuracy_vs_teacher']:>20.3f} "
-                f"{gold:>26} {s['predictions']:>12,} {audit:>17}"
+                f"{gold:>26} {s['predictions']:>12,} {s['model_version']:>13} {audit:>17}"
             )
     print("\nBrowse: DAGSTER_HOME=$PWD/data/dagster_home .venv/bin/dagster dev   (then open http://127.0.0.1:3000)")

@@ -193,11 +193,12 @@ EXPORT_COLUMNS = ("id", "label", "source", "student", "confidence", "run_id")
 @dataclass(frozen=True)
 class Written:
     table: str
-    rows: int
+    rows: int  # in the table after the write
     inserted: int
     updated: int
     deleted: int
     seconds: float
+    sent: int  # rows sent to the server to upsert
 
     @property
     def unchanged(self) -> int:
@@ -208,54 +209,95 @@ def export_table(schema: str, task: str) -> str:
     return f"{schema}.{task}_predictions"
 
 
-def write_predictions(location: Location, table: str, frame: pd.DataFrame, run_id: str) -> Written:
-    """Upsert `frame` (EXPORT_COLUMNS but run_id) into `table` by id, and delete the rows `frame` no longer has, in
-    one transaction: readers see the previous complete table until it commits, and an interrupted write (a killed
-    process, a lost connection) leaves that table as it was. Rows whose values did not change keep their run id."""
+def write_predictions(
+    location: Location, table: str, frame: pd.DataFrame, run_id: str, deleted: pd.Series | None = None
+) -> Written:
+    """Upsert `frame` (EXPORT_COLUMNS but run_id) into `table` by id in one transaction: readers see the previous
+    complete table until it commits, and an interrupted write (a killed process, a lost connection) leaves that table
+    as it was. Rows whose values did not change keep their run id.
+
+    `deleted` None: `frame` is every row, and rows it no longer has are deleted (a full sync). Otherwise `frame` holds
+    only the rows that changed since the last write and `deleted` the ids to remove: only those rows travel.
+
+    The schema and the table are created only when missing, so a role that owns its schema (or holds only its
+    tables' privileges) and has no CREATE on the database writes as well."""
     import psycopg
 
     start = time.perf_counter()
-    id_type = "bigint" if pd.api.types.is_integer_dtype(frame["id"]) else "text"
-    schema = table.split(".", 1)[0] if "." in table else None
-    data = pa.Table.from_pandas(frame.assign(run_id=run_id)[list(EXPORT_COLUMNS)], preserve_index=False)
     with connect(location) as conn, conn.cursor() as cursor:
         try:
-            if schema:
-                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {table} (id {id_type} PRIMARY KEY, label text NOT NULL, source text "
-                "NOT NULL, student text, confidence real, run_id text NOT NULL, written_at timestamptz NOT NULL "
-                "DEFAULT now())"
-            )
-            # The staging table takes the target's own column types: a table made beforehand with, say, uuid ids
+            _create_missing(cursor, table, "bigint" if pd.api.types.is_integer_dtype(frame["id"]) else "text")
+            # The staging tables take the target's own column types: a table made beforehand with, say, uuid ids
             # is written as it is.
             cursor.execute(f"CREATE TEMP TABLE scalellm_stage (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
-            with cursor.copy(f"COPY scalellm_stage ({', '.join(EXPORT_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
-                for batch in data.to_batches(max_chunksize=100_000):
-                    sink = io.BytesIO()
-                    pacsv.write_csv(batch, sink, write_options=pacsv.WriteOptions(include_header=False))
-                    copy.write(sink.getvalue())
-            changed = ", ".join(f"{c} = excluded.{c}" for c in EXPORT_COLUMNS[1:])
-            values = ", ".join(f"t.{c}" for c in EXPORT_COLUMNS[1:5])
-            new = ", ".join(f"excluded.{c}" for c in EXPORT_COLUMNS[1:5])
-            cursor.execute(
-                f"WITH up AS (INSERT INTO {table} AS t ({', '.join(EXPORT_COLUMNS)}) "
-                f"SELECT {', '.join(EXPORT_COLUMNS)} FROM scalellm_stage "
-                f"ON CONFLICT (id) DO UPDATE SET {changed}, written_at = now() "
-                f"WHERE ({values}) IS DISTINCT FROM ({new}) RETURNING (xmax = 0) AS inserted) "
-                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
-            )
-            inserted, updated = cursor.fetchone()
-            cursor.execute(
-                f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM scalellm_stage AS s WHERE s.id = t.id)"
-            )
-            deleted = cursor.rowcount
+            _copy(cursor, "scalellm_stage", EXPORT_COLUMNS, frame.assign(run_id=run_id)[list(EXPORT_COLUMNS)])
+            inserted, updated = _upsert(cursor, table)
+            if deleted is None:
+                cursor.execute(
+                    f"DELETE FROM {table} AS t WHERE NOT EXISTS (SELECT 1 FROM scalellm_stage AS s WHERE s.id = t.id)"
+                )
+            else:
+                cursor.execute(f"CREATE TEMP TABLE scalellm_gone ON COMMIT DROP AS SELECT id FROM {table} LIMIT 0")
+                _copy(cursor, "scalellm_gone", ("id",), pd.DataFrame({"id": deleted}))
+                cursor.execute(f"DELETE FROM {table} AS t USING scalellm_gone AS g WHERE g.id = t.id")
+            removed = cursor.rowcount
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            rows = cursor.fetchone()[0]
             conn.commit()
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PostgresError(f"predictions sink {location}: {first_line(exc)}") from None
         except psycopg.Error as exc:
             raise PostgresError(f"predictions sink {location}: writing {table} failed ({first_line(exc)})") from None
-    return Written(table, len(frame), inserted, updated, deleted, time.perf_counter() - start)
+    return Written(table, int(rows), inserted, updated, removed, time.perf_counter() - start, len(frame))
+
+
+def _create_missing(cursor, table: str, id_type: str) -> None:
+    """CREATE only what is missing: `CREATE ... IF NOT EXISTS` asks for the privilege even when the object exists."""
+    schema = table.split(".", 1)[0] if "." in table else None
+    if schema:
+        cursor.execute("SELECT to_regnamespace(%s) IS NULL", [schema])
+        if cursor.fetchone()[0]:
+            cursor.execute(f"CREATE SCHEMA {schema}")
+    cursor.execute("SELECT to_regclass(%s) IS NULL", [table])
+    if cursor.fetchone()[0]:
+        cursor.execute(
+            f"CREATE TABLE {table} (id {id_type} PRIMARY KEY, label text NOT NULL, source text NOT NULL, student "
+            "text, confidence real, run_id text NOT NULL, written_at timestamptz NOT NULL DEFAULT now())"
+        )
+
+
+def _copy(cursor, target: str, columns: tuple[str, ...], frame: pd.DataFrame) -> None:
+    data = pa.Table.from_pandas(frame[list(columns)], preserve_index=False)
+    with cursor.copy(f"COPY {target} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+        for batch in data.to_batches(max_chunksize=100_000):
+            sink = io.BytesIO()
+            pacsv.write_csv(batch, sink, write_options=pacsv.WriteOptions(include_header=False))
+            copy.write(sink.getvalue())
+
+
+def _upsert(cursor, table: str) -> tuple[int, int]:
+    """(inserted, updated) from the staged rows; a row equal to its stored one is left alone."""
+    changed = ", ".join(f"{c} = excluded.{c}" for c in EXPORT_COLUMNS[1:])
+    values = ", ".join(f"t.{c}" for c in EXPORT_COLUMNS[1:5])
+    new = ", ".join(f"excluded.{c}" for c in EXPORT_COLUMNS[1:5])
+    cursor.execute(
+        f"WITH up AS (INSERT INTO {table} AS t ({', '.join(EXPORT_COLUMNS)}) "
+        f"SELECT {', '.join(EXPORT_COLUMNS)} FROM scalellm_stage "
+        f"ON CONFLICT (id) DO UPDATE SET {changed}, written_at = now() "
+        f"WHERE ({values}) IS DISTINCT FROM ({new}) RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+    )
+    return cursor.fetchone()
+
+
+def count_rows(location: Location, table: str) -> int | None:
+    """The table's rows, or None when it does not exist."""
+    with connect(location, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NULL", [table])
+        if cursor.fetchone()[0]:
+            return None
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        return int(cursor.fetchone()[0])
 
 
 def read_predictions(location: Location, table: str) -> pd.DataFrame:

@@ -29,8 +29,12 @@ class PredictionsSink(ConfigurableResource):
     def display(self, task: str) -> str:
         return f"{postgres.redact(self.parsed().url)}::{self.table(task)}"
 
-    def write(self, task: str, frame: pd.DataFrame, run_id: str) -> postgres.Written:
-        return postgres.write_predictions(self.parsed(), self.table(task), frame, run_id)
+    def write(self, task: str, frame: pd.DataFrame, run_id: str, deleted: pd.Series | None = None) -> postgres.Written:
+        """Every row (`deleted` None: a full sync), or only the changed rows and the ids to delete."""
+        return postgres.write_predictions(self.parsed(), self.table(task), frame, run_id, deleted)
+
+    def count(self, task: str) -> int | None:
+        return postgres.count_rows(self.parsed(), self.table(task))
 
     def read(self, task: str) -> pd.DataFrame:
         return postgres.read_predictions(self.parsed(), self.table(task))

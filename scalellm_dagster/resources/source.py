@@ -8,6 +8,7 @@ folder, CSV ids take the type the folder's typed (Parquet) files agree on, so on
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -59,6 +60,17 @@ class CorpusSource(ConfigurableResource):
     def display(self) -> str:
         """The source as messages and metadata show it: a PostgreSQL password as ***."""
         return str(self._postgres()) if self.is_postgres else self.path
+
+    def fingerprint(self) -> str:
+        """What changes whenever the corpus would read other rows: the files' names, sizes and mtimes, a DuckDB
+        file's size and mtime, or a PostgreSQL source's row count and hash of every row."""
+        if self.is_postgres:
+            return self.table_fingerprint()
+        if "::" in self.path:
+            database = Path(self.path.split("::", 1)[0])
+            stat = database.stat()
+            return f"{self.path}|{stat.st_size}:{stat.st_mtime_ns}"
+        return json.dumps(self.file_stamps(), sort_keys=True)
 
     def table_fingerprint(self) -> str | None:
         """`rows:hash` of a PostgreSQL source (what the corpus sensor compares), None for files."""

@@ -1,0 +1,40 @@
+"""The assets' automation conditions (which asset follows new data, which waits for a reason to change the model)
+and the source's version that `corpus_source_sensor` reports and `corpus` records. scalellm_dagster/automation.py
+has the picture."""
+
+from __future__ import annotations
+
+import hashlib
+
+from dagster import AssetKey, AssetSelection, AutomationCondition
+
+from scalellm_dagster.resources.source import CorpusSource
+from scalellm_dagster.tasks_config import TaskSpec
+
+# What follows new data: materialize when an upstream asset has a new version (or the asset is missing).
+FOLLOW_THE_DATA = AutomationCondition.eager()
+
+
+def model_condition(task: TaskSpec) -> AutomationCondition:
+    """The head of a task's model chain: never from new data alone."""
+    reasons = AutomationCondition.newly_missing() | AutomationCondition.code_version_changed()
+    label = "model: missing or definition changed"
+    if task.retrain_cron:
+        reasons = reasons | AutomationCondition.cron_tick_passed(task.retrain_cron)
+        label += f" or retrain schedule {task.retrain_cron}"
+    return (
+        reasons.since_last_handled()
+        & ~AutomationCondition.any_deps_missing()
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+    ).with_label(label)
+
+
+def follows_the_model(embeddings: AssetKey) -> AutomationCondition:
+    """The candidates and the report: after the sample, not after new embeddings (they read the sample's vectors)."""
+    return AutomationCondition.eager().ignore(AssetSelection.keys(embeddings)).with_label("eager on the sample")
+
+
+def source_version(source: CorpusSource) -> str:
+    """The source's fingerprint as a data version: changes when a file or a row changes."""
+    return hashlib.sha256(source.fingerprint().encode()).hexdigest()[:16]
