@@ -3,11 +3,12 @@
     .venv/bin/python scripts/living_pipeline_session.py
 
 1. the demo corpus (minus 500 held-back rows, as a folder of Parquet files) is materialized with one task;
-2. a new file with the 500 held-back rows is dropped: the corpus folder sensor requests one run, which embeds and
-   predicts only the new rows;
-3. a second task is added to the tasks file: the task sensor requests a run of that task only; `embeddings` keeps
+2. a new file with the 500 held-back rows is dropped: corpus_source_sensor reports a new version of the source, and
+   the assets' automation conditions (evaluated as the automation sensor would) request one run that embeds and
+   predicts only the new rows, with the deployed model;
+3. a second task is added to the tasks file: the conditions request that task's branch only; `embeddings` keeps
    its materialization count;
-4. the nightly schedule's tick is evaluated.
+4. the model policy sensor's tick says why no model is due for replacement.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main() -> None:
 
     import duckdb
     import pandas as pd
-    from dagster import AssetKey, DagsterInstance, build_schedule_context, build_sensor_context
+    from dagster import AssetKey, DagsterInstance, build_sensor_context, evaluate_automation_conditions
 
     from scalellm_dagster.definitions import build_definitions
     from scalellm_dagster.settings import DEMO_CORPUS, Settings, ensure_dagster_home
@@ -80,61 +81,63 @@ def main() -> None:
             build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
         )
 
+    def wanted(defs, instance, cursor):
+        """What the automation conditions request now, and the cursor for the next evaluation."""
+        result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        keys = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if result.get_num_requested(k)]
+        return keys, result.cursor
+
     def embeddings_count(instance):
         return len(instance.fetch_materializations(AssetKey("embeddings"), limit=100).records)
 
     with DagsterInstance.get() as instance:
         defs = build_definitions(Settings.from_env())
-        folder_cursor = tick(defs, "corpus_folder_sensor", instance, None).cursor
-        task_cursor = tick(defs, "task_config_sensor", instance, None).cursor
         meta = run(defs, instance)
         print(
             f"1. demo materialized: corpus {meta['corpus']['dagster/row_count'].value:,} rows; embeddings "
             f"computed {meta['embeddings']['rows_computed'].value:,}; topic predictions "
-            f"{meta['topic/predictions']['dagster/row_count'].value:,} rows"
+            f"{meta['topic/predictions']['dagster/row_count'].value:,} rows, model "
+            f"{meta['topic/predictions']['model_version'].value}"
         )
+        _, cursor = wanted(defs, instance, None)
+        empty = tick(defs, "corpus_source_sensor", instance, None)
+        print(f"   source sensor with nothing new: {len(empty.asset_events)} report ({empty.skip_message})")
 
-        empty = tick(defs, "corpus_folder_sensor", instance, folder_cursor)
-        print(f"   sensor with nothing new: {len(empty.run_requests)} run ({empty.skip_message})")
         corpus.iloc[-500:].to_parquet(drop / "part-001.parquet", index=False)
-        new = tick(defs, "corpus_folder_sensor", instance, folder_cursor)
-        request = new.run_requests[0]
-        meta = run(defs, instance, list(request.asset_selection))
+        new = tick(defs, "corpus_source_sensor", instance, empty.cursor)
+        for event in new.asset_events:
+            instance.report_runless_asset_event(event)
+        keys, cursor = wanted(defs, instance, cursor)
+        meta = run(defs, instance, keys)
         print(
-            f"2. new file {request.tags['scalellm/new_files']}: sensor requested {len(new.run_requests)} run of "
-            f"{sorted(k.to_user_string() for k in request.asset_selection)}"
+            f"2. new file part-001.parquet: the sensor reported {len(new.asset_events)} new version of corpus_source "
+            f"and launched {len(new.run_requests)} run; the conditions requested "
+            f"{sorted(k.to_user_string() for k in keys)}"
         )
         print(
             f"   embeddings: {meta['embeddings']['rows_computed'].value:,} rows embedded, "
             f"{meta['embeddings']['rows_reused'].value:,} reused; topic predictions: "
             f"{meta['topic/predictions']['rows_predicted'].value:,} predicted, "
-            f"{meta['topic/predictions']['rows_reused'].value:,} reused"
+            f"{meta['topic/predictions']['rows_reused'].value:,} kept as they were "
+            f"({meta['topic/predictions']['model_update'].value})"
         )
-        again = tick(defs, "corpus_folder_sensor", instance, new.cursor)
-        print(f"   the same file on the next tick: {len(again.run_requests)} run")
+        again = tick(defs, "corpus_source_sensor", instance, new.cursor)
+        print(f"   the same file on the next tick: {len(again.asset_events)} report")
 
         before = embeddings_count(instance)
         tasks.write_text(TOPIC_TASK + CARD_TASK)
         defs = build_definitions(Settings.from_env())  # the code location reloads
-        changed = tick(defs, "task_config_sensor", instance, task_cursor)
-        request = changed.run_requests[0]
-        meta = run(defs, instance, list(request.asset_selection))
-        print(
-            f"3. task is_card added: sensor requested {len(changed.run_requests)} run of "
-            f"{sorted(k.to_user_string() for k in request.asset_selection)}"
-        )
+        keys, cursor = wanted(defs, instance, cursor)
+        assert keys, "the conditions requested nothing for the new task"
+        meta = run(defs, instance, keys)
+        print(f"3. task is_card added: the conditions requested {sorted(k.to_user_string() for k in keys)}")
         print(
             f"   embeddings materializations before {before}, after {embeddings_count(instance)}; is_card "
             f"predictions {meta['is_card/predictions']['dagster/row_count'].value:,} rows, accuracy vs gold on "
             f"unseen rows {meta['is_card/predictions']['accuracy_vs_gold_unseen_rows'].value:.3f}"
         )
-
-        schedule = defs.resolve_schedule_def("nightly_refresh")
-        data = schedule.evaluate_tick(build_schedule_context(instance=instance))
-        print(
-            f"4. schedule nightly_refresh ({schedule.cron_schedule}): tick requests {len(data.run_requests)} run "
-            f"of job {data.run_requests[0].job_name or ALL_JOB}"
-        )
+        policy = tick(defs, "model_policy_sensor", instance, None)
+        print(f"4. model policy sensor: {len(policy.run_requests)} replacement ({policy.skip_message})")
     with duckdb.connect(os.environ["SCALELLM_DUCKDB_PATH"], read_only=True) as conn:
         print(
             "   tables:",

@@ -88,11 +88,19 @@ def test_new_data_refreshes_the_predictions_and_a_changed_definition_only_that_t
 
         tasks_file.write_text(textwrap.dedent(SMALL_TASKS + SECOND_TASK.replace("budget: 60", "budget: 70")))
         reloaded = build_definitions(Settings.from_env())  # the code location reloaded with the edited file
-        changed, _ = _wanted(reloaded, instance, cursor)
-        assert changed == {
-            f"is_card/{a}"
-            for a in ("labeled_sample", "student_candidates", "model_selection_report", "predictions", "drift_audit")
-        }
+        changed, cursor = _wanted(reloaded, instance, cursor)
+        branch = ("labeled_sample", "student_candidates", "model_selection_report", "predictions", "drift_audit")
+        assert changed == {f"is_card/{a}" for a in branch}
+        assert run_pipeline(instance, selection=AssetSelection.keys(*map(AssetKey.from_user_string, changed))).success
+
+        # A task added to the file: its branch, once (Dagster's eager alone leaves an asset missing from the start).
+        added = SECOND_TASK.replace("budget: 60", "budget: 70").replace("name: is_card", "name: card_again")
+        tasks_file.write_text(textwrap.dedent(SMALL_TASKS + SECOND_TASK.replace("budget: 60", "budget: 70") + added))
+        reloaded = build_definitions(Settings.from_env())
+        new_task, cursor = _wanted(reloaded, instance, cursor)
+        assert new_task == {f"card_again/{a}" for a in branch}
+        assert run_pipeline(instance, selection=AssetSelection.keys(*map(AssetKey.from_user_string, new_task))).success
+        assert _wanted(reloaded, instance, cursor)[0] == set()
 
 
 def test_the_model_policy_sensor_requests_a_growth_replacement_once(pipeline_env, drop_folder, tasks_file):

@@ -366,7 +366,8 @@ def test_export_keeps_integer_keys_and_the_types_of_a_table_made_beforehand(pg):
 
 def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg, pipeline_env, tmp_path, monkeypatch):
     """deploy/postgres/dagster.yaml as documented: runs, event log and sensor state in PostgreSQL; the daemon's
-    corpus_table_sensor sees rows added to the source table and its run embeds, predicts and exports only those."""
+    corpus_source_sensor reports rows added to the source table, and the run the automation conditions launch
+    embeds, predicts and exports only those."""
     url = pg.new_database("source")
     pg.new_database("dagster")
     rows = demo_slice(460).assign(id=[f"{i:05d}" for i in range(460)])
@@ -387,6 +388,7 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
         "SCALELLM_CORPUS": f"{url}::messages",
         "SCALELLM_PREDICTIONS_TO": f"{url}::labels",
         "SCALELLM_SENSOR_INTERVAL_SECONDS": "2",
+        "SCALELLM_AUTOMATION": "on",
         "DAGSTER_HOME": str(home),
         "DAGSTER_PG_HOST": "127.0.0.1",
         "DAGSTER_PG_PORT": str(pg.port),
@@ -401,14 +403,6 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert run_pipeline(instance).success
         runs_before = len(instance.get_run_records(RunsFilter()))
-    subprocess.run(
-        [str(BIN / "dagster"), "sensor", "start", "corpus_table_sensor", "-w", str(workspace)],
-        env=env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         daemon = subprocess.Popen(
@@ -421,7 +415,7 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
         )
     try:
         with DagsterInstance.get() as instance:
-            _wait("the sensor's first tick", lambda: "unchanged (400 rows)" in log.read_text(), 90, log)
+            _wait("the source sensor's first tick", lambda: ": unchanged (" in log.read_text(), 90, log)
             assert len(instance.get_run_records(RunsFilter())) == runs_before  # already materialized: no run
             _append(url, "messages", rows.iloc[400:])
 
@@ -434,12 +428,12 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
                 ]
                 return done if len(done) == 1 else None
 
-            run = _wait("the sensor's run to finish", finished, 180, log)[0]
+            run = _wait("the refresh run to finish", finished, 180, log)[0]
             assert run.dagster_run.status == DagsterRunStatus.SUCCESS
-            assert run.dagster_run.tags["scalellm/source_rows"] == "460"
             embedded = _materialization(instance, ["embeddings"])
             assert (embedded["rows_computed"].value, embedded["rows_reused"].value) == (60, 400)
-            assert _materialization(instance, ["topic", "exported_predictions"])["inserted"].value == 60
+            export = _materialization(instance, ["topic", "exported_predictions"])
+            assert export["inserted"].value == 60 and export["rows_sent"].value == 60
         assert len(_written(url, "labels.topic_predictions")) == 460
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
