@@ -25,7 +25,7 @@ def test_cli_run_multiprocess_succeeds_and_summarises(pipeline_env, tmp_path):
     assert "succeeded" in out and "400 corpus rows" in out
     topic_line = next(line for line in out.splitlines() if line.startswith("topic "))
     # teacher labels, ..., predictions, then the first drift audit: a baseline, which asks and judges nothing
-    assert re.search(r"^topic +120 .* 400 +baseline$", topic_line.rstrip()), topic_line
+    assert re.search(r"^topic +120 .* 400 +[0-9a-f]{12} +baseline$", topic_line.rstrip()), topic_line
     assert "Could not set lock" not in proc.stderr
     assert query(pipeline_env["SCALELLM_DUCKDB_PATH"], "SELECT count(*) FROM topic.predictions")[0][0] == 400
 

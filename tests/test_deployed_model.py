@@ -159,6 +159,9 @@ def test_policy_rules_in_order():
     assert decide(drawn, **kw, drift_due=True).replace
     assert decide(drawn, **kw, requested=True).replace
     assert decide(drawn, **{**kw, "embedding_versions": {"other"}}).reason.startswith("the embeddings were made")
+    advised = Drawn(drawn.at, 1000, "abc", "run", "emb", budget=60)
+    assert not decide(advised, **kw, budget=(60, "task budget")).replace
+    assert decide(advised, **kw, budget=(150, "advice")).reason == "the budget to draw changed (60 -> 150: advice)"
     assert not decide(drawn, **kw, growth=0.25).replace
     assert decide(drawn, **{**kw, "corpus_rows": 1250}, growth=0.25).replace
     weekly = "0 3 * * 0"  # Sundays 03:00: 2026-12-06 03:00 is after the draw

@@ -15,6 +15,7 @@ import time
 import pytest
 from dagster import DagsterInstance
 
+from scalellm_dagster.assets.deployed_model import RETRAIN_TAG
 from tests.pipeline_helpers import query, run_pipeline
 from tests.real_llm import llama_server, requires_llm
 
@@ -58,7 +59,8 @@ def _run_twice_and_check(db: str, provider: str) -> None:
         )[0]
         assert tokens > 0 and not estimated and forms == "json_object+schema"
         assert query(db, "SELECT DISTINCT provider FROM scalellm_cache.teacher_answers")[0][0] == provider
-        again = run_pipeline(instance)
+        # a replacement draws the same sample again, every answer from the cache (a plain rerun asks nothing at all)
+        again = run_pipeline(instance, tags={RETRAIN_TAG: "all"})
         assert again.success
         assert query(db, "SELECT count(*) FROM scalellm_cache.teacher_ledger")[0][0] == requests  # 0 requests
     meta = [

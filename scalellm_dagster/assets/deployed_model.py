@@ -42,6 +42,7 @@ def last_draw(warehouse: Warehouse, task) -> Drawn | None:
         row["definition"].iloc[0],
         row["run_id"].iloc[0],
         row["embedding_version"].iloc[0],
+        int(row["budget"].iloc[0]) if "budget" in row and not pd.isna(row["budget"].iloc[0]) else None,
     )
 
 
@@ -55,19 +56,21 @@ def embedding_versions(warehouse: Warehouse) -> set[str]:
     return set(warehouse.read_df(f"SELECT DISTINCT embedding_version FROM {EMBEDDINGS}")["embedding_version"])
 
 
-def draw_statements(task, run_id: str, corpus_rows: int, embedding: str, reason: str) -> list[tuple[str, list]]:
+def draw_statements(
+    task, run_id: str, corpus_rows: int, embedding: str, budget: int, reason: str
+) -> list[tuple[str, list]]:
     """`same_transaction` statements for the sample's write: the draw is recorded exactly when the sample lands."""
     table = task_table(task, MODEL_HISTORY)
     return [
         (f'CREATE SCHEMA IF NOT EXISTS "{task.name}"', []),
         (
             f"CREATE TABLE IF NOT EXISTS {table} (run_id VARCHAR, drawn_at TIMESTAMP, corpus_rows BIGINT, "
-            "definition VARCHAR, embedding_version VARCHAR, reason VARCHAR)",
+            "definition VARCHAR, embedding_version VARCHAR, budget INTEGER, reason VARCHAR)",
             [],
         ),
         (
-            f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
-            [run_id, utc_now(), corpus_rows, task_fingerprint(task), embedding, reason],
+            f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [run_id, utc_now(), corpus_rows, task_fingerprint(task), embedding, budget, reason],
         ),
     ]
 

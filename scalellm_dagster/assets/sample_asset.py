@@ -113,6 +113,7 @@ def model_decision(run: _Run) -> Decision:
         drift_due=due_topup(warehouse, task, granted_topups(warehouse, task)) is not None,
         requested=retrain_requested(run.context.run.tags, task.name),
         embedding_versions=embedding_versions(warehouse),
+        budget=task_io.effective_budget(warehouse, task),
     )
 
 
@@ -148,7 +149,12 @@ def materialize_labeled_sample(run: _Run) -> MaterializeResult:
             + topup_log
             + warehouse.snapshot_statements(table, run.context.run.run_id, corpus_read and corpus_read.run_id)
             + draw_statements(
-                task, run.context.run.run_id, len(run.corpus), _main_embedding_version(warehouse), decision.reason
+                task,
+                run.context.run.run_id,
+                len(run.corpus),
+                _main_embedding_version(warehouse),
+                plan.budget,
+                decision.reason,
             )
         ),
     )

@@ -23,6 +23,7 @@ class Drawn:
     definition: str
     run_id: str = ""  # the run that drew it: what the candidates, the choice and the model version are keyed on
     embedding_version: str | None = None  # the vectors the model was trained on
+    budget: int | None = None  # the budget drawn: a task that follows the report's advice redraws when it moves
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def decide(
     drift_due: bool = False,
     requested: bool = False,
     embedding_versions: set[str] | None = None,
+    budget: tuple[int, str] | None = None,
 ) -> Decision:
     """Replace the deployed model or keep it; the reason names the rule that decided (the first that applies)."""
     if drawn is None:
@@ -52,6 +54,8 @@ def decide(
         return Decision(True, f"the task's definition changed (fingerprint {drawn.definition} -> {definition})")
     if drift_due:
         return Decision(True, "a drift top-up is due (failed audits in a row)")
+    if budget is not None and drawn.budget is not None and budget[0] != drawn.budget:
+        return Decision(True, f"the budget to draw changed ({drawn.budget:,} -> {budget[0]:,}: {budget[1]})")
     if embedding_versions is not None and drawn.embedding_version not in (*embedding_versions, None):
         # a student trained on other vectors cannot read these
         return Decision(
