@@ -91,6 +91,31 @@ def test_an_edited_sampled_row_loses_the_teachers_label_but_not_the_model(pipeli
     assert all(e.passed for e in result.get_asset_check_evaluations())
 
 
+def test_a_refreshs_new_rows_go_through_the_deployed_cascade_and_old_ones_keep_their_source(
+    pipeline_env, tasks_file, small_corpus
+):
+    tasks_file.write_text(textwrap.dedent(SMALL_TASKS) + "    cascade_budget: 40\n")
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        before = _predictions(db).set_index("id")
+        threshold = before.loc[before["source"] == "teacher-cascade", "confidence"].max()
+        assert (before["source"] == "teacher-cascade").sum() == 40
+        _, untouched = _grow(small_corpus, pd.read_parquet(small_corpus), new=200, edit=0, delete=0)
+        result = run_pipeline(instance)
+        assert result.success
+    meta = _meta(result, "topic/predictions")
+    after = _predictions(db).set_index("id")
+    pd.testing.assert_frame_equal(after.loc[untouched], before.loc[untouched])  # sources too: no re-planning
+    new = after.loc[~after.index.isin(before.index)]
+    sent = new[new["source"] == "teacher-cascade"]
+    assert meta["cascade_confidence_threshold"] == pytest.approx(threshold)
+    assert meta["cascade_new_rows_answered"] == len(sent) > 0 and meta["cascade_new_rows_sent"] <= 40
+    assert (sent["confidence"] <= threshold).all()
+    left_below = ((new["source"] == "student") & (new["confidence"] <= threshold)).sum()
+    assert left_below == 0 or meta["cascade_new_rows_sent"] == 40  # every new row at or below it went, up to the budget
+
+
 def test_a_changed_task_definition_replaces_only_that_tasks_model(pipeline_env, tasks_file):
     tasks_file.write_text(textwrap.dedent(SMALL_TASKS + SECOND_TASK))
     db = pipeline_env["SCALELLM_DUCKDB_PATH"]

@@ -126,6 +126,10 @@ def test_graph_with_shared_requests_asks_each_shared_row_once(pipeline_env, task
         shared = meta.metadata["rows_asked_jointly"].value
         assert shared == 60  # is_card's 60 rows are all in topic's 120 (same seed, random sampling)
         assert meta.metadata["requests"].value == 6
+        # both models kept on a rerun: no sample is drawn, so nothing is asked jointly either
+        assert run_pipeline(instance).success
+        kept = instance.get_latest_materialization_event(AssetKey("shared_teacher_requests")).asset_materialization
+        assert kept.metadata["requests"].value == 0 and kept.metadata["tasks_drawing_a_sample"].value == 0
     by_task = dict(
         query(
             db,

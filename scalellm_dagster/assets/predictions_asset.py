@@ -132,17 +132,12 @@ def _deployed_student(run: _Run) -> tuple[TrainedStudent, str, list]:
     sample, X, y = task_io.valid_sample(warehouse, task)
     embedding = str(run.current["embedding_version"].mode().iloc[0]) if len(run.current) else ""
     key = task_io.candidates_inputs_key(task, sample, X, draw_id(warehouse, task))
+    reported = version
     if version is None or found is not None:
         version = task_io.model_version(chosen, task, f"{key}|{embedding}")
     student = train_student(chosen, X, y, task.seed)
-    run.context.log.info(
-        f"model {version} ({chosen}): trained on {len(y):,} teacher labels"
-        + (
-            f" (the vectors changed under model {found and task_io.deployed_choice(warehouse, task)[1]})"
-            if found
-            else ""
-        )
-    )
+    changed = f" (vectors of embedder version {found[1]} -> {embedding} under model {reported})" if found else ""
+    run.context.log.info(f"model {version} ({chosen}): trained on {len(y):,} teacher labels{changed}")
     return student, version, deploy_statements(task, version, student, embedding, run.context.run.run_id)
 
 

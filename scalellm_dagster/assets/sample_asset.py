@@ -99,9 +99,9 @@ def sample_plan(warehouse: Warehouse, task: TaskSpec, ids: np.ndarray) -> Sample
     return SamplePlan(budget, budget_note, matrix, pool, pool_matrix, first)
 
 
-def model_decision(run: _Run) -> Decision:
-    """Whether this materialization replaces the task's deployed model (draws a new sample) or keeps it."""
-    task, warehouse = run.task, run.warehouse
+def model_decision(warehouse: Warehouse, task: TaskSpec, run_tags: dict) -> Decision:
+    """Whether a materialization in a run with these tags replaces the task's deployed model (draws a new sample) or
+    keeps it."""
     has_sample = warehouse.table_exists(task_table(task, LABELED_SAMPLE))
     return decide(
         last_draw(warehouse, task) if has_sample else None,
@@ -111,7 +111,7 @@ def model_decision(run: _Run) -> Decision:
         cron=task.retrain_cron,
         growth=task.retrain_growth,
         drift_due=due_topup(warehouse, task, granted_topups(warehouse, task)) is not None,
-        requested=retrain_requested(run.context.run.tags, task.name),
+        requested=retrain_requested(run_tags, task.name),
         embedding_versions=embedding_versions(warehouse),
         budget=task_io.effective_budget(warehouse, task),
     )
@@ -119,7 +119,7 @@ def model_decision(run: _Run) -> Decision:
 
 def materialize_labeled_sample(run: _Run) -> MaterializeResult:
     task, warehouse = run.task, run.warehouse
-    decision = model_decision(run)
+    decision = model_decision(warehouse, task, run.context.run.tags)
     run.context.log.info(f"{task.name}: model {'replaced' if decision.replace else 'kept'} ({decision.reason})")
     if not decision.replace:
         return _kept_sample(run, decision)

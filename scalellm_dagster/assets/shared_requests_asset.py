@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from scalellm_dagster.assets import task_io
 from scalellm_dagster.assets.metadata import md_table
-from scalellm_dagster.assets.sample_asset import sample_plan
+from scalellm_dagster.assets.sample_asset import model_decision, sample_plan
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core.cost_estimate import estimate_labelling
 from scalellm_dagster.flow.shared_requests import ask_shared, shared_rows
@@ -51,6 +51,13 @@ def shared_requests_asset(tasks: list[TaskSpec], teacher_name: str, upstream: As
 def materialize_shared_requests(
     context: AssetExecutionContext, tasks: list[TaskSpec], warehouse: Warehouse, teacher: TeacherResource
 ) -> MaterializeResult:
+    # a task that keeps its model draws no sample in this run: asking about its rows would be paid for nothing
+    drawing = [t for t in tasks if model_decision(warehouse, t, context.run.tags).replace]
+    if len(drawing) < 2:
+        kept = ", ".join(t.name for t in tasks if t not in drawing)
+        context.log.info(f"fewer than two tasks draw a new sample in this run (kept: {kept}): nothing to ask jointly")
+        return MaterializeResult(metadata={"tasks_drawing_a_sample": len(drawing), "models_kept": kept, "requests": 0})
+    tasks = drawing
     corpus = warehouse.read_df(f"SELECT * FROM {CORPUS}")
     ids = corpus["id"].to_numpy()
     plans = {t.name: sample_plan(warehouse, t, ids) for t in tasks}
