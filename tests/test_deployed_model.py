@@ -211,3 +211,32 @@ def test_retrain_policy_in_the_tasks_file_is_validated_and_leaves_the_fingerprin
     path = tmp_path / "tasks.yaml"
     path.write_text(textwrap.dedent(SMALL_TASKS) + "    retrain: {cron: '@weekly'}\n")
     assert load_tasks(path)[0].retrain_cron == "@weekly"
+
+
+def test_scalellm_run_retrain_names_known_tasks_or_every_task(pipeline_env, tasks_file):
+    from scalellm_dagster.cli.main import main, retrain_tags
+    from scalellm_dagster.settings import SettingError
+
+    assert retrain_tags(None, str(tasks_file)) == {}
+    assert retrain_tags([], str(tasks_file)) == {"scalellm/retrain": "all"}
+    assert retrain_tags(["topic"], str(tasks_file)) == {"scalellm/retrain": "topic"}
+    with pytest.raises(SettingError, match="--retrain: no task named nope in .*; tasks: topic"):
+        retrain_tags(["nope"], str(tasks_file))
+    assert main(["run", "--retrain", "nope"]) == 2  # the CLI says it in one line, before any run
+
+
+def test_a_kept_student_that_no_longer_unpickles_is_trained_again_under_the_same_version(pipeline_env, small_corpus):
+    import duckdb
+
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        [version] = query(db, "SELECT DISTINCT model_version FROM topic.predictions")[0]
+        with duckdb.connect(db) as conn:  # what another scikit-learn's pickle looks like to this one: unreadable
+            conn.execute("UPDATE topic.deployed_model SET model = 'not a pickle'::BLOB")
+        _grow(small_corpus, pd.read_parquet(small_corpus), new=20, edit=0, delete=0)
+        result = run_pipeline(instance)
+        assert result.success
+    pred = _meta(result, "topic/predictions")
+    assert pred["model_version"] == version and pred["rows_predicted"] == 20
+    assert query(db, "SELECT count(*) FROM topic.deployed_model WHERE model <> 'not a pickle'::BLOB")[0][0] == 1

@@ -8,9 +8,11 @@ Both tables are append-only: the latest row is the deployed one, the rest is the
 from __future__ import annotations
 
 import pickle
+import warnings
 from datetime import UTC, datetime
 
 import pandas as pd
+from sklearn.exceptions import InconsistentVersionWarning
 
 from scalellm_dagster.core.model_policy import Drawn
 from scalellm_dagster.names import DEPLOYED_MODEL, EMBEDDINGS, MODEL_HISTORY, task_fingerprint, task_table
@@ -82,9 +84,10 @@ def draw_history(warehouse: Warehouse, task, rows: int = 10) -> pd.DataFrame:
     return warehouse.read_df(f"SELECT * FROM {table} ORDER BY drawn_at DESC, rowid DESC LIMIT {int(rows)}")
 
 
-def load_student(warehouse: Warehouse, task, version: str) -> tuple[object, str] | None:
+def load_student(warehouse: Warehouse, task, version: str, log=print) -> tuple[object, str] | None:
     """(the student deployed under `version`, the embedder version of the vectors it was trained on), or None when
-    none was kept under it."""
+    none was kept under it, or it no longer unpickles (a scikit-learn upgrade): the caller trains it again from the
+    same labels."""
     table = task_table(task, DEPLOYED_MODEL)
     if not warehouse.table_exists(table):
         return None
@@ -93,7 +96,14 @@ def load_student(warehouse: Warehouse, task, version: str) -> tuple[object, str]
     )
     if not len(found):
         return None
-    return pickle.loads(found["model"].iloc[0]), found["embedding_version"].iloc[0]  # noqa: S301 - our own pickle
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", InconsistentVersionWarning)  # another version's model may predict wrong
+            model = pickle.loads(found["model"].iloc[0])  # noqa: S301 - our own pickle
+    except Exception as exc:  # noqa: BLE001 - any failure to restore it means: train it again
+        log(f"the kept student of model {version} cannot be restored ({type(exc).__name__}: {exc}); training it again")
+        return None
+    return model, found["embedding_version"].iloc[0]
 
 
 def deploy_statements(task, version: str, student, embedding: str, run_id: str) -> list[tuple[str, list]]:

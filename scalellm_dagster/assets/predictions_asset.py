@@ -11,7 +11,7 @@ from scalellm_dagster.assets import task_io, task_metadata
 from scalellm_dagster.assets.deployed_model import deploy_statements, draw_id, load_student
 from scalellm_dagster.assets.on_cluster import predict_on_cluster
 from scalellm_dagster.assets.task_branch import task_asset
-from scalellm_dagster.assets.teacher_session import warehouse_session
+from scalellm_dagster.assets.teacher_session import TeacherRun
 from scalellm_dagster.cluster.parts import join
 from scalellm_dagster.core.cascade import agreement_of_most_confident
 from scalellm_dagster.flow import (
@@ -64,33 +64,23 @@ def predictions_asset(task: TaskSpec, report: AssetsDefinition, embeddings: Asse
 
 
 @dataclass
-class _Run:
+class _Run(TeacherRun):
     """What one materialization's steps share."""
 
-    context: AssetExecutionContext
-    task: TaskSpec
-    warehouse: Warehouse
-    teacher: TeacherResource
-    cluster: ClusterResource
-    client: object
-    parts: str | None
+    cluster: ClusterResource | None = None
+    client: object = None
+    parts: str | None = None
     student: TrainedStudent | None = None
     version: str = ""
     deploy: list = field(default_factory=list)  # statements that keep a newly trained student with its predictions
     current: pd.DataFrame | None = None  # every embedded row: id, text_hash, embedding_version
     log: list = field(default_factory=list)  # the write's snapshot statements
 
-    def session(self):
-        corpus = self.warehouse.read_df(f"SELECT * FROM {CORPUS}")
-        return warehouse_session(
-            self.task,
-            self.teacher,
-            self.warehouse,
-            corpus,
-            task_io.simulation_vectors(self.warehouse, self.teacher, None),
-            self.context.run.run_id,
-            self.context.log.info,
-        )
+    def session(self, one_row_reask: bool = False):
+        """Opened only when the cascade sends a row: the corpus and the simulation's vectors are read then."""
+        self.corpus = self.warehouse.read_df(f"SELECT * FROM {CORPUS}")
+        self.vectors = task_io.simulation_vectors(self.warehouse, self.teacher, None)
+        return super().session(one_row_reask)
 
 
 def materialize_predictions(
@@ -102,7 +92,7 @@ def materialize_predictions(
     client,
     parts: str | None,
 ) -> MaterializeResult:
-    run = _Run(context, task, warehouse, teacher, cluster, client, parts)
+    run = _Run(context, task, warehouse, teacher, cluster=cluster, client=client, parts=parts)
     table = task_table(task, PREDICTIONS)
     run.current, vectors_read = warehouse.read_df_with_snapshot(
         f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS}", EMBEDDINGS
@@ -125,7 +115,7 @@ def _deployed_student(run: _Run) -> tuple[TrainedStudent, str, list]:
     with today's vectors, under a new version: a model cannot read vectors of another embedder."""
     task, warehouse = run.task, run.warehouse
     chosen, version = task_io.deployed_choice(warehouse, task)
-    found = load_student(warehouse, task, version) if version else None
+    found = load_student(warehouse, task, version, run.context.log.warning) if version else None
     if found is not None and found[1] in set(run.current["embedding_version"]):
         run.context.log.info(f"model {version} ({chosen}): the deployed student, loaded from the warehouse")
         return TrainedStudent(chosen, found[0], 0.0), version, []

@@ -44,10 +44,10 @@ def materialize_report(
     if kept is not None:
         # The deployed model's choice stands: the corpus's size and the teacher's later spend (audits) change the
         # report's figures, but must not swap the student under predictions already made.
-        context.log.info(f"same sample, vectors and task as the deployed model's report: kept ({kept})")
+        context.log.info(f"same draw and task as the deployed model's report: kept ({kept})")
         return MaterializeResult(
             metadata={
-                "model": "kept: same sample, vectors and task as the deployed model's report",
+                "model": "kept: same draw and task as the deployed model's report",
                 "chosen_student": kept,
                 "dagster/row_count": warehouse.row_count(task_table(task, MODEL_SELECTION_REPORT)),
             }

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
@@ -17,7 +16,7 @@ from scalellm_dagster.assets.deployed_model import (
     utc_now,
 )
 from scalellm_dagster.assets.task_branch import task_asset
-from scalellm_dagster.assets.teacher_session import warehouse_session
+from scalellm_dagster.assets.teacher_session import TeacherRun
 from scalellm_dagster.core.corpus import check_gold_column
 from scalellm_dagster.core.model_policy import Decision, decide
 from scalellm_dagster.flow import LabelledSample, TeacherSession, initial_sample_ids, label_sample
@@ -47,33 +46,9 @@ def labeled_sample_asset(
         automation_condition=model_condition(task),
     )
     def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
-        return materialize_labeled_sample(_Run(context, task, warehouse, teacher))
+        return materialize_labeled_sample(TeacherRun(context, task, warehouse, teacher))
 
     return labeled_sample
-
-
-@dataclass
-class _Run:
-    """What the steps of one materialization share."""
-
-    context: AssetExecutionContext
-    task: TaskSpec
-    warehouse: Warehouse
-    teacher: TeacherResource
-    corpus: pd.DataFrame | None = None
-    vectors: object = None  # what the simulated teacher reads (`task_io.simulation_vectors`)
-
-    def session(self, one_row_reask: bool = False) -> TeacherSession:
-        return warehouse_session(
-            self.task,
-            self.teacher,
-            self.warehouse,
-            self.corpus,
-            self.vectors,
-            self.context.run.run_id,
-            self.context.log.info,
-            one_row_reask=one_row_reask,
-        )
 
 
 @dataclass
@@ -117,7 +92,7 @@ def model_decision(warehouse: Warehouse, task: TaskSpec, run_tags: dict) -> Deci
     )
 
 
-def materialize_labeled_sample(run: _Run) -> MaterializeResult:
+def materialize_labeled_sample(run: TeacherRun) -> MaterializeResult:
     task, warehouse = run.task, run.warehouse
     decision = model_decision(warehouse, task, run.context.run.tags)
     run.context.log.info(f"{task.name}: model {'replaced' if decision.replace else 'kept'} ({decision.reason})")
@@ -182,7 +157,7 @@ def _main_embedding_version(warehouse: Warehouse) -> str:
     return str(found["embedding_version"].iloc[0]) if len(found) else ""
 
 
-def _kept_sample(run: _Run, decision: Decision) -> MaterializeResult:
+def _kept_sample(run: TeacherRun, decision: Decision) -> MaterializeResult:
     """The deployed model stays: the sample is left as drawn (no request, no write). Its checks judge it against the
     corpus it was drawn from, which this run's snapshot points to."""
     task, warehouse = run.task, run.warehouse
@@ -197,7 +172,7 @@ def _kept_sample(run: _Run, decision: Decision) -> MaterializeResult:
     )
 
 
-def _with_drift_topup(run: _Run, session: TeacherSession, labelled: LabelledSample):
+def _with_drift_topup(run: TeacherRun, session: TeacherSession, labelled: LabelledSample):
     """The sample with the drift top-up rows failed audits called for (asked of the teacher now), those rows,
     the statements that record the grant, and a note for the UI."""
     drift_rows, topup_log, topup_note = grant_topup(
@@ -211,7 +186,7 @@ def _with_drift_topup(run: _Run, session: TeacherSession, labelled: LabelledSamp
     return labelled, drift_rows, topup_log, topup_note
 
 
-def _reviewed_sample(run: _Run, session: TeacherSession, labelled: LabelledSample, drift_rows: np.ndarray):
+def _reviewed_sample(run: TeacherRun, session: TeacherSession, labelled: LabelledSample, drift_rows: np.ndarray):
     """The sample table (texts, answers, the suspect review's verdicts, provenance) and the review."""
     valid_ids = labelled.valid["id"].to_numpy()
     review = review_suspects(

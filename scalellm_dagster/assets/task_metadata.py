@@ -81,6 +81,8 @@ def kept_sample_metadata(decision, drawn, sample_rows: int, corpus_rows: int) ->
         "drawn_by_run": drawn.run_id if drawn else "",
         "corpus_rows_now": corpus_rows,
         "teacher_requests": 0,
+        "to_replace_it": "launch the retrain_models job (tag scalellm/retrain=<task> for one task), or run "
+        "`scalellm run --retrain <task>`",
     }
 
 

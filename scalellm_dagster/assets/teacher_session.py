@@ -1,12 +1,39 @@
 """The flow's teacher session over the warehouse: answers cached in DuckDB, every request in its ledger."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from dagster import AssetExecutionContext
 
 from scalellm_dagster.flow import TeacherSession
 from scalellm_dagster.flow.suspects import REASK_PROMPT_SUFFIX
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
+
+
+@dataclass
+class TeacherRun:
+    """What one materialization of a task's asset that may ask the teacher carries between its steps."""
+
+    context: AssetExecutionContext
+    task: TaskSpec
+    warehouse: Warehouse
+    teacher: TeacherResource
+    corpus: pd.DataFrame | None = None
+    vectors: object = None  # what the simulated teacher reads (`task_io.simulation_vectors`)
+
+    def session(self, one_row_reask: bool = False) -> TeacherSession:
+        return warehouse_session(
+            self.task,
+            self.teacher,
+            self.warehouse,
+            self.corpus,
+            self.vectors,
+            self.context.run.run_id,
+            self.context.log.info,
+            one_row_reask=one_row_reask,
+        )
 
 
 def warehouse_session(
