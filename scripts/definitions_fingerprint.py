@@ -1,5 +1,5 @@
 """Everything the code location declares, as JSON: each asset's key, description, tags, kinds, group, code
-version and dependencies; each check's description and blocking flag; the sensors and the schedule. Two trees
+version and dependencies; each check's description and blocking flag; the sensors and schedules. Two trees
 that print the same JSON declare the same graph: how a refactor shows it changed no definition.
 
     .venv/bin/python scripts/definitions_fingerprint.py > after.json

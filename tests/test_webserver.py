@@ -17,7 +17,9 @@ from scalellm_dagster.settings import ensure_dagster_home
 
 ROOT = Path(__file__).resolve().parents[1]
 
-ASSET_GRAPH = "{ assetNodes { assetKey { path } groupName kinds dependencyKeys { path } } }"
+ASSET_GRAPH = (
+    "{ assetNodes { assetKey { path } groupName kinds dependencyKeys { path } automationCondition { label } } }"
+)
 REPORT = """{ assetOrError(assetKey: {path: ["topic", "model_selection_report"]}) {
   ... on Asset { assetMaterializations(limit: 1) { metadataEntries { label
     ... on TextMetadataEntry { text } ... on MarkdownMetadataEntry { mdStr } } } } } }"""
@@ -101,6 +103,12 @@ def test_graphql_serves_the_asset_graph_and_report_metadata(webserver):
     assert by_key["topic/labeled_sample"]["groupName"] == "topic"
     assert {"embeddings"} <= {"/".join(d["path"]) for d in by_key["topic/labeled_sample"]["dependencyKeys"]}
     assert "sklearn" in by_key["topic/student_candidates"]["kinds"]
+    # what the asset pages show as the reason a run happened or waits
+    conditions = {key: (n["automationCondition"] or {}).get("label") for key, n in by_key.items()}
+    assert conditions["corpus"] == conditions["topic/predictions"] == "eager: follows new data"
+    assert conditions["topic/labeled_sample"] == "model: new, missing or definition changed"
+    assert conditions["topic/model_selection_report"] == "eager on the sample"
+    assert {"corpus_source"} == {"/".join(d["path"]) for d in by_key["corpus"]["dependencyKeys"]}
 
     # `scalellm run` records an ordinary run of the workspace's job: the job's page (and the timeline) list it.
     cli = subprocess.run(
