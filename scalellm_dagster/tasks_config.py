@@ -15,6 +15,7 @@ import yaml
 from croniter import croniter
 
 from scalellm_dagster.core.students import DEFAULT_CANDIDATES, KNOWN_CANDIDATES
+from scalellm_dagster.names import POLICY_FIELDS
 
 SAMPLING_STRATEGIES = ("random", "stratified-by-cluster", "uncertainty")
 SELECTION_CRITERIA = ("accuracy", "accuracy_under_latency")
@@ -213,8 +214,7 @@ FIELDS = {
 def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     if not isinstance(entry, dict):
         raise TaskConfigError(f"{where}: expected a mapping with name, instruction, labels and budget")
-    known = set(TaskSpec.__dataclass_fields__)
-    known = (known - {"retrain_cron", "retrain_growth"}) | {"retrain"}
+    known = (set(TaskSpec.__dataclass_fields__) - set(POLICY_FIELDS)) | {"retrain"}  # `retrain:` sets them
     unknown = sorted(set(entry) - known)
     if unknown:
         raise TaskConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")

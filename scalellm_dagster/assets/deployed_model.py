@@ -77,13 +77,6 @@ def draw_statements(
     ]
 
 
-def draw_history(warehouse: Warehouse, task, rows: int = 10) -> pd.DataFrame:
-    table = task_table(task, MODEL_HISTORY)
-    if not warehouse.table_exists(table):
-        return pd.DataFrame(columns=["run_id", "drawn_at", "corpus_rows", "definition", "reason"])
-    return warehouse.read_df(f"SELECT * FROM {table} ORDER BY drawn_at DESC, rowid DESC LIMIT {int(rows)}")
-
-
 def load_student(warehouse: Warehouse, task, version: str, log=print) -> tuple[object, str] | None:
     """(the student deployed under `version`, the embedder version of the vectors it was trained on), or None when
     none was kept under it, or it no longer unpickles (a scikit-learn upgrade): the caller trains it again from the

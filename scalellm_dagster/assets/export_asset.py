@@ -52,7 +52,7 @@ def materialize_export(
         context.log.info(f"sending {len(frame):,} changed predictions and {len(deleted):,} deletions to {target}")
     written = sink.write(task.name, frame, context.run.run_id, deleted)
     # after the commit: a failure here only makes the next export send again rows it has, which changes nothing
-    warehouse.write_table(state, warehouse.read_df(f"SELECT *, ? AS target FROM ({current})", [target]))
+    warehouse.execute(f"CREATE OR REPLACE TABLE {state} AS SELECT *, ?::VARCHAR AS target FROM ({current})", [target])
     context.log.info(
         f"{written.table}: {written.inserted:,} inserted, {written.updated:,} updated, {written.deleted:,} "
         f"deleted, {written.unchanged:,} unchanged in {written.seconds:.1f}s"

@@ -99,10 +99,9 @@ def materialize_predictions(
     )
     run.student, run.version, run.deploy = _deployed_student(run)
     run.log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
-    stored = task_io.stored_predictions(warehouse, table)
     previous = _versions(warehouse, table)
-    if stored is not None and previous == {run.version}:
-        return _follow_the_data(run, table, stored)
+    if previous == {run.version}:
+        return _follow_the_data(run, table, task_io.stored_predictions(warehouse, table))
     return _replace_every_prediction(run, table, previous)
 
 
@@ -132,6 +131,7 @@ def _deployed_student(run: _Run) -> tuple[TrainedStudent, str, list]:
 
 
 def _versions(warehouse: Warehouse, table: str) -> set[str]:
+    """The model versions of the stored predictions; none without a table (or one from before model versions)."""
     if not warehouse.table_exists(table) or "model_version" not in warehouse.columns(table):
         return set()
     return set(warehouse.read_df(f"SELECT DISTINCT model_version FROM {table}")["model_version"])

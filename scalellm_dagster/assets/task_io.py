@@ -212,23 +212,14 @@ def teacher_spend(warehouse: Warehouse, task: TaskSpec, concurrency: int) -> Tea
     )
 
 
-def chosen_student(warehouse: Warehouse, task: TaskSpec) -> str:
-    return warehouse.read_df(f"SELECT candidate FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")[
-        "candidate"
-    ].iloc[0]
-
-
 def model_version(chosen: str, task: TaskSpec, inputs_key: str) -> str:
-    """The student is a function of its kind, its seed and what it trains on (`candidates_inputs_key`: the teacher's
-    labels, their vectors, the task): same inputs, same model, same predictions."""
+    """The student is a function of its kind, its seed and what it trains on (`candidates_inputs_key`: the draw the
+    teacher's labels came from and the task): same inputs, same model, same predictions."""
     return hashlib.sha256(f"{chosen}|{task.seed}|{inputs_key}".encode()).hexdigest()[:12]
 
 
-def stored_predictions(warehouse: Warehouse, table: str) -> pd.DataFrame | None:
-    """The stored predictions still valid for their rows (same id, text and vectors), every column as written; None
-    when there is no table (or one from before model versions)."""
-    if not warehouse.table_exists(table) or "model_version" not in warehouse.columns(table):
-        return None
+def stored_predictions(warehouse: Warehouse, table: str) -> pd.DataFrame:
+    """The stored predictions still valid for their rows (same id, text and vectors), every column as written."""
     return warehouse.read_df(
         f"""SELECT p.* FROM {table} p JOIN {EMBEDDINGS} e
             ON p.id = e.id AND p.text_hash = e.text_hash AND p.embedding_version = e.embedding_version"""
