@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from scalellm_dagster.core.corpus import CorpusError
 from scalellm_dagster.resources import postgres
@@ -214,6 +214,14 @@ def test_a_least_privilege_role_reads_and_writes_back_end_to_end(pg, pipeline_en
         result = run_pipeline(instance)
         assert result.success and _check_passed(result, "export_matches_warehouse")
     assert len(_written(url, "labels.topic_predictions")) == 400
+
+
+def _assets_of(instance, run) -> set[str]:
+    """What a run materialized: named in a failure message, so a run nobody expected says what it was."""
+    return {
+        e.dagster_event.asset_key.to_user_string()
+        for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    }
 
 
 def _materialization(instance, path: list[str]) -> dict:
@@ -417,23 +425,27 @@ def test_daemon_on_a_postgres_instance_refreshes_from_a_changed_source_table(pg,
         with DagsterInstance.get() as instance:
             _wait("the source sensor's first tick", lambda: ": unchanged (" in log.read_text(), 90, log)
             assert len(instance.get_run_records(RunsFilter())) == runs_before  # already materialized: no run
+            before = {r.dagster_run.run_id for r in instance.get_run_records(RunsFilter())}
             _append(url, "messages", rows.iloc[400:])
 
-            def finished():
-                records = instance.get_run_records(RunsFilter())[
-                    : len(instance.get_run_records(RunsFilter())) - runs_before
-                ]
-                done = [
-                    r for r in records if r.dagster_run.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
-                ]
-                return done if len(done) == 1 else None
+            def refreshed():
+                """The finished run, launched after the append, whose embeddings materialization is the latest."""
+                event = instance.get_latest_materialization_event(AssetKey(["embeddings"]))
+                run = instance.get_run_by_id(event.run_id)
+                done = run.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+                return run if done and event.run_id not in before else None
 
-            run = _wait("the refresh run to finish", finished, 180, log)[0]
-            assert run.dagster_run.status == DagsterRunStatus.SUCCESS
+            run = _wait("the refresh run to finish", refreshed, 180, log)
+            new_runs = [
+                (r.dagster_run.run_id[:8], r.dagster_run.status.value, sorted(_assets_of(instance, r.dagster_run)))
+                for r in instance.get_run_records(RunsFilter())
+                if r.dagster_run.run_id not in before
+            ]
+            assert run.status == DagsterRunStatus.SUCCESS, new_runs
             embedded = _materialization(instance, ["embeddings"])
-            assert (embedded["rows_computed"].value, embedded["rows_reused"].value) == (60, 400)
+            assert (embedded["rows_computed"].value, embedded["rows_reused"].value) == (60, 400), new_runs
             export = _materialization(instance, ["topic", "exported_predictions"])
-            assert export["inserted"].value == 60 and export["rows_sent"].value == 60
+            assert export["inserted"].value == 60 and export["rows_sent"].value == 60, new_runs
         assert len(_written(url, "labels.topic_predictions")) == 460
     finally:
         os.killpg(daemon.pid, signal.SIGTERM)
