@@ -143,6 +143,7 @@ def test_the_corpus_checks_text_scan_runs_part_by_part_on_the_cluster(on_cluster
         f"{'x' * 40}, {'x' * 40}; ids {rows.loc[7, 'id']}, {rows.loc[333, 'id']}"
     ]
     monkeypatch.delenv("SCALELLM_DASK_SCHEDULER")
+    rows.to_parquet(small_corpus, index=False)  # written again: an unchanged source would carry the verdict over
     in_process = _corpus_check(on_cluster, selection)
     assert in_process["ran_on"] == "in process"
     assert in_process["failed_expectations"] == on["failed_expectations"]

@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
 from scalellm_dagster.tasks_config import parse_task
+from scalellm_dagster.teachers import simulated_hard
 from scalellm_dagster.teachers.base import TeacherNotConfigured
 from scalellm_dagster.teachers.simulated import error_draw
 from scalellm_dagster.teachers.simulated_hard import HardRowsTeacher, hard_answers, static_embed
@@ -102,3 +103,78 @@ def test_it_is_a_registered_simulated_kind_that_needs_a_gold_column(corpus):
         resource.build(_task(), corpus.iloc[:50], None)
     with pytest.raises(TeacherNotConfigured, match="gold_column 'nope' is not a corpus column"):
         resource.build(_task(gold_column="nope"), corpus.iloc[:50], None)
+
+
+def _stored_static_vectors(frame: pd.DataFrame, rows_per_block: int):
+    """The vectors as the `embeddings` step stores them (other chunks and thread count than the simulation's own
+    reading, the shared fallback for unreadable texts), served in another order than the corpus's."""
+    from scalellm_dagster.embedders.static import StaticEmbedder
+    from scalellm_dagster.embedders.unreadable import with_fallback
+
+    vectors, _ = with_fallback(frame["text"], StaticEmbedder(chunk_rows=700, threads=2).embed(frame["text"]))
+    order = np.random.default_rng(0).permutation(len(frame))
+    ids = frame["id"].to_numpy()
+    blocks = [order[s : s + rows_per_block] for s in range(0, len(order), rows_per_block)]
+    return lambda: ((ids[b], vectors[b]) for b in blocks)
+
+
+def test_reading_the_stored_vectors_gives_exactly_the_answers_of_embedding_the_corpus_again(corpus, monkeypatch):
+    """What makes the simulation's cost a read of the warehouse: the answers, hardness and difficulty are those of
+    the computation before issue #47 (kept verbatim in tests/reference), unreadable texts (given the shared fallback
+    vector in the warehouse) and texts with a NUL or emoji included; more rows than a block of the old code."""
+    from tests.reference import simulated_hard_before
+    from tests.reference.simulated_hard_before import hard_answers_before_47
+
+    for module in (simulated_hard, simulated_hard_before):  # blocks of 1,000 rows: the path of a large corpus
+        monkeypatch.setattr(module, "BLOCK", 1000)
+    odd = pd.DataFrame(
+        {"id": [90001, 90002, 90003, 90004], "text": ["🙂🙂", "...", "\u200b", "a\x00b é"], "topic": TOPICS[:4]}
+    )
+    frame = pd.concat([corpus, odd], ignore_index=True)
+    labels = {t: "" for t in TOPICS}
+    before = hard_answers_before_47(frame["text"].tolist(), frame["topic"], labels, static_embed, 0.85, seed=4)
+    again = hard_answers(frame["text"].tolist(), frame["topic"], labels, static_embed, 0.85, seed=4)
+    for field in ("answers", "wrong", "hardness", "difficulty"):
+        assert np.array_equal(getattr(again, field), getattr(before, field)), field
+    leaning = hard_answers_before_47(frame["text"].tolist(), frame["topic"], labels, static_embed, 0.85, 4, lean=0.3)
+    assert np.array_equal(
+        hard_answers(frame["text"], frame["topic"], labels, static_embed, 0.85, 4, lean=0.3).answers, leaning.answers
+    )
+    stored = _stored_static_vectors(frame, rows_per_block=257)
+    read = hard_answers(
+        frame["text"].tolist(), frame["topic"], labels, static_embed, 0.85, seed=4, stored=stored, ids=frame["id"]
+    )
+    for field in ("answers", "wrong", "hardness", "difficulty"):
+        assert np.array_equal(getattr(read, field), getattr(again, field)), field
+    # a row the warehouse has no vector for is read by the simulation itself
+    partial = lambda: ((i[i != frame["id"].iloc[5]], v[i != frame["id"].iloc[5]]) for i, v in stored())
+    read = hard_answers(
+        frame["text"].tolist(), frame["topic"], labels, static_embed, 0.85, seed=4, stored=partial, ids=frame["id"]
+    )
+    assert np.array_equal(read.answers, again.answers)
+
+
+def test_the_answers_are_computed_at_the_first_uncached_question_and_once_per_corpus_in_a_process(corpus):
+    task = _task(gold_column="topic")
+    reads = []
+    stored = _stored_static_vectors(corpus, rows_per_block=1000)
+
+    def counted():
+        reads.append(1)
+        return stored()
+
+    build = lambda: HardRowsTeacher.from_texts(
+        task, corpus["id"], corpus["text"], corpus["topic"], accuracy=0.85, seed=4, stored=counted
+    )
+    first, second = build(), build()
+    assert reads == []  # built, never asked: a run whose answers are all cached pays nothing
+    row = [(str(corpus["id"].iloc[0]), corpus["text"].iloc[0])]
+    first.label_batch(row)
+    assert len(reads) == 2  # the two passes over the vectors
+    second.label_batch(row)
+    assert len(reads) == 2  # the sample, the cascade and the audit of one run share them
+    edited = corpus.assign(text=corpus["text"].where(corpus.index != 0, "something else entirely"))
+    HardRowsTeacher.from_texts(
+        task, edited["id"], edited["text"], edited["topic"], accuracy=0.85, seed=4, stored=counted
+    ).label_batch(row)
+    assert len(reads) == 4  # another corpus: computed again

@@ -157,3 +157,17 @@ def embeddings_schema(id_type: str, dim: int) -> TableSchema:
     return TableSchema(
         columns=[TableColumn(name=c, type=t, description=COLUMN_DESCRIPTIONS[c]) for c, t in types.items()]
     )
+
+
+def kept_write_metadata(context, run_id: str) -> dict:
+    """For a step that found nothing changed and wrote nothing: the metadata of the materialization whose write
+    still stands (run `run_id`), so the asset's page keeps showing what the table holds. {} when the instance's
+    latest materialization is not that write's (another warehouse, or events deleted)."""
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None or event.asset_materialization is None:
+        return {}
+    metadata = dict(event.asset_materialization.metadata)
+    written_by = metadata.get("written_by_run")
+    if event.run_id != run_id and (written_by is None or written_by.value != run_id):
+        return {}
+    return metadata

@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
 from scalellm_dagster.assets import task_io, task_metadata
 from scalellm_dagster.assets.deployed_model import deploy_statements, draw_id, load_student
+from scalellm_dagster.assets.metadata import kept_write_metadata
 from scalellm_dagster.assets.on_cluster import predict_on_cluster
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.assets.teacher_session import TeacherRun
@@ -92,8 +93,11 @@ def materialize_predictions(
     client,
     parts: str | None,
 ) -> MaterializeResult:
-    run = _Run(context, task, warehouse, teacher, cluster=cluster, client=client, parts=parts)
     table = task_table(task, PREDICTIONS)
+    unchanged = _unchanged_predictions(context, task, warehouse, table)
+    if unchanged is not None:
+        return unchanged
+    run = _Run(context, task, warehouse, teacher, cluster=cluster, client=client, parts=parts)
     run.current, vectors_read = warehouse.read_df_with_snapshot(
         f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS}", EMBEDDINGS
     )
@@ -103,6 +107,42 @@ def materialize_predictions(
     if previous == {run.version}:
         return _follow_the_data(run, table, task_io.stored_predictions(warehouse, table))
     return _replace_every_prediction(run, table, previous)
+
+
+def _unchanged_predictions(
+    context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, table: str
+) -> MaterializeResult | None:
+    """When the stored predictions were written after the vectors as they stand, from the corpus as it stands, all
+    by the deployed model: no row to predict, said without reading a row. None otherwise."""
+    written, vectors, rows = (warehouse.snapshot(t) for t in (table, EMBEDDINGS, CORPUS))
+    if written is None or vectors is None or rows is None or not warehouse.table_exists(table):
+        return None
+    if not (written.corpus_run_id == vectors.corpus_run_id == rows.run_id and written.same_ids(rows)):
+        return None
+    if written.written_at is None or vectors.written_at is None or written.written_at < vectors.written_at:
+        return None
+    _, version = task_io.deployed_choice(warehouse, task)
+    if version is None or warehouse.row_count(table) != written.rows or _versions(warehouse, table) != {version}:
+        return None
+    if load_student(warehouse, task, version, context.log.warning) is None:
+        return None  # a kept student that no longer loads is trained again
+    context.log.info(f"model {version} kept and no row new or edited: the {written.rows:,} predictions stand")
+    return MaterializeResult(
+        metadata={
+            **kept_write_metadata(context, written.run_id),
+            "dagster/row_count": written.rows,
+            "unchanged": (
+                f"model {version} kept, and the corpus and its vectors are those run {written.run_id} predicted: "
+                "no row predicted or written"
+            ),
+            "model_update": f"kept: model {version}, nothing new to predict",
+            "model_version": version,
+            "rows_predicted": 0,
+            "rows_reused": written.rows,
+            "rows_written": 0,
+            "written_by_run": written.run_id,
+        }
+    )
 
 
 def _deployed_student(run: _Run) -> tuple[TrainedStudent, str, list]:

@@ -1,6 +1,7 @@
 """The shared foundation: the corpus and its embeddings, built once and used by every task."""
 
 import hashlib
+import json
 import pickle
 import time
 from collections import deque
@@ -11,11 +12,14 @@ from itertools import islice
 import numpy as np
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from scalellm_dagster import __version__
 from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA, source_version
-from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, preview
+from scalellm_dagster.assets.heartbeat_step import with_heartbeat
+from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, kept_write_metadata, preview
 from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
 from scalellm_dagster.cluster.parts import embed_part, embed_rows, iter_batches, join, split_rows
 from scalellm_dagster.core.corpus import few
+from scalellm_dagster.core.heartbeat import phase
 from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL, text_hash
 from scalellm_dagster.embedders.unreadable import with_fallback
@@ -34,27 +38,70 @@ from scalellm_dagster.resources.cluster import ClusterResource
     automation_condition=FOLLOW_THE_DATA,
     description="The source rows (id, text and any other columns), loaded from the configured file or table.",
 )
+@with_heartbeat
 def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Warehouse) -> MaterializeResult:
     # before reading: a file or table changed meanwhile looks changed to the source sensor
     stamps = source.file_stamps()
     fingerprint = source.table_fingerprint()
     version = source_version(source)
+    read_key = source_read_key(source, fingerprint)
+    about = {
+        "source": source.display,
+        "source_files": MetadataValue.json(stamps),
+        **({"source_fingerprint": fingerprint} if fingerprint else {}),
+        "source_version": version,  # what corpus_source_sensor compares: a version read is not reported again
+        "table": f"{warehouse.database}::{CORPUS}",
+    }
+    unchanged = unchanged_corpus(warehouse, read_key)
+    if unchanged is not None:
+        context.log.info(
+            f"corpus: source unchanged since run {unchanged.run_id[:8]} read it ({source.display}: same files, "
+            f"sizes and mtimes, or the same table rows and hash): its {unchanged.rows:,} rows are kept, not read again"
+        )
+        return MaterializeResult(
+            metadata={
+                **kept_write_metadata(context, unchanged.run_id),
+                "dagster/row_count": unchanged.rows,
+                "unchanged": f"the source's fingerprint matches the read of run {unchanged.run_id}: not read again",
+                "written_by_run": unchanged.run_id,
+                **about,
+            }
+        )
+    phase(f"reading {source.display}")
     df = source.load()
     run_id = context.run.run_id
-    rows = warehouse.write_table(CORPUS, df, same_transaction=warehouse.snapshot_statements(CORPUS, run_id, run_id))
+    rows = warehouse.write_table(
+        CORPUS,
+        df,
+        same_transaction=warehouse.snapshot_statements(CORPUS, run_id, run_id)
+        + warehouse.source_read_statements(run_id, read_key),
+    )
     context.log.info(f"corpus: {rows:,} rows from {source.display}")
     return MaterializeResult(
         metadata={
             "dagster/row_count": rows,
-            "source": source.display,
-            "source_files": MetadataValue.json(stamps),
-            **({"source_fingerprint": fingerprint} if fingerprint else {}),
-            "source_version": version,  # what corpus_source_sensor compares: a version read is not reported again
-            "table": f"{warehouse.database}::{CORPUS}",
+            **about,
             "dagster/column_schema": column_schema(df),
             "preview": preview(df),
         }
     )
+
+
+def source_read_key(source: CorpusSource, table_fingerprint: str | None) -> str:
+    """What decides which rows a read of the source gives: where, how (and the reading code's version), and the
+    source's fingerprint."""
+    fingerprint = table_fingerprint if table_fingerprint is not None else source.fingerprint()
+    how = [source.path, source.id_column, source.text_column, source.csv_id_type, fingerprint, __version__]
+    return hashlib.sha256(json.dumps(how).encode()).hexdigest()
+
+
+def unchanged_corpus(warehouse: Warehouse, read_key: str):
+    """The corpus write (its snapshot) that came from a read with this fingerprint, when it is still the table as it
+    stands; None otherwise (the source is read)."""
+    last = warehouse.snapshot(CORPUS)
+    if last is None or not warehouse.table_exists(CORPUS) or warehouse.row_count(CORPUS) != last.rows:
+        return None
+    return last if warehouse.source_read_key(last.run_id) == read_key else None
 
 
 # What every asset of the shared foundation declares.
@@ -73,13 +120,61 @@ FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"lay
         "keeps its fitted model in the warehouse)."
     ),
 )
+@with_heartbeat
 def embeddings(
     context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse, cluster: ClusterResource
 ) -> MaterializeResult:
+    unchanged = _unchanged_embeddings(context, embedder, warehouse)
+    if unchanged is not None:
+        return unchanged
     # An OpenAI-compatible embedder is one client with one concurrency limit, as the teacher: it stays on the driver.
     on_cluster = cluster if not embedder.spec.remote else ClusterResource()
     with on_cluster.session(warehouse.database, context.run.run_id) as (client, parts):
         return _embeddings(context, embedder, warehouse, cluster, client, parts)
+
+
+def _unchanged_embeddings(
+    context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse
+) -> MaterializeResult | None:
+    """When the stored vectors were made from the corpus as it stands (no corpus write since theirs, the same ids),
+    all by the embedder's current version: nothing to embed, said without reading a row. None otherwise."""
+    vectors, rows = warehouse.snapshot(EMBEDDINGS), warehouse.snapshot(CORPUS)
+    if embedder.refit or vectors is None or rows is None or not warehouse.table_exists(EMBEDDINGS):
+        return None
+    if vectors.corpus_run_id != rows.run_id or not vectors.same_ids(rows):
+        return None
+    if warehouse.row_count(EMBEDDINGS) != vectors.rows:
+        return None
+    model, version = stored_embedder(embedder, warehouse)
+    stored = set(warehouse.read_df(f"SELECT DISTINCT embedding_version FROM {EMBEDDINGS}")["embedding_version"])
+    if version is None or stored != {version}:
+        return None
+    dim = int(model.dim or _stored_dim(warehouse))
+    context.log.info(
+        f"embeddings: the {vectors.rows:,} stored vectors were made from the corpus as it stands by {model.name}: "
+        "nothing to embed"
+    )
+    return MaterializeResult(
+        metadata={
+            **kept_write_metadata(context, vectors.run_id),
+            "written_by_run": vectors.run_id,
+            "dagster/row_count": vectors.rows,
+            "unchanged": (
+                f"the {vectors.rows:,} vectors of run {vectors.run_id} were made from the corpus as it stands, by "
+                f"{model.name} (version {version}): nothing to embed, no row read"
+            ),
+            "rows_reused": vectors.rows,
+            "rows_computed": 0,
+            "rows_removed": 0,
+            "embedder": model.name,
+            "embedding_version": version,
+            "dim": dim,
+            "table": f"{warehouse.database}::{EMBEDDINGS}",
+            "dagster/column_schema": embeddings_schema(
+                str(warehouse.read_df(f"SELECT id FROM {CORPUS} LIMIT 0")["id"].dtype), dim
+            ),
+        }
+    )
 
 
 def _embeddings(

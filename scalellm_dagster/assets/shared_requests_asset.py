@@ -7,6 +7,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from scalellm_dagster.assets import task_io
+from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.metadata import md_table
 from scalellm_dagster.assets.sample_asset import model_decision, sample_plan
 from scalellm_dagster.assets.teacher_session import warehouse_session
@@ -42,6 +43,7 @@ def shared_requests_asset(tasks: list[TaskSpec], teacher_name: str, upstream: As
             "request. The tasks' labeled_sample steps then ask only the rest."
         ),
     )
+    @with_heartbeat
     def shared_teacher_requests(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         return materialize_shared_requests(context, tasks, warehouse, teacher)
 

@@ -4,6 +4,7 @@
 from dagster import AutomationCondition, asset
 
 from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA
+from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.names import task_fingerprint
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -30,7 +31,7 @@ def task_asset(
 ):
     """`@asset` for one of `task`'s assets, tagged with the task and the layer of the flow it belongs to; it follows
     new data unless told otherwise (the model chain: `conditions.model_condition`)."""
-    return asset(
+    decorate = asset(
         name=name,
         deps=deps,
         kinds=set(kinds),
@@ -39,3 +40,4 @@ def task_asset(
         automation_condition=automation_condition,
         **branch_of(task),
     )
+    return lambda fn: decorate(with_heartbeat(fn))

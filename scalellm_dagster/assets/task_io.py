@@ -56,10 +56,17 @@ def effective_budget(warehouse: Warehouse, task: TaskSpec) -> tuple[int, str]:
 
 def simulation_vectors(warehouse: Warehouse, teacher: TeacherResource, matrix):
     """What the simulated teacher needs to err plausibly: the row-aligned matrix when one is in memory anyway,
-    otherwise blocks streamed from the warehouse (a million vectors are never loaded at once)."""
-    if not teacher.spec.simulated or matrix is not None:
+    otherwise blocks streamed from the warehouse (a million vectors are never loaded at once). None when the stored
+    vectors are not the ones the simulation reads with (`simulated_hard` reads with the static embedder: under
+    another embedder it embeds the texts itself)."""
+    if not teacher.spec.simulated:
         return matrix
-    return lambda: warehouse.iter_embeddings(EMBEDDINGS)
+    reader = teacher.spec.reads_vectors
+    if reader is not None:
+        stored = set(warehouse.read_df(f"SELECT DISTINCT embedding_version FROM {EMBEDDINGS}")["embedding_version"])
+        if stored != {reader()}:
+            return None
+    return matrix if matrix is not None else (lambda: warehouse.iter_embeddings(EMBEDDINGS))
 
 
 def valid_sample(warehouse: Warehouse, task: TaskSpec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

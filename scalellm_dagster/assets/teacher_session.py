@@ -10,6 +10,7 @@ from scalellm_dagster.flow import TeacherSession
 from scalellm_dagster.flow.suspects import REASK_PROMPT_SUFFIX
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
+from scalellm_dagster.teachers.simulated_hard import HardRowsTeacher
 
 
 @dataclass
@@ -49,6 +50,8 @@ def warehouse_session(
     """`matrix` (row-aligned vectors, or a callable streaming blocks) feeds the simulated teacher only.
     `one_row_reask`: one row per request, cached apart from the batched answers (it is another prompt)."""
     model = teacher.build(task, corpus, matrix)
+    if isinstance(model, HardRowsTeacher):
+        model.log = log  # its first question reads the whole corpus: the run says so
     version = model.prompt_version + (REASK_PROMPT_SUFFIX if one_row_reask else "")
     cache = warehouse.answer_cache(
         {

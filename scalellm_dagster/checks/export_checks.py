@@ -1,9 +1,10 @@
 """The check on a task's `exported_predictions`: the PostgreSQL table, read back, row for row against the warehouse."""
 
 import pandas as pd
-from dagster import AssetCheckResult, AssetChecksDefinition, AssetKey, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDefinition, AssetKey, asset_check
 
 from scalellm_dagster.assets.export_asset import EXPORT_SELECT
+from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.names import EXPORTED_PREDICTIONS, PREDICTIONS, task_key, task_table
 from scalellm_dagster.resources import PredictionsSink, Warehouse
@@ -50,7 +51,10 @@ def export_matches_warehouse_check(task: TaskSpec) -> AssetChecksDefinition:
             "missing or extra, the same label, source, student and confidence in every row."
         ),
     )
-    def export_matches_warehouse(warehouse: Warehouse, sink: PredictionsSink) -> AssetCheckResult:
+    @with_heartbeat
+    def export_matches_warehouse(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, sink: PredictionsSink
+    ) -> AssetCheckResult:
         ours = warehouse.read_df(EXPORT_SELECT.format(table=task_table(task, PREDICTIONS)))
         both = compare(ours, sink.read(task.name))
         outcome = validate(both, export_expectations(len(ours)), f"{task.name}_export")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from scalellm_dagster.core.heartbeat import phase
+
 _lock = threading.Lock()
 _context = None
 _counter = itertools.count()
@@ -69,6 +71,8 @@ class Outcome:
 def validate(df: pd.DataFrame, expectations: list, name: str, id_column: str | None = "id") -> Outcome:
     """Run `expectations` on `df`; failing row ids come from `id_column` when the frame has it."""
     import great_expectations as gx
+
+    phase(f"validating {len(df):,} rows against {len(expectations)} expectations (Great Expectations)")
 
     context = _gx_context()
     with _lock:  # GX's context registry is not thread-safe; a check validates in one go anyway

@@ -5,7 +5,9 @@ from functools import partial
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
 
+from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.shared import corpus
+from scalellm_dagster.checks.carry_over import basis, carried, recorded
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import Outcome, validate
 from scalellm_dagster.checks.row_scans import validate_on_cluster
@@ -69,9 +71,17 @@ def gold_expectations(gold_column: str, labels: list[str]) -> list:
     "On a Dask cluster reached through SCALELLM_DASK_SCHEDULER, the text expectations run part by part on "
     "the workers.",
 )
+@with_heartbeat
 def corpus_rows_valid(
     context: AssetCheckExecutionContext, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource
 ) -> AssetCheckResult:
+    key = basis(warehouse, [CORPUS], "corpus_expectations", source.max_text_chars)
+    return carried(context, warehouse, "corpus_rows_valid", key) or recorded(
+        context, warehouse, "corpus_rows_valid", key, _corpus_rows_valid(context, warehouse, source, cluster)
+    )
+
+
+def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource):
     if not cluster.scheduler or warehouse.row_count(CORPUS) <= cluster.rows_per_part:
         # Local workers share the driver's cores: there the parts cost more than the scan they spread (BENCHMARKS.md,
         # "the checks' scans"); so does starting a cluster for one part's rows.
@@ -105,20 +115,27 @@ def gold_label_check(task):
         "(nulls allowed: those rows are simply not evaluated). When it fails, that task's labeled_sample "
         "stops before any teacher request; the other tasks go on.",
     )
-    def _check(warehouse: Warehouse) -> AssetCheckResult:
-        columns = warehouse.read_df(f"SELECT * FROM {CORPUS} LIMIT 0").columns
-        if task.gold_column not in columns:
-            return AssetCheckResult(
-                passed=False,
-                metadata={
-                    "error": f"gold_column {task.gold_column!r} is not a corpus column; columns: {list(columns)}"
-                },
-            )
-        df = warehouse.read_df(f'SELECT id, "{task.gold_column}" FROM {CORPUS}')
-        outcome = validate(df, gold_expectations(task.gold_column, task.label_names), f"{task.name}_gold")
-        return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
+    @with_heartbeat
+    def _check(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+        name = f"{task.name}_gold_labels_in_label_set"
+        key = basis(warehouse, [CORPUS], "gold_expectations", task.gold_column, task.label_names)
+        return carried(context, warehouse, name, key) or recorded(
+            context, warehouse, name, key, _gold_labels_in_label_set(task, warehouse)
+        )
 
     return _check
+
+
+def _gold_labels_in_label_set(task, warehouse: Warehouse) -> AssetCheckResult:
+    columns = warehouse.read_df(f"SELECT * FROM {CORPUS} LIMIT 0").columns
+    if task.gold_column not in columns:
+        return AssetCheckResult(
+            passed=False,
+            metadata={"error": f"gold_column {task.gold_column!r} is not a corpus column; columns: {list(columns)}"},
+        )
+    df = warehouse.read_df(f'SELECT id, "{task.gold_column}" FROM {CORPUS}')
+    outcome = validate(df, gold_expectations(task.gold_column, task.label_names), f"{task.name}_gold")
+    return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
 
 @asset_check(
@@ -128,10 +145,20 @@ def gold_label_check(task):
     description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
     f"with L2 norm in {list(NORM_RANGE)}.",
 )
+@with_heartbeat
 def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
     read = corpus_read(context, warehouse, EMBEDDINGS)
     if read.replaced_by:
         return read.result_from_log()
+    if not read.live:  # judged against the corpus this run read, which has moved on: not a verdict to carry
+        return _embeddings_match_corpus(context, warehouse, read)
+    key = basis(warehouse, [EMBEDDINGS, CORPUS], "embeddings_expectations", _declared_dim(context, 0), NORM_RANGE)
+    return carried(context, warehouse, "embeddings_match_corpus", key) or recorded(
+        context, warehouse, "embeddings_match_corpus", key, _embeddings_match_corpus(context, warehouse, read)
+    )
+
+
+def _embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse, read) -> AssetCheckResult:
     # While the corpus has moved on, the table's own ids stand in for it and the logged fingerprint decides.
     moved = not read.live
     frame = warehouse.vector_stats(EMBEDDINGS)

@@ -12,6 +12,9 @@ from dagster import (
 )
 
 from scalellm_dagster.assets.audit_asset import audit_history, granted_topups
+from scalellm_dagster.assets.deployed_model import draw_id
+from scalellm_dagster.assets.heartbeat_step import with_heartbeat
+from scalellm_dagster.checks.carry_over import basis, carried, recorded
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
@@ -22,6 +25,7 @@ from scalellm_dagster.names import (
     MODEL_SELECTION_REPORT,
     PREDICTIONS,
     STUDENT_CANDIDATES,
+    task_fingerprint,
     task_key,
     task_table,
 )
@@ -100,7 +104,8 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
 
 def _task_check(task: TaskSpec, asset_name: str, description: str, blocking: bool = True):
     """`@asset_check` on one of `task`'s assets; the check takes the decorated function's name."""
-    return asset_check(asset=AssetKey(task_key(task, asset_name)), blocking=blocking, description=description)
+    decorate = asset_check(asset=AssetKey(task_key(task, asset_name)), blocking=blocking, description=description)
+    return lambda fn: decorate(with_heartbeat(fn))
 
 
 def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
@@ -258,29 +263,42 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
         read = corpus_read(context, warehouse, table)
         if read.replaced_by:
             return read.result_from_log()
-        # While the corpus has moved on, the table's own ids stand in for it and its logged fingerprint decides.
-        corpus_ids = CORPUS if read.live else table
-        df = warehouse.read_df(
-            f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
-                       CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
-                            WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'yes' END AS row_matches_corpus,
-                       (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher-sample')
-                           AS keeps_teacher_label
-                FROM {table} p
-                FULL OUTER JOIN (SELECT id FROM {corpus_ids}) c ON p.id = c.id
-                LEFT JOIN (
-                    SELECT id, teacher_label, {TEXT_HASH_SQL.format(column="text")} AS text_hash
-                    FROM {task_table(task, LABELED_SAMPLE)} WHERE valid
-                ) s ON s.id = p.id AND s.text_hash = p.text_hash"""
+        if not read.live:  # judged against the corpus this run read, which has moved on: not a verdict to carry
+            return _predictions_cover_corpus(task, warehouse, read)
+        name = f"{task.name}_predictions_cover_corpus"
+        # the sample is logged again by every run that keeps it: its draw and size stand for it
+        sample = (draw_id(warehouse, task), warehouse.row_count(task_table(task, LABELED_SAMPLE)))
+        key = basis(warehouse, [table, CORPUS], "predictions_expectations", task_fingerprint(task), sample)
+        return carried(context, warehouse, name, key) or recorded(
+            context, warehouse, name, key, _predictions_cover_corpus(task, warehouse, read)
         )
-        df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
-        corpus_rows = warehouse.row_count(CORPUS) if read.live else read.corpus.rows
-        if not read.live:
-            df["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(table))
-        outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
-        return AssetCheckResult(passed=outcome.passed, metadata={**read.metadata, **outcome.metadata()})
 
     return predictions_cover_corpus
+
+
+def _predictions_cover_corpus(task: TaskSpec, warehouse: Warehouse, read) -> AssetCheckResult:
+    table = task_table(task, PREDICTIONS)
+    # While the corpus has moved on, the table's own ids stand in for it and its logged fingerprint decides.
+    corpus_ids = CORPUS if read.live else table
+    df = warehouse.read_df(
+        f"""SELECT coalesce(p.id, c.id) AS id, p.label, p.confidence, p.source,
+                   CASE WHEN p.id IS NULL THEN 'missing (no prediction)'
+                        WHEN c.id IS NULL THEN 'extra (not in corpus)' ELSE 'yes' END AS row_matches_corpus,
+                   (s.id IS NULL OR p.label = s.teacher_label) AND (s.id IS NULL) = (p.source <> 'teacher-sample')
+                       AS keeps_teacher_label
+            FROM {table} p
+            FULL OUTER JOIN (SELECT id FROM {corpus_ids}) c ON p.id = c.id
+            LEFT JOIN (
+                SELECT id, teacher_label, {TEXT_HASH_SQL.format(column="text")} AS text_hash
+                FROM {task_table(task, LABELED_SAMPLE)} WHERE valid
+            ) s ON s.id = p.id AND s.text_hash = p.text_hash"""
+    )
+    df["keeps_teacher_label"] = df["keeps_teacher_label"].fillna(False).astype(bool)
+    corpus_rows = warehouse.row_count(CORPUS) if read.live else read.corpus.rows
+    if not read.live:
+        df["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(table))
+    outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
+    return AssetCheckResult(passed=outcome.passed, metadata={**read.metadata, **outcome.metadata()})
 
 
 def audit_expectations() -> list:
@@ -309,6 +327,7 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
         ],
         can_subset=True,
     )
+    @with_heartbeat
     def audit_agreement_within_estimate(context: AssetCheckExecutionContext, warehouse: Warehouse):
         log = audit_history(warehouse, task)
         latest = context.instance.get_latest_materialization_event(key)

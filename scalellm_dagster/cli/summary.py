@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 
 from scalellm_dagster.names import (
@@ -80,4 +82,5 @@ def print_summary(settings: Settings, what: str, seconds: float) -> None:
                 f"{s['task']:<12} {s['teacher_labels']:>15,} {s['chosen']:<22} {s['cv_accuracy_vs_teacher']:>20.3f} "
                 f"{gold:>26} {s['predictions']:>12,} {s['model_version']:>13} {audit:>17}"
             )
-    print("\nBrowse: DAGSTER_HOME=$PWD/data/dagster_home .venv/bin/dagster dev   (then open http://127.0.0.1:3000)")
+    home = os.environ.get("DAGSTER_HOME") or "$PWD/data/dagster_home"
+    print(f"\nBrowse: DAGSTER_HOME={home} .venv/bin/dagster dev   (then open http://127.0.0.1:3000)")

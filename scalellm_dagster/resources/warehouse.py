@@ -24,6 +24,7 @@ from scalellm_dagster.resources.warehouse_cache import LEDGER_COLUMNS, CachesAnd
 from scalellm_dagster.resources.warehouse_keep_open import KEEP_OPEN
 from scalellm_dagster.resources.warehouse_snapshots import Snapshot, SnapshotLog
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA, TablesAndEmbeddings
+from scalellm_dagster.resources.warehouse_unchanged import UnchangedLog
 
 __all__ = ["CACHE_SCHEMA", "LEDGER_COLUMNS", "Snapshot", "Warehouse", "WarehouseLockTimeout", "embedding_batch"]
 
@@ -32,7 +33,7 @@ class WarehouseLockTimeout(RuntimeError):
     pass
 
 
-class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, DuckDBResource):
+class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, UnchangedLog, DuckDBResource):
     """`DuckDBResource` with the project's table conventions."""
 
     lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another process's lock.")

@@ -26,6 +26,7 @@ class Snapshot:
     corpus_run_id: str | None  # the corpus write this table was derived from (its own run_id for the corpus)
     rows: int
     ids_fingerprint: int  # xor of hash(id): equal id sets give equal values whatever the order
+    written_at: object = None  # a naive UTC datetime
 
     def same_ids(self, other: Snapshot) -> bool:
         return (self.rows, self.ids_fingerprint) == (other.rows, other.ids_fingerprint)
@@ -71,9 +72,9 @@ def _snapshot(conn, table: str, run_id: str | None) -> Snapshot | None:
     if relation_kind(conn, SNAPSHOTS) is None:
         return None
     row = conn.execute(
-        f"SELECT table_name, run_id, corpus_run_id, rows, ids_fingerprint FROM {SNAPSHOTS} "
+        f"SELECT table_name, run_id, corpus_run_id, rows, ids_fingerprint, written_at FROM {SNAPSHOTS} "
         "WHERE table_name = ? AND (? IS NULL OR run_id = ?) ORDER BY written_at DESC, rowid DESC "
         "LIMIT 1",
         [table, run_id, run_id],
     ).fetchone()
-    return Snapshot(row[0], row[1], row[2], int(row[3]), int(row[4])) if row else None
+    return Snapshot(row[0], row[1], row[2], int(row[3]), int(row[4]), row[5]) if row else None

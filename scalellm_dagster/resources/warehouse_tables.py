@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from scalellm_dagster.core.heartbeat import phase
 from scalellm_dagster.embedding_arrow import embedding_batch, ids_and_matrix
 from scalellm_dagster.names import CORPUS, EMBEDDINGS
 from scalellm_dagster.resources.duckdb_sql import frame_to_arrow, quote, relation_kind, transaction
@@ -33,6 +34,7 @@ class TablesAndEmbeddings:
         `raw_floats`: store float columns uncompressed, for vectors (compressing float noise saves
         little space and slows the write most, BENCHMARKS.md "Embedding speed"), with DuckDB's buffers bounded.
         """
+        phase(f"writing {table} to the warehouse" + (f" ({len(data):,} rows)" if hasattr(data, "__len__") else ""))
         if isinstance(data, pd.DataFrame):
             data = frame_to_arrow(data, self._corpus_id_type(data))
         schema = table.split(".")[0] if "." in table else None

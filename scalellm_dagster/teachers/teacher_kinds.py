@@ -18,7 +18,8 @@ class TeacherKind:
     `simulated`: it answers from gold labels, not an LLM (runs and reports say so). `priced`: requests are billed
     per token (False: compute on this machine). `one_at_a_time`: it answers one request at a time whatever the
     concurrency setting. `badge`: the kind Dagster's UI shows on the assets that ask it. `missing(options)` says
-    why it cannot run here (an optional extra or a model file missing), checked at start-up, or None."""
+    why it cannot run here (an optional extra or a model file missing), checked at start-up, or None.
+    `reads_vectors()`: the embedder version of the only vectors a simulation can use (None: any)."""
 
     name: str
     summary: str
@@ -28,6 +29,7 @@ class TeacherKind:
     priced: bool = True
     one_at_a_time: bool = False
     missing: Callable[[Any], str | None] = lambda options: None
+    reads_vectors: Callable[[], str] | None = None
 
 
 TEACHERS = KindRegistry("SCALELLM_TEACHER")
@@ -100,9 +102,17 @@ def _simulated(options, task, corpus, embeddings) -> Teacher:
     )
 
 
-def _simulated_hard(options, task, corpus, embeddings) -> Teacher:
-    from scalellm_dagster.teachers.simulated_hard import HardRowsTeacher
+def _static_reader() -> str:
+    from scalellm_dagster.teachers.simulated_hard import static_reader
 
+    return static_reader()
+
+
+def _simulated_hard(options, task, corpus, embeddings) -> Teacher:
+    """`embeddings`, when given, are the static embedder's vectors of the rows (see `static_reader`)."""
+    from scalellm_dagster.teachers.simulated_hard import HardRowsTeacher, matrix_blocks
+
+    stored = embeddings if embeddings is None or callable(embeddings) else matrix_blocks(corpus["id"], embeddings)
     return HardRowsTeacher.from_texts(
         task,
         corpus["id"],
@@ -112,6 +122,7 @@ def _simulated_hard(options, task, corpus, embeddings) -> Teacher:
         seed=options.seed,
         lean=options.simulated_bias,
         latency_ms=options.simulated_latency_ms,
+        stored=stored,
         **_prices(options),
     )
 
@@ -126,6 +137,7 @@ TEACHERS.register(
         _simulated_hard,
         badge="python",
         simulated=True,
+        reads_vectors=_static_reader,
     )
 )
 TEACHERS.register(TeacherKind("openai", "any OpenAI-compatible endpoint", _openai, badge="openai"))

@@ -1,0 +1,126 @@
+"""A refresh with nothing new (issue #47): the source is not read again, no table is rewritten, no row is scanned
+again by a check, and every check still reports its verdict, with the run that reached it."""
+
+from __future__ import annotations
+
+import pandas as pd
+from dagster import AssetKey, DagsterInstance
+
+from scalellm_dagster.checks import shared_checks, task_checks
+from scalellm_dagster.resources import CorpusSource, Warehouse
+from tests.pipeline_helpers import query, run_pipeline
+
+WRITES = "SELECT table_name, count(*) FROM scalellm_meta.snapshots GROUP BY 1"
+SCANNING_CHECKS = {
+    "corpus:corpus_rows_valid",
+    "corpus:topic_gold_labels_in_label_set",
+    "embeddings:embeddings_match_corpus",
+    "topic/predictions:predictions_cover_corpus",
+}
+
+
+def _meta(result, key: str) -> dict:
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey.from_user_string(key)]
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def _checks(result) -> dict:
+    """ "asset:check" -> (passed, metadata) of a run's check evaluations."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            found[name] = (evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()})
+    return found
+
+
+def _validated(monkeypatch) -> list[str]:
+    """The names of the row-by-row validations the checks run from now on."""
+    names: list[str] = []
+    for module in (shared_checks, task_checks):
+        real = module.validate
+
+        def counting(df, expectations, name, *args, _real=real, **kwargs):
+            names.append(name)
+            return _real(df, expectations, name, *args, **kwargs)
+
+        monkeypatch.setattr(module, "validate", counting)
+    return names
+
+
+def test_a_no_change_refresh_reads_and_writes_nothing_and_still_reports_every_check(pipeline_env, monkeypatch):
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        first = run_pipeline(instance)
+        assert first.success
+        writes = dict(query(db, WRITES))
+        predictions = query(db, "SELECT * FROM topic.predictions ORDER BY id")
+        verdicts = _checks(first)
+
+        def never(self):
+            raise AssertionError("the unchanged source was read again")
+
+        monkeypatch.setattr(CorpusSource, "load", never)
+        monkeypatch.setattr(Warehouse, "vector_stats", lambda *a, **k: never(None))
+        validated = _validated(monkeypatch)
+        again = run_pipeline(instance)
+        assert again.success
+
+    for key in ("corpus", "embeddings", "topic/predictions"):
+        meta = _meta(again, key)
+        assert "unchanged" in meta, key
+        assert meta["written_by_run"] == first.run_id
+    assert _meta(again, "corpus")["dagster/row_count"] == 400
+    assert _meta(again, "embeddings")["rows_computed"] == 0
+    # the kept materialization's figures still show on the asset's page
+    assert _meta(again, "topic/predictions")["label_counts"] == _meta(first, "topic/predictions")["label_counts"]
+    assert (_meta(again, "topic/predictions")["rows_predicted"], _meta(again, "topic/predictions")["rows_written"]) == (
+        0,
+        0,
+    )
+    # nothing rewritten: the snapshot log has no new write of these tables, the predictions are the same rows
+    after = dict(query(db, WRITES))
+    for table in ("corpus", "embeddings", "topic.predictions"):
+        assert after[table] == writes[table], table
+    assert query(db, "SELECT * FROM topic.predictions ORDER BY id") == predictions
+    # every check reported; the scanning ones from the verdict the first run reached, without scanning again
+    checks = _checks(again)
+    assert set(checks) == set(verdicts)
+    for name in SCANNING_CHECKS & set(checks):
+        passed, metadata = checks[name]
+        assert passed is True and passed == verdicts[name][0], name
+        assert metadata["verdict"].startswith(f"carried over from run {first.run_id[:8]}"), name
+        assert metadata["verdict_reached_by_run"] == first.run_id
+        assert metadata["expectations_evaluated"] == verdicts[name][1]["expectations_evaluated"]
+    assert set(checks) >= SCANNING_CHECKS
+    assert not {"corpus", "embeddings", "topic_predictions", "topic_gold"} & set(validated)
+    assert validated  # the other checks (the sample's, the report's) did run
+
+
+def test_a_changed_setting_or_source_is_judged_again(pipeline_env, small_corpus, monkeypatch):
+    """The verdict's basis holds the check's settings: a tighter text bound re-checks the unchanged corpus (and
+    fails it, blocking what follows); new rows are read, embedded and checked again."""
+    db = pipeline_env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        longest = query(db, "SELECT max(length(text)) FROM corpus")[0][0]
+        monkeypatch.setenv("SCALELLM_MAX_TEXT_CHARS", str(longest - 1))
+        tight = run_pipeline(instance)
+        assert not tight.success
+        passed, metadata = _checks(tight)["corpus:corpus_rows_valid"]
+        assert passed is False and "verdict" not in metadata
+        assert "unchanged" in _meta(tight, "corpus")  # the source itself was not read again
+
+        monkeypatch.delenv("SCALELLM_MAX_TEXT_CHARS")
+        rows = pd.read_parquet(small_corpus)
+        more = rows.assign(id=rows["id"] + 10_000_000, text=rows["text"] + " (again)").head(25)
+        pd.concat([rows, more], ignore_index=True).to_parquet(small_corpus, index=False)
+        grown = run_pipeline(instance)
+        assert grown.success
+    assert "unchanged" not in _meta(grown, "corpus") and _meta(grown, "corpus")["dagster/row_count"] == 425
+    assert _meta(grown, "embeddings")["rows_computed"] == 25
+    assert _meta(grown, "topic/predictions")["rows_written"] == 25
+    for name in SCANNING_CHECKS:
+        passed, metadata = _checks(grown)[name]
+        assert passed is True and "verdict" not in metadata, name
