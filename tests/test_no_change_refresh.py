@@ -124,3 +124,34 @@ def test_a_changed_setting_or_source_is_judged_again(pipeline_env, small_corpus,
     for name in SCANNING_CHECKS:
         passed, metadata = _checks(grown)[name]
         assert passed is True and "verdict" not in metadata, name
+
+
+def test_a_refresh_with_new_rows_scans_only_their_texts(pipeline_env, small_corpus):
+    """The ids are checked whole (one column), the text expectations only on rows new or edited since the corpus
+    that passed them: a bad new row still fails the check, by its id."""
+    rows = pd.read_parquet(small_corpus)
+    with DagsterInstance.ephemeral() as instance:
+        first = run_pipeline(instance)
+        assert first.success
+        more = rows.assign(id=rows["id"] + 10_000_000, text=rows["text"] + " (again)").head(25)
+        edited = rows.assign(text=rows["text"].where(rows.index != 3, rows["text"] + " (edited)"))
+        pd.concat([edited, more], ignore_index=True).to_parquet(small_corpus, index=False)
+        grown = run_pipeline(instance)
+        assert grown.success
+        passed, metadata = _checks(grown)["corpus:corpus_rows_valid"]
+        assert passed is True
+        assert metadata["text_rows_scanned"] == (
+            f"26 new or edited rows; the other 399 are unchanged since run {first.run_id[:8]} passed the text "
+            "expectations on them with the same settings"
+        )
+        bad = pd.DataFrame({"id": [20_000_000], "text": ["x" * 20_001], "topic": [rows["topic"].iloc[0]]})
+        pd.concat([edited, more, bad], ignore_index=True).to_parquet(small_corpus, index=False)
+        refused = run_pipeline(instance)
+    assert not refused.success
+    passed, metadata = _checks(refused)["corpus:corpus_rows_valid"]
+    assert passed is False
+    assert metadata["text_rows_scanned"].startswith(
+        f"1 new or edited rows; the other 425 are unchanged since run {grown.run_id[:8]}"
+    )
+    assert "expect_column_value_lengths_to_be_between(text)" in metadata["failures"]
+    assert "20000000" in metadata["failures"]

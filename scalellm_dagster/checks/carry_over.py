@@ -32,6 +32,19 @@ def basis(warehouse: Warehouse, tables: list[str], *settings) -> str | None:
         if snap is None or not warehouse.table_exists(table):
             return None
         parts.append([table, snap.run_id, snap.rows, snap.ids_fingerprint, warehouse.row_count(table)])
+    return _key(parts, settings)
+
+
+def verdict_on_write(warehouse: Warehouse, name: str, table: str, run_id: str | None, *settings):
+    """The verdict `name` reached on `table` as run `run_id` wrote it, under these settings (a check that reads
+    that one table); None when there is none."""
+    snap = warehouse.snapshot(table, run_id) if run_id else None
+    if snap is None:
+        return None
+    return warehouse.verdict(name, _key([[table, snap.run_id, snap.rows, snap.ids_fingerprint, snap.rows]], settings))
+
+
+def _key(parts: list, settings: tuple) -> str:
     # the package's version stands for the expectations' code (building them would import GX, seconds)
     return hashlib.sha256(json.dumps([parts, [repr(s) for s in settings], __version__]).encode()).hexdigest()
 

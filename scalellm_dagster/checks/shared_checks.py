@@ -7,10 +7,11 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asse
 
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.shared import corpus
-from scalellm_dagster.checks.carry_over import basis, carried, recorded
+from scalellm_dagster.checks.carry_over import basis, carried, recorded, verdict_on_write
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import Outcome, validate
 from scalellm_dagster.checks.row_scans import validate_on_cluster
+from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
 from scalellm_dagster.names import CORPUS, EMBEDDINGS
 from scalellm_dagster.resources import CorpusSource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
@@ -85,6 +86,9 @@ def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, clus
     if not cluster.scheduler or warehouse.row_count(CORPUS) <= cluster.rows_per_part:
         # Local workers share the driver's cores: there the parts cost more than the scan they spread (BENCHMARKS.md,
         # "the checks' scans"); so does starting a cluster for one part's rows.
+        since = _passed_texts(warehouse, source.max_text_chars)
+        if since is not None:
+            return _changed_texts_only(warehouse, source.max_text_chars, since)
         df = warehouse.read_df(f"SELECT id, text FROM {CORPUS}")
         outcome = validate(df, corpus_expectations(source.max_text_chars), "corpus")
         return AssetCheckResult(passed=outcome.passed, metadata={"ran_on": "in process", **outcome.metadata()})
@@ -185,3 +189,42 @@ def _declared_dim(context: AssetCheckExecutionContext, fallback: int) -> int:
     event = context.instance.get_latest_materialization_event(AssetKey(EMBEDDINGS))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     return int(meta["dim"].value) if "dim" in meta else fallback
+
+
+def _passed_texts(warehouse: Warehouse, max_text_chars: int):
+    """The passing verdict of this check on the corpus the stored vectors were made from, under the same
+    settings, when the corpus has been written since: the rows whose id and text the vectors still carry passed the
+    text expectations then. None otherwise (every row is scanned)."""
+    vectors, now = warehouse.snapshot(EMBEDDINGS), warehouse.snapshot(CORPUS)
+    if vectors is None or now is None or vectors.corpus_run_id in (None, now.run_id):
+        return None
+    if not warehouse.table_exists(EMBEDDINGS) or warehouse.row_count(EMBEDDINGS) != vectors.rows:
+        return None
+    found = verdict_on_write(
+        warehouse, "corpus_rows_valid", CORPUS, vectors.corpus_run_id, "corpus_expectations", max_text_chars
+    )
+    return found if found is not None and found.passed else None
+
+
+def _changed_texts_only(warehouse: Warehouse, max_text_chars: int, since) -> AssetCheckResult:
+    """The id expectations on every row (cheap: one column); the text expectations on the rows new or edited since
+    the corpus that passed them (`since`), found by their text's hash against the stored vectors'."""
+    ids = validate(warehouse.read_df(f"SELECT id FROM {CORPUS}"), corpus_id_expectations(), "corpus_ids")
+    changed = warehouse.read_df(
+        f"SELECT c.id, c.text FROM {CORPUS} c ANTI JOIN {EMBEDDINGS} e "
+        f"ON e.id = c.id AND e.text_hash = {TEXT_HASH_SQL.format(column='c.text')}"
+    )
+    texts = validate(changed, corpus_text_expectations(max_text_chars), "corpus_text")
+    outcome = Outcome(passed=ids.passed and texts.passed, rows=ids.rows + texts.rows)
+    rows = warehouse.row_count(CORPUS)
+    return AssetCheckResult(
+        passed=outcome.passed,
+        metadata={
+            "ran_on": "in process",
+            "text_rows_scanned": (
+                f"{len(changed):,} new or edited rows; the other {rows - len(changed):,} are unchanged since run "
+                f"{since.run_id[:8]} passed the text expectations on them with the same settings"
+            ),
+            **outcome.metadata(),
+        },
+    )
