@@ -191,3 +191,30 @@ def test_bench_takes_the_guaranteed_cascade_settings(tmp_path):
         assert run["cascade_guaranteed_agreement"] >= 0.9 and run["cascade_rows_needed"] is None
     else:  # said plainly: what the target would need
         assert run["cascade_rows_needed"] is None or run["cascade_rows_needed"] > 300
+
+
+def test_bench_against_an_endpoint_keeps_to_the_teacher_rate_limit_setting(tmp_path, monkeypatch):
+    """`scalellm bench --teacher openai` builds its teacher as the code location does, from the settings with its
+    flags overlaid: SCALELLM_TEACHER_RPM paces it, and a server enforcing that limit (without rate-limit headers
+    to adapt to) refuses nothing (issue #46: it used to build the teacher by hand, without the setting, and 15 of 45
+    requests were refused here)."""
+    import pandas as pd
+
+    from tests.fake_openai import FakeOpenAI, Limits
+
+    demo = pd.read_parquet(DEMO_CORPUS)
+    gold = dict(zip(demo["text"], demo["topic"]))
+    monkeypatch.setenv("SCALELLM_TEACHER_RPM", "300")
+    monkeypatch.setenv("SCALELLM_DUCKDB_PATH", str(tmp_path / "wh.duckdb"))  # the pace folder goes beside it
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    with FakeOpenAI(lambda text: gold.get(text, "cards"), limits=Limits(rpm=300, send_headers=False)) as server:
+        out = tmp_path / "report.json"
+        args = ["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "300"]
+        args += ["--teacher", "openai", "--base-url", server.base_url, "--model", "fake", "--budgets", "100"]
+        args += ["--teacher-batch-size", "10", "--teacher-concurrency", "8", "--baseline-sample", "20"]
+        args += ["--candidates", "logistic_regression", "--probe-rows", "2000", "--out", str(out)]
+        assert main(args) == 0
+        sent = len(server.requests)
+    assert sent >= 30  # 10 sample requests of 10 rows, 20 one-row baseline requests, re-asks if any
+    assert server.refused == 0, f"{server.refused} of {sent} requests refused by the server's 300/min limit"
+    assert json.loads(out.read_text())["runs"][0]["teacher_calls"] >= 100

@@ -176,3 +176,6 @@ def test_following_budget_advice_tops_up_the_sample_from_the_cache(pipeline_env,
     assert query(db, "SELECT count(*) FROM topic.labeled_sample")[0][0] == expected
     assert first <= set(r[0] for r in query(db, "SELECT id FROM topic.labeled_sample"))
     assert meta["cache_hits"].value == 60 and meta["cache_misses"].value == expected - 60
+    # the dry run before any request priced the rows drawn, not the task's own budget (issue #46)
+    sample_row = next(line for line in meta["estimate_before_calls"].value.splitlines() if "ScaleLLM sample" in line)
+    assert sample_row.split("|")[2].strip() == f"{expected:,}"

@@ -105,7 +105,7 @@ def materialize_labeled_sample(run: TeacherRun) -> MaterializeResult:
     run.vectors = task_io.simulation_vectors(warehouse, run.teacher, plan.matrix)
     session = run.session()
     first_texts = run.corpus.set_index("id").loc[plan.first, "text"].tolist()
-    estimate = run.teacher.cost_estimate(task, first_texts, len(run.corpus))
+    estimate = run.teacher.cost_estimate(task, first_texts, len(run.corpus), budget=plan.budget)
     run.context.log.info(
         f"{task.sampling} sampling, budget {plan.budget:,} ({plan.budget_note}); dry-run estimate before "
         "any request (tokens ~4 chars each):\n" + estimate.to_string(index=False)

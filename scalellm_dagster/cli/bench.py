@@ -43,6 +43,7 @@ from scalellm_dagster.flow.cascade_step import CalibrationSample, calibrate
 from scalellm_dagster.flow.suspects import SuspectReview, review_suspects
 from scalellm_dagster.names import EMBEDDINGS
 from scalellm_dagster.resources.embedder import EmbedderResource
+from scalellm_dagster.resources.from_settings import teacher_resource
 from scalellm_dagster.resources.teacher import TeacherResource
 from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import SUSPECT_POLICIES, TaskSpec, parse_task
@@ -361,20 +362,23 @@ class SharedCache(MemoryCache):
 
 
 def _teacher_options(args, latency_ms: float) -> TeacherResource:
-    """The teacher the code location would build for `SCALELLM_TEACHER=<--teacher>`, from the command's options;
-    the endpoint and key default to OPENAI_BASE_URL and OPENAI_API_KEY."""
+    """The teacher the code location would build for `SCALELLM_TEACHER=<--teacher>`: the same constructor over the
+    same settings (rate limits, pace folder, timeouts…), the command's flags overlaid; the endpoint and key default
+    to OPENAI_BASE_URL and OPENAI_API_KEY."""
     settings = Settings.from_env()
-    return TeacherResource(
+    return teacher_resource(
+        settings,
+        settings.openai_api_key,
         kind=args.teacher,
         model=args.model,
-        base_url=args.base_url or settings.openai_base_url,
-        api_key=settings.openai_api_key,
+        base_url=args.base_url,
         simulated_accuracy=args.teacher_accuracy,
         simulated_bias=args.teacher_bias,
         simulated_latency_ms=latency_ms,
         seed=args.seed,
         local_model=args.local_model,
         local_threads=args.local_threads,
+        concurrency=args.teacher_concurrency,
     )
 
 

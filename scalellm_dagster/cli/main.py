@@ -188,11 +188,26 @@ def estimate(budget: int | None) -> int:
     print(_embedding_estimate(resources["embedder"], texts, len(corpus)))
     tasks = [dataclasses.replace(t, budget=budget) if budget else t for t in load_tasks(settings.tasks)]
     for task in tasks:
-        table = teacher.cost_estimate(task, texts, len(corpus))
-        print(f"\n{task.name} (budget {task.budget:,})\n" + table.to_markdown(index=False, floatfmt=",.4f"))
+        drawn, why = _budget_to_draw(task, resources["warehouse"], settings.duckdb_path, budget)
+        table = teacher.cost_estimate(task, texts, len(corpus), budget=drawn)
+        print(f"\n{task.name} (budget {drawn:,}: {why})\n" + table.to_markdown(index=False, floatfmt=",.4f"))
     if settings.shared_requests:
         print(_shared_estimate(tasks, teacher, corpus))
     return 0
+
+
+def _budget_to_draw(task, warehouse, database: str, budget: int | None) -> tuple[int, str]:
+    """What the sample step would draw: `--budget`, else the task's budget or, for a task that follows the report's
+    advice, the advice kept in an existing warehouse (the step resolves it the same way)."""
+    if budget:
+        return budget, "--budget"
+    if not Path(database).is_file():
+        return task.budget, "task budget" + (
+            " (no warehouse yet to take advice from)" if task.follow_budget_advice else ""
+        )
+    from scalellm_dagster.assets.task_io import effective_budget
+
+    return effective_budget(warehouse, task)
 
 
 def _embedding_estimate(embedder, texts: list[str], rows: int) -> str:

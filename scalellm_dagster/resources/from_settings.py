@@ -53,11 +53,18 @@ def build_resources(settings: Settings) -> dict:
             **settings.options("embedder"),
         ),
         "cluster": ClusterResource(local_workers=settings.dask_local_workers, **settings.options("cluster")),
-        "teacher": TeacherResource(
-            kind=settings.teacher,
-            api_key=api_key,
-            pace_dir=pace,
-            **settings.options("teacher"),
-        ),
+        "teacher": teacher_resource(settings, api_key),
         "sink": PredictionsSink(**settings.options("sink")),
     }
+
+
+def teacher_resource(settings: Settings, api_key, **overrides) -> TeacherResource:
+    """The teacher the code location builds from `settings` (every `SCALELLM_TEACHER_*` option: rate limits, pace
+    folder, timeouts, prices…); `overrides` replace single options, as `scalellm bench`'s flags do."""
+    options = {
+        "kind": settings.teacher,
+        "pace_dir": pace_dir(settings.duckdb_path),
+        **settings.options("teacher"),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
+    return TeacherResource(api_key=api_key, **options)

@@ -73,12 +73,15 @@ class TeacherResource(EndpointOptions):
             "tokens_per_minute": 0 if self.spec.simulated else self.tokens_per_minute,
         }
 
-    def cost_estimate(self, task: TaskSpec, texts: list[str], corpus_rows: int) -> pd.DataFrame:
-        """Dry-run tokens, cost and time for the task's budget and for the row-by-row baseline; no request made."""
+    def cost_estimate(
+        self, task: TaskSpec, texts: list[str], corpus_rows: int, budget: int | None = None
+    ) -> pd.DataFrame:
+        """Dry-run tokens, cost and time for `budget` teacher rows (default: the task's budget; a task that follows
+        the report's advice draws another) and for the row-by-row baseline; no request made."""
         p = self.pricing()
         rows = estimate_vs_baseline(
             prompt_sizes(task, texts),
-            task.budget,
+            task.budget if budget is None else budget,
             corpus_rows,
             self.batch_size,
             self.effective_concurrency,
