@@ -50,6 +50,7 @@ def follows_the_model(embeddings: AssetKey) -> AutomationCondition:
     return _when(AutomationCondition.newly_missing() | updated, "eager on the sample")
 
 
-def source_version(source: CorpusSource) -> str:
-    """The source's fingerprint as a data version: changes when a file or a row changes."""
-    return hashlib.sha256(source.fingerprint().encode()).hexdigest()[:16]
+def source_version(source: CorpusSource, fingerprint: str | None = None) -> str:
+    """The source's fingerprint (`fingerprint`, when the caller has it: a PostgreSQL one is a scan of the table) as a
+    data version: changes when a file or a row changes."""
+    return hashlib.sha256((fingerprint or source.fingerprint()).encode()).hexdigest()[:16]

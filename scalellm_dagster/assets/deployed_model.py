@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.exceptions import InconsistentVersionWarning
 
 from scalellm_dagster.core.model_policy import Drawn
-from scalellm_dagster.names import DEPLOYED_MODEL, EMBEDDINGS, MODEL_HISTORY, task_fingerprint, task_table
+from scalellm_dagster.names import DEPLOYED_MODEL, MODEL_HISTORY, task_fingerprint, task_table
 from scalellm_dagster.resources import Warehouse
 
 RETRAIN_TAG = "scalellm/retrain"  # on a run: "all", or task names separated by commas, whose models it replaces
@@ -51,11 +51,6 @@ def last_draw(warehouse: Warehouse, task) -> Drawn | None:
 def draw_id(warehouse: Warehouse, task) -> str | None:
     drawn = last_draw(warehouse, task)
     return drawn.run_id if drawn else None
-
-
-def embedding_versions(warehouse: Warehouse) -> set[str]:
-    """The embedder versions the stored vectors were made by (one, but for a refresh in the middle of a change)."""
-    return set(warehouse.read_df(f"SELECT DISTINCT embedding_version FROM {EMBEDDINGS}")["embedding_version"])
 
 
 def draw_statements(

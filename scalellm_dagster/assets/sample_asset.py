@@ -10,7 +10,6 @@ from scalellm_dagster.assets.audit_asset import audited_ids, due_topup, grant_to
 from scalellm_dagster.assets.conditions import model_condition
 from scalellm_dagster.assets.deployed_model import (
     draw_statements,
-    embedding_versions,
     last_draw,
     retrain_requested,
     utc_now,
@@ -87,7 +86,7 @@ def model_decision(warehouse: Warehouse, task: TaskSpec, run_tags: dict) -> Deci
         growth=task.retrain_growth,
         drift_due=due_topup(warehouse, task, granted_topups(warehouse, task)) is not None,
         requested=retrain_requested(run_tags, task.name),
-        embedding_versions=embedding_versions(warehouse),
+        embedding_versions=warehouse.embedding_versions(),
         budget=task_io.effective_budget(warehouse, task),
     )
 

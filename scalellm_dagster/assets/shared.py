@@ -42,13 +42,13 @@ from scalellm_dagster.resources.cluster import ClusterResource
 def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Warehouse) -> MaterializeResult:
     # before reading: a file or table changed meanwhile looks changed to the source sensor
     stamps = source.file_stamps()
-    fingerprint = source.table_fingerprint()
-    version = source_version(source)
+    fingerprint = source.fingerprint()  # once: a PostgreSQL source's is a scan of its table
+    version = source_version(source, fingerprint)
     read_key = source_read_key(source, fingerprint)
     about = {
         "source": source.display,
         "source_files": MetadataValue.json(stamps),
-        **({"source_fingerprint": fingerprint} if fingerprint else {}),
+        **({"source_fingerprint": fingerprint} if source.is_postgres else {}),
         "source_version": version,  # what corpus_source_sensor compares: a version read is not reported again
         "table": f"{warehouse.database}::{CORPUS}",
     }
@@ -87,10 +87,9 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
     )
 
 
-def source_read_key(source: CorpusSource, table_fingerprint: str | None) -> str:
+def source_read_key(source: CorpusSource, fingerprint: str) -> str:
     """What decides which rows a read of the source gives: where, how (and the reading code's version), and the
     source's fingerprint."""
-    fingerprint = table_fingerprint if table_fingerprint is not None else source.fingerprint()
     how = [source.path, source.id_column, source.text_column, source.csv_id_type, fingerprint, __version__]
     return hashlib.sha256(json.dumps(how).encode()).hexdigest()
 
@@ -146,8 +145,7 @@ def _unchanged_embeddings(
     if warehouse.row_count(EMBEDDINGS) != vectors.rows:
         return None
     model, version = stored_embedder(embedder, warehouse)
-    stored = set(warehouse.read_df(f"SELECT DISTINCT embedding_version FROM {EMBEDDINGS}")["embedding_version"])
-    if version is None or stored != {version}:
+    if version is None or warehouse.embedding_versions() != {version}:
         return None
     dim = int(model.dim or _stored_dim(warehouse))
     context.log.info(

@@ -62,10 +62,8 @@ def simulation_vectors(warehouse: Warehouse, teacher: TeacherResource, matrix):
     if not teacher.spec.simulated:
         return matrix
     reader = teacher.spec.reads_vectors
-    if reader is not None:
-        stored = set(warehouse.read_df(f"SELECT DISTINCT embedding_version FROM {EMBEDDINGS}")["embedding_version"])
-        if stored != {reader()}:
-            return None
+    if reader is not None and warehouse.embedding_versions() != {reader()}:
+        return None
     return matrix if matrix is not None else (lambda: warehouse.iter_embeddings(EMBEDDINGS))
 
 

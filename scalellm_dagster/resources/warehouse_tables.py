@@ -147,6 +147,11 @@ class TablesAndEmbeddings:
                 ).fetchall()
             ]
 
+    def embedding_versions(self, table: str = EMBEDDINGS) -> set[str]:
+        """The embedder versions the stored vectors were made by (one, but for a refresh in the middle of a change)."""
+        with self.get_connection() as conn:
+            return {row[0] for row in conn.execute(f"SELECT DISTINCT embedding_version FROM {quote(table)}").fetchall()}
+
     def row_count(self, table: str) -> int:
         with self.get_connection() as conn:
             return int(conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0])
