@@ -29,9 +29,9 @@ from scalellm_dagster.cli.bench import resample  # noqa: E402
 CHILD = """
 import json, resource, time
 from dagster import AssetSelection, DagsterInstance, materialize
-from scalellm_dagster.assets.shared import embeddings
 from scalellm_dagster.definitions import build_definitions
 defs = build_definitions()
+embeddings = defs.resolve_assets_def("embeddings")
 resources = {k: defs.resources[k] for k in ("embedder", "warehouse", "cluster")}
 with DagsterInstance.ephemeral() as instance:
     start = time.perf_counter()

@@ -86,7 +86,8 @@ def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
                 "SCALELLM_AUTOMATION=on."
             ),
         ),
-        corpus_source_sensor(settings),
+        # an upstream asset's materializations say when the source changed: nothing to watch
+        *([] if settings.upstream_keys else [corpus_source_sensor(settings)]),
         model_policy_sensor(settings, tasks, all_job),
     ]
 

@@ -7,21 +7,33 @@ With nothing set, everything is local and offline: the bundled banking77 demo, s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import (
     AssetSelection,
+    AssetSpec,
     Definitions,
     JobDefinition,
     define_asset_job,
     in_process_executor,
+    map_asset_specs,
     multiprocess_executor,
 )
 
-from scalellm_dagster.assets import build_task_assets, corpus, embeddings
+from scalellm_dagster.assets import build_foundation, build_task_assets
 from scalellm_dagster.assets.deployed_model import RETRAIN_TAG
 from scalellm_dagster.assets.shared_requests_asset import shareable, shared_requests_asset
 from scalellm_dagster.automation import build_sensors, corpus_source_spec
 from scalellm_dagster.checks import build_checks
-from scalellm_dagster.names import ALL_JOB, CORPUS, CORPUS_SOURCE, EMBEDDINGS, RETRAIN_JOB, WAREHOUSE_TAGS
+from scalellm_dagster.names import (
+    ALL_JOB,
+    CORPUS,
+    EMBEDDINGS,
+    RETRAIN_JOB,
+    TASK_ASSETS,
+    WAREHOUSE_TAGS,
+    warehouse_pool,
+)
 from scalellm_dagster.resources.from_settings import build_resources
 from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import load_tasks
@@ -31,6 +43,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     tasks = load_tasks(settings.tasks)
     export = bool(settings.predictions_to)
+    corpus, embeddings = build_foundation(warehouse_pool(settings.duckdb_path), settings.upstream_keys)
     joint = shareable(tasks) if settings.shared_requests else []
     shared = shared_requests_asset(joint, settings.teacher, embeddings) if len(joint) >= 2 else None
     all_job = define_asset_job(
@@ -44,7 +57,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     )
     retrain_job = define_asset_job(
         RETRAIN_JOB,
-        selection=AssetSelection.all() - AssetSelection.keys(CORPUS_SOURCE, CORPUS, EMBEDDINGS),
+        selection=AssetSelection.all()
+        - AssetSelection.keys(CORPUS, EMBEDDINGS)
+        - AssetSelection.keys(CORPUS).upstream(),
         tags={**WAREHOUSE_TAGS, RETRAIN_TAG: "all"},
         description=(
             "Replace every task's model now: a new sample from the corpus as it is, candidates, report and student, "
@@ -52,20 +67,25 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             "`scalellm run --retrain <task>`."
         ),
     )
-    return Definitions(
-        assets=[
-            corpus_source_spec(settings),
-            corpus,
-            embeddings,
-            *([shared] if shared is not None else []),
-            *[
-                a
-                for task in tasks
-                for a in build_task_assets(
-                    task, settings.teacher, export=export, shared=shared if task in joint else None
-                )
-            ],
+    assets = [
+        *([] if settings.upstream_keys else [corpus_source_spec(settings)]),
+        corpus,
+        embeddings,
+        *([shared] if shared is not None else []),
+        *[
+            a
+            for task in tasks
+            for a in build_task_assets(
+                task, embeddings, settings.teacher, export=export, shared=shared if task in joint else None
+            )
         ],
+    ]
+    tables = {CORPUS, EMBEDDINGS, *(f"{t.name}/{name}" for t in tasks for name in TASK_ASSETS)}
+    return Definitions(
+        assets=map_asset_specs(
+            lambda spec: _with_table_name(spec, settings.duckdb_path) if spec.key.to_user_string() in tables else spec,
+            assets,
+        ),
         asset_checks=build_checks(tasks, export),
         jobs=[all_job, retrain_job],
         sensors=build_sensors(settings, tasks, all_job),
@@ -75,6 +95,15 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         # `scalellm run --multiprocess` keeps the multiprocess executor.
         executor=in_process_executor,
     )
+
+
+def _with_table_name(spec: AssetSpec, database: str) -> AssetSpec:
+    """The DuckDB table an asset writes, as `catalog.schema.table` (`dagster/table_name`), which the UI shows and
+    catalogs join on: a task's tables live in a schema named after it, the shared ones in `main`."""
+    catalog = "memory" if database == ":memory:" else Path(database).stem
+    path = spec.key.path
+    schema, table = (path[0], path[1]) if len(path) == 2 else ("main", path[0])
+    return spec.merge_attributes(metadata={"dagster/table_name": f"{catalog}.{schema}.{table}"})
 
 
 defs = build_definitions()

@@ -5,6 +5,7 @@ assets under a key prefix of the same name (`<task>/predictions`)."""
 from __future__ import annotations
 
 import hashlib
+import os
 
 CORPUS_SOURCE = "corpus_source"  # the outside data, an external asset whose new versions a sensor reports
 CORPUS = "corpus"
@@ -33,9 +34,20 @@ EXPORTED_STATE = "exported_state"  # what the last export wrote to PostgreSQL: t
 ALL_JOB = "scalellm_all"
 RETRAIN_JOB = "retrain_models"  # every task's model replaced (run tag scalellm/retrain=all), then its predictions
 
-# Every run the sensors and the schedule request writes the warehouse: the instance's run queue limits runs with
-# this tag to one at a time (dagster.yaml written by `ensure_dagster_home`, and deploy/postgres/dagster.yaml).
+# Every run of the project writes the warehouse: the tag lets an instance's tag-based run limits find them.
 WAREHOUSE_TAGS = {"scalellm/writes": "warehouse"}
+POOL_PREFIX = "scalellm_warehouse"
+
+
+def warehouse_pool(database: str) -> str:
+    """The Dagster concurrency pool of the steps that write the DuckDB file `database`: one pool per file, so two
+    code locations (or two corpora) writing different files never wait for each other, and another code location's
+    runs are never held back by ours. The file's stem for the reader, a digest of its absolute path for uniqueness."""
+    if database == ":memory:":
+        return f"{POOL_PREFIX}:memory"
+    path = os.path.abspath(os.path.expanduser(database))
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.splitext(os.path.basename(path))[0])
+    return f"{POOL_PREFIX}:{stem}:{hashlib.sha256(path.encode()).hexdigest()[:8]}"
 
 
 def task_table(task, name: str) -> str:

@@ -100,6 +100,8 @@ class Settings:
     dask_scheduler: str | None = _var("SCALELLM_DASK_SCHEDULER", None, feeds="cluster.scheduler")
     dask_parts: str | None = _var("SCALELLM_DASK_PARTS", None, feeds="cluster.parts_root")
     dask_part_rows: int = _var("SCALELLM_DASK_PART_ROWS", 50_000, feeds="cluster.rows_per_part")
+    # asset keys (a/b/c), comma-separated, of other assets whose table the corpus reads: they become its parents
+    upstream_assets: str = _var("SCALELLM_UPSTREAM_ASSETS", "")
     # on: the automation sensors (conditions, the source's reports, the model policy) start running by themselves
     automation: bool = _var("SCALELLM_AUTOMATION", False)
     sensor_interval_seconds: int = _var("SCALELLM_SENSOR_INTERVAL_SECONDS", 60)
@@ -148,6 +150,7 @@ class Settings:
                     f"environment variable {name}={value:g}: expected the endpoint's limit per minute, or 0 to take "
                     "it from the endpoint's x-ratelimit headers"
                 )
+        self.upstream_keys  # noqa: B018 -- refuses a malformed key list when the settings are read
         if self.sensor_interval_seconds < 1:
             raise SettingError(
                 f"environment variable SCALELLM_SENSOR_INTERVAL_SECONDS={self.sensor_interval_seconds}"
@@ -165,6 +168,23 @@ class Settings:
         return out
 
     @property
+    def upstream_keys(self) -> list[list[str]]:
+        """SCALELLM_UPSTREAM_ASSETS as asset key paths."""
+        keys = []
+        for item in self.upstream_assets.split(","):
+            if not item.strip():
+                continue
+            path = [part.strip() for part in item.strip().split("/")]
+            if not all(path):
+                raise SettingError(
+                    f"SCALELLM_UPSTREAM_ASSETS={self.upstream_assets!r}: {item.strip()!r} is not an asset key; "
+                    "expected keys written as in the Dagster UI, parts joined by / (raw/tickets), several separated "
+                    "by commas"
+                )
+            keys.append(path)
+        return keys
+
+    @property
     def dask_local_workers(self) -> int:
         return int(self.dask[6:]) if self.dask else 0
 
@@ -174,21 +194,26 @@ class Settings:
         return self.dask_scheduler or self.dask
 
 
-# Every run of this project writes the one DuckDB warehouse, and a run that rewrote `corpus` between another run's
-# `predictions` and its check would fail that check: the local instance (`make ui`, the daemon) runs one at a time
-# and queues the rest, which then find most of their work done.
-RUN_QUEUE = """run_queue:
-  max_concurrent_runs: 1
+# The instance folder `scalellm` makes when DAGSTER_HOME is unset (data/dagster_home). Every step that writes the
+# warehouse is in that file's concurrency pool (`names.warehouse_pool`); a pool with no limit of its own gets this
+# default: one such step at a time, and the runs of other code locations (other pools, or none) are not held back.
+OWN_INSTANCE_YAML = """# Written by scalellm for its own instance folder; yours to edit: scalellm never writes it again.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1
 """
 
 
 def ensure_dagster_home(path: Path) -> Path:
-    """A persistent Dagster instance folder; offline by design, so telemetry and the sign-up prompt are off; one
-    run at a time (RUN_QUEUE), also in an instance folder made before that setting existed."""
+    """A persistent Dagster instance folder. Only a folder without a dagster.yaml gets one (OWN_INSTANCE_YAML: offline
+    by design, so telemetry and the sign-up prompt are off; pools default to one step at a time); an existing
+    dagster.yaml is the user's instance and is never changed."""
     path.mkdir(parents=True, exist_ok=True)
     config = path / "dagster.yaml"
     if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n" + RUN_QUEUE)
-    elif "run_queue:" not in config.read_text():
-        config.write_text(config.read_text().rstrip("\n") + "\n" + RUN_QUEUE)
+        config.write_text(OWN_INSTANCE_YAML)
     return path

@@ -143,17 +143,6 @@ def test_the_old_refresh_cron_setting_is_refused_with_what_replaced_it():
         Settings.from_env({"SCALELLM_REFRESH_CRON": "0 2 * * *"})
 
 
-def test_the_local_instance_runs_one_run_at_a_time(tmp_path):
-    from scalellm_dagster.settings import ensure_dagster_home
-
-    old = tmp_path / "old_home"
-    old.mkdir()
-    (old / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    for home in (ensure_dagster_home(tmp_path / "new_home"), ensure_dagster_home(old)):
-        with DagsterInstance.from_config(str(home)) as instance:
-            assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1
-
-
 def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_env, drop_folder):
     """A run that replaces `corpus` between another run's predictions and that run's checks cannot fail them; a
     broken table still fails; a check run on its own still reports a table gone stale."""

@@ -60,31 +60,6 @@ def test_cli_run_on_a_local_cluster_and_the_settings_it_refuses(pipeline_env, tm
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-2000:]
 
 
-def test_the_workspace_run_uses_dagsters_internals_as_they_are():
-    """`execute_as_workspace_run` is the one place that uses Dagster's internals (no public API records a run
-    with a code-location origin): this fails, naming the change, when a Dagster release moves them."""
-    import inspect
-
-    from dagster._core.execution.api import execute_run
-    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
-    from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
-
-    from scalellm_dagster.cli.workspace_run import LOCATION_NAME, WORKSPACE_YAML
-
-    assert list(inspect.signature(execute_run).parameters)[:3] == ["job", "dagster_run", "instance"]
-    assert list(inspect.signature(location_origin_from_module_name).parameters)[:4] == [
-        "module_name",
-        "attribute",
-        "working_directory",
-        "location_name",
-    ]
-    [location] = [
-        o for o in location_origins_from_yaml_paths([str(WORKSPACE_YAML)]) if o.location_name == LOCATION_NAME
-    ]
-    origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "scalellm_all")
-    assert origin.job_name == "scalellm_all" and origin.repository_origin.code_location_origin == location
-
-
 def test_cli_estimate_prices_embeddings_and_labels_under_the_limits_and_sends_nothing(pipeline_env):
     from tests.fake_openai import FakeOpenAI
 

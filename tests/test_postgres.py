@@ -167,6 +167,7 @@ def test_pipeline_reads_postgres_writes_predictions_back_and_refreshes_increment
         assert export["inserted"].value == 60 and export["deleted"].value == 10
         # only the new and edited rows travel: the deployed model kept every other row's prediction
         assert export["sync"].value == "changes only" and export["rows_sent"].value == 65
+        assert export["dagster/table_name"].value == "flow.labels.topic_predictions"
         after = _written(url, "labels.topic_predictions")
         assert len(after) == 450 and after["id"].is_unique
         assert not set(after["id"]) & {f"{i:05d}" for i in range(20, 30)}

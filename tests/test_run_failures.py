@@ -174,6 +174,10 @@ def test_a_run_killed_mid_labelling_never_pays_twice_and_resumes_to_a_clean_runs
         assert len(delivered) >= 10 and asked_before < 24  # killed mid-labelling (120 rows = 24 requests)
         code, err = scalellm_run()
         assert code == 0, err
+        with DagsterInstance.from_config(os.environ["DAGSTER_HOME"]) as instance:
+            # the rerun found the killed run's slot of the warehouse's pool held: it marked that run failed and
+            # freed the slot, or it would have waited for it forever
+            assert sorted(r.status.value for r in instance.get_runs()) == ["FAILURE", "SUCCESS"]
         reasked = {t for r in server.chat_requests()[asked_before:] for t in _texts_of(r)}
         paid = {t for texts in delivered for t in texts}
         assert not reasked & paid  # nothing delivered before the kill is asked again

@@ -61,6 +61,7 @@ def materialize_export(
         metadata={
             "dagster/row_count": written.rows,
             "table": target,
+            "dagster/table_name": sink.table_name(task.name),
             "sync": f"full ({why_full})" if why_full else "changes only",
             "rows_sent": written.sent,
             "inserted": written.inserted,

@@ -5,12 +5,13 @@ import json
 import pickle
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from scalellm_dagster import __version__
 from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA, source_version
@@ -29,16 +30,41 @@ from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 
 
-@asset(
-    deps=[AssetKey(CORPUS_SOURCE)],
-    group_name="shared",
-    kinds={"duckdb", "pandas"},
-    owners=["team:scalellm"],
-    tags={"layer": "source"},
-    automation_condition=FOLLOW_THE_DATA,
-    description="The source rows (id, text and any other columns), loaded from the configured file or table.",
-)
-@with_heartbeat
+def build_foundation(pool: str | None = None, upstream: Sequence[AssetKey] = ()) -> tuple[AssetsDefinition, ...]:
+    """The `corpus` and `embeddings` assets. `pool`: the concurrency pool of the warehouse they write (`names.
+    warehouse_pool`); `upstream`: the assets (a dbt model, an ingestion table, another code location's asset) whose
+    table the corpus reads: they are its parents in place of `corpus_source`, and their new materializations refresh
+    it."""
+    shared = {
+        "group_name": "shared",
+        "owners": ["team:scalellm"],
+        "pool": pool,
+        "automation_condition": FOLLOW_THE_DATA,
+    }
+    corpus_asset = asset(
+        name=CORPUS,
+        deps=list(upstream) or [AssetKey(CORPUS_SOURCE)],
+        kinds={"duckdb", "pandas"},
+        tags={"layer": "source"},
+        description="The source rows (id, text and any other columns), loaded from the configured file or table.",
+        **shared,
+    )(with_heartbeat(corpus))
+    embeddings_asset = asset(
+        name=EMBEDDINGS,
+        deps=[corpus_asset],
+        kinds={"duckdb", "sklearn"},
+        tags={"layer": "foundation"},
+        description=(
+            "One L2-normalised float32 vector per corpus row, stored as a FLOAT[d] array column with the hash of the "
+            "text it came from. Built once and shared: every task depends on it, adding a task never recomputes it, "
+            "and a refresh embeds only new or changed rows (the static and MiniLM embedders have nothing to fit; LSA "
+            "keeps its fitted model in the warehouse)."
+        ),
+        **shared,
+    )(with_heartbeat(embeddings))
+    return corpus_asset, embeddings_asset
+
+
 def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Warehouse) -> MaterializeResult:
     # before reading: a file or table changed meanwhile looks changed to the source sensor
     stamps = source.file_stamps()
@@ -103,23 +129,6 @@ def unchanged_corpus(warehouse: Warehouse, read_key: str):
     return last if warehouse.source_read_key(last.run_id) == read_key else None
 
 
-# What every asset of the shared foundation declares.
-FOUNDATION = {"group_name": "shared", "owners": ["team:scalellm"], "tags": {"layer": "foundation"}}
-
-
-@asset(
-    deps=[corpus],
-    kinds={"duckdb", "sklearn"},
-    automation_condition=FOLLOW_THE_DATA,
-    **FOUNDATION,
-    description=(
-        "One L2-normalised float32 vector per corpus row, stored as a FLOAT[d] array column with the hash of the "
-        "text it came from. Built once and shared: every task depends on it, adding a task never recomputes it, "
-        "and a refresh embeds only new or changed rows (the static and MiniLM embedders have nothing to fit; LSA "
-        "keeps its fitted model in the warehouse)."
-    ),
-)
-@with_heartbeat
 def embeddings(
     context: AssetExecutionContext, embedder: EmbedderResource, warehouse: Warehouse, cluster: ClusterResource
 ) -> MaterializeResult:

@@ -10,6 +10,7 @@ from scalellm_dagster.assets import task_io
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.metadata import md_table
 from scalellm_dagster.assets.sample_asset import model_decision, sample_plan
+from scalellm_dagster.assets.task_branch import pool_of
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core.cost_estimate import estimate_labelling
 from scalellm_dagster.flow.shared_requests import ask_shared, shared_rows
@@ -32,6 +33,7 @@ def shared_requests_asset(tasks: list[TaskSpec], teacher_name: str, upstream: As
     @asset(
         name=SHARED_REQUESTS,
         deps=[upstream],
+        pool=pool_of([upstream]),
         group_name="shared",
         owners=["team:scalellm"],
         kinds={"duckdb", teacher_kind(teacher_name).badge},

@@ -1,7 +1,7 @@
 """What every asset of a task's branch declares: the branch (key prefix, group, owner, code version) and the
 `task_asset` decorator the asset modules use."""
 
-from dagster import AutomationCondition, asset
+from dagster import AssetsDefinition, AutomationCondition, asset
 
 from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
@@ -17,6 +17,12 @@ def branch_of(task: TaskSpec) -> dict:
         "owners": ["team:scalellm"],
         "code_version": task_fingerprint(task),
     }
+
+
+def pool_of(deps: list) -> str | None:
+    """The concurrency pool of the warehouse an asset's upstream assets write: an asset that reads them writes the
+    same file (`names.warehouse_pool`), so it takes turns in the same pool."""
+    return next((d.op.pool for d in deps if isinstance(d, AssetsDefinition) and d.op.pool), None)
 
 
 def task_asset(
@@ -38,6 +44,7 @@ def task_asset(
         tags={"task": task.name, "layer": layer, **(tags or {})},
         description=description,
         automation_condition=automation_condition,
+        pool=pool_of(deps),
         **branch_of(task),
     )
     return lambda fn: decorate(with_heartbeat(fn))

@@ -13,21 +13,21 @@ from scalellm_dagster.assets.export_asset import exported_predictions_asset
 from scalellm_dagster.assets.predictions_asset import predictions_asset
 from scalellm_dagster.assets.report_asset import model_selection_report_asset
 from scalellm_dagster.assets.sample_asset import labeled_sample_asset
-from scalellm_dagster.assets.shared import embeddings
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
 
 def build_task_assets(
     task: TaskSpec,
+    embeddings_asset: AssetsDefinition,
     teacher: str = "simulated_hard",
-    embeddings_asset: AssetsDefinition = embeddings,
     export: bool = False,
     shared: AssetsDefinition | None = None,
 ) -> list[AssetsDefinition]:
     """The task's five assets: sample, candidates, report, predictions, drift audit, and with `export` (a
     predictions sink is configured) the predictions written to PostgreSQL; `teacher` is the teacher kind that
-    answers (its badge shows on the assets that ask it); `shared`: the shared_teacher_requests asset, when it asks
+    answers (its badge shows on the assets that ask it); they write the warehouse `embeddings_asset` writes and take
+    turns in its concurrency pool; `shared`: the shared_teacher_requests asset, when it asks
     this task's shared rows first."""
     sample = labeled_sample_asset(task, embeddings_asset, teacher, shared)
     candidates = student_candidates_asset(task, sample, embeddings_asset)

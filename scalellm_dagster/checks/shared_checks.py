@@ -6,7 +6,6 @@ import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
 
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
-from scalellm_dagster.assets.shared import corpus
 from scalellm_dagster.checks.carry_over import basis, carried, recorded, verdict_on_write
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import Outcome, validate
@@ -65,7 +64,7 @@ def gold_expectations(gold_column: str, labels: list[str]) -> list:
 
 
 @asset_check(
-    asset=corpus,
+    asset=AssetKey(CORPUS),
     name="corpus_rows_valid",
     blocking=True,
     description="Ids unique and not null; text present, not blank, within the length bound; rows > 0. "
@@ -112,7 +111,7 @@ def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, clus
 def gold_label_check(task):
     # Not blocking: it would stop `embeddings` and so every task; the task's own labeled_sample refuses to start.
     @asset_check(
-        asset=corpus,
+        asset=AssetKey(CORPUS),
         name=f"{task.name}_gold_labels_in_label_set",
         blocking=False,
         description=f"Gold column {task.gold_column!r} of task {task.name!r} holds only the task's labels "

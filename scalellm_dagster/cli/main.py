@@ -137,15 +137,26 @@ def run_all(multiprocess: bool = False, verbose: bool = False, retrain: list[str
     start = time.perf_counter()
     instance = DagsterInstance.get()
     run_config = {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "INFO"}}}}
-    from scalellm_dagster.cli.workspace_run import execute_as_workspace_run
+    from scalellm_dagster.cli.workspace_run import (
+        ensure_pool_limit,
+        execute_as_workspace_run,
+        free_slots_of_killed_runs,
+    )
+    from scalellm_dagster.names import warehouse_pool
 
+    pool = warehouse_pool(settings.duckdb_path)
+    said = ensure_pool_limit(instance, pool)
+    if said:
+        print(f"scalellm: {said}")
+    for run_id in free_slots_of_killed_runs(instance, pool):
+        print(f"scalellm: run {run_id} was killed: marked failed, its slot of pool {pool!r} freed")
     result = execute_as_workspace_run(
         definitions.all_job_multiprocess if multiprocess else definitions.all_job,
         instance,
         run_config,
         tags=tags,
     )
-    success, run_id, causes = result.success, result.run_id, failure_lines(result.all_events)
+    success, run_id, causes = result.success, result.run_id, failure_lines(result.events)
     seconds = time.perf_counter() - start
     if not success:
         print(

@@ -1,50 +1,85 @@
-"""`scalellm run` / `demo` execute the job in their own process, but record the run as an ordinary run of the
-workspace's job: it carries the code location of `workspace.yaml`, so the UI lists it on the job's page and the
-Overview timeline, and *Re-execute* works without a "different code location" warning."""
+"""`scalellm run` / `demo` execute the job in their own process through Dagster's public `execute_job`, as a run the
+UI lists with the workspace's job, and make sure the warehouse's concurrency pool has a limit."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+import socket
+from dataclasses import dataclass
 
-from dagster import DagsterInstance, reconstructable
+from dagster import DagsterInstance, execute_job, reconstructable
 
-from scalellm_dagster.settings import PACKAGE_DIR
-
-WORKSPACE_YAML = PACKAGE_DIR.parent / "workspace.yaml"
-LOCATION_NAME = "scalellm_dagster"
+LOCATION_NAME = "scalellm_dagster"  # the code location's name in workspace.yaml
 REPOSITORY_NAME = "__repository__"  # what Dagster names the repository of a module's `Definitions`
+# The run tag the UI's job page lists a job's runs by (`<repository>@<location>`); Dagster sets it on the runs it
+# launches from a code location, and `execute_job`, which runs the job here, leaves it to its caller.
+REPOSITORY_TAG = ".dagster/repository"
+POOL_LIMIT = 1  # one warehouse-writing step at a time: DuckDB lets one process write a file
+# Which process runs the job, so that the next `scalellm run` can tell a run that was killed from one still running.
+HOST_TAG, PID_TAG = "scalellm/host", "scalellm/pid"
 
 
-def execute_as_workspace_run(
-    job_fn, instance: DagsterInstance, run_config: dict, tags: dict | None = None, workspace_yaml: Path = WORKSPACE_YAML
-):
-    """Run the job that `job_fn` (a module-level function) returns, here, as a run of the workspace's job: the
-    origin the webserver gives the job, from the checkout's workspace.yaml, or the same module entry when the
-    package is installed without one.
+@dataclass(frozen=True)
+class RunOutcome:
+    success: bool
+    run_id: str
+    events: list
 
-    Dagster's public `execute_job` records a run with no code-location origin, which the UI shows apart from the
-    workspace's runs; no public API creates a run with one. So this one function uses Dagster's internals
-    (`dagster._core`); `tests/test_cli.py::test_the_workspace_run_uses_dagsters_internals_as_they_are` fails
-    when a Dagster release moves them."""
-    from dagster._core.execution.api import execute_run
-    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
-    from dagster._core.workspace.load import location_origin_from_module_name, location_origins_from_yaml_paths
 
-    if workspace_yaml.is_file():
-        [location] = [
-            o for o in location_origins_from_yaml_paths([str(workspace_yaml)]) if o.location_name == LOCATION_NAME
-        ]
-    else:
-        location = location_origin_from_module_name(
-            "scalellm_dagster.definitions", None, str(Path.cwd()), LOCATION_NAME
-        )
-    job = reconstructable(job_fn)
-    job_def = job.get_definition()
-    run = instance.create_run_for_job(
-        job_def=job_def,
-        run_config=run_config,
-        tags=tags,
-        job_code_origin=job.get_python_origin(),
-        remote_job_origin=RemoteJobOrigin(RemoteRepositoryOrigin(location, REPOSITORY_NAME), job_def.name),
+def execute_as_workspace_run(job_fn, instance: DagsterInstance, run_config: dict, tags: dict | None = None):
+    """Run the job that `job_fn` (a module-level function, so step processes can rebuild it) returns, here."""
+    tags = {
+        **(tags or {}),
+        REPOSITORY_TAG: f"{REPOSITORY_NAME}@{LOCATION_NAME}",
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(os.getpid()),
+    }
+    with execute_job(reconstructable(job_fn), instance, run_config=run_config, tags=tags) as result:
+        return RunOutcome(result.success, result.run_id, list(result.all_events))
+
+
+def ensure_pool_limit(instance: DagsterInstance, pool: str) -> str | None:
+    """Give the warehouse's pool a limit of POOL_LIMIT when it has none: neither its own (set in the UI or with
+    `dagster instance concurrency set`, which is kept) nor the instance's default. Returns what was done, to say."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits or pool in storage.get_concurrency_keys():
+        return None
+    if instance.get_concurrency_config().pool_config.default_pool_limit is not None:
+        return None
+    storage.set_concurrency_slots(pool, POOL_LIMIT)
+    return (
+        f"concurrency pool {pool!r} limited to {POOL_LIMIT} step at a time (the steps that write "
+        f"the warehouse); change it with `dagster instance concurrency set {pool} N`"
     )
-    return execute_run(job, run, instance)
+
+
+def free_slots_of_killed_runs(instance: DagsterInstance, pool: str) -> list[str]:
+    """The pool's slots held by `scalellm run` processes of this machine that no longer exist (killed with SIGKILL,
+    the machine restarted): their runs are marked failed and their slots freed, as Dagster's run monitoring does for
+    the runs its launchers start, else the pool would wait for them forever. Returns the runs' ids."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    info = storage.get_concurrency_info(pool)
+    freed = []
+    for run_id in {s.run_id for s in info.claimed_slots} | {s.run_id for s in info.pending_steps}:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.tags.get(HOST_TAG) != socket.gethostname() or not run.tags.get(PID_TAG, "").isdigit():
+            continue  # another machine's run, or one Dagster launched: its own monitoring answers for it
+        if _alive(int(run.tags[PID_TAG])):
+            continue
+        if not run.is_finished:
+            instance.report_run_failed(run, f"the process of this run (pid {run.tags[PID_TAG]}) no longer exists")
+        storage.free_concurrency_slots_for_run(run_id)
+        freed.append(run_id)
+    return freed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

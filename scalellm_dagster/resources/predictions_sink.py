@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import pandas as pd
 from dagster import ConfigurableResource
 from pydantic import Field
@@ -25,6 +27,11 @@ class PredictionsSink(ConfigurableResource):
 
     def table(self, task: str) -> str:
         return postgres.export_table(self.parsed().target, task)
+
+    def table_name(self, task: str) -> str:
+        """`database.schema.table`, as Dagster's `dagster/table_name` metadata names a table."""
+        database = urlparse(self.parsed().url).path.lstrip("/")
+        return f"{database}.{self.table(task)}"
 
     def display(self, task: str) -> str:
         return f"{postgres.redact(self.parsed().url)}::{self.table(task)}"
