@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from dagster import (
+    AssetKey,
     AssetSelection,
-    AssetSpec,
     Definitions,
     JobDefinition,
     define_asset_job,
@@ -32,6 +32,8 @@ from scalellm_dagster.names import (
     RETRAIN_JOB,
     TASK_ASSETS,
     WAREHOUSE_TAGS,
+    task_key,
+    task_table,
     warehouse_pool,
 )
 from scalellm_dagster.resources.from_settings import build_resources
@@ -43,7 +45,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     settings = settings or Settings.from_env()
     tasks = load_tasks(settings.tasks)
     export = bool(settings.predictions_to)
-    corpus, embeddings = build_foundation(warehouse_pool(settings.duckdb_path), settings.upstream_keys)
+    upstream = settings.upstream_keys
+    corpus, embeddings = build_foundation(warehouse_pool(settings.duckdb_path), upstream)
     joint = shareable(tasks) if settings.shared_requests else []
     shared = shared_requests_asset(joint, settings.teacher, embeddings) if len(joint) >= 2 else None
     all_job = define_asset_job(
@@ -57,9 +60,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     )
     retrain_job = define_asset_job(
         RETRAIN_JOB,
-        selection=AssetSelection.all()
-        - AssetSelection.keys(CORPUS, EMBEDDINGS)
-        - AssetSelection.keys(CORPUS).upstream(),
+        # everything below the foundation: not the embeddings, the corpus, nor the source(s) the corpus reads
+        selection=AssetSelection.all() - AssetSelection.keys(EMBEDDINGS).upstream(),
         tags={**WAREHOUSE_TAGS, RETRAIN_TAG: "all"},
         description=(
             "Replace every task's model now: a new sample from the corpus as it is, candidates, report and student, "
@@ -68,7 +70,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         ),
     )
     assets = [
-        *([] if settings.upstream_keys else [corpus_source_spec(settings)]),
+        *([] if upstream else [corpus_source_spec(settings)]),
         corpus,
         embeddings,
         *([shared] if shared is not None else []),
@@ -80,10 +82,21 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
             )
         ],
     ]
-    tables = {CORPUS, EMBEDDINGS, *(f"{t.name}/{name}" for t in tasks for name in TASK_ASSETS)}
+    tables = {
+        AssetKey(CORPUS): f"main.{CORPUS}",
+        AssetKey(EMBEDDINGS): f"main.{EMBEDDINGS}",
+        **{AssetKey(task_key(t, name)): task_table(t, name) for t in tasks for name in TASK_ASSETS},
+    }
+    catalog = "memory" if settings.duckdb_path == ":memory:" else Path(settings.duckdb_path).stem
     return Definitions(
+        # the DuckDB table each asset writes, as `catalog.schema.table` (Dagster's `dagster/table_name`, which the UI
+        # shows and catalogs join on)
         assets=map_asset_specs(
-            lambda spec: _with_table_name(spec, settings.duckdb_path) if spec.key.to_user_string() in tables else spec,
+            lambda spec: (
+                spec.merge_attributes(metadata={"dagster/table_name": f"{catalog}.{tables[spec.key]}"})
+                if spec.key in tables
+                else spec
+            ),
             assets,
         ),
         asset_checks=build_checks(tasks, export),
@@ -95,15 +108,6 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         # `scalellm run --multiprocess` keeps the multiprocess executor.
         executor=in_process_executor,
     )
-
-
-def _with_table_name(spec: AssetSpec, database: str) -> AssetSpec:
-    """The DuckDB table an asset writes, as `catalog.schema.table` (`dagster/table_name`), which the UI shows and
-    catalogs join on: a task's tables live in a schema named after it, the shared ones in `main`."""
-    catalog = "memory" if database == ":memory:" else Path(database).stem
-    path = spec.key.path
-    schema, table = (path[0], path[1]) if len(path) == 2 else ("main", path[0])
-    return spec.merge_attributes(metadata={"dagster/table_name": f"{catalog}.{schema}.{table}"})
 
 
 defs = build_definitions()
