@@ -44,6 +44,8 @@ from scalellm_dagster.names import (
     LABELED_SAMPLE,
     TASK_ASSETS,
     WAREHOUSE_TAGS,
+    key_path,
+    prefixed,
     task_key,
 )
 from scalellm_dagster.resources.source import CorpusSource
@@ -53,11 +55,11 @@ from scalellm_dagster.tasks_config import TaskSpec
 AUTOMATION_SENSOR = "scalellm_automation"
 
 
-def corpus_source_spec(settings: Settings) -> AssetSpec:
+def corpus_source_spec(settings: Settings, prefix: tuple[str, ...] = ()) -> AssetSpec:
     source = CorpusSource(path=settings.corpus)
     return AssetSpec(
-        CORPUS_SOURCE,
-        group_name="shared",
+        key_path(prefix, CORPUS_SOURCE),
+        group_name=prefixed(prefix, "shared"),
         kinds={"postgres"} if source.is_postgres else {"file"},
         description=(
             f"The outside data the corpus is read from ({source.display}). Not materialized here: "
@@ -71,11 +73,16 @@ def sensor_status(settings: Settings) -> DefaultSensorStatus:
     return DefaultSensorStatus.RUNNING if settings.automation else DefaultSensorStatus.STOPPED
 
 
-def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
+def instance_assets(prefix: tuple[str, ...]) -> AssetSelection:
+    """The assets of the component instance with `prefix`; without one, every asset of the code location."""
+    return AssetSelection.key_prefixes(list(prefix)) if prefix else AssetSelection.all()
+
+
+def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job, prefix: tuple[str, ...] = ()) -> list:
     return [
         AutomationConditionSensorDefinition(
-            AUTOMATION_SENSOR,
-            target=AssetSelection.all(),
+            prefixed(prefix, AUTOMATION_SENSOR),
+            target=instance_assets(prefix),
             default_status=sensor_status(settings),
             minimum_interval_seconds=settings.sensor_interval_seconds,
             run_tags=WAREHOUSE_TAGS,
@@ -87,8 +94,8 @@ def build_sensors(settings: Settings, tasks: list[TaskSpec], all_job) -> list:
             ),
         ),
         # an upstream asset's materializations say when the source changed: nothing to watch
-        *([] if settings.upstream_keys else [corpus_source_sensor(settings)]),
-        model_policy_sensor(settings, tasks, all_job),
+        *([] if settings.upstream_keys else [corpus_source_sensor(settings, prefix)]),
+        model_policy_sensor(settings, tasks, all_job, prefix),
     ]
 
 
@@ -98,9 +105,9 @@ def _latest_metadata(instance, key: list[str]) -> tuple[dict, str]:
     return {k: v.value for k, v in meta.items()}, (event.run_id if event else "")
 
 
-def corpus_source_sensor(settings: Settings):
+def corpus_source_sensor(settings: Settings, prefix: tuple[str, ...] = ()):
     @sensor(
-        name="corpus_source_sensor",
+        name=prefixed(prefix, "corpus_source_sensor"),
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=sensor_status(settings),
         description=(
@@ -116,13 +123,13 @@ def corpus_source_sensor(settings: Settings):
             version = source_version(source)
         except (CorpusError, OSError) as exc:
             return SkipReason(f"cannot read the source {source.display}: {exc}")
-        read, _ = _latest_metadata(context.instance, [CORPUS])
+        read, _ = _latest_metadata(context.instance, key_path(prefix, CORPUS))
         if version in (context.cursor, read.get("source_version")):
             return SensorResult(skip_reason=SkipReason(f"{source.display}: unchanged ({version})"), cursor=version)
         return SensorResult(
             asset_events=[
                 AssetMaterialization(
-                    CORPUS_SOURCE,
+                    key_path(prefix, CORPUS_SOURCE),
                     description=f"{source.display} changed",
                     metadata={"source_version": version, "source": source.display},
                     tags={"dagster/data_version": DataVersion(version).value},
@@ -140,9 +147,9 @@ def _model_keys(settings: Settings, task: TaskSpec) -> list[AssetKey]:
     return [AssetKey(task_key(task, name)) for name in names]
 
 
-def model_policy_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
+def model_policy_sensor(settings: Settings, tasks: list[TaskSpec], all_job, prefix: tuple[str, ...] = ()):
     @sensor(
-        name="model_policy_sensor",
+        name=prefixed(prefix, "model_policy_sensor"),
         job=all_job,
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=sensor_status(settings),
@@ -155,7 +162,7 @@ def model_policy_sensor(settings: Settings, tasks: list[TaskSpec], all_job):
         ),
     )
     def model_policy_sensor(context: SensorEvaluationContext):
-        corpus, _ = _latest_metadata(context.instance, [CORPUS])
+        corpus, _ = _latest_metadata(context.instance, key_path(prefix, CORPUS))
         requests, waiting = [], []
         for task in tasks:
             reason, key = _replacement_due(context.instance, task, corpus.get("dagster/row_count"))

@@ -50,18 +50,37 @@ def warehouse_pool(database: str) -> str:
     return f"{POOL_PREFIX}:{stem}:{hashlib.sha256(path.encode()).hexdigest()[:8]}"
 
 
+# The resources every asset and check may take, by parameter name (`warehouse: Warehouse`).
+RESOURCES = ("warehouse", "source", "embedder", "teacher", "cluster", "sink")
+
+
+def prefixed(prefix, name: str) -> str:
+    """A definition's name inside an instance of the component: `<prefix>_<name>` (`tickets_scalellm_all`); the
+    environment-variable code location has no prefix and keeps the bare name. Resource keys, jobs and sensors are
+    named so: two instances in one code location never share one by accident."""
+    return "_".join([*prefix, name])
+
+
+def key_path(prefix, *names: str) -> list[str]:
+    """The asset key path of a definition of the instance with `prefix` (`tickets/corpus`)."""
+    return [*prefix, *names]
+
+
 def task_table(task, name: str) -> str:
     """`<task>.<name>`; `task` is a TaskSpec or a task's name."""
     return f"{getattr(task, 'name', task)}.{name}"
 
 
 def task_key(task, name: str) -> list[str]:
-    """The asset key path of a task's asset (`AssetKey(task_key(task, PREDICTIONS))`)."""
-    return [getattr(task, "name", task), name]
+    """The asset key path of a task's asset (`AssetKey(task_key(task, PREDICTIONS))`): under the prefix of the
+    component instance the task belongs to, if any (`tickets/urgency/predictions`)."""
+    return [*getattr(task, "key_prefix", ()), getattr(task, "name", task), name]
 
 
 # A task's fields that say *when* its model is replaced, not what it is: changing them replaces nothing.
 POLICY_FIELDS = ("retrain_cron", "retrain_growth")
+# Where the task's assets are placed (the component instance's key prefix), not what the model is.
+PLACEMENT_FIELDS = ("key_prefix",)
 
 
 def task_fingerprint(task) -> str:
@@ -71,5 +90,6 @@ def task_fingerprint(task) -> str:
     fields = getattr(task, "__dataclass_fields__", None)
     if fields is None:
         return hashlib.sha256(repr(task).encode()).hexdigest()[:12]
-    shown = ", ".join(f"{name}={getattr(task, name)!r}" for name in fields if name not in POLICY_FIELDS)
+    left_out = (*POLICY_FIELDS, *PLACEMENT_FIELDS)
+    shown = ", ".join(f"{name}={getattr(task, name)!r}" for name in fields if name not in left_out)
     return hashlib.sha256(f"{type(task).__name__}({shown})".encode()).hexdigest()[:12]

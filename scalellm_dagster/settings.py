@@ -27,7 +27,7 @@ def default_data_dir() -> Path:
 
 def _var(name: str, default, lower: bool = False, feeds: str | tuple[str, ...] = ()):
     """A setting read from the environment variable `name`; `feeds` names the resource options it sets
-    (`"teacher.model"`), which `Settings.options` hands over."""
+    (`"teacher.model"`), which `Settings.options` hands over. What it means is in `DOCS`."""
     return field(
         default=default,
         metadata={"env": name, "lower": lower, "feeds": (feeds,) if isinstance(feeds, str) else feeds},
@@ -52,6 +52,95 @@ def _cast(name: str, raw: str, default):
     except ValueError:
         expected = {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
         raise SettingError(f"environment variable {name}={raw!r}: expected {expected}") from None
+
+
+# What each setting means, by field name: the component's schema (`dg utils inspect-component`) shows it.
+DOCS = {
+    "corpus": (
+        "Source rows: a Parquet/CSV/TSV/JSONL file, a folder of them, `file.duckdb::table`, or "
+        "`postgresql://user@host:port/db::schema.table` (or `::SELECT ...`)"
+    ),
+    "tasks": "The tasks YAML file (README: Add a task)",
+    "duckdb_path": ("The warehouse, a DuckDB file: every asset's table, the teacher's answer cache"),
+    "duckdb_memory_limit": "DuckDB's buffer memory per connection (it spills to disk beyond)",
+    "id_column": "The source's id column: unique, int or string, kept exactly as the source has it",
+    "text_column": "The source's text column: what the teacher reads and the embedder embeds",
+    "csv_id_type": (
+        "How a CSV/TSV id column is read: `text` (verbatim: `00042` stays `00042`) or `infer` (integers when they all "
+        "parse)"
+    ),
+    "max_text_chars": "Longest text the corpus check accepts",
+    "predictions_to": (
+        "`postgresql://user@host:port/db::schema`: each task's predictions also upserted into "
+        "`<schema>.<task>_predictions`"
+    ),
+    "embedder": (
+        "`static` (offline, shipped: MiniLM distilled to static token vectors), `lsa` (offline TF-IDF + SVD fitted on "
+        "the corpus), `minilm` (offline all-MiniLM-L6-v2, optional extra) or `openai`"
+    ),
+    "embedding_dim": "LSA dimensions",
+    "embedding_model": "The `openai` embedder's model",
+    "embedding_batch_size": "Texts per embedding request or batch",
+    "embedding_refit": "Refit LSA on the whole corpus and embed every row again",
+    "embedding_rpm": (
+        "The `openai` embeddings endpoint's requests per minute, paced as the teacher's (0: from its headers)"
+    ),
+    "embedding_tpm": "The `openai` embeddings endpoint's tokens per minute (input characters / 4; 0: from its headers)",
+    "embedding_price_per_mtok": "USD per million input tokens of the `openai` embedder, for `scalellm estimate`",
+    "teacher": (
+        "`simulated_hard` (offline, not an LLM: wrong on the rows a model finds hard), `simulated` (offline, not an "
+        "LLM: wrong at random), `openai` (any OpenAI-compatible endpoint) or `local` (a GGUF model run by llama.cpp "
+        "in a worker process, `llm` extra)"
+    ),
+    "teacher_model": "Chat model of the `openai` teacher",
+    "teacher_batch_size": "Rows asked about in one teacher request",
+    "teacher_concurrency": "Teacher requests in flight at once",
+    "teacher_rpm": (
+        "The endpoint's requests per minute: requests are paced to it (0: taken from its `x-ratelimit-*` headers when "
+        "it sends them)"
+    ),
+    "teacher_tpm": "The endpoint's tokens per minute, paced as the requests (0: from its headers)",
+    "shared_requests": "Ask every task's question in one request about rows two or more tasks' samples share",
+    "teacher_max_retries": (
+        "Retries of 5xx, timeouts and dropped connections (backoff, `Retry-After` honoured; 429s are waited out "
+        "apart, up to 20)"
+    ),
+    "teacher_timeout_seconds": "Per-request timeout, in seconds",
+    "teacher_store_seconds": (
+        "How long received answers may wait before the warehouse write (each request's answers are journaled to disk "
+        "before the next request is sent whatever this is)"
+    ),
+    "price_in_per_mtok": "USD per million prompt tokens, for the cost ledger and `max_teacher_cost_usd`",
+    "price_out_per_mtok": "USD per million completion tokens, for the cost ledger",
+    "simulated_accuracy": "The simulation's accuracy",
+    "simulated_bias": (
+        "Share of the simulation's wrong answers given to one label (`simulated_hard`: the most frequent; "
+        "`simulated`: the first), as a small real LLM does"
+    ),
+    "simulated_latency_ms": "The simulation's time per request, in milliseconds",
+    "local_model": "The `local` teacher's GGUF file (default: SmolLM2-135M-Instruct, packaged)",
+    "local_threads": "The `local` teacher's llama.cpp threads",
+    "openai_base_url": "Any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp's server...); unset: OpenAI",
+    "openai_api_key": "The endpoint's key: passed as a Dagster `EnvVar`, never written to logs, metadata or tables",
+    "dask": "`local:N`: start N local Dask worker processes for the run",
+    "dask_scheduler": (
+        "A Dask scheduler (`tcp://host:8786`, or the path of its scheduler file): embedding and predicting run on its "
+        "workers"
+    ),
+    "dask_parts": (
+        "Where the parts go (a folder or an `s3://`/`gs://` URL every worker reaches; default: beside the warehouse)"
+    ),
+    "dask_part_rows": "Rows per part",
+    "upstream_assets": (
+        "Asset keys (`raw/tickets`, comma-separated) whose table the corpus reads: `corpus` depends on them in place "
+        "of `corpus_source`"
+    ),
+    "automation": (
+        "`on`: the automation sensors (conditions, the source's reports, the model policy) run without being switched "
+        "on in the UI"
+    ),
+    "sensor_interval_seconds": "How often the daemon evaluates the sensors, in seconds",
+}
 
 
 @dataclass(frozen=True)
@@ -130,10 +219,11 @@ class Settings:
                 values[f.name] = value.lower() if f.metadata["lower"] else value
         values.setdefault("duckdb_path", str(default_data_dir() / "scalellm.duckdb"))
         settings = cls(**values)
-        settings._check()
+        settings.check()
         return settings
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Refuses values no run could use, naming the setting and what it expects."""
         if self.csv_id_type not in CSV_ID_TYPES:
             raise SettingError(
                 f"SCALELLM_CSV_ID_TYPE={self.csv_id_type!r}: expected one of {list(CSV_ID_TYPES)} "
@@ -217,3 +307,39 @@ def ensure_dagster_home(path: Path) -> Path:
     if not config.exists():
         config.write_text(OWN_INSTANCE_YAML)
     return path
+
+
+# How the component's defs.yaml names the settings it takes in a form of its own.
+ATTRIBUTE_FORMS = {"upstream_assets": "`upstream` (a list)", "openai_api_key": "none: environment only"}
+
+
+def reference_markdown() -> str:
+    """docs/configuration.md: every setting, its environment variable, its defs.yaml attribute, its default and what
+    it means, from the fields' own metadata (a test keeps the file in step)."""
+
+    def shown(f) -> str:
+        if f.name == "duckdb_path":
+            return "`data/scalellm.duckdb` (component: `data/<key_prefix>.duckdb`)"
+        if isinstance(f.default, str) and f.default.startswith(str(PACKAGE_DIR)):
+            return f"bundled `{Path(f.default).relative_to(PACKAGE_DIR.parent)}`"
+        if f.default is None or f.default == "":
+            return "unset"
+        if isinstance(f.default, bool):
+            return "on" if f.default else "off"
+        return f"`{f.default:g}`" if isinstance(f.default, float) else f"`{f.default}`"
+
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from scalellm_dagster/settings.py (python scripts/config_reference.py); do not edit. -->",
+        "",
+        "Every setting is an environment variable of the project's code location (`scalellm run`, `make demo`, "
+        "`make ui`) and an attribute of the `ScaleLLM` component's `defs.yaml`.",
+        "",
+        "| variable | `defs.yaml` attribute | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for f in fields(Settings):
+        attribute = ATTRIBUTE_FORMS.get(f.name, f"`{f.name}`")
+        lines.append(f"| `{f.metadata['env']}` | {attribute} | {shown(f)} | {DOCS[f.name]} |")
+    return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ import yaml
 from croniter import croniter
 
 from scalellm_dagster.core.students import DEFAULT_CANDIDATES, KNOWN_CANDIDATES
-from scalellm_dagster.names import POLICY_FIELDS
+from scalellm_dagster.names import PLACEMENT_FIELDS, POLICY_FIELDS
 
 SAMPLING_STRATEGIES = ("random", "stratified-by-cluster", "uncertainty")
 SELECTION_CRITERIA = ("accuracy", "accuracy_under_latency")
@@ -73,6 +73,9 @@ class TaskSpec:
     # on a cron schedule, and/or once the corpus has grown by this share since the sample was drawn.
     retrain_cron: str | None = None
     retrain_growth: float | None = None
+    # The key prefix of the component instance the task belongs to (`tickets`): its assets are
+    # `tickets/<task>/...`. Not part of the definition: set by the component, never in a tasks file.
+    key_prefix: tuple[str, ...] = ()
 
     @property
     def drift_topup(self) -> int:
@@ -93,11 +96,17 @@ def load_tasks(path: str | Path) -> list[TaskSpec]:
         raise TaskConfigError(f"tasks file {path} is not valid YAML: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("tasks"), list) or not doc["tasks"]:
         raise TaskConfigError(f"tasks file {path}: expected a top-level 'tasks:' list with at least one task")
-    tasks = [parse_task(entry, where=f"{path}: tasks[{i}]") for i, entry in enumerate(doc["tasks"])]
+    return parse_tasks(doc["tasks"], where=f"tasks file {path}: tasks")
+
+
+def parse_tasks(entries: list, where: str = "tasks") -> list[TaskSpec]:
+    """The tasks of a list of mappings (a tasks file's `tasks:`, or a component's inline `tasks:`); `where` begins
+    each error's message."""
+    tasks = [parse_task(entry, where=f"{where}[{i}]") for i, entry in enumerate(entries)]
     seen: set[str] = set()
     for task in tasks:
         if task.name in seen:
-            raise TaskConfigError(f"tasks file {path}: task name {task.name!r} is used twice; names must be unique")
+            raise TaskConfigError(f"{where}: task name {task.name!r} is used twice; names must be unique")
         seen.add(task.name)
     return tasks
 
@@ -214,7 +223,7 @@ FIELDS = {
 def parse_task(entry: Any, where: str = "task") -> TaskSpec:
     if not isinstance(entry, dict):
         raise TaskConfigError(f"{where}: expected a mapping with name, instruction, labels and budget")
-    known = (set(TaskSpec.__dataclass_fields__) - set(POLICY_FIELDS)) | {"retrain"}  # `retrain:` sets them
+    known = (set(TaskSpec.__dataclass_fields__) - set(POLICY_FIELDS) - set(PLACEMENT_FIELDS)) | {"retrain"}
     unknown = sorted(set(entry) - known)
     if unknown:
         raise TaskConfigError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")

@@ -15,7 +15,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from scalellm_dagster.settings import ensure_dagster_home
-from tests.conftest import SMALL_TASKS, corpus_folder
+from tests.conftest import SMALL_TASKS, corpus_folder, demo_slice
 from tests.pipeline_helpers import query, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,17 +37,14 @@ def _records(instance: DagsterInstance):
     return sorted(instance.get_run_records(RunsFilter()), key=lambda r: r.create_timestamp)
 
 
-@pytest.fixture
-def daemon_world(pipeline_env, tmp_path, monkeypatch, tasks_file):
-    """A corpus folder of 400 rows, already materialized, one task with `retrain: {growth: 0.25}`; DAGSTER_HOME as
-    `scalellm` writes it; the daemon's env with the automation on."""
-    folder, rows = corpus_folder(tmp_path, monkeypatch, 520)
-    tasks_file.write_text(textwrap.dedent(SMALL_TASKS) + "    retrain: {growth: 0.25}\n")
+def _automation_world(tmp_path: Path, *python_files: Path) -> tuple[Path, dict]:
+    """DAGSTER_HOME as `scalellm` writes it, and the daemon's env: the automation on, a workspace of the project's
+    code location and of `python_files` (other code locations)."""
     home = ensure_dagster_home(tmp_path / "dagster_home")
     workspace = tmp_path / "workspace.yaml"
     workspace.write_text(
         f"load_from:\n  - python_module:\n      module_name: scalellm_dagster.definitions\n"
-        f"      working_directory: {REPO}\n"
+        f"      working_directory: {REPO}\n" + "".join(f"  - python_file: {path}\n" for path in python_files)
     )
     env = {
         **os.environ,
@@ -56,6 +53,16 @@ def daemon_world(pipeline_env, tmp_path, monkeypatch, tasks_file):
         "SCALELLM_SENSOR_INTERVAL_SECONDS": "2",
         "_WORKSPACE": str(workspace),
     }
+    return home, env
+
+
+@pytest.fixture
+def daemon_world(pipeline_env, tmp_path, monkeypatch, tasks_file):
+    """A corpus folder of 400 rows, already materialized, one task with `retrain: {growth: 0.25}`; DAGSTER_HOME as
+    `scalellm` writes it; the daemon's env with the automation on."""
+    folder, rows = corpus_folder(tmp_path, monkeypatch, 520)
+    tasks_file.write_text(textwrap.dedent(SMALL_TASKS) + "    retrain: {growth: 0.25}\n")
+    home, env = _automation_world(tmp_path)
     with DagsterInstance.from_config(str(home)) as instance:
         assert run_pipeline(instance).success  # as `scalellm run` would
     return folder, rows, home, env
@@ -138,3 +145,78 @@ def _metadata(instance: DagsterInstance, record, asset: str) -> dict:
         if e.dagster_event.asset_key == AssetKey.from_user_string(asset)
     ]
     return {k: v.value for k, v in event.dagster_event.event_specific_data.materialization.metadata.items()}
+
+
+UPSTREAM_LOCATION = """
+import os
+import shutil
+
+import dagster as dg
+
+
+@dg.asset(key=["raw", "tickets"], description="The team's ingestion: it writes the table the corpus reads.")
+def raw_tickets() -> None:
+    shutil.copyfile(os.environ["_STAGED"], os.environ["SCALELLM_CORPUS"])
+
+
+defs = dg.Definitions(assets=[raw_tickets])
+"""
+
+
+def test_a_materialization_of_the_upstream_asset_in_another_code_location_refreshes_the_corpus(
+    pipeline_env, tmp_path, monkeypatch, tasks_file
+):
+    """`SCALELLM_UPSTREAM_ASSETS=raw/tickets`, with `raw/tickets` an asset of another code location of the same
+    workspace: under the daemon, its new materialization alone launches the refresh of corpus and what follows."""
+    rows = demo_slice(460)
+    staged, table = tmp_path / "staged.parquet", tmp_path / "tickets.parquet"
+    upstream = tmp_path / "upstream_location.py"
+    upstream.write_text(UPSTREAM_LOCATION)
+    monkeypatch.setenv("SCALELLM_CORPUS", str(table))
+    monkeypatch.setenv("SCALELLM_UPSTREAM_ASSETS", "raw/tickets")
+    monkeypatch.setenv("_STAGED", str(staged))
+    tasks_file.write_text(textwrap.dedent(SMALL_TASKS))
+    home, env = _automation_world(tmp_path, upstream)
+
+    def ingest(n: int) -> None:
+        rows.iloc[:n].to_parquet(staged, index=False)
+        done = subprocess.run(
+            [str(BIN / "dagster"), "asset", "materialize", "-f", str(upstream), "--select", "raw/tickets"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    ingest(400)
+    db = env["SCALELLM_DUCKDB_PATH"]
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert run_pipeline(instance).success
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", env["_WORKSPACE"]], env=env, cwd=REPO, stdout=out, stderr=out
+        )
+    try:
+        with DagsterInstance.from_config(str(home)) as instance:
+            _wait("an automation tick", lambda: "scalellm_automation" in log.read_text(), 90, log)
+            runs_before = len(_records(instance))
+            ingest(460)  # the team's ingestion writes 60 more rows and materializes raw/tickets
+
+            def refreshed():
+                runs = [
+                    r
+                    for r in _records(instance)[runs_before:]
+                    if AssetKey("corpus") in (r.dagster_run.asset_selection or set())
+                ]
+                return runs if runs and all(r.dagster_run.status in FINISHED for r in runs) else None
+
+            [refresh] = _wait("the refresh run", refreshed, 180, log)
+            assert refresh.dagster_run.status == DagsterRunStatus.SUCCESS
+            assert {"corpus", "embeddings", "topic/predictions"} <= _selected(instance, refresh)
+            assert _metadata(instance, refresh, "embeddings")["rows_computed"] == 60
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+    assert query(db, "SELECT count(*) FROM topic.predictions")[0][0] == 460

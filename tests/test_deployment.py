@@ -167,3 +167,38 @@ def test_no_module_imports_dagsters_internals():
             )
             offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("dagster._")]
     assert offenders == []
+
+
+def test_data_versions_follow_the_rows_so_an_unchanged_refresh_leaves_nothing_stale(
+    pipeline_env, tmp_path, monkeypatch
+):
+    """The corpus's data version is its source read's fingerprint and the embeddings' is that and the embedder's
+    version: a refresh that reads nothing new gives the same versions (Dagster then calls nothing downstream stale),
+    new rows give new ones."""
+    from tests.conftest import corpus_folder
+
+    folder, rows = corpus_folder(tmp_path, monkeypatch, 460)
+    foundation = AssetSelection.keys("corpus", "embeddings")
+    keys = [AssetKey("corpus"), AssetKey("embeddings")]
+    with DagsterInstance.ephemeral() as instance:
+
+        def versions():
+            assert run_pipeline(instance, foundation).success
+            events = [instance.get_latest_materialization_event(key).asset_materialization for key in keys]
+            return [event.tags["dagster/data_version"] for event in events]
+
+        first = versions()
+        assert all(len(v) == 16 for v in first), first
+        assert versions() == first  # nothing new read: the same rows, the same versions
+        rows.iloc[400:].to_parquet(folder / "part-001.parquet", index=False)
+        grown = versions()
+        assert grown[0] != first[0] and grown[1] != first[1]
+
+
+def test_the_configuration_reference_is_the_one_the_settings_generate():
+    from scalellm_dagster.settings import reference_markdown
+
+    written = (ROOT / "docs" / "configuration.md").read_text()
+    assert written == reference_markdown(), "docs/configuration.md is behind: run python scripts/config_reference.py"
+    for name in ("SCALELLM_TEACHER_RPM", "SCALELLM_UPSTREAM_ASSETS", "OPENAI_API_KEY"):
+        assert f"| `{name}` |" in written

@@ -121,7 +121,7 @@ def test_the_real_model_process_killed_mid_request_fails_that_request_only(sig):
 
 
 def test_a_missing_gguf_is_one_clear_line(monkeypatch, tmp_path):
-    from scalellm_dagster.definitions import build_resources
+    from scalellm_dagster.resources.from_settings import build_resources
     from scalellm_dagster.settings import SettingError, Settings
 
     monkeypatch.setenv("SCALELLM_TEACHER", "local")

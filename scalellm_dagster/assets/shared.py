@@ -11,12 +11,20 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 import numpy as np
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
-from scalellm_dagster import __version__
 from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA, source_version
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.metadata import column_schema, embeddings_schema, kept_write_metadata, preview
+from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.cluster.dask_run import cluster_metadata, run_parts
 from scalellm_dagster.cluster.parts import embed_part, embed_rows, iter_batches, join, split_rows
 from scalellm_dagster.core.corpus import few
@@ -25,30 +33,34 @@ from scalellm_dagster.core.incremental import plan_refresh
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL, text_hash
 from scalellm_dagster.embedders.unreadable import with_fallback
 from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema
-from scalellm_dagster.names import CORPUS, CORPUS_SOURCE, EMBEDDINGS
+from scalellm_dagster.names import CORPUS, CORPUS_SOURCE, EMBEDDINGS, key_path, prefixed
 from scalellm_dagster.resources import CorpusSource, EmbedderResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
+from scalellm_dagster.version import __version__
 
 
-def build_foundation(pool: str | None = None, upstream: Sequence[AssetKey] = ()) -> tuple[AssetsDefinition, ...]:
+def build_foundation(
+    pool: str | None = None, upstream: Sequence[AssetKey] = (), prefix: tuple[str, ...] = ()
+) -> tuple[AssetsDefinition, ...]:
     """The `corpus` and `embeddings` assets. `pool`: the concurrency pool of the warehouse they write (`names.
     warehouse_pool`); `upstream`: the assets (a dbt model, an ingestion table, another code location's asset) whose
     table the corpus reads: they are its parents in place of `corpus_source`, and their new materializations refresh
-    it."""
+    it; `prefix`: the component instance's key prefix (`tickets/corpus`), whose resources they take."""
     shared = {
-        "group_name": "shared",
+        "key_prefix": list(prefix),
+        "group_name": prefixed(prefix, "shared"),
         "owners": ["team:scalellm"],
         "pool": pool,
         "automation_condition": FOLLOW_THE_DATA,
     }
     corpus_asset = asset(
         name=CORPUS,
-        deps=list(upstream) or [AssetKey(CORPUS_SOURCE)],
+        deps=list(upstream) or [AssetKey(key_path(prefix, CORPUS_SOURCE))],
         kinds={"duckdb", "pandas"},
         tags={"layer": "source"},
         description="The source rows (id, text and any other columns), loaded from the configured file or table.",
         **shared,
-    )(with_heartbeat(corpus))
+    )(bind_resources(with_heartbeat(corpus), prefix))
     embeddings_asset = asset(
         name=EMBEDDINGS,
         deps=[corpus_asset],
@@ -61,7 +73,7 @@ def build_foundation(pool: str | None = None, upstream: Sequence[AssetKey] = ())
             "keeps its fitted model in the warehouse)."
         ),
         **shared,
-    )(with_heartbeat(embeddings))
+    )(bind_resources(with_heartbeat(embeddings), prefix))
     return corpus_asset, embeddings_asset
 
 
@@ -85,13 +97,14 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
             f"sizes and mtimes, or the same table rows and hash): its {unchanged.rows:,} rows are kept, not read again"
         )
         return MaterializeResult(
+            data_version=corpus_data_version(read_key),
             metadata={
                 **kept_write_metadata(context, unchanged.run_id),
                 "dagster/row_count": unchanged.rows,
                 "unchanged": f"the source's fingerprint matches the read of run {unchanged.run_id}: not read again",
                 "written_by_run": unchanged.run_id,
                 **about,
-            }
+            },
         )
     phase(f"reading {source.display}")
     df = source.load()
@@ -104,13 +117,29 @@ def corpus(context: AssetExecutionContext, source: CorpusSource, warehouse: Ware
     )
     context.log.info(f"corpus: {rows:,} rows from {source.display}")
     return MaterializeResult(
+        data_version=corpus_data_version(read_key),
         metadata={
             "dagster/row_count": rows,
             **about,
             "dagster/column_schema": column_schema(df),
             "preview": preview(df),
-        }
+        },
     )
+
+
+def corpus_data_version(read_key: str) -> DataVersion:
+    """The corpus's Dagster data version: the same read of the source gives the same rows, so a refresh that read
+    nothing new leaves it, and the UI does not call what follows stale."""
+    return DataVersion(read_key[:16])
+
+
+def embeddings_data_version(warehouse: Warehouse, corpus_run_id: str | None, embedding_version: str):
+    """The vectors are those of the corpus read by run `corpus_run_id`, made by `embedding_version`: the same pair,
+    the same data version. None when the warehouse has no record of that read (Dagster then makes one up)."""
+    read_key = warehouse.source_read_key(corpus_run_id) if corpus_run_id else None
+    if read_key is None:
+        return None
+    return DataVersion(hashlib.sha256(f"{read_key}|{embedding_version}".encode()).hexdigest()[:16])
 
 
 def source_read_key(source: CorpusSource, fingerprint: str) -> str:
@@ -162,6 +191,7 @@ def _unchanged_embeddings(
         "nothing to embed"
     )
     return MaterializeResult(
+        data_version=embeddings_data_version(warehouse, rows.run_id, version),
         metadata={
             **kept_write_metadata(context, vectors.run_id),
             "written_by_run": vectors.run_id,
@@ -180,7 +210,7 @@ def _unchanged_embeddings(
             "dagster/column_schema": embeddings_schema(
                 str(warehouse.read_df(f"SELECT id FROM {CORPUS} LIMIT 0")["id"].dtype), dim
             ),
-        }
+        },
     )
 
 
@@ -236,6 +266,7 @@ def _embeddings(
             f"vector) got the shared fallback vector: ids {few(made.unreadable, 10)}"
         )
     return MaterializeResult(
+        data_version=embeddings_data_version(warehouse, corpus_read and corpus_read.run_id, version),
         metadata={
             "dagster/row_count": written,
             **plan.summary,
@@ -243,7 +274,7 @@ def _embeddings(
             **where,
             "table": f"{warehouse.database}::{EMBEDDINGS}",
             "dagster/column_schema": embeddings_schema(str(rows["id"].dtype), int(made.dim)),
-        }
+        },
     )
 
 

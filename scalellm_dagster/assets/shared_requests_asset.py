@@ -9,12 +9,13 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 from scalellm_dagster.assets import task_io
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.metadata import md_table
+from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.assets.sample_asset import model_decision, sample_plan
 from scalellm_dagster.assets.task_branch import pool_of
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core.cost_estimate import estimate_labelling
 from scalellm_dagster.flow.shared_requests import ask_shared, shared_rows
-from scalellm_dagster.names import CORPUS, SHARED_REQUESTS
+from scalellm_dagster.names import CORPUS, SHARED_REQUESTS, prefixed
 from scalellm_dagster.resources import TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.multi_task import joint_teacher
@@ -29,12 +30,14 @@ def shareable(tasks: list[TaskSpec]) -> list[TaskSpec]:
 
 def shared_requests_asset(tasks: list[TaskSpec], teacher_name: str, upstream: AssetsDefinition) -> AssetsDefinition:
     names = ", ".join(t.name for t in tasks)
+    prefix = tasks[0].key_prefix  # the component instance's: all its tasks share it
 
-    @asset(
+    decorate = asset(
         name=SHARED_REQUESTS,
+        key_prefix=list(prefix),
         deps=[upstream],
         pool=pool_of([upstream]),
-        group_name="shared",
+        group_name=prefixed(prefix, "shared"),
         owners=["team:scalellm"],
         kinds={"duckdb", teacher_kind(teacher_name).badge},
         tags={"layer": "teacher", "teacher": teacher_name},
@@ -45,11 +48,11 @@ def shared_requests_asset(tasks: list[TaskSpec], teacher_name: str, upstream: As
             "request. The tasks' labeled_sample steps then ask only the rest."
         ),
     )
-    @with_heartbeat
+
     def shared_teacher_requests(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
         return materialize_shared_requests(context, tasks, warehouse, teacher)
 
-    return shared_teacher_requests
+    return decorate(bind_resources(with_heartbeat(shared_teacher_requests), prefix))
 
 
 def materialize_shared_requests(

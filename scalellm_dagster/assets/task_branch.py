@@ -5,15 +5,16 @@ from dagster import AssetsDefinition, AutomationCondition, asset
 
 from scalellm_dagster.assets.conditions import FOLLOW_THE_DATA
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
-from scalellm_dagster.names import task_fingerprint
+from scalellm_dagster.assets.resource_keys import bind_resources
+from scalellm_dagster.names import prefixed, task_fingerprint, task_key
 from scalellm_dagster.tasks_config import TaskSpec
 
 
 def branch_of(task: TaskSpec) -> dict:
     # The code version is the task's fingerprint: the UI marks a task's assets as changed when its definition does.
     return {
-        "key_prefix": [task.name],
-        "group_name": task.name,
+        "key_prefix": task_key(task, "")[:-1],
+        "group_name": prefixed(task.key_prefix, task.name),
         "owners": ["team:scalellm"],
         "code_version": task_fingerprint(task),
     }
@@ -47,4 +48,4 @@ def task_asset(
         pool=pool_of(deps),
         **branch_of(task),
     )
-    return lambda fn: decorate(with_heartbeat(fn))
+    return lambda fn: decorate(bind_resources(with_heartbeat(fn), task.key_prefix))

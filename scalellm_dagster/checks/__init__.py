@@ -6,13 +6,20 @@ takes seconds, and a run that only materializes assets need not pay it."""
 from dagster import AssetChecksDefinition
 
 from scalellm_dagster.checks.export_checks import export_matches_warehouse_check
-from scalellm_dagster.checks.shared_checks import corpus_rows_valid, embeddings_match_corpus, gold_label_check
+from scalellm_dagster.checks.shared_checks import (
+    corpus_rows_valid_check,
+    embeddings_match_corpus_check,
+    gold_label_check,
+)
 from scalellm_dagster.checks.task_checks import build_task_checks
 from scalellm_dagster.tasks_config import TaskSpec
 
 
-def build_checks(tasks: list[TaskSpec], export: bool = False) -> list[AssetChecksDefinition]:
-    checks = [corpus_rows_valid, embeddings_match_corpus]
+def build_checks(
+    tasks: list[TaskSpec], export: bool = False, prefix: tuple[str, ...] = ()
+) -> list[AssetChecksDefinition]:
+    """Every check of the component instance with `prefix` (none: the code location's)."""
+    checks = [corpus_rows_valid_check(prefix), embeddings_match_corpus_check(prefix)]
     for task in tasks:
         if task.gold_column:
             checks.append(gold_label_check(task))

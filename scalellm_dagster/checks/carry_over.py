@@ -17,8 +17,8 @@ import json
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue
 
-from scalellm_dagster import __version__
 from scalellm_dagster.resources.warehouse import Warehouse
+from scalellm_dagster.version import __version__
 
 # How a metadata value is kept in the warehouse and rebuilt: Dagster's own classes by their names.
 _KINDS = {"MarkdownMetadataValue": MetadataValue.md, "JsonMetadataValue": MetadataValue.json}

@@ -1,10 +1,13 @@
 """The check on a task's `exported_predictions`: the PostgreSQL table, read back, row for row against the warehouse."""
 
+import functools
+
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDefinition, AssetKey, asset_check
 
 from scalellm_dagster.assets.export_asset import EXPORT_SELECT
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
+from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.names import EXPORTED_PREDICTIONS, PREDICTIONS, task_key, task_table
 from scalellm_dagster.resources import PredictionsSink, Warehouse
@@ -51,6 +54,7 @@ def export_matches_warehouse_check(task: TaskSpec) -> AssetChecksDefinition:
             "missing or extra, the same label, source, student and confidence in every row."
         ),
     )
+    @functools.partial(bind_resources, prefix=task.key_prefix)
     @with_heartbeat
     def export_matches_warehouse(
         context: AssetCheckExecutionContext, warehouse: Warehouse, sink: PredictionsSink

@@ -1,17 +1,19 @@
 """Checks on the shared foundation: `corpus` and `embeddings`."""
 
+import functools
 from functools import partial
 
 import pandas as pd
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetKey, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDefinition, AssetKey, asset_check
 
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
+from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.carry_over import basis, carried, recorded, verdict_on_write
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import Outcome, validate
 from scalellm_dagster.checks.row_scans import validate_on_cluster
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
-from scalellm_dagster.names import CORPUS, EMBEDDINGS
+from scalellm_dagster.names import CORPUS, EMBEDDINGS, key_path
 from scalellm_dagster.resources import CorpusSource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 
@@ -63,22 +65,28 @@ def gold_expectations(gold_column: str, labels: list[str]) -> list:
     return [gxe.ExpectColumnValuesToBeInSet(column=gold_column, value_set=labels)]
 
 
-@asset_check(
-    asset=AssetKey(CORPUS),
-    name="corpus_rows_valid",
-    blocking=True,
-    description="Ids unique and not null; text present, not blank, within the length bound; rows > 0. "
-    "On a Dask cluster reached through SCALELLM_DASK_SCHEDULER, the text expectations run part by part on "
-    "the workers.",
-)
-@with_heartbeat
-def corpus_rows_valid(
-    context: AssetCheckExecutionContext, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource
-) -> AssetCheckResult:
-    key = basis(warehouse, [CORPUS], "corpus_expectations", source.max_text_chars)
-    return carried(context, warehouse, "corpus_rows_valid", key) or recorded(
-        context, warehouse, "corpus_rows_valid", key, _corpus_rows_valid(context, warehouse, source, cluster)
+def corpus_rows_valid_check(prefix: tuple[str, ...] = ()) -> AssetChecksDefinition:
+    """`corpus_rows_valid` on the corpus of the component instance with `prefix` (none: the code location's)."""
+
+    @asset_check(
+        asset=AssetKey(key_path(prefix, CORPUS)),
+        name="corpus_rows_valid",
+        blocking=True,
+        description="Ids unique and not null; text present, not blank, within the length bound; rows > 0. "
+        "On a Dask cluster reached through SCALELLM_DASK_SCHEDULER, the text expectations run part by part on "
+        "the workers.",
     )
+    @functools.partial(bind_resources, prefix=prefix)
+    @with_heartbeat
+    def corpus_rows_valid(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource
+    ) -> AssetCheckResult:
+        key = basis(warehouse, [CORPUS], "corpus_expectations", source.max_text_chars)
+        return carried(context, warehouse, "corpus_rows_valid", key) or recorded(
+            context, warehouse, "corpus_rows_valid", key, _corpus_rows_valid(context, warehouse, source, cluster)
+        )
+
+    return corpus_rows_valid
 
 
 def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource):
@@ -111,13 +119,14 @@ def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, clus
 def gold_label_check(task):
     # Not blocking: it would stop `embeddings` and so every task; the task's own labeled_sample refuses to start.
     @asset_check(
-        asset=AssetKey(CORPUS),
+        asset=AssetKey(key_path(task.key_prefix, CORPUS)),
         name=f"{task.name}_gold_labels_in_label_set",
         blocking=False,
         description=f"Gold column {task.gold_column!r} of task {task.name!r} holds only the task's labels "
         "(nulls allowed: those rows are simply not evaluated). When it fails, that task's labeled_sample "
         "stops before any teacher request; the other tasks go on.",
     )
+    @functools.partial(bind_resources, prefix=task.key_prefix)
     @with_heartbeat
     def _check(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         name = f"{task.name}_gold_labels_in_label_set"
@@ -141,32 +150,51 @@ def _gold_labels_in_label_set(task, warehouse: Warehouse) -> AssetCheckResult:
     return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
 
-@asset_check(
-    asset=AssetKey(EMBEDDINGS),
-    name="embeddings_match_corpus",
-    blocking=True,
-    description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
-    f"with L2 norm in {list(NORM_RANGE)}.",
-)
-@with_heartbeat
-def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-    read = corpus_read(context, warehouse, EMBEDDINGS)
-    if read.replaced_by:
-        return read.result_from_log()
-    if not read.live:  # judged against the corpus this run read, which has moved on: not a verdict to carry
-        return _embeddings_match_corpus(context, warehouse, read)
-    key = basis(warehouse, [EMBEDDINGS, CORPUS], "embeddings_expectations", _declared_dim(context, 0), NORM_RANGE)
-    return carried(context, warehouse, "embeddings_match_corpus", key) or recorded(
-        context, warehouse, "embeddings_match_corpus", key, _embeddings_match_corpus(context, warehouse, read)
+def embeddings_match_corpus_check(prefix: tuple[str, ...] = ()) -> AssetChecksDefinition:
+    """`embeddings_match_corpus` on the embeddings of the component instance with `prefix`."""
+    embeddings_key = AssetKey(key_path(prefix, EMBEDDINGS))
+
+    @asset_check(
+        asset=embeddings_key,
+        name="embeddings_match_corpus",
+        blocking=True,
+        description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
+        f"with L2 norm in {list(NORM_RANGE)}.",
     )
+    @functools.partial(bind_resources, prefix=prefix)
+    @with_heartbeat
+    def embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
+        read = corpus_read(context, warehouse, EMBEDDINGS)
+        if read.replaced_by:
+            return read.result_from_log()
+        if not read.live:  # judged against the corpus this run read, which has moved on: not a verdict to carry
+            return _embeddings_match_corpus(context, warehouse, read, embeddings_key)
+        declared = _declared_dim(context, embeddings_key, 0)
+        key = basis(warehouse, [EMBEDDINGS, CORPUS], "embeddings_expectations", declared, NORM_RANGE)
+        return carried(context, warehouse, "embeddings_match_corpus", key) or recorded(
+            context,
+            warehouse,
+            "embeddings_match_corpus",
+            key,
+            _embeddings_match_corpus(context, warehouse, read, embeddings_key),
+        )
+
+    return embeddings_match_corpus
 
 
-def _embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse, read) -> AssetCheckResult:
+# the environment-variable code location's (no prefix)
+corpus_rows_valid = corpus_rows_valid_check()
+embeddings_match_corpus = embeddings_match_corpus_check()
+
+
+def _embeddings_match_corpus(
+    context: AssetCheckExecutionContext, warehouse: Warehouse, read, embeddings_key: AssetKey
+) -> AssetCheckResult:
     # While the corpus has moved on, the table's own ids stand in for it and the logged fingerprint decides.
     moved = not read.live
     frame = warehouse.vector_stats(EMBEDDINGS)
     corpus_ids = frame["id"] if moved else warehouse.read_df(f"SELECT id FROM {CORPUS}")["id"]
-    declared = _declared_dim(context, int(frame["dim"].iloc[0]) if len(frame) else 0)
+    declared = _declared_dim(context, embeddings_key, int(frame["dim"].iloc[0]) if len(frame) else 0)
     frame["finite"] = frame["finite"].fillna(False).astype(bool)
     frame = frame.merge(pd.DataFrame({"id": corpus_ids}), on="id", how="outer", indicator="row_matches_corpus")
     frame["row_matches_corpus"] = (
@@ -184,8 +212,8 @@ def _embeddings_match_corpus(context: AssetCheckExecutionContext, warehouse: War
     )
 
 
-def _declared_dim(context: AssetCheckExecutionContext, fallback: int) -> int:
-    event = context.instance.get_latest_materialization_event(AssetKey(EMBEDDINGS))
+def _declared_dim(context: AssetCheckExecutionContext, embeddings_key: AssetKey, fallback: int) -> int:
+    event = context.instance.get_latest_materialization_event(embeddings_key)
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     return int(meta["dim"].value) if "dim" in meta else fallback
 

@@ -1,5 +1,7 @@
 """Checks on each task's branch: labeled_sample, student_candidates, model_selection_report, predictions."""
 
+import functools
+
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -14,6 +16,7 @@ from dagster import (
 from scalellm_dagster.assets.audit_asset import audit_history, granted_topups
 from scalellm_dagster.assets.deployed_model import draw_id
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
+from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.carry_over import basis, carried, recorded
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_runner import validate
@@ -105,7 +108,7 @@ def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
 def _task_check(task: TaskSpec, asset_name: str, description: str, blocking: bool = True):
     """`@asset_check` on one of `task`'s assets; the check takes the decorated function's name."""
     decorate = asset_check(asset=AssetKey(task_key(task, asset_name)), blocking=blocking, description=description)
-    return lambda fn: decorate(with_heartbeat(fn))
+    return lambda fn: decorate(bind_resources(with_heartbeat(fn), task.key_prefix))
 
 
 def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
@@ -315,7 +318,7 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
     key = AssetKey(task_key(task, DRIFT_AUDIT))
 
     @multi_asset_check(
-        name=f"{task.name}__drift_audit_audit_agreement_within_estimate",  # the op's name: one per task
+        name=f"{key.to_python_identifier()}_audit_agreement_within_estimate",  # the op's name: one per task
         specs=[
             AssetCheckSpec(
                 name="audit_agreement_within_estimate",
@@ -327,6 +330,7 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
         ],
         can_subset=True,
     )
+    @functools.partial(bind_resources, prefix=task.key_prefix)
     @with_heartbeat
     def audit_agreement_within_estimate(context: AssetCheckExecutionContext, warehouse: Warehouse):
         log = audit_history(warehouse, task)
