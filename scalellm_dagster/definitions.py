@@ -2,8 +2,8 @@
 (environment variables, read once), without a key prefix.
 
 With nothing set, everything is local and offline: the bundled banking77 demo, static embeddings, the
-`simulated_hard` teacher (a simulation of an LLM from gold labels), and a DuckDB file under data/. README
-("Configuration") lists the variables that switch on real providers.
+`simulated_hard` teacher (a simulation of an LLM from gold labels), and a DuckDB file under data/.
+docs/configuration.md lists the variables that switch on real providers.
 """
 
 from __future__ import annotations

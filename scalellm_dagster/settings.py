@@ -1,7 +1,7 @@
 """Every setting, read from environment variables once, typed, with defaults that need nothing installed.
 
 `Settings.from_env()` is the only place that reads `SCALELLM_*` / `OPENAI_*` variables; the code location, the
-CLI and the sensors take the `Settings` it returns. README ("Point it at your own table") lists the variables."""
+CLI and the sensors take the `Settings` it returns. docs/configuration.md, generated from `DOCS`, lists them."""
 
 from __future__ import annotations
 
@@ -202,13 +202,13 @@ class Settings:
             raise SettingError(
                 "SCALELLM_SHARDS is gone: the row-parallel steps run on a Dask cluster instead. Set "
                 "SCALELLM_DASK=local:N (N worker processes here) or SCALELLM_DASK_SCHEDULER="
-                "tcp://host:8786 (README: More than one machine), and unset SCALELLM_SHARDS"
+                "tcp://host:8786 (docs/cluster.md), and unset SCALELLM_SHARDS"
             )
         if environ.get("SCALELLM_REFRESH_CRON"):
             raise SettingError(
                 "SCALELLM_REFRESH_CRON is gone: refreshes follow the source (corpus_source_sensor reports a change and "
                 "the assets' automation conditions refresh only what it touched). Switch the automation on with "
-                "SCALELLM_AUTOMATION=on (README: Automation), give a task a `retrain: {cron: ...}` to replace its "
+                "SCALELLM_AUTOMATION=on (docs/automation.md), give a task a `retrain: {cron: ...}` to replace its "
                 "model on a schedule, and unset SCALELLM_REFRESH_CRON"
             )
         values = {}
