@@ -3,7 +3,7 @@ client and the DuckDB answer cache, in three ways: warehouse writes grouped ever
 loses up to a second of answers), a warehouse write per request, and grouped writes with each request's answers
 journaled and fsynced first (the default: a kill loses only the requests in flight).
 
-    .venv/bin/python benchmarks/answer_store_overhead.py [--requests 1000] [--batch-size 5] [--latency-ms 0]
+    .venv/bin/python -m benchmarks.answer_store_overhead [--requests 1000] [--batch-size 5] [--latency-ms 0]
 
 The server is the test suite's fake (tests/fake_openai.py) answering at once (or after --latency-ms), so the
 differences are the writes alone. Prints JSON: wall seconds of each, the warehouse writes, and the overhead per
@@ -14,22 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.openai_client import make_client  # noqa: E402
-from scalellm_dagster.resources.warehouse import Warehouse  # noqa: E402
-from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS  # noqa: E402
-from scalellm_dagster.tasks_config import load_tasks  # noqa: E402
-from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher  # noqa: E402
-from scalellm_dagster.teachers.runner import label_with_cache  # noqa: E402
-from tests.fake_openai import FakeOpenAI  # noqa: E402
+from scalellm_dagster.openai_client import make_client
+from scalellm_dagster.resources.warehouse import Warehouse
+from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS
+from scalellm_dagster.tasks_config import load_tasks
+from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+from scalellm_dagster.teachers.runner import label_with_cache
+from tests.fake_openai import FakeOpenAI
 
 
 def run(server, rows: pd.DataFrame, batch_size: int, window: float, folder: Path, journaled: bool) -> dict:

@@ -11,22 +11,18 @@ the same student's latest audits up to `audit_pool_rows` (`core.audit.judge_audi
 drift top-up. Simulated (`--sequences` per case): how often a top-up is called within the refreshes with no drift
 (false alarms), and after how many refreshes it is called once the new rows drift (drift from the first refresh).
 
-    .venv/bin/python benchmarks/audit_power.py [--expected 0.85 0.70] [--sizes 30 60 100 300]
+    .venv/bin/python -m benchmarks.audit_power [--expected 0.85 0.70] [--sizes 30 60 100 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import binom
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.core.audit import clopper_pearson  # noqa: E402
+from scalellm_dagster.core.audit import clopper_pearson
 
 
 def power(n: int, expected: float, true_agreement: float) -> float:

@@ -1,7 +1,7 @@
 """Seconds per candidate and sample size on the bundled demo, as `student_candidates` scores them, and the RBF SVM's
 class scores timed both ways (issue #28).
 
-    .venv/bin/python benchmarks/candidate_seconds.py [--task intent|topic] [--labels 1500] [--oversubscribed]
+    .venv/bin/python -m benchmarks.candidate_seconds [--task intent|topic] [--labels 1500] [--oversubscribed]
 
 Labels are the demo's gold labels on a seeded sample of `--labels` rows (the simulated teacher's answers would only
 add its noise), embedded with the static default. Every candidate is scored at every size, none pruned, with the
@@ -12,7 +12,6 @@ threads, as before `one_blas_thread_each`.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,11 +21,10 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.multiclass import _ovr_decision_function
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from scalellm_dagster.core import students
+from scalellm_dagster.embedders.static import StaticEmbedder
 
-from scalellm_dagster.core import students  # noqa: E402
-from scalellm_dagster.embedders.static import StaticEmbedder  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

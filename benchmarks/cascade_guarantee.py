@@ -1,6 +1,6 @@
 """Does the guaranteed cascade hold? Realised agreement with the teacher over many seeds, against the target.
 
-    .venv/bin/python benchmarks/cascade_guarantee.py [--seeds 50] [--budget 1000] [--targets 0.9,0.95]
+    .venv/bin/python -m benchmarks.cascade_guarantee [--seeds 50] [--budget 1000] [--targets 0.9,0.95]
         [--delta 0.05] [--datasets ../shared/datasets/banking77 ...] [--out benchmarks/results/cascade_guarantee.json]
 
 Per dataset (`data.parquet`: id, text, label; the bundled banking77 demo when none is given), embedded once with the

@@ -17,7 +17,7 @@ is, target reached or not) the realised agreement falls below. The guarantee hol
 bound of the miss rate (Clopper-Pearson over the runs) is at most delta. Sampling strategies other than random are
 refused with cascade_delta (the task does not parse), so they have no cell.
 
-    .venv/bin/python benchmarks/cascade_validation.py ../shared/datasets --runs 300 --processes 2 \
+    .venv/bin/python -m benchmarks.cascade_validation ../shared/datasets --runs 300 --processes 2 \
         --out benchmarks/results/cascade_validation.json
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,10 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # simulated_teachers, parallel
-from parallel import run_jobs  # noqa: E402
-from simulated_teachers import KINDS  # noqa: E402
+from benchmarks.parallel import run_jobs
+from benchmarks.simulated_teachers import KINDS
 
 SEEDS = list(range(20_261_130, 20_261_130 + 300))  # pre-registered; the development set was 0..149
 DATASETS = ["tweet_eval_offensive", "ag_news", "banking77"]

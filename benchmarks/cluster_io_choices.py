@@ -2,7 +2,7 @@
 parts in (ingest), or keep a view over them? And do the checks' row scans stay on the driver, or go to the cluster
 (which means exporting the rows to parts first)?
 
-    .venv/bin/python benchmarks/cluster_io_choices.py [--rows 1000000] [--dim 384]
+    .venv/bin/python -m benchmarks.cluster_io_choices [--rows 1000000] [--dim 384]
 
 Builds a warehouse with the rows' texts (resampled demo messages) and writes their vectors (random unit vectors, the
 size LSA makes) as 50,000-row parts, as workers do. Then times, against the ingested table and against a view over
@@ -18,30 +18,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.checks.gx_runner import validate  # noqa: E402
-from scalellm_dagster.checks.row_scans import validate_on_cluster  # noqa: E402
-from scalellm_dagster.checks.shared_checks import (  # noqa: E402
+from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.checks.row_scans import validate_on_cluster
+from scalellm_dagster.checks.shared_checks import (
     corpus_expectations,
     corpus_id_expectations,
     corpus_text_expectations,
     embeddings_expectations,
 )
-from scalellm_dagster.cluster.parts import iter_batches, join, split_rows, write_part  # noqa: E402
-from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema  # noqa: E402
-from scalellm_dagster.resources import Warehouse  # noqa: E402
-from scalellm_dagster.settings import DEMO_CORPUS  # noqa: E402
+from scalellm_dagster.cluster.parts import iter_batches, join, split_rows, write_part
+from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema
+from scalellm_dagster.resources import Warehouse
+from scalellm_dagster.settings import DEMO_CORPUS
 
 
 def timed(fn):

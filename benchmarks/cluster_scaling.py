@@ -1,7 +1,7 @@
 """The whole graph at 1M rows in process and on a 2-worker Dask cluster on this machine, then Amdahl's-law
 projections for 10M and 100M rows on 4, 16 and 64 workers, at 30 ms and 500 ms a teacher call.
 
-    .venv/bin/python benchmarks/cluster_scaling.py [--rows 1000000] [--dask local:2] \
+    .venv/bin/python -m benchmarks.cluster_scaling [--rows 1000000] [--dask local:2] \
         [--out benchmarks/results/cluster_1m.json]
 
 Both runs go through benchmarks/scaling.py (one task, budget 1,000, simulated teacher at 0 ms, every check). The
@@ -28,7 +28,7 @@ BUDGET, BATCH, CONCURRENCY = 1000, 10, 8
 
 
 def run(rows: int, dask: str = "") -> dict:
-    args = [sys.executable, str(ROOT / "benchmarks" / "scaling.py"), str(rows)] + (["--dask", dask] if dask else [])
+    args = [sys.executable, "-m", "benchmarks.scaling", str(rows)] + (["--dask", dask] if dask else [])
     out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=ROOT).stdout
     return json.loads(out.strip().splitlines()[-1])
 

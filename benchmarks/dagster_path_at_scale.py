@@ -6,7 +6,7 @@ distinct rows as `scalellm bench --resample-to` draws them, with one task on its
 each step's time from the run's own events (STEP_START to STEP_SUCCESS), the longest silence between two log lines of
 the run (what a user watching the UI sees), and peak RSS of the run's process tree.
 
-    .venv/bin/python benchmarks/dagster_path_at_scale.py --rows 1000000 3000000 [--code <git revision>]
+    .venv/bin/python -m benchmarks.dagster_path_at_scale --rows 1000000 3000000 [--code <git revision>]
 
 `--code` runs the same steps with the code of another revision (checked out into a temporary worktree and put first
 on PYTHONPATH), for a before/after table; `--engine` also times `scalellm bench` on the same rows. Results:

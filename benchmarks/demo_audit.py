@@ -17,7 +17,7 @@ on the whole corpus per seed; a simulation of an LLM, not an LLM). The audit's e
 Reported per task and case: audits, failures, the false-alarm rate with its exact 95 % interval, and the mean
 expected and realised agreement (on every new row), i.e. how far the expectation is from the truth.
 
-    .venv/bin/python benchmarks/demo_audit.py --teacher simulated_hard --seeds 200 --processes 2 \
+    .venv/bin/python -m benchmarks.demo_audit --teacher simulated_hard --seeds 200 --processes 2 \
         --out benchmarks/results/demo_audit_hard.json
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from dataclasses import replace
@@ -34,10 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parallel import run_jobs  # noqa: E402
-from simulated_teachers import KINDS  # noqa: E402
+from benchmarks.parallel import run_jobs
+from benchmarks.simulated_teachers import KINDS
 
 SEEDS = list(range(36_000, 36_000 + 400))  # pre-registered for issue #36
 ALPHA = 0.025

@@ -1,6 +1,6 @@
 """How often does the drift audit fail without drift (false alarms), and how often with it (detection)?
 
-    .venv/bin/python benchmarks/drift_audit.py [--datasets ../shared/datasets/ag_news ...] [--seeds 50]
+    .venv/bin/python -m benchmarks.drift_audit [--datasets ../shared/datasets/ag_news ...] [--seeds 50]
         [--budget 1000] [--audit-rows 30,100] [--out benchmarks/results/drift_audit.json]
 
 Per dataset (`data.parquet`: id, text, label; the bundled banking77 demo when none is given), embedded once with the
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,13 +27,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import cross_val_score
 
+from benchmarks.simulated_teachers import KINDS, answers_for
 from scalellm_dagster.core.audit import draw_audit, judge_audit
 from scalellm_dagster.core.students import fit_student, make_student
 from scalellm_dagster.embedders.static import StaticEmbedder
 from scalellm_dagster.settings import DEMO_CORPUS
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulated_teachers import KINDS, answers_for  # noqa: E402
 
 STUDENTS = ["logistic_regression", "linear_svm", "ridge"]
 DRIFT_SHARES = [0.0, 0.1, 0.25, 0.5, 1.0]

@@ -1,6 +1,6 @@
 """Two DuckDB costs behind issue #28's changes to the warehouse: opening a database, and storing a large model.
 
-    .venv/bin/python benchmarks/duckdb_costs.py [--blob-mb 229]
+    .venv/bin/python -m benchmarks.duckdb_costs [--blob-mb 229]
 
 1. Milliseconds per `duckdb.connect` + `close`: in memory, on a file, and on a file while another connection to it
    stays open in the process (what `resources/warehouse_keep_open.py` relies on).

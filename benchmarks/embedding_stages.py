@@ -1,6 +1,6 @@
 """Where the `embeddings` step's time goes: each stage of it timed alone, one after the other, at N rows.
 
-    .venv/bin/python benchmarks/embedding_stages.py --rows 1000000 [--out benchmarks/results/embedding_stages_1m.json]
+    .venv/bin/python -m benchmarks.embedding_stages --rows 1000000 [--out benchmarks/results/embedding_stages_1m.json]
 
 The corpus is tweet_eval drawn again up to --rows (as `embedding_throughput.py`), written to a fresh warehouse
 first. Then: read (id, text and each text's hash, as the step needs them), embed with the static embedder, give

@@ -1,6 +1,6 @@
 """End-to-end speed of the `embeddings` asset: read the corpus from DuckDB, embed, write the vectors back.
 
-    .venv/bin/python benchmarks/embedding_throughput.py --rows 1000000 [--embedder static|lsa|minilm]
+    .venv/bin/python -m benchmarks.embedding_throughput --rows 1000000 [--embedder static|lsa|minilm]
         [--data ../shared/datasets/tweet_eval_offensive/data.parquet] [--out benchmarks/results/embed_1m.json]
 
 The corpus is the file's texts drawn again with replacement up to --rows, each copy made distinct by its copy
@@ -21,10 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from scalellm_dagster.cli.bench import resample
 
-from scalellm_dagster.cli.bench import resample  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, resource, time

@@ -10,7 +10,7 @@ a prior with sd 0.001, since the fit no longer takes a bound); as an estimate co
 with its uncertainty (now). Reported: the mean and mean absolute error of the forecast, and how often the 68 % band
 holds the truth (it says 68 %).
 
-    .venv/bin/python benchmarks/forecast_honesty.py ../shared/datasets [--seeds 10] [--student logistic_regression] \
+    .venv/bin/python -m benchmarks.forecast_honesty ../shared/datasets [--seeds 10] [--student logistic_regression] \
         [--teacher simulated_hard]
 """
 
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulated_teachers import KINDS, answers_for  # noqa: E402
+from benchmarks.simulated_teachers import KINDS, answers_for
 
 SEEDS = list(range(7_000, 7_000 + 30))  # pre-registered
 DATASETS = ["tweet_eval_offensive", "ag_news", "banking77"]

@@ -2,7 +2,7 @@
 (how it ran before), on the same labelling requests (10 demo messages each, json_object + schema, SmolLM2-135M,
 1 thread), and llama.cpp's decoding speed in tokens/s.
 
-    .venv/bin/python benchmarks/local_teacher_worker.py [--requests 15] [--rows 10]
+    .venv/bin/python -m benchmarks.local_teacher_worker [--requests 15] [--rows 10]
 
 The in-process measurement runs in a subprocess of its own, so that a crash there cannot take this script down.
 Prints JSON.
@@ -15,9 +15,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def requests(n: int, rows: int) -> list[dict]:

@@ -1,7 +1,7 @@
 """Model analysis on a labelled dataset with the simulated teacher: forecasts, sampling strategies, the cascade.
 
-    .venv/bin/python benchmarks/model_analysis.py --data ../shared/datasets/tweet_eval_offensive/data.parquet
-    .venv/bin/python benchmarks/model_analysis.py --data ../shared/datasets/banking77/data.parquet
+    .venv/bin/python -m benchmarks.model_analysis --data ../shared/datasets/tweet_eval_offensive/data.parquet
+    .venv/bin/python -m benchmarks.model_analysis --data ../shared/datasets/banking77/data.parquet
 
 Uses the engine directly (the same functions the Dagster assets call). The teacher is `simulated` (gold labels,
 right with probability --teacher-accuracy, plausible confusions); accuracy vs gold is measured on rows the teacher
@@ -12,32 +12,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.core.cascade import Calibrator, plan_cascade  # noqa: E402
-from scalellm_dagster.core.learning_curve import fit_learning_curve  # noqa: E402
-from scalellm_dagster.core.sampling import (  # noqa: E402
+from scalellm_dagster.core.cascade import Calibrator, plan_cascade
+from scalellm_dagster.core.learning_curve import fit_learning_curve
+from scalellm_dagster.core.sampling import (
     cluster_stratified_sample,
     random_sample,
     uncertainty_sample,
 )
-from scalellm_dagster.core.students import (  # noqa: E402
+from scalellm_dagster.core.students import (
     default_sample_sizes,
     evaluate_candidates,
     fit_student,
     out_of_fold_confidence,
     predict_with_confidence,
 )
-from scalellm_dagster.embedders.lsa import LsaEmbedder  # noqa: E402
-from scalellm_dagster.tasks_config import parse_task  # noqa: E402
-from scalellm_dagster.teachers.simulated import SimulatedTeacher  # noqa: E402
+from scalellm_dagster.embedders.lsa import LsaEmbedder
+from scalellm_dagster.tasks_config import parse_task
+from scalellm_dagster.teachers.simulated import SimulatedTeacher
 
 STUDENT = "logistic_regression"
 

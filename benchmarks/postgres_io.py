@@ -8,7 +8,7 @@ DuckDB would otherwise download it at run time), and a Parquet file; then the wh
 with its validation) for PostgreSQL and Parquet. Writing: the upsert (first write, the same rows again, 10 % changed),
 the export check's read-back and comparison, and the same frame written to Parquet.
 
-    .venv/bin/python benchmarks/postgres_io.py --rows 1000000 [--duckdb-python /path/to/python]
+    .venv/bin/python -m benchmarks.postgres_io --rows 1000000 [--duckdb-python /path/to/python]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,14 +24,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.checks.export_checks import compare, export_expectations  # noqa: E402
-from scalellm_dagster.checks.gx_runner import validate  # noqa: E402
-from scalellm_dagster.resources import postgres  # noqa: E402
-from scalellm_dagster.resources.source import CorpusSource  # noqa: E402
-from scalellm_dagster.settings import DEMO_CORPUS  # noqa: E402
-from tests.postgres_server import LocalPostgres  # noqa: E402
+from scalellm_dagster.checks.export_checks import compare, export_expectations
+from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.resources import postgres
+from scalellm_dagster.resources.source import CorpusSource
+from scalellm_dagster.settings import DEMO_CORPUS
+from tests.postgres_server import LocalPostgres
 
 RESULTS = Path(__file__).resolve().parent / "results" / "postgres_io.json"
 

@@ -7,30 +7,27 @@ against the limit, and the throughput (requests admitted from the first to the l
 Teacher: server latency 0.1 s a request, batches of 4 rows, concurrency 8. Embedder: batches of 16 texts,
 concurrency 4.
 
-    .venv/bin/python benchmarks/rate_limits.py [--quick]
+    .venv/bin/python -m benchmarks.rate_limits [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.embedders.openai_embed import OpenAIEmbedder  # noqa: E402
-from scalellm_dagster.flow import MemoryCache  # noqa: E402
-from scalellm_dagster.openai_client import make_client  # noqa: E402
-from scalellm_dagster.rate_limit import RateLimiter  # noqa: E402
-from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher  # noqa: E402
-from scalellm_dagster.teachers.runner import label_with_cache  # noqa: E402
-from tests.fake_openai import FakeOpenAI, Limits, request_cost  # noqa: E402
-from tests.test_openai_teacher import TASK, rule  # noqa: E402
-from tests.test_rate_limits import most_in_window, rate  # noqa: E402
+from scalellm_dagster.embedders.openai_embed import OpenAIEmbedder
+from scalellm_dagster.flow import MemoryCache
+from scalellm_dagster.openai_client import make_client
+from scalellm_dagster.rate_limit import RateLimiter
+from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+from scalellm_dagster.teachers.runner import label_with_cache
+from tests.fake_openai import FakeOpenAI, Limits, request_cost
+from tests.test_openai_teacher import TASK, rule
+from tests.test_rate_limits import most_in_window, rate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "rate_limits.json"
 BATCH = 4

@@ -8,7 +8,7 @@ embedded and predicted (the materializations' metadata), rows sent to PostgreSQL
 confidences changed on rows nobody touched, wall time. The current code also replaces its model on purpose
 (`scalellm run --retrain`): the cost of a replacement.
 
-    .venv/bin/python benchmarks/refresh_only_what_changed.py --rows 1000000 [--before <git revision>]
+    .venv/bin/python -m benchmarks.refresh_only_what_changed --rows 1000000 [--before <git revision>]
 
 `--before` runs the same steps with the code of that revision (checked out into a temporary worktree and put first
 on PYTHONPATH); default: the commit before the deployed model (94a5db0).
@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +30,10 @@ import pandas as pd
 import psycopg
 from dagster import AssetKey, DagsterInstance
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from scalellm_dagster.settings import DEMO_CORPUS
+from tests.postgres_server import LocalPostgres
 
-from scalellm_dagster.settings import DEMO_CORPUS  # noqa: E402
-from tests.postgres_server import LocalPostgres  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RESULTS = REPO / "benchmarks" / "results" / "refresh_only_what_changed.json"
 TASKS = """tasks:

@@ -1,7 +1,7 @@
 """Markdown tables for BENCHMARKS.md from the JSON reports of `scalellm bench`.
 
-.venv/bin/python benchmarks/report_tables.py benchmarks/results/*.json
-.venv/bin/python benchmarks/report_tables.py \
+.venv/bin/python -m benchmarks.report_tables benchmarks/results/*.json
+.venv/bin/python -m benchmarks.report_tables \
     --embedders benchmarks/results/{tweet_eval_offensive,banking77,ag_news}.json
     (each LSA report beside its `_static` and `_minilm` twins, where they exist: accuracy by budget,
     embedding time)

@@ -1,8 +1,8 @@
 """Time and peak memory of the whole Dagster graph at growing corpus sizes (one task, offline defaults).
 
-    .venv/bin/python benchmarks/scaling.py 10000 100000 [1000000]
-    .venv/bin/python benchmarks/scaling.py --dask local:2 1000000
-    .venv/bin/python benchmarks/scaling.py --dask tcp://127.0.0.1:8786 1000000
+    .venv/bin/python -m benchmarks.scaling 10000 100000 [1000000]
+    .venv/bin/python -m benchmarks.scaling --dask local:2 1000000
+    .venv/bin/python -m benchmarks.scaling --dask tcp://127.0.0.1:8786 1000000
 
 
 Each size runs in a fresh subprocess: a corpus made by resampling the bundled banking77 demo (with replacement, ids

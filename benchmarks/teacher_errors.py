@@ -10,7 +10,7 @@ accuracy `--accuracy`, seed 0, every row answered as the simulation answers a co
 - how concentrated the wrong answers are: the share going to the single most frequent wrong label, and the top
   confusion pairs (gold -> answer) with their share of all errors.
 
-    .venv/bin/python benchmarks/teacher_errors.py demo ../shared/datasets/ag_news \\
+    .venv/bin/python -m benchmarks.teacher_errors demo ../shared/datasets/ag_news \\
         ../shared/datasets/tweet_eval_offensive --out benchmarks/results/teacher_errors.json
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -26,9 +25,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulated_teachers import KINDS, answers_for  # noqa: E402
+from benchmarks.simulated_teachers import KINDS, answers_for
 
 
 def load(path: str) -> tuple[str, pd.DataFrame]:

@@ -1,6 +1,6 @@
 """How well the teacher-noise estimate behind the learning curves' floor finds injected teacher mistakes.
 
-    .venv/bin/python benchmarks/teacher_noise_probe.py
+    .venv/bin/python -m benchmarks.teacher_noise_probe
 
 On the bundled banking77 demo (1,500 random rows, static embeddings), labels from gold with 0 %, 10 % and 20 % of
 them flipped to another label at random (a simulated teacher's mistakes), for the 6-topic and the 77-intent task:

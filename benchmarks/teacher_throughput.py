@@ -1,6 +1,6 @@
 """Teacher throughput against a local OpenAI-compatible server: batching, concurrency, and the cache.
 
-    .venv/bin/python benchmarks/teacher_throughput.py [--rows 2000] [--latency-ms 50] [--batch-size 10]
+    .venv/bin/python -m benchmarks.teacher_throughput [--rows 2000] [--latency-ms 50] [--batch-size 10]
 
 Labels `--rows` banking77 demo messages through the real `openai` client and the DuckDB answer cache, at
 concurrency 1 and 16 (fresh cache each), then reruns the second job to show that a rerun makes no request.
@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from scalellm_dagster.openai_client import make_client  # noqa: E402
-from scalellm_dagster.resources.warehouse import Warehouse  # noqa: E402
-from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS  # noqa: E402
-from scalellm_dagster.tasks_config import load_tasks  # noqa: E402
-from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher  # noqa: E402
-from scalellm_dagster.teachers.runner import label_with_cache  # noqa: E402
-from tests.fake_openai import FakeOpenAI  # noqa: E402
+from scalellm_dagster.openai_client import make_client
+from scalellm_dagster.resources.warehouse import Warehouse
+from scalellm_dagster.settings import DEMO_CORPUS, DEMO_TASKS
+from scalellm_dagster.tasks_config import load_tasks
+from scalellm_dagster.teachers.openai_chat import OpenAIChatTeacher
+from scalellm_dagster.teachers.runner import label_with_cache
+from tests.fake_openai import FakeOpenAI
 
 
 def job(server, warehouse, rows, concurrency, batch_size):
