@@ -3,13 +3,13 @@
 Pre-registered before the first run (2026-11-30), not tuned afterwards: the seeds are `SEEDS` below; the cells are
 every suspect-label policy x every share of teacher requests failing, on each shared dataset; the settings are
 `SETTINGS`. Each run takes a fresh corpus of `rows` rows drawn from the dataset (by the run's seed), and goes the
-real path `scalellm bench` goes (`bench.run_flow`): random sample of `budget` rows labelled by a simulated teacher
+real path `scalellm bench` goes (`run_flow`): random sample of `budget` rows labelled by a simulated teacher
 (accuracy 0.9; an LLM simulation, not an LLM: `--teacher simulated` errs on rows drawn by a hash, `simulated_hard`,
 answers decided on the whole dataset, on the rows a model finds hard), the suspect review, every candidate scored
 and the selection made, the final student, its predictions, and the guaranteed cascade at `target` with delta 0.1
-(`bench.cascade_step`, the step `run_flow` ends with). A failing share f: that share of the rows outside the sample
-(drawn per run) gets an invalid answer every time the cascade asks (the worst case: asking again never helps); the
-three shares share the run's sample, selection and student.
+(`cascade_step`, the step `run_flow` ends with; both in `flow/in_memory.py`). A failing share f: that share of
+the rows outside the sample (drawn per run) gets an invalid answer every time the cascade asks (the worst case:
+asking again never helps); the three shares share the run's sample, selection and student.
 
 A run *claims* when it prints the target as certified; it *misses* when it claims and the realised agreement with
 the teacher on the rows outside the sample is below the target. Also counted: runs whose printed bound (whatever it
@@ -86,8 +86,8 @@ def one_run(
     root: str, name: str, seed: int, policies: tuple = tuple(POLICIES), teacher_kind: str = "simulated"
 ) -> list[dict]:
     """Every (policy, failing share) cell of one seed on one dataset."""
-    from scalellm_dagster.cli.bench import cascade_step, run_flow
     from scalellm_dagster.flow import MemoryCache, TeacherSession
+    from scalellm_dagster.flow.in_memory import cascade_step, run_flow
     from scalellm_dagster.tasks_config import parse_task
     from scalellm_dagster.teachers.simulated import SimulatedTeacher
 
@@ -99,7 +99,7 @@ def one_run(
     labels = sorted(full["label"].unique())
     keys = df["id"].astype(str).tolist()
     if teacher_kind != "simulated":  # answers decided on the whole dataset, so a row's does not depend on the draw
-        from simulated_teachers import answers_for
+        from benchmarks.simulated_teachers import answers_for
 
         whole = answers_for(
             teacher_kind,
@@ -138,7 +138,7 @@ def one_run(
                 seed=seed % 100_000,
             )
         else:
-            from simulated_teachers import table_teacher
+            from benchmarks.simulated_teachers import table_teacher
 
             simulated = table_teacher(
                 teacher_kind, task, df["id"], answers, SETTINGS["teacher_accuracy"], seed % 100_000
@@ -148,7 +148,13 @@ def one_run(
         # the failing rows are drawn once for the largest share; a smaller share takes a prefix of the same draw
         order = rng.permutation(len(keys))
         run, timings = run_flow(
-            replace(task, cascade_budget=0), df, X, simulated, np.zeros(len(df), bool), SETTINGS["batch_size"], 8
+            task=replace(task, cascade_budget=0),
+            df=df,
+            X=X,
+            teacher=simulated,
+            is_eval=np.zeros(len(df), bool),
+            batch_size=SETTINGS["batch_size"],
+            concurrency=8,
         )
         outside = ~np.isin(df["id"].to_numpy(), run.sample.ids)
         for share in FAILING:
@@ -157,12 +163,11 @@ def one_run(
                 FailingTeacher(simulated, failing), MemoryCache(), df.set_index("id")["text"], SETTINGS["batch_size"], 8
             )
             final, calls, g = cascade_step(
-                task,
-                *timings["cascade_inputs"][:4],
-                run.labels,
-                timings["cascade_inputs"][4],
-                df["id"].to_numpy(),
-                lambda session=session: session,
+                task=task,
+                **timings["cascade_inputs"],
+                final=run.labels,
+                ids=df["id"].to_numpy(),
+                session_factory=lambda session=session: session,
             )
             realised = float((final[outside] == teacher_says[outside]).mean())
             out.append(

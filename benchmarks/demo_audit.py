@@ -3,7 +3,7 @@
 Per seed (pre-registered: `SEEDS`) and per demo task (`demo/tasks.yaml`: intent, 77 labels, 1,500 teacher labels;
 topic, 6 labels, 400), with the task's own settings and the seed as its seed: the bundled banking77 corpus is split at
 random into the first run's rows and a refresh of `--new-rows` rows from the same population (no drift). The real
-flow `scalellm bench` runs (`bench.run_flow`: random sample from the first run's rows, every candidate scored, the
+flow `scalellm bench` runs (`run_flow`: random sample from the first run's rows, every candidate scored, the
 selection, the final student, its predictions) with a simulated teacher at accuracy 0.9 (`--teacher`; answers decided
 on the whole corpus per seed; a simulation of an LLM, not an LLM). The audit's expected agreement is what
 `predictions` keeps for it (`audit_expectation`: the chosen student's held-out agreement on the sample). Then:
@@ -54,12 +54,11 @@ def _demo():
 
 
 def one_seed(seed: int, teacher_kind: str, new_rows: int) -> list[dict]:
-    from simulated_teachers import answers_for, table_teacher
-
-    from scalellm_dagster.cli.bench import run_flow
+    from benchmarks.simulated_teachers import answers_for, table_teacher
     from scalellm_dagster.core.audit import draw_audit, judge_audit
     from scalellm_dagster.core.cascade import agreement_of_most_confident
     from scalellm_dagster.flow.cascade_step import CalibrationSample, calibrate
+    from scalellm_dagster.flow.in_memory import run_flow
 
     warnings.simplefilter("ignore")
     df, X, tasks = _demo()
@@ -72,8 +71,11 @@ def one_seed(seed: int, teacher_kind: str, new_rows: int) -> list[dict]:
         answers = answers_for(teacher_kind, df["text"].tolist(), gold, task.label_names, X, seed, 0.9)
         teacher = table_teacher(teacher_kind, task, df["id"], answers, 0.9, seed)
         # the refresh's rows are "eval" rows to the flow: never sampled, predicted like every row
-        run, timings = run_flow(task, df[["id", "text"]], X, teacher, is_new, 10, 8)
-        student, valid, X_valid = timings["cascade_inputs"][:3]
+        run, timings = run_flow(
+            task=task, df=df[["id", "text"]], X=X, teacher=teacher, is_eval=is_new, batch_size=10, concurrency=8
+        )
+        inputs = timings["cascade_inputs"]
+        student, valid, X_valid = inputs["student"], inputs["valid"], inputs["X_valid"]
         calibrator = calibrate(student, CalibrationSample.from_answers(valid, X_valid), task)
         expected = agreement_of_most_confident(calibrator, 1.0)
         agrees = run.student_labels == answers

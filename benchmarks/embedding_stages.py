@@ -29,8 +29,7 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT.parent / "shared/datasets/tweet_eval_offensive/data.parquet"))
     p.add_argument("--out")
     args = p.parse_args()
-    from embedding_throughput import tweet_corpus  # this folder's: the same corpus as the step's benchmark
-
+    from benchmarks.embedding_throughput import tweet_corpus  # the same corpus as the step's benchmark
     from scalellm_dagster.embedders.static import StaticEmbedder
     from scalellm_dagster.embedders.unreadable import with_fallback
     from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema

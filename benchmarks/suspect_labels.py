@@ -4,7 +4,7 @@
         [--budgets 500,2000] [--teacher simulated|local] [--out benchmarks/results/suspect_labels.json]
 
 Per dataset (`data.parquet`: id, text, label; the bundled banking77 demo when none is given), embedded once (LSA,
-the default embedder). Per seed, budget and policy, `bench.run_flow` runs the steps the assets run: sample, label,
+the default embedder). Per seed, budget and policy, `run_flow` runs the steps the assets run: sample, label,
 flag suspects (cleanlab on a logistic regression's out-of-fold scores), keep / drop / re-ask them, evaluate the
 candidates, select, predict. Accuracy vs gold is measured on every row outside the sample.
 
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scalellm_dagster.cli import bench
 from scalellm_dagster.embedders.lsa import LsaEmbedder
 from scalellm_dagster.flow import MemoryCache
+from scalellm_dagster.flow.in_memory import run_flow
 from scalellm_dagster.settings import DEMO_CORPUS
 from scalellm_dagster.tasks_config import load_tasks, parse_task
 from scalellm_dagster.teachers.simulated import SimulatedTeacher
@@ -90,7 +90,16 @@ def one_dataset(name: str, df: pd.DataFrame, args) -> list[dict]:
                         else SimulatedTeacher.from_corpus(task, df["id"], df["label"], X, seed=seed, **sim)
                     )
                     start = time.perf_counter()
-                    run, t = bench.run_flow(task, df, X, teacher, np.zeros(len(df), bool), args.batch_size, 4, cache)
+                    run, t = run_flow(
+                        task=task,
+                        df=df,
+                        X=X,
+                        teacher=teacher,
+                        is_eval=np.zeros(len(df), bool),
+                        batch_size=args.batch_size,
+                        concurrency=4,
+                        cache=cache,
+                    )
                     unseen = ~df["id"].isin(run.sample.ids).to_numpy()
                     answers = run.review.answers
                     valid = answers[answers["valid"]].merge(df[["id", "label"]], on="id")

@@ -11,6 +11,7 @@ import pytest
 from dagster import DagsterInstance
 
 from scalellm_dagster.cli import bench
+from scalellm_dagster.flow.in_memory import run_flow
 from scalellm_dagster.resources import TeacherResource
 from scalellm_dagster.tasks_config import load_tasks
 from tests.pipeline_helpers import query, run_pipeline
@@ -30,13 +31,15 @@ def test_assets_and_bench_run_the_same_flow(pipeline_env, tasks_file, cascade, s
 
     # bench embeds the corpus itself, with the embedder the assets used: the vectors must agree
     args = argparse.Namespace(embedder="static", dim=64, seed=task.seed)
-    X = bench._embedder(args).fit_embed(corpus["text"].tolist())
+    X = bench.bench_embedder(args).fit_embed(corpus["text"].tolist())
     stored = dict(query(db, "SELECT id, vector FROM embeddings"))
     X_assets = np.array([stored[i] for i in corpus["id"]], dtype=np.float32)
     np.testing.assert_allclose(X, X_assets, atol=1e-5)
 
     teacher = TeacherResource(simulated_latency_ms=0).build(task, corpus, X)  # the code location's default kind
-    run, timings = bench.run_flow(task, corpus, X, teacher, np.zeros(len(corpus), bool), batch_size=10, concurrency=8)
+    run, timings = run_flow(
+        task=task, df=corpus, X=X, teacher=teacher, is_eval=np.zeros(len(corpus), bool), batch_size=10, concurrency=8
+    )
 
     sampled = [r[0] for r in query(db, "SELECT id FROM topic.labeled_sample ORDER BY sample_rank")]
     assert run.sample.ids.tolist() == sampled

@@ -16,31 +16,21 @@ import json
 import resource
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scalellm_dagster.core.report import TeacherSpend
 from scalellm_dagster.core.sampling import random_sample
 from scalellm_dagster.core.students import DEFAULT_CANDIDATES, fit_student, predict_with_confidence
 from scalellm_dagster.embedders.embedder_kinds import EMBEDDERS
 from scalellm_dagster.embedders.protocol import Embedder
 from scalellm_dagster.flow import (
-    LabelledSample,
     MemoryCache,
     TeacherSession,
-    evaluate_students,
-    final_labels,
-    label_sample,
-    predict_rows,
-    run_cascade,
-    select_student,
-    train_student,
 )
-from scalellm_dagster.flow.cascade_step import CalibrationSample, calibrate
-from scalellm_dagster.flow.suspects import SuspectReview, review_suspects
+from scalellm_dagster.flow.in_memory import FlowRun, run_flow
 from scalellm_dagster.names import EMBEDDINGS
 from scalellm_dagster.resources.embedder import EmbedderResource
 from scalellm_dagster.resources.from_settings import teacher_resource
@@ -176,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
     gold = df["label"].to_numpy()
 
     start = time.perf_counter()
-    embedder = _embedder(args)
+    embedder = bench_embedder(args)
     X = embedder.fit_embed(df["text"], log=lambda m: print(m, flush=True))
     embed_seconds = time.perf_counter() - start
 
@@ -202,16 +192,16 @@ def run(args: argparse.Namespace) -> dict:
         runs.append(
             _one_run(
                 args,
-                replace(task, budget=budget),
-                df,
-                X,
-                gold,
-                is_eval,
-                teacher(),
-                teacher_says,
-                embed_seconds,
-                baseline["seconds"],
-                shared,
+                task=replace(task, budget=budget),
+                df=df,
+                X=X,
+                gold=gold,
+                is_eval=is_eval,
+                teacher=teacher(),
+                teacher_says=teacher_says,
+                embed_seconds=embed_seconds,
+                baseline_seconds=baseline["seconds"],
+                shared=shared,
             ).summary
         )
         print(
@@ -267,7 +257,7 @@ def bench_task(args, labels: list[str]) -> TaskSpec:
     )
 
 
-def _embedder(args) -> Embedder:
+def bench_embedder(args) -> Embedder:
     """The embedder the code location would build for `SCALELLM_EMBEDDER=<--embedder>`."""
     options = EmbedderResource(kind=args.embedder, dim=args.dim, seed=args.seed)
     missing = options.spec.missing()
@@ -415,111 +405,9 @@ def _teacher_summary(args, teacher_says, gold, simulated: bool, shared, teacher:
     }
 
 
-@dataclass
-class BenchRun:
-    """One budget's run of the flow: the summary the report keeps, and what the flow produced."""
-
-    summary: dict
-    sample: LabelledSample
-    choice: str
-    labels: np.ndarray  # final label per row (teacher's where it answered, the student's elsewhere)
-    student_labels: np.ndarray
-    review: SuspectReview | None = None
-
-
-def run_flow(
-    task: TaskSpec,
-    df: pd.DataFrame,
-    X: np.ndarray,
-    teacher,
-    is_eval: np.ndarray,
-    batch_size: int,
-    concurrency: int,
-    cache: MemoryCache | None = None,
-) -> tuple[BenchRun, dict]:
-    """The assets' steps, in memory: sample and label, evaluate candidates, select, predict, cascade.
-    Returns the run and its step timings (seconds)."""
-    ids = df["id"].to_numpy()
-    pool = np.flatnonzero(~is_eval)
-    session = TeacherSession(
-        teacher, cache if cache is not None else MemoryCache(), df.set_index("id")["text"], batch_size, concurrency
-    )
-    start = time.perf_counter()
-    labelled = label_sample(ids[pool], None if task.sampling == "random" else X[pool], task, task.budget, session)
-    seconds_teacher = time.perf_counter() - start
-
-    position = pd.Series(np.arange(len(df)), index=ids)
-    start = time.perf_counter()
-    reask = None if batch_size == 1 else lambda: TeacherSession(teacher, MemoryCache(), session.texts, 1, concurrency)
-    review = review_suspects(labelled.answers, X[position[labelled.valid["id"]].to_numpy()], task, reask)
-    seconds_teacher += time.perf_counter() - start  # the flagging's training is small; a re-ask is teacher time
-    answers = review.answers
-    valid = answers[answers["valid"]]
-    training = valid[valid["train"]]
-    train_pos = position[training["id"]].to_numpy()
-    X_train, y_train = X[train_pos], training["teacher_label"].to_numpy()
-    start = time.perf_counter()
-    candidates = evaluate_students(X_train, y_train, task)
-    stats = session.stats
-    spend = TeacherSpend(
-        stats.rows - stats.unanswered,
-        stats.requests,
-        stats.request_seconds,
-        stats.cost_usd,
-        stats.prompt_tokens,
-        stats.completion_tokens,
-        stats.tokens_estimated,
-        concurrency,
-    )
-    selection = select_student(candidates.scores, X_train, y_train, task, len(df), spend)
-    student = train_student(selection.choice.candidate, X_train, y_train, task.seed)
-    seconds_train = time.perf_counter() - start
-
-    predicted = predict_rows(student, [X], len(X))
-    final, source = final_labels(ids, predicted.labels, valid.set_index("id")["teacher_label"])
-    cascade_calls, guarantee = 0, None
-    cascade_inputs = (student.name, valid, X[position[valid["id"]].to_numpy()], predicted.confidence)
-    if task.cascade_budget:
-        start = time.perf_counter()
-        final, cascade_calls, guarantee = cascade_step(task, *cascade_inputs, final, source, ids, lambda: session)
-        seconds_teacher += time.perf_counter() - start
-    timings = {
-        "teacher": seconds_teacher,
-        "train": seconds_train,
-        "predict": predicted.seconds,
-        "cascade_calls": cascade_calls,
-        "reask_calls": review.reasked,
-        "asked": session.stats.asked,
-        "teacher_noise": selection.noise.rate,
-        "guarantee": guarantee,
-        # what `cascade_step` takes besides the labels, for a caller that runs it again (the validation)
-        "cascade_inputs": (*cascade_inputs, source),
-    }
-    return BenchRun({}, labelled, student.name, final, predicted.labels, review), timings
-
-
-def cascade_step(
-    task: TaskSpec,
-    student: str,
-    valid: pd.DataFrame,
-    X_valid: np.ndarray,
-    confidence: np.ndarray,
-    final: np.ndarray,
-    source: np.ndarray,
-    ids: np.ndarray,
-    session_factory,
-):
-    """(final labels after the cascade, rows it sent, its guarantee): calibrated on the first answers of every
-    valid sample row, whatever the suspect review did (issue #27)."""
-    calibrator = calibrate(student, CalibrationSample.from_answers(valid, X_valid), task)
-    outcome = run_cascade(calibrator, confidence, source == "student", ids, task, task.cascade_budget, session_factory)
-    final = final.copy()
-    final[outcome.answered] = outcome.labels
-    return final, len(outcome.asked), outcome.guarantee
-
-
 def _one_run(
     args,
+    *,
     task,
     df,
     X,
@@ -530,8 +418,17 @@ def _one_run(
     embed_seconds,
     baseline_seconds,
     shared: SharedCache | None = None,
-) -> BenchRun:
-    run, t = run_flow(task, df, X, teacher, is_eval, args.teacher_batch_size, args.teacher_concurrency, shared)
+) -> FlowRun:
+    run, t = run_flow(
+        task=task,
+        df=df,
+        X=X,
+        teacher=teacher,
+        is_eval=is_eval,
+        batch_size=args.teacher_batch_size,
+        concurrency=args.teacher_concurrency,
+        cache=shared,
+    )
     if shared is not None:  # what this run paid, and the time its whole sample costs at the measured rate
         shared.seconds += t["teacher"]
         shared.rows += t["asked"]
