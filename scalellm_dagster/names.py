@@ -51,7 +51,7 @@ def warehouse_pool(database: str) -> str:
 
 
 # The resources every asset and check may take, by parameter name (`warehouse: Warehouse`).
-RESOURCES = ("warehouse", "source", "embedder", "teacher", "cluster", "sink")
+RESOURCES = ("warehouse", "task_store", "source", "embedder", "teacher", "cluster", "sink")
 
 
 def prefixed(prefix, name: str) -> str:

@@ -153,7 +153,7 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
     from scalellm_dagster.checks.corpus_read import corpus_read
     from scalellm_dagster.checks.shared_checks import embeddings_match_corpus
     from scalellm_dagster.definitions import build_definitions
-    from scalellm_dagster.resources import Warehouse
+    from scalellm_dagster.resources import TaskStore, Warehouse
     from tests.pipeline_helpers import run_checks
 
     folder, rows = drop_folder
@@ -171,8 +171,9 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
         [predictions_check] = [
             c for c in defs.asset_checks if "predictions_cover_corpus" in {k.name for k in c.check_keys}
         ]
-        for check in (predictions_check, embeddings_match_corpus):
-            verdict = check.node_def.compute_fn.decorated_fn(as_first_run, warehouse)
+        store = TaskStore(warehouse=warehouse)  # the predictions check reads the task's state through it
+        for check, resource in ((predictions_check, store), (embeddings_match_corpus, warehouse)):
+            verdict = check.node_def.compute_fn.decorated_fn(as_first_run, resource)
             assert verdict.passed, verdict.metadata
             assert "compared by id fingerprint" in verdict.metadata["corpus_compared"].text
         assert "(400 rows)" in verdict.metadata["corpus_compared"].text
@@ -187,7 +188,7 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
         # The stand-in still catches a table that lost a row after it was written.
         with duckdb.connect(db) as conn:
             conn.execute("DELETE FROM topic.predictions WHERE id = (SELECT min(id) FROM topic.predictions)")
-        broken = predictions_check.node_def.compute_fn.decorated_fn(as_first_run, warehouse)
+        broken = predictions_check.node_def.compute_fn.decorated_fn(as_first_run, store)
         assert not broken.passed and "ids differ" in str(broken.metadata)
 
         # A later run replaces the predictions: the first run's check judges its own write by what it logged.
@@ -195,4 +196,4 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
         read = corpus_read(as_first_run, warehouse, "topic.predictions")
         assert read.replaced_by is not None and read.own.run_id == first.run_id and read.own.rows == 400
         assert read.result_from_log().passed
-        assert predictions_check.node_def.compute_fn.decorated_fn(as_first_run, warehouse).passed
+        assert predictions_check.node_def.compute_fn.decorated_fn(as_first_run, store).passed

@@ -17,121 +17,28 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from scalellm_dagster.assets.metadata import figure_png, md_table, png_markdown
 from scalellm_dagster.assets.task_branch import task_asset
-from scalellm_dagster.assets.task_io import reports_dir, simulation_vectors
+from scalellm_dagster.assets.task_io import simulation_vectors
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core import plots
 from scalellm_dagster.core.audit import (
     FAILURES_BEFORE_TOPUP,
     AuditVerdict,
     draw_audit,
-    drift_topup,
-    failures_in_a_row,
     judge_audit,
 )
 from scalellm_dagster.names import (
     AUDIT_ANSWERS,
-    AUDIT_EXPECTATION,
     AUDIT_LOG,
     AUDIT_SCOPE,
     CORPUS,
     DRIFT_AUDIT,
-    DRIFT_TOPUPS,
     EMBEDDINGS,
-    MODEL_SELECTION_REPORT,
     PREDICTIONS,
     task_table,
 )
-from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.resources import TaskStore, TeacherResource, Warehouse
+from scalellm_dagster.resources.task_store import failing_streak
 from scalellm_dagster.tasks_config import TaskSpec
-
-
-def audited_ids(warehouse: Warehouse, task: TaskSpec) -> np.ndarray:
-    """Rows an audit asked the teacher about: kept out of every sample, so they never train a student."""
-    table = task_table(task, AUDIT_ANSWERS)
-    if not warehouse.table_exists(table):
-        return np.array([])
-    return warehouse.read_df(f"SELECT DISTINCT id FROM {table}")["id"].to_numpy()
-
-
-def granted_topups(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
-    table = task_table(task, DRIFT_TOPUPS)
-    if not warehouse.table_exists(table):
-        return pd.DataFrame({"id": [], "after_audit_run_id": []})
-    return warehouse.read_df(f"SELECT id, after_audit_run_id FROM {table} ORDER BY granted_at, topup_rank")
-
-
-def audit_history(warehouse: Warehouse, task: TaskSpec) -> pd.DataFrame:
-    table = task_table(task, AUDIT_LOG)
-    if not warehouse.table_exists(table):
-        return pd.DataFrame(columns=["audit_run_id", "audited_at", "passed"])
-    return warehouse.read_df(f"SELECT * FROM {table} ORDER BY audited_at")
-
-
-def failing_streak(history: pd.DataFrame, topups: pd.DataFrame) -> pd.DataFrame:
-    """The audits of the current run of failures, counted since the last top-up (a top-up starts a new count)."""
-    if len(topups) and len(history):
-        last = topups["after_audit_run_id"].iloc[-1]
-        after = np.flatnonzero(history["audit_run_id"].to_numpy() == last)
-        history = history.iloc[after[-1] + 1 :] if len(after) else history
-    passed = [None if pd.isna(p) else bool(p) for p in history["passed"]]
-    streak = failures_in_a_row(passed)
-    judged = history[[p is not None for p in passed]]
-    return judged.iloc[len(judged) - streak :] if streak else judged.iloc[:0]
-
-
-def due_topup(warehouse: Warehouse, task: TaskSpec, granted: pd.DataFrame) -> tuple[np.ndarray, str] | None:
-    """(the failing audits' new rows, the last failing audit's run id) when two or more audits in a row have failed
-    since the last top-up (`granted`: from `granted_topups`); else None."""
-    streak = failing_streak(audit_history(warehouse, task), granted)
-    if len(streak) < FAILURES_BEFORE_TOPUP:
-        return None
-    scope = warehouse.read_df(
-        f"SELECT id FROM {task_table(task, AUDIT_SCOPE)} WHERE audit_run_id IN (SELECT unnest(?::VARCHAR[]))",
-        [streak["audit_run_id"].tolist()],
-    )
-    return scope["id"].to_numpy(), str(streak["audit_run_id"].iloc[-1])
-
-
-def grant_topup(
-    warehouse: Warehouse, task: TaskSpec, sample_ids: np.ndarray, run_id: str, log
-) -> tuple[np.ndarray, list[tuple[str, list]], str]:
-    """The sample's drift rows: every top-up granted before, plus a new one when failed audits call for it.
-    Returns (ids to add to the sample, statements recording a new grant, a note for the metadata)."""
-    granted = granted_topups(warehouse, task)
-    due = due_topup(warehouse, task, granted)
-    if due is None:
-        note = f"{len(granted):,} drift rows from earlier top-ups" if len(granted) else "no drift top-up"
-        return granted["id"].to_numpy(), [], note
-    pool, after = due
-    exclude = np.concatenate([np.asarray(sample_ids), granted["id"].to_numpy(), audited_ids(warehouse, task)])
-    new = drift_topup(pool, exclude, task.drift_topup, task.seed)
-    log(
-        f"drift top-up: {FAILURES_BEFORE_TOPUP}+ failed audits in a row (last: run {after[:8]}); adding {len(new):,} "
-        f"rows from their new rows to the sample"
-    )
-    table = task_table(task, DRIFT_TOPUPS)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    statements = [
-        (f'CREATE SCHEMA IF NOT EXISTS "{task.name}"', []),
-        (
-            f"CREATE TABLE IF NOT EXISTS {table} (id {_id_type(new)}, topup_rank INTEGER, granted_at TIMESTAMP, "
-            "granted_by_run_id VARCHAR, after_audit_run_id VARCHAR)",
-            [],
-        ),
-        (
-            f"INSERT INTO {table} SELECT unnest(?), unnest(range(?)), ?, ?, ?",
-            [new.tolist(), len(new), now, run_id, after],
-        ),
-    ]
-    return (
-        np.concatenate([granted["id"].to_numpy(), new]),
-        statements,
-        f"drift top-up of {len(new):,} rows granted after failed audits (last: run {after[:8]})",
-    )
-
-
-def _id_type(ids: np.ndarray) -> str:
-    return "BIGINT" if np.issubdtype(np.asarray(ids).dtype, np.integer) else "VARCHAR"
 
 
 def drift_audit_asset(task: TaskSpec, predictions: AssetsDefinition, kinds: set[str]) -> AssetsDefinition:
@@ -148,24 +55,25 @@ def drift_audit_asset(task: TaskSpec, predictions: AssetsDefinition, kinds: set[
         ),
         kinds=kinds,
     )
-    def drift_audit(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
+    def drift_audit(context: AssetExecutionContext, task_store: TaskStore, teacher: TeacherResource):
         if task.audit_rows == 0:
             return MaterializeResult(metadata={"audit": "off (audit_rows: 0)"})
-        return materialize_audit(context, task, warehouse, teacher)
+        return materialize_audit(context, task, task_store, teacher)
 
     return drift_audit
 
 
 def materialize_audit(
-    context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource
+    context: AssetExecutionContext, task: TaskSpec, store: TaskStore, teacher: TeacherResource
 ) -> MaterializeResult:
+    warehouse = store.warehouse
     predictions, scope = task_table(task, PREDICTIONS), task_table(task, AUDIT_SCOPE)
     new = warehouse.read_df(
         f"SELECT p.id, p.label, p.source, e.text_hash FROM {predictions} p "
         f"JOIN {EMBEDDINGS} e USING (id){_unaudited(warehouse, scope)}"
     )
-    history, topups = audit_history(warehouse, task), granted_topups(warehouse, task)
-    estimate, population = _estimate(warehouse, task)
+    history, topups = store.audit_history(task), store.granted_topups(task)
+    estimate, population = store.audit_estimate(task)
     run_id = context.run.run_id
     if not len(new):
         context.log.info("no rows new since the last audit: nothing to audit")
@@ -177,14 +85,14 @@ def materialize_audit(
         )
     student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
     if not warehouse.table_exists(scope):
-        return _baseline(context, task, warehouse, new, student_rows, topups, estimate, population)
+        return _baseline(context, task, store, new, student_rows, topups, estimate, population)
     picked = draw_audit(student_rows, task.audit_rows, task.seed)
     context.log.info(
         f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
         f"student); asking the teacher about {len(picked):,} of them"
     )
     answers, invalid = _audit_answers(context, task, warehouse, teacher, picked, new.set_index("id")["label"])
-    model = _chosen(warehouse, task)
+    model = store.predicting_model(task)
     verdict = judge_audit(
         answers["agrees"].to_numpy(), estimate, _poolable(history, topups, model, estimate), task.audit_pool_rows
     )
@@ -201,7 +109,7 @@ def materialize_audit(
         context.log.info("not audited: none of the new rows was labelled by the student")
     return MaterializeResult(
         metadata={
-            **_metadata(task, history, topups, verdict, len(new), estimate, run_id, answers, reports_dir(warehouse)),
+            **_metadata(task, history, topups, verdict, len(new), estimate, run_id, answers, store.reports_dir()),
             "estimate_population": population,
             "audit_invalid_answers": invalid,
         }
@@ -217,7 +125,7 @@ BASELINE = (
 def _baseline(
     context: AssetExecutionContext,
     task: TaskSpec,
-    warehouse: Warehouse,
+    store: TaskStore,
     new: pd.DataFrame,
     student_rows: np.ndarray,
     topups: pd.DataFrame,
@@ -226,9 +134,9 @@ def _baseline(
 ) -> MaterializeResult:
     """The task's first audit: every row is in its scope, none goes to the teacher. Auditing the rows the sample came
     from can only re-measure the report's estimate, and at 30 rows one run in fifty or so would read as drift."""
-    run_id = context.run.run_id
+    run_id, warehouse = context.run.run_id, store.warehouse
     unjudged = AuditVerdict(0, 0, None, None, None, estimate, None)
-    log_row = _log_row(warehouse, run_id, new, student_rows, unjudged, estimate, _chosen(warehouse, task))
+    log_row = _log_row(warehouse, run_id, new, student_rows, unjudged, estimate, store.predicting_model(task))
     warehouse.append_tables(
         {
             task_table(task, AUDIT_LOG): log_row,
@@ -336,25 +244,6 @@ def _unaudited(warehouse: Warehouse, scope: str) -> str:
     if "text_hash" not in warehouse.columns(scope):
         warehouse.execute(f"ALTER TABLE {scope} ADD COLUMN text_hash VARCHAR")
     return f" ANTI JOIN {scope} s ON p.id = s.id AND e.text_hash = s.text_hash"
-
-
-def _estimate(warehouse: Warehouse, task: TaskSpec) -> tuple[float, str]:
-    """(the agreement the audited population should show, that population): what `predictions` kept for it (the
-    student-labelled rows; with a cascade, the most confident share), or for warehouses written before it kept one,
-    the report's estimate (the chosen student's cross-validated agreement over every row)."""
-    kept = task_table(task, AUDIT_EXPECTATION)
-    if warehouse.table_exists(kept):
-        row = warehouse.read_df(f"SELECT estimate, population FROM {kept}").iloc[0]
-        return float(row["estimate"]), str(row["population"])
-    return float(
-        warehouse.read_df(f"SELECT cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen")[
-            "cv_accuracy"
-        ].iloc[0]
-    ), "every row (the report's estimate)"
-
-
-def _chosen(warehouse: Warehouse, task: TaskSpec) -> str:
-    return str(warehouse.read_df(f"SELECT any_value(model) AS m FROM {task_table(task, PREDICTIONS)}")["m"].iloc[0])
 
 
 def _pooled_metadata(verdict: AuditVerdict | None) -> dict:

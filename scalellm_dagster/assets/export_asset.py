@@ -11,10 +11,8 @@ from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.names import EXPORTED_PREDICTIONS, EXPORTED_STATE, PREDICTIONS, task_table
 from scalellm_dagster.resources import PredictionsSink, Warehouse
 from scalellm_dagster.resources.postgres import EXPORT_COLUMNS
+from scalellm_dagster.resources.predictions_sink import EXPORT_SELECT
 from scalellm_dagster.tasks_config import TaskSpec
-
-# The predictions table's columns under the names the written table uses.
-EXPORT_SELECT = "SELECT id, label, source, model AS student, confidence FROM {table}"
 
 
 def exported_predictions_asset(task: TaskSpec, predictions: AssetsDefinition) -> AssetsDefinition:

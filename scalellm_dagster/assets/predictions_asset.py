@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
-from scalellm_dagster.assets import task_io, task_metadata
-from scalellm_dagster.assets.deployed_model import deploy_statements, draw_id, load_student
+from scalellm_dagster.assets import predictions_metadata, task_io
 from scalellm_dagster.assets.metadata import kept_write_metadata
 from scalellm_dagster.assets.on_cluster import predict_on_cluster
 from scalellm_dagster.assets.task_branch import task_asset
@@ -25,7 +24,7 @@ from scalellm_dagster.flow import (
     train_student,
 )
 from scalellm_dagster.names import CORPUS, EMBEDDINGS, PREDICTIONS, task_table
-from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.resources import TaskStore, TeacherResource, Warehouse
 from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.tasks_config import TaskSpec
 
@@ -56,10 +55,10 @@ def predictions_asset(task: TaskSpec, report: AssetsDefinition, embeddings: Asse
         ),
     )
     def predictions(
-        context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource, cluster: ClusterResource
+        context: AssetExecutionContext, task_store: TaskStore, teacher: TeacherResource, cluster: ClusterResource
     ):
-        with cluster.session(warehouse.database, context.run.run_id) as (client, parts):
-            return materialize_predictions(context, task, warehouse, teacher, cluster, client, parts)
+        with cluster.session(task_store.warehouse.database, context.run.run_id) as (client, parts):
+            return materialize_predictions(context, task, task_store, teacher, cluster, client, parts)
 
     return predictions
 
@@ -87,17 +86,18 @@ class _Run(TeacherRun):
 def materialize_predictions(
     context: AssetExecutionContext,
     task: TaskSpec,
-    warehouse: Warehouse,
+    store: TaskStore,
     teacher: TeacherResource,
     cluster: ClusterResource,
     client,
     parts: str | None,
 ) -> MaterializeResult:
     table = task_table(task, PREDICTIONS)
-    unchanged = _unchanged_predictions(context, task, warehouse, table)
+    unchanged = _unchanged_predictions(context, task, store, table)
     if unchanged is not None:
         return unchanged
-    run = _Run(context, task, warehouse, teacher, cluster=cluster, client=client, parts=parts)
+    warehouse = store.warehouse
+    run = _Run(context, task, store, teacher, cluster=cluster, client=client, parts=parts)
     run.current, vectors_read = warehouse.read_df_with_snapshot(
         f"SELECT id, text_hash, embedding_version FROM {EMBEDDINGS}", EMBEDDINGS
     )
@@ -105,15 +105,16 @@ def materialize_predictions(
     run.log = warehouse.snapshot_statements(table, context.run.run_id, vectors_read and vectors_read.corpus_run_id)
     previous = _versions(warehouse, table)
     if previous == {run.version}:
-        return _follow_the_data(run, table, task_io.stored_predictions(warehouse, table))
+        return _follow_the_data(run, table, store.stored_predictions(table))
     return _replace_every_prediction(run, table, previous)
 
 
 def _unchanged_predictions(
-    context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, table: str
+    context: AssetExecutionContext, task: TaskSpec, store: TaskStore, table: str
 ) -> MaterializeResult | None:
     """When the stored predictions were written after the vectors as they stand, from the corpus as it stands, all
     by the deployed model: no row to predict, said without reading a row. None otherwise."""
+    warehouse = store.warehouse
     written, vectors, rows = (warehouse.snapshot(t) for t in (table, EMBEDDINGS, CORPUS))
     if written is None or vectors is None or rows is None or not warehouse.table_exists(table):
         return None
@@ -121,10 +122,10 @@ def _unchanged_predictions(
         return None
     if written.written_at is None or vectors.written_at is None or written.written_at < vectors.written_at:
         return None
-    _, version = task_io.deployed_choice(warehouse, task)
+    _, version = store.deployed_choice(task)
     if version is None or warehouse.row_count(table) != written.rows or _versions(warehouse, table) != {version}:
         return None
-    if load_student(warehouse, task, version, context.log.warning) is None:
+    if store.load_student(task, version, context.log.warning) is None:
         return None  # a kept student that no longer loads is trained again
     context.log.info(f"model {version} kept and no row new or edited: the {written.rows:,} predictions stand")
     return MaterializeResult(
@@ -152,22 +153,22 @@ def _deployed_student(run: _Run) -> tuple[TrainedStudent, str, list]:
     it. When the stored vectors were made by another embedder version than the one it was trained on (a re-fit
     embedder, a run that did not redraw the sample), the same student is trained again on the same teacher labels
     with today's vectors, under a new version: a model cannot read vectors of another embedder."""
-    task, warehouse = run.task, run.warehouse
-    chosen, version = task_io.deployed_choice(warehouse, task)
-    found = load_student(warehouse, task, version, run.context.log.warning) if version else None
+    task = run.task
+    chosen, version = run.store.deployed_choice(task)
+    found = run.store.load_student(task, version, run.context.log.warning) if version else None
     if found is not None and found[1] in set(run.current["embedding_version"]):
         run.context.log.info(f"model {version} ({chosen}): the deployed student, loaded from the warehouse")
         return TrainedStudent(chosen, found[0], 0.0), version, []
-    sample, X, y = task_io.valid_sample(warehouse, task)
+    sample, X, y = run.store.valid_sample(task)
     embedding = str(run.current["embedding_version"].mode().iloc[0]) if len(run.current) else ""
-    key = task_io.candidates_inputs_key(task, sample, X, draw_id(warehouse, task))
+    key = task_io.candidates_inputs_key(task, sample, X, run.store.draw_id(task))
     reported = version
     if version is None or found is not None:
         version = task_io.model_version(chosen, task, f"{key}|{embedding}")
     student = train_student(chosen, X, y, task.seed)
     changed = f" (vectors of embedder version {found[1]} -> {embedding} under model {reported})" if found else ""
     run.context.log.info(f"model {version} ({chosen}): trained on {len(y):,} teacher labels{changed}")
-    return student, version, deploy_statements(task, version, student, embedding, run.context.run.run_id)
+    return student, version, run.store.deploy_statements(task, version, student, embedding, run.context.run.run_id)
 
 
 def _versions(warehouse: Warehouse, table: str) -> set[str]:
@@ -188,7 +189,7 @@ def _follow_the_data(run: _Run, table: str, stored: pd.DataFrame) -> Materialize
         f"as they are, {before - len(stored):,} removed or replaced"
     )
     predicted, where = _predict(run, todo["id"].to_numpy())
-    new = _labelled(todo, run.version, predicted, task_io.sample_labels(warehouse, task))
+    new = _labelled(todo, run.version, predicted, run.store.sample_labels(task))
     cascade = {}
     if task.cascade_budget > 0:
         new, cascade = _cascade_new_rows(run, new, stored)
@@ -205,8 +206,8 @@ def _follow_the_data(run: _Run, table: str, stored: pd.DataFrame) -> Materialize
     }
     return MaterializeResult(
         metadata={
-            **task_metadata.predictions_metadata(out, written, run.student, predicted, len(stored), extra),
-            **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task)),
+            **predictions_metadata.predictions_metadata(out, written, run.student, predicted, len(stored), extra),
+            **predictions_metadata.gold_metrics(out, run.store.gold_labels(task)),
         }
     )
 
@@ -247,24 +248,24 @@ def _replace_every_prediction(run: _Run, table: str, previous: set[str]) -> Mate
         else f"model {run.version}: predicting every row ({len(ids):,})"
     )
     predicted, where = _predict(run, ids)
-    out = _labelled(run.current, run.version, predicted, task_io.sample_labels(warehouse, task))
+    out = _labelled(run.current, run.version, predicted, run.store.sample_labels(task))
     out, outcome, audit = _with_cascade(run, out)
     out = out.assign(model=run.student.name)[COLUMNS]
-    expectation = task_io.audit_expectation_statements(task, *audit) if audit else []
+    expectation = run.store.audit_expectation_statements(task, *audit) if audit else []
     written = warehouse.write_table(table, out, same_transaction=run.log + expectation + run.deploy)
     audit_note = {"audit_expected_agreement": round(audit[0], 4), "audit_population": audit[1]} if audit else {}
     extra = {
-        **task_metadata.replacement_metadata(previous, run.version, before, out),
+        **predictions_metadata.replacement_metadata(previous, run.version, before, out),
         "model_version": run.version,
         "rows_written": len(out),
         **where,
-        **task_metadata.cascade_metadata(task, outcome, out),
+        **predictions_metadata.cascade_metadata(task, outcome, out),
         **audit_note,
     }
     return MaterializeResult(
         metadata={
-            **task_metadata.predictions_metadata(out, written, run.student, predicted, 0, extra),
-            **task_metadata.gold_metrics(out, task_io.gold_labels(warehouse, task)),
+            **predictions_metadata.predictions_metadata(out, written, run.student, predicted, 0, extra),
+            **predictions_metadata.gold_metrics(out, run.store.gold_labels(task)),
         }
     )
 
@@ -290,10 +291,10 @@ def _predict(run: _Run, todo: np.ndarray) -> tuple:
 def _with_cascade(run: _Run, out: pd.DataFrame):
     """(the rows with the cascade's answers, the cascade's outcome, what an audit should find): the calibration
     both need is made only when the task has a cascade or audits."""
-    task, warehouse, student = run.task, run.warehouse, run.student.name
+    task, student = run.task, run.student.name
     outcome, calibrator = None, None
     if task.cascade_budget > 0 or task.audit_rows > 0:
-        calibrator = calibrate(student, task_io.calibration_sample(warehouse, task), task)
+        calibrator = calibrate(student, run.store.calibration_sample(task), task)
     if task.cascade_budget > 0:
         outcome = run_cascade(
             calibrator,

@@ -3,14 +3,13 @@ step 3)."""
 
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
-from scalellm_dagster.assets import task_io, task_metadata
+from scalellm_dagster.assets import report_metadata, task_io
 from scalellm_dagster.assets.conditions import follows_the_model
-from scalellm_dagster.assets.deployed_model import draw_id
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.flow import select_student, with_accuracy_vs_gold
 from scalellm_dagster.flow.student_selection import GOLD_EVAL_ROWS
 from scalellm_dagster.names import CORPUS, MODEL_SELECTION_REPORT, STUDENT_CANDIDATES, task_table
-from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.resources import TaskStore, TeacherResource
 from scalellm_dagster.tasks_config import TaskSpec
 
 
@@ -28,19 +27,20 @@ def model_selection_report_asset(
         ),
         automation_condition=follows_the_model(embeddings.key),
     )
-    def model_selection_report(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
-        return materialize_report(context, task, warehouse, teacher)
+    def model_selection_report(context: AssetExecutionContext, task_store: TaskStore, teacher: TeacherResource):
+        return materialize_report(context, task, task_store, teacher)
 
     return model_selection_report
 
 
 def materialize_report(
-    context: AssetExecutionContext, task: TaskSpec, warehouse: Warehouse, teacher: TeacherResource
+    context: AssetExecutionContext, task: TaskSpec, store: TaskStore, teacher: TeacherResource
 ) -> MaterializeResult:
+    warehouse = store.warehouse
     scores = warehouse.read_df(f"SELECT * FROM {task_table(task, STUDENT_CANDIDATES)}")
-    sample, X, y = task_io.valid_sample(warehouse, task)
-    key = task_io.candidates_inputs_key(task, sample, X, draw_id(warehouse, task))
-    kept = task_io.stored_report(warehouse, task, key)
+    sample, X, y = store.valid_sample(task)
+    key = task_io.candidates_inputs_key(task, sample, X, store.draw_id(task))
+    kept = store.stored_report(task, key)
     if kept is not None:
         # The deployed model's choice stands: the corpus's size and the teacher's later spend (audits) change the
         # report's figures, but must not swap the student under predictions already made.
@@ -53,16 +53,12 @@ def materialize_report(
             }
         )
     scores = scores.drop(columns="inputs_key", errors="ignore")
-    spend = task_io.teacher_spend(warehouse, task, teacher.effective_concurrency)
+    spend = store.teacher_spend(task, teacher.effective_concurrency)
     corpus_rows = warehouse.row_count(CORPUS)
     selection = select_student(scores, X, y, task, corpus_rows, spend)
-    gold = task_io.gold_labels(warehouse, task)
-    answered = task_io.sample_labels(warehouse, task)  # suspects left out of training are still not held out
-    held_out = (
-        None
-        if gold is None
-        else task_io.gold_eval_rows(warehouse, task, gold, answered.index.to_numpy(), GOLD_EVAL_ROWS)
-    )
+    gold = store.gold_labels(task)
+    answered = store.sample_labels(task)  # suspects left out of training are still not held out
+    held_out = None if gold is None else store.gold_eval_rows(task, gold, answered.index.to_numpy(), GOLD_EVAL_ROWS)
     teacher_vs_gold = None
     if held_out is not None:
         selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, task.seed)
@@ -73,18 +69,16 @@ def materialize_report(
             inputs_key=key, model_version=task_io.model_version(selection.choice.candidate, task, key)
         ),
     )
-    summary = task_metadata.report_summary(
-        task, selection, spend, corpus_rows, task_io.teacher_description(warehouse, task)
-    )
-    plots = task_metadata.report_plots(
-        task, scores, selection, spend, corpus_rows, task_io.reports_dir(warehouse), teacher_vs_gold
+    summary = report_metadata.report_summary(task, selection, spend, corpus_rows, store.teacher_description(task))
+    plots = report_metadata.report_plots(
+        task, scores, selection, spend, corpus_rows, store.reports_dir(), teacher_vs_gold
     )
     context.log.info(
         f"chosen student for {task.name}: {selection.choice.candidate} ({selection.choice.cv_accuracy:.3f})"
     )
     return MaterializeResult(
         metadata={
-            **task_metadata.report_metadata(
+            **report_metadata.report_metadata(
                 selection,
                 selection.report_table,
                 written,
@@ -94,6 +88,6 @@ def materialize_report(
                 warehouse.ledger_by_run(task.name),
                 plots,
             ),
-            **task_metadata.noise_metadata(selection.noise),
+            **report_metadata.noise_metadata(selection.noise),
         }
     )

@@ -1,27 +1,19 @@
 """A task's `labeled_sample` asset: the rows chosen for the teacher and its answers (flow steps 1 and 1b)."""
 
-from dataclasses import dataclass
-
 import numpy as np
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult
 
-from scalellm_dagster.assets import task_io, task_metadata
-from scalellm_dagster.assets.audit_asset import audited_ids, due_topup, grant_topup, granted_topups
+from scalellm_dagster.assets import sample_metadata, task_io
 from scalellm_dagster.assets.conditions import model_condition
-from scalellm_dagster.assets.deployed_model import (
-    draw_statements,
-    last_draw,
-    retrain_requested,
-    utc_now,
-)
+from scalellm_dagster.assets.sample_plan import model_decision, sample_plan
 from scalellm_dagster.assets.task_branch import task_asset
 from scalellm_dagster.assets.teacher_session import TeacherRun
 from scalellm_dagster.core.corpus import check_gold_column
-from scalellm_dagster.core.model_policy import Decision, decide
-from scalellm_dagster.flow import LabelledSample, TeacherSession, initial_sample_ids, label_sample
+from scalellm_dagster.core.model_policy import Decision
+from scalellm_dagster.flow import LabelledSample, TeacherSession, label_sample
 from scalellm_dagster.flow.suspects import review_suspects
-from scalellm_dagster.names import CORPUS, EMBEDDINGS, LABELED_SAMPLE, task_fingerprint, task_table
-from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.names import CORPUS, EMBEDDINGS, LABELED_SAMPLE, task_table
+from scalellm_dagster.resources import TaskStore, TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.teacher_kinds import teacher_kind
 
@@ -44,63 +36,22 @@ def labeled_sample_asset(
         tags={"teacher": teacher},
         automation_condition=model_condition(task),
     )
-    def labeled_sample(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
-        return materialize_labeled_sample(TeacherRun(context, task, warehouse, teacher))
+    def labeled_sample(context: AssetExecutionContext, task_store: TaskStore, teacher: TeacherResource):
+        return materialize_labeled_sample(TeacherRun(context, task, task_store, teacher))
 
     return labeled_sample
 
 
-@dataclass
-class SamplePlan:
-    """What a task's sample is drawn from, and its first rows: known before any request."""
-
-    budget: int
-    budget_note: str
-    matrix: np.ndarray | None  # every corpus row's vector, when the sampling needs them
-    pool: np.ndarray
-    pool_matrix: np.ndarray | None
-    first: np.ndarray
-
-
-def sample_plan(warehouse: Warehouse, task: TaskSpec, ids: np.ndarray) -> SamplePlan:
-    budget, budget_note = task_io.effective_budget(warehouse, task)
-    # clustering and the student's uncertainty need every vector at once
-    matrix = None if task.sampling == "random" else warehouse.read_embeddings(EMBEDDINGS, ids=ids)[1]
-    # rows an audit asked about never train a student: they are not sampled
-    in_pool = ~np.isin(ids, audited_ids(warehouse, task))
-    pool, pool_matrix = ids[in_pool], None if matrix is None else matrix[in_pool]
-    first = initial_sample_ids(pool, pool_matrix, task, budget)
-    return SamplePlan(budget, budget_note, matrix, pool, pool_matrix, first)
-
-
-def model_decision(warehouse: Warehouse, task: TaskSpec, run_tags: dict) -> Decision:
-    """Whether a materialization in a run with these tags replaces the task's deployed model (draws a new sample) or
-    keeps it."""
-    has_sample = warehouse.table_exists(task_table(task, LABELED_SAMPLE))
-    return decide(
-        last_draw(warehouse, task) if has_sample else None,
-        definition=task_fingerprint(task),
-        corpus_rows=warehouse.row_count(CORPUS),
-        now=utc_now(),
-        cron=task.retrain_cron,
-        growth=task.retrain_growth,
-        drift_due=due_topup(warehouse, task, granted_topups(warehouse, task)) is not None,
-        requested=retrain_requested(run_tags, task.name),
-        embedding_versions=warehouse.embedding_versions(),
-        budget=task_io.effective_budget(warehouse, task),
-    )
-
-
 def materialize_labeled_sample(run: TeacherRun) -> MaterializeResult:
     task, warehouse = run.task, run.warehouse
-    decision = model_decision(warehouse, task, run.context.run.tags)
+    decision = model_decision(run.store, task, run.context.run.tags)
     run.context.log.info(f"{task.name}: model {'replaced' if decision.replace else 'kept'} ({decision.reason})")
     if not decision.replace:
         return _kept_sample(run, decision)
     run.corpus, corpus_read = warehouse.read_df_with_snapshot(f"SELECT * FROM {CORPUS}", CORPUS)
     if task.gold_column:  # before any teacher request; the other tasks go on
         check_gold_column(run.corpus, task.name, task.gold_column, task.label_names)
-    plan = sample_plan(warehouse, task, run.corpus["id"].to_numpy())
+    plan = sample_plan(run.store, task, run.corpus["id"].to_numpy())
     run.vectors = task_io.simulation_vectors(warehouse, run.teacher, plan.matrix)
     session = run.session()
     first_texts = run.corpus.set_index("id").loc[plan.first, "text"].tolist()
@@ -119,16 +70,16 @@ def materialize_labeled_sample(run: TeacherRun) -> MaterializeResult:
         table,
         sample,
         same_transaction=(
-            task_io.keep_estimate_basis(task, run.teacher, first_texts)
+            run.store.estimate_basis_statements(task, run.teacher, first_texts)
             + topup_log
             + warehouse.snapshot_statements(table, run.context.run.run_id, corpus_read and corpus_read.run_id)
-            + draw_statements(
+            + run.store.draw_statements(
                 task,
-                run.context.run.run_id,
-                len(run.corpus),
-                _main_embedding_version(warehouse),
-                plan.budget,
-                decision.reason,
+                run_id=run.context.run.run_id,
+                corpus_rows=len(run.corpus),
+                embedding=_main_embedding_version(warehouse),
+                budget=plan.budget,
+                reason=decision.reason,
             )
         ),
     )
@@ -138,10 +89,10 @@ def materialize_labeled_sample(run: TeacherRun) -> MaterializeResult:
             "model_decision": decision.reason,
             "corpus_rows_at_draw": len(run.corpus),
             "drawn_by_run": run.context.run.run_id,
-            **task_metadata.sample_metadata(
+            **sample_metadata.sample_metadata(
                 task, sample, written, session, run.teacher.spec.simulated, plan.budget, plan.budget_note, estimate
             ),
-            **task_metadata.suspect_metadata(review, sample),
+            **sample_metadata.suspect_metadata(review, sample),
             "drift_topup": topup_note,
             "drift_topup_rows_in_sample": len(drift_rows),
         }
@@ -165,8 +116,8 @@ def _kept_sample(run: TeacherRun, decision: Decision) -> MaterializeResult:
     for sql, params in warehouse.snapshot_statements(table, run.context.run.run_id, drawn and drawn.corpus_run_id):
         warehouse.execute(sql, params)
     return MaterializeResult(
-        metadata=task_metadata.kept_sample_metadata(
-            decision, last_draw(warehouse, task), warehouse.row_count(table), warehouse.row_count(CORPUS)
+        metadata=sample_metadata.kept_sample_metadata(
+            decision, run.store.last_draw(task), warehouse.row_count(table), warehouse.row_count(CORPUS)
         )
     )
 
@@ -174,8 +125,8 @@ def _kept_sample(run: TeacherRun, decision: Decision) -> MaterializeResult:
 def _with_drift_topup(run: TeacherRun, session: TeacherSession, labelled: LabelledSample):
     """The sample with the drift top-up rows failed audits called for (asked of the teacher now), those rows,
     the statements that record the grant, and a note for the UI."""
-    drift_rows, topup_log, topup_note = grant_topup(
-        run.warehouse, run.task, labelled.ids, run.context.run.run_id, run.context.log.info
+    drift_rows, topup_log, topup_note = run.store.grant_topup(
+        run.task, labelled.ids, run.context.run.run_id, run.context.log.info
     )
     drift_rows = drift_rows[~np.isin(drift_rows, labelled.ids)]
     if len(drift_rows):

@@ -10,13 +10,13 @@ from scalellm_dagster.assets import task_io
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.metadata import md_table
 from scalellm_dagster.assets.resource_keys import bind_resources
-from scalellm_dagster.assets.sample_asset import model_decision, sample_plan
+from scalellm_dagster.assets.sample_plan import model_decision, sample_plan
 from scalellm_dagster.assets.task_branch import pool_of
 from scalellm_dagster.assets.teacher_session import warehouse_session
 from scalellm_dagster.core.cost_estimate import estimate_labelling
 from scalellm_dagster.flow.shared_requests import ask_shared, shared_rows
 from scalellm_dagster.names import CORPUS, SHARED_REQUESTS, prefixed
-from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.resources import TaskStore, TeacherResource
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.multi_task import joint_teacher
 from scalellm_dagster.teachers.prompt_cost import joint_prompt_sizes, prompt_sizes
@@ -49,17 +49,18 @@ def shared_requests_asset(tasks: list[TaskSpec], teacher_name: str, upstream: As
         ),
     )
 
-    def shared_teacher_requests(context: AssetExecutionContext, warehouse: Warehouse, teacher: TeacherResource):
-        return materialize_shared_requests(context, tasks, warehouse, teacher)
+    def shared_teacher_requests(context: AssetExecutionContext, task_store: TaskStore, teacher: TeacherResource):
+        return materialize_shared_requests(context, tasks, task_store, teacher)
 
     return decorate(bind_resources(with_heartbeat(shared_teacher_requests), prefix))
 
 
 def materialize_shared_requests(
-    context: AssetExecutionContext, tasks: list[TaskSpec], warehouse: Warehouse, teacher: TeacherResource
+    context: AssetExecutionContext, tasks: list[TaskSpec], store: TaskStore, teacher: TeacherResource
 ) -> MaterializeResult:
+    warehouse = store.warehouse
     # a task that keeps its model draws no sample in this run: asking about its rows would be paid for nothing
-    drawing = [t for t in tasks if model_decision(warehouse, t, context.run.tags).replace]
+    drawing = [t for t in tasks if model_decision(store, t, context.run.tags).replace]
     if len(drawing) < 2:
         kept = ", ".join(t.name for t in tasks if t not in drawing)
         context.log.info(f"fewer than two tasks draw a new sample in this run (kept: {kept}): nothing to ask jointly")
@@ -67,7 +68,7 @@ def materialize_shared_requests(
     tasks = drawing
     corpus = warehouse.read_df(f"SELECT * FROM {CORPUS}")
     ids = corpus["id"].to_numpy()
-    plans = {t.name: sample_plan(warehouse, t, ids) for t in tasks}
+    plans = {t.name: sample_plan(store, t, ids) for t in tasks}
     shared = shared_rows({name: pd.Series(plan.first) for name, plan in plans.items()})
     rows = corpus.set_index("id").loc[np.asarray(shared), ["text"]].reset_index()
     matrix = next((p.matrix for p in plans.values() if p.matrix is not None), None)

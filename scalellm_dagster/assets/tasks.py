@@ -1,8 +1,8 @@
 """The asset factory: one branch of assets per task in the tasks file, all hanging off `embeddings`: the sample,
 the candidates, the report, the predictions and the drift audit, each built by its own module.
 
-Each asset reads its inputs, calls one step of the ScaleLLM flow (`scalellm_dagster.flow`), writes its table and
-turns the step's result into metadata (`task_metadata`).
+Each asset reads its inputs (the task's state through the `TaskStore` resource), calls one step of the ScaleLLM flow
+(`scalellm_dagster.flow`), writes its table and turns the step's result into metadata (its `*_metadata` module).
 """
 
 from dagster import AssetsDefinition

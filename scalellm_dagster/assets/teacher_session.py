@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext
 
 from scalellm_dagster.flow import TeacherSession
 from scalellm_dagster.flow.suspects import REASK_PROMPT_SUFFIX
-from scalellm_dagster.resources import TeacherResource, Warehouse
+from scalellm_dagster.resources import TaskStore, TeacherResource, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.simulated_hard import HardRowsTeacher
 
@@ -19,10 +19,14 @@ class TeacherRun:
 
     context: AssetExecutionContext
     task: TaskSpec
-    warehouse: Warehouse
+    store: TaskStore  # the task's state; its warehouse for everything else
     teacher: TeacherResource
     corpus: pd.DataFrame | None = None
     vectors: object = None  # what the simulated teacher reads (`task_io.simulation_vectors`)
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return self.store.warehouse
 
     def session(self, one_row_reask: bool = False) -> TeacherSession:
         return warehouse_session(

@@ -5,12 +5,12 @@ import functools
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDefinition, AssetKey, asset_check
 
-from scalellm_dagster.assets.export_asset import EXPORT_SELECT
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.names import EXPORTED_PREDICTIONS, PREDICTIONS, task_key, task_table
 from scalellm_dagster.resources import PredictionsSink, Warehouse
+from scalellm_dagster.resources.predictions_sink import EXPORT_SELECT
 from scalellm_dagster.tasks_config import TaskSpec
 
 COMPARED = ("label", "source", "student", "confidence")

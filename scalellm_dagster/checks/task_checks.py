@@ -13,8 +13,6 @@ from dagster import (
     multi_asset_check,
 )
 
-from scalellm_dagster.assets.audit_asset import audit_history, granted_topups
-from scalellm_dagster.assets.deployed_model import draw_id
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.carry_over import basis, carried, recorded
@@ -32,7 +30,7 @@ from scalellm_dagster.names import (
     task_key,
     task_table,
 )
-from scalellm_dagster.resources import Warehouse
+from scalellm_dagster.resources import TaskStore, Warehouse
 from scalellm_dagster.tasks_config import TaskSpec
 
 MAX_INVALID_ANSWER_FRACTION = 0.2
@@ -132,8 +130,8 @@ def sample_labels_valid_check(task: TaskSpec) -> AssetChecksDefinition:
             "label set (invalid answers kept with valid=false, never coerced); at least two classes covered."
         ),
     )
-    def sample_labels_valid(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-        table = task_table(task, LABELED_SAMPLE)
+    def sample_labels_valid(context: AssetCheckExecutionContext, task_store: TaskStore) -> AssetCheckResult:
+        table, warehouse = task_table(task, LABELED_SAMPLE), task_store.warehouse
         read = corpus_read(context, warehouse, table)
         if read.replaced_by:
             # Its rows are gone; what was logged when it was written still bounds their number.
@@ -149,7 +147,7 @@ def sample_labels_valid_check(task: TaskSpec) -> AssetChecksDefinition:
                        (s.valid = (s.teacher_label IS NOT NULL)) AS label_matches_valid
                 FROM {table} s LEFT JOIN (SELECT id FROM {corpus_ids}) c USING (id)"""
         )
-        drift_rows = len(granted_topups(warehouse, task))
+        drift_rows = len(task_store.granted_topups(task))
         outcome = validate(df, labeled_sample_expectations(task, drift_rows), f"{task.name}_sample")
         covered = df.loc[df["valid"], "teacher_label"].nunique()
         return AssetCheckResult(
@@ -261,8 +259,8 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
             "teacher labelled (text unchanged since) keep the teacher's label."
         ),
     )
-    def predictions_cover_corpus(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-        table = task_table(task, PREDICTIONS)
+    def predictions_cover_corpus(context: AssetCheckExecutionContext, task_store: TaskStore) -> AssetCheckResult:
+        table, warehouse = task_table(task, PREDICTIONS), task_store.warehouse
         read = corpus_read(context, warehouse, table)
         if read.replaced_by:
             return read.result_from_log()
@@ -270,7 +268,7 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
             return _predictions_cover_corpus(task, warehouse, read)
         name = f"{task.name}_predictions_cover_corpus"
         # the sample is logged again by every run that keeps it: its draw and size stand for it
-        sample = (draw_id(warehouse, task), warehouse.row_count(task_table(task, LABELED_SAMPLE)))
+        sample = (task_store.draw_id(task), warehouse.row_count(task_table(task, LABELED_SAMPLE)))
         key = basis(warehouse, [table, CORPUS], "predictions_expectations", task_fingerprint(task), sample)
         return carried(context, warehouse, name, key) or recorded(
             context, warehouse, name, key, _predictions_cover_corpus(task, warehouse, read)
@@ -332,8 +330,8 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
     )
     @functools.partial(bind_resources, prefix=task.key_prefix)
     @with_heartbeat
-    def audit_agreement_within_estimate(context: AssetCheckExecutionContext, warehouse: Warehouse):
-        log = audit_history(warehouse, task)
+    def audit_agreement_within_estimate(context: AssetCheckExecutionContext, task_store: TaskStore):
+        log = task_store.audit_history(task)
         latest = context.instance.get_latest_materialization_event(key)
         if latest is not None and latest.run_id == context.run.run_id:
             row = log[log["audit_run_id"] == context.run.run_id] if len(log) else log  # this run's audit only

@@ -216,9 +216,9 @@ def _budget_to_draw(task, warehouse, database: str, budget: int | None) -> tuple
         return task.budget, "task budget" + (
             " (no warehouse yet to take advice from)" if task.follow_budget_advice else ""
         )
-    from scalellm_dagster.assets.task_io import effective_budget
+    from scalellm_dagster.resources import TaskStore
 
-    return effective_budget(warehouse, task)
+    return TaskStore(warehouse=warehouse).effective_budget(task)
 
 
 def _embedding_estimate(embedder, texts: list[str], rows: int) -> str:

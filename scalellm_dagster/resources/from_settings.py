@@ -11,6 +11,7 @@ from scalellm_dagster.resources.cluster import ClusterResource
 from scalellm_dagster.resources.embedder import EmbedderResource
 from scalellm_dagster.resources.predictions_sink import PredictionsSink, check_sink_setting
 from scalellm_dagster.resources.source import CorpusSource
+from scalellm_dagster.resources.task_store import TaskStore
 from scalellm_dagster.resources.teacher import TeacherResource
 from scalellm_dagster.resources.warehouse import Warehouse
 from scalellm_dagster.settings import SettingError, Settings
@@ -43,8 +44,10 @@ def build_resources(settings: Settings) -> dict:
     # The key is passed as an EnvVar so Dagster shows its name, never its value, in the UI and run config.
     api_key = EnvVar("OPENAI_API_KEY") if settings.openai_api_key else None
     pace = pace_dir(settings.duckdb_path)
+    warehouse = Warehouse(**settings.options("warehouse"))
     return {
-        "warehouse": Warehouse(**settings.options("warehouse")),
+        "warehouse": warehouse,
+        "task_store": TaskStore(warehouse=warehouse),
         "source": CorpusSource(**settings.options("source")),
         "embedder": EmbedderResource(
             kind=settings.embedder,

@@ -11,6 +11,10 @@ from pydantic import Field
 
 from scalellm_dagster.resources import postgres
 
+# The predictions table's columns under the names the written table uses (the export writes them, its check reads
+# them back).
+EXPORT_SELECT = "SELECT id, label, source, model AS student, confidence FROM {table}"
+
 
 class PredictionsSink(ConfigurableResource):
     location: str = Field(
