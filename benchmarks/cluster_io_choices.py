@@ -123,9 +123,9 @@ def main() -> None:
                     "SELECT id, text FROM corpus",
                     join(tmp, "check"),
                     50_000,
-                    partial(corpus_text_expectations, 20_000),
-                    "text",
-                    lambda _m: None,
+                    expectations=partial(corpus_text_expectations, 20_000),
+                    name="text",
+                    log=lambda _m: None,
                 )
                 return ids.passed and texts.passed
 

@@ -218,3 +218,20 @@ def test_bench_against_an_endpoint_keeps_to_the_teacher_rate_limit_setting(tmp_p
     assert sent >= 30  # 10 sample requests of 10 rows, 20 one-row baseline requests, re-asks if any
     assert server.refused == 0, f"{server.refused} of {sent} requests refused by the server's 300/min limit"
     assert json.loads(out.read_text())["runs"][0]["teacher_calls"] >= 100
+
+
+def test_bench_builds_its_embedder_from_the_settings_with_its_flags_overlaid(monkeypatch):
+    """The embedder `scalellm bench` uses is the code location's, built from the same settings: a setting the flags do
+    not name (the model, the rows per request) reaches it; the flags' own (the kind) win."""
+    import argparse
+
+    from scalellm_dagster.cli.bench import bench_embedder
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SCALELLM_EMBEDDER", "static")
+    monkeypatch.setenv("SCALELLM_EMBEDDING_MODEL", "my-embedding-model")
+    monkeypatch.setenv("SCALELLM_EMBEDDING_BATCH_SIZE", "17")
+    embedder = bench_embedder(argparse.Namespace(embedder="openai", dim=64, seed=0))
+    assert (embedder.model, embedder.batch_size) == ("my-embedding-model", 17)
+    assert "127.0.0.1:9" in embedder.endpoint

@@ -93,7 +93,13 @@ def _run(seed: int, policy: str, unanswered_share: float, old: bool) -> tuple[fl
     rng = np.random.default_rng(seed + 1)
     session = FakeSession(teacher, set(rest[rng.random(len(rest)) < unanswered_share].tolist()))
     outcome = run_cascade(
-        calibrator, predicted.confidence, np.ones(len(rest), bool), rest, task, task.cascade_budget, lambda: session
+        calibrator,
+        predicted.confidence,
+        np.ones(len(rest), bool),
+        rest,
+        task,
+        task.cascade_budget,
+        session_factory=lambda: session,
     )
     final = predicted.labels.astype(object)
     final[outcome.answered] = outcome.labels

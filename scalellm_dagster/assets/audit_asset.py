@@ -79,13 +79,13 @@ def materialize_audit(
         context.log.info("no rows new since the last audit: nothing to audit")
         return MaterializeResult(
             metadata={
-                **_metadata(task, history, topups, None, 0, estimate, run_id, None),
+                **_metadata(task, history, topups, None, 0, estimate, run_id=run_id, answers=None),
                 "estimate_population": population,
             }
         )
     student_rows = new.loc[new["source"] == "student", "id"].to_numpy()
     if not warehouse.table_exists(scope):
-        return _baseline(context, task, store, new, student_rows, topups, estimate, population)
+        return _baseline(context, task, store, new, student_rows, topups, estimate=estimate, population=population)
     picked = draw_audit(student_rows, task.audit_rows, task.seed)
     context.log.info(
         f"{len(new):,} rows new since the last audit ({len(student_rows):,} labelled by the "
@@ -96,7 +96,7 @@ def materialize_audit(
     verdict = judge_audit(
         answers["agrees"].to_numpy(), estimate, _poolable(history, topups, model, estimate), task.audit_pool_rows
     )
-    log_row = _log_row(warehouse, run_id, new, student_rows, verdict, estimate, model)
+    log_row = _log_row(warehouse, run_id, new, student_rows, verdict, estimate, model=model)
     warehouse.append_tables(
         {
             task_table(task, AUDIT_LOG): log_row,
@@ -109,7 +109,17 @@ def materialize_audit(
         context.log.info("not audited: none of the new rows was labelled by the student")
     return MaterializeResult(
         metadata={
-            **_metadata(task, history, topups, verdict, len(new), estimate, run_id, answers, store.reports_dir()),
+            **_metadata(
+                task,
+                history,
+                topups,
+                verdict,
+                len(new),
+                estimate,
+                run_id=run_id,
+                answers=answers,
+                reports_dir=store.reports_dir(),
+            ),
             "estimate_population": population,
             "audit_invalid_answers": invalid,
         }
@@ -129,6 +139,7 @@ def _baseline(
     new: pd.DataFrame,
     student_rows: np.ndarray,
     topups: pd.DataFrame,
+    *,
     estimate: float,
     population: str,
 ) -> MaterializeResult:
@@ -136,7 +147,7 @@ def _baseline(
     from can only re-measure the report's estimate, and at 30 rows one run in fifty or so would read as drift."""
     run_id, warehouse = context.run.run_id, store.warehouse
     unjudged = AuditVerdict(0, 0, None, None, None, estimate, None)
-    log_row = _log_row(warehouse, run_id, new, student_rows, unjudged, estimate, store.predicting_model(task))
+    log_row = _log_row(warehouse, run_id, new, student_rows, unjudged, estimate, model=store.predicting_model(task))
     warehouse.append_tables(
         {
             task_table(task, AUDIT_LOG): log_row,
@@ -148,7 +159,7 @@ def _baseline(
     context.log.info(f"first audit of {task.name}: {len(new):,} rows recorded as the {BASELINE}")
     return MaterializeResult(
         metadata={
-            **_metadata(task, log_row, topups, None, len(new), estimate, run_id, None),
+            **_metadata(task, log_row, topups, None, len(new), estimate, run_id=run_id, answers=None),
             "audit_passed": BASELINE,
             "estimate_population": population,
         }
@@ -174,7 +185,7 @@ def _audit_answers(
             corpus_df,
             simulation_vectors(warehouse, teacher, None),
             context.run.run_id,
-            context.log.info,
+            log=context.log.info,
         )
         answers = session.ask(picked)[["id", "teacher_label", "valid"]]
         # an invalid answer counts as a disagreement: dropping it would shrink the audit without a trace
@@ -192,6 +203,7 @@ def _log_row(
     student_rows: np.ndarray,
     verdict: AuditVerdict,
     estimate: float,
+    *,
     model: str,
 ) -> pd.DataFrame:
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -264,6 +276,7 @@ def _metadata(
     verdict: AuditVerdict | None,
     new_rows: int,
     estimate: float,
+    *,
     run_id: str,
     answers: pd.DataFrame | None,
     reports_dir=None,

@@ -23,6 +23,7 @@ def predict_on_cluster(
     student: TrainedStudent,
     ids: np.ndarray,
     relation: str,
+    *,
     parts: str,
     rows_per_part: int,
     log,

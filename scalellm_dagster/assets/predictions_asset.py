@@ -58,7 +58,7 @@ def predictions_asset(task: TaskSpec, report: AssetsDefinition, embeddings: Asse
         context: AssetExecutionContext, task_store: TaskStore, teacher: TeacherResource, cluster: ClusterResource
     ):
         with cluster.session(task_store.warehouse.database, context.run.run_id) as (client, parts):
-            return materialize_predictions(context, task, task_store, teacher, cluster, client, parts)
+            return materialize_predictions(context, task, task_store, teacher, cluster, client, parts=parts)
 
     return predictions
 
@@ -90,6 +90,7 @@ def materialize_predictions(
     teacher: TeacherResource,
     cluster: ClusterResource,
     client,
+    *,
     parts: str | None,
 ) -> MaterializeResult:
     table = task_table(task, PREDICTIONS)
@@ -224,7 +225,7 @@ def _cascade_new_rows(run: _Run, new: pd.DataFrame, stored: pd.DataFrame) -> tup
         threshold,
         run.task.cascade_budget,
         run.session,
-        run.context.log.info,
+        log=run.context.log.info,
     )
     new.loc[new.index[outcome.answered], "label"] = outcome.labels
     new.loc[new.index[outcome.answered], "source"] = "teacher-cascade"
@@ -280,9 +281,9 @@ def _predict(run: _Run, todo: np.ndarray) -> tuple:
             run.student,
             todo,
             EMBEDDINGS,
-            join(run.parts, run.task.name),
-            run.cluster.rows_per_part,
-            run.context.log.info,
+            parts=join(run.parts, run.task.name),
+            rows_per_part=run.cluster.rows_per_part,
+            log=run.context.log.info,
         )
     chunks = task_io.vector_chunks(run.warehouse, todo, EMBEDDINGS)
     return predict_rows(run.student, chunks, len(todo), log=run.context.log.info), {"ran_on": "in process"}
@@ -303,8 +304,8 @@ def _with_cascade(run: _Run, out: pd.DataFrame):
             out["id"].to_numpy(),
             task,
             task.cascade_budget,
-            run.session,
-            run.context.log.info,
+            session_factory=run.session,
+            log=run.context.log.info,
         )
         out.loc[out.index[outcome.answered], "label"] = outcome.labels
         out.loc[out.index[outcome.answered], "source"] = "teacher-cascade"

@@ -61,7 +61,7 @@ def materialize_report(
     held_out = None if gold is None else store.gold_eval_rows(task, gold, answered.index.to_numpy(), GOLD_EVAL_ROWS)
     teacher_vs_gold = None
     if held_out is not None:
-        selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, task.seed)
+        selection = with_accuracy_vs_gold(selection, scores, X, y, *held_out, seed=task.seed)
         teacher_vs_gold = task_io.teacher_accuracy_vs_gold(gold, answered.reset_index())
     written = warehouse.write_table(
         task_table(task, MODEL_SELECTION_REPORT),
@@ -71,7 +71,7 @@ def materialize_report(
     )
     summary = report_metadata.report_summary(task, selection, spend, corpus_rows, store.teacher_description(task))
     plots = report_metadata.report_plots(
-        task, scores, selection, spend, corpus_rows, store.reports_dir(), teacher_vs_gold
+        task, scores, selection, spend, corpus_rows, store.reports_dir(), teacher_vs_gold=teacher_vs_gold
     )
     context.log.info(
         f"chosen student for {task.name}: {selection.choice.candidate} ({selection.choice.cv_accuracy:.3f})"
@@ -85,8 +85,8 @@ def materialize_report(
                 spend,
                 corpus_rows,
                 summary,
-                warehouse.ledger_by_run(task.name),
-                plots,
+                per_run=warehouse.ledger_by_run(task.name),
+                plot_meta=plots,
             ),
             **report_metadata.noise_metadata(selection.noise),
         }

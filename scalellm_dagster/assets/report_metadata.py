@@ -40,6 +40,7 @@ def report_plots(
     spend: TeacherSpend,
     corpus_rows: int,
     reports_dir,
+    *,
     teacher_vs_gold: float | None = None,
 ) -> dict:
     """The two plots, inline (markdown) and as files beside the warehouse."""
@@ -85,6 +86,7 @@ def report_metadata(
     spend: TeacherSpend,
     corpus_rows: int,
     summary: str,
+    *,
     per_run: pd.DataFrame,
     plot_meta: dict,
 ) -> dict:

@@ -90,7 +90,14 @@ def materialize_labeled_sample(run: TeacherRun) -> MaterializeResult:
             "corpus_rows_at_draw": len(run.corpus),
             "drawn_by_run": run.context.run.run_id,
             **sample_metadata.sample_metadata(
-                task, sample, written, session, run.teacher.spec.simulated, plan.budget, plan.budget_note, estimate
+                task,
+                sample,
+                written,
+                session,
+                run.teacher.spec.simulated,
+                plan.budget,
+                budget_note=plan.budget_note,
+                estimate=estimate,
             ),
             **sample_metadata.suspect_metadata(review, sample),
             "drift_topup": topup_note,

@@ -18,6 +18,7 @@ def sample_metadata(
     session: TeacherSession,
     simulated: bool,
     budget: int,
+    *,
     budget_note: str,
     estimate: pd.DataFrame,
 ) -> dict:

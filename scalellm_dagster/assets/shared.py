@@ -237,7 +237,9 @@ def _embeddings(
     blob, version = _fit_and_version(embedder, model, current, rows, plan, context.log.info)
     todo = rows.iloc[plan.compute]
     id_type = warehouse.id_type(CORPUS)
-    made = _make_vectors(context, embedder, model, warehouse, cluster, client, parts, todo, version, id_type)
+    made = _make_vectors(
+        context, embedder, model, warehouse, cluster, client, parts=parts, todo=todo, version=version, id_type=id_type
+    )
     # Vectors are written chunk by chunk as they are made (or as the cluster's parts are read), and unchanged rows
     # are carried over inside DuckDB: memory stays flat whatever the corpus size.
     ingest = time.perf_counter()
@@ -321,6 +323,7 @@ def _make_vectors(
     warehouse: Warehouse,
     cluster: ClusterResource,
     client,
+    *,
     parts: str | None,
     todo,
     version: str,
@@ -344,8 +347,8 @@ def _make_vectors(
             parts,
             embedding_schema(id_type, model.dim),
             version,
-            cluster.rows_per_part,
-            context.log.info,
+            rows_per_part=cluster.rows_per_part,
+            log=context.log.info,
         )
         return _Vectors(
             iter_batches([d.part for d in done]), model.dim, [i for d in done for i in d.unreadable], parts_done=done
@@ -378,7 +381,7 @@ def _stored_dim(warehouse: Warehouse) -> int:
     return int(found["dim"].iloc[0]) if len(found) else 0
 
 
-def _embed_on_cluster(client, model, todo, parts: str, schema, version: str, rows_per_part: int, log):
+def _embed_on_cluster(client, model, todo, parts: str, schema, version: str, *, rows_per_part: int, log):
     """The rows to embed as parts under `parts`, embedded on the cluster; returns each part's report."""
     in_paths = split_rows(todo[["id", "text", "text_hash"]], join(parts, "in"), rows_per_part)
     out_paths = [join(parts, "out", f"out-{n:05d}.parquet") for n in range(len(in_paths))]
@@ -386,7 +389,7 @@ def _embed_on_cluster(client, model, todo, parts: str, schema, version: str, row
     return run_parts(client, embed_part, in_paths, out_paths, model, log, schema=schema, version=version)
 
 
-def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list, chunk: int = 50_000):
+def _embedding_batches(model, rows, version: str, id_type, log, unreadable: list, *, chunk: int = 50_000):
     """Batches of vectors, made as DuckDB consumes them; the ids given the fallback vector go to `unreadable`.
     An embedder that pools on several threads (`threads`) gets that many chunks in flight, in order."""
 

@@ -74,7 +74,7 @@ def materialize_shared_requests(
     matrix = next((p.matrix for p in plans.values() if p.matrix is not None), None)
     vectors = task_io.simulation_vectors(warehouse, teacher, matrix)
     sessions = {
-        t.name: warehouse_session(t, teacher, warehouse, corpus, vectors, context.run.run_id, context.log.info)
+        t.name: warehouse_session(t, teacher, warehouse, corpus, vectors, context.run.run_id, log=context.log.info)
         for t in tasks
     }
     estimate = shared_estimate(tasks, teacher, rows["text"].tolist())

@@ -33,6 +33,7 @@ def task_asset(
     layer: str,
     description: str,
     kinds: set[str] = frozenset({"duckdb", "sklearn"}),
+    *,
     tags: dict | None = None,
     automation_condition: AutomationCondition = FOLLOW_THE_DATA,
 ):

@@ -36,7 +36,7 @@ class TeacherRun:
             self.corpus,
             self.vectors,
             self.context.run.run_id,
-            self.context.log.info,
+            log=self.context.log.info,
             one_row_reask=one_row_reask,
         )
 
@@ -48,6 +48,7 @@ def warehouse_session(
     corpus: pd.DataFrame,
     matrix: np.ndarray | None,
     run_id: str,
+    *,
     log,
     one_row_reask: bool = False,
 ) -> TeacherSession:

@@ -51,6 +51,7 @@ def validate_on_cluster(
     sql: str,
     parts: str,
     rows_per_part: int,
+    *,
     expectations: Callable[[], list],
     name: str,
     log,

@@ -108,9 +108,9 @@ def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, clus
             f"SELECT id, text FROM {CORPUS}",
             parts,
             cluster.rows_per_part,
-            partial(corpus_text_expectations, source.max_text_chars),
-            "corpus_text",
-            context.log.info,
+            expectations=partial(corpus_text_expectations, source.max_text_chars),
+            name="corpus_text",
+            log=context.log.info,
         )
     outcome = Outcome(passed=ids.passed and texts.passed, rows=ids.rows + texts.rows)
     return AssetCheckResult(passed=outcome.passed, metadata={**where, **outcome.metadata()})

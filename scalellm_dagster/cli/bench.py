@@ -32,8 +32,7 @@ from scalellm_dagster.flow import (
 )
 from scalellm_dagster.flow.in_memory import FlowRun, run_flow
 from scalellm_dagster.names import EMBEDDINGS
-from scalellm_dagster.resources.embedder import EmbedderResource
-from scalellm_dagster.resources.from_settings import teacher_resource
+from scalellm_dagster.resources.from_settings import embedder_resource, teacher_resource
 from scalellm_dagster.resources.teacher import TeacherResource
 from scalellm_dagster.settings import Settings
 from scalellm_dagster.tasks_config import SUSPECT_POLICIES, TaskSpec, parse_task
@@ -182,7 +181,7 @@ def run(args: argparse.Namespace) -> dict:
     else:  # a real LLM's answers are known only where it was asked: the baseline's rows
         teacher = _real_teacher(args, task)
         teacher_says = np.full(len(df), None, dtype=object)
-    baseline = _baseline(args, df, teacher(), teacher_says, gold, is_eval, simulated)
+    baseline = _baseline(args, df, teacher(), teacher_says, gold, is_eval, simulated=simulated)
 
     # A real LLM's answers are shared across budgets (a larger random sample contains the smaller one), so each
     # run's teacher time is projected from the measured rate instead of re-paying for the same rows.
@@ -258,8 +257,12 @@ def bench_task(args, labels: list[str]) -> TaskSpec:
 
 
 def bench_embedder(args) -> Embedder:
-    """The embedder the code location would build for `SCALELLM_EMBEDDER=<--embedder>`."""
-    options = EmbedderResource(kind=args.embedder, dim=args.dim, seed=args.seed)
+    """The embedder the code location would build for `SCALELLM_EMBEDDER=<--embedder>`: the same constructor over the
+    same settings (model, batch size, rate limits…), the command's flags overlaid."""
+    settings = Settings.from_env()
+    options = embedder_resource(
+        settings, settings.openai_api_key, kind=args.embedder, dim=args.dim, seed=getattr(args, "seed", None)
+    )
     missing = options.spec.missing()
     if missing:
         raise SystemExit(f"scalellm bench: --embedder {args.embedder}: {missing}")
@@ -304,7 +307,7 @@ def resample(df: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     return out
 
 
-def _baseline(args, df, teacher, teacher_says, gold, is_eval, simulated: bool) -> dict:
+def _baseline(args, df, teacher, teacher_says, gold, is_eval, *, simulated: bool) -> dict:
     """The same teacher asked about rows one row per request, at the same latency and concurrency, timed; the
     time for every row is extrapolated unless every row was asked. The rows are drawn (seeded) from those the
     flow's sample never sees (the eval split, when there is one), so a real teacher's answers there also measure

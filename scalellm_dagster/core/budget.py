@@ -25,6 +25,7 @@ def advise_budget(
     cost_per_row: float,
     seconds_per_row: float,
     target_accuracy: float | None = None,
+    *,
     max_cost_usd: float | None = None,
 ) -> BudgetAdvice | None:
     """None without a fitted curve or a target. Forecasts are extrapolations of the fitted power law."""

@@ -158,6 +158,7 @@ def plan_guaranteed_cascade(
     target: float,
     delta: float,
     max_teacher_rows: int,
+    *,
     candidates: int = 1,
 ) -> GuaranteedPlan:
     """The fewest teacher rows whose agreement bound reaches `target`, found by fixed-sequence testing.

@@ -56,7 +56,7 @@ class TeacherSpend:
             self.concurrency,
             per_request,
             self.price_in_per_mtok,
-            self.price_out_per_mtok,
+            price_out_per_mtok=self.price_out_per_mtok,
             label="row-by-row baseline",
         )
         return {

@@ -68,6 +68,7 @@ def uncertainty_sample(
     ask,
     seed: int = 0,
     seed_fraction: float = 0.3,
+    *,
     rounds: int = 4,
     pool_size: int = 50_000,
     log=lambda _m: None,

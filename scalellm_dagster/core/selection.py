@@ -49,6 +49,7 @@ def choose_student(
     tie_tolerance: float = 0.005,
     speed_ratio: float = 10.0,
     corpus_rows: int = 0,
+    *,
     seconds_per_point: float = 0.0,
 ) -> Choice:
     """Best candidate at the largest sample size.

@@ -142,6 +142,7 @@ def evaluate_candidates(
     sample_sizes: Sequence[int],
     cv_folds: int = 5,
     seed: int = 0,
+    *,
     throughput_X: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
     prune: bool = True,
@@ -172,7 +173,13 @@ def evaluate_candidates(
             try:
                 row.update(
                     _score_one(
-                        make_student(name, seed), Xs, ys, cv_folds, seed, throughput_X if largest else None, n_jobs
+                        make_student(name, seed),
+                        Xs,
+                        ys,
+                        cv_folds,
+                        seed,
+                        throughput_X if largest else None,
+                        n_jobs=n_jobs,
                     )
                 )
                 row["status"], row["error"] = "ok", None
@@ -217,7 +224,7 @@ def clearly_behind(results: list[dict], folds: int, keep: int = 2) -> dict[str, 
     return behind
 
 
-def _score_one(model, Xs, ys, cv_folds, seed, throughput_X, n_jobs: int) -> dict:
+def _score_one(model, Xs, ys, cv_folds, seed, throughput_X, *, n_jobs: int) -> dict:
     if len(np.unique(ys)) < 2:
         raise ValueError(f"only one class among {len(ys)} teacher labels; a classifier needs at least two")
     folds = min(cv_folds, len(ys))
@@ -314,7 +321,7 @@ def out_of_fold_confidence(name: str, X: np.ndarray, y: np.ndarray, folds: int =
 
 
 def held_out_agreement(
-    name: str, X: np.ndarray, fit_labels: np.ndarray, fits, target_labels: np.ndarray, folds: int = 5, seed: int = 0
+    name: str, X: np.ndarray, fit_labels: np.ndarray, fits, target_labels: np.ndarray, folds: int = 5, *, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(confidence, agrees with `target_labels`) for every row, each scored by a student that did not see it and was
     fitted as the final student is: on the other folds' rows where `fits`, with `fit_labels` (see `out_of_fold`)."""
@@ -333,7 +340,14 @@ class OutOfFold:
 
 
 def out_of_fold(
-    name: str, X: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, fits=None, targets: np.ndarray | None = None
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: int = 5,
+    seed: int = 0,
+    fits=None,
+    *,
+    targets: np.ndarray | None = None,
 ) -> OutOfFold:
     """Each fold's student trained on the other folds' labels `y`. `fits` keeps only some of those rows: a mask, or
     a function of a fold's training positions giving the mask over them (when which rows train is itself decided

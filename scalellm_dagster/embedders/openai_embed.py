@@ -27,6 +27,7 @@ class OpenAIEmbedder:
         concurrency: int = 4,
         endpoint: str | None = None,
         requests_per_minute: float = 0,
+        *,
         tokens_per_minute: float = 0,
         pace_dir: str | None = None,
     ):

@@ -64,7 +64,7 @@ def calibrate(student: str, sample: CalibrationSample, task: TaskSpec) -> Calibr
             return ~flag_suspects(sample.X[train], sample.train_labels[train], task).suspect
 
     confidence, agrees = held_out_agreement(
-        student, sample.X, sample.train_labels, fits, sample.first_labels, task.cv_folds, task.seed
+        student, sample.X, sample.train_labels, fits, sample.first_labels, task.cv_folds, seed=task.seed
     )
     return Calibrator(confidence[sample.random], agrees[sample.random])
 
@@ -76,6 +76,7 @@ def run_cascade(
     ids: np.ndarray,
     task: TaskSpec,
     budget: int,
+    *,
     session_factory: Callable[[], TeacherSession],
     log: Callable[[str], None] = lambda _msg: None,
 ) -> CascadeOutcome:
@@ -162,6 +163,7 @@ def cascade_new_rows(
     threshold: float | None,
     budget: int,
     session_factory: Callable[[], TeacherSession],
+    *,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> NewRowsCascade:
     """A refresh's new rows under the deployed model's cascade: those the student is no surer of than the least sure

@@ -129,7 +129,9 @@ def cascade_step(
     """(final labels after the cascade, rows it sent, its guarantee): calibrated on the first answers of every
     valid sample row, whatever the suspect review did (issue #27)."""
     calibrator = calibrate(student, CalibrationSample.from_answers(valid, X_valid), task)
-    outcome = run_cascade(calibrator, confidence, source == "student", ids, task, task.cascade_budget, session_factory)
+    outcome = run_cascade(
+        calibrator, confidence, source == "student", ids, task, task.cascade_budget, session_factory=session_factory
+    )
     final = final.copy()
     final[outcome.answered] = outcome.labels
     return final, len(outcome.asked), outcome.guarantee

@@ -38,6 +38,7 @@ def label_sample(
     budget: int,
     session: TeacherSession,
     first: np.ndarray | None = None,
+    *,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> LabelledSample:
     """`ids` are the rows the teacher may see (`matrix` row-aligned; needed unless sampling is random)."""

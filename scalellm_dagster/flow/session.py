@@ -51,6 +51,7 @@ class TeacherSession:
         batch_size: int,
         concurrency: int,
         log: Callable[[str], None] = lambda _msg: None,
+        *,
         store_window: float = 1.0,
     ):
         """`store_window`: seconds answers may wait before `cache.store` (0: each request's, before the next). A

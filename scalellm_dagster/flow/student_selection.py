@@ -81,6 +81,7 @@ def with_accuracy_vs_gold(
     y: np.ndarray,
     X_eval: np.ndarray,
     gold_eval: np.ndarray,
+    *,
     seed: int,
 ) -> Selection:
     """Adds each candidate's accuracy against gold labels on held-out rows (the teacher never saw them), trained on

@@ -44,7 +44,7 @@ class EmbedderResource(EndpointOptions):
             self.concurrency,
             self.expected_seconds_per_request,
             self.price_per_mtok,
-            0.0,
+            price_out_per_mtok=0.0,
             label=f"embeddings ({self.batch_size} rows/request, every row once)",
             requests_per_minute=self.requests_per_minute,
             tokens_per_minute=self.tokens_per_minute,

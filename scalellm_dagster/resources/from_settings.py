@@ -43,22 +43,28 @@ def build_resources(settings: Settings) -> dict:
     check_kinds(settings)
     # The key is passed as an EnvVar so Dagster shows its name, never its value, in the UI and run config.
     api_key = EnvVar("OPENAI_API_KEY") if settings.openai_api_key else None
-    pace = pace_dir(settings.duckdb_path)
     warehouse = Warehouse(**settings.options("warehouse"))
     return {
         "warehouse": warehouse,
         "task_store": TaskStore(warehouse=warehouse),
         "source": CorpusSource(**settings.options("source")),
-        "embedder": EmbedderResource(
-            kind=settings.embedder,
-            api_key=api_key,
-            pace_dir=pace,
-            **settings.options("embedder"),
-        ),
+        "embedder": embedder_resource(settings, api_key),
         "cluster": ClusterResource(local_workers=settings.dask_local_workers, **settings.options("cluster")),
         "teacher": teacher_resource(settings, api_key),
         "sink": PredictionsSink(**settings.options("sink")),
     }
+
+
+def embedder_resource(settings: Settings, api_key, **overrides) -> EmbedderResource:
+    """The embedder the code location builds from `settings` (every `SCALELLM_EMBEDDING_*` option); `overrides`
+    replace single options, as `scalellm bench`'s flags do."""
+    options = {
+        "kind": settings.embedder,
+        "pace_dir": pace_dir(settings.duckdb_path),
+        **settings.options("embedder"),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
+    return EmbedderResource(api_key=api_key, **options)
 
 
 def teacher_resource(settings: Settings, api_key, **overrides) -> TeacherResource:

@@ -86,8 +86,8 @@ class TeacherResource(EndpointOptions):
             self.batch_size,
             self.effective_concurrency,
             p["seconds_per_request"],
-            p["price_in_per_mtok"],
-            p["price_out_per_mtok"],
+            price_in=p["price_in_per_mtok"],
+            price_out=p["price_out_per_mtok"],
             **self.pacing(),
         )
         return pd.DataFrame([r.as_row() for r in rows])

@@ -65,6 +65,7 @@ class OpenAIChatTeacher(PromptedTeacher):
         price_in_per_mtok: float = 0.0,
         price_out_per_mtok: float = 0.0,
         forms: tuple[str, ...] = FORMS,
+        *,
         endpoint: str | None = None,
         limiter: RateLimiter | None = None,
     ):

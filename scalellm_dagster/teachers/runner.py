@@ -105,6 +105,7 @@ def label_with_cache(
     store: Store,
     batch_size: int = 10,
     concurrency: int = 4,
+    *,
     max_rounds: int = 2,
     log: Callable[[str], None] = lambda _msg: None,
     flush_rows: int = 200,
@@ -142,7 +143,16 @@ def label_with_cache(
                 break
             batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
             missing = _run_round(
-                teacher, batches, known, buffer, concurrency, stats, log, round_no, started, max_failed_share
+                teacher,
+                batches,
+                known,
+                buffer,
+                concurrency,
+                stats,
+                log=log,
+                round_no=round_no,
+                started=started,
+                max_failed_share=max_failed_share,
             )
             if missing:
                 log(f"round {round_no}: {len(missing):,} rows were missing from the teacher's answers; asking again")
@@ -166,7 +176,17 @@ def label_with_cache(
 
 
 def _run_round(
-    teacher, batches, known, buffer: _StoreBuffer, concurrency, stats, log, round_no, started, max_failed_share: float
+    teacher,
+    batches,
+    known,
+    buffer: _StoreBuffer,
+    concurrency,
+    stats,
+    *,
+    log,
+    round_no,
+    started,
+    max_failed_share: float,
 ) -> list:
     missing: list = []
     errors: list[str] = []
@@ -259,7 +279,7 @@ def _take(iterator, n):
 
 
 def ledger_line(
-    request_id: str, result, cost: float, rows_asked: int, rows_answered: int, part: int = 0, parts: int = 1
+    request_id: str, result, cost: float, rows_asked: int, rows_answered: int, part: int = 0, *, parts: int = 1
 ) -> dict:
     """One request's line in the teacher ledger. A request several tasks share (`parts` of them) is booked to
     each as part `part`: its tokens, cost and time split evenly, so the tasks' ledgers add up to what was paid."""

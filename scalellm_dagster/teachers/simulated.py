@@ -89,6 +89,7 @@ class SimulatedTeacher(PromptedTeacher):
         accuracy: float = 0.9,
         latency_ms: float = 0.0,
         seed: int = 0,
+        *,
         price_in_per_mtok: float = 0.0,
         price_out_per_mtok: float = 0.0,
         bias: float = 0.0,
