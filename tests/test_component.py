@@ -163,3 +163,29 @@ def test_an_instance_reads_the_table_of_an_upstream_asset_it_names(project, tmp_
         path.write_text(good)
         raw.unlink()
         shutil.rmtree(defs / "__pycache__", ignore_errors=True)
+
+
+def test_the_readmes_five_commands_run_as_written(tmp_path):
+    """README's "Add ScaleLLM to your Dagster project", run line by line from the checkout; only the new project's
+    folder (`../team`) is moved into a temporary folder."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Add ScaleLLM to your Dagster project", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert len(commands) == 5 and all("../team" in c for c in commands[1:3])
+    script = "\n".join(c.replace("../team", str(tmp_path / "team")) for c in commands)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCALELLM_")}
+    done = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**env, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "RUN_SUCCESS" in done.stdout + done.stderr
+    with duckdb.connect(str(tmp_path / "team" / "data" / "tickets.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM topic.predictions").fetchone()[0] == 13_083
