@@ -124,6 +124,8 @@ class ScaleLLM(dg.Component, dg.Resolvable, _settings_attributes()):
 
     def settings(self, folder: Path, default_warehouse: Path) -> Settings:
         given = {name: getattr(self, name) for name in type(self).model_fields if hasattr(Settings, name)}
+        # the other settings that name a file or folder are read from the defs.yaml's folder too
+        given.update({k: _beside(folder, given[k]) for k in ("local_model", "dask_parts") if given.get(k)})
         settings = Settings(
             **{k: v for k, v in given.items() if k not in _OWN_FORM},
             corpus=_beside(folder, self.corpus),
