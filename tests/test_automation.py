@@ -151,7 +151,7 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
     from dagster import AssetSelection
 
     from scalellm_dagster.checks.corpus_read import corpus_read
-    from scalellm_dagster.checks.shared_checks import embeddings_match_corpus
+    from scalellm_dagster.checks.shared_checks import embeddings_match_corpus_check
     from scalellm_dagster.definitions import build_definitions
     from scalellm_dagster.resources import TaskStore, Warehouse
     from tests.pipeline_helpers import run_checks
@@ -172,6 +172,7 @@ def test_checks_judge_the_corpus_their_run_read_not_one_replaced_since(pipeline_
             c for c in defs.asset_checks if "predictions_cover_corpus" in {k.name for k in c.check_keys}
         ]
         store = TaskStore(warehouse=warehouse)  # the predictions check reads the task's state through it
+        embeddings_match_corpus = embeddings_match_corpus_check()
         for check, resource in ((predictions_check, store), (embeddings_match_corpus, warehouse)):
             verdict = check.node_def.compute_fn.decorated_fn(as_first_run, resource)
             assert verdict.passed, verdict.metadata

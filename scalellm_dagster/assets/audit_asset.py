@@ -9,8 +9,6 @@ Tables, per task schema, all append-only:
 - `drift_topups`   rows added to the sample after failed audits, and the audit that called for them
 """
 
-from datetime import UTC, datetime
-
 import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue
@@ -37,7 +35,7 @@ from scalellm_dagster.names import (
     task_table,
 )
 from scalellm_dagster.resources import TaskStore, TeacherResource, Warehouse
-from scalellm_dagster.resources.task_store import failing_streak
+from scalellm_dagster.resources.task_store import failing_streak, utc_now
 from scalellm_dagster.tasks_config import TaskSpec
 
 
@@ -206,7 +204,7 @@ def _log_row(
     *,
     model: str,
 ) -> pd.DataFrame:
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = utc_now()
     log_row = pd.DataFrame(
         [
             {

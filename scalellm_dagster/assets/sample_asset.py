@@ -44,14 +44,15 @@ def labeled_sample_asset(
 
 def materialize_labeled_sample(run: TeacherRun) -> MaterializeResult:
     task, warehouse = run.task, run.warehouse
-    decision = model_decision(run.store, task, run.context.run.tags)
+    budget = run.store.effective_budget(task)  # once: the decision, the plan and the estimate read this one value
+    decision = model_decision(run.store, task, run.context.run.tags, budget)
     run.context.log.info(f"{task.name}: model {'replaced' if decision.replace else 'kept'} ({decision.reason})")
     if not decision.replace:
         return _kept_sample(run, decision)
     run.corpus, corpus_read = warehouse.read_df_with_snapshot(f"SELECT * FROM {CORPUS}", CORPUS)
     if task.gold_column:  # before any teacher request; the other tasks go on
         check_gold_column(run.corpus, task.name, task.gold_column, task.label_names)
-    plan = sample_plan(run.store, task, run.corpus["id"].to_numpy())
+    plan = sample_plan(run.store, task, run.corpus["id"].to_numpy(), budget)
     run.vectors = task_io.simulation_vectors(warehouse, run.teacher, plan.matrix)
     session = run.session()
     first_texts = run.corpus.set_index("id").loc[plan.first, "text"].tolist()

@@ -26,8 +26,9 @@ class SamplePlan:
     first: np.ndarray
 
 
-def sample_plan(store: TaskStore, task: TaskSpec, ids: np.ndarray) -> SamplePlan:
-    budget, budget_note = store.effective_budget(task)
+def sample_plan(store: TaskStore, task: TaskSpec, ids: np.ndarray, budget: tuple[int, str]) -> SamplePlan:
+    """`budget`: the budget to draw and why (`TaskStore.effective_budget`), resolved once by the step."""
+    budget, budget_note = budget
     warehouse = store.warehouse
     # clustering and the student's uncertainty need every vector at once
     matrix = None if task.sampling == "random" else warehouse.read_embeddings(EMBEDDINGS, ids=ids)[1]
@@ -38,9 +39,9 @@ def sample_plan(store: TaskStore, task: TaskSpec, ids: np.ndarray) -> SamplePlan
     return SamplePlan(budget, budget_note, matrix, pool, pool_matrix, first)
 
 
-def model_decision(store: TaskStore, task: TaskSpec, run_tags: dict) -> Decision:
+def model_decision(store: TaskStore, task: TaskSpec, run_tags: dict, budget: tuple[int, str]) -> Decision:
     """Whether a materialization in a run with these tags replaces the task's deployed model (draws a new sample) or
-    keeps it."""
+    keeps it; `budget` as for `sample_plan`."""
     warehouse = store.warehouse
     has_sample = warehouse.table_exists(task_table(task, LABELED_SAMPLE))
     return decide(
@@ -53,5 +54,5 @@ def model_decision(store: TaskStore, task: TaskSpec, run_tags: dict) -> Decision
         drift_due=store.due_topup(task, store.granted_topups(task)) is not None,
         requested=retrain_requested(run_tags, task.name),
         embedding_versions=warehouse.embedding_versions(),
-        budget=store.effective_budget(task),
+        budget=budget,
     )

@@ -60,7 +60,8 @@ def materialize_shared_requests(
 ) -> MaterializeResult:
     warehouse = store.warehouse
     # a task that keeps its model draws no sample in this run: asking about its rows would be paid for nothing
-    drawing = [t for t in tasks if model_decision(store, t, context.run.tags).replace]
+    budgets = {t.name: store.effective_budget(t) for t in tasks}
+    drawing = [t for t in tasks if model_decision(store, t, context.run.tags, budgets[t.name]).replace]
     if len(drawing) < 2:
         kept = ", ".join(t.name for t in tasks if t not in drawing)
         context.log.info(f"fewer than two tasks draw a new sample in this run (kept: {kept}): nothing to ask jointly")
@@ -68,7 +69,7 @@ def materialize_shared_requests(
     tasks = drawing
     corpus = warehouse.read_df(f"SELECT * FROM {CORPUS}")
     ids = corpus["id"].to_numpy()
-    plans = {t.name: sample_plan(store, t, ids) for t in tasks}
+    plans = {t.name: sample_plan(store, t, ids, budgets[t.name]) for t in tasks}
     shared = shared_rows({name: pd.Series(plan.first) for name, plan in plans.items()})
     rows = corpus.set_index("id").loc[np.asarray(shared), ["text"]].reset_index()
     matrix = next((p.matrix for p in plans.values() if p.matrix is not None), None)

@@ -182,11 +182,6 @@ def embeddings_match_corpus_check(prefix: tuple[str, ...] = ()) -> AssetChecksDe
     return embeddings_match_corpus
 
 
-# the environment-variable code location's (no prefix)
-corpus_rows_valid = corpus_rows_valid_check()
-embeddings_match_corpus = embeddings_match_corpus_check()
-
-
 def _embeddings_match_corpus(
     context: AssetCheckExecutionContext, warehouse: Warehouse, read, embeddings_key: AssetKey
 ) -> AssetCheckResult:
