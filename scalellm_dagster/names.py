@@ -81,6 +81,8 @@ def task_key(task, name: str) -> list[str]:
 POLICY_FIELDS = ("retrain_cron", "retrain_growth")
 # Where the task's assets are placed (the component instance's key prefix), not what the model is.
 PLACEMENT_FIELDS = ("key_prefix",)
+# How the teacher's answers are fetched (synchronously, through the Batch API), not what they are.
+CHANNEL_FIELDS = ("teacher_mode",)
 
 
 def task_fingerprint(task) -> str:
@@ -90,6 +92,6 @@ def task_fingerprint(task) -> str:
     fields = getattr(task, "__dataclass_fields__", None)
     if fields is None:
         return hashlib.sha256(repr(task).encode()).hexdigest()[:12]
-    left_out = (*POLICY_FIELDS, *PLACEMENT_FIELDS)
+    left_out = (*POLICY_FIELDS, *PLACEMENT_FIELDS, *CHANNEL_FIELDS)
     shown = ", ".join(f"{name}={getattr(task, name)!r}" for name in fields if name not in left_out)
     return hashlib.sha256(f"{type(task).__name__}({shown})".encode()).hexdigest()[:12]

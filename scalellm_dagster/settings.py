@@ -12,7 +12,13 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_CORPUS = PACKAGE_DIR / "demo" / "banking77.parquet"
 DEMO_TASKS = PACKAGE_DIR / "demo" / "tasks.yaml"
-CSV_ID_TYPES = ("text", "infer")  # how a CSV/TSV id column is read: verbatim, or as the reader infers it
+CSV_ID_TYPES = ("text", "infer")
+MODES = ("sync", "batch")  # how the `openai` teacher sends its requests (teachers/batch_api.py)
+REASK = ("batch", "sync")  # how rows a batch left without an answer are asked again
+FALLBACK = (
+    "error",
+    "sync",
+)  # what an endpoint without a Batch API gets  # how a CSV/TSV id column is read: verbatim, or as the reader infers it
 
 
 class SettingError(ValueError):
@@ -110,6 +116,20 @@ DOCS = {
         "How long received answers may wait before the warehouse write (each request's answers are journaled to disk "
         "before the next request is sent whatever this is)"
     ),
+    "teacher_mode": (
+        "`sync` (a request at a time) or `batch`: the `openai` teacher's rows go through the endpoint's Batch API "
+        "(`/v1/files`, `/v1/batches`) at `batch_price_factor` of the price, resumed across runs, never submitted "
+        "twice (docs/teachers.md); a task's `teacher_mode` overrides it"
+    ),
+    "batch_price_factor": "The Batch API's price as a share of the synchronous price, for the ledger and estimates",
+    "batch_min_rows": "Fewer rows than this to ask go synchronously in batch mode (a batch's wait is not worth it)",
+    "batch_poll_seconds": "Seconds between two looks at a running batch (each logs its status and requests done)",
+    "batch_wait_seconds": (
+        "How long a step waits for its batches; past it the step ends, freeing its run slot, the batches stay "
+        "recorded, and the next run resumes them"
+    ),
+    "batch_reask": "`batch` or `sync`: how rows a batch left without a valid answer are asked again",
+    "batch_fallback": "`error` (one line, the step stops) or `sync`: what an endpoint without a Batch API gets",
     "price_in_per_mtok": "USD per million prompt tokens, for the cost ledger and `max_teacher_cost_usd`",
     "price_out_per_mtok": "USD per million completion tokens, for the cost ledger",
     "simulated_accuracy": "The simulation's accuracy",
@@ -176,6 +196,13 @@ class Settings:
     teacher_max_retries: int = _var("SCALELLM_TEACHER_MAX_RETRIES", 4, feeds="teacher.max_retries")
     teacher_timeout_seconds: float = _var("SCALELLM_TEACHER_TIMEOUT_SECONDS", 60.0, feeds="teacher.timeout_seconds")
     teacher_store_seconds: float = _var("SCALELLM_TEACHER_STORE_SECONDS", 1.0, feeds="teacher.store_window_seconds")
+    teacher_mode: str = _var("SCALELLM_TEACHER_MODE", "sync", lower=True, feeds="teacher.mode")
+    batch_price_factor: float = _var("SCALELLM_BATCH_PRICE_FACTOR", 0.5, feeds="teacher.batch_price_factor")
+    batch_min_rows: int = _var("SCALELLM_BATCH_MIN_ROWS", 100, feeds="teacher.batch_min_rows")
+    batch_poll_seconds: float = _var("SCALELLM_BATCH_POLL_SECONDS", 30.0, feeds="teacher.batch_poll_seconds")
+    batch_wait_seconds: float = _var("SCALELLM_BATCH_WAIT_SECONDS", 3600.0, feeds="teacher.batch_wait_seconds")
+    batch_reask: str = _var("SCALELLM_BATCH_REASK", "batch", lower=True, feeds="teacher.batch_reask")
+    batch_fallback: str = _var("SCALELLM_BATCH_FALLBACK", "error", lower=True, feeds="teacher.batch_fallback")
     price_in_per_mtok: float = _var("SCALELLM_PRICE_IN_PER_MTOK", 0.15, feeds="teacher.price_in_per_mtok")
     price_out_per_mtok: float = _var("SCALELLM_PRICE_OUT_PER_MTOK", 0.60, feeds="teacher.price_out_per_mtok")
     simulated_accuracy: float = _var("SCALELLM_SIMULATED_ACCURACY", 0.9, feeds="teacher.simulated_accuracy")
@@ -240,6 +267,24 @@ class Settings:
                     f"environment variable {name}={value:g}: expected the endpoint's limit per minute, or 0 to take "
                     "it from the endpoint's x-ratelimit headers"
                 )
+        for name, value, allowed in (
+            ("SCALELLM_TEACHER_MODE", self.teacher_mode, MODES),
+            ("SCALELLM_BATCH_REASK", self.batch_reask, REASK),
+            ("SCALELLM_BATCH_FALLBACK", self.batch_fallback, FALLBACK),
+        ):
+            if value not in allowed:
+                raise SettingError(f"environment variable {name}={value!r}: expected one of {list(allowed)}")
+        if self.teacher_mode == "batch" and self.teacher != "openai":
+            raise SettingError(
+                f"environment variable SCALELLM_TEACHER_MODE=batch: the Batch API is an OpenAI-compatible "
+                f"endpoint's, and the teacher is {self.teacher!r}; set SCALELLM_TEACHER=openai (with "
+                "OPENAI_BASE_URL/OPENAI_API_KEY), or unset SCALELLM_TEACHER_MODE"
+            )
+        if not 0 < self.batch_price_factor <= 1:
+            raise SettingError(
+                f"environment variable SCALELLM_BATCH_PRICE_FACTOR={self.batch_price_factor:g}: expected the batch "
+                "price as a share of the synchronous price, above 0 and at most 1 (0.5: half)"
+            )
         self.upstream_keys  # noqa: B018 -- refuses a malformed key list when the settings are read
         if self.sensor_interval_seconds < 1:
             raise SettingError(

@@ -73,6 +73,9 @@ class TaskSpec:
     # on a cron schedule, and/or once the corpus has grown by this share since the sample was drawn.
     retrain_cron: str | None = None
     retrain_growth: float | None = None
+    # How the `openai` teacher sends this task's requests (`sync`, `batch`; None: SCALELLM_TEACHER_MODE). The same
+    # answers either way, so not part of the definition: switching re-teaches nothing.
+    teacher_mode: str | None = None
     # The key prefix of the component instance the task belongs to (`tickets`): its assets are
     # `tickets/<task>/...`. Not part of the definition: set by the component, never in a tasks file.
     key_prefix: tuple[str, ...] = ()
@@ -163,10 +166,12 @@ class _Flag:
 @dataclass(frozen=True)
 class _Choice:
     options: tuple[str, ...]
-    default: str
+    default: str | None
     says: str = ""  # what the field decides, for the message
 
     def read(self, value, key: str, where: str):
+        if value is None and self.default is None:  # optional: unset
+            return None
         value = value.replace("_", "-") if key == "sampling" and isinstance(value, str) else value
         if value not in self.options:
             raise TaskConfigError(
@@ -217,6 +222,7 @@ FIELDS = {
     "audit_rows": _Integer(30),
     "audit_pool_rows": _Integer(300),
     "drift_topup_rows": _Integer(None, minimum=1),
+    "teacher_mode": _Choice(("sync", "batch"), None, "says how the `openai` teacher sends this task's requests"),
 }
 
 

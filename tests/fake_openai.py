@@ -17,6 +17,12 @@ reply carries `x-ratelimit-limit/remaining/reset-requests/-tokens` unless `send_
 one request and (message characters / 4, rounded up) + max_tokens tokens; an embeddings request one request and each
 input's characters / 4. Admitted requests are in `admitted`. `embed_faults` queues faults ("500", "503", "drop")
 for the next embeddings requests.
+The Batch API (`/v1/files`: multipart upload, content download; `/v1/batches`: create, retrieve, list, cancel) answers
+each line as a chat request. A batch's status moves one step per retrieve (validating, in_progress, finalizing,
+then its ending) and stays in_progress while `hold_batches` is set. `batch_faults` queues what happens to the next
+batches created: "failed_lines" (every third line answered 500, in the error file), "invalid_body" (every other
+line's answer cut), "expired" (the first half of the lines answered, then expired), "failed" (validation failed,
+no output). `supports_batches=False`: /files answers 404, as servers without a Batch API do.
 `schema_support`: "json_schema" (OpenAI-like), "llama_cpp" (json_schema answered with HTTP 500 naming
 response_format, json_object with a schema accepted) or "none" (any response_format: 400). `api_key`: when set,
 other keys get 401.
@@ -84,6 +90,7 @@ class FakeOpenAI:
         fault_mix: tuple[str, ...] = (),
         seed: int = 0,
         limits: Limits | None = None,
+        supports_batches: bool = True,
     ):
         self.labeler = labeler
         self.latency_s = latency_s
@@ -108,6 +115,12 @@ class FakeOpenAI:
             self._buckets["requests"] = _Bucket(limits.rpm, limits.burst_seconds)
         if limits and limits.tpm:
             self._buckets["tokens"] = _Bucket(limits.tpm, limits.burst_seconds, at_least=limits.tpm / 60)
+        self.supports_batches = supports_batches
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict] = {}  # batch id -> the batch object, plus "_lines" (its answers) and "_step"
+        self.batch_faults: list[str] = []
+        self.batch_lines: list[dict] = []  # every line of every batch created, for assertions
+        self.hold_batches = False
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -172,8 +185,15 @@ class FakeOpenAI:
             def log_message(self, *args):  # keep test output clean
                 pass
 
+            def do_GET(self):
+                route = fake._batch_get(self.path)
+                return self._json(*route) if isinstance(route[1], dict) else self._raw(*route)
+
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if "/files" in self.path or "/batches" in self.path:
+                    return self._json(*fake._batch_post(self.path, raw, self.headers.get("Content-Type", "")))
+                body = json.loads(raw)
                 with fake.lock:
                     fake.requests.append(body)
                     fake.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -273,6 +293,10 @@ class FakeOpenAI:
             }
         return None
 
+    def label_for(self, text: str, body: dict) -> str:
+        """One row's answer; a server answering several tasks' prompts tells them apart by `body`'s system prompt."""
+        return self.labeler(text)
+
     def _chat(self, body: dict, fault: str | None) -> dict:
         user = body["messages"][-1]["content"]
         rows = [json.loads(line) for line in user.splitlines()[1:] if line.startswith("{")]
@@ -280,7 +304,7 @@ class FakeOpenAI:
         if questions:  # a joint request (teachers/multi_task.py): one field per task, answered by `labeler(text, task)`
             answers = [{"id": r["id"], **{q: self.labeler(r["text"], q) for q in questions}} for r in rows]
         else:
-            answers = [{"id": r["id"], "label": self.labeler(r["text"])} for r in rows]
+            answers = [{"id": r["id"], "label": self.label_for(r["text"], body)} for r in rows]
         if fault == "truncate":
             answers = answers[: len(answers) // 2]
         elif fault == "no_label":
@@ -306,6 +330,134 @@ class FakeOpenAI:
                 "total_tokens": len(user) // 4 + len(content) // 4,
             },
         }
+
+    # The Batch API ---------------------------------------------------------------------------------------------
+    def _batch_post(self, path: str, raw: bytes, content_type: str) -> tuple[int, dict]:
+        if not self.supports_batches:
+            return 404, {"error": {"message": f"Invalid URL (POST {path})"}}
+        with self.lock:
+            if path.endswith("/files"):
+                parts = _multipart(raw, content_type)
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = parts["file"]
+                return 200, {
+                    "id": file_id,
+                    "object": "file",
+                    "bytes": len(parts["file"]),
+                    "created_at": 0,
+                    "filename": "batch.jsonl",
+                    "purpose": parts["purpose"].decode(),
+                    "status": "processed",
+                }
+            if path.endswith("/batches"):
+                body = json.loads(raw)
+                batch_id = f"batch_{len(self.batches) + 1}"
+                fault = self.batch_faults.pop(0) if self.batch_faults else None
+                lines = [json.loads(x) for x in self.files[body["input_file_id"]].decode().splitlines() if x]
+                self.batch_lines.extend(lines)
+                self.batches[batch_id] = {
+                    "id": batch_id,
+                    "object": "batch",
+                    "endpoint": body["endpoint"],
+                    "errors": None,
+                    "input_file_id": body["input_file_id"],
+                    "completion_window": body["completion_window"],
+                    "status": "validating",
+                    "output_file_id": None,
+                    "error_file_id": None,
+                    "created_at": 0,
+                    "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                    "metadata": body.get("metadata"),
+                    "_fault": fault,
+                    "_step": 0,
+                    "_answers": [self._batch_answer(line, i, fault) for i, line in enumerate(lines)],
+                }
+                return 200, _public(self.batches[batch_id])
+            if path.endswith("/cancel"):
+                batch = self.batches[path.split("/")[-2]]
+                if batch["status"] not in ("completed", "expired", "failed", "cancelled"):
+                    batch["status"] = "cancelling"
+                return 200, _public(batch)
+        return 404, {"error": {"message": "not found"}}
+
+    def _batch_get(self, path: str):
+        path = path.split("?")[0]
+        with self.lock:
+            if path.endswith("/content"):
+                return 200, self.files[path.split("/")[-2]], "application/octet-stream"
+            if path.endswith("/batches"):
+                data = [_public(b) for b in reversed(self.batches.values())]
+                return 200, {"object": "list", "data": data, "has_more": False}
+            if "/batches/" in path:
+                return 200, _public(self._advance(self.batches[path.split("/")[-1]]))
+        return 404, {"error": {"message": "not found"}}
+
+    def _batch_answer(self, line: dict, index: int, fault: str | None) -> dict:
+        """One line's outcome: ("ok", chat completion) or ("error", status, message)."""
+        body = line["body"]
+        if fault == "failed_lines" and index % 3 == 2:
+            return {"error": (500, "The server had an error processing your request")}
+        rejection = self._reject_format(body.get("response_format"), None)
+        if rejection:
+            return {"error": (rejection[0], rejection[1]["error"]["message"])}
+        return {"ok": self._chat(body, "malformed" if fault == "invalid_body" and index % 2 == 1 else None)}
+
+    def _advance(self, batch: dict) -> dict:
+        """One step of the batch's life per retrieve; its output and error files are written when it ends."""
+        if batch["status"] in ("completed", "expired", "failed", "cancelled"):
+            return batch
+        if batch["status"] == "cancelling":
+            return self._end(batch, "cancelled", len(batch["_answers"]) // 2)
+        batch["_step"] += 1
+        fault = batch["_fault"]
+        if batch["_step"] == 1:
+            if fault == "failed":
+                batch["status"] = "failed"
+                batch["errors"] = {
+                    "object": "list",
+                    "data": [
+                        {
+                            "code": "invalid_request",
+                            "line": 1,
+                            "message": "Model 'nope' does not exist or you do not have access to it.",
+                        }
+                    ],
+                }
+                return batch
+            batch["status"] = "in_progress"
+        elif self.hold_batches:
+            batch["request_counts"]["completed"] = len(batch["_answers"]) // 3
+        elif batch["_step"] == 2:
+            batch["status"] = "finalizing"
+        else:
+            return self._end(
+                batch,
+                "expired" if fault == "expired" else "completed",
+                len(batch["_answers"]) // 2 if fault == "expired" else len(batch["_answers"]),
+            )
+        return batch
+
+    def _end(self, batch: dict, status: str, answered: int) -> dict:
+        out, errors = [], []
+        for answer, line in zip(batch["_answers"][:answered], self.batch_lines_of(batch)):
+            if "ok" in answer:
+                response = {"status_code": 200, "request_id": "req", "body": answer["ok"]}
+                out.append({"id": "batch_req", "custom_id": line["custom_id"], "response": response, "error": None})
+            else:
+                code, message = answer["error"]
+                response = {"status_code": code, "request_id": "req", "body": {"error": {"message": message}}}
+                errors.append({"id": "batch_req", "custom_id": line["custom_id"], "response": response, "error": None})
+        for name, lines in (("output_file_id", out), ("error_file_id", errors)):
+            if lines:
+                file_id = f"file-{len(self.files) + 1}"
+                self.files[file_id] = "".join(json.dumps(x) + "\n" for x in lines).encode()
+                batch[name] = file_id
+        batch["status"] = status
+        batch["request_counts"].update(completed=len(out), failed=len(errors))
+        return batch
+
+    def batch_lines_of(self, batch: dict) -> list[dict]:
+        return [json.loads(x) for x in self.files[batch["input_file_id"]].decode().splitlines() if x]
 
     def _embeddings(self, body: dict) -> dict:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -337,3 +489,19 @@ def _questions(fmt: dict | None) -> list[str]:
 def _texts(body: dict) -> list[str]:
     user = body["messages"][-1]["content"]
     return [json.loads(line)["text"] for line in user.splitlines()[1:] if line.startswith("{")]
+
+
+def _public(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+
+def _multipart(raw: bytes, content_type: str) -> dict[str, bytes]:
+    """The fields of a multipart/form-data body, by name."""
+    from email.parser import BytesParser
+    from email.policy import default
+
+    message = BytesParser(policy=default).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    return {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+        for part in message.iter_parts()
+    }

@@ -235,3 +235,30 @@ def test_bench_builds_its_embedder_from_the_settings_with_its_flags_overlaid(mon
     embedder = bench_embedder(argparse.Namespace(embedder="openai", dim=64, seed=0))
     assert (embedder.model, embedder.batch_size) == ("my-embedding-model", 17)
     assert "127.0.0.1:9" in embedder.endpoint
+
+
+def test_bench_compares_the_synchronous_and_the_batch_modes_side_by_side(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from tests.fake_openai import FakeOpenAI
+
+    demo = pd.read_parquet(DEMO_CORPUS)
+    gold = dict(zip(demo["text"], demo["topic"]))
+    monkeypatch.setenv("SCALELLM_DUCKDB_PATH", str(tmp_path / "wh.duckdb"))
+    monkeypatch.setenv("SCALELLM_BATCH_POLL_SECONDS", "0.05")
+    with FakeOpenAI(lambda text: gold[text]) as server:
+        out = tmp_path / "modes.json"
+        args = ["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "400"]
+        args += ["--teacher", "openai", "--base-url", server.base_url, "--model", "fake", "--budgets", "150"]
+        args += ["--baseline-sample", "10", "--candidates", "logistic_regression", "--probe-rows", "2000"]
+        assert main([*args, "--teacher-mode", "batch", "--out", str(out)]) == 0
+        assert len(server.batches) == 1 and len(server.batch_lines) == 15  # the batch run's sample: one batch
+    modes = json.loads(out.read_text())
+    sync, batch = modes["runs"]
+    assert (sync["teacher_mode"], batch["teacher_mode"]) == ("sync", "batch")
+    assert sync["teacher_requests"] == batch["teacher_requests"] >= 15
+    assert batch["teacher_cost_usd"] == pytest.approx(sync["teacher_cost_usd"] / 2, rel=1e-3)
+    assert sync["accuracy_vs_gold"] == batch["accuracy_vs_gold"]  # the same answers, the same student
+    assert "seconds_teacher_measured" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="needs --teacher openai"):
+        main([*args[:7], "--teacher", "simulated", "--teacher-mode", "batch", "--out", str(out)])

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.pipeline_helpers import query
 
 
@@ -85,7 +87,10 @@ def test_cli_estimate_prices_embeddings_and_labels_under_the_limits_and_sends_no
     assert cells[1:3] == ["400", "2"] and cells[-2:] == ["20.0000", "requests/min limit"], cells  # 400 rows / 256
     sample_row = next(line for line in out.splitlines() if line.startswith("| ScaleLLM sample"))
     cells = [c.strip() for c in sample_row.strip("|").split("|")]
-    assert cells[1:3] == ["120", "12"] and cells[-2:] == ["12.0000", "requests/min limit"], cells  # 1 s apart
+    assert cells[1:3] == ["120", "12"] and cells[-4:-2] == ["12.0000", "requests/min limit"], cells  # 1 s apart
+    # the Batch API's price beside the synchronous one (SCALELLM_BATCH_PRICE_FACTOR 0.5), and its wait
+    assert float(cells[-2]) == pytest.approx(float(cells[5]) / 2, abs=1e-4) and cells[-1] == "up to 24 h", cells
+    assert "teacher mode sync (Batch API at 50% of the price, 100+ rows)" in out
 
     offline = subprocess.run(
         [sys.executable, "-m", "scalellm_dagster.cli", "estimate"],

@@ -64,6 +64,24 @@ def sample_metadata(
         # the same arithmetic as the report's baseline: one row per request, instructions sent with each
         "baseline_cost_usd_estimate": MetadataValue.float(round(float(estimate["cost_usd"].iloc[-1]), 6)),
         "notes": "; ".join(stats.notes) or "none",
+        **batch_metadata(stats),
+    }
+
+
+def batch_metadata(stats) -> dict:
+    """What the Batch API did for a step that used it: its batches, how they ended, the wait."""
+    report = stats.batch
+    if report is None:
+        return {"teacher_mode": "sync"}
+    endings = ", ".join(f"{n} {status}" for status, n in sorted(report.endings.items())) or "none"
+    return {
+        "teacher_mode": "batch" + (f" (fell back to sync: {report.fell_back})" if report.fell_back else ""),
+        "teacher_batches": ", ".join(report.batch_ids) or "none (every answer from the cache)",
+        "batch_endings": endings,
+        "batch_requests_submitted": report.submitted_requests,
+        "batches_resumed": report.resumed,
+        "batch_lines_without_answer": report.failed_lines + report.invalid_lines,
+        "batch_wait_seconds": MetadataValue.float(round(report.wait_seconds, 1)),
     }
 
 

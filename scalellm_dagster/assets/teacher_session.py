@@ -67,6 +67,9 @@ def warehouse_session(
             "run_id": run_id,
         }
     )
+    batch = teacher.batch_round(
+        task, model, cache.batches, log, {"scalellm_task": task.name, "scalellm_run": run_id, "prompt": version}
+    )
     return TeacherSession(
         model,
         cache,
@@ -75,4 +78,5 @@ def warehouse_session(
         teacher.concurrency,
         log,
         store_window=teacher.store_window_seconds,
+        batch=batch,
     )

@@ -65,6 +65,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(simulated,simulated_hard): each runs the same budgets and seed, side by side, one report each",
     )
     p.add_argument("--base-url", help="with --teacher openai (default: OPENAI_BASE_URL, else OpenAI)")
+    p.add_argument(
+        "--teacher-mode",
+        default="sync",
+        choices=["sync", "batch"],
+        help="with --teacher openai: batch runs the same budgets and seed twice, synchronously and through the "
+        "endpoint's Batch API (SCALELLM_BATCH_* settings), and reports their cost, requests and wall time side by "
+        "side (<out>_sync.json, <out>_batch.json, <out>)",
+    )
     p.add_argument("--model", default="gpt-4o-mini", help="with --teacher openai")
     p.add_argument("--local-model", help="with --teacher local: a GGUF file")
     p.add_argument("--local-threads", type=int, default=1, help="with --teacher local: llama.cpp threads")
@@ -153,6 +161,36 @@ def run_side_by_side(args: argparse.Namespace) -> dict:
     table = pd.DataFrame(rows).sort_values(["budget", "teacher"], kind="stable")
     print(table.to_string(index=False), flush=True)
     side_by_side = {"data": args.data, "teachers": list(reports), "runs": rows, "reports": paths}
+    out.write_text(json.dumps(side_by_side, indent=1))
+    return side_by_side
+
+
+def run_modes_side_by_side(args: argparse.Namespace) -> dict:
+    """The sample and cascade asked synchronously, then through the Batch API, on the same budgets and seed."""
+    if args.teacher != "openai":
+        raise SystemExit("scalellm bench: --teacher-mode batch needs --teacher openai (the Batch API is an endpoint's)")
+    out = Path(args.out)
+    reports, paths = {}, {}
+    for mode in ("sync", "batch"):
+        print(f"teacher mode {mode}:", flush=True)
+        paths[mode] = str(out.with_name(f"{out.stem}_{mode}{out.suffix}"))
+        reports[mode] = run(argparse.Namespace(**{**vars(args), "channel": mode, "out": paths[mode]}))
+    rows = [
+        {
+            "teacher_mode": mode,
+            "budget": one["budget"],
+            "teacher_requests": one["teacher_requests"],
+            "teacher_cost_usd": one["teacher_cost_usd"],
+            "seconds_teacher_measured": one["seconds_teacher_measured"],
+            "chosen_model": one["chosen_model"],
+            "accuracy_vs_gold": one["accuracy_vs_gold"],
+        }
+        for mode, report in reports.items()
+        for one in report["runs"]
+    ]
+    table = pd.DataFrame(rows).sort_values(["budget", "teacher_mode"], ascending=[True, False], kind="stable")
+    print(table.to_string(index=False), flush=True)
+    side_by_side = {"data": args.data, "teacher_modes": list(reports), "runs": rows, "reports": paths}
     out.write_text(json.dumps(side_by_side, indent=1))
     return side_by_side
 
@@ -372,6 +410,7 @@ def _teacher_options(args, latency_ms: float) -> TeacherResource:
         local_model=args.local_model,
         local_threads=args.local_threads,
         concurrency=args.teacher_concurrency,
+        mode=getattr(args, "channel", "sync"),
     )
 
 
@@ -383,6 +422,16 @@ def _real_teacher(args, task: TaskSpec):
         raise SystemExit(f"scalellm bench: --teacher {args.teacher}: {missing}")
     model = options.build(task, None, None)
     return lambda: model
+
+
+def _batch_channel(args, teacher, task):
+    """The Batch API for this run's sample and cascade when the bench compares modes and this is the batch run."""
+    if getattr(args, "channel", "sync") != "batch":
+        return None
+    from scalellm_dagster.teachers.batch_api import MemoryBatchRegistry
+
+    options = _teacher_options(args, args.teacher_latency_ms)
+    return options.batch_round(task, teacher, MemoryBatchRegistry(), lambda m: print(m, flush=True), {})
 
 
 def _teacher_summary(args, teacher_says, gold, simulated: bool, shared, teacher: Teacher | None) -> dict:
@@ -431,7 +480,9 @@ def _one_run(
         batch_size=args.teacher_batch_size,
         concurrency=args.teacher_concurrency,
         cache=shared,
+        batch=_batch_channel(args, teacher, task),
     )
+    measured_seconds = t["teacher"]
     if shared is not None:  # what this run paid, and the time its whole sample costs at the measured rate
         shared.seconds += t["teacher"]
         shared.rows += t["asked"]
@@ -461,6 +512,10 @@ def _one_run(
         "seconds_total": round(total, 3),
         "seconds_teacher": round(t["teacher"], 3),
         "seconds_teacher_basis": "measured" if shared is None else "projected from the measured seconds per row",
+        "seconds_teacher_measured": round(measured_seconds, 3),
+        "teacher_mode": getattr(args, "channel", "sync"),
+        "teacher_requests": t["requests"],
+        "teacher_cost_usd": round(t["cost_usd"], 6),
         "seconds_train": round(t["train"], 3),
         "seconds_predict": round(t["predict"], 3),
         "speedup_vs_baseline": round(baseline_seconds / total, 2),

@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         default=0.02,
         help="the largest size within this loss of agreement with the one-row answers is advised",
     )
+    batch = sub.add_parser("batch", help="the teacher's Batch API batches: list them, or cancel one")
+    from scalellm_dagster.cli.batches import add_arguments as batch_arguments
+
+    batch_arguments(batch)
     bench = sub.add_parser(
         "bench",
         help="benchmark the engine on your own labelled file against asking the "
@@ -71,9 +75,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    if args.command == "bench":
-        from scalellm_dagster.cli.bench import run, run_side_by_side
+    if args.command == "batch":
+        from scalellm_dagster.cli.batches import run as batch_command
 
+        return batch_command(args)
+    if args.command == "bench":
+        from scalellm_dagster.cli.bench import run, run_modes_side_by_side, run_side_by_side
+
+        if args.teacher_mode == "batch":
+            run_modes_side_by_side(args)
+            print(f"wrote {args.out} (sync and batch side by side) and one report per mode beside it")
+            return 0
         if "," in args.teacher:
             run_side_by_side(args)
             print(f"wrote {args.out} (the teachers side by side) and one report per teacher beside it")
@@ -194,6 +206,12 @@ def estimate(budget: int | None) -> int:
         f"{teacher.batch_size} rows/request, concurrency {teacher.concurrency}, prices in/out "
         f"${teacher.price_in_per_mtok}/${teacher.price_out_per_mtok} per M tokens (tokens estimated ~4 chars)"
         + teacher.limits_note()
+        + (
+            f"; teacher mode {teacher.mode} (Batch API at {teacher.batch_price_factor:.0%} of the price, "
+            f"{teacher.batch_min_rows}+ rows)"
+            if teacher.kind == "openai"
+            else ""
+        )
     )
     texts = corpus["text"].sample(min(200, len(corpus)), random_state=0).tolist()
     print(_embedding_estimate(resources["embedder"], texts, len(corpus)))

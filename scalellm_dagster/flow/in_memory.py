@@ -43,14 +43,21 @@ def run_flow(
     batch_size: int,
     concurrency: int,
     cache: MemoryCache | None = None,
+    batch=None,
 ) -> tuple[FlowRun, dict]:
     """The assets' steps, in memory: sample and label, evaluate candidates, select, predict, cascade. `df`: the rows
-    (id, text), `X` their vectors, `is_eval` the rows the teacher may not be asked about. Returns the run and its
-    step timings (seconds)."""
+    (id, text), `X` their vectors, `is_eval` the rows the teacher may not be asked about; `batch`: the sample and
+    the cascade go through the Batch API (`teachers.batch_api.BatchRound`). Returns the run and its step timings
+    (seconds), with the teacher's requests and cost."""
     ids = df["id"].to_numpy()
     pool = np.flatnonzero(~is_eval)
     session = TeacherSession(
-        teacher, cache if cache is not None else MemoryCache(), df.set_index("id")["text"], batch_size, concurrency
+        teacher,
+        cache if cache is not None else MemoryCache(),
+        df.set_index("id")["text"],
+        batch_size,
+        concurrency,
+        batch=batch,
     )
     start = time.perf_counter()
     labelled = label_sample(ids[pool], None if task.sampling == "random" else X[pool], task, task.budget, session)
@@ -106,6 +113,8 @@ def run_flow(
         "cascade_calls": cascade_calls,
         "reask_calls": review.reasked,
         "asked": session.stats.asked,
+        "requests": session.stats.requests,
+        "cost_usd": session.stats.cost_usd,
         "teacher_noise": selection.noise.rate,
         "guarantee": guarantee,
         # what `cascade_step` takes besides the labels, for a caller that runs it again (the validation)

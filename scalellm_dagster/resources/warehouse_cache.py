@@ -4,6 +4,7 @@ and the vectors of paid embedding endpoints."""
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,7 @@ LEDGER_COLUMNS = (
     "tokens_estimated",
     "response_format",
     "shared_with",  # the other tasks a joint request also answered (its tokens split between them); else null
+    "batch_id",  # the Batch API batch that answered the request, at the batch price; null: a synchronous request
 )
 
 
@@ -77,6 +79,13 @@ class CachesAndLedger:
             # a journal replayed after its lines were stored books nothing twice (resources/answer_journal.py)
             conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS request_id VARCHAR")
             conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS shared_with VARCHAR")
+            conn.execute(f"ALTER TABLE {CACHE_SCHEMA}.teacher_ledger ADD COLUMN IF NOT EXISTS batch_id VARCHAR")
+            conn.execute(
+                f"""CREATE TABLE IF NOT EXISTS {CACHE_SCHEMA}.teacher_batches (
+                    file_id VARCHAR PRIMARY KEY, batch_id VARCHAR, provider VARCHAR, model VARCHAR,
+                    prompt_version VARCHAR, task VARCHAR, run_id VARCHAR, requests VARCHAR, rows INTEGER,
+                    status VARCHAR, note VARCHAR, submitted_at TIMESTAMP, closed_at TIMESTAMP)"""
+            )
 
     def cached_vectors(self, model: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Vectors already paid for from `model`, by text hash (OpenAI-compatible embedders only)."""
@@ -127,7 +136,7 @@ class CachesAndLedger:
         answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
         ledger_df = pd.DataFrame(ledger, columns=[*LEDGER_COLUMNS, "request_id"])
         # text columns a line may leave out: NULL, never a float NaN cast to the text 'nan'
-        for column in ("response_format", "shared_with", "request_id"):
+        for column in ("response_format", "shared_with", "request_id", "batch_id"):
             ledger_df[column] = pd.Series([line.get(column) for line in ledger], dtype=object)
         with self.get_connection() as conn, transaction(conn):
             if len(answers_df):
@@ -162,11 +171,13 @@ class CachesAndLedger:
         return row.to_dict()
 
     def ledger_by_run(self, task: str) -> pd.DataFrame:
+        self.ensure_cache_tables()  # a warehouse from before a column (batch_id) gets it before it is read
         return self.read_df(
             f"""SELECT run_id, min(requested_at) AS started, count(*) AS requests, sum(rows_answered) AS rows,
                        sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
                        sum(cost_usd) AS cost_usd, sum(seconds) AS request_seconds,
-                       string_agg(DISTINCT response_format, ', ') AS response_format
+                       string_agg(DISTINCT response_format, ', ') AS response_format,
+                       count(batch_id) AS batch_requests
                 FROM {CACHE_SCHEMA}.teacher_ledger WHERE task = ? GROUP BY run_id ORDER BY started""",
             [task],
         )
@@ -191,3 +202,63 @@ class WarehouseAnswerCache:
 
     def store(self, answered: list[dict], ledger: list[dict]) -> None:
         self.warehouse.store_answers(self.key, answered, ledger)
+
+    @property
+    def batches(self) -> WarehouseBatchRegistry:
+        return WarehouseBatchRegistry(self.warehouse, self.key)
+
+
+class WarehouseBatchRegistry:
+    """The Batch API files and batches of one (provider, model, prompt version), in `teacher_batches`: each
+    written at once, in its own transaction, so a killed run leaves them for the next to resume."""
+
+    def __init__(self, warehouse: CachesAndLedger, key: dict):
+        self.warehouse, self.key = warehouse, key
+
+    def open_files(self) -> list[dict]:
+        rows = self.warehouse.read_df(
+            f"""SELECT file_id, batch_id, requests FROM {CACHE_SCHEMA}.teacher_batches
+                WHERE provider = ? AND model = ? AND prompt_version = ? AND status IS NULL ORDER BY submitted_at""",
+            [self.key["provider"], self.key["model"], self.key["prompt_version"]],
+        )
+        return [
+            {"file_id": r.file_id, "batch_id": r.batch_id, "requests": json.loads(r.requests)}
+            for r in rows.itertuples()
+        ]
+
+    def record_file(self, file_id: str, requests: dict[str, list]) -> None:
+        k = self.key
+        with self.warehouse.get_connection() as conn:
+            conn.execute(
+                f"""INSERT INTO {CACHE_SCHEMA}.teacher_batches
+                    (file_id, provider, model, prompt_version, task, run_id, requests, rows, submitted_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [
+                    file_id,
+                    k["provider"],
+                    k["model"],
+                    k["prompt_version"],
+                    k["task"],
+                    k["run_id"],
+                    json.dumps(requests),
+                    sum(len(r) for r in requests.values()),
+                    _now(),
+                ],
+            )
+
+    def record_batch(self, file_id: str, batch_id: str) -> None:
+        with self.warehouse.get_connection() as conn:
+            conn.execute(
+                f"UPDATE {CACHE_SCHEMA}.teacher_batches SET batch_id = ? WHERE file_id = ?", [batch_id, file_id]
+            )
+
+    def close(self, file_id: str, status: str, note: str) -> None:
+        with self.warehouse.get_connection() as conn:
+            conn.execute(
+                f"UPDATE {CACHE_SCHEMA}.teacher_batches SET status = ?, note = ?, closed_at = ? WHERE file_id = ?",
+                [status, note, _now(), file_id],
+            )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)

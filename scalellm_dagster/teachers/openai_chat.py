@@ -87,12 +87,7 @@ class OpenAIChatTeacher(PromptedTeacher):
         if self._fatal:
             raise TeacherFatalError(self._fatal)
         keys = [k for k, _ in rows]
-        request = {
-            "model": self.model,
-            "messages": [{"role": "system", "content": self._system}, {"role": "user", "content": user_prompt(rows)}],
-            "temperature": 0,
-            "max_tokens": self._max_tokens(keys),
-        }
+        request = self._request(rows, keys)
         schema = self._schema(keys)
         formats = {form: response_format(form, schema, keys) for form in self._forms}
         start = time.perf_counter()
@@ -120,6 +115,41 @@ class OpenAIChatTeacher(PromptedTeacher):
             notes=notes,
             response_format=form,
         )
+
+    def request_body(self, rows: list[tuple[str, str]]) -> dict:
+        """The body `label_batch` sends for `rows`, in the structured-output form this run settled on (before any
+        answer: the first form to try). The Batch API's lines are these bodies, so answers match the synchronous
+        path's and share its cache."""
+        keys = [k for k, _ in rows]
+        fmt = response_format(self.settled_form, self._schema(keys), keys)
+        return {**self._request(rows, keys), **({"response_format": fmt} if fmt else {})}
+
+    @property
+    def settled_form(self) -> str:
+        return self._form or self._forms[0]
+
+    def reply_result(self, reply: dict, keys: list[str], seconds: float = 0.0) -> BatchResult:
+        """A chat completion received another way (a Batch API output line) read as `label_batch` reads its own;
+        a reply that is no chat completion answers no row."""
+        choices = reply.get("choices") if isinstance(reply, dict) else None
+        message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
+        usage = (reply.get("usage") if isinstance(reply, dict) else None) or {}
+        return self._result(
+            message.get("content") if isinstance(message, dict) else None,
+            keys,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            seconds=seconds,
+            response_format=self.settled_form,
+        )
+
+    def _request(self, rows: list[tuple[str, str]], keys: list[str]) -> dict:
+        return {
+            "model": self.model,
+            "messages": [{"role": "system", "content": self._system}, {"role": "user", "content": user_prompt(rows)}],
+            "temperature": 0,
+            "max_tokens": self._max_tokens(keys),
+        }
 
     # What a subclass asking another question changes (teachers.multi_task: every task's question at once).
     def _max_tokens(self, keys: list[str]) -> int:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from scalellm_dagster.core.text_hash import text_hash
 from scalellm_dagster.teachers.base import Answer, Teacher, TeacherError, TeacherFatalError
+from scalellm_dagster.teachers.batch_api import BatchReport, BatchRound, BatchUnsupported
 
 # A run goes on past failed requests (their rows stay unanswered, asked again next run) while they are at most
 # this share of its requests; past it, the endpoint is taken to be down and the step fails.
@@ -74,6 +75,7 @@ class LabelingStats:
     wall_seconds: float = 0.0
     tokens_estimated: bool = False
     notes: list[str] = field(default_factory=list)
+    batch: BatchReport | None = None  # what the Batch API did, when it was used
 
     def add(self, other: LabelingStats) -> None:
         """Accumulate another call's figures (a sample asked in several rounds)."""
@@ -96,6 +98,9 @@ class LabelingStats:
         self.response_formats |= other.response_formats
         self.tokens_estimated |= other.tokens_estimated
         self.notes.extend(n for n in other.notes if n not in self.notes)
+        if other.batch is not None:
+            self.batch = self.batch or BatchReport()
+            self.batch.add(other.batch)
 
 
 def label_with_cache(
@@ -112,6 +117,7 @@ def label_with_cache(
     flush_seconds: float = 1.0,
     max_failed_share: float = MAX_FAILED_SHARE,
     journal=None,
+    batch: BatchRound | None = None,
 ) -> tuple[pd.DataFrame, LabelingStats]:
     """Answers for `rows` (`id`, `text`), in their order: id, teacher_label, raw_answer, valid, from_cache.
 
@@ -120,6 +126,10 @@ def label_with_cache(
     `max_failed_share` of the round's requests fail: then it stops and raises `TeacherError`, saying what was
     kept. A `TeacherFatalError` (a refused key, say) stops at once. Unanswered rows come back with valid=False
     and raw_answer=None and are not cached, so a rerun asks for them.
+
+    With `batch` (the Batch API), the open batches of this teacher and prompt are resumed first; then a first
+    round of at least `batch.options.min_rows` rows goes as batches, at the batch price, and so do the further
+    rounds when `batch.options.reask` is `batch`; other rounds are synchronous.
     """
     started = time.perf_counter()
     stats = LabelingStats(rows=len(rows))
@@ -137,10 +147,29 @@ def label_with_cache(
     )
 
     buffer = _StoreBuffer(store, flush_rows, flush_seconds, journal)
+    via_batch = False
     try:
+        if batch is not None:
+            stats.batch = batch.report
+            pending = _resume_batches(teacher, batch, pending, known, buffer, stats)
+            via_batch = len(pending) >= batch.options.min_rows
+            if pending and not via_batch:
+                log(f"{len(pending):,} rows to ask, fewer than SCALELLM_BATCH_MIN_ROWS: asked synchronously")
         for round_no in range(1, max_rounds + 1):
             if not pending:
                 break
+            if via_batch and (round_no == 1 or batch.options.reask == "batch"):
+                try:
+                    missing = batch.ask(pending, batch_size, _keeper(teacher, batch, known, buffer, stats))
+                    if missing:
+                        log(f"round {round_no}: {len(missing):,} rows got no answer from the batch; asking again")
+                    pending = missing
+                    continue
+                except BatchUnsupported as exc:
+                    if batch.options.fallback != "sync":
+                        raise
+                    via_batch, batch.report.fell_back = False, str(exc).split(":")[0]
+                    log(f"{exc}; SCALELLM_BATCH_FALLBACK=sync: asking synchronously")
             batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
             missing = _run_round(
                 teacher,
@@ -244,9 +273,47 @@ def _run_round(
     return missing
 
 
-def _keep_answers(teacher, result, batch, known: dict, buffer: _StoreBuffer, stats) -> tuple[int, list]:
+def _resume_batches(teacher, batch: BatchRound, pending: list, known: dict, buffer, stats) -> list:
+    """The rows of `pending` still to ask once the open batches have ended and their answers are kept."""
+    batch.resume(_keeper(teacher, batch, known, buffer, stats))
+    return [p for p in pending if p[2] not in known]
+
+
+def _keeper(teacher, batch: BatchRound, known: dict, buffer, stats):
+    """Keeps a batch line's answers as a synchronous request's, at the batch price, booked to its batch."""
+
+    def keep(result, rows, batch_id, line_id):
+        _keep_answers(
+            teacher,
+            result,
+            rows,
+            known,
+            buffer,
+            stats,
+            price_factor=batch.options.price_factor,
+            batch_id=batch_id,
+            request_id=f"{batch_id}/{line_id}",
+        )
+
+    return keep
+
+
+def _keep_answers(
+    teacher,
+    result,
+    batch,
+    known: dict,
+    buffer: _StoreBuffer,
+    stats,
+    *,
+    price_factor: float = 1.0,
+    batch_id: str | None = None,
+    request_id: str | None = None,
+) -> tuple[int, list]:
     """One request's answers into `known` and the store buffer, with its ledger row and its share of `stats`;
-    returns (rows answered, the batch's rows left unanswered, to ask again)."""
+    returns (rows answered, the batch's rows left unanswered, to ask again). A Batch API line is billed at
+    `price_factor` of the synchronous price and names its `batch_id` in the ledger; its `request_id` (the batch
+    and the line) books it once, however often a batch is read again (a run killed while storing its output)."""
     answered, unanswered = [], []
     for key, text, h in batch:
         answer = result.answers.get(key)
@@ -256,8 +323,9 @@ def _keep_answers(teacher, result, batch, known: dict, buffer: _StoreBuffer, sta
         known[h] = answer
         stats.normalised += answer.normalised
         answered.append({"text_hash": h, "label": answer.label, "raw_answer": answer.raw})
-    cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens)
-    buffer.add(answered, ledger_line(uuid.uuid4().hex, result, cost, len(batch), len(answered)))
+    cost = teacher.cost_usd(result.prompt_tokens, result.completion_tokens) * price_factor
+    line = ledger_line(request_id or uuid.uuid4().hex, result, cost, len(batch), len(answered))
+    buffer.add(answered, {**line, "batch_id": batch_id} if batch_id else line)
     if result.response_format:
         stats.response_formats.add(result.response_format)
     stats.requests += 1
