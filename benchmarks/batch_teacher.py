@@ -67,7 +67,9 @@ def demo_run(server: GoldServer, mode: str, folder: Path) -> dict:
         "DAGSTER_HOME": str(folder / f"home-{mode}"),
     }
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "scalellm_dagster.cli", "run"], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "scalellm_dagster.cli", "run"], env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"scalellm run ({mode}) failed:\n{done.stderr[-3000:]}")
