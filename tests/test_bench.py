@@ -251,7 +251,7 @@ def test_bench_compares_the_synchronous_and_the_batch_modes_side_by_side(tmp_pat
         args = ["bench", "--data", str(DEMO_CORPUS), "--label-column", "topic", "--max-rows", "400"]
         args += ["--teacher", "openai", "--base-url", server.base_url, "--model", "fake", "--budgets", "150"]
         args += ["--baseline-sample", "10", "--candidates", "logistic_regression", "--probe-rows", "2000"]
-        assert main([*args, "--teacher-mode", "batch", "--out", str(out)]) == 0
+        assert main([*args, "--teacher-batch-size", "10", "--teacher-mode", "batch", "--out", str(out)]) == 0
         assert len(server.batches) == 1 and len(server.batch_lines) == 15  # the batch run's sample: one batch
     modes = json.loads(out.read_text())
     sync, batch = modes["runs"]

@@ -138,59 +138,54 @@ def _teacher_kinds(value: str) -> str:
 
 
 def run_side_by_side(args: argparse.Namespace) -> dict:
-    """Each teacher of `--teacher a,b` through the same flow, budgets and seed; `<out>_<teacher>.json` each, and
-    `<out>` with the runs side by side."""
-    out = Path(args.out)
-    reports, paths = {}, {}
-    for kind in args.teacher.split(","):
-        print(f"teacher {kind}:", flush=True)
-        paths[kind] = str(out.with_name(f"{out.stem}_{kind}{out.suffix}"))
-        reports[kind] = run(argparse.Namespace(**{**vars(args), "teacher": kind, "out": paths[kind]}))
-    rows = [
-        {
-            "teacher": kind,
+    """Each teacher of `--teacher a,b` through the same flow, budgets and seed."""
+    return _side_by_side(
+        args,
+        "teacher",
+        args.teacher.split(","),
+        lambda kind: {"teacher": kind},
+        lambda report, one: {
             "teacher_accuracy_vs_gold": report["teacher"]["accuracy_vs_gold"],
             "budget": one["budget"],
             "chosen_model": one["chosen_model"],
             "accuracy_vs_gold": one["accuracy_vs_gold"],
             "agreement_with_teacher": one["agreement_with_teacher"],
-        }
-        for kind, report in reports.items()
-        for one in report["runs"]
-    ]
-    table = pd.DataFrame(rows).sort_values(["budget", "teacher"], kind="stable")
-    print(table.to_string(index=False), flush=True)
-    side_by_side = {"data": args.data, "teachers": list(reports), "runs": rows, "reports": paths}
-    out.write_text(json.dumps(side_by_side, indent=1))
-    return side_by_side
+        },
+    )
 
 
 def run_modes_side_by_side(args: argparse.Namespace) -> dict:
     """The sample and cascade asked synchronously, then through the Batch API, on the same budgets and seed."""
     if args.teacher != "openai":
         raise SystemExit("scalellm bench: --teacher-mode batch needs --teacher openai (the Batch API is an endpoint's)")
-    out = Path(args.out)
-    reports, paths = {}, {}
-    for mode in ("sync", "batch"):
-        print(f"teacher mode {mode}:", flush=True)
-        paths[mode] = str(out.with_name(f"{out.stem}_{mode}{out.suffix}"))
-        reports[mode] = run(argparse.Namespace(**{**vars(args), "channel": mode, "out": paths[mode]}))
-    rows = [
-        {
-            "teacher_mode": mode,
+    return _side_by_side(
+        args,
+        "teacher_mode",
+        ["sync", "batch"],
+        lambda mode: {"channel": mode},
+        lambda report, one: {
             "budget": one["budget"],
             "teacher_requests": one["teacher_requests"],
             "teacher_cost_usd": one["teacher_cost_usd"],
             "seconds_teacher_measured": one["seconds_teacher_measured"],
             "chosen_model": one["chosen_model"],
             "accuracy_vs_gold": one["accuracy_vs_gold"],
-        }
-        for mode, report in reports.items()
-        for one in report["runs"]
-    ]
-    table = pd.DataFrame(rows).sort_values(["budget", "teacher_mode"], ascending=[True, False], kind="stable")
-    print(table.to_string(index=False), flush=True)
-    side_by_side = {"data": args.data, "teacher_modes": list(reports), "runs": rows, "reports": paths}
+        },
+    )
+
+
+def _side_by_side(args, axis: str, values: list[str], overlay, columns) -> dict:
+    """`run` once per value of `axis` (its flags from `overlay(value)`), same budgets and seed: `<out>_<value>.json`
+    each, and `<out>` with every run's `columns(report, run)` side by side."""
+    out = Path(args.out)
+    reports, paths = {}, {}
+    for value in values:
+        print(f"{axis.replace('_', ' ')} {value}:", flush=True)
+        paths[value] = str(out.with_name(f"{out.stem}_{value}{out.suffix}"))
+        reports[value] = run(argparse.Namespace(**{**vars(args), **overlay(value), "out": paths[value]}))
+    rows = [{axis: value, **columns(report, one)} for value, report in reports.items() for one in report["runs"]]
+    print(pd.DataFrame(rows).sort_values("budget", kind="stable").to_string(index=False), flush=True)
+    side_by_side = {"data": args.data, f"{axis}s": list(reports), "runs": rows, "reports": paths}
     out.write_text(json.dumps(side_by_side, indent=1))
     return side_by_side
 
