@@ -12,13 +12,10 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_CORPUS = PACKAGE_DIR / "demo" / "banking77.parquet"
 DEMO_TASKS = PACKAGE_DIR / "demo" / "tasks.yaml"
-CSV_ID_TYPES = ("text", "infer")
+CSV_ID_TYPES = ("text", "infer")  # how a CSV/TSV id column is read: verbatim, or as the reader infers it
 MODES = ("sync", "batch")  # how the `openai` teacher sends its requests (teachers/batch_api.py)
 REASK = ("batch", "sync")  # how rows a batch left without an answer are asked again
-FALLBACK = (
-    "error",
-    "sync",
-)  # what an endpoint without a Batch API gets  # how a CSV/TSV id column is read: verbatim, or as the reader infers it
+FALLBACK = ("error", "sync")  # what an endpoint without a Batch API gets
 
 
 class SettingError(ValueError):

@@ -16,6 +16,7 @@ from croniter import croniter
 
 from scalellm_dagster.core.students import DEFAULT_CANDIDATES, KNOWN_CANDIDATES
 from scalellm_dagster.names import PLACEMENT_FIELDS, POLICY_FIELDS
+from scalellm_dagster.settings import MODES
 
 SAMPLING_STRATEGIES = ("random", "stratified-by-cluster", "uncertainty")
 SELECTION_CRITERIA = ("accuracy", "accuracy_under_latency")
@@ -222,7 +223,7 @@ FIELDS = {
     "audit_rows": _Integer(30),
     "audit_pool_rows": _Integer(300),
     "drift_topup_rows": _Integer(None, minimum=1),
-    "teacher_mode": _Choice(("sync", "batch"), None, "says how the `openai` teacher sends this task's requests"),
+    "teacher_mode": _Choice(MODES, None, "says how the `openai` teacher sends this task's requests"),
 }
 
 
