@@ -259,3 +259,22 @@ def test_a_batch_read_again_after_a_crash_is_booked_once(tmp_path):
     assert out["valid"].all() and stats.batch.resumed == 1
     lines = warehouse.read_df("SELECT request_id, batch_id FROM scalellm_cache.teacher_ledger")
     assert len(lines) == 5 and set(lines["batch_id"]) == {"batch_1"}  # not 10: each line booked once
+
+
+def test_a_session_asking_twice_counts_each_batch_once():
+    from scalellm_dagster.flow import TeacherSession
+
+    with FakeOpenAI(rule) as server:
+        teacher = teacher_for(server)
+        batch = BatchRound(teacher, BatchClient(teacher.client, server.base_url), MemoryBatchRegistry(), FAST)
+        session = TeacherSession(teacher, MemoryCache(), ROWS.set_index("id")["text"], 8, 4, batch=batch)
+        session.ask(ROWS["id"][:24])  # three requests, then three more: as uncertainty rounds or a cascade ask again
+        session.ask(ROWS["id"][24:])
+        assert len(server.batches) == 2
+    report = session.stats.batch
+    assert (report.submitted_requests, report.endings, report.batch_ids) == (
+        5,
+        {"completed": 2},
+        ["batch_1", "batch_2"],
+    )
+    assert session.stats.requests == 5

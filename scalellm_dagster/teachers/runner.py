@@ -150,7 +150,7 @@ def label_with_cache(
     via_batch = False
     try:
         if batch is not None:
-            stats.batch = batch.report
+            stats.batch = batch.report = BatchReport()  # this call's batches: a session adds up its calls' reports
             pending = _resume_batches(teacher, batch, pending, known, buffer, stats)
             via_batch = len(pending) >= batch.options.min_rows
             if pending and not via_batch:
