@@ -405,7 +405,7 @@ def _teacher_options(args, latency_ms: float) -> TeacherResource:
         local_model=args.local_model,
         local_threads=args.local_threads,
         concurrency=args.teacher_concurrency,
-        mode=getattr(args, "channel", "sync"),
+        mode=_mode(args),
     )
 
 
@@ -419,10 +419,13 @@ def _real_teacher(args, task: TaskSpec):
     return lambda: model
 
 
+def _mode(args) -> str:
+    """How this run asks the teacher: `batch` only in the batch run of `--teacher-mode batch`."""
+    return getattr(args, "channel", "sync")
+
+
 def _batch_channel(args, teacher, task):
-    """The Batch API for this run's sample and cascade when the bench compares modes and this is the batch run."""
-    if getattr(args, "channel", "sync") != "batch":
-        return None
+    """The Batch API for this run's sample and cascade; None unless `_mode` is batch (`batch_round` decides)."""
     from scalellm_dagster.teachers.batch_api import MemoryBatchRegistry
 
     options = _teacher_options(args, args.teacher_latency_ms)
@@ -508,7 +511,7 @@ def _one_run(
         "seconds_teacher": round(t["teacher"], 3),
         "seconds_teacher_basis": "measured" if shared is None else "projected from the measured seconds per row",
         "seconds_teacher_measured": round(measured_seconds, 3),
-        "teacher_mode": getattr(args, "channel", "sync"),
+        "teacher_mode": _mode(args),
         "teacher_requests": t["requests"],
         "teacher_cost_usd": round(t["cost_usd"], 6),
         "seconds_train": round(t["train"], 3),

@@ -41,14 +41,25 @@ class TeacherResource(EndpointOptions):
     local_threads: int = Field(default=1, description="llama.cpp threads for `local` (1: best on a shared 2-core box).")
 
     mode: str = Field(default="sync", description="`sync` or `batch` (the `openai` teacher through the Batch API).")
-    batch_price_factor: float = Field(default=0.5, description="The Batch API's share of the synchronous price.")
-    batch_min_rows: int = Field(default=100, description="Fewer rows to ask go synchronously in batch mode.")
-    batch_poll_seconds: float = Field(default=30.0, description="Seconds between two looks at a running batch.")
-    batch_wait_seconds: float = Field(
-        default=3600.0, description="How long a step waits for its batches before ending (the next run resumes them)."
+    batch_price_factor: float = Field(
+        default=BatchOptions.price_factor, description="The Batch API's share of the synchronous price."
     )
-    batch_reask: str = Field(default="batch", description="`batch` or `sync`: how rows without an answer are re-asked.")
-    batch_fallback: str = Field(default="error", description="`error` or `sync`: for an endpoint without batches.")
+    batch_min_rows: int = Field(
+        default=BatchOptions.min_rows, description="Fewer rows to ask go synchronously in batch mode."
+    )
+    batch_poll_seconds: float = Field(
+        default=BatchOptions.poll_seconds, description="Seconds between two looks at a running batch."
+    )
+    batch_wait_seconds: float = Field(
+        default=BatchOptions.wait_seconds,
+        description="How long a step waits for its batches before ending (the next run resumes them).",
+    )
+    batch_reask: str = Field(
+        default=BatchOptions.reask, description="`batch` or `sync`: how rows without an answer are re-asked."
+    )
+    batch_fallback: str = Field(
+        default=BatchOptions.fallback, description="`error` or `sync`: for an endpoint without batches."
+    )
 
     store_window_seconds: float = Field(
         default=1.0,

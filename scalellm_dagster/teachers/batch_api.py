@@ -271,42 +271,44 @@ class BatchRound:
         self.report.batch_ids += [b for b in waiting if b not in self.report.batch_ids]
         cancelled = []
         shown: dict[str, tuple] = {}  # what each batch's last progress line said, and when
-        while waiting:
-            for batch_id in list(waiting):
-                batch = self.client.retrieve(batch_id)
-                counts = batch.request_counts
-                done = (counts.completed + counts.failed) if counts else 0
-                total = counts.total if counts else len(waiting[batch_id]["requests"])
-                said, at = shown.get(batch_id, (None, 0.0))
-                if (batch.status, done) != said or time.monotonic() - at >= PROGRESS_EVERY_SECONDS:
-                    self.log(
-                        f"teacher batch {batch_id}: {batch.status}, {done:,}/{total:,} requests done, "
-                        f"{time.monotonic() - started:,.0f} s waited"
+        try:
+            while waiting:
+                for batch_id in list(waiting):
+                    batch = self.client.retrieve(batch_id)
+                    self._progress(batch, waiting[batch_id], shown, started)
+                    if batch.status in TERMINAL:
+                        answered |= self._keep_batch(batch, waiting.pop(batch_id), keep, time.monotonic() - started)
+                        cancelled += [batch_id] if batch.status == "cancelled" else []
+                if waiting and time.monotonic() - started >= self.options.wait_seconds:
+                    raise BatchPending(
+                        f"teacher batch(es) {', '.join(waiting)} still running after "
+                        f"{self.options.wait_seconds:,.0f} s (SCALELLM_BATCH_WAIT_SECONDS); they are recorded in the "
+                        "warehouse, and the next run resumes them without submitting anything again (`scalellm "
+                        "batch list` shows them)"
                     )
-                    shown[batch_id] = ((batch.status, done), time.monotonic())
-                if batch.status not in TERMINAL:
-                    continue
-                f = waiting.pop(batch_id)
-                answered |= self._keep_batch(batch, f, keep, time.monotonic() - started)
-                if batch.status == "cancelled":
-                    cancelled.append(batch_id)
-            if not waiting:
-                break
-            if time.monotonic() - started >= self.options.wait_seconds:
-                self.report.wait_seconds += time.monotonic() - started
-                raise BatchPending(
-                    f"teacher batch(es) {', '.join(waiting)} still running after {self.options.wait_seconds:,.0f} s "
-                    "(SCALELLM_BATCH_WAIT_SECONDS); they are recorded in the warehouse, and the next run resumes "
-                    "them without submitting anything again (`scalellm batch list` shows them)"
-                )
-            time.sleep(self.options.poll_seconds)
-        self.report.wait_seconds += time.monotonic() - started
+                if waiting:
+                    time.sleep(self.options.poll_seconds)
+        finally:
+            self.report.wait_seconds += time.monotonic() - started
         if cancelled:
             raise BatchCancelled(
                 f"teacher batch(es) {', '.join(cancelled)} cancelled; their answers so far are kept, the next run "
                 "asks the other rows again"
             )
         return answered
+
+    def _progress(self, batch, f: dict, shown: dict, started: float) -> None:
+        """Logs a batch's status and requests done when either moved, or every PROGRESS_EVERY_SECONDS."""
+        counts = batch.request_counts
+        done = (counts.completed + counts.failed) if counts else 0
+        total = counts.total if counts else len(f["requests"])
+        said, at = shown.get(batch.id, (None, 0.0))
+        if (batch.status, done) != said or time.monotonic() - at >= PROGRESS_EVERY_SECONDS:
+            self.log(
+                f"teacher batch {batch.id}: {batch.status}, {done:,}/{total:,} requests done, "
+                f"{time.monotonic() - started:,.0f} s waited"
+            )
+            shown[batch.id] = ((batch.status, done), time.monotonic())
 
     def _keep_batch(self, batch, f: dict, keep: Keep, waited: float) -> set[str]:
         """Keeps the answers of an ended batch; each line is booked its share of the time the batch was waited
