@@ -35,7 +35,8 @@ from scalellm_dagster.names import (
     task_table,
 )
 from scalellm_dagster.resources import TaskStore, TeacherResource, Warehouse
-from scalellm_dagster.resources.task_store import failing_streak, utc_now
+from scalellm_dagster.resources.duckdb_sql import utc_now
+from scalellm_dagster.resources.task_store import failing_streak
 from scalellm_dagster.tasks_config import TaskSpec
 
 

@@ -10,7 +10,7 @@ from scalellm_dagster.core.model_policy import Decision, decide
 from scalellm_dagster.flow import initial_sample_ids
 from scalellm_dagster.names import CORPUS, EMBEDDINGS, LABELED_SAMPLE, task_fingerprint, task_table
 from scalellm_dagster.resources import TaskStore
-from scalellm_dagster.resources.task_store import utc_now
+from scalellm_dagster.resources.duckdb_sql import utc_now
 from scalellm_dagster.tasks_config import TaskSpec
 
 

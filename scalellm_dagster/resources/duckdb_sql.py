@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
+
+
+def utc_now() -> datetime:
+    """Now in UTC, naive: what the warehouse's TIMESTAMP columns hold."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ from scalellm_dagster.names import (
     task_fingerprint,
     task_table,
 )
+from scalellm_dagster.resources.duckdb_sql import utc_now
 from scalellm_dagster.resources.warehouse import Warehouse
 from scalellm_dagster.settings import default_data_dir
 from scalellm_dagster.tasks_config import TaskSpec
@@ -58,10 +58,6 @@ ESTIMATE_BASIS_COLUMNS = (
     "price_out_per_mtok",
     "seconds_per_request",
 )
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class TaskStore(ConfigurableResource):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pyarrow as pa
 
 from scalellm_dagster.embedding_arrow import ids_and_matrix
 from scalellm_dagster.resources.answer_journal import AnswerJournal, orphaned_entries
-from scalellm_dagster.resources.duckdb_sql import transaction
+from scalellm_dagster.resources.duckdb_sql import transaction, utc_now
 from scalellm_dagster.resources.warehouse_tables import CACHE_SCHEMA
 from scalellm_dagster.teachers.base import Answer
 
@@ -132,7 +131,7 @@ class CachesAndLedger:
 
     def store_answers(self, key: dict, answers: list[dict], ledger: list[dict]) -> None:
         """Answers and the ledger lines of the requests that paid for them, in one transaction."""
-        now = datetime.now(UTC).replace(tzinfo=None)
+        now = utc_now()
         answers_df = pd.DataFrame(answers, columns=["text_hash", "label", "raw_answer"])
         ledger_df = pd.DataFrame(ledger, columns=[*LEDGER_COLUMNS, "request_id"])
         # text columns a line may leave out: NULL, never a float NaN cast to the text 'nan'
@@ -242,7 +241,7 @@ class WarehouseBatchRegistry:
                     k["run_id"],
                     json.dumps(requests),
                     sum(len(r) for r in requests.values()),
-                    _now(),
+                    utc_now(),
                 ],
             )
 
@@ -256,9 +255,5 @@ class WarehouseBatchRegistry:
         with self.warehouse.get_connection() as conn:
             conn.execute(
                 f"UPDATE {CACHE_SCHEMA}.teacher_batches SET status = ?, note = ?, closed_at = ? WHERE file_id = ?",
-                [status, note, _now(), file_id],
+                [status, note, utc_now(), file_id],
             )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
