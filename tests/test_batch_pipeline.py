@@ -122,3 +122,24 @@ def test_a_run_killed_while_its_batch_runs_is_resumed_without_submitting_again(
     assert meta["batches_resumed"].value == 1 and meta["teacher_batches"].value == "batch_1"
     assert query(db, "SELECT count(*) FILTER (WHERE valid) FROM topic.labeled_sample")[0][0] == 120
     assert query(db, "SELECT status FROM scalellm_cache.teacher_batches") == [("completed",)]
+
+
+def test_an_endpoint_without_batches_fails_the_run_with_the_line_that_says_what_to_set(
+    pipeline_env, monkeypatch, small_corpus
+):
+    import pandas as pd
+
+    from scalellm_dagster.cli.failures import failure_lines
+
+    gold = dict(zip(*pd.read_parquet(small_corpus)[["text", "topic"]].T.values))
+    with FakeOpenAI(lambda text: gold[text], supports_batches=False) as server:
+        monkeypatch.setenv("SCALELLM_TEACHER", "openai")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("SCALELLM_TEACHER_MODE", "batch")
+        with DagsterInstance.ephemeral() as instance:
+            result = run_pipeline(instance)
+    assert not result.success
+    assert failure_lines(result.all_events) == [
+        f"topic/labeled_sample: teacher endpoint {server.base_url} has no Batch API (POST /files answered HTTP 404): "
+        "set SCALELLM_TEACHER_MODE=sync, or SCALELLM_BATCH_FALLBACK=sync to ask such endpoints synchronously"
+    ]

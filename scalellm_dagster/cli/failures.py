@@ -8,6 +8,9 @@ from __future__ import annotations
 _PLAIN = {
     "TeacherError",
     "TeacherFatalError",
+    "BatchUnsupported",  # the Batch API's (teachers/batch_api.py), subclasses of the two above
+    "BatchPending",
+    "BatchCancelled",
     "TeacherNotConfigured",
     "CorpusError",
     "TaskConfigError",
