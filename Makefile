@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 LLM_STAMP := $(VENV)/.installed-llm
+BROWSER_STAMP := $(VENV)/.installed-browser
 
 .PHONY: demo test lint ui minilm llm clean
 
@@ -19,10 +20,15 @@ $(LLM_STAMP): $(STAMP) scripts/install_llm.sh
 	VENV=$(VENV) scripts/install_llm.sh
 	touch $(LLM_STAMP)
 
+# One test opens the checks' Data Docs in a real headless browser: Debian's chromium, installed when missing.
+$(BROWSER_STAMP): $(STAMP) scripts/install_browser.sh
+	scripts/install_browser.sh
+	touch $(BROWSER_STAMP)
+
 demo: $(STAMP)  ## materialize every asset on the bundled demo, offline
 	$(VENV)/bin/scalellm demo
 
-test: $(LLM_STAMP) lint  ## lint, then the test suite (offline; starts local OpenAI-compatible servers: a fake with faults, llama.cpp)
+test: $(LLM_STAMP) $(BROWSER_STAMP) lint  ## lint, then the test suite (offline; starts local OpenAI-compatible servers: a fake with faults, llama.cpp; opens Data Docs in headless chromium)
 	$(VENV)/bin/python -m pytest
 
 LINTED := scalellm_dagster tests benchmarks scripts

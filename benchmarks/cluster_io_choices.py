@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.checks.gx_runner import from_configs, portable, validate
 from scalellm_dagster.checks.row_scans import validate_on_cluster
 from scalellm_dagster.checks.shared_checks import (
-    corpus_expectations,
     corpus_id_expectations,
+    corpus_suite,
     corpus_text_expectations,
-    embeddings_expectations,
+    embeddings_suite,
 )
 from scalellm_dagster.cluster.parts import iter_batches, join, split_rows, write_part
 from scalellm_dagster.embedding_arrow import embedding_batch, embedding_schema
@@ -90,17 +90,20 @@ def main() -> None:
             )
         stats = wh.vector_stats("embeddings").assign(row_matches_corpus="yes")
         stats["finite"] = stats["finite"].astype(bool)
-        expected = embeddings_expectations(args.dim, args.rows)
+        expected = embeddings_suite((), args.dim, args.rows)
         report["embeddings_check_gx_one_by_one_seconds"], _ = timed(
-            lambda: [validate(stats, [e], "embeddings") for e in expected]
+            lambda: [validate(stats, [e], "embeddings", parameters=expected.parameters) for e in expected.defaults]
         )
-        report["embeddings_check_gx_suite_seconds"], _ = timed(lambda: validate(stats, expected, "embeddings"))
+        report["embeddings_check_gx_suite_seconds"], _ = timed(
+            lambda: validate(stats, expected.defaults, "embeddings", parameters=expected.parameters)
+        )
         rows = wh.read_df("SELECT id, text FROM corpus")
+        corpus = corpus_suite((), 20_000)
         report["corpus_check_on_driver_one_by_one_seconds"], _ = timed(
-            lambda: [validate(rows, [e], "corpus") for e in corpus_expectations(20_000)]
+            lambda: [validate(rows, [e], "corpus", parameters=corpus.parameters) for e in corpus.defaults]
         )
         report["corpus_check_on_driver_seconds"], _ = timed(
-            lambda: validate(rows, corpus_expectations(20_000), "corpus")
+            lambda: validate(rows, corpus.defaults, "corpus", parameters=corpus.parameters)
         )
         report["corpus_export_to_parts_seconds"], _ = timed(lambda: split_rows(rows, join(tmp, "corpus"), 50_000))
         from distributed import Client, LocalCluster
@@ -123,7 +126,7 @@ def main() -> None:
                     "SELECT id, text FROM corpus",
                     join(tmp, "check"),
                     50_000,
-                    expectations=partial(corpus_text_expectations, 20_000),
+                    expectations=partial(from_configs, portable(corpus_text_expectations(), corpus.parameters)),
                     name="text",
                     log=lambda _m: None,
                 )

@@ -191,17 +191,39 @@ STEPS = {  # the steps the table shows, by the run's step keys
 }
 
 
+CHECKS = (  # every check's step, by the names its step keys end with (Dagster's schema check: asset_check_<hash>)
+    "corpus_rows_valid",
+    "gold_labels_in_label_set",
+    "embeddings_match_corpus",
+    "sample_labels_valid",
+    "sample_invalid_answers_rare",
+    "every_candidate_evaluated",
+    "student_chosen",
+    "chosen_student_above_floor",
+    "predictions_cover_corpus",
+    "audit_agreement_within_estimate",
+)
+
+
+def checks_seconds(steps: dict) -> float:
+    """The time of every check step of a run together."""
+    return sum(s for k, s in steps.items() if k.endswith(CHECKS) or k.startswith("asset_check_"))
+
+
 def table(before: dict, after: dict) -> str:
     """The before/after table of BENCHMARKS.md, from two results files."""
     lines = [
-        "| rows | run | code | wall s | peak RSS GB | longest silence s | " + " | ".join(STEPS.values()) + " |",
-        "|---:|---|---|---:|---:|---:|" + "---:|" * len(STEPS),
+        "| rows | run | code | wall s | peak RSS GB | longest silence s | "
+        + " | ".join(STEPS.values())
+        + " | every check |",
+        "|---:|---|---|---:|---:|---:|" + "---:|" * (len(STEPS) + 1),
     ]
     for old, new in zip(before["runs"], after["runs"]):
         for name in ("first_run", "no_change_refresh"):
             for code, run in (("before", old), ("after", new)):
                 r = run[name]
                 steps = " | ".join(f"{r['steps'].get(k, 0):.1f}" for k in STEPS)
+                steps += f" | {checks_seconds(r['steps']):.1f}"
                 lines.append(
                     f"| {run['rows']:,} | {name.replace('_', ' ')} | {code} | {r['wall_seconds']:.1f} | "
                     f"{r['peak_rss_gb']:.2f} | {r['longest_silence_seconds']:.1f} | {steps} |"

@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from scalellm_dagster.checks.export_checks import compare, export_expectations
+from scalellm_dagster.checks.export_checks import compare, export_suite
 from scalellm_dagster.checks.gx_runner import validate
 from scalellm_dagster.resources import postgres
 from scalellm_dagster.resources.source import CorpusSource
 from scalellm_dagster.settings import DEMO_CORPUS
+from scalellm_dagster.tasks_config import TaskSpec
 from tests.postgres_server import LocalPostgres
 
 RESULTS = Path(__file__).resolve().parent / "results" / "postgres_io.json"
@@ -169,7 +170,8 @@ def main() -> None:
         back = postgres.read_predictions(sink, table)
         read_back = time.perf_counter() - start
         both = compare(changed, back)
-        outcome = validate(both, export_expectations(len(changed)), "bench_export")
+        suite = export_suite(TaskSpec(name="bench", instruction="", labels={"a": "", "b": ""}, budget=1), len(changed))
+        outcome = validate(both, suite.defaults, "bench_export", parameters=suite.parameters)
         check_s = time.perf_counter() - start
         assert outcome.passed, outcome.failed
         result["export_check"] = {"read_back_s": round(read_back, 2), "read_compare_validate_s": round(check_s, 2)}

@@ -66,6 +66,20 @@ DOCS = {
     "tasks": "The tasks YAML file (README: Add a task)",
     "duckdb_path": ("The warehouse, a DuckDB file: every asset's table, the teacher's answer cache"),
     "duckdb_memory_limit": "DuckDB's buffer memory per connection (it spills to disk beyond)",
+    "gx_dir": (
+        "The folder of the Great Expectations project the checks keep (`gx/` inside it: suites to edit, "
+        "validation history, Data Docs); unset: the warehouse's folder"
+    ),
+    "data_docs": (
+        "Render the checks' Data Docs pages at each validation (about 0.3 s a check). off: validation results are "
+        "still stored in the GX project, and each check links to its result's JSON; build the pages later with "
+        "GX's `context.build_data_docs()`"
+    ),
+    "data_docs_url": (
+        "The address the Data Docs site (`gx/uncommitted/data_docs/local_site` in the GX project) is served from, "
+        "for the checks' links (a browser opens no file:// link from the Dagster UI); unset: the pages' file:// "
+        "addresses"
+    ),
     "id_column": "The source's id column: unique, int or string, kept exactly as the source has it",
     "text_column": "The source's text column: what the teacher reads and the embedder embeds",
     "csv_id_type": (
@@ -168,6 +182,9 @@ class Settings:
         "SCALELLM_DUCKDB_PATH", "", feeds="warehouse.database"
     )  # from_env: data/scalellm.duckdb when unset
     duckdb_memory_limit: str = _var("SCALELLM_DUCKDB_MEMORY_LIMIT", "2GB", feeds="warehouse.memory_limit")
+    gx_dir: str = _var("SCALELLM_GX_DIR", "", feeds="warehouse.gx_dir")
+    data_docs_url: str = _var("SCALELLM_DATA_DOCS_URL", "", feeds="warehouse.data_docs_url")
+    data_docs: bool = _var("SCALELLM_DATA_DOCS", True, feeds="warehouse.data_docs")
     id_column: str = _var("SCALELLM_ID_COLUMN", "id", feeds="source.id_column")
     text_column: str = _var("SCALELLM_TEXT_COLUMN", "text", feeds="source.text_column")
     csv_id_type: str = _var("SCALELLM_CSV_ID_TYPE", "text", lower=True, feeds="source.csv_id_type")

@@ -66,30 +66,14 @@ def main(*page: str) -> None:
                 time.sleep(1)
         for path, out, *height in pages:
             (ROOT / out).parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as profile:
-                subprocess.run(
-                    [
-                        chromium,
-                        "--headless",
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--disable-quic",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        f"--user-data-dir={profile}",
-                        "--hide-scrollbars",
-                        f"--window-size=1600,{height[0] if height else 1000}",
-                        "--virtual-time-budget=20000",
-                        f"--screenshot={ROOT / out}",
-                        f"http://127.0.0.1:{port}/{path}",
-                    ],
-                    check=True,
-                    capture_output=True,
-                    timeout=120,
-                )
+            _shoot(chromium, f"http://127.0.0.1:{port}/{path}", ROOT / out, height[0] if height else 1000)
             print(f"wrote {out}")
+        # The Data Docs page the predictions check links to (`validation_result`): the demo's latest validation.
+        site = ROOT / "data" / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations"
+        pages = sorted(site.glob("intent/predictions/predictions_cover_corpus/*/*/*.html"), key=lambda p: p.parent.name)
+        if pages and not page:
+            _shoot(chromium, pages[-1].as_uri(), ROOT / "docs" / "ui" / "data_docs_validation.png", 1300)
+            print("wrote docs/ui/data_docs_validation.png")
         # The plots the report's metadata opens (Show Markdown), as the demo wrote them beside the warehouse.
         for name in PLOTS:
             source = ROOT / "data" / "reports" / name
@@ -99,6 +83,32 @@ def main(*page: str) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _shoot(chromium: str, url: str, out: Path, height: int) -> None:
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--hide-scrollbars",
+                f"--window-size=1600,{height}",
+                "--virtual-time-budget=20000",
+                f"--screenshot={out}",
+                url,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def pipeline_env(monkeypatch, tmp_path: Path, small_corpus: Path, tasks_file: Pa
         "SCALELLM_DUCKDB_PATH": str(tmp_path / "wh.duckdb"),
         "SCALELLM_SIMULATED_LATENCY_MS": "0",
         "SCALELLM_EMBEDDING_DIM": "64",
+        # Rendering Data Docs costs ~0.3 s a check, ~10 checks a run: tests/test_gx_suites.py renders and opens them
+        "SCALELLM_DATA_DOCS": "off",
     }
     for key in ("SCALELLM_TEACHER", "SCALELLM_EMBEDDER", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(key, raising=False)

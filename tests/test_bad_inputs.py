@@ -155,13 +155,13 @@ def test_nan_vector_blocks_training(pipeline_env, monkeypatch):
         result = run_pipeline(instance)
     failed = failed_checks(result)
     assert set(failed) == {"embeddings_match_corpus"}
-    assert "expect_column_values_to_be_in_set(finite)" in failed["embeddings_match_corpus"]["failures"].value
+    assert "expect_vectors_to_be_finite(finite)" in failed["embeddings_match_corpus"]["failures"].value
     assert materialized(result) & DOWNSTREAM_OF_EMBEDDINGS == set()
     from scalellm_dagster.cli.failures import failure_lines
 
     lines = failure_lines(result.all_events)  # what `scalellm run` prints last: the findings, not only "failed"
     assert lines[0] == "embeddings: check embeddings_match_corpus failed (blocking: what depends on it did not run):"
-    assert lines[1].startswith("    expect_column_values_to_be_in_set(finite): expected yes; 1 unexpected of 400")
+    assert lines[1].startswith("    expect_vectors_to_be_finite(finite): expected yes; 1 unexpected of 400")
     assert "ids " in lines[1] and not any("DagsterAssetCheckFailedError" in line for line in lines)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from dagster import AssetKey, DagsterInstance
 
-from scalellm_dagster.checks import shared_checks, task_checks
+from scalellm_dagster.checks.gx_project import Project
 from scalellm_dagster.resources import CorpusSource, Warehouse
 from tests.pipeline_helpers import query, run_pipeline
 
@@ -36,16 +36,15 @@ def _checks(result) -> dict:
 
 
 def _validated(monkeypatch) -> list[str]:
-    """The names of the row-by-row validations the checks run from now on."""
+    """The suites the checks validate from now on."""
     names: list[str] = []
-    for module in (shared_checks, task_checks):
-        real = module.validate
+    real = Project.validate
 
-        def counting(df, expectations, name, *args, _real=real, **kwargs):
-            names.append(name)
-            return _real(df, expectations, name, *args, **kwargs)
+    def counting(self, suite, *args, **kwargs):
+        names.append(suite.name)
+        return real(self, suite, *args, **kwargs)
 
-        monkeypatch.setattr(module, "validate", counting)
+    monkeypatch.setattr(Project, "validate", counting)
     return names
 
 
@@ -93,8 +92,16 @@ def test_a_no_change_refresh_reads_and_writes_nothing_and_still_reports_every_ch
         assert metadata["verdict"].startswith(f"carried over from run {first.run_id[:8]}"), name
         assert metadata["verdict_reached_by_run"] == first.run_id
         assert metadata["expectations_evaluated"] == verdicts[name][1]["expectations_evaluated"]
+        # the link still opens the page of the validation that reached it
+        assert metadata["validation_result"] == verdicts[name][1]["validation_result"], name
+        assert f"/{first.run_id}/" in metadata["validation_result"]
     assert set(checks) >= SCANNING_CHECKS
-    assert not {"corpus", "embeddings", "topic_predictions", "topic_gold"} & set(validated)
+    assert not {
+        "corpus.corpus_rows_valid",
+        "corpus.topic_gold_labels_in_label_set",
+        "embeddings.embeddings_match_corpus",
+        "topic.predictions.predictions_cover_corpus",
+    } & set(validated)
     assert validated  # the other checks (the sample's, the report's) did run
 
 

@@ -3,7 +3,9 @@
 Great Expectations is imported inside the functions that build expectations, never at module level: its import
 takes seconds, and a run that only materializes assets need not pay it."""
 
-from dagster import AssetChecksDefinition
+import warnings
+
+from dagster import AssetChecksDefinition, AssetCheckSeverity, AssetKey, BetaWarning, build_column_schema_change_checks
 
 from scalellm_dagster.checks.export_checks import export_matches_warehouse_check
 from scalellm_dagster.checks.shared_checks import (
@@ -19,7 +21,7 @@ def build_checks(
     tasks: list[TaskSpec], export: bool = False, prefix: tuple[str, ...] = ()
 ) -> list[AssetChecksDefinition]:
     """Every check of the component instance with `prefix` (none: the code location's)."""
-    checks = [corpus_rows_valid_check(prefix), embeddings_match_corpus_check(prefix)]
+    checks = [corpus_rows_valid_check(prefix), embeddings_match_corpus_check(prefix), *corpus_schema_checks(prefix)]
     for task in tasks:
         if task.gold_column:
             checks.append(gold_label_check(task))
@@ -27,3 +29,18 @@ def build_checks(
         if export:
             checks.append(export_matches_warehouse_check(task))
     return checks
+
+
+def corpus_schema_checks(prefix: tuple[str, ...] = ()) -> list[AssetChecksDefinition]:
+    """Dagster's own `column_schema_change` on the corpus: a column the source dropped, added or retyped since the
+    previous read (from the `dagster/column_schema` each read records). A warning: the corpus asset already refuses a
+    source without its id or text column, and a task's gold check fails when its gold column goes."""
+    from scalellm_dagster.names import CORPUS, key_path
+
+    with warnings.catch_warnings():  # beta in Dagster 1.13: the warning would print at every code location load
+        warnings.simplefilter("ignore", BetaWarning)
+        return list(
+            build_column_schema_change_checks(
+                assets=[AssetKey(key_path(prefix, CORPUS))], severity=AssetCheckSeverity.WARN
+            )
+        )

@@ -21,7 +21,12 @@ from scalellm_dagster.resources.warehouse import Warehouse
 from scalellm_dagster.version import __version__
 
 # How a metadata value is kept in the warehouse and rebuilt: Dagster's own classes by their names.
-_KINDS = {"MarkdownMetadataValue": MetadataValue.md, "JsonMetadataValue": MetadataValue.json}
+_KINDS = {
+    "MarkdownMetadataValue": MetadataValue.md,
+    "JsonMetadataValue": MetadataValue.json,
+    "UrlMetadataValue": MetadataValue.url,  # the Data Docs page of the run that reached the verdict
+    "PathMetadataValue": MetadataValue.path,
+}
 
 
 def basis(warehouse: Warehouse, tables: list[str], *settings) -> str | None:

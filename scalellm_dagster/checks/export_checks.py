@@ -7,7 +7,8 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDef
 
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
-from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.checks.gx_project import Suite, project_of, rule
+from scalellm_dagster.checks.shared_checks import suite_name
 from scalellm_dagster.names import EXPORTED_PREDICTIONS, PREDICTIONS, task_key, task_table
 from scalellm_dagster.resources import PredictionsSink, Warehouse
 from scalellm_dagster.resources.predictions_sink import EXPORT_SELECT
@@ -16,15 +17,21 @@ from scalellm_dagster.tasks_config import TaskSpec
 COMPARED = ("label", "source", "student", "confidence")
 
 
-def export_expectations(rows: int) -> list:
+def export_suite(task: TaskSpec, rows: int) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [
-        gxe.ExpectTableRowCountToEqual(value=rows),
-        gxe.ExpectColumnValuesToBeUnique(column="id"),
-        gxe.ExpectColumnValuesToBeInSet(column="row_matches", value_set=["yes"]),
-        *[gxe.ExpectColumnValuesToBeInSet(column=f"{c}_matches", value_set=[True]) for c in COMPARED],
-    ]
+    from scalellm_dagster.checks.rules import ExpectExportedValueToMatch, ExpectExportHoldsEveryRow
+
+    return Suite(
+        suite_name(task_key(task, EXPORTED_PREDICTIONS), "export_matches_warehouse"),
+        [
+            rule(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "warehouse_rows"}), "same_row_count"),
+            rule(gxe.ExpectColumnValuesToBeUnique(column="id"), "ids_unique"),
+            rule(ExpectExportHoldsEveryRow(), "every_row_exported"),
+            *[rule(ExpectExportedValueToMatch(column=f"{c}_matches"), f"{c}_exported_as_is") for c in COMPARED],
+        ],
+        {"warehouse_rows": rows},
+    )
 
 
 def compare(warehouse_rows: pd.DataFrame, written: pd.DataFrame) -> pd.DataFrame:
@@ -61,7 +68,7 @@ def export_matches_warehouse_check(task: TaskSpec) -> AssetChecksDefinition:
     ) -> AssetCheckResult:
         ours = warehouse.read_df(EXPORT_SELECT.format(table=task_table(task, PREDICTIONS)))
         both = compare(ours, sink.read(task.name))
-        outcome = validate(both, export_expectations(len(ours)), f"{task.name}_export")
+        outcome = project_of(warehouse).validate(export_suite(task, len(ours)), both, context.run.run_id)
         return AssetCheckResult(
             passed=outcome.passed, metadata={"table": sink.display(task.name), **outcome.metadata()}
         )

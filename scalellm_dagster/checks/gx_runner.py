@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -39,6 +39,12 @@ def _gx_context():
 class Outcome:
     passed: bool
     rows: list[dict]
+    # set when the outcome is a checkpoint's in the file-backed project (gx_project.py)
+    suite: str | None = None
+    suite_file: str | None = None
+    pages: list[str] = field(default_factory=list)  # the validation results' Data Docs pages
+    index: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[dict]:
@@ -50,8 +56,19 @@ class Outcome:
         from scalellm_dagster.assets.metadata import md_table
 
         table = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in self.rows])
+        project = {}
+        if self.suite:
+            project = {
+                "suite": self.suite,
+                "suite_file": MetadataValue.path(self.suite_file),
+                "validation_result": MetadataValue.url(self.pages[0]),
+                **({"invariants_validation_result": MetadataValue.url(self.pages[1])} if len(self.pages) > 1 else {}),
+                **({"data_docs": MetadataValue.url(self.index)} if self.index else {}),
+                **({"suite_notes": MetadataValue.json(self.notes)} if self.notes else {}),
+            }
         failed_text = "; ".join(f"{r['expectation']}({r['column'] or ''}): {r['details']}" for r in self.failed)
         return {
+            **project,
             "expectations": md_table(table.assign(column=table["column"].fillna("(whole table)")), max_rows=50)
             if len(table)
             else MetadataValue.md("(none)"),
@@ -68,8 +85,12 @@ class Outcome:
         }
 
 
-def validate(df: pd.DataFrame, expectations: list, name: str, id_column: str | None = "id") -> Outcome:
-    """Run `expectations` on `df`; failing row ids come from `id_column` when the frame has it."""
+def validate(
+    df: pd.DataFrame, expectations: list, name: str, id_column: str | None = "id", parameters: dict | None = None
+) -> Outcome:
+    """Run `expectations` on `df` (no GX project: a Dask worker's part, or part of a suite that is validated in
+    several places); failing row ids come from `id_column` when the frame has it; `parameters` fill the
+    expectations' `$PARAMETER` references."""
     import great_expectations as gx
 
     phase(f"validating {len(df):,} rows against {len(expectations)} expectations (Great Expectations)")
@@ -80,11 +101,44 @@ def validate(df: pd.DataFrame, expectations: list, name: str, id_column: str | N
         source = context.data_sources.add_or_update_pandas(unique)
         asset = source.add_dataframe_asset(name)
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": df})
-        suite = gx.ExpectationSuite(name=unique, expectations=[e.copy() for e in expectations])
-        results = batch.validate(suite, result_format="SUMMARY").results
+        suite = gx.ExpectationSuite(name=unique, expectations=[unbound(e) for e in expectations])
+        results = batch.validate(suite, result_format="SUMMARY", expectation_parameters=parameters).results
         context.data_sources.delete(source.name)
-    rows = [_row(result, df, id_column) for result in results]
+    rows = [result_row(result, df, id_column) for result in results]
     return Outcome(passed=all(r["passed"] for r in rows), rows=rows)
+
+
+def portable(expectations: list, parameters: dict) -> list[dict]:
+    """The expectations as plain configurations with their `$PARAMETER` references filled: what travels to a Dask
+    worker (`from_configs` rebuilds them there)."""
+
+    def fill(value):
+        if isinstance(value, dict) and set(value) == {"$PARAMETER"}:
+            return parameters[value["$PARAMETER"]]
+        return value
+
+    configs = []
+    for expectation in expectations:
+        config = expectation.configuration.to_json_dict()
+        config["kwargs"] = {k: fill(v) for k, v in config["kwargs"].items()}
+        config.pop("id", None)
+        configs.append(config)
+    return configs
+
+
+def from_configs(configs: list[dict]) -> list:
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    import scalellm_dagster.checks.rules  # noqa: F401  (the project's rule types)
+
+    return [ExpectationConfiguration(**config).to_domain_obj() for config in configs]
+
+
+def unbound(expectation):
+    """A copy of `expectation` that belongs to no suite (one read from a suite file carries the suite's id)."""
+    copied = expectation.copy(deep=True)
+    copied.id = None
+    return copied
 
 
 def merge(outcomes: list[Outcome]) -> Outcome:
@@ -105,28 +159,59 @@ def merge(outcomes: list[Outcome]) -> Outcome:
     return Outcome(passed=all(r["passed"] for r in rows), rows=rows)
 
 
-def _row(result, df: pd.DataFrame, id_column: str | None) -> dict:
+def result_row(result, df: pd.DataFrame, id_column: str | None) -> dict:
+    """One expectation's result as a row of the check's table (and what `merge` adds up)."""
     config = result.expectation_config
-    kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "column")}
+    kwargs = _kwargs(config)
+    column = kwargs.pop("column", None)
     res = result.result or {}
     index = res.get("partial_unexpected_index_list") or []
-    with_ids = index and id_column and id_column in df.columns and config.kwargs.get("column") != id_column
+    with_ids = index and id_column and id_column in df.columns and column != id_column
+    meta = config.meta or {}
     errored = result.exception_info and result.exception_info.get("raised_exception")
     counts = {  # what `merge` adds up over parts
         "unexpected": int(res.get("unexpected_count") or 0),
         "elements": int(res.get("element_count", len(df)) or 0),
         "examples": list(res.get("partial_unexpected_list") or []),
-        "ids": df[id_column].loc[list(index)[:10]].tolist() if with_ids else [],  # index labels
+        "ids": _ids(df, id_column, index) if with_ids else [],
         "errors": [result.exception_info.get("exception_message")] if errored else [],
     }
     return {
         "expectation": config.type,
-        "column": config.kwargs.get("column"),
+        "rule": meta.get("scalellm_rule") or "(yours)",
+        "column": column,
         "passed": bool(result.success),
         "expected": _expected(config.type, kwargs),
         "details": _details(counts, res.get("observed_value"), res.get("partial_missing_list") or []),
         "_counts": counts,
+        "_config": config.to_json_dict(),  # what a validation result composed of parts is rebuilt from
+        "_observed": res.get("observed_value"),
     }
+
+
+_SHOWN = ("column", "value_set", "min_value", "max_value", "value", "column_list", "mostly", "regex")
+
+
+def _kwargs(config) -> dict:
+    """The expectation's parameters, the ones a rule class sets by default included (a suite file holds only those
+    that differ from its class's)."""
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    try:
+        expectation = config.to_domain_obj()
+    except Exception:  # an expectation GX cannot build: its error is in the result; show what the file says
+        return kwargs
+    for key in _SHOWN:
+        value = getattr(expectation, key, None)
+        if key not in kwargs and value is not None and not (key == "mostly" and value == 1):
+            kwargs[key] = value
+    return kwargs
+
+
+def _ids(df: pd.DataFrame, id_column: str, index: list) -> list:
+    # a checkpoint with unexpected_index_column_names gives {column: value, id: …}; a bare validation index labels
+    if isinstance(index[0], dict):
+        return [entry.get(id_column) for entry in index[:10]]
+    return df[id_column].loc[list(index)[:10]].tolist()
 
 
 def _details(counts: dict, observed, missing: list) -> str:

@@ -10,7 +10,8 @@ from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.carry_over import basis, carried, recorded, verdict_on_write
 from scalellm_dagster.checks.corpus_read import corpus_read
-from scalellm_dagster.checks.gx_runner import Outcome, validate
+from scalellm_dagster.checks.gx_project import Project, Suite, project_of, rule, suite_basis, validate_in_parts
+from scalellm_dagster.checks.gx_runner import from_configs, portable, validate
 from scalellm_dagster.checks.row_scans import validate_on_cluster
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
 from scalellm_dagster.names import CORPUS, EMBEDDINGS, key_path
@@ -20,8 +21,17 @@ from scalellm_dagster.resources.cluster import ClusterResource
 NORM_RANGE = (0.5, 1.5)  # vectors are L2-normalised; far outside means a zero or broken vector
 
 
-def corpus_expectations(max_text_chars: int) -> list:
-    return corpus_id_expectations() + corpus_text_expectations(max_text_chars)
+def suite_name(key: list[str], check: str) -> str:
+    """A check's suite: `<asset key, dotted>.<check>` (a file `gx/expectations/<asset key>/<check>.json`)."""
+    return ".".join([*key, check])
+
+
+def corpus_suite(prefix: tuple[str, ...], max_text_chars: int) -> Suite:
+    return Suite(
+        suite_name(key_path(prefix, CORPUS), "corpus_rows_valid"),
+        corpus_id_expectations() + corpus_text_expectations(),
+        {"max_text_chars": max_text_chars},
+    )
 
 
 def corpus_id_expectations() -> list:
@@ -29,40 +39,68 @@ def corpus_id_expectations() -> list:
     import great_expectations.expectations as gxe
 
     return [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToNotBeNull(column="id"),
-        gxe.ExpectColumnValuesToBeUnique(column="id"),
+        rule(gxe.ExpectTableRowCountToBeBetween(min_value=1), "corpus_not_empty"),
+        rule(gxe.ExpectColumnValuesToNotBeNull(column="id"), "ids_present"),
+        rule(gxe.ExpectColumnValuesToBeUnique(column="id"), "ids_unique"),
     ]
 
 
-def corpus_text_expectations(max_text_chars: int) -> list:
+def corpus_text_expectations() -> list:
     """What each row passes or fails on its own: part by part on the cluster when one is configured."""
     import great_expectations.expectations as gxe
 
     return [
-        gxe.ExpectColumnValuesToNotBeNull(column="text"),
-        gxe.ExpectColumnValuesToMatchRegex(column="text", regex=r"\S"),
-        gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=1, max_value=max_text_chars),
+        rule(gxe.ExpectColumnValuesToNotBeNull(column="text"), "text_present"),
+        rule(gxe.ExpectColumnValuesToMatchRegex(column="text", regex=r"\S"), "text_not_blank"),
+        rule(
+            gxe.ExpectColumnValueLengthsToBeBetween(
+                column="text", min_value=1, max_value={"$PARAMETER": "max_text_chars"}
+            ),
+            "text_within_length_bound",
+        ),
     ]
 
 
-def embeddings_expectations(declared_dim: int, corpus_rows: int) -> list:
+def embeddings_suite(prefix: tuple[str, ...], declared_dim: int, corpus_rows: int) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [
-        gxe.ExpectTableRowCountToEqual(value=corpus_rows),
-        gxe.ExpectColumnValuesToBeInSet(column="row_matches_corpus", value_set=["yes"]),
-        gxe.ExpectColumnValuesToBeUnique(column="id"),
-        gxe.ExpectColumnValuesToBeBetween(column="dim", min_value=declared_dim, max_value=declared_dim),
-        gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
-        gxe.ExpectColumnValuesToBeBetween(column="norm", min_value=NORM_RANGE[0], max_value=NORM_RANGE[1]),
-    ]
+    from scalellm_dagster.checks.rules import ExpectOneRowPerCorpusId, ExpectVectorsToBeFinite
+
+    return Suite(
+        suite_name(key_path(prefix, EMBEDDINGS), "embeddings_match_corpus"),
+        [
+            rule(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "corpus_rows"}), "one_vector_per_corpus_row"),
+            rule(ExpectOneRowPerCorpusId(), "vectors_match_corpus_ids"),
+            rule(gxe.ExpectColumnValuesToBeUnique(column="id"), "ids_unique"),
+            rule(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="dim", min_value={"$PARAMETER": "declared_dim"}, max_value={"$PARAMETER": "declared_dim"}
+                ),
+                "declared_dimension",
+            ),
+            rule(ExpectVectorsToBeFinite(), "vectors_finite"),
+            rule(
+                gxe.ExpectColumnValuesToBeBetween(column="norm", min_value=NORM_RANGE[0], max_value=NORM_RANGE[1]),
+                "vectors_normalised",
+            ),
+        ],
+        {"corpus_rows": corpus_rows, "declared_dim": declared_dim},
+    )
 
 
-def gold_expectations(gold_column: str, labels: list[str]) -> list:
+def gold_suite(task) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [gxe.ExpectColumnValuesToBeInSet(column=gold_column, value_set=labels)]
+    return Suite(
+        suite_name(key_path(task.key_prefix, CORPUS), f"{task.name}_gold_labels_in_label_set"),
+        [
+            rule(
+                gxe.ExpectColumnValuesToBeInSet(column="gold", value_set={"$PARAMETER": "labels"}),
+                "gold_labels_in_label_set",
+            )
+        ],
+        {"labels": task.label_names},
+    )
 
 
 def corpus_rows_valid_check(prefix: tuple[str, ...] = ()) -> AssetChecksDefinition:
@@ -81,38 +119,49 @@ def corpus_rows_valid_check(prefix: tuple[str, ...] = ()) -> AssetChecksDefiniti
     def corpus_rows_valid(
         context: AssetCheckExecutionContext, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource
     ) -> AssetCheckResult:
-        key = basis(warehouse, [CORPUS], "corpus_expectations", source.max_text_chars)
-        return carried(context, warehouse, "corpus_rows_valid", key) or recorded(
-            context, warehouse, "corpus_rows_valid", key, _corpus_rows_valid(context, warehouse, source, cluster)
-        )
+        suite = corpus_suite(prefix, source.max_text_chars)
+
+        def key():  # after the check too: its first run writes the suite's file
+            return basis(warehouse, [CORPUS], *suite_basis(warehouse, suite))
+
+        found = carried(context, warehouse, "corpus_rows_valid", key())
+        if found:
+            return found
+        result = _corpus_rows_valid(context, warehouse, source, cluster, suite)
+        return recorded(context, warehouse, "corpus_rows_valid", key(), result)
 
     return corpus_rows_valid
 
 
-def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource):
+def _corpus_rows_valid(context, warehouse: Warehouse, source: CorpusSource, cluster: ClusterResource, suite: Suite):
+    project, run = project_of(warehouse), context.run.run_id
     if not cluster.scheduler or warehouse.row_count(CORPUS) <= cluster.rows_per_part:
         # Local workers share the driver's cores: there the parts cost more than the scan they spread (BENCHMARKS.md,
         # "the checks' scans"); so does starting a cluster for one part's rows.
-        since = _passed_texts(warehouse, source.max_text_chars)
+        since = _passed_texts(warehouse, suite)
         if since is not None:
-            return _changed_texts_only(warehouse, source.max_text_chars, since)
+            return _changed_texts_only(warehouse, project, suite, run, since)
         df = warehouse.read_df(f"SELECT id, text FROM {CORPUS}")
-        outcome = validate(df, corpus_expectations(source.max_text_chars), "corpus")
+        outcome = project.validate(suite, df, run)
         return AssetCheckResult(passed=outcome.passed, metadata={"ran_on": "in process", **outcome.metadata()})
-    ids = validate(warehouse.read_df(f"SELECT id FROM {CORPUS}"), corpus_id_expectations(), "corpus_ids")
-    with cluster.session(warehouse.database, context.run.run_id) as (client, parts):
-        texts, where = validate_on_cluster(
-            client,
-            cluster.describe(),
-            warehouse,
-            f"SELECT id, text FROM {CORPUS}",
-            parts,
-            cluster.rows_per_part,
-            expectations=partial(corpus_text_expectations, source.max_text_chars),
-            name="corpus_text",
-            log=context.log.info,
-        )
-    outcome = Outcome(passed=ids.passed and texts.passed, rows=ids.rows + texts.rows)
+
+    def on_cluster(expectations: list):
+        with cluster.session(warehouse.database, run) as (client, parts):
+            texts, where = validate_on_cluster(
+                client,
+                cluster.describe(),
+                warehouse,
+                f"SELECT id, text FROM {CORPUS}",
+                parts,
+                cluster.rows_per_part,
+                expectations=partial(from_configs, portable(expectations, suite.parameters)),
+                name="corpus_text",
+                log=context.log.info,
+            )
+        return texts, {**where, "split": "the text expectations part by part on the cluster, the rest on the ids"}
+
+    ids = warehouse.read_df(f"SELECT id FROM {CORPUS}")
+    outcome, where = validate_in_parts(project, suite, run, ids, on_cluster)
     return AssetCheckResult(passed=outcome.passed, metadata={**where, **outcome.metadata()})
 
 
@@ -129,24 +178,29 @@ def gold_label_check(task):
     @functools.partial(bind_resources, prefix=task.key_prefix)
     @with_heartbeat
     def _check(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-        name = f"{task.name}_gold_labels_in_label_set"
-        key = basis(warehouse, [CORPUS], "gold_expectations", task.gold_column, task.label_names)
-        return carried(context, warehouse, name, key) or recorded(
-            context, warehouse, name, key, _gold_labels_in_label_set(task, warehouse)
-        )
+        name, suite = f"{task.name}_gold_labels_in_label_set", gold_suite(task)
+
+        def key():
+            return basis(warehouse, [CORPUS], task.gold_column, *suite_basis(warehouse, suite))
+
+        found = carried(context, warehouse, name, key())
+        if found:
+            return found
+        result = _gold_labels_in_label_set(context, task, warehouse, suite)
+        return recorded(context, warehouse, name, key(), result)
 
     return _check
 
 
-def _gold_labels_in_label_set(task, warehouse: Warehouse) -> AssetCheckResult:
+def _gold_labels_in_label_set(context, task, warehouse: Warehouse, suite: Suite) -> AssetCheckResult:
     columns = warehouse.read_df(f"SELECT * FROM {CORPUS} LIMIT 0").columns
     if task.gold_column not in columns:
         return AssetCheckResult(
             passed=False,
             metadata={"error": f"gold_column {task.gold_column!r} is not a corpus column; columns: {list(columns)}"},
         )
-    df = warehouse.read_df(f'SELECT id, "{task.gold_column}" FROM {CORPUS}')
-    outcome = validate(df, gold_expectations(task.gold_column, task.label_names), f"{task.name}_gold")
+    df = warehouse.read_df(f'SELECT id, "{task.gold_column}" AS gold FROM {CORPUS}')
+    outcome = project_of(warehouse).validate(suite, df, context.run.run_id)
     return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
 
@@ -168,22 +222,24 @@ def embeddings_match_corpus_check(prefix: tuple[str, ...] = ()) -> AssetChecksDe
         if read.replaced_by:
             return read.result_from_log()
         if not read.live:  # judged against the corpus this run read, which has moved on: not a verdict to carry
-            return _embeddings_match_corpus(context, warehouse, read, embeddings_key)
+            return _embeddings_match_corpus(context, warehouse, read, embeddings_key, prefix)
         declared = _declared_dim(context, embeddings_key, 0)
-        key = basis(warehouse, [EMBEDDINGS, CORPUS], "embeddings_expectations", declared, NORM_RANGE)
-        return carried(context, warehouse, "embeddings_match_corpus", key) or recorded(
-            context,
-            warehouse,
-            "embeddings_match_corpus",
-            key,
-            _embeddings_match_corpus(context, warehouse, read, embeddings_key),
-        )
+        suite = embeddings_suite(prefix, declared, 0)  # the corpus's rows are in the basis as its table's
+
+        def key():
+            return basis(warehouse, [EMBEDDINGS, CORPUS], declared, *suite_basis(warehouse, suite))
+
+        found = carried(context, warehouse, "embeddings_match_corpus", key())
+        if found:
+            return found
+        result = _embeddings_match_corpus(context, warehouse, read, embeddings_key, prefix)
+        return recorded(context, warehouse, "embeddings_match_corpus", key(), result)
 
     return embeddings_match_corpus
 
 
 def _embeddings_match_corpus(
-    context: AssetCheckExecutionContext, warehouse: Warehouse, read, embeddings_key: AssetKey
+    context: AssetCheckExecutionContext, warehouse: Warehouse, read, embeddings_key: AssetKey, prefix: tuple[str, ...]
 ) -> AssetCheckResult:
     # While the corpus has moved on, the table's own ids stand in for it and the logged fingerprint decides.
     moved = not read.live
@@ -201,7 +257,7 @@ def _embeddings_match_corpus(
     if moved:
         frame["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(EMBEDDINGS))
         corpus_rows = read.corpus.rows
-    outcome = validate(frame, embeddings_expectations(declared, corpus_rows), "embeddings")
+    outcome = project_of(warehouse).validate(embeddings_suite(prefix, declared, corpus_rows), frame, context.run.run_id)
     return AssetCheckResult(
         passed=outcome.passed, metadata={**read.metadata, "declared_dim": declared, **outcome.metadata()}
     )
@@ -213,7 +269,7 @@ def _declared_dim(context: AssetCheckExecutionContext, embeddings_key: AssetKey,
     return int(meta["dim"].value) if "dim" in meta else fallback
 
 
-def _passed_texts(warehouse: Warehouse, max_text_chars: int):
+def _passed_texts(warehouse: Warehouse, suite: Suite):
     """The passing verdict of this check on the corpus the stored vectors were made from, under the same
     settings, when the corpus has been written since: the rows whose id and text the vectors still carry passed the
     text expectations then. None otherwise (every row is scanned)."""
@@ -222,22 +278,25 @@ def _passed_texts(warehouse: Warehouse, max_text_chars: int):
         return None
     if not warehouse.table_exists(EMBEDDINGS) or warehouse.row_count(EMBEDDINGS) != vectors.rows:
         return None
-    found = verdict_on_write(
-        warehouse, "corpus_rows_valid", CORPUS, vectors.corpus_run_id, "corpus_expectations", max_text_chars
-    )
+    settings = suite_basis(warehouse, suite)
+    found = verdict_on_write(warehouse, "corpus_rows_valid", CORPUS, vectors.corpus_run_id, *settings)
     return found if found is not None and found.passed else None
 
 
-def _changed_texts_only(warehouse: Warehouse, max_text_chars: int, since) -> AssetCheckResult:
+def _changed_texts_only(warehouse: Warehouse, project: Project, suite: Suite, run: str, since) -> AssetCheckResult:
     """The id expectations on every row (cheap: one column); the text expectations on the rows new or edited since
     the corpus that passed them (`since`), found by their text's hash against the stored vectors'."""
-    ids = validate(warehouse.read_df(f"SELECT id FROM {CORPUS}"), corpus_id_expectations(), "corpus_ids")
     changed = warehouse.read_df(
         f"SELECT c.id, c.text FROM {CORPUS} c ANTI JOIN {EMBEDDINGS} e "
         f"ON e.id = c.id AND e.text_hash = {TEXT_HASH_SQL.format(column='c.text')}"
     )
-    texts = validate(changed, corpus_text_expectations(max_text_chars), "corpus_text")
-    outcome = Outcome(passed=ids.passed and texts.passed, rows=ids.rows + texts.rows)
+
+    def on_changed(expectations: list):
+        texts = validate(changed, expectations, suite.name, parameters=suite.parameters)
+        return texts, {"split": "the text expectations on the new or edited rows, the rest on every id"}
+
+    ids = warehouse.read_df(f"SELECT id FROM {CORPUS}")
+    outcome, _ = validate_in_parts(project, suite, run, ids, on_changed)
     rows = warehouse.row_count(CORPUS)
     return AssetCheckResult(
         passed=outcome.passed,

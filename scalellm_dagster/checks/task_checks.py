@@ -17,7 +17,8 @@ from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.carry_over import basis, carried, recorded
 from scalellm_dagster.checks.corpus_read import corpus_read
-from scalellm_dagster.checks.gx_runner import validate
+from scalellm_dagster.checks.gx_project import Suite, project_of, rule, suite_basis
+from scalellm_dagster.checks.shared_checks import suite_name
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
 from scalellm_dagster.names import (
     CORPUS,
@@ -40,67 +41,160 @@ def max_sample_size(task: TaskSpec) -> int:
     return max(task.budget, task.max_budget or 0) if task.follow_budget_advice else task.budget
 
 
-def labeled_sample_expectations(task: TaskSpec, drift_rows: int = 0) -> list:
+def _suite(task: TaskSpec, asset_name: str, check: str, defaults: list, **parameters) -> Suite:
+    return Suite(suite_name(task_key(task, asset_name), check), defaults, parameters)
+
+
+def sample_suite(task: TaskSpec, drift_rows: int = 0) -> Suite:
     """`drift_rows`: rows failed audits have added to the sample beyond its budget (`drift_topups`)."""
     import great_expectations.expectations as gxe
 
-    return [
-        gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=max_sample_size(task) + drift_rows),
-        gxe.ExpectColumnValuesToBeUnique(column="id"),
-        gxe.ExpectColumnValuesToBeInSet(column="in_corpus", value_set=[True]),
-        gxe.ExpectColumnValuesToBeInSet(column="teacher_label", value_set=task.label_names),  # nulls = invalid
-        gxe.ExpectColumnValuesToBeInSet(column="label_matches_valid", value_set=[True]),
-        gxe.ExpectColumnUniqueValueCountToBeBetween(column="teacher_label", min_value=2),
-    ]
+    from scalellm_dagster.checks.rules import ExpectSampledIdsToBeInCorpus, ExpectValidFlagToMatchLabel
+
+    return _suite(
+        task,
+        LABELED_SAMPLE,
+        "sample_labels_valid",
+        [
+            rule(
+                gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value={"$PARAMETER": "max_sample_rows"}),
+                "sample_within_budget",
+            ),
+            rule(gxe.ExpectColumnValuesToBeUnique(column="id"), "ids_unique"),
+            rule(ExpectSampledIdsToBeInCorpus(), "sampled_ids_in_corpus"),
+            rule(
+                gxe.ExpectColumnValuesToBeInSet(column="teacher_label", value_set={"$PARAMETER": "labels"}),
+                "labels_in_label_set",
+            ),  # nulls = invalid answers, kept
+            rule(ExpectValidFlagToMatchLabel(), "invalid_answers_kept_not_coerced"),
+            rule(gxe.ExpectColumnUniqueValueCountToBeBetween(column="teacher_label", min_value=2), "two_classes"),
+        ],
+        max_sample_rows=max_sample_size(task) + drift_rows,
+        labels=task.label_names,
+    )
 
 
-def invalid_answer_expectations() -> list:
+def invalid_answers_suite(task: TaskSpec) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [gxe.ExpectColumnValuesToBeInSet(column="valid", value_set=[True], mostly=1 - MAX_INVALID_ANSWER_FRACTION)]
+    # the user's threshold, not an invariant: a team tightens it (or drops it) in the suite's file
+    return _suite(
+        task,
+        LABELED_SAMPLE,
+        "sample_invalid_answers_rare",
+        [
+            rule(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="valid", value_set=[True], mostly=1 - MAX_INVALID_ANSWER_FRACTION
+                ),
+                "invalid_answers_rare",
+                invariant=False,
+            )
+        ],
+    )
 
 
-def candidates_expectations(task: TaskSpec, sizes: int) -> list:
+def candidates_suite(task: TaskSpec, sizes: int) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [
-        gxe.ExpectColumnDistinctValuesToEqualSet(column="candidate", value_set=list(task.candidates)),
-        gxe.ExpectCompoundColumnsToBeUnique(column_list=["candidate", "sample_size"]),
-        gxe.ExpectTableRowCountToEqual(value=len(task.candidates) * sizes),
-        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed", "pruned"]),
-        gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=0.0, max_value=1.0),  # nulls = failed
-        gxe.ExpectColumnValuesToBeInSet(column="failure_explained", value_set=[True]),
-    ]
+    from scalellm_dagster.checks.rules import ExpectFailuresToBeExplained
+
+    return _suite(
+        task,
+        STUDENT_CANDIDATES,
+        "every_candidate_evaluated",
+        [
+            rule(
+                gxe.ExpectColumnDistinctValuesToEqualSet(column="candidate", value_set={"$PARAMETER": "candidates"}),
+                "every_candidate_present",
+            ),
+            rule(gxe.ExpectCompoundColumnsToBeUnique(column_list=["candidate", "sample_size"]), "one_row_per_size"),
+            rule(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "candidate_rows"}), "every_size_evaluated"),
+            rule(
+                gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["ok", "failed", "pruned"]),
+                "status_known",
+            ),
+            rule(
+                gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=0.0, max_value=1.0),
+                "accuracy_in_range",
+            ),  # nulls = failed
+            rule(ExpectFailuresToBeExplained(), "failures_explained"),
+        ],
+        candidates=list(task.candidates),
+        candidate_rows=len(task.candidates) * sizes,
+    )
 
 
-def chosen_expectations(task: TaskSpec) -> list:
+def chosen_suite(task: TaskSpec) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [
-        gxe.ExpectColumnValuesToBeInSet(column="candidate", value_set=list(task.candidates)),
-        gxe.ExpectColumnSumToBeBetween(column="chosen_int", min_value=1, max_value=1),
-    ]
+    return _suite(
+        task,
+        MODEL_SELECTION_REPORT,
+        "student_chosen",
+        [
+            rule(
+                gxe.ExpectColumnValuesToBeInSet(column="candidate", value_set={"$PARAMETER": "candidates"}),
+                "chosen_is_a_candidate",
+            ),
+            rule(gxe.ExpectColumnSumToBeBetween(column="chosen_int", min_value=1, max_value=1), "exactly_one_chosen"),
+        ],
+        candidates=list(task.candidates),
+    )
 
 
-def floor_expectations(task: TaskSpec) -> list:
+def floor_suite(task: TaskSpec) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [gxe.ExpectColumnValuesToBeBetween(column="cv_accuracy", min_value=task.accuracy_floor, max_value=1.0)]
+    return _suite(
+        task,
+        MODEL_SELECTION_REPORT,
+        "chosen_student_above_floor",
+        [
+            rule(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="cv_accuracy", min_value={"$PARAMETER": "accuracy_floor"}, max_value=1.0
+                ),
+                "accuracy_above_floor",
+            )
+        ],
+        accuracy_floor=task.accuracy_floor,
+    )
 
 
-def predictions_expectations(task: TaskSpec, corpus_rows: int) -> list:
+def predictions_suite(task: TaskSpec, corpus_rows: int) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [
-        gxe.ExpectTableRowCountToEqual(value=corpus_rows),
-        gxe.ExpectColumnValuesToBeUnique(column="id"),
-        gxe.ExpectColumnValuesToBeInSet(column="row_matches_corpus", value_set=["yes"]),
-        gxe.ExpectColumnValuesToNotBeNull(column="label"),
-        gxe.ExpectColumnValuesToBeInSet(column="label", value_set=task.label_names),
-        gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0),
-        gxe.ExpectColumnValuesToBeInSet(column="source", value_set=["teacher-sample", "teacher-cascade", "student"]),
-        gxe.ExpectColumnValuesToBeInSet(column="keeps_teacher_label", value_set=[True]),
-    ]
+    from scalellm_dagster.checks.rules import ExpectOneRowPerCorpusId, ExpectTeacherLabelsKept
+
+    return _suite(
+        task,
+        PREDICTIONS,
+        "predictions_cover_corpus",
+        [
+            rule(gxe.ExpectTableRowCountToEqual(value={"$PARAMETER": "corpus_rows"}), "one_row_per_corpus_row"),
+            rule(gxe.ExpectColumnValuesToBeUnique(column="id"), "ids_unique"),
+            rule(ExpectOneRowPerCorpusId(), "predictions_match_corpus_ids"),
+            rule(gxe.ExpectColumnValuesToNotBeNull(column="label"), "every_row_labelled"),
+            rule(
+                gxe.ExpectColumnValuesToBeInSet(column="label", value_set={"$PARAMETER": "labels"}),
+                "labels_in_label_set",
+            ),
+            rule(
+                gxe.ExpectColumnValuesToBeBetween(column="confidence", min_value=0.0, max_value=1.0),
+                "confidence_in_range",
+            ),
+            rule(
+                gxe.ExpectColumnValuesToBeInSet(
+                    column="source", value_set=["teacher-sample", "teacher-cascade", "student"]
+                ),
+                "source_known",
+            ),
+            rule(ExpectTeacherLabelsKept(), "teacher_labels_kept"),
+        ],
+        corpus_rows=corpus_rows,
+        labels=task.label_names,
+    )
 
 
 def _task_check(task: TaskSpec, asset_name: str, description: str, blocking: bool = True):
@@ -148,7 +242,7 @@ def sample_labels_valid_check(task: TaskSpec) -> AssetChecksDefinition:
                 FROM {table} s LEFT JOIN (SELECT id FROM {corpus_ids}) c USING (id)"""
         )
         drift_rows = len(task_store.granted_topups(task))
-        outcome = validate(df, labeled_sample_expectations(task, drift_rows), f"{task.name}_sample")
+        outcome = project_of(warehouse).validate(sample_suite(task, drift_rows), df, context.run.run_id)
         covered = df.loc[df["valid"], "teacher_label"].nunique()
         return AssetCheckResult(
             passed=outcome.passed,
@@ -173,9 +267,9 @@ def sample_invalid_answers_rare_check(task: TaskSpec) -> AssetChecksDefinition:
         ),
         blocking=False,
     )
-    def sample_invalid_answers_rare(warehouse: Warehouse) -> AssetCheckResult:
+    def sample_invalid_answers_rare(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT id, valid, raw_answer FROM {task_table(task, LABELED_SAMPLE)}")
-        outcome = validate(df, invalid_answer_expectations(), f"{task.name}_invalid")
+        outcome = project_of(warehouse).validate(invalid_answers_suite(task), df, context.run.run_id)
         examples = df.loc[~df["valid"], ["id", "raw_answer"]].head(10)
         return AssetCheckResult(
             passed=outcome.passed,
@@ -198,11 +292,11 @@ def every_candidate_evaluated_check(task: TaskSpec) -> AssetChecksDefinition:
             "behind at a smaller size) recorded with the reason; accuracies in [0, 1]."
         ),
     )
-    def every_candidate_evaluated(warehouse: Warehouse) -> AssetCheckResult:
+    def every_candidate_evaluated(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(f"SELECT * FROM {task_table(task, STUDENT_CANDIDATES)}")
         df["failure_explained"] = (df["status"] == "ok") | df["error"].fillna("").str.len().gt(0)
         sizes = df["sample_size"].nunique()
-        outcome = validate(df, candidates_expectations(task, sizes), f"{task.name}_candidates", id_column=None)
+        outcome = project_of(warehouse).validate(candidates_suite(task, sizes), df, context.run.run_id, id_column=None)
         return AssetCheckResult(passed=outcome.passed, metadata={"sample_sizes": sizes, **outcome.metadata()})
 
     return every_candidate_evaluated
@@ -214,11 +308,11 @@ def student_chosen_check(task: TaskSpec) -> AssetChecksDefinition:
         MODEL_SELECTION_REPORT,
         "Exactly one configured candidate is marked as the chosen student.",
     )
-    def student_chosen(warehouse: Warehouse) -> AssetCheckResult:
+    def student_chosen(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(
             f"SELECT candidate, chosen::INT AS chosen_int FROM {task_table(task, MODEL_SELECTION_REPORT)}"
         )
-        outcome = validate(df, chosen_expectations(task), f"{task.name}_chosen", id_column=None)
+        outcome = project_of(warehouse).validate(chosen_suite(task), df, context.run.run_id, id_column=None)
         return AssetCheckResult(passed=outcome.passed, metadata=outcome.metadata())
 
     return student_chosen
@@ -236,11 +330,11 @@ def chosen_student_above_floor_check(task: TaskSpec) -> AssetChecksDefinition:
         ),
         blocking=task.accuracy_floor_is_hard,
     )
-    def chosen_student_above_floor(warehouse: Warehouse) -> AssetCheckResult:
+    def chosen_student_above_floor(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
         df = warehouse.read_df(
             f"SELECT candidate, cv_accuracy FROM {task_table(task, MODEL_SELECTION_REPORT)} WHERE chosen"
         )
-        outcome = validate(df, floor_expectations(task), f"{task.name}_floor", id_column=None)
+        outcome = project_of(warehouse).validate(floor_suite(task), df, context.run.run_id, id_column=None)
         return AssetCheckResult(
             passed=outcome.passed,
             severity=AssetCheckSeverity.ERROR if task.accuracy_floor_is_hard else AssetCheckSeverity.WARN,
@@ -265,19 +359,24 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
         if read.replaced_by:
             return read.result_from_log()
         if not read.live:  # judged against the corpus this run read, which has moved on: not a verdict to carry
-            return _predictions_cover_corpus(task, warehouse, read)
-        name = f"{task.name}_predictions_cover_corpus"
+            return _predictions_cover_corpus(context, task, warehouse, read)
+        name, suite = f"{task.name}_predictions_cover_corpus", predictions_suite(task, 0)
         # the sample is logged again by every run that keeps it: its draw and size stand for it
         sample = (task_store.draw_id(task), warehouse.row_count(task_table(task, LABELED_SAMPLE)))
-        key = basis(warehouse, [table, CORPUS], "predictions_expectations", task_fingerprint(task), sample)
-        return carried(context, warehouse, name, key) or recorded(
-            context, warehouse, name, key, _predictions_cover_corpus(task, warehouse, read)
-        )
+
+        def key():  # after the check too: its first run writes the suite's file
+            return basis(warehouse, [table, CORPUS], task_fingerprint(task), sample, *suite_basis(warehouse, suite))
+
+        found = carried(context, warehouse, name, key())
+        if found:
+            return found
+        result = _predictions_cover_corpus(context, task, warehouse, read)
+        return recorded(context, warehouse, name, key(), result)
 
     return predictions_cover_corpus
 
 
-def _predictions_cover_corpus(task: TaskSpec, warehouse: Warehouse, read) -> AssetCheckResult:
+def _predictions_cover_corpus(context, task: TaskSpec, warehouse: Warehouse, read) -> AssetCheckResult:
     table = task_table(task, PREDICTIONS)
     # While the corpus has moved on, the table's own ids stand in for it and its logged fingerprint decides.
     corpus_ids = CORPUS if read.live else table
@@ -298,18 +397,27 @@ def _predictions_cover_corpus(task: TaskSpec, warehouse: Warehouse, read) -> Ass
     corpus_rows = warehouse.row_count(CORPUS) if read.live else read.corpus.rows
     if not read.live:
         df["row_matches_corpus"] = read.coverage(*warehouse.id_fingerprint(table))
-    outcome = validate(df, predictions_expectations(task, corpus_rows), f"{task.name}_predictions")
+    outcome = project_of(warehouse).validate(predictions_suite(task, corpus_rows), df, context.run.run_id)
     return AssetCheckResult(passed=outcome.passed, metadata={**read.metadata, **outcome.metadata()})
 
 
-def audit_expectations() -> list:
+def audit_suite(task: TaskSpec) -> Suite:
     import great_expectations.expectations as gxe
 
-    return [
-        gxe.ExpectColumnValuesToBeBetween(column="agreement", min_value=0, max_value=1),
-        # the audit's verdict: its interval, and the pooled one, reach their expected agreement
-        gxe.ExpectColumnValuesToBeInSet(column="passed", value_set=[True]),
-    ]
+    from scalellm_dagster.checks.rules import ExpectAuditWithinInterval
+
+    return _suite(
+        task,
+        DRIFT_AUDIT,
+        "audit_agreement_within_estimate",
+        [
+            rule(
+                gxe.ExpectColumnValuesToBeBetween(column="agreement", min_value=0, max_value=1),
+                "agreement_in_range",
+            ),
+            rule(ExpectAuditWithinInterval(), "audit_within_interval"),
+        ],
+    )
 
 
 def audit_check(task: TaskSpec) -> AssetChecksDefinition:
@@ -344,7 +452,7 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
             )
             return
         df = row.assign(passed=row["passed"].astype(bool))
-        outcome = validate(df, audit_expectations(), f"{task.name}_audit", id_column=None)
+        outcome = project_of(task_store.warehouse).validate(audit_suite(task), df, context.run.run_id, id_column=None)
         r = row.iloc[0]
         yield AssetCheckResult(
             check_name="audit_agreement_within_estimate",

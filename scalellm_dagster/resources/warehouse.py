@@ -38,6 +38,12 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, UnchangedLog,
 
     lock_timeout_seconds: float = Field(default=300.0, description="How long to wait for another process's lock.")
     memory_limit: str = Field(default="2GB", description="DuckDB's buffer memory per connection; it spills beyond.")
+    gx_dir: str = Field(
+        default="",
+        description="The folder of the checks' Great Expectations project (gx/ inside it); empty: the database's.",
+    )
+    data_docs_url: str = Field(default="", description="Where the Data Docs site is served; empty: file:// links.")
+    data_docs: bool = Field(default=True, description="Render Data Docs at each validation (results are always kept).")
     keep_open_idle_seconds: float = Field(
         default=0.5,
         description="During a run or step, keep the database open between connections until it has been idle this "
@@ -51,6 +57,13 @@ class Warehouse(TablesAndEmbeddings, CachesAndLedger, SnapshotLog, UnchangedLog,
     def teardown_after_execution(self, context) -> None:
         if self._keeps_open:
             KEEP_OPEN.end(self._key)
+
+    @property
+    def gx_project_root(self) -> Path:
+        """Where the checks' Great Expectations project lives: `gx_dir`, else beside the database file."""
+        if self.gx_dir:
+            return Path(self.gx_dir)
+        return Path(self.database).resolve().parent if self.database != ":memory:" else Path.cwd() / "data"
 
     @property
     def configured_memory_limit(self) -> str:
