@@ -143,6 +143,7 @@ def _validate(project: Project, suite: Suite, df: pd.DataFrame, run_name: str, i
         companion = gx.ExpectationSuite(name=suite.name + COMPANION, expectations=[e for e, _ in restored])
         suites.append(context.suites.add_or_update(companion))
     batch = _batch_definition(context, suite.name)
+    _remember(project)
     definitions = [
         context.validation_definitions.add_or_update(gx.ValidationDefinition(name=s.name, data=batch, suite=s))
         for s in suites
@@ -201,13 +202,19 @@ def validate_in_parts(
     with lock:
         _, stored, restored, written = _effective(project, suite)
     expectations = [*stored.expectations, *(e for e, _ in restored)]
+    restored_ids = {id(e) for e, _ in restored}
     on_rows = [e for e in expectations if isinstance(e, ColumnMapExpectation) and getattr(e, "column", None) in columns]
-    rest = [e for e in expectations if e not in on_rows]
+    on_row_ids = {id(e) for e in on_rows}
+    rest = [e for e in expectations if id(e) not in on_row_ids]
     driver = validate(whole, rest, suite.name, parameters=suite.parameters)
     rows_outcome, where = per_row(on_rows)
-    by_shape = {id(e): i for i, e in enumerate(expectations)}
-    ordered = sorted(zip([*rest, *on_rows], [*driver.rows, *rows_outcome.rows]), key=lambda pair: by_shape[id(pair[0])])
-    rows = [row for _, row in ordered]
+    position = {id(e): i for i, e in enumerate(expectations)}  # the suite's order, as a checkpoint reports it
+    ordered = sorted(zip([*rest, *on_rows], [*driver.rows, *rows_outcome.rows]), key=lambda pair: position[id(pair[0])])
+    rows = []
+    for expectation, row in ordered:
+        if id(expectation) in restored_ids:
+            row = {**row, "rule": row["rule"] + " (project default, restored)"}
+        rows.append(row)
     passed = all(r["passed"] for r in rows)
     with lock:
         context = _context(project)
@@ -294,19 +301,36 @@ def _gx_version() -> str:
     return gx.__version__
 
 
+_contexts: dict[Path, tuple[int, object]] = {}  # per project: the config's mtime when last used, the context
+
+
 def _context(project: Project):
-    """A fresh file context for each validation, inside the lock: another process may have written the project's
-    files since this one last read them."""
+    """The project's file context, reused within a process while `great_expectations.yml` is as this process left
+    it (another process that adds a data asset rewrites it: then it is read again). Suites, validation definitions
+    and checkpoints are read from their files at each use anyway."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    new = not (project.gx_dir / "great_expectations.yml").is_file()
+    config = project.gx_dir / "great_expectations.yml"
+    if config.is_file() and project.gx_dir in _contexts:
+        mtime, context = _contexts[project.gx_dir]
+        if config.stat().st_mtime_ns == mtime:
+            return context
+    new = not config.is_file()
     context = gx.get_context(mode="file", project_root_dir=str(project.root))
     if new:  # the project's own choices, written once into the file a team may then edit
-        _configure_site(project.gx_dir / "great_expectations.yml")
+        _configure_site(config)
         context = gx.get_context(mode="file", project_root_dir=str(project.root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    _contexts[project.gx_dir] = (config.stat().st_mtime_ns, context)
     return context
+
+
+def _remember(project: Project) -> None:
+    """After this process's own writes to the config (a data asset added): its context is still current."""
+    config = project.gx_dir / "great_expectations.yml"
+    if project.gx_dir in _contexts and config.is_file():
+        _contexts[project.gx_dir] = (config.stat().st_mtime_ns, _contexts[project.gx_dir][1])
 
 
 def _configure_site(config: Path) -> None:
