@@ -72,7 +72,7 @@ def main(*page: str) -> None:
         site = ROOT / "data" / "gx" / "uncommitted" / "data_docs" / "local_site" / "validations"
         pages = sorted(site.glob("intent/predictions/predictions_cover_corpus/*/*/*.html"), key=lambda p: p.parent.name)
         if pages and not page:
-            _shoot(chromium, pages[-1].as_uri(), ROOT / "docs" / "ui" / "data_docs_validation.png", 1300)
+            _shoot(chromium, pages[-1].as_uri(), ROOT / "docs" / "ui" / "data_docs_validation.png", 2300)
             print("wrote docs/ui/data_docs_validation.png")
         # The plots the report's metadata opens (Show Markdown), as the demo wrote them beside the warehouse.
         for name in PLOTS:

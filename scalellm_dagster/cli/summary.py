@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import duckdb
 
@@ -82,5 +83,11 @@ def print_summary(settings: Settings, what: str, seconds: float) -> None:
                 f"{s['task']:<12} {s['teacher_labels']:>15,} {s['chosen']:<22} {s['cv_accuracy_vs_teacher']:>20.3f} "
                 f"{gold:>26} {s['predictions']:>12,} {s['model_version']:>13} {audit:>17}"
             )
+    gx = (Path(settings.gx_dir) if settings.gx_dir else Path(settings.duckdb_path).resolve().parent) / "gx"
+    index = gx / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    if (gx / "expectations").is_dir():
+        print(f"\nChecks: suites to edit in {gx / 'expectations'}/ (docs/data.md#the-suites-are-files-you-edit)")
+        if index.is_file():
+            print(f"Data Docs: {index.as_uri()}")
     home = os.environ.get("DAGSTER_HOME") or "$PWD/data/dagster_home"
     print(f"\nBrowse: DAGSTER_HOME={home} .venv/bin/dagster dev   (then open http://127.0.0.1:3000)")
