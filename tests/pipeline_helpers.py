@@ -34,3 +34,14 @@ def run_checks(instance: DagsterInstance, asset_keys: list[str]):
     checks_job = define_asset_job("checks_only", selection=AssetSelection.checks_for_assets(*keys))
     defs = Definitions.merge(defs, Definitions(jobs=[checks_job]))
     return defs.resolve_job_def("checks_only").execute_in_process(instance=instance, raise_on_error=False)
+
+
+def check_evaluations(result) -> dict:
+    """ "asset:check" -> (passed, metadata values) of a run's check evaluations."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            found[name] = (evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()})
+    return found

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from dagster import DagsterInstance
 
-from tests.pipeline_helpers import query, run_pipeline
+from tests.pipeline_helpers import check_evaluations, query, run_pipeline
 
 SUITES = [
     "corpus/corpus_rows_valid",
@@ -26,17 +26,6 @@ SUITES = [
     "topic/model_selection_report/chosen_student_above_floor",
     "topic/predictions/predictions_cover_corpus",
 ]
-
-
-def _checks(result) -> dict:
-    """ "asset:check" -> (passed, metadata) of a run's check evaluations."""
-    found = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            found[name] = (evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()})
-    return found
 
 
 def _file(url: str) -> Path:
@@ -105,7 +94,7 @@ def test_a_first_run_writes_the_suites_and_each_check_links_its_validation_page(
         "scalellm_invariant"
         not in _by_rule(_suite(gx, "topic/labeled_sample/sample_invalid_answers_rare"), "invalid_answers_rare")["meta"]
     )
-    checks = _checks(result)
+    checks = check_evaluations(result)
     run_name = result.run_id
     for name, (passed, meta) in checks.items():
         if name.endswith("column_schema_change"):
@@ -146,7 +135,7 @@ def test_the_suite_files_are_what_the_next_run_validates(docs_env, tmp_path):
         _write(gx, "corpus/corpus_rows_valid", corpus)
         tight = run_pipeline(instance)
         assert not tight.success
-        passed, meta = _checks(tight)["corpus:corpus_rows_valid"]
+        passed, meta = check_evaluations(tight)["corpus:corpus_rows_valid"]
         assert passed is False and "verdict" not in meta  # judged anew: the suite changed, the corpus did not
         assert any(
             f.startswith(f"expect_column_value_lengths_to_be_between(text): expected between 1 and {longest - 1};")
@@ -172,7 +161,7 @@ def test_the_suite_files_are_what_the_next_run_validates(docs_env, tmp_path):
         ]
         _write(gx, "embeddings/embeddings_match_corpus", embeddings)
         edited = run_pipeline(instance)
-    checks = _checks(edited)
+    checks = check_evaluations(edited)
 
     passed, meta = checks["corpus:corpus_rows_valid"]
     assert passed is True
@@ -196,7 +185,7 @@ def test_with_data_docs_off_the_results_are_stored_and_linked(pipeline_env, tmp_
     with DagsterInstance.ephemeral() as instance:
         result = run_pipeline(instance)
     assert result.success
-    _, meta = _checks(result)["corpus:corpus_rows_valid"]
+    _, meta = check_evaluations(result)["corpus:corpus_rows_valid"]
     stored = _file(meta["validation_result"])
     assert stored.suffix == ".json" and json.loads(stored.read_text())["success"] is True
     assert not list((tmp_path / "gx" / "uncommitted" / "data_docs").rglob("*.html"))  # GX makes the empty folder

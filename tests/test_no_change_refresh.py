@@ -8,7 +8,7 @@ from dagster import AssetKey, DagsterInstance
 
 from scalellm_dagster.checks.gx_project import Project
 from scalellm_dagster.resources import CorpusSource, Warehouse
-from tests.pipeline_helpers import query, run_pipeline
+from tests.pipeline_helpers import check_evaluations, query, run_pipeline
 
 WRITES = "SELECT table_name, count(*) FROM scalellm_meta.snapshots GROUP BY 1"
 SCANNING_CHECKS = {
@@ -22,17 +22,6 @@ SCANNING_CHECKS = {
 def _meta(result, key: str) -> dict:
     [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey.from_user_string(key)]
     return {k: v.value for k, v in event.materialization.metadata.items()}
-
-
-def _checks(result) -> dict:
-    """ "asset:check" -> (passed, metadata) of a run's check evaluations."""
-    found = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-            found[name] = (evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()})
-    return found
 
 
 def _validated(monkeypatch) -> list[str]:
@@ -55,7 +44,7 @@ def test_a_no_change_refresh_reads_and_writes_nothing_and_still_reports_every_ch
         assert first.success
         writes = dict(query(db, WRITES))
         predictions = query(db, "SELECT * FROM topic.predictions ORDER BY id")
-        verdicts = _checks(first)
+        verdicts = check_evaluations(first)
 
         def never(self):
             raise AssertionError("the unchanged source was read again")
@@ -84,7 +73,7 @@ def test_a_no_change_refresh_reads_and_writes_nothing_and_still_reports_every_ch
         assert after[table] == writes[table], table
     assert query(db, "SELECT * FROM topic.predictions ORDER BY id") == predictions
     # every check reported; the scanning ones from the verdict the first run reached, without scanning again
-    checks = _checks(again)
+    checks = check_evaluations(again)
     assert set(checks) == set(verdicts)
     for name in SCANNING_CHECKS & set(checks):
         passed, metadata = checks[name]
@@ -115,7 +104,7 @@ def test_a_changed_setting_or_source_is_judged_again(pipeline_env, small_corpus,
         monkeypatch.setenv("SCALELLM_MAX_TEXT_CHARS", str(longest - 1))
         tight = run_pipeline(instance)
         assert not tight.success
-        passed, metadata = _checks(tight)["corpus:corpus_rows_valid"]
+        passed, metadata = check_evaluations(tight)["corpus:corpus_rows_valid"]
         assert passed is False and "verdict" not in metadata
         assert "unchanged" in _meta(tight, "corpus")  # the source itself was not read again
 
@@ -129,7 +118,7 @@ def test_a_changed_setting_or_source_is_judged_again(pipeline_env, small_corpus,
     assert _meta(grown, "embeddings")["rows_computed"] == 25
     assert _meta(grown, "topic/predictions")["rows_written"] == 25
     for name in SCANNING_CHECKS:
-        passed, metadata = _checks(grown)[name]
+        passed, metadata = check_evaluations(grown)[name]
         assert passed is True and "verdict" not in metadata, name
 
 
@@ -145,7 +134,7 @@ def test_a_refresh_with_new_rows_scans_only_their_texts(pipeline_env, small_corp
         pd.concat([edited, more], ignore_index=True).to_parquet(small_corpus, index=False)
         grown = run_pipeline(instance)
         assert grown.success
-        passed, metadata = _checks(grown)["corpus:corpus_rows_valid"]
+        passed, metadata = check_evaluations(grown)["corpus:corpus_rows_valid"]
         assert passed is True
         assert metadata["text_rows_scanned"] == (
             f"26 new or edited rows; the other 399 are unchanged since run {first.run_id[:8]} passed the text "
@@ -155,7 +144,7 @@ def test_a_refresh_with_new_rows_scans_only_their_texts(pipeline_env, small_corp
         pd.concat([edited, more, bad], ignore_index=True).to_parquet(small_corpus, index=False)
         refused = run_pipeline(instance)
     assert not refused.success
-    passed, metadata = _checks(refused)["corpus:corpus_rows_valid"]
+    passed, metadata = check_evaluations(refused)["corpus:corpus_rows_valid"]
     assert passed is False
     assert metadata["text_rows_scanned"].startswith(
         f"1 new or edited rows; the other 425 are unchanged since run {grown.run_id[:8]}"
