@@ -8,7 +8,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDef
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.gx_project import Suite, project_of, rule
-from scalellm_dagster.checks.shared_checks import suite_name
+from scalellm_dagster.checks.shared_checks import suite_name, suite_says
 from scalellm_dagster.names import EXPORTED_PREDICTIONS, PREDICTIONS, task_key, task_table
 from scalellm_dagster.resources import PredictionsSink, Warehouse
 from scalellm_dagster.resources.predictions_sink import EXPORT_SELECT
@@ -59,6 +59,7 @@ def export_matches_warehouse_check(task: TaskSpec) -> AssetChecksDefinition:
         description=(
             "The PostgreSQL table read back holds exactly the warehouse's predictions: one row per id, no row "
             "missing or extra, the same label, source, student and confidence in every row."
+            + suite_says(suite_name(task_key(task, EXPORTED_PREDICTIONS), "export_matches_warehouse"))
         ),
     )
     @functools.partial(bind_resources, prefix=task.key_prefix)

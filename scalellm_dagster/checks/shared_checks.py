@@ -26,6 +26,13 @@ def suite_name(key: list[str], check: str) -> str:
     return ".".join([*key, check])
 
 
+def suite_says(suite: str) -> str:
+    """What a check's description adds: the expectations above are the defaults; the suite's file decides."""
+    return (
+        f" (The project's defaults: the Great Expectations suite {suite}, in its file under gx/expectations/, decides.)"
+    )
+
+
 def corpus_suite(prefix: tuple[str, ...], max_text_chars: int) -> Suite:
     return Suite(
         suite_name(key_path(prefix, CORPUS), "corpus_rows_valid"),
@@ -112,7 +119,7 @@ def corpus_rows_valid_check(prefix: tuple[str, ...] = ()) -> AssetChecksDefiniti
         blocking=True,
         description="Ids unique and not null; text present, not blank, within the length bound; rows > 0. "
         "On a Dask cluster reached through SCALELLM_DASK_SCHEDULER, the text expectations run part by part on "
-        "the workers.",
+        "the workers." + suite_says(suite_name(key_path(prefix, CORPUS), "corpus_rows_valid")),
     )
     @functools.partial(bind_resources, prefix=prefix)
     @with_heartbeat
@@ -173,7 +180,8 @@ def gold_label_check(task):
         blocking=False,
         description=f"Gold column {task.gold_column!r} of task {task.name!r} holds only the task's labels "
         "(nulls allowed: those rows are simply not evaluated). When it fails, that task's labeled_sample "
-        "stops before any teacher request; the other tasks go on.",
+        "stops before any teacher request; the other tasks go on."
+        + suite_says(suite_name(key_path(task.key_prefix, CORPUS), f"{task.name}_gold_labels_in_label_set")),
     )
     @functools.partial(bind_resources, prefix=task.key_prefix)
     @with_heartbeat
@@ -213,7 +221,8 @@ def embeddings_match_corpus_check(prefix: tuple[str, ...] = ()) -> AssetChecksDe
         name="embeddings_match_corpus",
         blocking=True,
         description="Exactly one vector per corpus id, of the embedder's declared dimension, finite, "
-        f"with L2 norm in {list(NORM_RANGE)}.",
+        f"with L2 norm in {list(NORM_RANGE)}."
+        + suite_says(suite_name(key_path(prefix, EMBEDDINGS), "embeddings_match_corpus")),
     )
     @functools.partial(bind_resources, prefix=prefix)
     @with_heartbeat

@@ -18,7 +18,7 @@ from scalellm_dagster.assets.resource_keys import bind_resources
 from scalellm_dagster.checks.carry_over import basis, carried, recorded
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_project import Suite, project_of, rule, suite_basis
-from scalellm_dagster.checks.shared_checks import suite_name
+from scalellm_dagster.checks.shared_checks import suite_name, suite_says
 from scalellm_dagster.core.text_hash import TEXT_HASH_SQL
 from scalellm_dagster.names import (
     CORPUS,
@@ -199,8 +199,15 @@ def predictions_suite(task: TaskSpec, corpus_rows: int) -> Suite:
 
 def _task_check(task: TaskSpec, asset_name: str, description: str, blocking: bool = True):
     """`@asset_check` on one of `task`'s assets; the check takes the decorated function's name."""
-    decorate = asset_check(asset=AssetKey(task_key(task, asset_name)), blocking=blocking, description=description)
-    return lambda fn: decorate(bind_resources(with_heartbeat(fn), task.key_prefix))
+
+    def decorate(fn):
+        suite = suite_name(task_key(task, asset_name), fn.__name__)
+        check = asset_check(
+            asset=AssetKey(task_key(task, asset_name)), blocking=blocking, description=description + suite_says(suite)
+        )
+        return check(bind_resources(with_heartbeat(fn), task.key_prefix))
+
+    return decorate
 
 
 def build_task_checks(task: TaskSpec) -> list[AssetChecksDefinition]:
@@ -431,7 +438,8 @@ def audit_check(task: TaskSpec) -> AssetChecksDefinition:
                 asset=key,
                 description="The deployed labels' agreement with the teacher on this refresh's audited new rows is "
                 "not below the agreement expected on those rows by more than the audit's 95 % interval (a warning: two "
-                "in a row call for a drift top-up). No result when nothing was audited: not audited is not passed.",
+                "in a row call for a drift top-up). No result when nothing was audited: not audited is not passed."
+                + suite_says(suite_name(task_key(task, DRIFT_AUDIT), "audit_agreement_within_estimate")),
             )
         ],
         can_subset=True,
