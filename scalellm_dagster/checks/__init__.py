@@ -1,4 +1,6 @@
-"""Asset checks backed by Great Expectations, one module per part of the graph.
+"""Asset checks backed by Great Expectations, one module per part of the graph. Each validates its suite as the
+file in the checks' GX project has it (`gx_project.py`), through a checkpoint that stores the result and renders
+its Data Docs page.
 
 Great Expectations is imported inside the functions that build expectations, never at module level: its import
 takes seconds, and a run that only materializes assets need not pay it."""
