@@ -18,9 +18,9 @@ def test_full_graph_materializes_every_table(pipeline_env):
         evaluations = result.get_asset_check_evaluations()
         failed = [(e.asset_key.to_user_string(), e.check_name, e.metadata) for e in evaluations if not e.passed]
         assert failed == []
-        # corpus (2: rows, topic gold), embeddings (1), topic branch (6); its drift audit none (a first audit is a
-        # baseline: no result)
-        assert len(evaluations) == 9
+        # corpus (3: rows, topic gold, Dagster's column_schema_change), embeddings (1), topic branch (6); its drift
+        # audit none (a first audit is a baseline: no result)
+        assert len(evaluations) == 10
     assert query(db, "SELECT count(*) FROM corpus")[0][0] == 400
     assert query(db, "SELECT count(*), min(len(vector)), max(len(vector)) FROM embeddings")[0] == (400, 256, 256)
     sampled, valid = query(db, "SELECT count(*), count(*) FILTER (WHERE valid) FROM topic.labeled_sample")[0]
