@@ -10,8 +10,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pandas as pd
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetCheckSeverity, DagsterInstance
 
 from tests.pipeline_helpers import check_evaluations, query, run_pipeline
 
@@ -189,3 +190,17 @@ def test_with_data_docs_off_the_results_are_stored_and_linked(pipeline_env, tmp_
     stored = _file(meta["validation_result"])
     assert stored.suffix == ".json" and json.loads(stored.read_text())["success"] is True
     assert not list((tmp_path / "gx" / "uncommitted" / "data_docs").rglob("*.html"))  # GX makes the empty folder
+
+
+def test_a_column_the_source_adds_or_retypes_is_reported_on_the_corpus(pipeline_env, small_corpus):
+    rows = pd.read_parquet(small_corpus)
+    with DagsterInstance.ephemeral() as instance:
+        assert run_pipeline(instance).success
+        rows.assign(note="x").drop(columns=["topic"]).assign(topic=rows["topic"].astype("category")).to_parquet(
+            small_corpus, index=False
+        )
+        changed = run_pipeline(instance)
+    [evaluation] = [e for e in changed.get_asset_check_evaluations() if e.check_name == "column_schema_change"]
+    assert evaluation.passed is False and evaluation.severity == AssetCheckSeverity.WARN
+    assert "Added columns: note" in evaluation.description
+    assert "topic:" in evaluation.description  # retyped
