@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, MetadataValue
 
@@ -82,6 +83,22 @@ def recorded(
         ]
         warehouse.record_verdict(name, key, bool(result.passed), plain, context.run.run_id)
     return result
+
+
+def carried_or_judged(
+    context: AssetCheckExecutionContext,
+    warehouse: Warehouse,
+    name: str,
+    key: Callable[[], str | None],
+    judge: Callable[[], AssetCheckResult],
+) -> AssetCheckResult:
+    """The verdict carried over on the same basis, else `judge()`'s, recorded for later runs. The basis is
+    computed again after judging: a check's first run writes its suite's file, which the basis holds."""
+    found = carried(context, warehouse, name, key())
+    if found is not None:
+        return found
+    result = judge()  # before the basis is taken again
+    return recorded(context, warehouse, name, key(), result)
 
 
 def _unchanged_in_this_run(context: AssetCheckExecutionContext) -> bool:

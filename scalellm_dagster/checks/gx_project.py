@@ -103,14 +103,30 @@ class Project:
             return self.docs_url.rstrip("/") + "/" + path.relative_to(self.site_dir).as_posix()
         return path.resolve().as_uri()
 
-    def validate(self, suite: Suite, df: pd.DataFrame, run_name: str, id_column: str | None = "id") -> Outcome:
-        """Validate `df` against the suite as its file stands (written first from the defaults when missing),
-        through the check's checkpoint; failing rows are named by `id_column` when the frame has it."""
+    def lock(self):
+        """Held while this process reads or writes the project's files."""
         from filelock import FileLock
 
         self.gx_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.gx_dir / ".scalellm.lock"), timeout=LOCK_SECONDS)
+
+    def outcome(self, suite: Suite, passed: bool, rows: list[dict], pages: list[str], notes: list[str]) -> Outcome:
+        """A validation's outcome, with where its suite, pages and Data Docs index are."""
+        return Outcome(
+            passed=passed,
+            rows=rows,
+            suite=suite.name,
+            suite_file=str(self.suite_file(suite.name)),
+            pages=pages,
+            index=self.url(self.site_dir / "index.html") if self.docs else None,
+            notes=notes,
+        )
+
+    def validate(self, suite: Suite, df: pd.DataFrame, run_name: str, id_column: str | None = "id") -> Outcome:
+        """Validate `df` against the suite as its file stands (written first from the defaults when missing),
+        through the check's checkpoint; failing rows are named by `id_column` when the frame has it."""
         phase(f"validating {len(df):,} rows against suite {suite.name} (Great Expectations)")
-        with FileLock(str(self.gx_dir / ".scalellm.lock"), timeout=LOCK_SECONDS):
+        with self.lock():
             return _validate(self, suite, df, run_name, id_column if id_column in df.columns else None)
 
 
@@ -168,16 +184,7 @@ def _validate(project: Project, suite: Suite, df: pd.DataFrame, run_name: str, i
             for row in rows[-len(validation.results) :]:
                 row["rule"] += " (project default, restored)"
         pages.append(_page(context, project, key))
-    notes = _notes(project, suite, written, restored)
-    return Outcome(
-        passed=bool(result.success),
-        rows=rows,
-        suite=suite.name,
-        suite_file=str(project.suite_file(suite.name)),
-        pages=pages,
-        index=project.url(project.site_dir / "index.html") if project.docs else None,
-        notes=notes,
-    )
+    return project.outcome(suite, bool(result.success), rows, pages, _notes(project, suite, written, restored))
 
 
 def validate_in_parts(
@@ -192,14 +199,11 @@ def validate_in_parts(
     rows a refresh added, or part by part on a cluster), every other expectation on `whole` (the id column). The
     two outcomes make one validation result, stored and rendered in Data Docs as a checkpoint's are.
     (the outcome, `per_row`'s own metadata)."""
-    from filelock import FileLock
     from great_expectations.expectations.expectation import ColumnMapExpectation
 
     from scalellm_dagster.checks.gx_runner import validate
 
-    lock = FileLock(str(project.gx_dir / ".scalellm.lock"), timeout=LOCK_SECONDS)
-    project.gx_dir.mkdir(parents=True, exist_ok=True)
-    with lock:
+    with project.lock():
         _, stored, restored, written = _effective(project, suite)
     expectations = [*stored.expectations, *(e for e, _ in restored)]
     restored_ids = {id(e) for e, _ in restored}
@@ -216,21 +220,10 @@ def validate_in_parts(
             row = {**row, "rule": row["rule"] + " (project default, restored)"}
         rows.append(row)
     passed = all(r["passed"] for r in rows)
-    with lock:
-        context = _context(project)
-        page = _store_composed(context, project, suite, run_name, rows, passed)
-    return (
-        Outcome(
-            passed=passed,
-            rows=rows,
-            suite=suite.name,
-            suite_file=str(project.suite_file(suite.name)),
-            pages=[page],
-            index=project.url(project.site_dir / "index.html") if project.docs else None,
-            notes=[*_notes(project, suite, written, restored), "validated in two places: " + where.get("split", "")],
-        ),
-        where,
-    )
+    with project.lock():
+        page = _store_composed(_context(project), project, suite, run_name, rows, passed)
+    notes = [*_notes(project, suite, written, restored), "validated in two places: " + where.get("split", "")]
+    return project.outcome(suite, passed, rows, [page], notes), where
 
 
 def _store_composed(context, project: Project, suite: Suite, run_name: str, rows: list[dict], passed: bool) -> str:

@@ -8,7 +8,7 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetChecksDef
 
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
-from scalellm_dagster.checks.carry_over import basis, carried, recorded, verdict_on_write
+from scalellm_dagster.checks.carry_over import basis, carried_or_judged, verdict_on_write
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_project import Project, Suite, project_of, rule, suite_basis, validate_in_parts
 from scalellm_dagster.checks.gx_runner import from_configs, portable, validate
@@ -128,14 +128,16 @@ def corpus_rows_valid_check(prefix: tuple[str, ...] = ()) -> AssetChecksDefiniti
     ) -> AssetCheckResult:
         suite = corpus_suite(prefix, source.max_text_chars)
 
-        def key():  # after the check too: its first run writes the suite's file
+        def key():
             return basis(warehouse, [CORPUS], *suite_basis(warehouse, suite))
 
-        found = carried(context, warehouse, "corpus_rows_valid", key())
-        if found:
-            return found
-        result = _corpus_rows_valid(context, warehouse, source, cluster, suite)
-        return recorded(context, warehouse, "corpus_rows_valid", key(), result)
+        return carried_or_judged(
+            context,
+            warehouse,
+            "corpus_rows_valid",
+            key,
+            lambda: _corpus_rows_valid(context, warehouse, source, cluster, suite),
+        )
 
     return corpus_rows_valid
 
@@ -191,11 +193,9 @@ def gold_label_check(task):
         def key():
             return basis(warehouse, [CORPUS], task.gold_column, *suite_basis(warehouse, suite))
 
-        found = carried(context, warehouse, name, key())
-        if found:
-            return found
-        result = _gold_labels_in_label_set(context, task, warehouse, suite)
-        return recorded(context, warehouse, name, key(), result)
+        return carried_or_judged(
+            context, warehouse, name, key, lambda: _gold_labels_in_label_set(context, task, warehouse, suite)
+        )
 
     return _check
 
@@ -238,11 +238,13 @@ def embeddings_match_corpus_check(prefix: tuple[str, ...] = ()) -> AssetChecksDe
         def key():
             return basis(warehouse, [EMBEDDINGS, CORPUS], declared, *suite_basis(warehouse, suite))
 
-        found = carried(context, warehouse, "embeddings_match_corpus", key())
-        if found:
-            return found
-        result = _embeddings_match_corpus(context, warehouse, read, embeddings_key, prefix)
-        return recorded(context, warehouse, "embeddings_match_corpus", key(), result)
+        return carried_or_judged(
+            context,
+            warehouse,
+            "embeddings_match_corpus",
+            key,
+            lambda: _embeddings_match_corpus(context, warehouse, read, embeddings_key, prefix),
+        )
 
     return embeddings_match_corpus
 

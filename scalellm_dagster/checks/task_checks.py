@@ -15,7 +15,7 @@ from dagster import (
 
 from scalellm_dagster.assets.heartbeat_step import with_heartbeat
 from scalellm_dagster.assets.resource_keys import bind_resources
-from scalellm_dagster.checks.carry_over import basis, carried, recorded
+from scalellm_dagster.checks.carry_over import basis, carried_or_judged
 from scalellm_dagster.checks.corpus_read import corpus_read
 from scalellm_dagster.checks.gx_project import Suite, project_of, rule, suite_basis
 from scalellm_dagster.checks.shared_checks import suite_name, suite_says
@@ -371,14 +371,12 @@ def predictions_cover_corpus_check(task: TaskSpec) -> AssetChecksDefinition:
         # the sample is logged again by every run that keeps it: its draw and size stand for it
         sample = (task_store.draw_id(task), warehouse.row_count(task_table(task, LABELED_SAMPLE)))
 
-        def key():  # after the check too: its first run writes the suite's file
+        def key():
             return basis(warehouse, [table, CORPUS], task_fingerprint(task), sample, *suite_basis(warehouse, suite))
 
-        found = carried(context, warehouse, name, key())
-        if found:
-            return found
-        result = _predictions_cover_corpus(context, task, warehouse, read)
-        return recorded(context, warehouse, name, key(), result)
+        return carried_or_judged(
+            context, warehouse, name, key, lambda: _predictions_cover_corpus(context, task, warehouse, read)
+        )
 
     return predictions_cover_corpus
 
